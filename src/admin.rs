@@ -1,0 +1,69 @@
+//! The admin service: operator routes on `listen.admin` (loopback by default).
+//!
+//! Endpoints: `GET /health`, `GET /metrics` (Prometheus), and the operator API routes listed
+//! in [`crate::api`]. A Pingora listening service (a `ServeHttp` app), so its socket is handed
+//! over on a graceful upgrade like the edge's.
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+use http::Response;
+use pingora_core::apps::http_app::ServeHttp;
+use pingora_core::protocols::http::ServerSession;
+
+use crate::api::{self, AppState};
+use crate::metrics;
+
+pub struct AdminApp {
+    state: AppState,
+    router: axum::Router,
+}
+
+impl AdminApp {
+    pub fn new(state: AppState) -> AdminApp {
+        let router = api::router(state.clone(), api::Listener::Admin);
+        AdminApp { state, router }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let started = Instant::now();
+        let resp = api::handle(&self.router, session, &self.state.config.trusted_proxies).await;
+        let status = resp.status().as_u16();
+        let class = if session.req_header().uri.path() == "/metrics" {
+            "metrics"
+        } else {
+            "api"
+        };
+        let elapsed = started.elapsed();
+        metrics::REQUESTS
+            .with_label_values(&["admin", class, crate::edge::status_label(status)])
+            .inc();
+        metrics::REQUEST_DURATION
+            .with_label_values(&["admin", class])
+            .observe(elapsed.as_secs_f64());
+        let is_head = session.req_header().method == http::Method::HEAD;
+        let (mut parts, body) = resp.into_parts();
+        parts
+            .headers
+            .insert(http::header::CONTENT_LENGTH, body.len().into());
+        if self.state.config.log.access_log {
+            let req = session.req_header();
+            tracing::info!(
+                target: "sluice::access",
+                listener = "admin",
+                method = %req.method,
+                path = %req.uri.path(),
+                status,
+                bytes = body.len(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                cache = "none",
+                class,
+            );
+        }
+        let body = if is_head { Vec::new() } else { body.to_vec() };
+        Response::from_parts(parts, body)
+    }
+}

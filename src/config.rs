@@ -1,0 +1,661 @@
+//! Configuration: the YAML file an operator writes, and the validated [`Config`] the server runs.
+//!
+//! Two layers, as in river: [`file`] mirrors the YAML (serde, unknown keys rejected), and
+//! [`Config::load`] turns it into the internal, validated [`Config`]. Every error names the
+//! file, the line and the dotted key, so `sluice check` can point at the mistake.
+//!
+//! Secrets never need to sit in the file: `${NAME}` anywhere in the text is replaced by the
+//! environment variable `NAME` before parsing (a missing variable is an error naming the line),
+//! and keys ending in `_env` name a variable to read a secret from.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// A configuration problem, always naming where it is.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "{file}: line {line}: environment variable `{var}` is not set (referenced as ${{{var}}})"
+    )]
+    MissingEnv {
+        file: String,
+        line: usize,
+        var: String,
+    },
+    #[error("{file}: line {line}, column {column}: key `{key}`: {message}")]
+    Parse {
+        file: String,
+        line: usize,
+        column: usize,
+        key: String,
+        message: String,
+    },
+    #[error("{file}: line {line}: key `{key}`: {message}")]
+    Invalid {
+        file: String,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+/// The YAML shape, one struct per section. Defaults live here so an empty file is valid.
+pub mod file {
+    use serde::Deserialize;
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct ConfigFile {
+        pub listen: Listen,
+        pub state: State,
+        pub origins: Origins,
+        pub cache: Cache,
+        pub stream: Stream,
+        pub log: Log,
+        pub trusted_proxies: Vec<String>,
+        /// Pingora's own `ServerConf`, passed through untouched.
+        pub server: Option<serde_yaml::Value>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Listen {
+        pub edge: String,
+        pub admin: String,
+    }
+
+    impl Default for Listen {
+        fn default() -> Self {
+            Listen {
+                edge: "0.0.0.0:8080".into(),
+                admin: "127.0.0.1:8000".into(),
+            }
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct State {
+        pub sqlite: String,
+    }
+
+    impl Default for State {
+        fn default() -> Self {
+            State {
+                sqlite: "./data/sluice.db".into(),
+            }
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Origins {
+        pub bucket: String,
+        #[serde(with = "humantime_serde")]
+        pub connect_timeout: std::time::Duration,
+        #[serde(with = "humantime_serde")]
+        pub read_timeout: std::time::Duration,
+        /// Sent as `Host` upstream; defaults to the bucket URL's host.
+        pub host_header: Option<String>,
+    }
+
+    impl Default for Origins {
+        fn default() -> Self {
+            Origins {
+                bucket: "dir:./demo/media".into(),
+                connect_timeout: std::time::Duration::from_secs(3),
+                read_timeout: std::time::Duration::from_secs(15),
+                host_header: None,
+            }
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Cache {
+        pub enabled: bool,
+        pub memory_bytes: u64,
+        pub max_object_bytes: u64,
+        pub shards: usize,
+        #[serde(with = "humantime_serde")]
+        pub segment_ttl: std::time::Duration,
+        #[serde(with = "humantime_serde")]
+        pub vod_playlist_ttl: std::time::Duration,
+        #[serde(with = "humantime_serde")]
+        pub live_playlist_ttl_max: std::time::Duration,
+        #[serde(with = "humantime_serde")]
+        pub not_found_ttl: std::time::Duration,
+        #[serde(with = "humantime_serde")]
+        pub stale_if_error: std::time::Duration,
+        #[serde(with = "humantime_serde")]
+        pub lock_timeout: std::time::Duration,
+    }
+
+    impl Default for Cache {
+        fn default() -> Self {
+            use std::time::Duration;
+            Cache {
+                enabled: true,
+                memory_bytes: 256 * 1024 * 1024,
+                max_object_bytes: 64 * 1024 * 1024,
+                shards: 16,
+                segment_ttl: Duration::from_secs(24 * 3600),
+                vod_playlist_ttl: Duration::from_secs(300),
+                live_playlist_ttl_max: Duration::from_secs(5),
+                not_found_ttl: Duration::from_secs(5),
+                stale_if_error: Duration::from_secs(300),
+                lock_timeout: Duration::from_secs(10),
+            }
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Stream {
+        pub extensions: Vec<String>,
+        /// `Cache-Control: max-age` sent to players for playlists.
+        #[serde(with = "humantime_serde")]
+        pub playlist_max_age: std::time::Duration,
+    }
+
+    impl Default for Stream {
+        fn default() -> Self {
+            Stream {
+                extensions: [
+                    "m3u8", "m4s", "mp4", "jpg", "webp", "ts", "aac", "vtt", "mpd",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+                playlist_max_age: std::time::Duration::from_secs(2),
+            }
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Log {
+        /// A tracing `EnvFilter` directive; `RUST_LOG` overrides it.
+        pub level: String,
+        /// One line per request on the `sluice::access` target.
+        pub access_log: bool,
+        /// `text` or `json`.
+        pub format: String,
+    }
+
+    impl Default for Log {
+        fn default() -> Self {
+            Log {
+                level: "info".into(),
+                access_log: true,
+                format: "text".into(),
+            }
+        }
+    }
+}
+
+/// Where media comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bucket {
+    /// An HTTP(S) origin: `{base}/{hash}/{rest}`.
+    Http(BucketUrl),
+    /// A local directory, served through the built-in file origin.
+    Dir(PathBuf),
+}
+
+/// The parts of an HTTP bucket URL the proxy needs per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing slash (may be empty).
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Origins {
+    pub bucket: Bucket,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub host_header: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    pub memory_bytes: usize,
+    pub max_object_bytes: usize,
+    pub shards: usize,
+    pub segment_ttl: Duration,
+    pub vod_playlist_ttl: Duration,
+    pub live_playlist_ttl_max: Duration,
+    pub not_found_ttl: Duration,
+    pub stale_if_error: Duration,
+    pub lock_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// Lower-case extensions without the dot.
+    pub extensions: Vec<String>,
+    pub playlist_max_age: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub level: String,
+    pub access_log: bool,
+    pub json: bool,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: String,
+    pub edge_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub sqlite_path: PathBuf,
+    pub origins: Origins,
+    pub cache: CacheConfig,
+    pub stream: StreamConfig,
+    pub log: LogConfig,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Pingora's `server:` section as written; [`Config::server_conf`] builds the `ServerConf`.
+    pub server: serde_yaml::Value,
+}
+
+impl Config {
+    /// Read, expand, parse and validate `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: name.clone(),
+            source,
+        })?;
+        Self::from_str_named(&text, &name, &|v| std::env::var(v).ok())
+    }
+
+    /// Parse from text; `file` is only used in error messages. `env` resolves `${NAME}`.
+    pub fn from_str_named(
+        text: &str,
+        file: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let expanded = expand_env(text, file, env)?;
+        let raw: file::ConfigFile = if expanded.trim().is_empty() {
+            file::ConfigFile::default()
+        } else {
+            let de = serde_yaml::Deserializer::from_str(&expanded);
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let key = e.path().to_string();
+                let inner = e.into_inner();
+                let (line, column) = inner
+                    .location()
+                    .map(|l| (l.line(), l.column()))
+                    .unwrap_or((0, 0));
+                ConfigError::Parse {
+                    file: file.into(),
+                    line,
+                    column,
+                    key,
+                    message: strip_location(&inner.to_string()),
+                }
+            })?
+        };
+        Validator { file, text }.validate(raw)
+    }
+}
+
+impl Config {
+    /// Pingora's `ServerConf` from the `server:` section (validated at load, so this succeeds).
+    pub fn server_conf(&self) -> pingora_core::server::configuration::ServerConf {
+        server_conf_from(&self.server).unwrap_or_default()
+    }
+}
+
+fn server_conf_from(
+    v: &serde_yaml::Value,
+) -> Result<pingora_core::server::configuration::ServerConf, String> {
+    let mut conf: pingora_core::server::configuration::ServerConf = match v {
+        serde_yaml::Value::Null => Default::default(),
+        v => serde_yaml::from_value(v.clone()).map_err(|e| e.to_string())?,
+    };
+    // A quick stop unless the operator asks for a long drain.
+    conf.grace_period_seconds.get_or_insert(1);
+    conf.graceful_shutdown_timeout_seconds.get_or_insert(5);
+    Ok(conf)
+}
+
+/// serde_yaml appends " at line X column Y" itself; we print that in front instead.
+fn strip_location(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// Replace `${NAME}` with the environment variable's value. `$${` escapes a literal `${`.
+pub fn expand_env(
+    text: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let mut rest = line;
+        while let Some(pos) = rest.find("${") {
+            if pos > 0 && rest.as_bytes()[pos - 1] == b'$' {
+                out.push_str(&rest[..pos - 1]);
+                out.push_str("${");
+                rest = &rest[pos + 2..];
+                continue;
+            }
+            out.push_str(&rest[..pos]);
+            let after = &rest[pos + 2..];
+            let Some(end) = after.find('}') else {
+                out.push_str(&rest[pos..]);
+                rest = "";
+                break;
+            };
+            let var = &after[..end];
+            let value = env(var).ok_or_else(|| ConfigError::MissingEnv {
+                file: file.into(),
+                line: i + 1,
+                var: var.into(),
+            })?;
+            out.push_str(&value);
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+    }
+    Ok(out)
+}
+
+struct Validator<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Validator<'_> {
+    /// Best-effort line of a dotted key: the first line whose key is the last path element,
+    /// after the lines of its parents.
+    fn line_of(&self, key: &str) -> usize {
+        let mut from = 0usize;
+        let mut found = 0usize;
+        let lines: Vec<&str> = self.text.lines().collect();
+        for part in key.split('.') {
+            let needle = format!("{part}:");
+            match lines
+                .iter()
+                .enumerate()
+                .skip(from)
+                .find(|(_, l)| l.trim_start().trim_start_matches("- ").starts_with(&needle))
+            {
+                Some((i, _)) => {
+                    found = i + 1;
+                    from = i + 1;
+                }
+                None => break,
+            }
+        }
+        found
+    }
+
+    fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.into(),
+            line: self.line_of(key),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn addr(&self, key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+        v.parse()
+            .map_err(|_| self.err(key, format!("`{v}` is not an address like 0.0.0.0:8080")))
+    }
+
+    fn validate(&self, raw: file::ConfigFile) -> Result<Config, ConfigError> {
+        let edge_addr = self.addr("listen.edge", &raw.listen.edge)?;
+        let admin_addr = self.addr("listen.admin", &raw.listen.admin)?;
+        if edge_addr == admin_addr {
+            return Err(self.err("listen.admin", "must differ from listen.edge"));
+        }
+        if raw.state.sqlite.trim().is_empty() {
+            return Err(self.err("state.sqlite", "must be a file path"));
+        }
+        let bucket =
+            parse_bucket(&raw.origins.bucket).map_err(|m| self.err("origins.bucket", m))?;
+        if raw.origins.connect_timeout.is_zero() || raw.origins.read_timeout.is_zero() {
+            return Err(self.err("origins.connect_timeout", "timeouts must be above zero"));
+        }
+        let c = raw.cache;
+        if c.enabled && c.memory_bytes < 1024 * 1024 {
+            return Err(self.err("cache.memory_bytes", "must be at least 1048576 (1 MiB)"));
+        }
+        if c.shards == 0 || c.shards > 1024 {
+            return Err(self.err("cache.shards", "must be between 1 and 1024"));
+        }
+        if c.max_object_bytes == 0 || c.max_object_bytes > c.memory_bytes {
+            return Err(self.err(
+                "cache.max_object_bytes",
+                "must be above zero and not above cache.memory_bytes",
+            ));
+        }
+        let mut extensions = Vec::new();
+        for e in &raw.stream.extensions {
+            let e = e.trim_start_matches('.').to_ascii_lowercase();
+            if e.is_empty() || !e.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(self.err("stream.extensions", format!("`{e}` is not an extension")));
+            }
+            extensions.push(e);
+        }
+        let mut trusted_proxies = Vec::new();
+        for p in &raw.trusted_proxies {
+            trusted_proxies.push(parse_cidr(p).ok_or_else(|| {
+                self.err("trusted_proxies", format!("`{p}` is not an IP or CIDR"))
+            })?);
+        }
+        let log_json = match raw.log.format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => return Err(self.err("log.format", format!("`{other}`: use text or json"))),
+        };
+        let server = raw.server.unwrap_or(serde_yaml::Value::Null);
+        let conf = server_conf_from(&server).map_err(|e| self.err("server", e))?;
+        if conf.threads == 0 {
+            return Err(self.err("server.threads", "must be at least 1"));
+        }
+        Ok(Config {
+            source: self.file.to_string(),
+            edge_addr,
+            admin_addr,
+            sqlite_path: PathBuf::from(raw.state.sqlite),
+            origins: Origins {
+                bucket,
+                connect_timeout: raw.origins.connect_timeout,
+                read_timeout: raw.origins.read_timeout,
+                host_header: raw.origins.host_header,
+            },
+            cache: CacheConfig {
+                enabled: c.enabled,
+                memory_bytes: c.memory_bytes as usize,
+                max_object_bytes: c.max_object_bytes as usize,
+                shards: c.shards,
+                segment_ttl: c.segment_ttl,
+                vod_playlist_ttl: c.vod_playlist_ttl,
+                live_playlist_ttl_max: c.live_playlist_ttl_max,
+                not_found_ttl: c.not_found_ttl,
+                stale_if_error: c.stale_if_error,
+                lock_timeout: c.lock_timeout,
+            },
+            stream: StreamConfig {
+                extensions,
+                playlist_max_age: raw.stream.playlist_max_age,
+            },
+            log: LogConfig {
+                level: raw.log.level,
+                access_log: raw.log.access_log,
+                json: log_json,
+            },
+            trusted_proxies,
+            server,
+        })
+    }
+}
+
+/// `http://host[:port][/prefix]`, `https://…` or `dir:PATH`.
+pub fn parse_bucket(v: &str) -> Result<Bucket, String> {
+    if let Some(dir) = v.strip_prefix("dir:") {
+        if dir.is_empty() {
+            return Err("`dir:` needs a directory path".into());
+        }
+        return Ok(Bucket::Dir(PathBuf::from(dir)));
+    }
+    let url = url::Url::parse(v).map_err(|e| format!("`{v}`: {e}"))?;
+    let tls = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        s => {
+            return Err(format!(
+                "scheme `{s}` is not supported; use http, https or dir:"
+            ))
+        }
+    };
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("a bucket URL takes no query or fragment".into());
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("`{v}` has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url
+        .port_or_known_default()
+        .unwrap_or(if tls { 443 } else { 80 });
+    Ok(Bucket::Http(BucketUrl {
+        tls,
+        host,
+        port,
+        prefix: url.path().trim_end_matches('/').to_string(),
+    }))
+}
+
+/// Parse `trusted_proxies` entries: an IP, or a CIDR range.
+pub fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_str_named(text, "t.yaml", &|v| {
+            (v == "SECRET").then(|| "s3cr3t".to_string())
+        })
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.edge_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.admin_addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.sqlite_path, PathBuf::from("./data/sluice.db"));
+        assert_eq!(c.origins.bucket, Bucket::Dir("./demo/media".into()));
+        assert!(c.stream.extensions.contains(&"m3u8".to_string()));
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = parse("listen:\n  edge: 127.0.0.1:1\n  edgee: x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("t.yaml"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("edgee"), "{e}");
+    }
+
+    #[test]
+    fn bad_address_names_key() {
+        let e = parse("listen:\n  admin: nope\n").unwrap_err().to_string();
+        assert!(e.contains("listen.admin") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let e = parse("cache:\n  memory_bytes: lots\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cache.memory_bytes") && e.contains("line 2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn env_expansion_and_missing_var() {
+        let c = parse("origins:\n  bucket: http://h/${SECRET}\n").unwrap();
+        match c.origins.bucket {
+            Bucket::Http(u) => assert_eq!(u.prefix, "/s3cr3t"),
+            other => panic!("{other:?}"),
+        }
+        let e = parse("a: 1\nb: ${NOPE}\n").unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("NOPE"), "{e}");
+        assert_eq!(
+            expand_env("x: $${LIT}", "f", &|_| None).unwrap(),
+            "x: ${LIT}"
+        );
+    }
+
+    #[test]
+    fn bucket_forms() {
+        let b = parse_bucket("https://cdn.example.com/media/").unwrap();
+        assert_eq!(
+            b,
+            Bucket::Http(BucketUrl {
+                tls: true,
+                host: "cdn.example.com".into(),
+                port: 443,
+                prefix: "/media".into()
+            })
+        );
+        let b = parse_bucket("http://[::1]:9000").unwrap();
+        assert!(
+            matches!(b, Bucket::Http(ref u) if u.host == "::1" && u.port == 9000 && u.prefix.is_empty())
+        );
+        assert!(parse_bucket("ftp://x").is_err());
+        assert!(parse_bucket("dir:").is_err());
+        assert!(parse_bucket("http://h/?q=1").is_err());
+    }
+
+    #[test]
+    fn server_section_passes_through() {
+        let c = parse("server:\n  threads: 3\n  grace_period_seconds: 7\n").unwrap();
+        assert_eq!(c.server_conf().threads, 3);
+        assert_eq!(c.server_conf().grace_period_seconds, Some(7));
+        assert!(parse("server:\n  threads: 0\n").is_err());
+    }
+
+    #[test]
+    fn cidr_parsing() {
+        let c = parse_cidr("10.0.0.0/8").unwrap();
+        assert!(c.contains(&"10.1.2.3".parse::<std::net::IpAddr>().unwrap()));
+        let one = parse_cidr("127.0.0.1").unwrap();
+        assert!(one.contains(&"127.0.0.1".parse::<std::net::IpAddr>().unwrap()));
+        assert!(!one.contains(&"127.0.0.2".parse::<std::net::IpAddr>().unwrap()));
+        assert!(parse_cidr("10.0.0.0/33").is_none());
+    }
+}

@@ -1,0 +1,127 @@
+//! Prometheus metrics: one registry, handles created once, scraped at `/metrics` on the
+//! admin listener. Label values are drawn from small fixed sets (route class, status) so the
+//! series count stays bounded whatever players send.
+
+use once_cell::sync::Lazy;
+use prometheus::{
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    Encoder, HistogramVec, IntCounter, IntCounterVec, IntGauge, TextEncoder,
+};
+
+/// Requests answered, by listener, route class and status code.
+pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "sluice_requests_total",
+        "Requests answered, by listener, route class and status",
+        &["listener", "class", "status"]
+    )
+    .expect("metric registers once")
+});
+
+/// Request duration from first byte in to last byte out.
+pub static REQUEST_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "sluice_request_duration_seconds",
+        "Request duration, by listener and route class",
+        &["listener", "class"],
+        vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+    )
+    .expect("metric registers once")
+});
+
+/// Upstream (origin) failures, by kind: connect, timeout, read, status_5xx.
+pub static UPSTREAM_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "sluice_upstream_errors_total",
+        "Upstream failures, by kind",
+        &["kind"]
+    )
+    .expect("metric registers once")
+});
+
+/// Upstream time to response header.
+pub static UPSTREAM_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "sluice_upstream_duration_seconds",
+        "Time from upstream request to its response header",
+        &["class"],
+        vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+    )
+    .expect("metric registers once")
+});
+
+/// Response body bytes sent to clients, by route class.
+pub static BYTES_OUT: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "sluice_bytes_out_total",
+        "Response body bytes sent downstream, by route class",
+        &["class"]
+    )
+    .expect("metric registers once")
+});
+
+/// Cache lookups by result: hit, miss, stale, expired, bypass, revalidated.
+pub static CACHE_LOOKUPS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "sluice_cache_lookups_total",
+        "Cache results served, by status",
+        &["status"]
+    )
+    .expect("metric registers once")
+});
+
+/// Requests that waited on the cache lock for another request's origin fetch.
+pub static CACHE_LOCK_WAITS: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "sluice_cache_lock_waits_total",
+        "Requests that waited for another request's fetch of the same object"
+    )
+    .expect("metric registers once")
+});
+
+/// Objects removed to stay under the byte budget.
+pub static CACHE_EVICTIONS: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "sluice_cache_evictions_total",
+        "Cached objects evicted to stay under cache.memory_bytes"
+    )
+    .expect("metric registers once")
+});
+
+/// Bytes held by the cache storage (bodies plus headers).
+pub static CACHE_BYTES: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "sluice_cache_bytes",
+        "Bytes currently stored in the memory cache"
+    )
+    .expect("metric registers once")
+});
+
+/// Token and auth refusals, by reason.
+pub static AUTH_REJECTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "sluice_auth_rejections_total",
+        "Requests refused by an auth check, by reason",
+        &["reason"]
+    )
+    .expect("metric registers once")
+});
+
+/// Render the registry in the Prometheus text format.
+pub fn render() -> Vec<u8> {
+    // Touch every handle so each metric appears (at zero) before its first event.
+    Lazy::force(&REQUESTS);
+    Lazy::force(&REQUEST_DURATION);
+    Lazy::force(&UPSTREAM_ERRORS);
+    Lazy::force(&UPSTREAM_DURATION);
+    Lazy::force(&BYTES_OUT);
+    Lazy::force(&CACHE_LOOKUPS);
+    Lazy::force(&CACHE_LOCK_WAITS);
+    Lazy::force(&CACHE_EVICTIONS);
+    Lazy::force(&CACHE_BYTES);
+    Lazy::force(&AUTH_REJECTIONS);
+    let mut buf = Vec::with_capacity(8 * 1024);
+    // Encoding into a Vec cannot fail for well-formed families.
+    let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);
+    buf
+}

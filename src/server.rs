@@ -1,0 +1,102 @@
+//! Wiring: one Pingora `Server` with the edge proxy, the admin service and (for `dir:`
+//! buckets) the built-in file origin, all sharing one [`crate::api::Shared`] state.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use pingora_core::server::Server;
+use pingora_core::services::listening::Service;
+use thiserror::Error;
+
+use crate::admin::AdminApp;
+use crate::api::Shared;
+use crate::config::{Bucket, Config};
+use crate::edge::{upstream::Upstream, Edge};
+use crate::origin_dir::DirOrigin;
+use crate::store::{Db, StoreError, StreamRegistry};
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// The directory holding sluice's state (the SQLite file's directory).
+pub fn state_dir(config: &Config) -> PathBuf {
+    match config.sqlite_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Everything built and ready to run; `run_forever` starts serving.
+pub struct Sluice {
+    pub server: Server,
+    pub shared: Arc<Shared>,
+}
+
+/// Open state and build the services. `upgrade` takes sockets over from a running instance.
+pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
+    let config = Arc::new(config);
+    let db = Db::open(&config.sqlite_path)?;
+    let streams = StreamRegistry::load(db.clone())?;
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        db,
+        streams,
+        started: Instant::now(),
+    });
+
+    let mut server_conf = config.server_conf();
+    server_conf.daemon = false;
+    let opt = pingora_core::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf);
+    server.bootstrap();
+    let conf = server.configuration.clone();
+
+    let dir_socket = state_dir(&config).join("origin.sock");
+    if let Bucket::Dir(root) = &config.origins.bucket {
+        let root = absolute(root);
+        if !root.is_dir() {
+            tracing::warn!(dir = %root.display(), "origins.bucket directory does not exist yet");
+        }
+        if !upgrade {
+            // A socket left by a crashed run would make bind fail.
+            let _ = std::fs::remove_file(&dir_socket);
+        }
+        let mut origin = Service::new("sluice dir origin".into(), DirOrigin::new(root));
+        origin.add_uds(&dir_socket.to_string_lossy(), None);
+        server.add_service(origin);
+    }
+
+    let upstream = Upstream::new(&config.origins, dir_socket);
+    let mut edge = pingora_proxy::http_proxy_service_with_name(
+        &conf,
+        Edge::new(shared.clone(), upstream),
+        "sluice edge",
+    );
+    edge.add_tcp(&config.edge_addr.to_string());
+    server.add_service(edge);
+
+    let mut admin = Service::new("sluice admin".into(), AdminApp::new(shared.clone()));
+    admin.add_tcp(&config.admin_addr.to_string());
+    server.add_service(admin);
+
+    Ok(Sluice { server, shared })
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
