@@ -50,10 +50,12 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
         started: Instant::now(),
     });
 
-    let mut server_conf = config.server_conf();
-    server_conf.daemon = false;
+    let server_conf = config.server_conf();
+    // `server.daemon: true` forks into the background after binding (systemd Type=forking with
+    // PIDFile=server.pid_file, which is how Pingora's graceful upgrade works under systemd).
     let opt = pingora_core::server::configuration::Opt {
         upgrade,
+        daemon: server_conf.daemon,
         ..Default::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);

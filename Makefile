@@ -1,0 +1,29 @@
+# The two commands: `make run` (sluice on conf/sluice.yaml) and `make test` (the whole suite).
+# Each first installs what is missing on a fresh Debian machine (as root, via apt-get).
+
+SHELL := /bin/bash
+APT_PACKAGES_BUILD := cmake
+
+.PHONY: run test deps test-deps bench release
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES_BUILD); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make: installing$$missing (Pingora's zlib-ng build needs cmake)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+test-deps: deps
+	@bash scripts/ensure-test-deps.sh
+
+release: deps
+	cargo build --release
+
+run: release
+	./target/release/sluice serve -c conf/sluice.yaml
+
+test: test-deps
+	cargo test --no-fail-fast
+
+bench: deps
+	bash benches/load/run.sh

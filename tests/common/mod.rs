@@ -1,0 +1,436 @@
+//! Test harness: a real origin server that records what it receives, and the real `sluice`
+//! binary started on ephemeral loopback ports with a config written for the test.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+/// One request as the origin saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: HashMap<String, String>,
+}
+
+/// What the origin answers for one path.
+#[derive(Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Bytes,
+    pub headers: Vec<(String, String)>,
+    /// Send the body in this many chunks spread over this duration.
+    pub trickle: Option<(usize, Duration)>,
+    /// Wait this long before answering at all.
+    pub delay: Option<Duration>,
+}
+
+impl Reply {
+    pub fn ok(body: impl Into<Bytes>, content_type: &str) -> Reply {
+        Reply {
+            status: 200,
+            body: body.into(),
+            headers: vec![("content-type".into(), content_type.into())],
+            trickle: None,
+            delay: None,
+        }
+    }
+
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            body: Bytes::from_static(b"origin says no"),
+            headers: vec![("content-type".into(), "text/plain".into())],
+            trickle: None,
+            delay: None,
+        }
+    }
+
+    pub fn header(mut self, k: &str, v: &str) -> Reply {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn trickle(mut self, chunks: usize, over: Duration) -> Reply {
+        self.trickle = Some((chunks.max(1), over));
+        self
+    }
+
+    pub fn delay(mut self, d: Duration) -> Reply {
+        self.delay = Some(d);
+        self
+    }
+}
+
+#[derive(Default)]
+struct OriginState {
+    routes: Mutex<HashMap<String, Reply>>,
+    hits: Mutex<HashMap<String, usize>>,
+    log: Mutex<Vec<Recorded>>,
+}
+
+/// Builder for a test origin.
+#[derive(Default)]
+pub struct TestOrigin {
+    routes: HashMap<String, Reply>,
+}
+
+impl TestOrigin {
+    pub fn new() -> TestOrigin {
+        TestOrigin::default()
+    }
+
+    pub fn route(mut self, path: &str, reply: Reply) -> TestOrigin {
+        self.routes.insert(path.to_string(), reply);
+        self
+    }
+
+    /// Start on an ephemeral loopback port, on a thread with its own runtime.
+    pub fn start(self) -> RunningOrigin {
+        let state = Arc::new(OriginState::default());
+        *state.routes.lock() = self.routes;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let st = state.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("origin runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let app = axum::Router::new().fallback(move |req: Request| {
+                    let st = st.clone();
+                    async move { answer(st, req).await }
+                });
+                tokio::select! {
+                    _ = axum::serve(listener, app) => {}
+                    _ = stop_rx => {}
+                }
+            });
+            // Dropping the runtime closes every socket: the origin is now "down".
+            rt.shutdown_background();
+        });
+        RunningOrigin {
+            addr,
+            state,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+async fn answer(st: Arc<OriginState>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| path.clone());
+    st.log.lock().push(Recorded {
+        method: req.method().to_string(),
+        path_and_query: pq,
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+    });
+    *st.hits.lock().entry(path.clone()).or_default() += 1;
+    let reply = st.routes.lock().get(&path).cloned();
+    let Some(reply) = reply else {
+        return Response::builder()
+            .status(404)
+            .header("content-type", "text/plain")
+            .body(Body::from("no such object"))
+            .expect("response");
+    };
+    if let Some(d) = reply.delay {
+        tokio::time::sleep(d).await;
+    }
+    let mut b = Response::builder().status(reply.status);
+    for (k, v) in &reply.headers {
+        b = b.header(k, v);
+    }
+    b = b.header("content-length", reply.body.len());
+    let body = match reply.trickle {
+        None => Body::from(reply.body.clone()),
+        Some((chunks, over)) => {
+            let step = reply.body.len().div_ceil(chunks).max(1);
+            let pause = over / chunks as u32;
+            let data = reply.body.clone();
+            let stream = futures::stream::unfold(0usize, move |off| {
+                let data = data.clone();
+                async move {
+                    if off >= data.len() {
+                        return None;
+                    }
+                    if off > 0 {
+                        tokio::time::sleep(pause).await;
+                    }
+                    let end = (off + step).min(data.len());
+                    Some((Ok::<Bytes, std::io::Error>(data.slice(off..end)), end))
+                }
+            });
+            Body::from_stream(stream)
+        }
+    };
+    b.body(body).expect("response")
+}
+
+pub struct RunningOrigin {
+    pub addr: SocketAddr,
+    state: Arc<OriginState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningOrigin {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests seen for a path (query excluded).
+    pub fn hits(&self, path: &str) -> usize {
+        self.state.hits.lock().get(path).copied().unwrap_or(0)
+    }
+
+    pub fn total_hits(&self) -> usize {
+        self.state.hits.lock().values().sum()
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.log.lock().clone()
+    }
+
+    pub fn set_route(&self, path: &str, reply: Reply) {
+        self.state.routes.lock().insert(path.to_string(), reply);
+    }
+
+    /// Stop answering: every connection is closed and new ones are refused.
+    pub fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RunningOrigin {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub fn sluice_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sluice")
+}
+
+/// A running `sluice serve`, killed on drop.
+pub struct Sluice {
+    child: Child,
+    pub edge: SocketAddr,
+    pub admin: SocketAddr,
+    dir: Option<tempfile::TempDir>,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+}
+
+impl Sluice {
+    /// Start with `extra` YAML appended after the generated `listen`, `state` and `server`
+    /// sections (so `extra` must not contain those keys).
+    pub fn start(extra: &str) -> Sluice {
+        Self::start_with_env(extra, &[])
+    }
+
+    pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Sluice {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, extra, env)
+    }
+
+    /// Start in an existing state directory (for restart tests).
+    pub fn start_in(mut dir: tempfile::TempDir, extra: &str, env: &[(&str, &str)]) -> Sluice {
+        for attempt in 0..3 {
+            let edge: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+            let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+            let config_path = dir.path().join("sluice.yaml");
+            let text = format!(
+                "listen:\n  edge: {edge}\n  admin: {admin}\nstate:\n  sqlite: {db}\nserver:\n  threads: 2\n  pid_file: {pid}\n  upgrade_sock: {sock}\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\n{extra}\n",
+                db = dir.path().join("state/sluice.db").display(),
+                pid = dir.path().join("sluice.pid").display(),
+                sock = dir.path().join("upgrade.sock").display(),
+            );
+            std::fs::write(&config_path, text).expect("write config");
+            let log_path = dir.path().join(format!("sluice-{attempt}.log"));
+            let log = std::fs::File::create(&log_path).expect("log file");
+            let mut cmd = Command::new(sluice_bin());
+            cmd.arg("serve")
+                .arg("-c")
+                .arg(&config_path)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::from(log.try_clone().expect("dup log")))
+                .stderr(Stdio::from(log));
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let child = cmd.spawn().expect("spawn sluice");
+            let mut s = Sluice {
+                child,
+                edge,
+                admin,
+                dir: Some(dir),
+                config_path,
+                log_path,
+            };
+            if s.wait_ready(Duration::from_secs(15)) {
+                return s;
+            }
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+            eprintln!("sluice did not start (attempt {attempt}):\n{}", s.log());
+            dir = s.take_dir();
+        }
+        panic!("sluice failed to start three times");
+    }
+
+    fn take_dir(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.dir.take().expect("state dir present until taken")
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if http_ok(self.edge) && http_ok(self.admin) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    pub fn edge_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.edge, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .expect("state dir present until taken")
+            .path()
+    }
+
+    /// SIGKILL, no cleanup: for durability tests.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stop and hand back the state directory for a restart.
+    pub fn stop_keep_dir(self) -> tempfile::TempDir {
+        self.take_dir()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Plain blocking GET /health used while waiting for start-up.
+fn http_ok(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200")
+}
+
+/// A reqwest client that never pools across tests and has a sane timeout.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// Deterministic pseudo-random bytes (so origin bodies are not trivially compressible).
+pub fn random_bytes(len: usize, seed: u64) -> Bytes {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    Bytes::from(v)
+}
+
+/// The value of a metric line (exact label string) in Prometheus text, or 0.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|r| r.trim().parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+}
