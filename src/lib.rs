@@ -7,7 +7,9 @@
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod config;
+pub mod crypto;
 pub mod edge;
 pub mod media;
 pub mod metrics;
