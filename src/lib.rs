@@ -2,7 +2,8 @@
 //!
 //! The request's path through the crate: [`edge`] (Pingora proxy phases) → [`api`] (in-process
 //! router for non-media routes) → [`store`] (SQLite and in-memory snapshots). [`admin`] serves
-//! operators, [`origin_dir`] serves the bundled demo, [`config`] is the YAML model.
+//! operators, [`origin_dir`] serves the bundled demo, [`config`] is the YAML model. [`auth`]
+//! holds the token and API-key schemes (pure sign/verify), [`crypto`] seals secrets at rest.
 #![forbid(unsafe_code)]
 
 pub mod admin;

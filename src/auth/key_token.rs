@@ -228,10 +228,13 @@ mod tests {
 
     #[test]
     fn known_vector() {
-        // Computed independently with:
-        // printf '%s' "$P" | openssl dgst -sha256 -mac HMAC -macopt key:replace-with-key-token-secret -binary
-        //   | openssl base64 -A | tr '+/' '-_' | tr -d '='
-        // where P = printf '%s' '{"hash":"movie-2026-04-01","exp":1780003600}' | openssl base64 -A | tr …
+        // Computed independently with the document's recipe in a shell:
+        //   P=$(printf '%s' '{"hash":"movie-2026-04-01","exp":1780003600}' \
+        //       | openssl base64 -A | tr '+/' '-_' | tr -d '=')
+        //   S=$(printf '%s' "$P" | openssl dgst -sha256 -mac HMAC \
+        //       -macopt key:replace-with-key-token-secret -binary \
+        //       | openssl base64 -A | tr '+/' '-_' | tr -d '=')
+        //   echo "$P.$S"
         let token = mint(SECRET, HASH, 1_780_003_600);
         assert_eq!(
             token,
@@ -331,7 +334,7 @@ mod tests {
 
     #[test]
     fn padded_or_standard_alphabet_refused() {
-        // Find a token whose payload needs padding and whose encodings contain URL chars.
+        // '=' padding on either part is refused, as is the standard alphabet's '+' and '/'.
         let token = mint(SECRET, HASH, NOW + 3600);
         let (p, s) = parts(&token);
         let padded_sig = format!("{p}.{s}=");
