@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod cache;
 pub mod config;
 pub mod edge;
 pub mod media;
