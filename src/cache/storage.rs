@@ -454,17 +454,9 @@ impl MemoryStorage {
             let mut purged_keys = Vec::new();
             {
                 let mut maps = shard.maps.write();
-                let hashes: Vec<HashBinary> = maps
-                    .complete
-                    .iter()
-                    .filter(|(_, obj)| matches(&obj.primary))
-                    .map(|(hash, _)| *hash)
-                    .collect();
-                for hash in hashes {
-                    if let Some(obj) = maps.complete.remove(&hash) {
-                        self.uncount_object(&obj);
-                        purged_keys.push(obj.key);
-                    }
+                for (_, obj) in maps.complete.extract_if(|_, obj| matches(&obj.primary)) {
+                    self.uncount_object(&obj);
+                    purged_keys.push(obj.key);
                 }
                 maps.inflight.retain(|_, writes| {
                     let purge = writes.iter().any(|w| matches(&w.primary));
