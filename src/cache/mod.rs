@@ -1,0 +1,14 @@
+//! Caching for the edge: the storage pingora-cache reads and fills.
+//!
+//! Where it sits in a request's path: the edge's cache phases (pingora-cache, with the cache
+//! lock and an eviction manager) call [`MemoryStorage`] to look objects up, to stream a miss
+//! into it while players already read the arriving bytes, and to purge what the eviction
+//! manager evicts. Operators purge through [`MemoryStorage::purge_prefix`] and
+//! [`MemoryStorage::purge_exact_primary`].
+
+pub mod storage;
+
+pub use storage::{MemoryStorage, StorageError, StorageStats};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1075 @@
+//! `MemoryStorage`: sluice's production in-memory storage for pingora-cache.
+//!
+//! pingora-cache ships only `MemCache`, which its own docs call "for testing only": one global
+//! lock, the meta stored serialized (zstd-compressed headers decompressed on every hit), the
+//! whole body copied on every hit, panics on several paths, and partial readers that see a
+//! silently short body when the origin fails mid-transfer. This storage keeps `MemCache`'s
+//! protocol (temp objects, streaming partial writes, write tags) and guarantees:
+//!
+//! - **Sharded, no global lock on hits.** Keys map to one of N shards by their cache hash; a
+//!   hit takes one shard's read lock for the time it takes to clone a header and a `Bytes`.
+//! - **No serialized meta.** The response header and the freshness times are kept as values
+//!   and a [`CacheMeta`] is rebuilt with [`CacheMeta::new`] per hit.
+//! - **Zero-copy hits.** A complete body is one exact-size [`Bytes`]; hits hand out slices of
+//!   it (at most [`HIT_CHUNK_BYTES`] each) and can seek to a range.
+//! - **Streaming partial writes.** While a miss is written, lookups get a reader that yields
+//!   bytes as they arrive (and can seek, waiting for the range to arrive). A lookup prefers an
+//!   in-flight write over an older complete object, so a refreshed asset is visible at once.
+//! - **Failures are errors, never short bodies.** A write dropped without `finish()` (origin
+//!   failed), a body that outgrows the per-object limit, and a body whose length differs from
+//!   its `Content-Length` are not committed, and every partial reader gets an error.
+//! - **Accounting without scans.** [`MemoryStorage::bytes_stored`] and
+//!   [`MemoryStorage::objects`] are atomics kept in step with the maps. A committed entry
+//!   weighs `body + header estimate`; the same number is returned to pingora as
+//!   `MissFinishType::Created` and as the hit's eviction weight, so pingora's eviction manager
+//!   and this storage agree on what is stored.
+//!
+//! Eviction is pingora's: its eviction manager (e.g. `eviction::lru::Manager`) decides and
+//! calls [`Storage::purge`] with [`PurgeType::Eviction`]. The budget given to
+//! [`MemoryStorage::new`] is only a safety net: once `bytes_stored()` reaches it, new writes
+//! are refused (the request is served from the origin uncached), so a missing or lagging
+//! eviction manager cannot exhaust memory. Set the eviction manager's limit below the budget
+//! to leave headroom for in-flight writes.
+//!
+//! Out of scope: variants (`Vary`) beyond keeping the key's combined hash, and entry ids
+//! (entries are identified by key only, like `MemCache`).
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use parking_lot::RwLock;
+use pingora_cache::eviction::{CacheEntryKey, CacheEntryKeyRef, EvictionManager};
+use pingora_cache::key::{CacheHashKey, CompactCacheKey, HashBinary};
+use pingora_cache::max_file_size::ERR_RESPONSE_TOO_LARGE;
+use pingora_cache::storage::streaming_write::U64WriteId;
+use pingora_cache::storage::{
+    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
+    PurgeType, Storage,
+};
+use pingora_cache::trace::SpanHandle;
+use pingora_cache::{CacheKey, CacheMeta};
+use pingora_error::{Error, ErrorType};
+use pingora_http::ResponseHeader;
+use thiserror::Error;
+use tokio::sync::watch;
+
+/// Largest slice a complete hit returns per `read_body`. Slices are zero-copy; the cap only
+/// keeps one write to the downstream bounded (h2 flow control, write timeouts).
+pub const HIT_CHUNK_BYTES: usize = 1 << 20;
+
+/// Per-object limit when [`MemoryStorage::with_max_object_bytes`] is not called (and the budget
+/// is larger). Media segments are a few MB; a 64 MiB object is almost certainly not one.
+pub const DEFAULT_MAX_OBJECT_BYTES: usize = 64 << 20;
+
+/// Fixed memory an entry costs besides its body and headers: the map slot, the compact key,
+/// the times, the `ResponseHeader` struct. An estimate; what matters is that it is the same
+/// number in `bytes_stored()` and in the eviction manager.
+const ENTRY_OVERHEAD_BYTES: usize = 256;
+
+/// Per header field overhead on top of name and value bytes (the `HeaderMap` entry and the
+/// case-preserving name map `ResponseHeader` keeps).
+const HEADER_FIELD_OVERHEAD_BYTES: usize = 32;
+
+/// Why the storage refused or abandoned an operation.
+///
+/// Converted to a pingora [`Error`] at the trait boundary; the variant travels as its cause,
+/// so logs say which limit or which side failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StorageError {
+    /// The object is (or grew) larger than the per-object limit.
+    #[error("object of {size} bytes exceeds the {max} byte per-object limit")]
+    ObjectTooLarge { size: usize, max: usize },
+    /// `bytes_stored()` reached the budget: the eviction manager is missing or behind.
+    #[error("cache storage holds {stored} bytes, at its {budget} byte budget")]
+    OverBudget { stored: usize, budget: usize },
+    /// The finished body's length differs from the stored `Content-Length`.
+    #[error("body is {actual} bytes but Content-Length says {expected}")]
+    LengthMismatch { expected: usize, actual: usize },
+    /// The writer was dropped without `finish()`: the origin body failed mid-transfer.
+    #[error("cache fill abandoned before the body was complete")]
+    WriterDropped,
+    /// An invalidation purged the key while the write was in flight; it is not committed.
+    #[error("purged while being written; not committed")]
+    PurgedWhileWriting,
+    /// Body bytes arrived after the writer was told end of stream.
+    #[error("body written after end of stream")]
+    WriteAfterEof,
+    /// A streaming write tag that this storage did not issue.
+    #[error("streaming write tag must be 8 bytes, got {0}")]
+    BadWriteTag(usize),
+    /// `seek` start at or past the end of the body.
+    #[error("seek start {start} is not within the {len} byte body")]
+    SeekOutOfRange { start: usize, len: usize },
+}
+
+impl From<StorageError> for Box<Error> {
+    fn from(e: StorageError) -> Self {
+        // Same error type as pingora's own max-file-size check, so both read alike in logs.
+        let etype = match e {
+            StorageError::ObjectTooLarge { .. } => ERR_RESPONSE_TOO_LARGE,
+            _ => ErrorType::InternalError,
+        };
+        // A dropped writer or a short body is the origin's failure, not ours.
+        let upstream = matches!(
+            e,
+            StorageError::WriterDropped | StorageError::LengthMismatch { .. }
+        );
+        let err = Error::because(etype, "memory cache storage", e);
+        if upstream {
+            err.into_up()
+        } else {
+            err
+        }
+    }
+}
+
+/// A point-in-time copy of the storage's counters, for the metrics endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    /// Complete objects' weight (body + header estimate) plus in-flight body bytes.
+    pub bytes_stored: usize,
+    /// Complete objects.
+    pub objects: usize,
+    /// Body bytes of writes in flight.
+    pub inflight_bytes: usize,
+    /// Writes in flight.
+    pub inflight_writes: usize,
+    /// Purges with [`PurgeType::Eviction`] that removed an object.
+    pub evictions: u64,
+    /// Weight removed by those evictions.
+    pub evicted_bytes: u64,
+    /// Objects removed by invalidation (`purge`, `purge_prefix`, `purge_exact_primary`).
+    pub invalidations: u64,
+    /// Writes refused at `get_miss_handler` (too large, over budget).
+    pub refused_writes: u64,
+    /// Writes not committed (origin failed, too large mid-stream, length mismatch, purged).
+    pub abandoned_writes: u64,
+}
+
+/// What a hit needs to rebuild its [`CacheMeta`], kept as values instead of serialized.
+#[derive(Clone)]
+struct StoredMeta {
+    header: ResponseHeader,
+    fresh_until: SystemTime,
+    /// `CacheMeta::updated()`: admission, or the last revalidation. `CacheMeta::new` has no
+    /// separate `updated` argument (it sets `updated = created`), and pingora reads age and
+    /// `fresh_sec` from `updated`, so the rebuilt meta uses this as its `created`. The original
+    /// admission time is only read for `Vary` tombstones, which sluice does not use.
+    updated: SystemTime,
+    stale_while_revalidate_sec: u32,
+    stale_if_error_sec: u32,
+    epoch_override: Option<SystemTime>,
+    variance: Option<HashBinary>,
+}
+
+impl StoredMeta {
+    fn capture(meta: &CacheMeta) -> Self {
+        StoredMeta {
+            header: meta.response_header_copy(),
+            fresh_until: meta.fresh_until(),
+            updated: meta.updated(),
+            stale_while_revalidate_sec: meta.stale_while_revalidate_sec(),
+            stale_if_error_sec: meta.stale_if_error_sec(),
+            epoch_override: meta.epoch_override(),
+            variance: meta.variance(),
+        }
+    }
+
+    fn to_cache_meta(&self) -> CacheMeta {
+        let mut meta = CacheMeta::new(
+            self.fresh_until,
+            self.updated,
+            self.stale_while_revalidate_sec,
+            self.stale_if_error_sec,
+            self.header.clone(),
+        );
+        if let Some(epoch) = self.epoch_override {
+            meta.set_epoch_override(epoch);
+        }
+        if let Some(variance) = self.variance {
+            meta.set_variance(variance);
+        }
+        meta
+    }
+
+    fn content_length(&self) -> Option<usize> {
+        self.header
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Estimated memory of everything but the body.
+    fn overhead(&self, primary: Option<&str>) -> usize {
+        let fields: usize = self
+            .header
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + HEADER_FIELD_OVERHEAD_BYTES)
+            .sum();
+        ENTRY_OVERHEAD_BYTES + primary.map_or(0, str::len) + fields
+    }
+}
+
+/// A committed object.
+struct StoredObject {
+    meta: StoredMeta,
+    /// Exact-size copy of the body (see `MemoryMissHandler::finish`).
+    body: Bytes,
+    key: CompactCacheKey,
+    primary: Option<Box<str>>,
+    /// `body + header estimate` charged at commit. Not re-weighed on `update_meta`, because
+    /// pingora does not re-admit after a revalidation: storage and eviction manager stay equal.
+    weight: usize,
+}
+
+/// How far a write has got, broadcast to its partial readers.
+#[derive(Debug, Clone)]
+enum Progress {
+    /// `len` bytes are readable; more may come.
+    Writing(usize),
+    /// The body is complete at `len` bytes (the writer finished).
+    Complete(usize),
+    /// The write failed after `len` bytes; readers that need more get `reason`.
+    Failed { len: usize, reason: StorageError },
+}
+
+/// The body of a write in flight: the origin's chunks as they arrived, zero-copy.
+#[derive(Default)]
+struct Chunks {
+    chunks: Vec<Bytes>,
+    /// `starts[i]` is the body offset of `chunks[i]`.
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl Chunks {
+    fn push(&mut self, data: Bytes) {
+        self.starts.push(self.len);
+        self.len += data.len();
+        self.chunks.push(data);
+    }
+
+    /// The bytes from `pos` up to `limit`, within one chunk (so zero-copy).
+    fn slice(&self, pos: usize, limit: usize) -> Option<Bytes> {
+        let idx = self.starts.partition_point(|&s| s <= pos).checked_sub(1)?;
+        let chunk = self.chunks.get(idx)?;
+        let offset = pos - self.starts.get(idx)?;
+        let end = chunk.len().min(offset + limit.saturating_sub(pos));
+        (offset < end).then(|| chunk.slice(offset..end))
+    }
+
+    /// One exact-size contiguous copy of the body.
+    fn concat(&self) -> Bytes {
+        let mut body = BytesMut::with_capacity(self.len);
+        for chunk in &self.chunks {
+            body.extend_from_slice(chunk);
+        }
+        body.freeze()
+    }
+}
+
+/// A write in flight (pingora's "temp object"), shared by its writer and its partial readers.
+struct InflightWrite {
+    id: u64,
+    meta: StoredMeta,
+    key: CompactCacheKey,
+    primary: Option<Box<str>>,
+    /// `meta.overhead(primary)`, computed once.
+    overhead: usize,
+    body: RwLock<Chunks>,
+    progress: watch::Sender<Progress>,
+    /// Set (under the shard lock) by an invalidation: the write keeps feeding the readers it
+    /// has but must not be committed, since the purge came after it started.
+    purged: AtomicBool,
+}
+
+#[derive(Default)]
+struct ShardMaps {
+    complete: HashMap<HashBinary, StoredObject>,
+    /// Writes in flight per key, oldest first. More than one only when the cache lock is off
+    /// or timed out.
+    inflight: HashMap<HashBinary, Vec<Arc<InflightWrite>>>,
+}
+
+impl ShardMaps {
+    /// Remove the write `id` from the in-flight index; `true` if it was there.
+    fn unlink(&mut self, hash: &HashBinary, id: u64) -> bool {
+        let Some(writes) = self.inflight.get_mut(hash) else {
+            return false;
+        };
+        let before = writes.len();
+        writes.retain(|w| w.id != id);
+        let found = writes.len() != before;
+        if writes.is_empty() {
+            self.inflight.remove(hash);
+        }
+        found
+    }
+
+    /// Detach every write in flight for `hash` so none of them commits.
+    fn purge_inflight(&mut self, hash: &HashBinary) -> bool {
+        match self.inflight.remove(hash) {
+            Some(writes) => {
+                for write in &writes {
+                    write.purged.store(true, Ordering::Relaxed);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// One shard. Complete and in-flight maps share one lock so a commit (unlink the write,
+/// insert the object) is atomic: a lookup never sees neither.
+struct Shard {
+    maps: RwLock<ShardMaps>,
+}
+
+#[derive(Default)]
+struct Counters {
+    complete_bytes: AtomicUsize,
+    objects: AtomicUsize,
+    inflight_bytes: AtomicUsize,
+    inflight_writes: AtomicUsize,
+    evictions: AtomicU64,
+    evicted_bytes: AtomicU64,
+    invalidations: AtomicU64,
+    refused_writes: AtomicU64,
+    abandoned_writes: AtomicU64,
+}
+
+/// Sharded, bounded in-memory cache storage for pingora-cache. See the module docs for what
+/// it guarantees.
+///
+/// pingora takes storage as `&'static`: build it once (`Box::leak` or a `Lazy` static).
+pub struct MemoryStorage {
+    shards: Box<[Shard]>,
+    /// `shards.len() - 1`; the shard count is a power of two.
+    shard_mask: usize,
+    budget_bytes: usize,
+    max_object_bytes: usize,
+    next_write_id: AtomicU64,
+    counters: Counters,
+}
+
+impl MemoryStorage {
+    /// A storage with `shards` shards (rounded up to a power of two, at least 1) and a hard
+    /// budget of `budget_bytes`, at which new writes are refused.
+    pub fn new(shards: usize, budget_bytes: usize) -> MemoryStorage {
+        let count = shards.max(1).next_power_of_two();
+        MemoryStorage {
+            shards: (0..count)
+                .map(|_| Shard {
+                    maps: RwLock::new(ShardMaps::default()),
+                })
+                .collect(),
+            shard_mask: count - 1,
+            budget_bytes,
+            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES.min(budget_bytes),
+            next_write_id: AtomicU64::new(0),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Refuse objects whose body is larger than `n` bytes: at `get_miss_handler` when the
+    /// `Content-Length` says so, otherwise as soon as the body outgrows it (the write is
+    /// abandoned and its readers get an error). Keep pingora's `set_max_file_size_bytes` at or
+    /// below this, so pingora's check runs first and remembers the asset as uncacheable.
+    pub fn with_max_object_bytes(mut self, n: usize) -> Self {
+        self.max_object_bytes = n;
+        self
+    }
+
+    /// The hard budget given to [`MemoryStorage::new`].
+    pub fn budget_bytes(&self) -> usize {
+        self.budget_bytes
+    }
+
+    /// The per-object body limit.
+    pub fn max_object_bytes(&self) -> usize {
+        self.max_object_bytes
+    }
+
+    /// Complete objects' weight (body + header estimate) plus in-flight body bytes.
+    pub fn bytes_stored(&self) -> usize {
+        self.counters.complete_bytes.load(Ordering::Relaxed)
+            + self.counters.inflight_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Number of complete objects (writes in flight are not counted).
+    pub fn objects(&self) -> usize {
+        self.counters.objects.load(Ordering::Relaxed)
+    }
+
+    /// Number of purges with [`PurgeType::Eviction`] that removed an object.
+    pub fn evictions(&self) -> u64 {
+        self.counters.evictions.load(Ordering::Relaxed)
+    }
+
+    /// All counters at once.
+    pub fn stats(&self) -> StorageStats {
+        let c = &self.counters;
+        let inflight_bytes = c.inflight_bytes.load(Ordering::Relaxed);
+        StorageStats {
+            bytes_stored: c.complete_bytes.load(Ordering::Relaxed) + inflight_bytes,
+            objects: c.objects.load(Ordering::Relaxed),
+            inflight_bytes,
+            inflight_writes: c.inflight_writes.load(Ordering::Relaxed),
+            evictions: c.evictions.load(Ordering::Relaxed),
+            evicted_bytes: c.evicted_bytes.load(Ordering::Relaxed),
+            invalidations: c.invalidations.load(Ordering::Relaxed),
+            refused_writes: c.refused_writes.load(Ordering::Relaxed),
+            abandoned_writes: c.abandoned_writes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Remove every complete object whose primary key string starts with `prefix`, and stop
+    /// writes in flight for such keys from committing (their current readers still finish).
+    /// Returns the number of complete objects removed.
+    ///
+    /// This is not pingora's purge path, so pingora's eviction manager would keep tracking
+    /// (and counting the weight of) the removed entries. Pass the manager given to
+    /// `HttpCache::enable` as `eviction` and each removed key is `remove`d from it; with
+    /// `None` the manager's total stays high until it evicts the ghosts itself (their purge
+    /// finds nothing).
+    ///
+    /// Scans every shard, one shard lock at a time: an operator action, not a hot path.
+    /// Keys whose primary is not UTF-8 never match.
+    pub fn purge_prefix(&self, prefix: &str, eviction: Option<&dyn EvictionManager>) -> usize {
+        let matches = |primary: &Option<Box<str>>| {
+            primary
+                .as_deref()
+                .is_some_and(|p: &str| p.starts_with(prefix))
+        };
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            let mut purged_keys = Vec::new();
+            {
+                let mut maps = shard.maps.write();
+                for (_, obj) in maps.complete.extract_if(|_, obj| matches(&obj.primary)) {
+                    self.uncount_object(&obj);
+                    purged_keys.push(obj.key);
+                }
+                maps.inflight.retain(|_, writes| {
+                    let purge = writes.iter().any(|w| matches(&w.primary));
+                    if purge {
+                        for write in writes.iter() {
+                            write.purged.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    !purge
+                });
+            }
+            removed += purged_keys.len();
+            if let Some(eviction) = eviction {
+                for key in &purged_keys {
+                    eviction.remove(CacheEntryKeyRef::KeyOnly(key));
+                }
+            }
+        }
+        self.counters
+            .invalidations
+            .fetch_add(removed as u64, Ordering::Relaxed);
+        removed
+    }
+
+    /// Remove the object whose primary key is exactly `primary` (as given to
+    /// `CacheKey::new`, no variance), and stop a write in flight for it from committing.
+    /// Returns whether a complete object was removed. `eviction` as in
+    /// [`MemoryStorage::purge_prefix`].
+    pub fn purge_exact_primary(
+        &self,
+        primary: &str,
+        eviction: Option<&dyn EvictionManager>,
+    ) -> bool {
+        let hash = CacheKey::new(primary, "").combined_bin();
+        let removed = {
+            let mut maps = self.shard(&hash).maps.write();
+            maps.purge_inflight(&hash);
+            let removed = maps.complete.remove(&hash);
+            if let Some(obj) = &removed {
+                self.uncount_object(obj);
+            }
+            removed
+        };
+        match removed {
+            Some(obj) => {
+                self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+                if let Some(eviction) = eviction {
+                    eviction.remove(CacheEntryKeyRef::KeyOnly(&obj.key));
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn shard(&self, hash: &HashBinary) -> &Shard {
+        let mut low = [0u8; 8];
+        low.copy_from_slice(&hash[..8]);
+        // The hash is blake2 output, so any 8 bytes are uniformly spread.
+        let index = u64::from_le_bytes(low) as usize & self.shard_mask;
+        // In range: the mask is `len - 1` and the length a power of two.
+        &self.shards[index]
+    }
+
+    /// Call with the shard lock held, so the counters move with the map.
+    fn count_object(&self, weight: usize, replaced: Option<&StoredObject>) {
+        let c = &self.counters;
+        c.complete_bytes.fetch_add(weight, Ordering::Relaxed);
+        match replaced {
+            Some(old) => {
+                c.complete_bytes.fetch_sub(old.weight, Ordering::Relaxed);
+            }
+            None => {
+                c.objects.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Call with the shard lock held, so the counters move with the map.
+    fn uncount_object(&self, obj: &StoredObject) {
+        self.counters
+            .complete_bytes
+            .fetch_sub(obj.weight, Ordering::Relaxed);
+        self.counters.objects.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn partial_hit(write: &Arc<InflightWrite>) -> (CacheMeta, HitHandler) {
+        let hit = PartialHit {
+            write: write.clone(),
+            progress: write.progress.subscribe(),
+            pos: 0,
+            end: None,
+            seek_start: None,
+        };
+        (
+            write.meta.to_cache_meta(),
+            Box::new(MemoryHit::Partial(hit)),
+        )
+    }
+
+    fn refuse(&self, e: StorageError) -> Box<Error> {
+        self.counters.refused_writes.fetch_add(1, Ordering::Relaxed);
+        e.into()
+    }
+}
+
+#[async_trait]
+impl Storage for MemoryStorage {
+    async fn lookup(
+        &'static self,
+        key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> pingora_error::Result<Option<(CacheMeta, HitHandler)>> {
+        let hash = key.combined_bin();
+        let maps = self.shard(&hash).maps.read();
+        // Prefer the newest write in flight: otherwise a refreshed asset stays invisible
+        // behind its expired predecessor until the whole body has arrived.
+        if let Some(write) = maps.inflight.get(&hash).and_then(|w| w.last()) {
+            return Ok(Some(Self::partial_hit(write)));
+        }
+        let Some(obj) = maps.complete.get(&hash) else {
+            return Ok(None);
+        };
+        // Built under the (shared) read lock: the header is cloned once, straight into the
+        // meta, and the body is a reference count.
+        let hit = CompleteHit {
+            body: obj.body.clone(),
+            pos: 0,
+            end: obj.body.len(),
+            weight: obj.weight,
+        };
+        Ok(Some((
+            obj.meta.to_cache_meta(),
+            Box::new(MemoryHit::Complete(hit)),
+        )))
+    }
+
+    async fn lookup_streaming_write(
+        &'static self,
+        key: &CacheKey,
+        streaming_write_tag: Option<&[u8]>,
+        trace: &SpanHandle,
+    ) -> pingora_error::Result<Option<(CacheMeta, HitHandler)>> {
+        let Some(tag) = streaming_write_tag else {
+            return self.lookup(key, trace).await;
+        };
+        let id: u64 = U64WriteId::try_from(tag)
+            .map_err(|_| StorageError::BadWriteTag(tag.len()))?
+            .into();
+        let hash = key.combined_bin();
+        let maps = self.shard(&hash).maps.read();
+        // Only this write, or nothing (it was purged already): another write's body would
+        // not match the header the caller is about to send.
+        Ok(maps
+            .inflight
+            .get(&hash)
+            .and_then(|writes| writes.iter().find(|w| w.id == id))
+            .map(Self::partial_hit))
+    }
+
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> pingora_error::Result<MissHandler> {
+        let stored = StoredMeta::capture(meta);
+        if let Some(length) = stored.content_length() {
+            if length > self.max_object_bytes {
+                return Err(self.refuse(StorageError::ObjectTooLarge {
+                    size: length,
+                    max: self.max_object_bytes,
+                }));
+            }
+        }
+        let stored_bytes = self.bytes_stored();
+        if stored_bytes >= self.budget_bytes {
+            return Err(self.refuse(StorageError::OverBudget {
+                stored: stored_bytes,
+                budget: self.budget_bytes,
+            }));
+        }
+        let hash = key.combined_bin();
+        let primary: Option<Box<str>> = key.primary_key_str().map(Into::into);
+        let overhead = stored.overhead(primary.as_deref());
+        let id = self.next_write_id.fetch_add(1, Ordering::Relaxed);
+        let (progress, _) = watch::channel(Progress::Writing(0));
+        let write = Arc::new(InflightWrite {
+            id,
+            meta: stored,
+            key: key.to_compact(),
+            primary,
+            overhead,
+            body: RwLock::new(Chunks::default()),
+            progress,
+            purged: AtomicBool::new(false),
+        });
+        self.shard(&hash)
+            .maps
+            .write()
+            .inflight
+            .entry(hash)
+            .or_default()
+            .push(write.clone());
+        self.counters
+            .inflight_writes
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(Box::new(MemoryMissHandler {
+            storage: self,
+            hash,
+            write,
+            tag: id.into(),
+            written: 0,
+            eof: false,
+            ended: false,
+        }))
+    }
+
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        purge_type: PurgeType,
+        _trace: &SpanHandle,
+    ) -> pingora_error::Result<PurgeOutcome> {
+        // Entries are never given ids, so an identified target cannot be ours.
+        if matches!(target, PurgeTarget::Exact(CacheEntryKey::Identified { .. })) {
+            return Ok(PurgeOutcome::NotFound);
+        }
+        let hash = target.key().combined_bin();
+        let (removed, inflight_purged) = {
+            let mut maps = self.shard(&hash).maps.write();
+            // An eviction concerns the committed object the manager tracks; a write in flight
+            // is not tracked yet and will be admitted when it finishes, so leave it. An
+            // invalidation must also stop in-flight writes, which began before it.
+            let inflight_purged = match purge_type {
+                PurgeType::Eviction => false,
+                PurgeType::Invalidation => maps.purge_inflight(&hash),
+            };
+            let removed = maps.complete.remove(&hash);
+            if let Some(obj) = &removed {
+                self.uncount_object(obj);
+            }
+            (removed, inflight_purged)
+        };
+        if let Some(obj) = &removed {
+            match purge_type {
+                PurgeType::Eviction => {
+                    self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .evicted_bytes
+                        .fetch_add(obj.weight as u64, Ordering::Relaxed);
+                }
+                PurgeType::Invalidation => {
+                    self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        if removed.is_some() || inflight_purged {
+            Ok(PurgeOutcome::Purged(None))
+        } else {
+            Ok(PurgeOutcome::NotFound)
+        }
+    }
+
+    async fn expire(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _trace: &SpanHandle,
+    ) -> pingora_error::Result<PurgeOutcome> {
+        if matches!(target, PurgeTarget::Exact(CacheEntryKey::Identified { .. })) {
+            return Ok(PurgeOutcome::NotFound);
+        }
+        let hash = target.key().combined_bin();
+        // Writes in flight are left alone: they carry a fresh response.
+        let mut maps = self.shard(&hash).maps.write();
+        match maps.complete.get_mut(&hash) {
+            Some(obj) => {
+                // Only ever earlier, as `CacheMeta::expire_at` does, so the serve-stale windows
+                // are measured from the moment the object went out of service.
+                obj.meta.fresh_until = obj.meta.fresh_until.min(SystemTime::now());
+                Ok(PurgeOutcome::Expired)
+            }
+            None => Ok(PurgeOutcome::NotFound),
+        }
+    }
+
+    async fn update_meta(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> pingora_error::Result<bool> {
+        let hash = key.combined_bin();
+        let stored = StoredMeta::capture(meta);
+        let mut maps = self.shard(&hash).maps.write();
+        match maps.complete.get_mut(&hash) {
+            Some(obj) => {
+                obj.meta = stored;
+                Ok(true)
+            }
+            // Evicted or purged while revalidating: nothing to update.
+            None => Ok(false),
+        }
+    }
+
+    fn support_streaming_partial_write(&self) -> bool {
+        true
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
+        self
+    }
+}
+
+/// The hit handler this storage returns.
+pub enum MemoryHit {
+    Complete(CompleteHit),
+    Partial(PartialHit),
+}
+
+/// A hit on a committed object: zero-copy slices of its body.
+pub struct CompleteHit {
+    body: Bytes,
+    pos: usize,
+    end: usize,
+    weight: usize,
+}
+
+impl CompleteHit {
+    fn read(&mut self) -> Option<Bytes> {
+        if self.pos >= self.end {
+            return None;
+        }
+        let take = (self.end - self.pos).min(HIT_CHUNK_BYTES);
+        let chunk = self.body.slice(self.pos..self.pos + take);
+        self.pos += take;
+        Some(chunk)
+    }
+
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<(), StorageError> {
+        let len = self.body.len();
+        if start >= len {
+            return Err(StorageError::SeekOutOfRange { start, len });
+        }
+        self.pos = start;
+        // `end` is exclusive; past the body just means "to the end".
+        self.end = end.map_or(len, |end| end.min(len));
+        Ok(())
+    }
+}
+
+/// A hit on a write in flight: yields bytes as they arrive, ends when the writer commits,
+/// errors when the write fails.
+pub struct PartialHit {
+    write: Arc<InflightWrite>,
+    progress: watch::Receiver<Progress>,
+    pos: usize,
+    /// Exclusive end of a seeked range.
+    end: Option<usize>,
+    /// Start of a seeked range, checked against the length once it is known.
+    seek_start: Option<usize>,
+}
+
+impl PartialHit {
+    async fn read(&mut self) -> Result<Option<Bytes>, StorageError> {
+        loop {
+            let progress = self.progress.borrow_and_update().clone();
+            let (available, finished, failure) = match progress {
+                Progress::Writing(len) => (len, None, None),
+                Progress::Complete(len) => (len, Some(len), None),
+                Progress::Failed { len, reason } => (len, None, Some(reason)),
+            };
+            if self.end.is_some_and(|end| self.pos >= end) {
+                return Ok(None);
+            }
+            let limit = self.end.map_or(available, |end| end.min(available));
+            if self.pos < limit {
+                if let Some(chunk) = self.write.body.read().slice(self.pos, limit) {
+                    self.pos += chunk.len();
+                    return Ok(Some(chunk));
+                }
+            }
+            if let Some(reason) = failure {
+                return Err(reason);
+            }
+            if let Some(len) = finished {
+                return match self.seek_start {
+                    Some(start) if start >= len => Err(StorageError::SeekOutOfRange { start, len }),
+                    _ => Ok(None),
+                };
+            }
+            // The sender lives in `self.write`, so this only fails if that invariant breaks;
+            // even then, an error beats a silently short body.
+            if self.progress.changed().await.is_err() {
+                return Err(StorageError::WriterDropped);
+            }
+        }
+    }
+
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<(), StorageError> {
+        if let Progress::Complete(len) = *self.progress.borrow() {
+            if start >= len {
+                return Err(StorageError::SeekOutOfRange { start, len });
+            }
+        }
+        // Not complete yet: whether `start` exists is known only at the end; `read` checks.
+        self.pos = start;
+        self.end = end;
+        self.seek_start = Some(start);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl HandleHit for MemoryHit {
+    async fn read_body(&mut self) -> pingora_error::Result<Option<Bytes>> {
+        match self {
+            MemoryHit::Complete(hit) => Ok(hit.read()),
+            MemoryHit::Partial(hit) => Ok(hit.read().await?),
+        }
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> pingora_error::Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        true
+    }
+
+    fn seek(&mut self, start: usize, end: Option<usize>) -> pingora_error::Result<()> {
+        match self {
+            MemoryHit::Complete(hit) => Ok(hit.seek(start, end)?),
+            MemoryHit::Partial(hit) => Ok(hit.seek(start, end)?),
+        }
+    }
+
+    fn should_count_access(&self) -> bool {
+        // A partial hit's weight is unknown; the write is admitted with its size on finish.
+        matches!(self, MemoryHit::Complete(_))
+    }
+
+    fn get_eviction_weight(&self) -> usize {
+        match self {
+            MemoryHit::Complete(hit) => hit.weight,
+            MemoryHit::Partial(_) => 0,
+        }
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// Writes one miss into the storage. Dropped without `finish()`, the write fails: it is not
+/// committed and its readers get [`StorageError::WriterDropped`].
+pub struct MemoryMissHandler {
+    storage: &'static MemoryStorage,
+    hash: HashBinary,
+    write: Arc<InflightWrite>,
+    tag: U64WriteId,
+    /// Body bytes written (and counted in `inflight_bytes`).
+    written: usize,
+    eof: bool,
+    /// Committed or abandoned: in-flight accounting released, readers told.
+    ended: bool,
+}
+
+impl MemoryMissHandler {
+    /// Give the in-flight accounting back. Once per write.
+    fn release(&mut self) {
+        self.ended = true;
+        let c = &self.storage.counters;
+        c.inflight_bytes.fetch_sub(self.written, Ordering::Relaxed);
+        c.inflight_writes.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Fail the write: unlink it, tell readers why, release its accounting.
+    fn abandon(&mut self, reason: StorageError) -> StorageError {
+        if self.ended {
+            return reason;
+        }
+        self.storage
+            .shard(&self.hash)
+            .maps
+            .write()
+            .unlink(&self.hash, self.write.id);
+        self.write.progress.send_replace(Progress::Failed {
+            len: self.written,
+            reason: reason.clone(),
+        });
+        self.storage
+            .counters
+            .abandoned_writes
+            .fetch_add(1, Ordering::Relaxed);
+        self.release();
+        reason
+    }
+
+    /// Why this write already ended, for calls after it did.
+    fn ended_error(&self) -> StorageError {
+        match &*self.write.progress.borrow() {
+            Progress::Failed { reason, .. } => reason.clone(),
+            _ => StorageError::WriteAfterEof,
+        }
+    }
+}
+
+#[async_trait]
+impl HandleMiss for MemoryMissHandler {
+    async fn write_body(&mut self, data: Bytes, eof: bool) -> pingora_error::Result<()> {
+        if self.ended {
+            return Err(self.ended_error().into());
+        }
+        if self.eof && !data.is_empty() {
+            return Err(self.abandon(StorageError::WriteAfterEof).into());
+        }
+        self.eof |= eof;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let size = self.written + data.len();
+        if size > self.storage.max_object_bytes {
+            return Err(self
+                .abandon(StorageError::ObjectTooLarge {
+                    size,
+                    max: self.storage.max_object_bytes,
+                })
+                .into());
+        }
+        self.write.body.write().push(data);
+        self.storage
+            .counters
+            .inflight_bytes
+            .fetch_add(size - self.written, Ordering::Relaxed);
+        self.written = size;
+        // Readers learn of the end only in `finish`, after the length is checked.
+        self.write.progress.send_replace(Progress::Writing(size));
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> pingora_error::Result<MissFinishType> {
+        if self.ended {
+            return Err(self.ended_error().into());
+        }
+        let len = self.written;
+        if let Some(expected) = self.write.meta.content_length() {
+            if expected != len {
+                return Err(self
+                    .abandon(StorageError::LengthMismatch {
+                        expected,
+                        actual: len,
+                    })
+                    .into());
+            }
+        }
+        // One copy per fill into an exact-size buffer, paid once and not per hit: origin
+        // chunks are often 16 KiB slices of larger read buffers, which would both multiply
+        // the downstream writes of every hit and keep unaccounted memory alive.
+        let body = self.write.body.read().concat();
+        let weight = body.len() + self.write.overhead;
+        let committed = {
+            let storage = self.storage;
+            let mut maps = storage.shard(&self.hash).maps.write();
+            maps.unlink(&self.hash, self.write.id);
+            // Read under the shard lock, which purges hold while setting it.
+            if self.write.purged.load(Ordering::Relaxed) {
+                false
+            } else {
+                let obj = StoredObject {
+                    meta: self.write.meta.clone(),
+                    body,
+                    key: self.write.key.clone(),
+                    primary: self.write.primary.clone(),
+                    weight,
+                };
+                let replaced = maps.complete.insert(self.hash, obj);
+                storage.count_object(weight, replaced.as_ref());
+                true
+            }
+        };
+        // Readers of a purged write still get the whole, correct body they started on.
+        self.write.progress.send_replace(Progress::Complete(len));
+        self.release();
+        if committed {
+            Ok(MissFinishType::Created(weight))
+        } else {
+            self.storage
+                .counters
+                .abandoned_writes
+                .fetch_add(1, Ordering::Relaxed);
+            Err(StorageError::PurgedWhileWriting.into())
+        }
+    }
+
+    fn streaming_write_tag(&self) -> Option<&[u8]> {
+        Some(self.tag.as_bytes())
+    }
+}
+
+impl Drop for MemoryMissHandler {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.abandon(StorageError::WriterDropped);
+        }
+    }
+}
