@@ -60,6 +60,7 @@ pub mod file {
         pub cache: Cache,
         pub stream: Stream,
         pub log: Log,
+        pub admin: Admin,
         pub trusted_proxies: Vec<String>,
         /// Pingora's own `ServerConf`, passed through untouched.
         pub server: Option<serde_yaml::Value>,
@@ -182,6 +183,31 @@ pub mod file {
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields, default)]
+    pub struct Admin {
+        /// Requests per minute per client for stream-id routes (admin-api.md `rate_limit_api`).
+        pub rate_limit_api: u32,
+        /// … for `/stats/{player}` (`rate_limit_stats`).
+        pub rate_limit_stats: u32,
+        /// … for API key management (`rate_limit_config`).
+        pub rate_limit_config: u32,
+        /// How long `access_logs` rows are kept.
+        #[serde(with = "humantime_serde")]
+        pub access_log_retention: std::time::Duration,
+    }
+
+    impl Default for Admin {
+        fn default() -> Self {
+            Admin {
+                rate_limit_api: 30,
+                rate_limit_stats: 300,
+                rate_limit_config: 20,
+                access_log_retention: std::time::Duration::from_secs(30 * 86400),
+            }
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
     pub struct Log {
         /// A tracing `EnvFilter` directive; `RUST_LOG` overrides it.
         pub level: String,
@@ -251,6 +277,14 @@ pub struct StreamConfig {
 }
 
 #[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub rate_limit_api: u32,
+    pub rate_limit_stats: u32,
+    pub rate_limit_config: u32,
+    pub access_log_retention: Duration,
+}
+
+#[derive(Debug, Clone)]
 pub struct LogConfig {
     pub level: String,
     pub access_log: bool,
@@ -268,6 +302,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub stream: StreamConfig,
     pub log: LogConfig,
+    pub admin: AdminConfig,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Pingora's `server:` section as written; [`Config::server_conf`] builds the `ServerConf`.
     pub server: serde_yaml::Value,
@@ -465,6 +500,15 @@ impl Validator<'_> {
                 self.err("trusted_proxies", format!("`{p}` is not an IP or CIDR"))
             })?);
         }
+        for (key, v) in [
+            ("admin.rate_limit_api", raw.admin.rate_limit_api),
+            ("admin.rate_limit_stats", raw.admin.rate_limit_stats),
+            ("admin.rate_limit_config", raw.admin.rate_limit_config),
+        ] {
+            if v == 0 {
+                return Err(self.err(key, "must be at least 1 request per minute"));
+            }
+        }
         let log_json = match raw.log.format.as_str() {
             "text" => false,
             "json" => true,
@@ -506,6 +550,12 @@ impl Validator<'_> {
                 level: raw.log.level,
                 access_log: raw.log.access_log,
                 json: log_json,
+            },
+            admin: AdminConfig {
+                rate_limit_api: raw.admin.rate_limit_api,
+                rate_limit_stats: raw.admin.rate_limit_stats,
+                rate_limit_config: raw.admin.rate_limit_config,
+                access_log_retention: raw.admin.access_log_retention,
             },
             trusted_proxies,
             server,

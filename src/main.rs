@@ -21,7 +21,9 @@ use sluice::config::Config;
     after_long_help = "EXAMPLES:\n  \
         sluice serve                        run with conf/sluice.yaml\n  \
         sluice serve -c /etc/sluice/sluice.yaml\n  \
-        sluice check -c conf/sluice.yaml    validate a config and exit\n\n\
+        sluice check -c conf/sluice.yaml    validate a config and exit\n  \
+        sluice keys create --name ci --permissions write\n  \
+        sluice keys list | sluice keys revoke 3\n\n\
         ENVIRONMENT:\n  \
         RUST_LOG     overrides log.level (a tracing filter, e.g. info,sluice=debug)\n  \
         ${NAME}      any ${NAME} in the config file is replaced by that variable\n\n\
@@ -51,6 +53,23 @@ enum Command {
         #[arg(long)]
         upgrade: bool,
     },
+    /// Manage admin API keys in the state database (works while sluice is running).
+    ///
+    /// Keys are 32 random characters; only their SHA-256 hash and an 8-character display
+    /// prefix are stored. A created key is printed once and cannot be shown again.
+    Keys {
+        /// Configuration file (YAML); its state.sqlite is the database used.
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            default_value = "conf/sluice.yaml",
+            global = true
+        )]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Validate a configuration file and exit.
     ///
     /// Exits 0 when the file is valid. Otherwise prints the file, line and key at fault
@@ -60,6 +79,83 @@ enum Command {
         #[arg(short, long, value_name = "FILE", default_value = "conf/sluice.yaml")]
         config: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key and print it (once).
+    Create {
+        /// A name to recognise the key by.
+        #[arg(long)]
+        name: String,
+        /// admin (everything), write (stream ids, purge) or read (list only).
+        #[arg(long, value_name = "admin|write|read")]
+        permissions: String,
+    },
+    /// List keys: id, display prefix, name, permissions, created, last used, active.
+    List,
+    /// Deactivate a key by id or display prefix. Takes effect on the next request.
+    Revoke {
+        /// The key's id (from `list`) or its 8-character display prefix.
+        key: String,
+    },
+}
+
+fn keys_command(config: &std::path::Path, action: KeysAction) -> Result<(), String> {
+    use sluice::auth::api_keys::{self, Permission};
+    use sluice::store::api_keys as rows;
+    let config = Config::load(config).map_err(|e| e.to_string())?;
+    let db = sluice::store::Db::open(&config.sqlite_path).map_err(|e| e.to_string())?;
+    match action {
+        KeysAction::Create { name, permissions } => {
+            let perm: Permission = permissions
+                .parse()
+                .map_err(|_| format!("--permissions `{permissions}`: use admin, write or read"))?;
+            if name.trim().is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+                return Err("--name must be 1 to 128 printable characters".into());
+            }
+            let key = api_keys::generate();
+            let (hash, prefix) = (api_keys::hash(&key), api_keys::display_prefix(&key));
+            let id = db
+                .call_blocking(move |c| rows::insert(c, &hash, &prefix, &name, perm.as_str()))
+                .map_err(|e| e.to_string())?;
+            println!("{key}");
+            eprintln!(
+                "created key {id} ({}); save it now, it cannot be shown again",
+                perm.as_str()
+            );
+        }
+        KeysAction::List => {
+            let list = db.call_blocking(rows::list).map_err(|e| e.to_string())?;
+            println!(
+                "{:<5} {:<9} {:<24} {:<12} {:<21} {:<21} ACTIVE",
+                "ID", "PREFIX", "NAME", "PERMISSIONS", "CREATED", "LAST USED"
+            );
+            for k in list {
+                println!(
+                    "{:<5} {:<9} {:<24} {:<12} {:<21} {:<21} {}",
+                    k.id,
+                    k.key_prefix,
+                    k.name,
+                    k.permissions,
+                    k.created_at,
+                    k.last_used.unwrap_or_else(|| "-".into()),
+                    if k.active { "yes" } else { "no" }
+                );
+            }
+        }
+        KeysAction::Revoke { key } => {
+            let shown = key.clone();
+            let n = db
+                .call_blocking(move |c| rows::deactivate(c, &key))
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err(format!("no active key matches `{shown}`"));
+            }
+            println!("revoked {n} key(s)");
+        }
+    }
+    Ok(())
 }
 
 fn init_logging(level: &str, json: bool) {
@@ -87,6 +183,13 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Keys { config, action } => match keys_command(&config, action) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sluice keys: {e}");
                 ExitCode::FAILURE
             }
         },

@@ -107,6 +107,15 @@ pub static AUTH_REJECTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// Admin access-log entries dropped because the write queue was full.
+pub static ACCESS_LOG_DROPPED: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "sluice_access_log_dropped_total",
+        "Admin access-log entries dropped because the writer fell behind"
+    )
+    .expect("metric registers once")
+});
+
 /// Render the registry in the Prometheus text format.
 pub fn render() -> Vec<u8> {
     // Touch every handle so each metric appears (at zero) before its first event.
@@ -120,6 +129,7 @@ pub fn render() -> Vec<u8> {
     Lazy::force(&CACHE_EVICTIONS);
     Lazy::force(&CACHE_BYTES);
     Lazy::force(&AUTH_REJECTIONS);
+    Lazy::force(&ACCESS_LOG_DROPPED);
     let mut buf = Vec::with_capacity(8 * 1024);
     // Encoding into a Vec cannot fail for well-formed families.
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);

@@ -43,12 +43,30 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
     let config = Arc::new(config);
     let db = Db::open(&config.sqlite_path)?;
     let streams = StreamRegistry::load(db.clone())?;
+    let dir_socket = state_dir(&config).join("origin.sock");
+    let upstream = Upstream::new(&config.origins, dir_socket.clone());
+    let (access_log, access_log_writer) =
+        crate::store::access_log::AccessLog::new(db.clone(), config.admin.access_log_retention);
     let shared = Arc::new(Shared {
         config: config.clone(),
         db,
         streams,
+        upstream,
         started: Instant::now(),
+        cache: config
+            .cache
+            .enabled
+            .then(|| crate::cache::runtime::CacheRuntime::install(&config.cache)),
+        rate_limits: crate::api::ratelimit::RateLimits::new(
+            config.admin.rate_limit_api,
+            config.admin.rate_limit_stats,
+            config.admin.rate_limit_config,
+            120,
+        ),
+        access_log,
+        stats: crate::stats::StatsTable::new(),
     });
+    ensure_admin_key(&shared.db)?;
 
     let server_conf = config.server_conf();
     // `server.daemon: true` forks into the background after binding (systemd Type=forking with
@@ -62,7 +80,6 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
     server.bootstrap();
     let conf = server.configuration.clone();
 
-    let dir_socket = state_dir(&config).join("origin.sock");
     if let Bucket::Dir(root) = &config.origins.bucket {
         let root = absolute(root);
         if !root.is_dir() {
@@ -77,10 +94,9 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
         server.add_service(origin);
     }
 
-    let upstream = Upstream::new(&config.origins, dir_socket);
     let mut edge = pingora_proxy::http_proxy_service_with_name(
         &conf,
-        Edge::new(shared.clone(), upstream),
+        Edge::new(shared.clone()),
         "sluice edge",
     );
     edge.add_tcp(&config.edge_addr.to_string());
@@ -90,7 +106,36 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
     admin.add_tcp(&config.admin_addr.to_string());
     server.add_service(admin);
 
+    server.add_service(pingora_core::services::background::background_service(
+        "sluice housekeeping",
+        crate::housekeeping::Housekeeping::new(shared.clone(), access_log_writer),
+    ));
+
     Ok(Sluice { server, shared })
+}
+
+/// On first start (no API keys at all), create the default admin key and print it once, in
+/// the words admin-api.md documents. Only its hash is stored.
+fn ensure_admin_key(db: &Db) -> Result<(), StartError> {
+    use crate::auth::api_keys;
+    let count = db.call_blocking(crate::store::api_keys::count_all)?;
+    if count > 0 {
+        return Ok(());
+    }
+    let key = api_keys::generate();
+    let (hash, prefix) = (api_keys::hash(&key), api_keys::display_prefix(&key));
+    db.call_blocking(move |c| {
+        crate::store::api_keys::insert(
+            c,
+            &hash,
+            &prefix,
+            "default admin",
+            api_keys::Permission::Admin.as_str(),
+        )
+    })?;
+    println!("Generated default admin API key: {key}");
+    println!("IMPORTANT: Save this key securely. It will not be shown again.");
+    Ok(())
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -1,8 +1,11 @@
 //! `GET /health` (both listeners) and `GET /metrics` (admin listener).
 
+use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::Json;
+
+use super::AppState;
 
 /// `{"status":"ok","service":"sluice","version":"…"}`, the shape admin-api.md documents.
 pub async fn health() -> impl IntoResponse {
@@ -14,7 +17,10 @@ pub async fn health() -> impl IntoResponse {
 }
 
 /// Prometheus text exposition.
-pub async fn metrics() -> impl IntoResponse {
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Some(cache) = state.cache {
+        cache.refresh_metrics();
+    }
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         crate::metrics::render(),

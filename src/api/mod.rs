@@ -9,8 +9,11 @@
 //! Each surface keeps the error shape of its own document; [`error::ApiError`] maps typed
 //! errors to that shape once, at this edge.
 
+pub mod admin;
 pub mod error;
 pub mod health;
+pub mod purge;
+pub mod ratelimit;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -57,6 +60,13 @@ pub struct Shared {
     pub db: Db,
     pub streams: StreamRegistry,
     pub started: Instant,
+    /// The media bucket (or dir origin) and how objects map to its paths.
+    pub upstream: crate::edge::upstream::Upstream,
+    /// The media cache, when `cache.enabled`.
+    pub cache: Option<&'static crate::cache::runtime::CacheRuntime>,
+    pub rate_limits: ratelimit::RateLimits,
+    pub access_log: crate::store::access_log::AccessLog,
+    pub stats: crate::stats::StatsTable,
 }
 
 pub type AppState = Arc<Shared>;
@@ -68,7 +78,9 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub fn router(state: AppState, listener: Listener) -> Router {
     let mut r = Router::new().route("/health", axum::routing::get(health::health));
     if listener == Listener::Admin {
-        r = r.route("/metrics", axum::routing::get(health::metrics));
+        r = r
+            .route("/metrics", axum::routing::get(health::metrics))
+            .merge(admin::routes(state.clone()));
     }
     r.fallback(error::not_found).with_state(state)
 }

@@ -6,6 +6,8 @@
 //! manager evicts. Operators purge through [`MemoryStorage::purge_prefix`] and
 //! [`MemoryStorage::purge_exact_primary`].
 
+pub mod policy;
+pub mod runtime;
 pub mod storage;
 
 pub use storage::{MemoryStorage, StorageError, StorageStats};

@@ -481,6 +481,24 @@ impl MemoryStorage {
         removed
     }
 
+    /// Bytes (body + header estimate) of complete objects whose primary key starts with
+    /// `prefix`: one player's share of the cache, for `/stats`. A scan; not for the hot path.
+    pub fn bytes_with_prefix(&self, prefix: &str) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                shard
+                    .maps
+                    .read()
+                    .complete
+                    .values()
+                    .filter(|o| o.primary.as_deref().is_some_and(|p| p.starts_with(prefix)))
+                    .map(|o| o.weight)
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
     /// Remove the object whose primary key is exactly `primary` (as given to
     /// `CacheKey::new`, no variance), and stop a write in flight for it from committing.
     /// Returns whether a complete object was removed. `eviction` as in
@@ -778,6 +796,15 @@ pub enum MemoryHit {
 }
 
 /// A hit on a committed object: zero-copy slices of its body.
+/// The whole body behind a hit handler of this storage, when it is a complete object
+/// (zero-copy). The edge reads playlists this way to judge their liveness on a hit.
+pub fn complete_body(hit: &(dyn HandleHit + Send + Sync)) -> Option<Bytes> {
+    match hit.as_any().downcast_ref::<MemoryHit>()? {
+        MemoryHit::Complete(c) => Some(c.body.clone()),
+        MemoryHit::Partial(_) => None,
+    }
+}
+
 pub struct CompleteHit {
     body: Bytes,
     pos: usize,

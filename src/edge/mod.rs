@@ -25,7 +25,10 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
+use pingora_cache::{CacheKey, CacheMeta, CachePhase, ForcedFreshness, HitHandler, RespCacheable};
+
 use crate::api::{self, AppState};
+use crate::cache::runtime::CacheRuntime;
 use crate::metrics;
 use route::{PathRejection, Route, StreamPath};
 use upstream::Upstream;
@@ -35,15 +38,19 @@ pub struct Edge {
     pub state: AppState,
     router: axum::Router,
     upstream: Upstream,
+    cache: Option<&'static CacheRuntime>,
 }
 
 impl Edge {
-    pub fn new(state: AppState, upstream: Upstream) -> Edge {
+    pub fn new(state: AppState) -> Edge {
         let router = api::router(state.clone(), api::Listener::Edge);
+        let cache = state.cache;
+        let upstream = state.upstream.clone();
         Edge {
             state,
             router,
             upstream,
+            cache,
         }
     }
 }
@@ -74,9 +81,21 @@ pub struct RequestCtx {
     class: RouteClass,
     media: Option<MediaTarget>,
     upstream_started: Option<Instant>,
+    /// Time from upstream request to its response header.
+    upstream_latency: Option<std::time::Duration>,
+    upstream_error: bool,
     bytes_out: usize,
     /// Status written by a local answer (API or refusal), for logging.
     local_status: Option<u16>,
+    /// Replacing the origin's body (origin errors on media paths get our JSON).
+    body_swap: BodySwap,
+}
+
+/// The state of a body replacement.
+pub enum BodySwap {
+    Keep,
+    Pending(Bytes),
+    Sent,
 }
 
 /// Where a media request goes upstream.
@@ -85,6 +104,8 @@ pub struct MediaTarget {
     pub path: StreamPath,
     /// Path and query sent to the origin.
     pub upstream_path: String,
+    /// Primary cache key: scheme, host and path of the upstream object.
+    pub cache_primary: String,
 }
 
 /// A small JSON error body in the playback surface's shape: `{"error": "…"}`.
@@ -118,8 +139,11 @@ impl ProxyHttp for Edge {
             class: RouteClass::Rejected,
             media: None,
             upstream_started: None,
+            upstream_latency: None,
+            upstream_error: false,
             bytes_out: 0,
             local_status: None,
+            body_swap: BodySwap::Keep,
         }
     }
 
@@ -162,6 +186,11 @@ impl ProxyHttp for Edge {
             Ok(Route::Stream(sp)) => {
                 ctx.class = RouteClass::Stream;
                 let method = &session.req_header().method;
+                if method == http::Method::OPTIONS {
+                    ctx.local_status = Some(204);
+                    respond_preflight(session).await?;
+                    return Ok(true);
+                }
                 if method != http::Method::GET && method != http::Method::HEAD {
                     ctx.local_status = Some(405);
                     respond_json(session, 405, json_error_body("method not allowed")).await?;
@@ -171,9 +200,11 @@ impl ProxyHttp for Edge {
                 let upstream_path = self
                     .upstream
                     .object_path(publisher.as_deref().unwrap_or(&sp.hash), &sp.rest_encoded());
+                let cache_primary = self.upstream.cache_primary(&upstream_path);
                 ctx.media = Some(MediaTarget {
                     path: sp,
                     upstream_path,
+                    cache_primary,
                 });
                 Ok(false)
             }
@@ -191,6 +222,74 @@ impl ProxyHttp for Edge {
                 respond_json(session, status, json_error_body(&msg)).await?;
                 Ok(true)
             }
+        }
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let (Some(cache), Some(_)) = (self.cache, &ctx.media) else {
+            return Ok(());
+        };
+        let method = &session.req_header().method;
+        if method != http::Method::GET && method != http::Method::HEAD {
+            return Ok(());
+        }
+        session.cache.enable(
+            cache.storage,
+            Some(cache.eviction),
+            None,
+            Some(cache.lock),
+            None,
+        );
+        session
+            .cache
+            .set_max_file_size_bytes(cache.max_object_bytes);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, _session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        match &ctx.media {
+            Some(m) => Ok(CacheRuntime::key(&m.cache_primary)),
+            None => Error::e_explain(ErrorType::InternalError, "cache key for a non-media route"),
+        }
+    }
+
+    async fn cache_hit_filter(
+        &self,
+        _session: &mut Session,
+        meta: &CacheMeta,
+        hit_handler: &mut HitHandler,
+        is_fresh: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<ForcedFreshness>> {
+        let (Some(cache), Some(media)) = (self.cache, &ctx.media) else {
+            return Ok(None);
+        };
+        if !is_fresh || !media.path.kind.is_manifest() || meta.response_header().status != 200 {
+            return Ok(None);
+        }
+        // Live playlists go stale after about half a target duration; the stored TTL is the
+        // VOD one because the TTL cannot be known before the body arrives.
+        let Some(body) = crate::cache::storage::complete_body(hit_handler.as_ref()) else {
+            return Ok(None);
+        };
+        Ok(cache
+            .playlist_expired_at(media.path.kind, meta, &body)
+            .map(|at| ForcedFreshness::ForceExpiredServeStale {
+                expired_at: Some(at),
+            }))
+    }
+
+    fn response_cache_filter(
+        &self,
+        _session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
+        match (self.cache, &ctx.media) {
+            (Some(cache), Some(m)) => Ok(cache.cacheability(m.path.kind, resp)),
+            _ => Ok(RespCacheable::Uncacheable(
+                pingora_cache::NoCacheReason::NeverEnabled,
+            )),
         }
     }
 
@@ -255,12 +354,32 @@ impl ProxyHttp for Edge {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(media) = &ctx.media {
+            let status = cache_status(session.cache.phase());
+            resp.insert_header("x-cache-status", status)?;
             resp.insert_header("access-control-allow-origin", "*")?;
+            resp.insert_header(
+                "access-control-expose-headers",
+                "Content-Length, Content-Range, Accept-Ranges, x-cache-status",
+            )?;
+            if resp.status.as_u16() == 404 || resp.status.is_server_error() {
+                // The bucket's own error body (S3 XML, HTML) is not for players.
+                let msg = if resp.status.as_u16() == 404 {
+                    "Not found"
+                } else {
+                    "Upstream error"
+                };
+                let body = json_error_body(msg);
+                resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+                // Chunked: an origin error with an empty body gives no chunk to swap.
+                resp.remove_header(&http::header::CONTENT_LENGTH);
+                resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+                ctx.body_swap = BodySwap::Pending(body);
+            }
             if resp.status.is_success() {
                 let cc = if media.path.kind.is_manifest() {
                     format!(
@@ -284,11 +403,27 @@ impl ProxyHttp for Edge {
 
     fn response_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
+        // The replacement goes out with the first chunk: on a cache miss the end of the body
+        // arrives as a separate `Done` task that never reaches this filter.
+        match std::mem::replace(&mut ctx.body_swap, BodySwap::Keep) {
+            BodySwap::Pending(replacement)
+                if (body.is_some() || end_of_stream)
+                    && session.req_header().method != http::Method::HEAD =>
+            {
+                *body = Some(replacement);
+                ctx.body_swap = BodySwap::Sent;
+            }
+            BodySwap::Sent => {
+                *body = None;
+                ctx.body_swap = BodySwap::Sent;
+            }
+            other => ctx.body_swap = other,
+        }
         if let Some(b) = body {
             ctx.bytes_out += b.len();
         }
@@ -315,6 +450,7 @@ impl ProxyHttp for Edge {
             },
         };
         if let Some(kind) = kind {
+            ctx.upstream_error = true;
             metrics::UPSTREAM_ERRORS.with_label_values(&[kind]).inc();
         }
         if code > 0 {
@@ -344,6 +480,29 @@ impl ProxyHttp for Edge {
             .unwrap_or(0);
         let class = ctx.class.as_str();
         let elapsed = ctx.started.elapsed();
+        let cache = if ctx.media.is_some() {
+            cache_status(session.cache.phase())
+        } else {
+            "none"
+        };
+        if ctx.media.is_some() && self.cache.is_some() {
+            metrics::CACHE_LOOKUPS.with_label_values(&[cache]).inc();
+            if session.cache.lock_duration().is_some() {
+                metrics::CACHE_LOCK_WAITS.inc();
+            }
+        }
+        if let Some(media) = &ctx.media {
+            self.state.stats.record(
+                &media.path.hash,
+                crate::stats::Sample {
+                    bytes: ctx.bytes_out as u64,
+                    duration: elapsed,
+                    upstream: ctx.upstream_latency,
+                    upstream_error: ctx.upstream_error,
+                    cache_hit: cache == "hit",
+                },
+            );
+        }
         metrics::REQUESTS
             .with_label_values(&["edge", class, status_label(status)])
             .inc();
@@ -364,11 +523,42 @@ impl ProxyHttp for Edge {
                 status,
                 bytes = ctx.bytes_out,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
-                cache = "none",
+                cache,
                 class,
             );
         }
     }
+}
+
+/// The `x-cache-status` value for a cache phase.
+pub fn cache_status(phase: CachePhase) -> &'static str {
+    match phase {
+        CachePhase::Hit => "hit",
+        CachePhase::Miss => "miss",
+        CachePhase::Stale | CachePhase::StaleUpdating => "stale",
+        CachePhase::Expired => "expired",
+        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => "revalidated",
+        _ => "bypass",
+    }
+}
+
+/// CORS preflight for media paths: any origin may fetch segments and playlists.
+async fn respond_preflight(session: &mut Session) -> Result<()> {
+    let requested = session
+        .req_header()
+        .headers
+        .get("access-control-request-headers")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() < 1024 && v.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
+        .unwrap_or("Range, Authorization, Content-Type")
+        .to_string();
+    let mut resp = ResponseHeader::build(204, Some(6))?;
+    resp.insert_header("access-control-allow-origin", "*")?;
+    resp.insert_header("access-control-allow-methods", "GET, HEAD, OPTIONS")?;
+    resp.insert_header("access-control-allow-headers", requested)?;
+    resp.insert_header("access-control-max-age", "86400")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, 0)?;
+    session.write_response_header(Box::new(resp), true).await
 }
 
 /// Status codes as label values without allocating.

@@ -129,8 +129,9 @@ pub fn parse_stream_path(raw: &str, allowed_ext: &[String]) -> Result<StreamPath
         if seg == "." || seg == ".." {
             return Err(Malformed("dot segment"));
         }
-        // Dots-only segments ("...") are traversal on some servers; refuse them too.
-        if seg.bytes().all(|b| b == b'.') {
+        // Dot-led segments (`...`, `..;`, `.hidden`) are traversal or hidden files on some
+        // servers; no published media object needs one.
+        if seg.starts_with('.') {
             return Err(Malformed("dot segment"));
         }
         if seg
@@ -211,7 +212,6 @@ mod tests {
             "/stream/h/x.php",
             "/stream/h/passwd",
             "/stream/h/x.m3u8.exe",
-            "/stream/h/.m3u8",
         ] {
             assert_eq!(
                 classify(p, &exts()),
@@ -254,6 +254,8 @@ mod tests {
             "/stream/h/",
             "/stream/x.ts",
             "/stream/h/%ff.ts",
+            "/stream/h/..;/x.ts",
+            "/stream/h/.hidden.ts",
         ];
         assert!(cases.len() >= 25);
         for p in cases {

@@ -75,6 +75,16 @@ impl Upstream {
         format!("{}/{}/{}", self.prefix, dir, rest_encoded)
     }
 
+    /// `scheme://host/path` of an upstream object: the cache key's primary part.
+    pub fn cache_primary(&self, upstream_path: &str) -> String {
+        let scheme = match &self.target {
+            Target::Tcp { tls: true, .. } => "https",
+            Target::Tcp { tls: false, .. } => "http",
+            Target::Uds(_) => "dir",
+        };
+        format!("{scheme}://{}{}", self.host_header, upstream_path)
+    }
+
     pub fn host_header(&self) -> &str {
         &self.host_header
     }

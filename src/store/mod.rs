@@ -1,5 +1,7 @@
 //! State: SQLite (the system of record) and in-memory snapshots the request path reads.
 
+pub mod access_log;
+pub mod api_keys;
 pub mod sqlite;
 pub mod stream_ids;
 

@@ -434,3 +434,18 @@ pub fn metric(text: &str, series: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// The default admin key, as printed on first start.
+pub fn admin_key(s: &Sluice) -> String {
+    for _ in 0..50 {
+        if let Some(k) = s
+            .log()
+            .lines()
+            .find_map(|l| l.strip_prefix("Generated default admin API key: "))
+        {
+            return k.trim().to_string();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no admin key printed:\n{}", s.log());
+}

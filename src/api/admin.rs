@@ -1,0 +1,461 @@
+//! admin-api.md: API keys, stream ids, stats — on the admin listener.
+//!
+//! | route                              | permission | rate class |
+//! |------------------------------------|------------|------------|
+//! | `GET /api/stream-ids`              | read       | api        |
+//! | `POST /api/stream-ids`             | write      | api        |
+//! | `DELETE /api/stream-ids/{player}`  | admin      | api        |
+//! | `POST /api/cache/purge`            | write      | api        |
+//! | `POST /api/keys`                   | admin      | config     |
+//! | `GET /stats/{player}`              | none       | stats      |
+//!
+//! Rate limits are checked before authentication, so key guessing is throttled too. Every
+//! request that presented a valid key is written to `access_logs` (batched, off the path).
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
+use serde_json::{json, Map, Value};
+
+use super::ratelimit::RateClass;
+use super::{ApiError, AppState, Client};
+use crate::auth::api_keys::{self, Permission};
+use crate::store::api_keys as key_rows;
+
+/// The key a request authenticated with, left in the response for the access log.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthedKey(pub i64);
+
+pub fn routes(state: AppState) -> Router<AppState> {
+    let api = Router::new()
+        .route("/api/stream-ids", get(list_stream_ids).post(add_stream_id))
+        .route("/api/stream-ids/{player_id}", delete(delete_stream_id))
+        .route("/api/cache/purge", post(super::purge::purge))
+        .route_layer(middleware::from_fn_with_state(
+            (state.clone(), RateClass::Api),
+            guard,
+        ));
+    let config = Router::new()
+        .route("/api/keys", post(create_key))
+        .route_layer(middleware::from_fn_with_state(
+            (state.clone(), RateClass::Config),
+            guard,
+        ));
+    let stats = Router::new()
+        .route("/stats/{player_id}", get(player_stats))
+        .route_layer(middleware::from_fn_with_state(
+            (state, RateClass::Stats),
+            guard,
+        ));
+    api.merge(config).merge(stats)
+}
+
+/// Rate limit by class and client, then record authenticated requests.
+async fn guard(
+    State((state, class)): State<(AppState, RateClass)>,
+    Extension(client): Extension<Client>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Err(wait) = state.rate_limits.check(class, &client.ip.to_string()) {
+        crate::metrics::AUTH_REJECTIONS
+            .with_label_values(&["rate_limited"])
+            .inc();
+        return ApiError::RateLimited {
+            retry_after_secs: wait.as_secs_f64().ceil() as u64,
+        }
+        .into_response();
+    }
+    let endpoint = req.uri().path().to_string();
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    if let Some(AuthedKey(id)) = resp.extensions().get::<AuthedKey>().copied() {
+        state
+            .access_log
+            .record(crate::store::access_log::AccessEntry {
+                api_key_id: Some(id),
+                endpoint,
+                method,
+                ip: client.ip.to_string(),
+                status: resp.status().as_u16(),
+            });
+    }
+    resp
+}
+
+/// Check `Authorization: Bearer <API key>` against the hashed keys and the permission needed.
+pub async fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    needed: Permission,
+) -> Result<AuthedKey, ApiError> {
+    let key = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::auth::jwt::bearer_from_header)
+        .ok_or(ApiError::Unauthorized)?;
+    if key.len() > 256 {
+        return Err(ApiError::Unauthorized);
+    }
+    let hash = api_keys::hash(key);
+    let row = state
+        .db
+        .call(move |c| key_rows::find_active(c, &hash))
+        .await?;
+    let Some((id, perm)) = row else {
+        crate::metrics::AUTH_REJECTIONS
+            .with_label_values(&["bad_api_key"])
+            .inc();
+        return Err(ApiError::Unauthorized);
+    };
+    let perm: Permission = perm
+        .parse()
+        .map_err(|_| ApiError::Internal(format!("api key {id} has an unknown permission")))?;
+    if !perm.allows(needed) {
+        return Err(ApiError::Forbidden("Insufficient permissions".into()));
+    }
+    Ok(AuthedKey(id))
+}
+
+/// A handler's result with the authenticated key attached either way.
+fn with_key(key: AuthedKey, r: Result<Response, ApiError>) -> Response {
+    let mut resp = match r {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    resp.extensions_mut().insert(key);
+    resp
+}
+
+async fn list_stream_ids(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = authorize(&state, &headers, Permission::Read).await?;
+    let rows = state.streams.list().await;
+    Ok(with_key(
+        key,
+        rows.map(|rows| Json(json!({"status": "success", "data": rows})).into_response())
+            .map_err(ApiError::from),
+    ))
+}
+
+/// A new stream id, validated field by field.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NewStreamId {
+    pub publisher: String,
+    pub player: String,
+    pub description: Option<String>,
+}
+
+/// Parse and validate a `POST /api/stream-ids` body; errors name the field.
+pub fn parse_new_stream_id(body: &[u8]) -> Result<NewStreamId, ApiError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("Invalid JSON body: {e}")))?;
+    let Value::Object(obj) = v else {
+        return Err(ApiError::BadRequest(
+            "Request body must be a JSON object".into(),
+        ));
+    };
+    let publisher = required_id(&obj, "publisher")?;
+    let player = required_id(&obj, "player")?;
+    let description = match obj.get("description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            if s.chars().count() > 1024 {
+                return Err(ApiError::BadRequest(
+                    "Field 'description' must be at most 1024 characters".into(),
+                ));
+            }
+            if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+                return Err(ApiError::BadRequest(
+                    "Field 'description' must not contain control characters".into(),
+                ));
+            }
+            Some(s.clone())
+        }
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "Field 'description' must be a string".into(),
+            ))
+        }
+    };
+    if let Some(extra) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "publisher" | "player" | "description"))
+    {
+        return Err(ApiError::BadRequest(format!("Unknown field '{extra}'")));
+    }
+    Ok(NewStreamId {
+        publisher,
+        player,
+        description,
+    })
+}
+
+/// Stream ids end up in `/stream/{player}/…` URLs and bucket paths: a strict character set.
+fn required_id(obj: &Map<String, Value>, field: &str) -> Result<String, ApiError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Err(ApiError::BadRequest(format!(
+            "Missing required field '{field}'"
+        ))),
+        Some(Value::String(s)) => {
+            if s.is_empty() || s.len() > 128 {
+                return Err(ApiError::BadRequest(format!(
+                    "Field '{field}' must be 1 to 128 characters"
+                )));
+            }
+            if !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                || s.starts_with('.')
+            {
+                return Err(ApiError::BadRequest(format!(
+                    "Field '{field}' may contain only letters, digits, '-', '_' and '.' and must not start with '.'"
+                )));
+            }
+            Ok(s.clone())
+        }
+        Some(_) => Err(ApiError::BadRequest(format!(
+            "Field '{field}' must be a string"
+        ))),
+    }
+}
+
+async fn add_stream_id(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let key = authorize(&state, &headers, Permission::Write).await?;
+    let result = async {
+        let new = parse_new_stream_id(&body)?;
+        let player = new.player.clone();
+        let inserted = state
+            .db
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO stream_ids (publisher, player, description) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![new.publisher, new.player, new.description],
+                )
+            })
+            .await;
+        match inserted {
+            Ok(_) => {}
+            Err(crate::store::StoreError::Sql(rusqlite::Error::SqliteFailure(e, _)))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                return Err(ApiError::Conflict(format!(
+                    "Stream ID with player '{player}' already exists"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        state.streams.reload().await?;
+        Ok(
+            Json(json!({"status": "success", "message": "Stream ID added successfully"}))
+                .into_response(),
+        )
+    }
+    .await;
+    Ok(with_key(key, result))
+}
+
+async fn delete_stream_id(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(player): Path<String>,
+) -> Result<Response, ApiError> {
+    let key = authorize(&state, &headers, Permission::Admin).await?;
+    let result = async {
+        let removed = state
+            .db
+            .call(move |c| c.execute("DELETE FROM stream_ids WHERE player = ?1", [player]))
+            .await?;
+        if removed == 0 {
+            return Err(ApiError::NotFound("Stream ID not found".into()));
+        }
+        state.streams.reload().await?;
+        Ok(
+            Json(json!({"status": "success", "message": "Stream ID deleted successfully"}))
+                .into_response(),
+        )
+    }
+    .await;
+    Ok(with_key(key, result))
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let key = authorize(&state, &headers, Permission::Admin).await?;
+    let result = async {
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("Invalid JSON body: {e}")))?;
+        let name = match v.get("name") {
+            Some(Value::String(s))
+                if !s.trim().is_empty() && s.len() <= 128 && !s.chars().any(char::is_control) =>
+            {
+                s.clone()
+            }
+            Some(Value::String(_)) => {
+                return Err(ApiError::BadRequest(
+                    "Field 'name' must be 1 to 128 printable characters".into(),
+                ))
+            }
+            Some(_) => return Err(ApiError::BadRequest("Field 'name' must be a string".into())),
+            None => return Err(ApiError::BadRequest("Missing required field 'name'".into())),
+        };
+        let permission: Permission = match v.get("permissions") {
+            Some(Value::String(s)) => s.parse().map_err(|_| {
+                ApiError::BadRequest("Field 'permissions' must be one of admin, write, read".into())
+            })?,
+            Some(_) => {
+                return Err(ApiError::BadRequest(
+                    "Field 'permissions' must be a string".into(),
+                ))
+            }
+            None => {
+                return Err(ApiError::BadRequest(
+                    "Missing required field 'permissions'".into(),
+                ))
+            }
+        };
+        let new_key = create_api_key(&state.db, &name, permission).await?;
+        Ok(Json(json!({
+            "status": "success",
+            "api_key": new_key,
+            "message": "Save this key securely. It cannot be retrieved again."
+        }))
+        .into_response())
+    }
+    .await;
+    Ok(with_key(key, result))
+}
+
+/// Generate a key, store its hash, return the key (the only time it exists in clear).
+pub async fn create_api_key(
+    db: &crate::store::Db,
+    name: &str,
+    permission: Permission,
+) -> Result<String, ApiError> {
+    let key = api_keys::generate();
+    let (hash, prefix, name) = (
+        api_keys::hash(&key),
+        api_keys::display_prefix(&key),
+        name.to_string(),
+    );
+    db.call(move |c| key_rows::insert(c, &hash, &prefix, &name, permission.as_str()))
+        .await?;
+    Ok(key)
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct StatsQuery {
+    pub reset: Option<String>,
+    pub legacy: Option<String>,
+}
+
+async fn player_stats(
+    State(state): State<AppState>,
+    Path(player): Path<String>,
+    Query(q): Query<StatsQuery>,
+) -> Result<Response, ApiError> {
+    let registered = state.streams.publisher_for(&player).is_some();
+    let snap = state.stats.snapshot(&player);
+    if snap.is_none() && !registered {
+        return Err(ApiError::NotFound("Stream not found".into()));
+    }
+    let s = snap.unwrap_or(crate::stats::Snapshot {
+        bitrate_kbps: 0,
+        bytes: 0,
+        requests: 0,
+        upstream_errors: 0,
+        rtt_ms: 0.0,
+        latency_ms: 0.0,
+        uptime_secs: 0,
+        cache_hits: 0,
+    });
+    let cached_kib = state
+        .cache
+        .map(|c| {
+            let dir = state
+                .streams
+                .publisher_for(&player)
+                .unwrap_or_else(|| player.clone());
+            let prefix = state
+                .upstream
+                .cache_primary(&state.upstream.object_path(&dir, ""));
+            c.storage.bytes_with_prefix(&prefix) / 1024
+        })
+        .unwrap_or(0);
+    let legacy = q.legacy.as_deref() == Some("1");
+    let body = if legacy {
+        let mbps = s.bitrate_kbps as f64 / 1000.0;
+        json!({
+            "publishers": {
+                player.clone(): {
+                    "bitrate": s.bitrate_kbps,
+                    "bytes_rcv_drop": 0,
+                    "bytes_rcv_loss": 0,
+                    "mbps_bandwidth": mbps,
+                    "mbps_recv_rate": mbps,
+                    "ms_rcv_buf": cached_kib,
+                    "pkt_rcv_drop": s.upstream_errors,
+                    "pkt_rcv_loss": 0,
+                    "rtt": s.rtt_ms,
+                    "uptime": s.uptime_secs,
+                    "latency": s.latency_ms.round() as u64,
+                    "bytes_sent": s.bytes,
+                    "requests": s.requests,
+                }
+            },
+            "status": "ok"
+        })
+    } else {
+        json!({
+            "publisher": {
+                "bitrate": s.bitrate_kbps,
+                "buffer": cached_kib,
+                "dropped_pkts": s.upstream_errors,
+                "rtt": s.rtt_ms,
+                "uptime": s.uptime_secs,
+                "latency": s.latency_ms.round() as u64,
+                "bytes_sent": s.bytes,
+                "requests": s.requests,
+            },
+            "status": "ok"
+        })
+    };
+    if q.reset.is_some() {
+        state.stats.reset(&player);
+    }
+    Ok(Json(body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_id_bodies_are_validated_by_field() {
+        let ok =
+            parse_new_stream_id(br#"{"publisher":"studio_1","player":"live_stream"}"#).unwrap();
+        assert_eq!(ok.player, "live_stream");
+        let err = |b: &[u8]| parse_new_stream_id(b).unwrap_err().to_string();
+        assert!(err(br#"{"player":"x"}"#).contains("'publisher'"));
+        assert!(err(br#"{"publisher":1,"player":"x"}"#).contains("'publisher' must be a string"));
+        assert!(err(br#"{"publisher":"a","player":"x\u0000"}"#).contains("'player'"));
+        assert!(err(br#"{"publisher":"a\"b","player":"x"}"#).contains("'publisher'"));
+        assert!(err(br#"{"publisher":"../x","player":"x"}"#).contains("'publisher'"));
+        assert!(err(br#"{"publisher":"a","player":"x","description":5}"#).contains("'description'"));
+        assert!(err(br#"{"publisher":"a","player":"x","extra":1}"#).contains("'extra'"));
+        assert!(err(b"not json").contains("Invalid JSON"));
+        assert!(err(b"[]").contains("object"));
+    }
+}

@@ -1,0 +1,410 @@
+//! How long sluice keeps an object: pure functions of the object kind, the origin's
+//! response headers and (for playlists) the playlist itself.
+//!
+//! - Segments, init segments, images: `cache.segment_ttl` (they never change once published).
+//! - Playlists: stored with the VOD TTL; on every hit the playlist is read and a *live* one
+//!   (no `#EXT-X-ENDLIST`, or a DASH `type="dynamic"` MPD) is treated as expired once it is
+//!   older than half its `#EXT-X-TARGETDURATION` (capped by `cache.live_playlist_ttl_max`).
+//!   The TTL cannot be decided at store time because the response filter runs before the body.
+//! - `404`: `cache.not_found_ttl` (a segment that is not there yet must not stay missing).
+//! - The origin wins where it is stricter: `no-store`/`private` are not stored, and a shorter
+//!   `s-maxage`/`max-age`/`Expires` shortens ours.
+//! - `stale-if-error`: every stored object may be served stale for `cache.stale_if_error`
+//!   after it expires when the origin fails.
+
+use std::time::{Duration, SystemTime};
+
+use pingora_cache::cache_control::CacheControl;
+use pingora_http::ResponseHeader;
+
+use crate::config::CacheConfig;
+use crate::media::MediaKind;
+
+/// What to do with an origin response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Store {
+        ttl: Duration,
+        stale_if_error: Duration,
+    },
+    DontStore(&'static str),
+}
+
+#[derive(Debug, Clone)]
+pub struct CachePolicy {
+    pub segment_ttl: Duration,
+    pub vod_playlist_ttl: Duration,
+    pub live_playlist_ttl_max: Duration,
+    pub not_found_ttl: Duration,
+    pub stale_if_error: Duration,
+}
+
+impl From<&CacheConfig> for CachePolicy {
+    fn from(c: &CacheConfig) -> Self {
+        CachePolicy {
+            segment_ttl: c.segment_ttl,
+            vod_playlist_ttl: c.vod_playlist_ttl,
+            live_playlist_ttl_max: c.live_playlist_ttl_max,
+            not_found_ttl: c.not_found_ttl,
+            stale_if_error: c.stale_if_error,
+        }
+    }
+}
+
+/// Whether a playlist is still changing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Vod,
+    /// Live, with the playlist's target duration (HLS) or minimum update period (DASH).
+    Live(Option<Duration>),
+}
+
+impl CachePolicy {
+    /// Decide at store time from the response header.
+    pub fn decide(&self, kind: MediaKind, resp: &ResponseHeader, now: SystemTime) -> Decision {
+        let status = resp.status.as_u16();
+        let ours = match status {
+            200 => {
+                if kind.is_manifest() {
+                    self.vod_playlist_ttl
+                } else {
+                    self.segment_ttl
+                }
+            }
+            404 | 410 => self.not_found_ttl,
+            _ => return Decision::DontStore("status"),
+        };
+        let cc = CacheControl::from_resp_headers(resp);
+        if let Some(cc) = &cc {
+            if cc.no_store() || cc.private() {
+                return Decision::DontStore("origin cache-control");
+            }
+        }
+        let origin = origin_ttl(cc.as_ref(), resp, now);
+        let ttl = match origin {
+            Some(o) => o.min(ours),
+            None => ours,
+        };
+        if ttl.is_zero() {
+            return Decision::DontStore("origin says stale");
+        }
+        Decision::Store {
+            ttl,
+            stale_if_error: if status == 200 {
+                self.stale_if_error
+            } else {
+                Duration::ZERO
+            },
+        }
+    }
+
+    /// How long a playlist stays fresh, from its content.
+    pub fn playlist_ttl(&self, kind: MediaKind, body: &[u8]) -> Duration {
+        let liveness = match kind {
+            MediaKind::HlsPlaylist => hls_liveness(body),
+            MediaKind::DashManifest => dash_liveness(body),
+            _ => return self.segment_ttl,
+        };
+        match liveness {
+            Liveness::Vod => self.vod_playlist_ttl,
+            Liveness::Live(period) => {
+                let half = period.map(|p| p / 2).unwrap_or(self.live_playlist_ttl_max);
+                half.clamp(
+                    Duration::from_millis(500),
+                    self.live_playlist_ttl_max.max(Duration::from_millis(500)),
+                )
+            }
+        }
+    }
+}
+
+/// The origin's own freshness lifetime: `s-maxage`, then `max-age`, then `Expires - Date`.
+/// `no-cache` means "revalidate every time": zero.
+fn origin_ttl(
+    cc: Option<&CacheControl>,
+    resp: &ResponseHeader,
+    now: SystemTime,
+) -> Option<Duration> {
+    if let Some(cc) = cc {
+        if cc.no_cache() {
+            return Some(Duration::ZERO);
+        }
+        if let Ok(Some(s)) = cc.s_maxage() {
+            return Some(Duration::from_secs(s as u64));
+        }
+        if let Ok(Some(s)) = cc.max_age() {
+            return Some(Duration::from_secs(s as u64));
+        }
+    }
+    let expires = resp.headers.get(http::header::EXPIRES)?.to_str().ok()?;
+    // An unparseable Expires means "already expired" (RFC 9111 5.3).
+    let Ok(at) = httpdate::parse_http_date(expires) else {
+        return Some(Duration::ZERO);
+    };
+    let base = resp
+        .headers
+        .get(http::header::DATE)
+        .and_then(|d| d.to_str().ok())
+        .and_then(|d| httpdate::parse_http_date(d).ok())
+        .unwrap_or(now);
+    Some(at.duration_since(base).unwrap_or(Duration::ZERO))
+}
+
+/// HLS: `#EXT-X-ENDLIST` (or `#EXT-X-PLAYLIST-TYPE:VOD`) means the playlist will not change;
+/// a master playlist (only `#EXT-X-STREAM-INF`) is also static.
+pub fn hls_liveness(body: &[u8]) -> Liveness {
+    let mut target = None;
+    let mut master = false;
+    let mut media = false;
+    for line in body.split(|&b| b == b'\n') {
+        let line = trim_ascii(line);
+        if line.starts_with(b"#EXT-X-ENDLIST") || line == b"#EXT-X-PLAYLIST-TYPE:VOD" {
+            return Liveness::Vod;
+        }
+        if let Some(v) = line.strip_prefix(b"#EXT-X-TARGETDURATION:") {
+            target = std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s > 0.0 && *s < 86_400.0)
+                .map(Duration::from_secs_f64);
+            media = true;
+        } else if line.starts_with(b"#EXT-X-STREAM-INF") {
+            master = true;
+        } else if line.starts_with(b"#EXTINF") {
+            media = true;
+        }
+    }
+    if master && !media {
+        Liveness::Vod
+    } else {
+        Liveness::Live(target)
+    }
+}
+
+/// DASH: `type="dynamic"` is live; its `minimumUpdatePeriod` (ISO 8601, e.g. `PT2S`) paces refreshes.
+pub fn dash_liveness(body: &[u8]) -> Liveness {
+    let head = &body[..body.len().min(4096)];
+    let text = String::from_utf8_lossy(head);
+    let Some(start) = text.find("<MPD") else {
+        return Liveness::Vod;
+    };
+    let tag = &text[start..];
+    let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
+    if !(tag.contains("type=\"dynamic\"") || tag.contains("type='dynamic'")) {
+        return Liveness::Vod;
+    }
+    let period = attr(tag, "minimumUpdatePeriod").and_then(parse_iso_duration);
+    Liveness::Live(period)
+}
+
+fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let i = tag.find(&format!("{name}="))? + name.len() + 1;
+    let quote = tag[i..].chars().next()?;
+    let rest = &tag[i + 1..];
+    Some(&rest[..rest.find(quote)?])
+}
+
+/// `PT2S`, `PT1M30.5S`, `PT1H` → Duration. Days and larger units are not used in MPD refresh periods.
+pub fn parse_iso_duration(s: &str) -> Option<Duration> {
+    let t = s.strip_prefix("PT")?;
+    let mut secs = 0f64;
+    let mut num = String::new();
+    for c in t.chars() {
+        match c {
+            '0'..='9' | '.' => num.push(c),
+            'H' | 'M' | 'S' => {
+                let v: f64 = num.parse().ok()?;
+                secs += v * match c {
+                    'H' => 3600.0,
+                    'M' => 60.0,
+                    _ => 1.0,
+                };
+                num.clear();
+            }
+            _ => return None,
+        }
+    }
+    (num.is_empty() && secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+fn trim_ascii(mut s: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = s {
+        if first.is_ascii_whitespace() {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    while let [rest @ .., last] = s {
+        if last.is_ascii_whitespace() {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> CachePolicy {
+        CachePolicy {
+            segment_ttl: Duration::from_secs(86400),
+            vod_playlist_ttl: Duration::from_secs(300),
+            live_playlist_ttl_max: Duration::from_secs(5),
+            not_found_ttl: Duration::from_secs(5),
+            stale_if_error: Duration::from_secs(60),
+        }
+    }
+
+    fn resp(status: u16, headers: &[(&str, &str)]) -> ResponseHeader {
+        let mut r = ResponseHeader::build(status, None).unwrap();
+        for (k, v) in headers {
+            r.insert_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn segments_get_long_ttl_without_origin_headers() {
+        let d = policy().decide(MediaKind::Segment, &resp(200, &[]), SystemTime::now());
+        assert_eq!(
+            d,
+            Decision::Store {
+                ttl: Duration::from_secs(86400),
+                stale_if_error: Duration::from_secs(60)
+            }
+        );
+    }
+
+    #[test]
+    fn origin_stricter_wins() {
+        let now = SystemTime::now();
+        let p = policy();
+        assert_eq!(
+            p.decide(
+                MediaKind::Segment,
+                &resp(200, &[("cache-control", "max-age=10")]),
+                now
+            ),
+            Decision::Store {
+                ttl: Duration::from_secs(10),
+                stale_if_error: Duration::from_secs(60)
+            }
+        );
+        // Longer origin TTLs do not extend ours.
+        assert!(matches!(
+            p.decide(MediaKind::Segment, &resp(200, &[("cache-control", "max-age=999999999")]), now),
+            Decision::Store { ttl, .. } if ttl == Duration::from_secs(86400)
+        ));
+        assert!(matches!(
+            p.decide(
+                MediaKind::Segment,
+                &resp(200, &[("cache-control", "no-store")]),
+                now
+            ),
+            Decision::DontStore(_)
+        ));
+        assert!(matches!(
+            p.decide(
+                MediaKind::Segment,
+                &resp(200, &[("cache-control", "private, max-age=60")]),
+                now
+            ),
+            Decision::DontStore(_)
+        ));
+        let date = httpdate::fmt_http_date(now);
+        let exp = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert!(matches!(
+            p.decide(MediaKind::Segment, &resp(200, &[("date", &date), ("expires", &exp)]), now),
+            Decision::Store { ttl, .. } if ttl == Duration::from_secs(30)
+        ));
+        assert!(matches!(
+            p.decide(MediaKind::Segment, &resp(200, &[("expires", "0")]), now),
+            Decision::DontStore(_)
+        ));
+    }
+
+    #[test]
+    fn not_found_is_short_and_errors_are_not_stored() {
+        let now = SystemTime::now();
+        assert!(matches!(
+            policy().decide(MediaKind::Segment, &resp(404, &[]), now),
+            Decision::Store { ttl, stale_if_error } if ttl == Duration::from_secs(5) && stale_if_error.is_zero()
+        ));
+        for s in [500, 502, 503, 206, 304, 301] {
+            assert!(matches!(
+                policy().decide(MediaKind::Segment, &resp(s, &[]), now),
+                Decision::DontStore(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn live_and_vod_playlists() {
+        let p = policy();
+        let live = b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\na.ts\n";
+        let vod = b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\na.ts\n#EXT-X-ENDLIST\n";
+        let master = b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv.m3u8\n";
+        assert_eq!(
+            hls_liveness(live),
+            Liveness::Live(Some(Duration::from_secs(4)))
+        );
+        assert_eq!(
+            p.playlist_ttl(MediaKind::HlsPlaylist, live),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            p.playlist_ttl(MediaKind::HlsPlaylist, vod),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            p.playlist_ttl(MediaKind::HlsPlaylist, master),
+            Duration::from_secs(300)
+        );
+        // A long target duration is capped.
+        let slow = b"#EXTM3U\n#EXT-X-TARGETDURATION:60\n#EXTINF:60,\na.ts\n";
+        assert_eq!(
+            p.playlist_ttl(MediaKind::HlsPlaylist, slow),
+            Duration::from_secs(5)
+        );
+        // CRLF and garbage target durations.
+        let crlf = b"#EXTM3U\r\n#EXT-X-TARGETDURATION:2\r\n#EXTINF:2,\r\na.ts\r\n";
+        assert_eq!(
+            p.playlist_ttl(MediaKind::HlsPlaylist, crlf),
+            Duration::from_secs(1)
+        );
+        let junk = b"#EXTM3U\n#EXT-X-TARGETDURATION:NaN\n#EXTINF:2,\na.ts\n";
+        assert_eq!(
+            p.playlist_ttl(MediaKind::HlsPlaylist, junk),
+            Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn dash_dynamic_and_static() {
+        let p = policy();
+        let dynamic = br#"<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" minimumUpdatePeriod="PT4S"><Period/></MPD>"#;
+        let stat = br#"<MPD type="static" mediaPresentationDuration="PT10M"></MPD>"#;
+        assert_eq!(
+            dash_liveness(dynamic),
+            Liveness::Live(Some(Duration::from_secs(4)))
+        );
+        assert_eq!(
+            p.playlist_ttl(MediaKind::DashManifest, dynamic),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            p.playlist_ttl(MediaKind::DashManifest, stat),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            parse_iso_duration("PT1M30.5S"),
+            Some(Duration::from_secs_f64(90.5))
+        );
+        assert_eq!(parse_iso_duration("P1D"), None);
+        assert_eq!(parse_iso_duration("PT5"), None);
+    }
+}

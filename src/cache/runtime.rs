@@ -1,0 +1,110 @@
+//! The process-wide cache: storage, eviction manager, cache lock and policy, created once at
+//! start-up and leaked to `&'static` (pingora-cache takes `&'static` handles).
+
+use std::time::SystemTime;
+
+use pingora_cache::eviction::lru::Manager as LruManager;
+use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora_cache::{CacheKey, CacheMeta, NoCacheReason, RespCacheable};
+use pingora_http::ResponseHeader;
+
+use super::policy::{CachePolicy, Decision};
+use super::storage::MemoryStorage;
+use crate::config::CacheConfig;
+use crate::media::MediaKind;
+use crate::metrics;
+
+/// Shards of the LRU eviction manager (independent of the storage's shards).
+const EVICTION_SHARDS: usize = 16;
+
+pub struct CacheRuntime {
+    pub storage: &'static MemoryStorage,
+    pub eviction: &'static LruManager<EVICTION_SHARDS>,
+    pub lock: &'static CacheKeyLockImpl,
+    pub policy: CachePolicy,
+    pub max_object_bytes: usize,
+    pub budget_bytes: usize,
+}
+
+impl CacheRuntime {
+    /// Build and leak the cache for this process.
+    pub fn install(cfg: &CacheConfig) -> &'static CacheRuntime {
+        let storage: &'static MemoryStorage = Box::leak(Box::new(
+            MemoryStorage::new(cfg.shards, cfg.memory_bytes)
+                .with_max_object_bytes(cfg.max_object_bytes),
+        ));
+        // Capacity is a hint for pre-allocation: assume ~64 KiB objects on average.
+        let capacity = (cfg.memory_bytes / (64 * 1024)).clamp(1024, 1 << 20);
+        // The LRU evicts at 7/8 of the budget: the storage counts writes still in flight too,
+        // and refuses new ones at the full budget, so this leaves them room.
+        let lru_limit = cfg.memory_bytes - cfg.memory_bytes / 8;
+        let eviction: &'static LruManager<EVICTION_SHARDS> =
+            Box::leak(Box::new(LruManager::with_capacity(lru_limit, capacity)));
+        let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(cfg.lock_timeout));
+        Box::leak(Box::new(CacheRuntime {
+            storage,
+            eviction,
+            lock,
+            policy: CachePolicy::from(cfg),
+            max_object_bytes: cfg.max_object_bytes,
+            budget_bytes: cfg.memory_bytes,
+        }))
+    }
+
+    /// The key for an upstream object: scheme, host and path only, never query tokens,
+    /// ctx ids or auth headers (those are checked before the cache).
+    pub fn key(primary: &str) -> CacheKey {
+        CacheKey::new(primary.to_string(), "")
+    }
+
+    /// Turn a response into a cacheable meta, or say why not.
+    pub fn cacheability(&self, kind: MediaKind, resp: &ResponseHeader) -> RespCacheable {
+        let now = SystemTime::now();
+        match self.policy.decide(kind, resp, now) {
+            Decision::Store {
+                ttl,
+                stale_if_error,
+            } => RespCacheable::Cacheable(CacheMeta::new(
+                now + ttl,
+                now,
+                0,
+                stale_if_error.as_secs().min(u32::MAX as u64) as u32,
+                resp.clone(),
+            )),
+            Decision::DontStore(why) => RespCacheable::Uncacheable(NoCacheReason::Custom(why)),
+        }
+    }
+
+    /// For a playlist hit: when it stopped being fresh, if it has (live playlists expire early).
+    pub fn playlist_expired_at(
+        &self,
+        kind: MediaKind,
+        meta: &CacheMeta,
+        body: &[u8],
+    ) -> Option<SystemTime> {
+        let ttl = self.policy.playlist_ttl(kind, body);
+        let until = meta.created() + ttl;
+        (SystemTime::now() >= until).then_some(until)
+    }
+
+    /// Remove one object by primary key. Returns whether something was removed.
+    pub fn purge_primary(&self, primary: &str) -> bool {
+        self.storage
+            .purge_exact_primary(primary, Some(self.eviction))
+    }
+
+    /// Remove every object whose primary key starts with `prefix`.
+    pub fn purge_prefix(&self, prefix: &str) -> usize {
+        self.storage.purge_prefix(prefix, Some(self.eviction))
+    }
+
+    /// Copy storage counters into the metrics registry (called at scrape time).
+    pub fn refresh_metrics(&self) {
+        metrics::CACHE_BYTES.set(self.storage.bytes_stored() as i64);
+        let evicted = self.storage.evictions() as u64;
+        let seen = metrics::CACHE_EVICTIONS.get();
+        if evicted > seen {
+            metrics::CACHE_EVICTIONS.inc_by(evicted - seen);
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Background work that must not run on a request: the access-log writer and pruning of
+//! idle rate-limit buckets. One Pingora background service, stopped with the server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
+
+use crate::api::Shared;
+use crate::store::access_log::AccessLogWriter;
+
+pub struct Housekeeping {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<AccessLogWriter>>,
+}
+
+impl Housekeeping {
+    pub fn new(shared: Arc<Shared>, writer: AccessLogWriter) -> Housekeeping {
+        Housekeeping {
+            shared,
+            writer: Mutex::new(Some(writer)),
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Housekeeping {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let writer = self.writer.lock().take();
+        let mut stop = shutdown.clone();
+        let writer_task = async move {
+            if let Some(w) = writer {
+                w.run(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            }
+        };
+        let shared = self.shared.clone();
+        let prune_task = async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => shared.rate_limits.prune(),
+                    _ = shutdown.changed() => return,
+                }
+            }
+        };
+        tokio::join!(writer_task, prune_task);
+    }
+}
