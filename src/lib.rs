@@ -12,5 +12,6 @@ pub mod edge;
 pub mod media;
 pub mod metrics;
 pub mod origin_dir;
+pub mod rewrite;
 pub mod server;
 pub mod store;
