@@ -414,6 +414,8 @@ fn text_url(
 
 /// Byte range of `part` inside `input`. quick-xml borrows attribute values from the input
 /// when reading from a `&str`, so this is pointer arithmetic on two safe slices, checked.
+// The `Cow` (not `&[u8]`) is the point: only a borrowed value has a position in the input.
+#[allow(clippy::ptr_arg)]
 fn span_in(input: &str, part: &Cow<'_, [u8]>) -> Result<Range<usize>, RewriteError> {
     let Cow::Borrowed(part) = part else {
         return Err(xml_err("attribute value not borrowed from input"));
