@@ -1,0 +1,628 @@
+//! DASH MPD rewriting (ISO/IEC 23009-1): finds every URL the player will fetch and splices
+//! in `map`'s output, leaving every other byte of the document untouched.
+//!
+//! quick-xml's streaming reader finds the elements; edits are byte-range splices into the
+//! original text, so attribute order, quoting, namespaces, comments and whitespace survive
+//! exactly, and a document without URLs round-trips byte-identically.
+//!
+//! Rewritten: `BaseURL`, `Location` and `PatchLocation` text; `SegmentTemplate@media`,
+//! `@initialization`, `@index`; `SegmentURL@media`, `@index`; `Initialization`,
+//! `RepresentationIndex` and `BitstreamSwitching` `@sourceURL`; `xlink:href` (remote
+//! elements). Left alone: DRM license URLs in `ContentProtection` (the stream API hands the
+//! player its license URL separately) and `UTCTiming@value` (a clock source, not media).
+//!
+//! # How relative URLs are resolved
+//! DASH resolves a relative URL against the nearest enclosing `BaseURL`, each level resolved
+//! against its parent (MPD → Period → AdaptationSet → Representation), the document URL at
+//! the top. We keep a stack of *upstream* effective bases, one per open element. Every URL
+//! is resolved against the upstream base and written as an absolute proxy URL — never left
+//! relative — because once a `BaseURL` is rewritten to `/api/proxy?url=…`, a relative child
+//! resolved against it by the player would land on `/api/<child>`, not upstream. `BaseURL`
+//! elements are rewritten too: the player uses them directly when no child URL overrides
+//! them (e.g. `SegmentBase` on-demand profiles, where the `BaseURL` *is* the media file), and
+//! combining a root-relative proxy URL with our root-relative proxy children is harmless.
+//!
+//! A `SegmentTemplate` is inherited by lower levels, and the player resolves it against the
+//! *lower* level's base. When an AdaptationSet or Representation has its own `BaseURL` and
+//! inherits a template defined above it, one absolute rewrite cannot be right for both
+//! levels, so we give the lower level its own copy of the template's URL attributes (added
+//! to its `SegmentTemplate`, or as a new `<SegmentTemplate …/>`); DASH merges template
+//! attributes across levels (§5.3.9.1), so the other attributes still come from above.
+//!
+//! Known gap: a `SegmentBase`/`SegmentList` URL defined above a level with its own `BaseURL`
+//! is resolved against the upper level only (rare in practice; not detected).
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::rc::Rc;
+
+use percent_encoding::utf8_percent_encode;
+use quick_xml::escape::{escape, partial_escape, unescape};
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+use url::Url;
+
+use super::{check_size, is_fetchable, map_checked, scheme_of, RewriteError, COMPONENT};
+
+/// `SegmentTemplate` attributes that are URL templates, in the order we (re)emit them.
+const TEMPLATE_ATTRS: [&str; 3] = ["media", "initialization", "index"];
+
+/// How a URL is embedded, which decides escaping and template handling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Embed {
+    /// Element text (`BaseURL`, `Location`): XML text escaping.
+    Text,
+    /// A plain URL attribute.
+    Attr,
+    /// A `SegmentTemplate` attribute with `$Number$`-style placeholders.
+    Template,
+}
+
+/// One change the scanner asks for. Positions are byte offsets into the input.
+enum Edit<'s> {
+    /// Replace `range`, which holds the (escaped) form of `value`.
+    Replace {
+        range: Range<usize>,
+        value: &'s str,
+        base: &'s Url,
+        embed: Embed,
+    },
+    /// Insert ` name="template"` attributes (into an existing `SegmentTemplate` tag), or a
+    /// whole `<{prefix}SegmentTemplate …/>` element when `element_prefix` is set.
+    Insert {
+        at: usize,
+        element_prefix: Option<&'s str>,
+        attrs: Vec<(&'static str, &'s str)>,
+        base: &'s Url,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    AdaptationSet,
+    Representation,
+    Other,
+}
+
+/// The `SegmentTemplate` URL attributes in effect at a level, and the base they were
+/// resolved against (an index into the scanner's `bases`).
+#[derive(Debug)]
+struct Template {
+    urls: [Option<String>; 3],
+    base: usize,
+}
+
+/// Per open element: its effective base and template inheritance state.
+#[derive(Debug)]
+struct Frame {
+    level: Level,
+    /// Namespace prefix with its colon (`"mpd:"`), for elements we may insert into.
+    prefix: String,
+    /// Base in effect for this element's own `BaseURL` children.
+    inherited: usize,
+    /// Base in effect for everything else inside this element.
+    effective: usize,
+    has_base: bool,
+    /// A URL was already resolved against `effective`; a `BaseURL` arriving now (against
+    /// the schema's element order) would have changed it, so it is an error, not a guess.
+    used: bool,
+    template: Option<Rc<Template>>,
+    /// This level inherits a template resolved against a different base (see module doc).
+    needs_template: bool,
+}
+
+impl Frame {
+    fn child(&self, level: Level, prefix: String) -> Frame {
+        Frame {
+            level,
+            prefix,
+            inherited: self.effective,
+            effective: self.effective,
+            has_base: false,
+            used: false,
+            template: self.template.clone(),
+            needs_template: false,
+        }
+    }
+}
+
+/// Text elements being captured: `(kind, start of content)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextUrl {
+    BaseUrl,
+    /// `Location` / `PatchLocation`: resolved against the document URL, not `BaseURL`s.
+    Location,
+}
+
+fn xml_err(e: impl std::fmt::Display) -> RewriteError {
+    RewriteError::Xml(e.to_string())
+}
+
+/// Walk the MPD and report every edit. `base` is the document URL.
+fn scan(
+    input: &str,
+    base: &Url,
+    mut f: impl FnMut(Edit<'_>) -> Result<(), RewriteError>,
+) -> Result<(), RewriteError> {
+    let mut reader = Reader::from_str(input);
+    // Splicing needs the text exactly as written.
+    reader.config_mut().trim_text(false);
+    let mut bases: Vec<Url> = vec![base.clone()];
+    let mut stack: Vec<Frame> = vec![Frame {
+        level: Level::Other,
+        prefix: String::new(),
+        inherited: 0,
+        effective: 0,
+        has_base: false,
+        used: false,
+        template: None,
+        needs_template: false,
+    }];
+    let mut capture: Option<(TextUrl, usize)> = None;
+    loop {
+        let before = pos(&reader)?;
+        let event = reader.read_event().map_err(xml_err)?;
+        let after = pos(&reader)?;
+        match event {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let empty = matches!(event, Event::Empty(_));
+                if capture.is_some() {
+                    return Err(xml_err("element inside BaseURL/Location"));
+                }
+                let local = e.local_name();
+                let local = local.as_ref();
+                let level = match local {
+                    b"AdaptationSet" => Level::AdaptationSet,
+                    b"Representation" => Level::Representation,
+                    _ => Level::Other,
+                };
+                // An AdaptationSet that needed its own template copy and has not got one by
+                // its first Representation gets it here, where the schema puts it.
+                if level == Level::Representation {
+                    insert_pending_template(&mut stack, &bases, before, &mut f)?;
+                }
+                element_urls(
+                    input, &reader, e, local, &mut stack, &bases, after, empty, &mut f,
+                )?;
+                if !empty {
+                    let prefix = match e.name().prefix() {
+                        Some(p) if level != Level::Other => {
+                            format!("{}:", String::from_utf8_lossy(p.as_ref()))
+                        }
+                        _ => String::new(),
+                    };
+                    let frame = top(&stack)?.child(level, prefix);
+                    stack.push(frame);
+                    capture = match local {
+                        b"BaseURL" => Some((TextUrl::BaseUrl, after)),
+                        b"Location" | b"PatchLocation" => Some((TextUrl::Location, after)),
+                        _ => None,
+                    };
+                }
+            }
+            Event::End(_) => {
+                if let Some((kind, start)) = capture.take() {
+                    stack.pop();
+                    text_url(input, start..before, kind, &mut stack, &mut bases, &mut f)?;
+                    continue;
+                }
+                insert_pending_template(&mut stack, &bases, before, &mut f)?;
+                stack.pop();
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn pos(reader: &Reader<&[u8]>) -> Result<usize, RewriteError> {
+    usize::try_from(reader.buffer_position()).map_err(xml_err)
+}
+
+fn top(stack: &[Frame]) -> Result<&Frame, RewriteError> {
+    stack.last().ok_or_else(|| xml_err("unbalanced end tag"))
+}
+
+fn top_mut(stack: &mut [Frame]) -> Result<&mut Frame, RewriteError> {
+    stack
+        .last_mut()
+        .ok_or_else(|| xml_err("unbalanced end tag"))
+}
+
+/// The URL attributes of one start/empty tag; `tag_end` is the offset just past its `>`.
+#[allow(clippy::too_many_arguments)]
+fn element_urls<'s>(
+    input: &'s str,
+    reader: &Reader<&[u8]>,
+    e: &BytesStart<'_>,
+    local: &[u8],
+    stack: &mut [Frame],
+    bases: &'s [Url],
+    tag_end: usize,
+    empty: bool,
+    f: &mut impl FnMut(Edit<'_>) -> Result<(), RewriteError>,
+) -> Result<(), RewriteError> {
+    let is_template = local == b"SegmentTemplate";
+    let mut own: [Option<String>; 3] = [None, None, None];
+    let base_index = top(stack)?.effective;
+    let mut any_url = false;
+    for attr in e.attributes() {
+        let attr = attr.map_err(xml_err)?;
+        let key = attr.key.as_ref();
+        let embed = match (local, key) {
+            (b"SegmentTemplate", b"media" | b"initialization" | b"index") => Embed::Template,
+            (b"SegmentURL", b"media" | b"index") => Embed::Attr,
+            (b"Initialization" | b"RepresentationIndex" | b"BitstreamSwitching", b"sourceURL") => {
+                Embed::Attr
+            }
+            _ if attr.key.local_name().as_ref() == b"href" && attr.key.prefix().is_some() => {
+                Embed::Attr
+            }
+            _ => continue,
+        };
+        let range = span_in(input, &attr.value)?;
+        let value = attr
+            .decode_and_unescape_value(reader.decoder())
+            .map_err(xml_err)?;
+        any_url = true;
+        if is_template {
+            if let Some(i) = TEMPLATE_ATTRS.iter().position(|a| a.as_bytes() == key) {
+                own[i] = Some(value.clone().into_owned());
+            }
+        }
+        f(Edit::Replace {
+            range,
+            value: &value,
+            base: &bases[base_index],
+            embed,
+        })?;
+    }
+    if any_url {
+        // Any open element could still (wrongly) receive a BaseURL that changes this base.
+        for frame in stack.iter_mut() {
+            frame.used = true;
+        }
+    }
+    if !is_template {
+        return Ok(());
+    }
+    let parent = top_mut(stack)?;
+    // This level now has a template of its own; fill in URL attributes it inherits but
+    // whose inherited resolution was against another base.
+    let inherited = parent.template.clone();
+    let mut missing: Vec<(&'static str, String)> = Vec::new();
+    let mut urls = own;
+    if let Some(up) = inherited.as_deref() {
+        for (i, slot) in urls.iter_mut().enumerate() {
+            if slot.is_none() {
+                if let Some(v) = &up.urls[i] {
+                    if up.base != base_index {
+                        missing.push((TEMPLATE_ATTRS[i], v.clone()));
+                    }
+                    *slot = Some(v.clone());
+                }
+            }
+        }
+    }
+    parent.template = Some(Rc::new(Template {
+        urls,
+        base: base_index,
+    }));
+    parent.needs_template = false;
+    if !missing.is_empty() {
+        // Just before `/>` or `>`.
+        let at = tag_end - if empty { 2 } else { 1 };
+        f(Edit::Insert {
+            at,
+            element_prefix: None,
+            attrs: missing.iter().map(|(k, v)| (*k, v.as_str())).collect(),
+            base: &bases[base_index],
+        })?;
+    }
+    Ok(())
+}
+
+/// If the innermost element inherits a template resolved against another base and has not
+/// declared its own, insert `<SegmentTemplate …/>` at `at`.
+fn insert_pending_template(
+    stack: &mut [Frame],
+    bases: &[Url],
+    at: usize,
+    f: &mut impl FnMut(Edit<'_>) -> Result<(), RewriteError>,
+) -> Result<(), RewriteError> {
+    let frame = top_mut(stack)?;
+    if !frame.needs_template {
+        return Ok(());
+    }
+    frame.needs_template = false;
+    let Some(up) = frame.template.clone() else {
+        return Ok(());
+    };
+    let attrs: Vec<(&'static str, &str)> = TEMPLATE_ATTRS
+        .iter()
+        .zip(up.urls.iter())
+        .filter_map(|(k, v)| v.as_deref().map(|v| (*k, v)))
+        .collect();
+    frame.template = Some(Rc::new(Template {
+        urls: up.urls.clone(),
+        base: frame.effective,
+    }));
+    f(Edit::Insert {
+        at,
+        element_prefix: Some(&frame.prefix),
+        attrs,
+        base: &bases[frame.effective],
+    })
+}
+
+/// A `BaseURL` / `Location` element closed; `range` is its raw content. The element's own
+/// frame is already popped, so the top of `stack` is its parent.
+fn text_url(
+    input: &str,
+    range: Range<usize>,
+    kind: TextUrl,
+    stack: &mut [Frame],
+    bases: &mut Vec<Url>,
+    f: &mut impl FnMut(Edit<'_>) -> Result<(), RewriteError>,
+) -> Result<(), RewriteError> {
+    let raw = &input[range.clone()];
+    if raw.contains('<') {
+        return Err(xml_err("CDATA or comment inside BaseURL/Location"));
+    }
+    // xs:anyURI allows surrounding whitespace; keep it and replace only the URL.
+    let lead = raw.len() - raw.trim_start().len();
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Ok(());
+    }
+    let range = range.start + lead..range.start + lead + trimmed.len();
+    let value = unescape(trimmed).map_err(xml_err)?;
+    let parent = top_mut(stack)?;
+    let against = match kind {
+        TextUrl::Location => 0,
+        TextUrl::BaseUrl => parent.inherited,
+    };
+    f(Edit::Replace {
+        range,
+        value: &value,
+        base: &bases[against],
+        embed: Embed::Text,
+    })?;
+    if kind == TextUrl::Location || parent.has_base {
+        // Only the first of several alternative BaseURLs decides resolution.
+        return Ok(());
+    }
+    if parent.used {
+        return Err(xml_err(
+            "BaseURL after URLs that it would change (out of schema order)",
+        ));
+    }
+    let resolved = bases[against]
+        .join(&value)
+        .map_err(|e| RewriteError::BadUri(format!("BaseURL {value:?}: {e}")))?;
+    bases.push(resolved);
+    parent.effective = bases.len() - 1;
+    parent.has_base = true;
+    if let Some(t) = &parent.template {
+        parent.needs_template =
+            matches!(parent.level, Level::AdaptationSet | Level::Representation)
+                && t.base != parent.effective;
+    }
+    Ok(())
+}
+
+/// Byte range of `part` inside `input`. quick-xml borrows attribute values from the input
+/// when reading from a `&str`, so this is pointer arithmetic on two safe slices, checked.
+// The `Cow` (not `&[u8]`) is the point: only a borrowed value has a position in the input.
+#[allow(clippy::ptr_arg)]
+fn span_in(input: &str, part: &Cow<'_, [u8]>) -> Result<Range<usize>, RewriteError> {
+    let Cow::Borrowed(part) = part else {
+        return Err(xml_err("attribute value not borrowed from input"));
+    };
+    let start = (part.as_ptr() as usize)
+        .checked_sub(input.as_ptr() as usize)
+        .ok_or_else(|| xml_err("attribute value outside input"))?;
+    let end = start + part.len();
+    if input.as_bytes().get(start..end) != Some(*part) {
+        return Err(xml_err("attribute value outside input"));
+    }
+    Ok(start..end)
+}
+
+/// Rewrite a DASH MPD: every URL (see the module doc for which) is resolved against its
+/// upstream effective base and replaced by `map(&resolved)`, XML-escaped.
+///
+/// `SegmentTemplate` placeholders (`$Number$`, `$Number%05d$`, `$Time$`,
+/// `$RepresentationID$`, `$Bandwidth$`, `$SubNumber$`, `$$`) are kept literal in the output
+/// so the player can still substitute them; see [`restore_placeholders`].
+///
+/// Values with a non-http(s) scheme (`urn:mpeg:dash:resolve-to-zero:2013`, `data:`) are left
+/// untouched.
+///
+/// # Errors
+/// [`RewriteError::TooLarge`], [`RewriteError::Xml`] for malformed XML or URLs in places we
+/// will not guess about, [`RewriteError::BadUri`] / [`RewriteError::CrLfInOutput`] as for
+/// HLS, and `BadUri` when `map`'s output does not carry a template placeholder through.
+pub fn rewrite_dash(
+    input: &str,
+    base: &Url,
+    map: &mut dyn FnMut(&Url) -> Result<String, String>,
+) -> Result<String, RewriteError> {
+    check_size(input.len())?;
+    let mut out = String::with_capacity(input.len().saturating_mul(2));
+    let mut copied = 0;
+    scan(input, base, |edit| match edit {
+        Edit::Replace {
+            range,
+            value,
+            base,
+            embed,
+        } => {
+            let Some(new) = rewrite_one(value, base, embed, map)? else {
+                return Ok(());
+            };
+            out.push_str(&input[copied..range.start]);
+            match embed {
+                Embed::Text => out.push_str(&partial_escape(new.as_str())),
+                Embed::Attr | Embed::Template => out.push_str(&escape(new.as_str())),
+            }
+            copied = range.end;
+            Ok(())
+        }
+        Edit::Insert {
+            at,
+            element_prefix,
+            attrs,
+            base,
+        } => {
+            out.push_str(&input[copied..at]);
+            copied = at;
+            if let Some(prefix) = element_prefix {
+                out.push('<');
+                out.push_str(prefix);
+                out.push_str("SegmentTemplate");
+            }
+            for (name, value) in attrs {
+                // An untouched (non-http) value is copied as it was.
+                let new = rewrite_one(value, base, Embed::Template, map)?
+                    .unwrap_or_else(|| value.to_owned());
+                out.push(' ');
+                out.push_str(name);
+                out.push_str("=\"");
+                out.push_str(&escape(new.as_str()));
+                out.push('"');
+            }
+            if element_prefix.is_some() {
+                out.push_str("/>");
+            }
+            Ok(())
+        }
+    })?;
+    out.push_str(&input[copied..]);
+    Ok(out)
+}
+
+fn rewrite_one(
+    value: &str,
+    base: &Url,
+    embed: Embed,
+    map: &mut dyn FnMut(&Url) -> Result<String, String>,
+) -> Result<Option<String>, RewriteError> {
+    if let Some(scheme) = scheme_of(value) {
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return Ok(None);
+        }
+    }
+    let resolved = base
+        .join(value)
+        .map_err(|e| RewriteError::BadUri(format!("{value:?}: {e}")))?;
+    if !is_fetchable(&resolved) {
+        return Ok(None);
+    }
+    let mapped = map_checked(map, &resolved)?;
+    if embed != Embed::Template {
+        return Ok(Some(mapped));
+    }
+    let tokens = placeholders(value);
+    if placeholders(resolved.as_str()) != tokens {
+        return Err(RewriteError::BadUri(format!(
+            "{value:?}: resolution changed its template placeholders"
+        )));
+    }
+    restore_placeholders(mapped, &tokens, &resolved).map(Some)
+}
+
+/// Put `$…$` placeholder tokens back into `map`'s output.
+///
+/// The player substitutes `$Number$` etc. in the string it finds in the MPD. `map` (via
+/// [`super::proxy_url`]) percent-encodes the whole upstream URL, turning `$Number%05d$` into
+/// `%24Number%2505d%24`, which the player would not recognise. Because the component set is
+/// strict and fixed, each token's encoded form is predictable, so we replace it with the
+/// literal token. After substitution the proxy URL's `url=` parameter then decodes to the
+/// resolved upstream URL with the same substitution applied (substituted values are digits
+/// or a Representation@id, which is `[A-Za-z0-9_-]`-ish and survives unencoded).
+///
+/// A `map` whose output contains neither the token nor its encoded form (e.g. one that signs or
+/// re-encodes the URL) cannot be used for templates; that is an error rather than a
+/// silently unplayable stream.
+fn restore_placeholders(
+    mut mapped: String,
+    tokens: &[&str],
+    resolved: &Url,
+) -> Result<String, RewriteError> {
+    for token in tokens {
+        if mapped.contains(token) {
+            continue; // a map that does not encode (e.g. in tests) keeps tokens as they are
+        }
+        let encoded: String = utf8_percent_encode(token, COMPONENT).collect();
+        if !mapped.contains(&encoded) {
+            return Err(RewriteError::BadUri(format!(
+                "{resolved}: map output does not carry placeholder {token}"
+            )));
+        }
+        mapped = mapped.replace(&encoded, token);
+    }
+    Ok(mapped)
+}
+
+/// The distinct DASH template identifiers in `s` (§5.3.9.4.4), in order of appearance.
+pub(crate) fn placeholders(s: &str) -> Vec<&str> {
+    let mut found: Vec<&str> = Vec::new();
+    let mut i = 0;
+    while let Some(open) = s[i..].find('$').map(|p| i + p) {
+        let Some(close) = s[open + 1..].find('$').map(|p| open + 1 + p) else {
+            break;
+        };
+        let token = &s[open..=close];
+        if is_placeholder(&token[1..token.len() - 1]) {
+            if !found.contains(&token) {
+                found.push(token);
+            }
+            i = close + 1;
+        } else {
+            // The closing `$` may open the next token (`$x$Number$`).
+            i = close;
+        }
+    }
+    found
+}
+
+fn is_placeholder(inner: &str) -> bool {
+    if inner.is_empty() {
+        return true; // `$$`, an escaped dollar
+    }
+    let (ident, format) = inner.split_once('%').unwrap_or((inner, ""));
+    let known = matches!(
+        ident,
+        "Number" | "Time" | "RepresentationID" | "Bandwidth" | "SubNumber"
+    );
+    let format_ok = format.is_empty()
+        || (format.len() >= 2
+            && format.starts_with('0')
+            && format[..format.len() - 1]
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+            && matches!(
+                format.as_bytes()[format.len() - 1],
+                b'd' | b'i' | b'u' | b'x' | b'X' | b'o'
+            ));
+    known && format_ok
+}
+
+/// Every URL in the MPD, in document order, unescaped, as written (not resolved; templates
+/// with their placeholders). Stops at the first XML error.
+pub fn dash_uris(input: &str) -> Vec<String> {
+    let mut uris = Vec::new();
+    let Ok(dummy) = Url::parse("http://dash-uris.invalid/") else {
+        return uris;
+    };
+    // Errors only truncate the list; callers use this to inspect output, not to validate.
+    let _ = scan(input, &dummy, |edit| {
+        if let Edit::Replace { value, .. } = edit {
+            uris.push(value.to_owned());
+        }
+        Ok(())
+    });
+    uris
+}

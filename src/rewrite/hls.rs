@@ -1,0 +1,267 @@
+//! HLS playlist rewriting (RFC 8216 plus the LL-HLS, content steering and interstitial
+//! tags): finds every URI in a multivariant or media playlist and splices in `map`'s output,
+//! leaving every other byte — tags, comments, blank lines, `\n` vs `\r\n` — untouched.
+//!
+//! The playlist is parsed line by line (RFC 8216 §4.1): a line is a tag (`#EXT…`), a
+//! comment (other `#…`), blank, or a URI. Tags that carry URIs have their attribute list
+//! parsed properly (§4.2: quoted strings may contain commas) and only the URI value is
+//! replaced.
+//!
+//! Not handled: `EXT-X-DEFINE` variable references (`{$name}`) inside URIs. Resolving such a
+//! URI percent-encodes the braces, so the player can no longer substitute the variable;
+//! playlists using them in URIs will not play through the proxy.
+
+use std::ops::Range;
+
+use url::Url;
+
+use super::{check_size, is_fetchable, map_checked, scheme_of, RewriteError};
+
+/// Where a URI sits, which decides how strictly it is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Site {
+    /// A URI line (media segment, or variant stream after `EXT-X-STREAM-INF`): the player
+    /// fetches it, so it must resolve to http(s) and go through the proxy.
+    Line,
+    /// A quoted attribute value. These may be identifiers rather than fetchable URLs
+    /// (`skd://` FairPlay key IDs, `data:` URIs), which are left exactly as they are.
+    Attribute,
+}
+
+/// Attribute names that hold a URI, per tag. Tags not listed have no URIs.
+fn uri_attributes(tag: &str) -> &'static [&'static str] {
+    match tag {
+        "EXT-X-KEY"
+        | "EXT-X-SESSION-KEY"
+        | "EXT-X-MAP"
+        | "EXT-X-MEDIA"
+        | "EXT-X-I-FRAME-STREAM-INF"
+        | "EXT-X-PART"
+        | "EXT-X-PRELOAD-HINT"
+        | "EXT-X-RENDITION-REPORT"
+        | "EXT-X-SESSION-DATA" => &["URI"],
+        "EXT-X-CONTENT-STEERING" => &["SERVER-URI"],
+        // HLS Interstitials (Apple, 2021): the ad/asset the player fetches mid-stream.
+        "EXT-X-DATERANGE" => &["X-ASSET-URI", "X-ASSET-LIST"],
+        _ => &[],
+    }
+}
+
+/// Walk `input` and report the byte range of every URI (without quotes) with its site.
+/// Stops at the first error from `f` or from parsing.
+fn scan(
+    input: &str,
+    mut f: impl FnMut(Range<usize>, Site) -> Result<(), RewriteError>,
+) -> Result<(), RewriteError> {
+    // The BOM is not whitespace to `trim`, so step over it; splicing keeps it in the output.
+    let mut offset = if input.starts_with('\u{FEFF}') { 3 } else { 0 };
+    for (line_no, raw) in input[offset..].split_inclusive('\n').enumerate() {
+        let start = offset;
+        offset += raw.len();
+        let content = raw.strip_suffix('\n').unwrap_or(raw);
+        let content = content.strip_suffix('\r').unwrap_or(content);
+        let trimmed = content.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let lead = content.len() - content.trim_start().len();
+        let at = start + lead;
+        if let Some(tag) = trimmed.strip_prefix('#') {
+            if !tag.starts_with("EXT") {
+                continue; // a comment
+            }
+            let (name, attrs) = tag.split_once(':').unwrap_or((tag, ""));
+            let wanted = uri_attributes(name);
+            if wanted.is_empty() {
+                continue;
+            }
+            let attrs_at = at + 1 + name.len() + 1;
+            parse_attributes(attrs, |attr, value, quoted| {
+                if !wanted.contains(&attr) {
+                    return Ok(());
+                }
+                if !quoted {
+                    return Err(RewriteError::Malformed(format!(
+                        "line {}: {name} {attr} must be a quoted string",
+                        line_no + 1
+                    )));
+                }
+                f(
+                    attrs_at + value.start..attrs_at + value.end,
+                    Site::Attribute,
+                )
+            })
+            .map_err(|e| match e {
+                AttrError::Syntax(why) => {
+                    RewriteError::Malformed(format!("line {}: {name}: {why}", line_no + 1))
+                }
+                AttrError::Rewrite(e) => e,
+            })?;
+        } else {
+            // A lone CR inside a URI line could hide a second line from a player that
+            // treats CR as a terminator (e.g. "a.ts\r#EXT-X-KEY:…"); refuse it.
+            if content.contains('\r') {
+                return Err(RewriteError::BadUri(format!(
+                    "line {}: URI contains a carriage return",
+                    line_no + 1
+                )));
+            }
+            f(at..at + trimmed.len(), Site::Line)?;
+        }
+    }
+    Ok(())
+}
+
+enum AttrError {
+    Syntax(&'static str),
+    Rewrite(RewriteError),
+}
+
+impl From<RewriteError> for AttrError {
+    fn from(e: RewriteError) -> Self {
+        AttrError::Rewrite(e)
+    }
+}
+
+/// Parse an attribute list (RFC 8216 §4.2), calling `f(name, value_range, quoted)` for each
+/// attribute; `value_range` is relative to `list` and excludes the quotes. Lenient about
+/// whitespace around names, `=` and commas, which some packagers emit.
+fn parse_attributes(
+    list: &str,
+    mut f: impl FnMut(&str, Range<usize>, bool) -> Result<(), RewriteError>,
+) -> Result<(), AttrError> {
+    let b = list.as_bytes();
+    let skip_ws = |mut i: usize| {
+        while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+            i += 1;
+        }
+        i
+    };
+    let mut i = skip_ws(0);
+    while i < b.len() {
+        let name_start = i;
+        while i < b.len() && b[i] != b'=' && b[i] != b',' {
+            i += 1;
+        }
+        if i == b.len() || b[i] != b'=' {
+            return Err(AttrError::Syntax("attribute without a value"));
+        }
+        let name = list[name_start..i].trim_end();
+        i = skip_ws(i + 1);
+        let (value, quoted) = if b.get(i) == Some(&b'"') {
+            let open = i + 1;
+            let close = b[open..]
+                .iter()
+                .position(|c| *c == b'"')
+                .map(|p| open + p)
+                .ok_or(AttrError::Syntax("unterminated quoted string"))?;
+            i = close + 1;
+            (open..close, true)
+        } else {
+            let v_start = i;
+            while i < b.len() && b[i] != b',' {
+                i += 1;
+            }
+            let v_end = v_start + list[v_start..i].trim_end().len();
+            (v_start..v_end, false)
+        };
+        f(name, value, quoted)?;
+        i = skip_ws(i);
+        if i < b.len() {
+            if b[i] != b',' {
+                return Err(AttrError::Syntax("expected a comma between attributes"));
+            }
+            i = skip_ws(i + 1);
+        }
+    }
+    Ok(())
+}
+
+/// Rewrite an HLS playlist: each URI is resolved with `base.join` (relative, root-relative,
+/// protocol-relative and absolute all work) and replaced by `map(&resolved)`.
+///
+/// Attribute values whose scheme is not http(s) (`skd://`, `data:`) are left untouched.
+///
+/// # Errors
+/// - [`RewriteError::TooLarge`] over [`super::MAX_PLAYLIST_BYTES`].
+/// - [`RewriteError::BadUri`] if a URI line does not resolve to an http(s) URL, contains a
+///   CR or control character, `map` refuses a URI, or `map`'s output would break the line
+///   (a `"` inside an attribute, a leading `#` on a URI line).
+/// - [`RewriteError::CrLfInOutput`] if `map` returns CR or LF.
+/// - [`RewriteError::Malformed`] for a broken attribute list in a URI-carrying tag.
+pub fn rewrite_hls(
+    input: &str,
+    base: &Url,
+    map: &mut dyn FnMut(&Url) -> Result<String, String>,
+) -> Result<String, RewriteError> {
+    check_size(input.len())?;
+    // Proxied URIs are several times longer than typical relative segment names; starting
+    // at 2x saves most regrowth without over-reserving for URI-light multivariant lists.
+    let mut out = String::with_capacity(input.len().saturating_mul(2));
+    let mut copied = 0;
+    scan(input, |range, site| {
+        let raw = &input[range.clone()];
+        let Some(replacement) = rewrite_one(raw, site, base, map)? else {
+            return Ok(());
+        };
+        out.push_str(&input[copied..range.start]);
+        out.push_str(&replacement);
+        copied = range.end;
+        Ok(())
+    })?;
+    out.push_str(&input[copied..]);
+    Ok(out)
+}
+
+/// The replacement for one URI, or `None` to leave it as it is.
+fn rewrite_one(
+    raw: &str,
+    site: Site,
+    base: &Url,
+    map: &mut dyn FnMut(&Url) -> Result<String, String>,
+) -> Result<Option<String>, RewriteError> {
+    if raw.bytes().any(|b| b.is_ascii_control()) {
+        return Err(RewriteError::BadUri(format!("{raw:?}: control character")));
+    }
+    if site == Site::Attribute {
+        if let Some(scheme) = scheme_of(raw) {
+            if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+                return Ok(None);
+            }
+        }
+    }
+    let resolved = base
+        .join(raw)
+        .map_err(|e| RewriteError::BadUri(format!("{raw:?}: {e}")))?;
+    if !is_fetchable(&resolved) {
+        return match site {
+            Site::Attribute => Ok(None),
+            Site::Line => Err(RewriteError::BadUri(format!(
+                "{raw:?} resolves to non-http(s) {resolved}"
+            ))),
+        };
+    }
+    let mapped = map_checked(map, &resolved)?;
+    let breaks_line = match site {
+        Site::Attribute => mapped.contains('"'),
+        Site::Line => mapped.starts_with('#') || mapped.trim() != mapped,
+    };
+    if breaks_line {
+        return Err(RewriteError::BadUri(format!(
+            "{resolved}: map output {mapped:?} cannot be written here"
+        )));
+    }
+    Ok(Some(mapped))
+}
+
+/// Every URI in `input`, in document order, exactly as written (attribute values without
+/// their quotes, `skd://` and `data:` ones included). Stops at the first malformed tag.
+pub fn hls_uris(input: &str) -> Vec<String> {
+    let mut uris = Vec::new();
+    // Errors only truncate the list; callers use this to inspect output, not to validate.
+    let _ = scan(input, |range, _| {
+        uris.push(input[range].to_owned());
+        Ok(())
+    });
+    uris
+}

@@ -1,0 +1,367 @@
+//! Playlist rewriting: the pure (no I/O) half of `response_body_filter`.
+//!
+//! When the edge proxies an HLS or DASH manifest, every URI in it must point back through
+//! `/api/proxy` with the viewer's `ctx`, or the player would fetch segments and keys straight
+//! from the upstream CDN (bypassing headers, cookies, tokens and the cache). The edge calls
+//! [`detect`] on the response head and first body bytes, buffers up to
+//! [`MAX_PLAYLIST_BYTES`], then calls [`rewrite`] with a `map` closure that applies the SSRF
+//! policy and builds the proxied form with [`proxy_url`].
+//!
+//! Both rewriters work by *splicing*: they parse the document only to find the byte ranges
+//! that hold URIs and copy every other byte of the input unchanged. That is what makes
+//! "everything except the URIs is byte-identical" a property of the design rather than of
+//! careful re-serialisation. The rewrite runs per request, after the cache (the cache
+//! stores the upstream playlist), because its output embeds one viewer's ctx.
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+pub mod dash;
+pub mod hls;
+
+pub use dash::{dash_uris, rewrite_dash};
+pub use hls::{hls_uris, rewrite_hls};
+
+/// Largest playlist the edge will buffer for rewriting. Real multivariant and VOD
+/// playlists are well under 1 MiB even at 10,000 segments; the cap bounds the memory one
+/// hostile origin can make us hold per request.
+pub const MAX_PLAYLIST_BYTES: usize = 8 * 1024 * 1024;
+
+/// Path of the proxy route that rewritten URIs point at (see the provider proxy API).
+const PROXY_PATH: &str = "/api/proxy";
+
+/// Which manifest format a response holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaylistKind {
+    /// HLS (`.m3u8`, RFC 8216 and its LL-HLS extensions).
+    Hls,
+    /// MPEG-DASH MPD (`.mpd`, ISO/IEC 23009-1).
+    Dash,
+}
+
+/// Why a playlist could not be rewritten. Every variant means "do not serve a partially
+/// rewritten playlist": the edge answers 502 instead.
+#[derive(Debug, thiserror::Error)]
+pub enum RewriteError {
+    /// The upstream body exceeds [`MAX_PLAYLIST_BYTES`].
+    #[error("playlist is {0} bytes, larger than the {MAX_PLAYLIST_BYTES}-byte rewrite cap")]
+    TooLarge(usize),
+    /// The body is not UTF-8 (both HLS, RFC 8216 §4.1, and our XML parsing require it).
+    #[error("playlist is not valid UTF-8")]
+    NotUtf8,
+    /// The MPD is not well-formed XML (or uses something we refuse to guess about).
+    #[error("invalid MPD XML: {0}")]
+    Xml(String),
+    /// The HLS playlist is malformed where a URI should be (e.g. a broken attribute list).
+    #[error("malformed playlist: {0}")]
+    Malformed(String),
+    /// A URI could not be resolved, was refused by `map` (e.g. SSRF policy), or cannot be
+    /// represented safely in the output.
+    #[error("refused URI: {0}")]
+    BadUri(String),
+    /// `map` produced a string containing CR or LF; writing it would let an upstream or a
+    /// ctx inject playlist lines.
+    #[error("rewritten URI contains CR or LF")]
+    CrLfInOutput,
+}
+
+/// Percent-encode everything except RFC 3986 unreserved characters. This is
+/// `encodeURIComponent` plus `! ' ( ) *`: a strict set means the encoded URL survives any
+/// query-string parser unchanged, and the DASH template logic can predict exactly how a
+/// `$Number$` token was encoded (see `dash.rs`).
+pub(crate) const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Decide whether a response is a playlist, and which kind.
+///
+/// Order of evidence:
+/// 1. The body prefix: `#EXTM3U` (after an optional UTF-8 BOM and whitespace) means HLS;
+///    a `<MPD` root (optionally prefixed, after `<?xml …?>`, comments and whitespace) means
+///    DASH. The body wins over the headers, because origins often serve playlists as
+///    `application/octet-stream` or `text/plain`.
+/// 2. A playlist content type (case-insensitive, parameters ignored).
+/// 3. Only if the content type is generic or missing *and* the body prefix is too short to
+///    tell (e.g. deciding on headers alone): a `.m3u8` / `.mpd` path hint.
+///
+/// A non-empty body that is clearly neither (e.g. starts with a TS sync byte) is not a
+/// playlist even if the path says so: an HLS playlist must start with `#EXTM3U`.
+pub fn detect(
+    content_type: Option<&str>,
+    path_hint: &str,
+    body_prefix: &[u8],
+) -> Option<PlaylistKind> {
+    match sniff(body_prefix) {
+        Sniff::Is(kind) => return Some(kind),
+        Sniff::Undecided | Sniff::Not => {}
+    }
+    let mime = content_type
+        .map(|ct| ct.split(';').next().unwrap_or("").trim())
+        .unwrap_or("");
+    if let Some(kind) = kind_from_mime(mime) {
+        return Some(kind);
+    }
+    if !is_generic_mime(mime) {
+        return None;
+    }
+    if matches!(sniff(body_prefix), Sniff::Not) {
+        return None;
+    }
+    kind_from_path(path_hint)
+}
+
+fn kind_from_mime(mime: &str) -> Option<PlaylistKind> {
+    const HLS: [&str; 7] = [
+        "application/vnd.apple.mpegurl",
+        "application/x-mpegurl",
+        "application/mpegurl",
+        "audio/mpegurl",
+        "audio/x-mpegurl",
+        "video/mpegurl",
+        "video/x-mpegurl",
+    ];
+    const DASH: [&str; 2] = ["application/dash+xml", "video/vnd.mpeg.dash.mpd"];
+    if HLS.iter().any(|m| mime.eq_ignore_ascii_case(m)) {
+        Some(PlaylistKind::Hls)
+    } else if DASH.iter().any(|m| mime.eq_ignore_ascii_case(m)) {
+        Some(PlaylistKind::Dash)
+    } else {
+        None
+    }
+}
+
+/// Content types that say nothing about the format, so the path may decide.
+fn is_generic_mime(mime: &str) -> bool {
+    const GENERIC: [&str; 6] = [
+        "",
+        "application/octet-stream",
+        "binary/octet-stream",
+        "text/plain",
+        "application/xml",
+        "text/xml",
+    ];
+    GENERIC.iter().any(|m| mime.eq_ignore_ascii_case(m))
+}
+
+fn kind_from_path(path: &str) -> Option<PlaylistKind> {
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let ext = path.rsplit_once('.').map(|(_, e)| e)?;
+    if ext.eq_ignore_ascii_case("m3u8") || ext.eq_ignore_ascii_case("m3u") {
+        Some(PlaylistKind::Hls)
+    } else if ext.eq_ignore_ascii_case("mpd") {
+        Some(PlaylistKind::Dash)
+    } else {
+        None
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Sniff {
+    Is(PlaylistKind),
+    /// The prefix ends before the evidence does (e.g. empty, or `<?xml` cut short).
+    Undecided,
+    Not,
+}
+
+fn sniff(body: &[u8]) -> Sniff {
+    let mut rest = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    rest = trim_ascii_ws(rest);
+    if rest.is_empty() {
+        return Sniff::Undecided;
+    }
+    if rest.first() == Some(&b'#') {
+        return prefix_match(rest, b"#EXTM3U", PlaylistKind::Hls);
+    }
+    // Skip the XML prolog: declaration, comments, processing instructions, doctype.
+    loop {
+        rest = trim_ascii_ws(rest);
+        let skip_to: &[u8] = if rest.starts_with(b"<?") {
+            b"?>"
+        } else if rest.starts_with(b"<!--") {
+            b"-->"
+        } else if rest.starts_with(b"<!") {
+            b">"
+        } else {
+            break;
+        };
+        match find(rest, skip_to) {
+            Some(i) => rest = &rest[i + skip_to.len()..],
+            None => return Sniff::Undecided,
+        }
+    }
+    if rest.is_empty() {
+        return Sniff::Undecided;
+    }
+    if rest[0] != b'<' {
+        return Sniff::Not;
+    }
+    // The root element name, allowing a namespace prefix (`<mpd:MPD`).
+    let name_end = rest[1..]
+        .iter()
+        .position(|b| b.is_ascii_whitespace() || *b == b'>' || *b == b'/')
+        .map(|i| i + 1);
+    let Some(name_end) = name_end else {
+        // Name not finished yet: still a possible `<MPD`.
+        let partial = &rest[1..];
+        let local = partial.rsplit(|b| *b == b':').next().unwrap_or(partial);
+        return if b"MPD".starts_with(local) {
+            Sniff::Undecided
+        } else {
+            Sniff::Not
+        };
+    };
+    let name = &rest[1..name_end];
+    let local = name.rsplit(|b| *b == b':').next().unwrap_or(name);
+    if local == b"MPD" {
+        Sniff::Is(PlaylistKind::Dash)
+    } else {
+        Sniff::Not
+    }
+}
+
+fn prefix_match(rest: &[u8], magic: &[u8], kind: PlaylistKind) -> Sniff {
+    if rest.starts_with(magic) {
+        Sniff::Is(kind)
+    } else if magic.starts_with(rest) {
+        Sniff::Undecided
+    } else {
+        Sniff::Not
+    }
+}
+
+fn trim_ascii_ws(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    &b[start..]
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The proxied form of an absolute upstream URL: `/api/proxy?url=<enc>&ctx=<enc>`, both
+/// encoded with the strict component set (see [`COMPONENT`]).
+pub fn proxy_url(absolute: &url::Url, ctx: &str) -> String {
+    let url = absolute.as_str();
+    // Encoding grows at most 3x; reserving for the common case (≈1.3x) avoids regrowth on
+    // the per-segment hot path.
+    let mut out = String::with_capacity(PROXY_PATH.len() + 10 + url.len() * 4 / 3 + ctx.len());
+    out.push_str(PROXY_PATH);
+    out.push_str("?url=");
+    out.extend(utf8_percent_encode(url, COMPONENT));
+    out.push_str("&ctx=");
+    out.extend(utf8_percent_encode(ctx, COMPONENT));
+    out
+}
+
+/// Inverse of [`proxy_url`]: `"/api/proxy?url=..&ctx=.."` (optionally with a scheme and
+/// host in front) → `(upstream url, ctx)`. `None` if the path is not the proxy route, a
+/// parameter is missing, or a value does not decode to UTF-8.
+///
+/// `+` is kept literally rather than read as a space: [`proxy_url`] never emits `+`, and an
+/// upstream URL may legitimately contain one.
+pub fn unwrap_proxy_url(s: &str) -> Option<(String, String)> {
+    let (path, query) = s.split_once('?')?;
+    let path = match path.find("://") {
+        Some(i) => {
+            let after = &path[i + 3..];
+            &after[after.find('/')?..]
+        }
+        None => path,
+    };
+    if path != PROXY_PATH {
+        return None;
+    }
+    let query = query.split('#').next().unwrap_or(query);
+    let (mut url, mut ctx) = (None, None);
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match k {
+            "url" => &mut url,
+            "ctx" => &mut ctx,
+            _ => continue,
+        };
+        if slot.is_none() {
+            *slot = Some(percent_decode_str(v).decode_utf8().ok()?.into_owned());
+        }
+    }
+    Some((url?, ctx?))
+}
+
+/// Rewrite a playlist of `kind`: every URI is resolved against `base` (the final upstream
+/// URL, after redirects) and replaced by `map(&resolved)`.
+///
+/// `map` sees only absolute `http`/`https` URLs; returning `Err` refuses the URI (SSRF
+/// policy) and fails the whole rewrite. See [`rewrite_hls`] and [`rewrite_dash`] for what
+/// counts as a URI in each format.
+///
+/// # Errors
+/// [`RewriteError::TooLarge`] over [`MAX_PLAYLIST_BYTES`], [`RewriteError::NotUtf8`], and
+/// whatever the format's rewriter reports.
+pub fn rewrite(
+    kind: PlaylistKind,
+    input: &[u8],
+    base: &url::Url,
+    map: &mut dyn FnMut(&url::Url) -> Result<String, String>,
+) -> Result<Vec<u8>, RewriteError> {
+    check_size(input.len())?;
+    let text = std::str::from_utf8(input).map_err(|_| RewriteError::NotUtf8)?;
+    let out = match kind {
+        PlaylistKind::Hls => rewrite_hls(text, base, map)?,
+        PlaylistKind::Dash => rewrite_dash(text, base, map)?,
+    };
+    Ok(out.into_bytes())
+}
+
+pub(crate) fn check_size(len: usize) -> Result<(), RewriteError> {
+    if len > MAX_PLAYLIST_BYTES {
+        Err(RewriteError::TooLarge(len))
+    } else {
+        Ok(())
+    }
+}
+
+/// True for schemes the proxy fetches. Anything else in an attribute (`skd://` FairPlay key
+/// IDs, `data:` URIs, `urn:` identifiers) is an identifier the player handles itself.
+pub(crate) fn is_fetchable(url: &url::Url) -> bool {
+    matches!(url.scheme(), "http" | "https")
+}
+
+/// The scheme of `s` if it starts with one (RFC 3986 §3.1), so non-fetchable absolute
+/// URIs can be left alone without trying to resolve them (some, like `data:`, are huge).
+pub(crate) fn scheme_of(s: &str) -> Option<&str> {
+    let colon = s.find(':')?;
+    let scheme = &s[..colon];
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    if first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    {
+        Some(scheme)
+    } else {
+        None
+    }
+}
+
+/// Run `map` and check its output can be written into a playlist verbatim.
+pub(crate) fn map_checked(
+    map: &mut dyn FnMut(&url::Url) -> Result<String, String>,
+    resolved: &url::Url,
+) -> Result<String, RewriteError> {
+    let out = map(resolved).map_err(|why| RewriteError::BadUri(format!("{resolved}: {why}")))?;
+    if out.bytes().any(|b| b == b'\r' || b == b'\n') {
+        return Err(RewriteError::CrLfInOutput);
+    }
+    if out.is_empty() || out.bytes().any(|b| b.is_ascii_control()) {
+        return Err(RewriteError::BadUri(format!(
+            "{resolved}: map produced an empty or control-character URI"
+        )));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;
