@@ -61,6 +61,8 @@ pub mod file {
         pub stream: Stream,
         pub log: Log,
         pub admin: Admin,
+        pub providers: std::collections::BTreeMap<String, crate::provider::ProviderFile>,
+        pub provider_auth: ProviderAuth,
         pub trusted_proxies: Vec<String>,
         /// Pingora's own `ServerConf`, passed through untouched.
         pub server: Option<serde_yaml::Value>,
@@ -206,6 +208,18 @@ pub mod file {
         }
     }
 
+    /// How the provider stream endpoint checks `Authorization: Bearer <JWT>`.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct ProviderAuth {
+        /// The HS256 secret (use `${VAR}`), or:
+        pub jwt_secret: Option<String>,
+        /// the name of an environment variable holding it.
+        pub jwt_secret_env: Option<String>,
+        pub issuer: Option<String>,
+        pub audience: Option<String>,
+    }
+
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields, default)]
     pub struct Log {
@@ -284,6 +298,23 @@ pub struct AdminConfig {
     pub access_log_retention: Duration,
 }
 
+/// A secret from the config or environment; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProviderAuthConfig {
+    pub jwt_secret: Option<Secret>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     pub level: String,
@@ -303,6 +334,8 @@ pub struct Config {
     pub stream: StreamConfig,
     pub log: LogConfig,
     pub admin: AdminConfig,
+    pub providers: crate::provider::Providers,
+    pub provider_auth: ProviderAuthConfig,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Pingora's `server:` section as written; [`Config::server_conf`] builds the `ServerConf`.
     pub server: serde_yaml::Value,
@@ -509,6 +542,36 @@ impl Validator<'_> {
                 return Err(self.err(key, "must be at least 1 request per minute"));
             }
         }
+        let providers = crate::provider::Providers::from_file(&raw.providers)
+            .map_err(|(key, msg)| self.err(&key, msg))?;
+        let pa = raw.provider_auth;
+        let jwt_secret = match (pa.jwt_secret, pa.jwt_secret_env) {
+            (Some(_), Some(_)) => {
+                return Err(self.err(
+                    "provider_auth.jwt_secret",
+                    "give jwt_secret or jwt_secret_env, not both",
+                ))
+            }
+            (Some(s), None) => Some(s),
+            (None, Some(var)) => Some(std::env::var(&var).map_err(|_| {
+                self.err(
+                    "provider_auth.jwt_secret_env",
+                    format!("environment variable `{var}` is not set"),
+                )
+            })?),
+            (None, None) => None,
+        };
+        if let Some(s) = &jwt_secret {
+            if s.len() < 16 {
+                return Err(self.err("provider_auth.jwt_secret", "must be at least 16 bytes"));
+            }
+        }
+        if !providers.by_id.is_empty() && jwt_secret.is_none() {
+            return Err(self.err(
+                "provider_auth.jwt_secret",
+                "providers are configured, so a JWT secret is required",
+            ));
+        }
         let log_json = match raw.log.format.as_str() {
             "text" => false,
             "json" => true,
@@ -556,6 +619,12 @@ impl Validator<'_> {
                 rate_limit_stats: raw.admin.rate_limit_stats,
                 rate_limit_config: raw.admin.rate_limit_config,
                 access_log_retention: raw.admin.access_log_retention,
+            },
+            providers,
+            provider_auth: ProviderAuthConfig {
+                jwt_secret: jwt_secret.map(|s| Secret(s.into_bytes())),
+                issuer: pa.issuer,
+                audience: pa.audience,
             },
             trusted_proxies,
             server,

@@ -17,6 +17,7 @@ pub mod housekeeping;
 pub mod media;
 pub mod metrics;
 pub mod origin_dir;
+pub mod provider;
 pub mod rewrite;
 pub mod server;
 pub mod stats;

@@ -65,6 +65,15 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
         ),
         access_log,
         stats: crate::stats::StatsTable::new(),
+        providers: config.providers.clone(),
+        ctx_store: Arc::new(crate::store::ctx::MemoryCtxStore::new(100_000)),
+        provider_jwt: config.provider_auth.jwt_secret.as_ref().map(|s| {
+            crate::auth::jwt::BearerVerifier::new(
+                &s.0,
+                config.provider_auth.issuer.clone(),
+                config.provider_auth.audience.clone(),
+            )
+        }),
     });
     ensure_admin_key(&shared.db)?;
 

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod error;
 pub mod health;
+pub mod provider;
 pub mod purge;
 pub mod ratelimit;
 
@@ -67,6 +68,9 @@ pub struct Shared {
     pub rate_limits: ratelimit::RateLimits,
     pub access_log: crate::store::access_log::AccessLog,
     pub stats: crate::stats::StatsTable,
+    pub providers: crate::provider::Providers,
+    pub ctx_store: Arc<dyn crate::store::ctx::CtxStore>,
+    pub provider_jwt: Option<crate::auth::jwt::BearerVerifier>,
 }
 
 pub type AppState = Arc<Shared>;
@@ -76,7 +80,12 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 /// Build the router for one listener.
 pub fn router(state: AppState, listener: Listener) -> Router {
-    let mut r = Router::new().route("/health", axum::routing::get(health::health));
+    let mut r = Router::new()
+        .route("/health", axum::routing::get(health::health))
+        .route(
+            "/api/providers/{id}/channels/{channel_id}/stream",
+            axum::routing::get(provider::stream),
+        );
     if listener == Listener::Admin {
         r = r
             .route("/metrics", axum::routing::get(health::metrics))

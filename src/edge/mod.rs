@@ -12,7 +12,10 @@
 //! logging: one access-log line and the request metrics
 //! ```
 
+pub mod playlist;
+pub mod proxy;
 pub mod route;
+pub mod ssrf;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -79,7 +82,7 @@ impl RouteClass {
 pub struct RequestCtx {
     started: Instant,
     class: RouteClass,
-    media: Option<MediaTarget>,
+    target: Option<Target>,
     upstream_started: Option<Instant>,
     /// Time from upstream request to its response header.
     upstream_latency: Option<std::time::Duration>,
@@ -96,6 +99,45 @@ pub enum BodySwap {
     Keep,
     Pending(Bytes),
     Sent,
+}
+
+/// Where a proxied request goes.
+pub enum Target {
+    /// `/stream/{hash}/…` to the bucket.
+    Stream(MediaTarget),
+    /// `/api/proxy` to a provider's CDN.
+    Proxy(Box<proxy::ProxiedTarget>),
+}
+
+impl Target {
+    pub fn cache_primary(&self) -> &str {
+        match self {
+            Target::Stream(m) => &m.cache_primary,
+            Target::Proxy(p) => &p.cache_primary,
+        }
+    }
+
+    /// The object kind, for cache policy: `/stream` knows it from the path; a proxied URL
+    /// may have no extension, so its content type decides when it names a playlist.
+    pub fn kind(&self, resp: &ResponseHeader) -> crate::media::MediaKind {
+        use crate::media::{self, MediaKind};
+        match self {
+            Target::Stream(m) => m.path.kind,
+            Target::Proxy(p) => {
+                let ct = resp
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok());
+                match crate::rewrite::detect(ct, "", b"") {
+                    Some(crate::rewrite::PlaylistKind::Hls) => MediaKind::HlsPlaylist,
+                    Some(crate::rewrite::PlaylistKind::Dash) => MediaKind::DashManifest,
+                    None => media::extension(p.url.path())
+                        .map(MediaKind::from_extension)
+                        .unwrap_or(MediaKind::Other),
+                }
+            }
+        }
+    }
 }
 
 /// Where a media request goes upstream.
@@ -129,6 +171,22 @@ async fn respond_json(session: &mut Session, status: u16, body: Bytes) -> Result
     Ok(())
 }
 
+/// The method gate shared by both media paths: GET/HEAD proxied, OPTIONS answered here.
+async fn method_gate(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    let method = &session.req_header().method;
+    if method == http::Method::OPTIONS {
+        ctx.local_status = Some(204);
+        respond_preflight(session).await?;
+        return Ok(true);
+    }
+    if method != http::Method::GET && method != http::Method::HEAD {
+        ctx.local_status = Some(405);
+        respond_json(session, 405, json_error_body("method not allowed")).await?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 #[async_trait]
 impl ProxyHttp for Edge {
     type CTX = RequestCtx;
@@ -137,7 +195,7 @@ impl ProxyHttp for Edge {
         RequestCtx {
             started: Instant::now(),
             class: RouteClass::Rejected,
-            media: None,
+            target: None,
             upstream_started: None,
             upstream_latency: None,
             upstream_error: false,
@@ -145,6 +203,14 @@ impl ProxyHttp for Edge {
             local_status: None,
             body_swap: BodySwap::Keep,
         }
+    }
+
+    fn init_downstream_modules(&self, modules: &mut pingora_core::modules::http::HttpModules) {
+        // Compression stays off (level 0) as in Pingora's default; playlists are rewritten.
+        modules.add_module(
+            pingora_core::modules::http::compression::ResponseCompressionBuilder::enable(0),
+        );
+        modules.add_module(Box::new(playlist::PlaylistRewriteBuilder));
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -174,26 +240,38 @@ impl ProxyHttp for Edge {
             }
             Ok(Route::ProviderProxy) => {
                 ctx.class = RouteClass::Proxy;
-                ctx.local_status = Some(404);
-                respond_json(
-                    session,
-                    404,
-                    json_error_body("Invalid or expired proxy context"),
-                )
-                .await?;
-                Ok(true)
+                if method_gate(session, ctx).await? {
+                    return Ok(true);
+                }
+                let checked = proxy::check_request(
+                    session.req_header().uri.query(),
+                    self.state.ctx_store.as_ref(),
+                    &self.state.providers,
+                );
+                let target = match checked {
+                    Ok((url, provider, token)) => proxy::resolve(url, provider, token).await,
+                    Err(r) => Err(r),
+                };
+                match target {
+                    Ok(t) => {
+                        ctx.target = Some(Target::Proxy(Box::new(t)));
+                        Ok(false)
+                    }
+                    Err(r) => {
+                        if r.status == 403 {
+                            metrics::AUTH_REJECTIONS
+                                .with_label_values(&["proxy_refused"])
+                                .inc();
+                        }
+                        ctx.local_status = Some(r.status);
+                        respond_json(session, r.status, json_error_body(&r.message)).await?;
+                        Ok(true)
+                    }
+                }
             }
             Ok(Route::Stream(sp)) => {
                 ctx.class = RouteClass::Stream;
-                let method = &session.req_header().method;
-                if method == http::Method::OPTIONS {
-                    ctx.local_status = Some(204);
-                    respond_preflight(session).await?;
-                    return Ok(true);
-                }
-                if method != http::Method::GET && method != http::Method::HEAD {
-                    ctx.local_status = Some(405);
-                    respond_json(session, 405, json_error_body("method not allowed")).await?;
+                if method_gate(session, ctx).await? {
                     return Ok(true);
                 }
                 let publisher = self.state.streams.publisher_for(&sp.hash);
@@ -201,11 +279,11 @@ impl ProxyHttp for Edge {
                     .upstream
                     .object_path(publisher.as_deref().unwrap_or(&sp.hash), &sp.rest_encoded());
                 let cache_primary = self.upstream.cache_primary(&upstream_path);
-                ctx.media = Some(MediaTarget {
+                ctx.target = Some(Target::Stream(MediaTarget {
                     path: sp,
                     upstream_path,
                     cache_primary,
-                });
+                }));
                 Ok(false)
             }
             Err(rejection) => {
@@ -226,7 +304,7 @@ impl ProxyHttp for Edge {
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        let (Some(cache), Some(_)) = (self.cache, &ctx.media) else {
+        let (Some(cache), Some(_)) = (self.cache, &ctx.target) else {
             return Ok(());
         };
         let method = &session.req_header().method;
@@ -247,8 +325,8 @@ impl ProxyHttp for Edge {
     }
 
     fn cache_key_callback(&self, _session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
-        match &ctx.media {
-            Some(m) => Ok(CacheRuntime::key(&m.cache_primary)),
+        match &ctx.target {
+            Some(t) => Ok(CacheRuntime::key(t.cache_primary())),
             None => Error::e_explain(ErrorType::InternalError, "cache key for a non-media route"),
         }
     }
@@ -261,10 +339,11 @@ impl ProxyHttp for Edge {
         is_fresh: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<ForcedFreshness>> {
-        let (Some(cache), Some(media)) = (self.cache, &ctx.media) else {
+        let (Some(cache), Some(target)) = (self.cache, &ctx.target) else {
             return Ok(None);
         };
-        if !is_fresh || !media.path.kind.is_manifest() || meta.response_header().status != 200 {
+        let kind = target.kind(meta.response_header());
+        if !is_fresh || !kind.is_manifest() || meta.response_header().status != 200 {
             return Ok(None);
         }
         // Live playlists go stale after about half a target duration; the stored TTL is the
@@ -272,11 +351,11 @@ impl ProxyHttp for Edge {
         let Some(body) = crate::cache::storage::complete_body(hit_handler.as_ref()) else {
             return Ok(None);
         };
-        Ok(cache
-            .playlist_expired_at(media.path.kind, meta, &body)
-            .map(|at| ForcedFreshness::ForceExpiredServeStale {
+        Ok(cache.playlist_expired_at(kind, meta, &body).map(|at| {
+            ForcedFreshness::ForceExpiredServeStale {
                 expired_at: Some(at),
-            }))
+            }
+        }))
     }
 
     fn response_cache_filter(
@@ -285,8 +364,8 @@ impl ProxyHttp for Edge {
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
-        match (self.cache, &ctx.media) {
-            (Some(cache), Some(m)) => Ok(cache.cacheability(m.path.kind, resp)),
+        match (self.cache, &ctx.target) {
+            (Some(cache), Some(t)) => Ok(cache.cacheability(t.kind(resp), resp)),
             _ => Ok(RespCacheable::Uncacheable(
                 pingora_cache::NoCacheReason::NeverEnabled,
             )),
@@ -298,11 +377,12 @@ impl ProxyHttp for Edge {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        if ctx.media.is_none() {
-            return Error::e_explain(ErrorType::InternalError, "no upstream for this route");
-        }
         ctx.upstream_started = Some(Instant::now());
-        self.upstream.peer().await
+        match &ctx.target {
+            Some(Target::Stream(_)) => self.upstream.peer().await,
+            Some(Target::Proxy(t)) => Ok(self.upstream.pinned_peer(t.addr, t.tls, &t.sni)),
+            None => Error::e_explain(ErrorType::InternalError, "no upstream for this route"),
+        }
     }
 
     async fn upstream_request_filter(
@@ -311,24 +391,36 @@ impl ProxyHttp for Edge {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(media) = &ctx.media else {
-            return Ok(());
+        let (path, host) = match &ctx.target {
+            Some(Target::Stream(m)) => (m.upstream_path.as_str(), self.upstream.host_header()),
+            Some(Target::Proxy(t)) => (t.path_and_query.as_str(), t.host_header.as_str()),
+            None => return Ok(()),
         };
-        let uri: http::Uri = media
-            .upstream_path
+        let uri: http::Uri = path
             .parse()
             .map_err(|e| Error::because(ErrorType::InternalError, "bad upstream path", e))?;
         req.set_uri(uri);
-        req.insert_header(http::header::HOST, self.upstream.host_header())?;
-        // Player credentials and cookies are for sluice, never for the bucket.
+        req.insert_header(http::header::HOST, host)?;
+        // Player credentials and cookies are for sluice, never for the origin.
         for h in [
             "authorization",
             "cookie",
             "x-forwarded-for",
             "x-real-ip",
             "proxy-authorization",
+            "x-device-id",
         ] {
             req.remove_header(h);
+        }
+        if let Some(Target::Proxy(t)) = &ctx.target {
+            // Playlists must arrive uncompressed to be rewritten.
+            req.remove_header(&http::header::ACCEPT_ENCODING);
+            for (name, value) in &t.provider.headers {
+                req.insert_header(name.clone(), value.clone())?;
+            }
+            if let Some(cookie) = &t.cookie {
+                req.insert_header(http::header::COOKIE, cookie.as_str())?;
+            }
         }
         Ok(())
     }
@@ -340,14 +432,44 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(t) = ctx.upstream_started {
+            let latency = t.elapsed();
+            ctx.upstream_latency = Some(latency);
             metrics::UPSTREAM_DURATION
                 .with_label_values(&[ctx.class.as_str()])
-                .observe(t.elapsed().as_secs_f64());
+                .observe(latency.as_secs_f64());
         }
         if resp.status.is_server_error() {
+            ctx.upstream_error = true;
             metrics::UPSTREAM_ERRORS
                 .with_label_values(&["status_5xx"])
                 .inc();
+        }
+        // A redirect is followed by the player through the proxy again, so every hop is
+        // re-checked; one the context does not allow is refused here.
+        if let Some(Target::Proxy(t)) = &ctx.target {
+            if resp.status.is_redirection() {
+                if let Some(loc) = resp
+                    .headers
+                    .get(http::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    match proxy::proxied_location(loc, &t.url, &t.provider, &t.ctx_token) {
+                        Ok(proxied) => {
+                            resp.insert_header(http::header::LOCATION, proxied)?;
+                        }
+                        Err(r) => {
+                            metrics::AUTH_REJECTIONS
+                                .with_label_values(&["proxy_redirect"])
+                                .inc();
+                            resp.set_status(r.status)?;
+                            resp.remove_header(&http::header::LOCATION);
+                            resp.remove_header(&http::header::CONTENT_LENGTH);
+                            resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+                            ctx.body_swap = BodySwap::Pending(json_error_body(&r.message));
+                        }
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -358,43 +480,80 @@ impl ProxyHttp for Edge {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(media) = &ctx.media {
-            let status = cache_status(session.cache.phase());
-            resp.insert_header("x-cache-status", status)?;
-            resp.insert_header("access-control-allow-origin", "*")?;
-            resp.insert_header(
-                "access-control-expose-headers",
-                "Content-Length, Content-Range, Accept-Ranges, x-cache-status",
-            )?;
-            if resp.status.as_u16() == 404 || resp.status.is_server_error() {
-                // The bucket's own error body (S3 XML, HTML) is not for players.
-                let msg = if resp.status.as_u16() == 404 {
-                    "Not found"
-                } else {
-                    "Upstream error"
-                };
-                let body = json_error_body(msg);
-                resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-                // Chunked: an origin error with an empty body gives no chunk to swap.
-                resp.remove_header(&http::header::CONTENT_LENGTH);
-                resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-                ctx.body_swap = BodySwap::Pending(body);
+        let Some(target) = &ctx.target else {
+            return Ok(());
+        };
+        let phase = session.cache.phase();
+        resp.insert_header("x-cache-status", cache_status(phase))?;
+        if matches!(phase, CachePhase::Stale) && ctx.upstream_error {
+            // Pingora does not reuse a connection after serving stale on an upstream error;
+            // say so, or the client's next request on it is reset.
+            resp.insert_header(http::header::CONNECTION, "close")?;
+            session.set_keepalive(None);
+        }
+        resp.insert_header("access-control-allow-origin", "*")?;
+        resp.insert_header(
+            "access-control-expose-headers",
+            "Content-Length, Content-Range, Accept-Ranges, x-cache-status",
+        )?;
+        match target {
+            Target::Stream(media) => {
+                if resp.status.as_u16() == 404 || resp.status.is_server_error() {
+                    // The bucket's own error body (S3 XML, HTML) is not for players.
+                    let msg = if resp.status.as_u16() == 404 {
+                        "Not found"
+                    } else {
+                        "Upstream error"
+                    };
+                    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+                    // Chunked: an origin error with an empty body gives no chunk to swap.
+                    resp.remove_header(&http::header::CONTENT_LENGTH);
+                    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+                    ctx.body_swap = BodySwap::Pending(json_error_body(msg));
+                }
+                if resp.status.is_success() {
+                    let cc = if media.path.kind.is_manifest() {
+                        format!(
+                            "public, max-age={}",
+                            self.state.config.stream.playlist_max_age.as_secs()
+                        )
+                    } else {
+                        "public, max-age=31536000, immutable".to_string()
+                    };
+                    resp.insert_header(http::header::CACHE_CONTROL, cc)?;
+                    if resp.headers.get(http::header::CONTENT_TYPE).is_none() {
+                        resp.insert_header(
+                            http::header::CONTENT_TYPE,
+                            crate::media::content_type(&media.path.rest_joined()),
+                        )?;
+                    }
+                }
             }
-            if resp.status.is_success() {
-                let cc = if media.path.kind.is_manifest() {
-                    format!(
-                        "public, max-age={}",
-                        self.state.config.stream.playlist_max_age.as_secs()
-                    )
-                } else {
-                    "public, max-age=31536000, immutable".to_string()
-                };
-                resp.insert_header(http::header::CACHE_CONTROL, cc)?;
-                if resp.headers.get(http::header::CONTENT_TYPE).is_none() {
-                    resp.insert_header(
-                        http::header::CONTENT_TYPE,
-                        crate::media::content_type(&media.path.rest_joined()),
-                    )?;
+            Target::Proxy(t) => {
+                // The rewritten playlist embeds this viewer's ctx: never cacheable downstream.
+                let content_type = resp
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let ranged = resp.status.as_u16() == 206;
+                if resp.status.is_success()
+                    && !ranged
+                    && session.req_header().method != http::Method::HEAD
+                    && playlist::may_be_playlist(content_type.as_deref(), t.url.path())
+                {
+                    resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
+                    if let Some(m) = session
+                        .downstream_modules_ctx
+                        .get_mut::<playlist::PlaylistRewrite>()
+                    {
+                        m.arm(playlist::RewriteJob {
+                            content_type,
+                            path_hint: t.url.path().to_string(),
+                            base: t.url.clone(),
+                            ctx: t.ctx_token.clone(),
+                        });
+                    }
                 }
             }
         }
@@ -430,6 +589,17 @@ impl ProxyHttp for Edge {
         Ok(None)
     }
 
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        ctx.upstream_error = true;
+        e
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
@@ -442,6 +612,9 @@ impl ProxyHttp for Edge {
             ErrorType::ReadTimedout | ErrorType::WriteTimedout => (504, Some("timeout")),
             ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError => {
                 (502, Some("connect"))
+            }
+            ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError => {
+                (502, Some("tls"))
             }
             _ => match e.esource() {
                 ErrorSource::Upstream => (502, Some("read")),
@@ -480,18 +653,18 @@ impl ProxyHttp for Edge {
             .unwrap_or(0);
         let class = ctx.class.as_str();
         let elapsed = ctx.started.elapsed();
-        let cache = if ctx.media.is_some() {
+        let cache = if ctx.target.is_some() {
             cache_status(session.cache.phase())
         } else {
             "none"
         };
-        if ctx.media.is_some() && self.cache.is_some() {
+        if ctx.target.is_some() && self.cache.is_some() {
             metrics::CACHE_LOOKUPS.with_label_values(&[cache]).inc();
             if session.cache.lock_duration().is_some() {
                 metrics::CACHE_LOCK_WAITS.inc();
             }
         }
-        if let Some(media) = &ctx.media {
+        if let Some(Target::Stream(media)) = &ctx.target {
             self.state.stats.record(
                 &media.path.hash,
                 crate::stats::Sample {

@@ -89,6 +89,21 @@ impl Upstream {
         &self.host_header
     }
 
+    /// A peer pinned to an already checked address (the `/api/proxy` path), with our timeouts.
+    pub fn pinned_peer(&self, addr: std::net::SocketAddr, tls: bool, sni: &str) -> Box<HttpPeer> {
+        let mut peer = HttpPeer::new(addr, tls, sni.to_string());
+        self.apply_timeouts(&mut peer);
+        Box::new(peer)
+    }
+
+    fn apply_timeouts(&self, peer: &mut HttpPeer) {
+        peer.options.connection_timeout = Some(self.connect_timeout);
+        peer.options.total_connection_timeout = Some(self.connect_timeout * 2);
+        peer.options.read_timeout = Some(self.read_timeout);
+        peer.options.write_timeout = Some(self.read_timeout);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+    }
+
     /// A fresh peer with our timeouts. Pingora pools connections per peer identity.
     /// The host is resolved asynchronously so DNS never blocks a proxy worker.
     pub async fn peer(&self) -> Result<Box<HttpPeer>> {
@@ -111,11 +126,7 @@ impl Upstream {
             }
             Target::Uds(path) => HttpPeer::new_uds(&path.to_string_lossy(), false, String::new())?,
         };
-        peer.options.connection_timeout = Some(self.connect_timeout);
-        peer.options.total_connection_timeout = Some(self.connect_timeout * 2);
-        peer.options.read_timeout = Some(self.read_timeout);
-        peer.options.write_timeout = Some(self.read_timeout);
-        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        self.apply_timeouts(&mut peer);
         Ok(Box::new(peer))
     }
 }

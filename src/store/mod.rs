@@ -2,6 +2,7 @@
 
 pub mod access_log;
 pub mod api_keys;
+pub mod ctx;
 pub mod sqlite;
 pub mod stream_ids;
 

@@ -97,9 +97,14 @@ impl TestOrigin {
 
     /// Start on an ephemeral loopback port, on a thread with its own runtime.
     pub fn start(self) -> RunningOrigin {
+        self.start_on("127.0.0.1")
+    }
+
+    /// Start on an ephemeral port of another loopback address (e.g. `127.0.0.2`).
+    pub fn start_on(self, ip: &str) -> RunningOrigin {
         let state = Arc::new(OriginState::default());
         *state.routes.lock() = self.routes;
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+        let listener = TcpListener::bind((ip, 0)).expect("bind origin");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

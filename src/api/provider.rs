@@ -1,0 +1,118 @@
+//! provider-proxy-api.txt: `GET /api/providers/{id}/channels/{channel_id}/stream`.
+//!
+//! Checks `Authorization: Bearer <JWT>` (HS256, `exp` required, `alg` pinned), finds the
+//! channel, resolves its current upstream URL (fixed in config, or asked of the provider's
+//! API), mints a ctx token for it and answers the document's Stream Info object:
+//! `{"url": "/api/proxy?url=…&ctx=…", "stream_type": "hls"|"dash", "drm": null|{…}}`.
+//!
+//! Errors are `{"error": "…"}`: 401 missing/invalid JWT, 404 unknown provider or channel,
+//! 400 when the provider's API answered an error (or an unusable URL).
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::AppState;
+use crate::edge::ssrf;
+use crate::provider::{ChannelSource, Provider};
+use crate::store::ctx::{expiry, ProxyContext};
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+pub async fn stream(
+    State(state): State<AppState>,
+    Path((id, channel_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let token = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::auth::jwt::bearer_from_header);
+    let verified = match (token, &state.provider_jwt) {
+        (Some(t), Some(v)) => v.verify(t).is_ok(),
+        _ => false,
+    };
+    if !verified {
+        crate::metrics::AUTH_REJECTIONS
+            .with_label_values(&["provider_jwt"])
+            .inc();
+        return error(StatusCode::UNAUTHORIZED, "Missing or invalid JWT token");
+    }
+    let Some(provider) = state.providers.by_id.get(&id).cloned() else {
+        return error(StatusCode::NOT_FOUND, "Provider not found");
+    };
+    let Some(channel) = provider.channels.get(&channel_id) else {
+        return error(StatusCode::NOT_FOUND, "Channel not found");
+    };
+    let upstream = match &channel.source {
+        ChannelSource::Fixed(u) => u.clone(),
+        ChannelSource::Api { url, pointer } => match ask_provider(&provider, url, pointer).await {
+            Ok(u) => u,
+            Err(why) => {
+                tracing::warn!(provider = %id, channel = %channel_id, error = %why, "provider API error");
+                return error(StatusCode::BAD_REQUEST, "Provider API returned an error");
+            }
+        },
+    };
+    let ctx = state.ctx_store.insert(ProxyContext {
+        provider: id.clone(),
+        channel: channel_id.clone(),
+        expires: expiry(provider.ctx_ttl),
+    });
+    let stream_type = channel.stream_type;
+    Json(json!({
+        "url": crate::rewrite::proxy_url(&upstream, &ctx),
+        "stream_type": stream_type,
+        "drm": channel.drm,
+    }))
+    .into_response()
+}
+
+/// Ask the provider's API for the channel's current URL (JSON, `pointer` to the URL).
+async fn ask_provider(
+    provider: &Provider,
+    api: &url::Url,
+    pointer: &str,
+) -> Result<url::Url, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut req = client.get(api.clone());
+    for (name, value) in &provider.headers {
+        req = req.header(name.as_str(), value.as_bytes());
+    }
+    if !provider.cookies.is_empty() {
+        let cookie = provider
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        req = req.header(http::header::COOKIE, cookie);
+    }
+    let resp = req.send().await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("status {}", resp.status()));
+    }
+    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    if body.len() > 1024 * 1024 {
+        return Err("answer too large".into());
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    let raw = v
+        .pointer(pointer)
+        .and_then(|u| u.as_str())
+        .ok_or_else(|| format!("no string at {pointer}"))?;
+    let url = api.join(raw).map_err(|e| e.to_string())?;
+    ssrf::check_url(&url, &provider.allowed_hosts, provider.allow_private)
+        .map_err(|e| e.to_string())?;
+    Ok(url)
+}

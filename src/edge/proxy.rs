@@ -1,0 +1,233 @@
+//! `/api/proxy?url=&ctx=` (provider-proxy-api.txt "Stream Proxy"): from the query to a pinned
+//! upstream target, or a refusal with the document's status.
+//!
+//! Order of checks: `url` and `ctx` present (400) → ctx known and live (404) → URL parses
+//! (400) → scheme, credentials, host allow-list and literal-IP rules (403, [`super::ssrf`]) →
+//! DNS → every resolved address allowed (403) → connect to the first checked address only.
+//! The upstream connection is made to that address, so a second DNS answer cannot move it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use url::Url;
+
+use super::ssrf::{self, Refusal};
+use crate::provider::{Provider, Providers};
+use crate::store::ctx::CtxStore;
+
+/// A checked upstream for one proxied request.
+#[derive(Debug, Clone)]
+pub struct ProxiedTarget {
+    /// The upstream URL as fetched (after moving configured params into cookies).
+    pub url: Url,
+    pub addr: SocketAddr,
+    pub tls: bool,
+    pub sni: String,
+    pub host_header: String,
+    pub path_and_query: String,
+    /// The `Cookie` header to send: converted URL params, then the provider's cookies.
+    pub cookie: Option<String>,
+    pub provider: Arc<Provider>,
+    pub ctx_token: String,
+    /// Cache key: the upstream URL (scheme, host, port, path, query), never the ctx.
+    pub cache_primary: String,
+}
+
+/// A refusal: status and the message for `{"error": …}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyRefusal {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ProxyRefusal {
+    fn new(status: u16, message: impl Into<String>) -> ProxyRefusal {
+        ProxyRefusal {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Refusal> for ProxyRefusal {
+    fn from(r: Refusal) -> Self {
+        ProxyRefusal::new(403, format!("URL not allowed: {r}"))
+    }
+}
+
+/// `url` and `ctx` from the query string.
+pub fn parse_query(query: Option<&str>) -> Result<(String, String), ProxyRefusal> {
+    let mut url = None;
+    let mut ctx = None;
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "url" if url.is_none() => url = Some(v.into_owned()),
+            "ctx" if ctx.is_none() => ctx = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    match (url, ctx) {
+        (Some(u), Some(c)) if !u.is_empty() && !c.is_empty() => Ok((u, c)),
+        _ => Err(ProxyRefusal::new(400, "Missing url or ctx parameter")),
+    }
+}
+
+/// Move the named query parameters out of the URL; returns them as cookies.
+pub fn params_to_cookies(url: &mut Url, names: &[String]) -> Vec<(String, String)> {
+    if names.is_empty() || url.query().is_none() {
+        return Vec::new();
+    }
+    let mut cookies = Vec::new();
+    let mut kept = Vec::new();
+    for (k, v) in url.query_pairs() {
+        if names.iter().any(|n| n == k.as_ref()) && crate::provider::is_cookie_value(&v) {
+            cookies.push((k.into_owned(), v.into_owned()));
+        } else {
+            kept.push((k.into_owned(), v.into_owned()));
+        }
+    }
+    if cookies.is_empty() {
+        return cookies;
+    }
+    if kept.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    cookies
+}
+
+/// Everything up to DNS: the context, the provider and the URL checks.
+pub fn check_request(
+    query: Option<&str>,
+    store: &dyn CtxStore,
+    providers: &Providers,
+) -> Result<(Url, Arc<Provider>, String), ProxyRefusal> {
+    let (raw_url, token) = parse_query(query)?;
+    let ctx = store
+        .get(&token)
+        .ok_or_else(|| ProxyRefusal::new(404, "Invalid or expired proxy context"))?;
+    let provider = providers
+        .by_id
+        .get(&ctx.provider)
+        .cloned()
+        .ok_or_else(|| ProxyRefusal::new(404, "Invalid or expired proxy context"))?;
+    if raw_url.len() > 8192 || raw_url.contains(['\r', '\n', '\0']) {
+        return Err(ProxyRefusal::new(400, "Invalid url parameter"));
+    }
+    let url = Url::parse(&raw_url).map_err(|_| ProxyRefusal::new(400, "Invalid url parameter"))?;
+    ssrf::check_url(&url, &provider.allowed_hosts, provider.allow_private)?;
+    Ok((url, provider, token))
+}
+
+/// Resolve and pin: every address the name resolves to must be allowed.
+pub async fn resolve(
+    mut url: Url,
+    provider: Arc<Provider>,
+    token: String,
+) -> Result<ProxiedTarget, ProxyRefusal> {
+    let host = url.host_str().ok_or(Refusal::NoHost)?.to_string();
+    let bare = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let tls = url.scheme() == "https";
+    let port = url
+        .port_or_known_default()
+        .unwrap_or(if tls { 443 } else { 80 });
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare.as_str(), port))
+        .await
+        .map_err(|_| Refusal::Unresolvable)?
+        .collect();
+    if addrs.is_empty() {
+        return Err(Refusal::Unresolvable.into());
+    }
+    if addrs
+        .iter()
+        .any(|a| !ssrf::address_allowed(a.ip(), provider.allow_private))
+    {
+        crate::metrics::AUTH_REJECTIONS
+            .with_label_values(&["ssrf"])
+            .inc();
+        return Err(Refusal::PrivateAddress.into());
+    }
+    let mut cookies = params_to_cookies(&mut url, &provider.url_params_to_cookies);
+    cookies.extend(provider.cookies.iter().cloned());
+    let cookie = (!cookies.is_empty()).then(|| {
+        cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
+    let host_header = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.clone(),
+    };
+    let mut path_and_query = url.path().to_string();
+    if let Some(q) = url.query() {
+        path_and_query.push('?');
+        path_and_query.push_str(q);
+    }
+    let mut key_url = url.clone();
+    key_url.set_fragment(None);
+    Ok(ProxiedTarget {
+        addr: addrs[0],
+        tls,
+        sni: bare,
+        host_header,
+        path_and_query,
+        cookie,
+        cache_primary: format!("proxy:{key_url}"),
+        url,
+        provider,
+        ctx_token: token,
+    })
+}
+
+/// A redirect from upstream: its target as a proxied URL, if the context allows it.
+pub fn proxied_location(
+    location: &str,
+    base: &Url,
+    provider: &Provider,
+    token: &str,
+) -> Result<String, ProxyRefusal> {
+    let target = base
+        .join(location)
+        .map_err(|_| ProxyRefusal::new(502, "Upstream sent an invalid redirect"))?;
+    ssrf::check_url(&target, &provider.allowed_hosts, provider.allow_private)?;
+    Ok(crate::rewrite::proxy_url(&target, token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parsing() {
+        assert_eq!(
+            parse_query(Some("url=https%3A%2F%2Fa%2Fb.m3u8&ctx=T")),
+            Ok(("https://a/b.m3u8".into(), "T".into()))
+        );
+        for q in [
+            None,
+            Some(""),
+            Some("url=x"),
+            Some("ctx=y"),
+            Some("url=&ctx=y"),
+        ] {
+            assert_eq!(parse_query(q).unwrap_err().status, 400, "{q:?}");
+        }
+    }
+
+    #[test]
+    fn params_move_to_cookies() {
+        let mut u = Url::parse("https://cdn/x.m3u8?hdnts=exp%3D1~hmac%3Dab&keep=1").unwrap();
+        let c = params_to_cookies(&mut u, &["hdnts".into()]);
+        assert_eq!(c, vec![("hdnts".to_string(), "exp=1~hmac=ab".to_string())]);
+        assert_eq!(u.as_str(), "https://cdn/x.m3u8?keep=1");
+        let mut u = Url::parse("https://cdn/x.m3u8?token=abc").unwrap();
+        params_to_cookies(&mut u, &["token".into()]);
+        assert_eq!(u.as_str(), "https://cdn/x.m3u8");
+    }
+}

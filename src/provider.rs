@@ -1,0 +1,421 @@
+//! Providers (provider-proxy-api.txt): upstream CDNs whose streams sluice proxies with
+//! injected headers and cookies, and the channels each one offers.
+//!
+//! The YAML shape is [`ProviderFile`]; [`Providers::from_file`] validates it into the form the
+//! stream endpoint and the `/api/proxy` path use. Validation refuses anything that would let a
+//! provider entry turn sluice into an open proxy: header values with CR/LF, channel URLs on
+//! hosts outside the provider's allow-list, non-http(s) schemes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+/// `providers.<id>` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderFile {
+    /// Base URL of the provider's API; `channels.*.api` paths are resolved against it.
+    #[serde(default)]
+    pub api_base: Option<String>,
+    /// Headers sent on every upstream request of this provider's streams.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Cookies sent on every upstream request.
+    #[serde(default)]
+    pub cookies: BTreeMap<String, String>,
+    /// Upstream URL query parameters moved into cookies (the document's "Converts URL
+    /// parameters to cookies").
+    #[serde(default)]
+    pub url_params_to_cookies: Vec<String>,
+    /// Hosts `/api/proxy` may fetch for this provider: `cdn.example.com` or `*.example.com`.
+    /// Empty: the hosts of the channel URLs and of `api_base`.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Allow loopback/private/link-local upstream addresses (default: refused).
+    #[serde(default)]
+    pub allow_private: bool,
+    /// Lifetime of a ctx token handed out by the stream endpoint.
+    #[serde(default = "default_ctx_ttl", with = "humantime_serde")]
+    pub ctx_ttl: Duration,
+    #[serde(default)]
+    pub channels: BTreeMap<String, ChannelFile>,
+}
+
+fn default_ctx_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// `providers.<id>.channels.<channel_id>` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelFile {
+    /// A fixed upstream stream URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Or: a path (against `api_base`) or URL of the provider API that answers the current
+    /// stream URL as JSON.
+    #[serde(default)]
+    pub api: Option<String>,
+    /// JSON pointer to the URL in the API's answer (default `/url`).
+    #[serde(default)]
+    pub url_pointer: Option<String>,
+    #[serde(rename = "type")]
+    pub stream_type: StreamType,
+    #[serde(default)]
+    pub drm: Option<Drm>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamType {
+    Hls,
+    Dash,
+}
+
+/// The document's DRM object, returned as is.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Drm {
+    pub system: String,
+    pub license_url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Where a channel's stream URL comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelSource {
+    Fixed(Url),
+    Api { url: Url, pointer: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub source: ChannelSource,
+    pub stream_type: StreamType,
+    pub drm: Option<Drm>,
+}
+
+/// One validated provider.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub id: String,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub cookies: Vec<(String, String)>,
+    pub url_params_to_cookies: Vec<String>,
+    pub allowed_hosts: HostList,
+    pub allow_private: bool,
+    pub ctx_ttl: Duration,
+    pub channels: BTreeMap<String, Channel>,
+}
+
+/// Exact hosts and `*.suffix` patterns, lower-case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostList {
+    exact: Vec<String>,
+    suffixes: Vec<String>,
+}
+
+impl HostList {
+    pub fn parse(entries: &[String]) -> Result<HostList, String> {
+        let mut list = HostList::default();
+        for e in entries {
+            let e = e.trim().to_ascii_lowercase();
+            if let Some(suffix) = e.strip_prefix("*.") {
+                if suffix.is_empty() || suffix.contains('*') || !suffix.contains('.') {
+                    return Err(format!(
+                        "`{e}`: a wildcard needs a domain with a dot, like *.example.com"
+                    ));
+                }
+                list.suffixes.push(format!(".{suffix}"));
+            } else if e.is_empty() || e.contains('*') || e.contains('/') {
+                return Err(format!("`{e}` is not a host name"));
+            } else {
+                list.push_host(&e);
+            }
+        }
+        Ok(list)
+    }
+
+    pub fn push_host(&mut self, host: &str) {
+        let h = canonical_host(host);
+        if !self.exact.contains(&h) {
+            self.exact.push(h);
+        }
+    }
+
+    /// `*.example.com` matches `a.example.com` and `a.b.example.com`, not `example.com`.
+    pub fn allows(&self, host: &str) -> bool {
+        let h = canonical_host(host);
+        let h = h.as_str();
+        self.exact.iter().any(|e| e == h)
+            || self
+                .suffixes
+                .iter()
+                .any(|s| h.ends_with(s.as_str()) && h.len() > s.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.suffixes.is_empty()
+    }
+}
+
+/// All providers, by id.
+#[derive(Debug, Clone, Default)]
+pub struct Providers {
+    pub by_id: BTreeMap<String, std::sync::Arc<Provider>>,
+}
+
+impl Providers {
+    /// Validate; errors are `(dotted key, message)` for the config layer to place.
+    pub fn from_file(raw: &BTreeMap<String, ProviderFile>) -> Result<Providers, (String, String)> {
+        let mut by_id = BTreeMap::new();
+        for (id, p) in raw {
+            let key = |k: &str| format!("providers.{id}.{k}");
+            if id.is_empty()
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+            {
+                return Err((
+                    format!("providers.{id}"),
+                    "provider ids use letters, digits, - and _".into(),
+                ));
+            }
+            let api_base = match &p.api_base {
+                Some(b) => Some(http_url(b).map_err(|m| (key("api_base"), m))?),
+                None => None,
+            };
+            let mut headers = Vec::new();
+            for (name, value) in &p.headers {
+                let n = http::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| (key("headers"), format!("`{name}` is not a header name")))?;
+                if matches!(
+                    n.as_str(),
+                    "host" | "content-length" | "transfer-encoding" | "connection" | "cookie"
+                ) {
+                    return Err((
+                        key("headers"),
+                        format!("`{name}` cannot be injected (use cookies: for cookies)"),
+                    ));
+                }
+                let v = http::HeaderValue::from_str(value).map_err(|_| {
+                    (
+                        key("headers"),
+                        format!("value of `{name}` has characters a header cannot carry"),
+                    )
+                })?;
+                headers.push((n, v));
+            }
+            let mut cookies = Vec::new();
+            for (name, value) in &p.cookies {
+                if !is_cookie_token(name) || !is_cookie_value(value) {
+                    return Err((
+                        key("cookies"),
+                        format!("`{name}` is not a valid cookie name/value"),
+                    ));
+                }
+                cookies.push((name.clone(), value.clone()));
+            }
+            for name in &p.url_params_to_cookies {
+                if !is_cookie_token(name) {
+                    return Err((
+                        key("url_params_to_cookies"),
+                        format!("`{name}` is not a valid cookie name"),
+                    ));
+                }
+            }
+            let mut allowed_hosts =
+                HostList::parse(&p.allowed_hosts).map_err(|m| (key("allowed_hosts"), m))?;
+            let derive_hosts = allowed_hosts.is_empty();
+            if derive_hosts {
+                if let Some(h) = api_base.as_ref().and_then(|u| u.host_str()) {
+                    allowed_hosts.push_host(h);
+                }
+            }
+            let mut channels = BTreeMap::new();
+            for (cid, c) in &p.channels {
+                let ckey = |k: &str| format!("providers.{id}.channels.{cid}.{k}");
+                let source = match (&c.url, &c.api) {
+                    (Some(u), None) => {
+                        let url = http_url(u).map_err(|m| (ckey("url"), m))?;
+                        let host = url.host_str().unwrap_or_default().to_string();
+                        if derive_hosts {
+                            allowed_hosts.push_host(&host);
+                        } else if !allowed_hosts.allows(&host) {
+                            return Err((
+                                ckey("url"),
+                                format!("host `{host}` is not in allowed_hosts"),
+                            ));
+                        }
+                        ChannelSource::Fixed(url)
+                    }
+                    (None, Some(api)) => {
+                        let url = match &api_base {
+                            Some(base) => {
+                                base.join(api).map_err(|e| (ckey("api"), e.to_string()))?
+                            }
+                            None => http_url(api)
+                                .map_err(|m| (ckey("api"), format!("{m} (or set api_base)")))?,
+                        };
+                        ChannelSource::Api {
+                            url,
+                            pointer: c.url_pointer.clone().unwrap_or_else(|| "/url".into()),
+                        }
+                    }
+                    _ => {
+                        return Err((
+                            format!("providers.{id}.channels.{cid}"),
+                            "give exactly one of `url` or `api`".into(),
+                        ))
+                    }
+                };
+                if let Some(drm) = &c.drm {
+                    if !matches!(drm.system.as_str(), "widevine" | "playready" | "fairplay") {
+                        return Err((
+                            ckey("drm.system"),
+                            "use widevine, playready or fairplay".into(),
+                        ));
+                    }
+                    http_url(&drm.license_url).map_err(|m| (ckey("drm.license_url"), m))?;
+                }
+                channels.insert(
+                    cid.clone(),
+                    Channel {
+                        source,
+                        stream_type: c.stream_type,
+                        drm: c.drm.clone(),
+                    },
+                );
+            }
+            if p.ctx_ttl.is_zero() || p.ctx_ttl > Duration::from_secs(7 * 86400) {
+                return Err((key("ctx_ttl"), "must be between 1s and 7d".into()));
+            }
+            by_id.insert(
+                id.clone(),
+                std::sync::Arc::new(Provider {
+                    id: id.clone(),
+                    headers,
+                    cookies,
+                    url_params_to_cookies: p.url_params_to_cookies.clone(),
+                    allowed_hosts,
+                    allow_private: p.allow_private,
+                    ctx_ttl: p.ctx_ttl,
+                    channels,
+                }),
+            );
+        }
+        Ok(Providers { by_id })
+    }
+}
+
+/// Lower-case, no trailing dot, no IPv6 brackets, IP literals in one spelling.
+fn canonical_host(host: &str) -> String {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    let h = h.trim_start_matches('[').trim_end_matches(']');
+    match h.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => h.to_string(),
+    }
+}
+
+fn http_url(s: &str) -> Result<Url, String> {
+    let u = Url::parse(s).map_err(|e| format!("`{s}`: {e}"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return Err(format!("`{s}`: only http(s) URLs with a host"));
+    }
+    Ok(u)
+}
+
+/// RFC 6265 cookie-name token.
+pub fn is_cookie_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_graphic()
+                && !matches!(
+                    b,
+                    b'(' | b')'
+                        | b'<'
+                        | b'>'
+                        | b'@'
+                        | b','
+                        | b';'
+                        | b':'
+                        | b'\\'
+                        | b'"'
+                        | b'/'
+                        | b'['
+                        | b']'
+                        | b'?'
+                        | b'='
+                        | b'{'
+                        | b'}'
+                )
+        })
+}
+
+/// RFC 6265 cookie-octets (no quotes, commas, semicolons, backslashes, whitespace).
+pub fn is_cookie_value(s: &str) -> bool {
+    s.bytes().all(|b| {
+        b == 0x21
+            || (0x23..=0x2B).contains(&b)
+            || (0x2D..=0x3A).contains(&b)
+            || (0x3C..=0x5B).contains(&b)
+            || (0x5D..=0x7E).contains(&b)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<Providers, (String, String)> {
+        let raw: BTreeMap<String, ProviderFile> = serde_yaml::from_str(yaml).unwrap();
+        Providers::from_file(&raw)
+    }
+
+    #[test]
+    fn host_lists() {
+        let l = HostList::parse(&["cdn.example.com".into(), "*.akamaized.net".into()]).unwrap();
+        assert!(l.allows("cdn.example.com"));
+        assert!(l.allows("CDN.example.com."));
+        assert!(l.allows("a.b.akamaized.net"));
+        assert!(!l.allows("akamaized.net"));
+        assert!(!l.allows("evilakamaized.net"));
+        assert!(!l.allows("cdn.example.com.evil.io"));
+        assert!(HostList::parse(&["*".into()]).is_err());
+        assert!(HostList::parse(&["*.com*".into()]).is_err());
+    }
+
+    #[test]
+    fn providers_validate_and_derive_hosts() {
+        let p = parse(
+            "acme:\n  headers: {Referer: https://acme.example/}\n  cookies: {sid: abc}\n  channels:\n    ch1: {url: 'https://cdn.acme.example/live/ch1.m3u8', type: hls}\n    ch2: {url: 'https://cdn2.acme.example/a.mpd', type: dash, drm: {system: widevine, license_url: 'https://lic.example/wv', headers: {X-Custom-Data: u1}}}\n",
+        )
+        .unwrap();
+        let acme = &p.by_id["acme"];
+        assert!(acme.allowed_hosts.allows("cdn.acme.example"));
+        assert!(acme.allowed_hosts.allows("cdn2.acme.example"));
+        assert!(!acme.allowed_hosts.allows("lic.example"));
+        assert_eq!(acme.channels["ch2"].stream_type, StreamType::Dash);
+    }
+
+    #[test]
+    fn providers_refuse_unsafe_entries() {
+        let bad = [
+            ("x:\n  headers: {X-A: \"a\\r\\nInjected: 1\"}\n", "headers"),
+            ("x:\n  headers: {Host: evil}\n", "headers"),
+            ("x:\n  cookies: {\"a;b\": c}\n", "cookies"),
+            ("x:\n  channels:\n    c: {url: 'file:///etc/passwd', type: hls}\n", "url"),
+            ("x:\n  allowed_hosts: [a.example]\n  channels:\n    c: {url: 'https://b.example/x.m3u8', type: hls}\n", "url"),
+            ("x:\n  channels:\n    c: {type: hls}\n", "channels.c"),
+            ("x:\n  channels:\n    c: {url: 'https://a/x', type: hls, drm: {system: clear, license_url: 'https://l'}}\n", "drm.system"),
+        ];
+        for (yaml, key) in bad {
+            let e = parse(yaml).unwrap_err();
+            assert!(e.0.contains(key), "{yaml}: {e:?}");
+        }
+    }
+}
