@@ -5,6 +5,7 @@
 //! operators, [`origin_dir`] serves the bundled demo, [`config`] is the YAML model. [`auth`]
 //! holds the token and API-key schemes (pure sign/verify), [`crypto`] seals secrets at rest.
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod admin;
 pub mod api;

@@ -101,7 +101,7 @@ impl CacheRuntime {
     /// Copy storage counters into the metrics registry (called at scrape time).
     pub fn refresh_metrics(&self) {
         metrics::CACHE_BYTES.set(self.storage.bytes_stored() as i64);
-        let evicted = self.storage.evictions() as u64;
+        let evicted = self.storage.evictions();
         let seen = metrics::CACHE_EVICTIONS.get();
         if evicted > seen {
             metrics::CACHE_EVICTIONS.inc_by(evicted - seen);

@@ -160,7 +160,7 @@ pub fn parse_stream_path(raw: &str, allowed_ext: &[String]) -> Result<StreamPath
     let last = segments.last().map(String::as_str).unwrap_or_default();
     let ext = media::extension(last).ok_or(PathRejection::ExtensionNotAllowed)?;
     let ext_lower = ext.to_ascii_lowercase();
-    if !allowed_ext.iter().any(|a| *a == ext_lower) {
+    if !allowed_ext.contains(&ext_lower) {
         return Err(PathRejection::ExtensionNotAllowed);
     }
     Ok(StreamPath {
