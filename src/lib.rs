@@ -6,10 +6,12 @@
 //! holds the token and API-key schemes (pure sign/verify), [`crypto`] seals secrets at rest.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod edge;

@@ -12,6 +12,7 @@
 //! logging: one access-log line and the request metrics
 //! ```
 
+mod gate;
 pub mod route;
 pub mod upstream;
 
@@ -89,6 +90,8 @@ pub struct RequestCtx {
     local_status: Option<u16>,
     /// Replacing the origin's body (origin errors on media paths get our JSON).
     body_swap: BodySwap,
+    /// `Set-Cookie` for a stream token admitted from the query ([`gate`]).
+    stream_cookie: Option<String>,
 }
 
 /// The state of a body replacement.
@@ -144,6 +147,7 @@ impl ProxyHttp for Edge {
             bytes_out: 0,
             local_status: None,
             body_swap: BodySwap::Keep,
+            stream_cookie: None,
         }
     }
 
@@ -194,6 +198,9 @@ impl ProxyHttp for Edge {
                 if method != http::Method::GET && method != http::Method::HEAD {
                     ctx.local_status = Some(405);
                     respond_json(session, 405, json_error_body("method not allowed")).await?;
+                    return Ok(true);
+                }
+                if gate::enforce(&self.state, session, &sp, ctx).await? {
                     return Ok(true);
                 }
                 let publisher = self.state.streams.publisher_for(&sp.hash);
@@ -362,6 +369,9 @@ impl ProxyHttp for Edge {
             let status = cache_status(session.cache.phase());
             resp.insert_header("x-cache-status", status)?;
             resp.insert_header("access-control-allow-origin", "*")?;
+            if let Some(cookie) = ctx.stream_cookie.take() {
+                resp.append_header(http::header::SET_COOKIE, cookie)?;
+            }
             resp.insert_header(
                 "access-control-expose-headers",
                 "Content-Length, Content-Range, Accept-Ranges, x-cache-status",
