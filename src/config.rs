@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+pub mod tokens;
+
 /// A configuration problem, always naming where it is.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -66,6 +68,11 @@ pub mod file {
         pub trusted_proxies: Vec<String>,
         /// Pingora's own `ServerConf`, passed through untouched.
         pub server: Option<serde_yaml::Value>,
+        /// Token surfaces (see [`super::tokens`]).
+        pub kek: super::tokens::file::Kek,
+        pub key_delivery: super::tokens::file::KeyDelivery,
+        pub streaming: super::tokens::file::Streaming,
+        pub signed_channels: super::tokens::file::SignedChannels,
     }
 
     #[derive(Debug, Deserialize)]
@@ -339,6 +346,8 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Pingora's `server:` section as written; [`Config::server_conf`] builds the `ServerConf`.
     pub server: serde_yaml::Value,
+    /// Key delivery, stream tokens, signed channels and the KEK keyring.
+    pub access: tokens::AccessConfig,
 }
 
 impl Config {
@@ -359,7 +368,7 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let expanded = expand_env(text, file, env)?;
-        let raw: file::ConfigFile = if expanded.trim().is_empty() {
+        let mut raw: file::ConfigFile = if expanded.trim().is_empty() {
             file::ConfigFile::default()
         } else {
             let de = serde_yaml::Deserializer::from_str(&expanded);
@@ -379,7 +388,11 @@ impl Config {
                 }
             })?
         };
-        Validator { file, text }.validate(raw)
+        let access = tokens::AccessFile::take(&mut raw);
+        let validator = Validator { file, text };
+        let mut config = validator.validate(raw)?;
+        config.access = tokens::validate(&validator, access, env)?;
+        Ok(config)
     }
 }
 
@@ -628,6 +641,8 @@ impl Validator<'_> {
             },
             trusted_proxies,
             server,
+            // Filled in by `from_str_named` (it needs the environment).
+            access: Default::default(),
         })
     }
 }

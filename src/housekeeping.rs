@@ -1,5 +1,5 @@
 //! Background work that must not run on a request: the access-log writer and pruning of
-//! idle rate-limit buckets. One Pingora background service, stopped with the server.
+//! idle rate-limit buckets and of expired stream-token state. One Pingora background service, stopped with the server.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +44,15 @@ impl BackgroundService for Housekeeping {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tokio::select! {
-                    _ = tick.tick() => shared.rate_limits.prune(),
+                    _ = tick.tick() => {
+                        shared.rate_limits.prune();
+                        // Use counts and revocations of expired stream tokens are dead weight.
+                        let now = chrono::Utc::now().timestamp();
+                        shared.access.uses.prune(now).await;
+                        if let Err(e) = shared.access.revocations.prune(now).await {
+                            tracing::warn!(error = %e, "pruning revoked stream tokens failed");
+                        }
+                    }
                     _ = shutdown.changed() => return,
                 }
             }

@@ -7,10 +7,12 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod access;
 pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod edge;

@@ -23,7 +23,9 @@ use sluice::config::Config;
         sluice serve -c /etc/sluice/sluice.yaml\n  \
         sluice check -c conf/sluice.yaml    validate a config and exit\n  \
         sluice keys create --name ci --permissions write\n  \
-        sluice keys list | sluice keys revoke 3\n\n\
+        sluice keys list | sluice keys revoke 3\n  \
+        sluice content-key generate --hash movie-2026-04-01\n  \
+        sluice token key --hash movie-2026-04-01 --ttl 3600\n\n\
         ENVIRONMENT:\n  \
         RUST_LOG     overrides log.level (a tracing filter, e.g. info,sluice=debug)\n  \
         ${NAME}      any ${NAME} in the config file is replaced by that variable\n\n\
@@ -70,6 +72,48 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Store content keys (for GET /api/key/{hash}), sealed under the current KEK.
+    ContentKey {
+        /// Configuration file (YAML): its kek and state.sqlite are used.
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            default_value = "conf/sluice.yaml",
+            global = true
+        )]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: ContentKeyAction,
+    },
+    /// Mint tokens with the configured secrets.
+    Token {
+        /// Configuration file (YAML).
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            default_value = "conf/sluice.yaml",
+            global = true
+        )]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Seal secrets for the config file with the current KEK.
+    Secret {
+        /// Configuration file (YAML): its kek section is used.
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            default_value = "conf/sluice.yaml",
+            global = true
+        )]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: SecretAction,
+    },
     /// Validate a configuration file and exit.
     ///
     /// Exits 0 when the file is valid. Otherwise prints the file, line and key at fault
@@ -99,11 +143,71 @@ enum KeysAction {
         /// The key's id (from `list`) or its 8-character display prefix.
         key: String,
     },
+    /// Re-seal every content key under kek.current (run with the old KEK in kek.previous).
+    RotateKek,
+}
+
+#[derive(Subcommand)]
+enum ContentKeyAction {
+    /// Import a 16-byte key given as 32 hex characters.
+    Import {
+        #[arg(long)]
+        hash: String,
+        #[arg(long, value_name = "HEX")]
+        key_hex: String,
+    },
+    /// Generate a random key, store it and print it once (hex).
+    Generate {
+        #[arg(long)]
+        hash: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// A playback key token (Bearer for GET /api/key/{hash}), signed with KEY_TOKEN_SECRET.
+    Key {
+        #[arg(long)]
+        hash: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretAction {
+    /// A v2 envelope of a ClearKey key for signed_channels.channels[].keys.
+    SealClearkey {
+        #[arg(long)]
+        kid: String,
+        #[arg(long, value_name = "HEX")]
+        key_hex: String,
+    },
+}
+
+fn print_result(name: &str, r: Result<String, String>) -> ExitCode {
+    match r {
+        Ok(out) => {
+            if !out.is_empty() {
+                println!("{out}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sluice {name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn keys_command(config: &std::path::Path, action: KeysAction) -> Result<(), String> {
     use sluice::auth::api_keys::{self, Permission};
     use sluice::store::api_keys as rows;
+    if let KeysAction::RotateKek = action {
+        println!("{}", sluice::cli::rotate_kek(config)?);
+        return Ok(());
+    }
     let config = Config::load(config).map_err(|e| e.to_string())?;
     let db = sluice::store::Db::open(&config.sqlite_path).map_err(|e| e.to_string())?;
     match action {
@@ -154,6 +258,7 @@ fn keys_command(config: &std::path::Path, action: KeysAction) -> Result<(), Stri
             }
             println!("revoked {n} key(s)");
         }
+        KeysAction::RotateKek => {}
     }
     Ok(())
 }
@@ -192,6 +297,28 @@ fn main() -> ExitCode {
                 eprintln!("sluice keys: {e}");
                 ExitCode::FAILURE
             }
+        },
+        Command::ContentKey { config, action } => print_result(
+            "content-key",
+            match action {
+                ContentKeyAction::Import { hash, key_hex } => {
+                    sluice::cli::content_key(&config, &hash, Some(&key_hex))
+                }
+                ContentKeyAction::Generate { hash } => {
+                    sluice::cli::content_key(&config, &hash, None)
+                }
+            },
+        ),
+        Command::Token { config, action } => match action {
+            TokenAction::Key { hash, ttl } => {
+                print_result("token", sluice::cli::key_token(&config, &hash, ttl))
+            }
+        },
+        Command::Secret { config, action } => match action {
+            SecretAction::SealClearkey { kid, key_hex } => print_result(
+                "secret",
+                sluice::cli::seal_clearkey(&config, &kid, &key_hex),
+            ),
         },
         Command::Serve { config, upgrade } => {
             let config = match Config::load(&config) {

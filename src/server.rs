@@ -43,6 +43,7 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
     let config = Arc::new(config);
     let db = Db::open(&config.sqlite_path)?;
     let streams = StreamRegistry::load(db.clone())?;
+    let db_for_access = db.clone();
     let dir_socket = state_dir(&config).join("origin.sock");
     let upstream = Upstream::new(&config.origins, dir_socket.clone());
     let (access_log, access_log_writer) =
@@ -61,7 +62,7 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
             config.admin.rate_limit_api,
             config.admin.rate_limit_stats,
             config.admin.rate_limit_config,
-            120,
+            config.access.key_delivery.rate_limit,
         ),
         access_log,
         stats: crate::stats::StatsTable::new(),
@@ -74,6 +75,14 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
                 config.provider_auth.audience.clone(),
             )
         }),
+        access: crate::access::AccessState::new(
+            &config.access,
+            crate::store::revocations::SqliteRevocations::load(
+                db_for_access,
+                chrono::Utc::now().timestamp(),
+            )?,
+            std::sync::Arc::new(crate::store::use_counts::MemoryUseCounter::default()),
+        ),
     });
     ensure_admin_key(&shared.db)?;
 

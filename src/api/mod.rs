@@ -5,16 +5,24 @@
 //! |-------------------------------|------|-------|---------------|
 //! | `GET /health`                 |  ✓   |   ✓   | [`health`]    |
 //! | `GET /metrics`                |      |   ✓   | [`health`]    |
+//! | `/api/v2/streaming/*`         |  ✓   |   ✓   | [`streaming`] |
+//! | `GET /api/key/{hash}`         |  ✓   |   ✓   | [`playback`]  |
+//! | `/api/v1/*` (signed channels) |  ✓   |   ✓   | [`channels`]  |
+//! | `PUT /api/content-keys/{hash}`|      |   ✓   | [`content_keys`] |
 //!
 //! Each surface keeps the error shape of its own document; [`error::ApiError`] maps typed
 //! errors to that shape once, at this edge.
 
 pub mod admin;
+pub mod channels;
+pub mod content_keys;
 pub mod error;
 pub mod health;
+pub mod playback;
 pub mod provider;
 pub mod purge;
 pub mod ratelimit;
+pub mod streaming;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -71,6 +79,8 @@ pub struct Shared {
     pub providers: crate::provider::Providers,
     pub ctx_store: Arc<dyn crate::store::ctx::CtxStore>,
     pub provider_jwt: Option<crate::auth::jwt::BearerVerifier>,
+    /// Stream-token admission state (signer, revocations, use counts).
+    pub access: crate::access::AccessState,
 }
 
 pub type AppState = Arc<Shared>;
@@ -89,8 +99,13 @@ pub fn router(state: AppState, listener: Listener) -> Router {
     if listener == Listener::Admin {
         r = r
             .route("/metrics", axum::routing::get(health::metrics))
-            .merge(admin::routes(state.clone()));
+            .merge(admin::routes(state.clone()))
+            .merge(content_keys::routes());
     }
+    r = r
+        .merge(streaming::routes())
+        .merge(playback::routes())
+        .merge(channels::routes());
     r.fallback(error::not_found).with_state(state)
 }
 

@@ -12,6 +12,7 @@
 //! logging: one access-log line and the request metrics
 //! ```
 
+mod gate;
 pub mod playlist;
 pub mod proxy;
 pub mod route;
@@ -92,6 +93,8 @@ pub struct RequestCtx {
     local_status: Option<u16>,
     /// Replacing the origin's body (origin errors on media paths get our JSON).
     body_swap: BodySwap,
+    /// `Set-Cookie` for a stream token admitted from the query ([`gate`]).
+    stream_cookie: Option<String>,
 }
 
 /// The state of a body replacement.
@@ -202,6 +205,7 @@ impl ProxyHttp for Edge {
             bytes_out: 0,
             local_status: None,
             body_swap: BodySwap::Keep,
+            stream_cookie: None,
         }
     }
 
@@ -272,6 +276,9 @@ impl ProxyHttp for Edge {
             Ok(Route::Stream(sp)) => {
                 ctx.class = RouteClass::Stream;
                 if method_gate(session, ctx).await? {
+                    return Ok(true);
+                }
+                if gate::enforce(&self.state, session, &sp, ctx).await? {
                     return Ok(true);
                 }
                 let publisher = self.state.streams.publisher_for(&sp.hash);
@@ -498,6 +505,9 @@ impl ProxyHttp for Edge {
         )?;
         match target {
             Target::Stream(media) => {
+                if let Some(cookie) = ctx.stream_cookie.take() {
+                    resp.append_header(http::header::SET_COOKIE, cookie)?;
+                }
                 if resp.status.as_u16() == 404 || resp.status.is_server_error() {
                     // The bucket's own error body (S3 XML, HTML) is not for players.
                     let msg = if resp.status.as_u16() == 404 {

@@ -2,9 +2,12 @@
 
 pub mod access_log;
 pub mod api_keys;
+pub mod content_keys;
 pub mod ctx;
+pub mod revocations;
 pub mod sqlite;
 pub mod stream_ids;
+pub mod use_counts;
 
 pub use sqlite::{Db, StoreError};
 pub use stream_ids::StreamRegistry;

@@ -80,6 +80,15 @@ const MIGRATIONS: &[&str] = &[
         updated_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
     );
     "#,
+    // 2: revoked stream tokens (stream-token-api), kept until their token expires.
+    r#"
+    CREATE TABLE revoked_tokens (
+        jti         TEXT PRIMARY KEY,
+        exp         INTEGER NOT NULL,
+        revoked_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+    );
+    CREATE INDEX revoked_tokens_exp ON revoked_tokens(exp);
+    "#,
 ];
 
 impl Db {

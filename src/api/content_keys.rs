@@ -1,0 +1,84 @@
+//! `PUT /api/content-keys/{hash}` (admin listener, `admin` permission): import or generate
+//! the content key that `GET /api/key/{hash}` serves. The key is sealed under the current
+//! KEK before it is stored ([`crate::store::content_keys`]).
+//!
+//! Body `{"key_hex": "<32 hex>"}` imports; `{"generate": true}` draws a random key and
+//! returns it once as `key_hex` (the packager needs it to encrypt the media). Errors use the
+//! admin surface's `{"status":"error","message":…}`.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::put;
+use axum::{Extension, Json, Router};
+use serde_json::{json, Value};
+
+use super::ratelimit::RateClass;
+use super::{ApiError, AppState, Client};
+use crate::auth::api_keys::Permission;
+use crate::store::content_keys::{self, ContentKeyError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/content-keys/{hash}", put(put_key))
+}
+
+impl From<ContentKeyError> for ApiError {
+    fn from(e: ContentKeyError) -> Self {
+        match e {
+            ContentKeyError::BadKey | ContentKeyError::BadHash => {
+                ApiError::BadRequest(e.to_string())
+            }
+            ContentKeyError::NoKeyring => ApiError::Conflict(
+                "No KEK configured: set kek.current to store content keys".into(),
+            ),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+async fn put_key(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path(hash): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    if let Err(wait) = state
+        .rate_limits
+        .check(RateClass::Config, &client.ip.to_string())
+    {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: wait.as_secs_f64().ceil() as u64,
+        });
+    }
+    super::admin::authorize(&state, &headers, Permission::Admin).await?;
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("Invalid JSON body: {e}")))?;
+    let (key, generated) = match (v.get("key_hex"), v.get("generate")) {
+        (Some(Value::String(h)), None) => (content_keys::parse_key_hex(h)?, false),
+        (None, Some(Value::Bool(true))) => (content_keys::generate(), true),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "Send either {\"key_hex\": \"<32 hex>\"} or {\"generate\": true}".into(),
+            ))
+        }
+    };
+    let ring = state
+        .config
+        .access
+        .keyring
+        .as_ref()
+        .ok_or(ContentKeyError::NoKeyring)?;
+    let sealed = content_keys::seal(ring, &hash, &key)?;
+    let kek_id = sealed.kek_id.clone();
+    let h = hash.clone();
+    state
+        .db
+        .call(move |c| content_keys::upsert(c, &h, &sealed))
+        .await?;
+    let mut out = json!({"status": "success", "hash": hash, "kek_id": kek_id});
+    if generated {
+        out["key_hex"] = Value::String(hex::encode(key.as_slice()));
+    }
+    Ok(Json(out).into_response())
+}

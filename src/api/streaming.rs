@@ -1,0 +1,492 @@
+//! stream-token-api.txt: `/api/v2/streaming/*` on both listeners.
+//!
+//! | route                   | auth                                  |
+//! |-------------------------|---------------------------------------|
+//! | `POST /token`           | bearer: user JWT, or API key (write)  |
+//! | `GET /verify?token=`    | none                                  |
+//! | `POST /revoke`          | bearer: user JWT (own tokens), or API key (write) |
+//! | `POST /drm/license`     | bearer: user JWT, or API key (write)  |
+//!
+//! Errors use the NestJS shape the document's backend answers with,
+//! `{"statusCode": 403, "message": "Max uses exceeded", "error": "Forbidden"}`, with the
+//! document's messages ("Codes d'erreur"); [`StreamingError`] is the one mapping.
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{ApiError, AppState, Client};
+use crate::access::{error_body, iso_millis, Refusal};
+use crate::auth::api_keys::Permission;
+use crate::auth::stream_token::{new_claims, StreamTokenError};
+use crate::config::tokens::{Content, DRM_TYPES, QUALITIES};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v2/streaming/token", post(issue_token))
+        .route("/api/v2/streaming/verify", get(verify))
+        .route("/api/v2/streaming/revoke", post(revoke))
+        .route("/api/v2/streaming/drm/license", post(drm_license))
+}
+
+/// An error of this surface: a status and the message clients see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamingError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl StreamingError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> StreamingError {
+        StreamingError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> StreamingError {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn unauthorized() -> StreamingError {
+        Self::new(StatusCode::UNAUTHORIZED, "Unauthorized")
+    }
+}
+
+impl From<Refusal> for StreamingError {
+    fn from(r: Refusal) -> Self {
+        crate::metrics::AUTH_REJECTIONS
+            .with_label_values(&[r.metric_label()])
+            .inc();
+        StreamingError::new(r.status(), r.message())
+    }
+}
+
+impl From<ApiError> for StreamingError {
+    fn from(e: ApiError) -> Self {
+        StreamingError::new(e.status(), e.public_message())
+    }
+}
+
+impl IntoResponse for StreamingError {
+    fn into_response(self) -> Response {
+        (self.status, Json(error_body(self.status, &self.message))).into_response()
+    }
+}
+
+/// Who called an authenticated route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A user bearer JWT: its `sub`, and whether it carries the entitlement claim.
+    User { sub: String, entitled: bool },
+    /// An operator API key with `write` permission: entitled to everything.
+    Operator { key_id: i64 },
+}
+
+impl Caller {
+    fn sub(&self) -> String {
+        match self {
+            Caller::User { sub, .. } => sub.clone(),
+            Caller::Operator { key_id } => format!("apikey:{key_id}"),
+        }
+    }
+
+    fn entitled(&self) -> bool {
+        match self {
+            Caller::User { entitled, .. } => *entitled,
+            Caller::Operator { .. } => true,
+        }
+    }
+}
+
+/// Whether an entitlement claim value grants subscriber content: `true`, a non-empty plan
+/// name other than `none`/`free`, or a non-empty list of plans.
+pub fn entitled(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => {
+            let s = s.trim().to_ascii_lowercase();
+            !s.is_empty() && s != "none" && s != "free"
+        }
+        Some(Value::Array(a)) => !a.is_empty(),
+        _ => false,
+    }
+}
+
+/// A JWT has two dots; an API key (32 alphanumerics) has none.
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, StreamingError> {
+    let token = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::auth::jwt::bearer_from_header)
+        .ok_or_else(StreamingError::unauthorized)?;
+    let cfg = &state.config.access.streaming;
+    if token.matches('.').count() == 2 {
+        let Some(jwt) = &cfg.jwt else {
+            return Err(StreamingError::unauthorized());
+        };
+        let verifier = crate::auth::jwt::BearerVerifier::new(
+            jwt.secret.as_bytes(),
+            jwt.issuer.clone(),
+            jwt.audience.clone(),
+        )
+        .with_leeway(jwt.leeway_secs);
+        let claims = verifier.verify(token).map_err(|e| {
+            crate::metrics::AUTH_REJECTIONS
+                .with_label_values(&["bad_bearer_jwt"])
+                .inc();
+            tracing::debug!(error = %e, "streaming bearer refused");
+            StreamingError::unauthorized()
+        })?;
+        let sub = claims
+            .sub
+            .filter(|s| !s.is_empty())
+            .ok_or_else(StreamingError::unauthorized)?;
+        let entitled = entitled(claims.extra.get(&cfg.entitlement_claim));
+        return Ok(Caller::User { sub, entitled });
+    }
+    let key = super::admin::authorize(state, headers, Permission::Write).await?;
+    Ok(Caller::Operator { key_id: key.0 })
+}
+
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, StreamingError> {
+    serde_json::from_slice(body)
+        .map_err(|e| StreamingError::bad_request(format!("Invalid request body: {e}")))
+}
+
+/// Optional free-text ids (`deviceId`, `profileId`): bounded, printable.
+fn id_field(name: &str, v: Option<String>) -> Result<String, StreamingError> {
+    let v = v.unwrap_or_default();
+    if v.len() > 128 || v.chars().any(char::is_control) {
+        return Err(StreamingError::bad_request(format!(
+            "{name} must be at most 128 printable characters"
+        )));
+    }
+    Ok(v)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenRequest {
+    content_id: String,
+    content_type: Option<String>,
+    quality: Option<String>,
+    device_id: Option<String>,
+    profile_id: Option<String>,
+}
+
+fn find_content<'a>(
+    state: &'a AppState,
+    id: &str,
+    content_type: Option<&str>,
+) -> Result<&'a Content, StreamingError> {
+    let content = state
+        .config
+        .access
+        .streaming
+        .content(id)
+        .ok_or(Refusal::ContentNotFound)?;
+    if let Some(t) = content_type {
+        if !t.eq_ignore_ascii_case(&content.content_type) {
+            return Err(Refusal::ContentNotFound.into());
+        }
+    }
+    Ok(content)
+}
+
+async fn issue_token(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, StreamingError> {
+    let caller = authenticate(&state, &headers).await?;
+    let req: TokenRequest = parse_body(&body)?;
+    let content = find_content(&state, &req.content_id, req.content_type.as_deref())?;
+    let quality = req
+        .quality
+        .unwrap_or_else(|| "auto".into())
+        .to_ascii_lowercase();
+    if !QUALITIES.contains(&quality.as_str()) {
+        return Err(StreamingError::bad_request(
+            "quality must be one of auto, 480p, 720p, 1080p, 4k",
+        ));
+    }
+    if !content.qualities.contains(&quality) {
+        return Err(StreamingError::bad_request(format!(
+            "Quality {quality} is not available for this content"
+        )));
+    }
+    if content.subscription_required && !caller.entitled() {
+        return Err(Refusal::SubscriptionRequired.into());
+    }
+    let device_from_header = headers
+        .get("x-device-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let device_id = id_field("deviceId", req.device_id.or(device_from_header))?;
+    let profile_id = id_field("profileId", req.profile_id)?;
+    let cfg = &state.config.access.streaming;
+    let signer = state.access.signer.as_ref().ok_or_else(|| {
+        StreamingError::from(ApiError::Internal(
+            "no stream token secret configured".into(),
+        ))
+    })?;
+    let now = chrono::Utc::now().timestamp();
+    let claims = new_claims(
+        &caller.sub(),
+        &content.id,
+        &content.content_type,
+        &quality,
+        &device_id,
+        &profile_id,
+        client.ip,
+        content.max_uses,
+        cfg.token_ttl.as_secs() as i64,
+        now,
+    );
+    let token = signer
+        .sign(&claims)
+        .map_err(|e: StreamTokenError| StreamingError::from(ApiError::Internal(e.to_string())))?;
+    let base = match &cfg.public_base_url {
+        Some(b) => b.clone(),
+        None => request_base(&headers),
+    };
+    let stream_url = format!(
+        "{base}{}?token={token}",
+        cfg.stream_path.replace("{hash}", &content.hash)
+    );
+    Ok(Json(json!({
+        "streamToken": token,
+        "expiresAt": iso_millis(claims.exp),
+        "maxUses": claims.max_uses,
+        "streamUrl": stream_url,
+    }))
+    .into_response())
+}
+
+/// `http://{Host}` of the request, when `streaming.public_base_url` is not set.
+fn request_base(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| h.parse::<http::uri::Authority>().is_ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+#[derive(Debug, Deserialize)]
+struct VerifyQuery {
+    token: Option<String>,
+}
+
+/// Signature, expiry, content, revocation and remaining uses; no IP check (the caller is
+/// typically a CDN or backend asking on the player's behalf) and no use is spent.
+async fn verify(
+    State(state): State<AppState>,
+    Query(q): Query<VerifyQuery>,
+) -> Result<Response, StreamingError> {
+    let token = q.token.filter(|t| !t.is_empty()).ok_or(Refusal::Missing)?;
+    let now = chrono::Utc::now().timestamp();
+    let claims = state.access.verify(&token, now)?;
+    if state
+        .config
+        .access
+        .streaming
+        .content(&claims.content_id)
+        .is_none()
+    {
+        return Err(Refusal::ContentNotFound.into());
+    }
+    if state
+        .access
+        .revocations
+        .is_revoked(&claims.jti)
+        .await
+        .unwrap_or(true)
+    {
+        return Err(Refusal::Revoked.into());
+    }
+    let used = state.access.uses.used(&claims.jti).await;
+    if used >= claims.max_uses {
+        return Err(Refusal::MaxUses.into());
+    }
+    Ok(Json(json!({
+        "valid": true,
+        "contentId": claims.content_id,
+        "contentType": claims.content_type,
+        "quality": claims.quality,
+        "remainingUses": claims.max_uses - used,
+        "expiresAt": iso_millis(claims.exp),
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RevokeRequest {
+    stream_token: String,
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, StreamingError> {
+    let caller = authenticate(&state, &headers).await?;
+    let req: RevokeRequest = parse_body(&body)?;
+    let now = chrono::Utc::now().timestamp();
+    let claims = match state.access.verify(&req.stream_token, now) {
+        Ok(c) => c,
+        // Already dead: nothing to revoke, and saying so is harmless.
+        Err(Refusal::Expired) => {
+            return Ok(Json(json!({"revoked": true, "expired": true})).into_response())
+        }
+        Err(_) => return Err(StreamingError::bad_request("Invalid token")),
+    };
+    if let Caller::User { sub, .. } = &caller {
+        if *sub != claims.sub {
+            return Err(StreamingError::new(
+                StatusCode::FORBIDDEN,
+                "Token belongs to another user",
+            ));
+        }
+    }
+    state
+        .access
+        .revocations
+        .revoke(&claims.jti, claims.exp)
+        .await
+        .map_err(|e| StreamingError::from(ApiError::from(e)))?;
+    tracing::info!(jti = %claims.jti, "stream token revoked");
+    Ok(Json(json!({
+        "revoked": true,
+        "jti": claims.jti,
+        "revokedAt": iso_millis(now),
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LicenseRequest {
+    content_id: String,
+    drm_type: String,
+    challenge: String,
+}
+
+/// Largest license answer relayed.
+const MAX_LICENSE_BYTES: usize = 1024 * 1024;
+
+async fn drm_license(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, StreamingError> {
+    let caller = authenticate(&state, &headers).await?;
+    let req: LicenseRequest = parse_body(&body)?;
+    let drm_type = req.drm_type.to_ascii_lowercase();
+    if !DRM_TYPES.contains(&drm_type.as_str()) {
+        return Err(StreamingError::bad_request(
+            "drmType must be one of widevine, playready, fairplay",
+        ));
+    }
+    let content = find_content(&state, &req.content_id, None)?;
+    if content.subscription_required && !caller.entitled() {
+        return Err(Refusal::SubscriptionRequired.into());
+    }
+    let server = content.drm.get(&drm_type).ok_or_else(|| {
+        StreamingError::bad_request(format!("{drm_type} is not available for this content"))
+    })?;
+    let challenge = decode_b64(&req.challenge)
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| StreamingError::bad_request("challenge must be base64"))?;
+    let mut up = state
+        .access
+        .http
+        .post(&server.url)
+        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        .body(challenge);
+    for (k, v) in &server.headers {
+        up = up.header(k.as_str(), v.as_str());
+    }
+    let bad_gateway = |why: String| {
+        tracing::warn!(content = %content.id, drm = %drm_type, error = %why, "license server failed");
+        StreamingError::new(StatusCode::BAD_GATEWAY, "License server error")
+    };
+    let resp = up.send().await.map_err(|e| bad_gateway(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(bad_gateway(format!("status {}", resp.status())));
+    }
+    if resp
+        .content_length()
+        .is_some_and(|n| n as usize > MAX_LICENSE_BYTES)
+    {
+        return Err(bad_gateway("license too large".into()));
+    }
+    let license = resp.bytes().await.map_err(|e| bad_gateway(e.to_string()))?;
+    if license.len() > MAX_LICENSE_BYTES {
+        return Err(bad_gateway("license too large".into()));
+    }
+    Ok(Json(json!({
+        "contentId": content.id,
+        "drmType": drm_type,
+        "license": base64::engine::general_purpose::STANDARD.encode(&license),
+    }))
+    .into_response())
+}
+
+fn decode_b64(s: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
+    let s = s.trim();
+    [STANDARD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|e| e.decode(s).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entitlement_values() {
+        assert!(entitled(Some(&json!(true))));
+        assert!(entitled(Some(&json!("premium"))));
+        assert!(entitled(Some(&json!(["sport"]))));
+        for v in [
+            json!(false),
+            json!("free"),
+            json!("none"),
+            json!(""),
+            json!([]),
+            json!(1),
+        ] {
+            assert!(!entitled(Some(&v)), "{v}");
+        }
+        assert!(!entitled(None));
+    }
+
+    #[test]
+    fn error_shape() {
+        let e: StreamingError = Refusal::MaxUses.into();
+        assert_eq!(e.status, StatusCode::FORBIDDEN);
+        let e: StreamingError = ApiError::Internal("secret detail".into()).into();
+        assert_eq!(e.message, "Internal server error");
+        assert_eq!(
+            error_body(e.status, &e.message),
+            json!({"statusCode": 500, "message": "Internal server error", "error": "Internal Server Error"})
+        );
+    }
+
+    #[test]
+    fn challenge_base64_forms() {
+        assert_eq!(decode_b64("AAE=").unwrap(), vec![0, 1]);
+        assert_eq!(decode_b64("_-8").unwrap(), vec![0xff, 0xef]);
+        assert!(decode_b64("not base64!").is_none());
+    }
+}

@@ -1,0 +1,78 @@
+//! The stream-token gate on `/stream/{hash}/…` (stream-token-api "Verifications avant
+//! diffusion"), run in `request_filter` before the cache is consulted, so a cached object is
+//! never served to a request that would have been refused.
+//!
+//! Only hashes of contents configured with `token_required: true` are gated. The token comes
+//! from the query (`?token=`) or the `stream_token` cookie; a playlist admitted with a query
+//! token also sets that cookie (scoped to `/stream/{hash}/`) so the player's relative
+//! segment and variant URIs carry it. The rules and their order are in [`crate::access`].
+
+use pingora_proxy::Session;
+
+use super::{respond_json, RequestCtx};
+use crate::access::{error_body, MediaRequest};
+use crate::api::AppState;
+use crate::edge::route::StreamPath;
+
+/// Check a media request. `Ok(true)`: refused, the answer is written.
+pub(super) async fn enforce(
+    state: &AppState,
+    session: &mut Session,
+    sp: &StreamPath,
+    ctx: &mut RequestCtx,
+) -> pingora_error::Result<bool> {
+    let cfg = &state.config.access;
+    if !cfg
+        .streaming
+        .content_by_hash(&sp.hash)
+        .is_some_and(|c| c.token_required)
+    {
+        return Ok(false);
+    }
+    let req = session.req_header();
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    let xff = req
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let client_ip = crate::api::client_ip(peer, xff, &state.config.trusted_proxies);
+    let query = req.uri.query();
+    let cookies = req.headers.get("cookie").and_then(|v| v.to_str().ok());
+    let token = crate::access::token_from_request(query, cookies);
+    let from_query = query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("token=")));
+    let media = MediaRequest {
+        hash: &sp.hash,
+        token,
+        client_ip,
+        device_id: req.headers.get("x-device-id").and_then(|v| v.to_str().ok()),
+        playlist: sp.kind.is_manifest(),
+    };
+    let now = chrono::Utc::now().timestamp();
+    match state.access.admit(cfg, &media, now).await {
+        Ok(claims) => {
+            if from_query && crate::config::tokens::valid_hash(&sp.hash) {
+                if let Some(t) = token {
+                    ctx.stream_cookie = Some(format!(
+                        "stream_token={t}; Path=/stream/{}/; Max-Age={}; HttpOnly; SameSite=Lax",
+                        sp.hash,
+                        (claims.exp - now).max(0)
+                    ));
+                }
+            }
+            Ok(false)
+        }
+        Err(refusal) => {
+            crate::metrics::AUTH_REJECTIONS
+                .with_label_values(&[refusal.metric_label()])
+                .inc();
+            let status = refusal.status();
+            ctx.local_status = Some(status.as_u16());
+            let body = error_body(status, refusal.message()).to_string();
+            respond_json(session, status.as_u16(), body.into()).await?;
+            Ok(true)
+        }
+    }
+}
