@@ -489,12 +489,7 @@ async fn document_examples_work_unchanged() {
     let s = Sluice::start("");
     let key = admin_key(&s);
     let base = format!("http://{}", s.admin);
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/seeds/admin-api.md"
-    ))
-    .or_else(|_| std::fs::read_to_string("/work/shared/seeds/admin-api.md"))
-    .expect("admin-api.md");
+    let doc = common::seed("admin-api.md");
     let subst = |code: &str| {
         code.replace("http://hostname:8080", &base)
             .replace("YOUR_API_KEY", &key)

@@ -234,12 +234,7 @@ async fn anonymous_catalog_routes() {
 }
 
 fn doc() -> String {
-    std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/seeds/signed-channel-api.txt"
-    ))
-    .or_else(|_| std::fs::read_to_string("/work/shared/seeds/signed-channel-api.txt"))
-    .expect("signed-channel-api.txt")
+    common::seed("signed-channel-api.txt")
 }
 
 /// The Python and Node clients of the document, with only the host changed (their

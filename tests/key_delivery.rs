@@ -354,12 +354,7 @@ async fn document_shell_recipe_prints_16() {
         ],
     );
     assert!(ok, "{err}");
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/seeds/playback-api.txt"
-    ))
-    .or_else(|_| std::fs::read_to_string("/work/shared/seeds/playback-api.txt"))
-    .expect("playback-api.txt");
+    let doc = common::seed("playback-api.txt");
     let start = doc.find("shell token generation example").unwrap();
     let recipe_start = start + doc[start..].find("MEDIA_HASH=").unwrap();
     let recipe_end = recipe_start + doc[recipe_start..].find("curl examples").unwrap();

@@ -454,3 +454,11 @@ pub fn admin_key(s: &Sluice) -> String {
     }
     panic!("no admin key printed:\n{}", s.log());
 }
+
+/// A seed document from `shared/seeds/` (beside the repository, as CI places it).
+pub fn seed(name: &str) -> String {
+    let beside = format!("{}/../shared/seeds/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&beside)
+        .or_else(|_| std::fs::read_to_string(format!("/work/shared/seeds/{name}")))
+        .unwrap_or_else(|e| panic!("seed document {name} not found beside the repository: {e}"))
+}
