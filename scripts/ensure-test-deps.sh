@@ -5,7 +5,9 @@
 #     curl + bash (admin-api's curl examples), node (the documents' Node/fetch snippets)
 #     from Debian with apt-get;
 #   - python `requests` (the documents' Python snippets) with pip;
-#   - axios (signed-channel-api's Node snippet) with npm, into tests/clients.
+#   - chromium (the real-player test) from Debian;
+#   - axios (signed-channel-api's Node snippet), hls.js and playwright-core (the real-player
+#     test) with npm, into tests/clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,7 @@ have openssl || need_apt+=(openssl)
 have curl || need_apt+=(curl)
 have python3 || need_apt+=(python3 python3-pip)
 have node || need_apt+=(nodejs npm)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "ensure-test-deps: apt-get install ${need_apt[*]}"
   apt-get update -qq
@@ -30,7 +33,11 @@ if ! python3 -c 'import requests' 2>/dev/null; then
     || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-requests; }
 fi
 
-if [ -f tests/clients/package.json ] && [ ! -d tests/clients/node_modules/axios ]; then
-  echo "ensure-test-deps: npm install (axios) in tests/clients"
+missing_mod=""
+for m in axios hls.js playwright-core; do
+  [ -d "tests/clients/node_modules/$m" ] || missing_mod="$missing_mod $m"
+done
+if [ -n "$missing_mod" ]; then
+  echo "ensure-test-deps: npm install in tests/clients (missing:$missing_mod)"
   (cd tests/clients && npm install --no-audit --no-fund --silent)
 fi

@@ -1,0 +1,103 @@
+//! A real player: hls.js in headless Chromium plays streams through sluice — the demo over
+//! `/stream`, and the same media over a provider's `/api/proxy` with rewritten playlists.
+//! Needs Debian's `chromium` and `tests/clients` node modules (scripts/ensure-test-deps.sh).
+
+mod common;
+
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::{client, Reply, Sluice, TestOrigin};
+use serde_json::Value;
+
+/// Play `url` for `secs` seconds; the player's report.
+fn play(url: &str, secs: u32) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/player/run.js");
+    let out = Command::new("node")
+        .arg(script)
+        .arg(url)
+        .arg(secs.to_string())
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "player failed (is chromium installed? run scripts/ensure-test-deps.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("player report {line:?}: {e}"))
+}
+
+fn assert_played(r: &Value) {
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert_eq!(r["levels"], 2, "{r}");
+    assert!(r["frags"].as_u64().unwrap_or(0) >= 4, "{r}");
+    assert!(r["currentTime"].as_f64().unwrap_or(0.0) > 2.0, "{r}");
+}
+
+#[test]
+fn hls_js_plays_the_demo_and_a_provider_stream() {
+    // The demo over /stream from the built-in dir origin.
+    let s = Sluice::start("origins:\n  bucket: dir:./demo/media\n");
+    let r = play(&s.edge_url("/stream/demo/master.m3u8"), 6);
+    assert_played(&r);
+    drop(s);
+
+    // The same media from a provider CDN, through /api/proxy with rewriting and injection.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/media/demo");
+    let mut origin = TestOrigin::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(&root).unwrap().to_string_lossy().to_string();
+                let ct = sluice::media::content_type(&rel);
+                origin = origin.route(
+                    &format!("/cdn/demo/{rel}"),
+                    Reply::ok(std::fs::read(&p).unwrap(), ct),
+                );
+            }
+        }
+    }
+    let origin = origin.start();
+    let secret = "browser-test-jwt-secret-0123";
+    let s = Sluice::start(&format!(
+        "provider_auth:\n  jwt_secret: {secret}\nproviders:\n  cdn:\n    headers: {{X-Auth: abc}}\n    allowed_hosts: [\"127.0.0.1\"]\n    allow_private: true\n    channels:\n      demo: {{url: \"http://{}/cdn/demo/master.m3u8\", type: hls}}\n",
+        origin.addr
+    ));
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300;
+    let jwt = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": "viewer", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let info: Value = rt.block_on(async {
+        client()
+            .get(s.edge_url("/api/providers/cdn/channels/demo/stream"))
+            .bearer_auth(&jwt)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let r = play(&s.edge_url(info["url"].as_str().unwrap()), 6);
+    assert_played(&r);
+    // Every fetch the player caused went through sluice with the provider's header.
+    let seen = origin.requests();
+    assert!(seen.len() >= 6, "{seen:?}");
+    assert!(seen
+        .iter()
+        .all(|r| r.headers.get("x-auth").map(String::as_str) == Some("abc")));
+}
