@@ -8,7 +8,8 @@
 //! 3. not revoked → `410 Token revoked`;
 //! 4. the content is the one of the requested hash → `401 Invalid token`; IP binding (the client IP as resolved through `trusted_proxies`) → `403 IP mismatch`;
 //!    device binding (`X-Device-Id`, when sent) → `403 Device mismatch`;
-//! 5. uses (`count < maxUses`), counted only for playlist loads → `403 Max uses exceeded`.
+//! 5. uses (`count < maxUses`), counted only for loads of the entry playlist (`streaming.stream_path`, the
+//!    file the token's `streamUrl` names) → `403 Max uses exceeded`.
 //!
 //! Uses are counted last so that a refused request never spends one. "Abonnement actif" is
 //! checked when the token is issued (the token is the proof of entitlement for its life).
@@ -184,7 +185,7 @@ pub struct MediaRequest<'a> {
     pub client_ip: IpAddr,
     /// `X-Device-Id`, when sent.
     pub device_id: Option<&'a str>,
-    /// A playlist load (`.m3u8`/`.mpd`): the only kind of request that spends a use.
+    /// A load of the entry playlist (`streaming.stream_path`): the only request that spends a use.
     pub playlist: bool,
 }
 

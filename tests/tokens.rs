@@ -22,6 +22,13 @@ fn origin() -> common::RunningOrigin {
                 Reply::ok(MASTER, "application/vnd.apple.mpegurl"),
             )
             .route(
+                &format!("/{hash}/video/playlist.m3u8"),
+                Reply::ok(
+                    "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nseg_1.m4s\n",
+                    "application/vnd.apple.mpegurl",
+                ),
+            )
+            .route(
                 &format!("/{hash}/video/seg_1.m4s"),
                 Reply::ok(vec![7u8; 1000], "video/iso.segment"),
             );
@@ -214,7 +221,20 @@ async fn issue_verify_and_play() {
         s.edge
     );
     let (st, body, h) = get(&url, &[]).await;
-    assert_eq!((st, body.as_str()), (200, Some(MASTER)));
+    // The playlist's URIs carry the token, for players that cannot send the cookie.
+    assert_eq!(st, 200);
+    assert_eq!(
+        body.as_str(),
+        Some(
+            MASTER
+                .replace(
+                    "video/playlist.m3u8",
+                    &format!("/stream/movie-free/video/playlist.m3u8?token={token}")
+                )
+                .as_str()
+        )
+    );
+    assert_eq!(h["cache-control"], "private, no-store");
     let cookie = h.get("set-cookie").unwrap().to_str().unwrap().to_string();
     assert!(
         cookie.starts_with(&format!("stream_token={token};")),
@@ -226,6 +246,22 @@ async fn issue_verify_and_play() {
     for _ in 0..3 {
         let (st, _, _) = get(&seg, &[("cookie", &jar)]).await;
         assert_eq!(st, 200);
+    }
+    let (_, v, _) = get(&verify, &[]).await;
+    assert_eq!(v["remainingUses"], 4);
+    // Media playlist reloads (what a live player does) are checked but spend no use, and
+    // their segment URIs carry the token too.
+    let variant = s.edge_url(&format!(
+        "/stream/movie-free/video/playlist.m3u8?token={token}"
+    ));
+    for _ in 0..3 {
+        let r = reqwest::get(&variant).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        assert!(
+            text.contains(&format!("/stream/movie-free/video/seg_1.m4s?token={token}")),
+            "{text}"
+        );
     }
     let (_, v, _) = get(&verify, &[]).await;
     assert_eq!(v["remainingUses"], 4);

@@ -48,11 +48,15 @@ pub(super) async fn enforce(
         token,
         client_ip,
         device_id: req.headers.get("x-device-id").and_then(|v| v.to_str().ok()),
-        playlist: sp.kind.is_manifest(),
+        // One use = one playback start: a load of the entry playlist the token's streamUrl
+        // names. Variant and media playlist reloads (live players reload every few seconds)
+        // and segments are checked but spend nothing.
+        playlist: req.uri.path() == cfg.streaming.stream_path.replace("{hash}", &sp.hash),
     };
     let now = chrono::Utc::now().timestamp();
     match state.access.admit(cfg, &media, now).await {
         Ok(claims) => {
+            ctx.admitted_token = token.map(str::to_string);
             if from_query && crate::config::tokens::valid_hash(&sp.hash) {
                 if let Some(t) = token {
                     ctx.stream_cookie = Some(format!(

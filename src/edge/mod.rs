@@ -95,6 +95,9 @@ pub struct RequestCtx {
     body_swap: BodySwap,
     /// `Set-Cookie` for a stream token admitted from the query ([`gate`]).
     stream_cookie: Option<String>,
+    /// The stream token a gated request was admitted with ([`gate`]): carried into the
+    /// URIs of the playlist it fetches.
+    admitted_token: Option<String>,
 }
 
 /// The state of a body replacement.
@@ -206,6 +209,7 @@ impl ProxyHttp for Edge {
             local_status: None,
             body_swap: BodySwap::Keep,
             stream_cookie: None,
+            admitted_token: None,
         }
     }
 
@@ -522,15 +526,48 @@ impl ProxyHttp for Edge {
                     ctx.body_swap = BodySwap::Pending(json_error_body(msg));
                 }
                 if resp.status.is_success() {
-                    let cc = if media.path.kind.is_manifest() {
-                        format!(
+                    // Gated media must not be served by shared caches past the token check,
+                    // and a gated playlist carries the viewer's token in its URIs.
+                    let gated = ctx.admitted_token.is_some();
+                    let cc = match (media.path.kind.is_manifest(), gated) {
+                        (true, false) => format!(
                             "public, max-age={}",
                             self.state.config.stream.playlist_max_age.as_secs()
-                        )
-                    } else {
-                        "public, max-age=31536000, immutable".to_string()
+                        ),
+                        (true, true) => "private, no-store".to_string(),
+                        (false, false) => "public, max-age=31536000, immutable".to_string(),
+                        (false, true) => "private, max-age=31536000, immutable".to_string(),
                     };
                     resp.insert_header(http::header::CACHE_CONTROL, cc)?;
+                    let rewritable = media.path.kind == crate::media::MediaKind::HlsPlaylist
+                        && resp.status.as_u16() == 200
+                        && session.req_header().method == http::Method::GET;
+                    if let (Some(token), true) = (&ctx.admitted_token, rewritable) {
+                        let base = url::Url::parse(&format!(
+                            "http://{}{}",
+                            playlist::LOCAL_HOST,
+                            session.req_header().uri.path()
+                        ));
+                        if let (Ok(base), Some(m)) = (
+                            base,
+                            session
+                                .downstream_modules_ctx
+                                .get_mut::<playlist::PlaylistRewrite>(),
+                        ) {
+                            m.arm(playlist::RewriteJob {
+                                content_type: resp
+                                    .headers
+                                    .get(http::header::CONTENT_TYPE)
+                                    .and_then(|v| v.to_str().ok())
+                                    .map(str::to_string),
+                                path_hint: media.path.rest_joined(),
+                                base,
+                                mapping: playlist::UriMapping::StreamToken {
+                                    token: token.clone(),
+                                },
+                            });
+                        }
+                    }
                     if resp.headers.get(http::header::CONTENT_TYPE).is_none() {
                         resp.insert_header(
                             http::header::CONTENT_TYPE,
@@ -561,7 +598,9 @@ impl ProxyHttp for Edge {
                             content_type,
                             path_hint: t.url.path().to_string(),
                             base: t.url.clone(),
-                            ctx: t.ctx_token.clone(),
+                            mapping: playlist::UriMapping::Proxy {
+                                ctx: t.ctx_token.clone(),
+                            },
                         });
                     }
                 }

@@ -31,10 +31,56 @@ pub struct RewriteJob {
     pub content_type: Option<String>,
     /// The upstream path, as a hint (`.m3u8`, `.mpd`).
     pub path_hint: String,
-    /// The final upstream URL: relative URIs resolve against it.
+    /// The URL relative URIs resolve against.
     pub base: Url,
-    /// The ctx token written into every rewritten URI.
-    pub ctx: String,
+    pub mapping: UriMapping,
+}
+
+/// What each resolved URI becomes.
+#[derive(Debug, Clone)]
+pub enum UriMapping {
+    /// `/api/proxy?url=<absolute>&ctx=<ctx>` (provider streams).
+    Proxy { ctx: String },
+    /// A token-gated `/stream` playlist: URIs under `/stream/` on sluice itself carry the
+    /// viewer's stream token as `?token=`, so players that cannot send the cookie
+    /// cross-origin still reach segments and variants. `base` is then
+    /// `http://sluice.local/stream/…` and other URIs are left absolute and untouched.
+    StreamToken { token: String },
+}
+
+/// The host standing for sluice itself in [`UriMapping::StreamToken`] bases.
+pub const LOCAL_HOST: &str = "sluice.local";
+
+impl UriMapping {
+    fn map(&self, abs: &Url) -> std::result::Result<String, String> {
+        match self {
+            UriMapping::Proxy { ctx } => match abs.scheme() {
+                "http" | "https" => Ok(rewrite::proxy_url(abs, ctx)),
+                other => Err(format!("scheme {other} is not proxied")),
+            },
+            UriMapping::StreamToken { token } => {
+                if abs.host_str() != Some(LOCAL_HOST) {
+                    return Ok(abs.to_string());
+                }
+                let path = abs.path();
+                if !path.starts_with("/stream/") {
+                    return Ok(path.to_string());
+                }
+                let mut out = String::with_capacity(path.len() + token.len() + 16);
+                out.push_str(path);
+                out.push('?');
+                for (k, v) in abs.query_pairs().filter(|(k, _)| k != "token") {
+                    out.extend(url::form_urlencoded::byte_serialize(k.as_bytes()));
+                    out.push('=');
+                    out.extend(url::form_urlencoded::byte_serialize(v.as_bytes()));
+                    out.push('&');
+                }
+                out.push_str("token=");
+                out.extend(url::form_urlencoded::byte_serialize(token.as_bytes()));
+                Ok(out)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -85,13 +131,7 @@ impl PlaylistRewrite {
     }
 
     fn rewrite_all(job: &RewriteJob, kind: PlaylistKind, body: &[u8]) -> Result<Bytes> {
-        let ctx = job.ctx.clone();
-        let mut map = |abs: &Url| -> std::result::Result<String, String> {
-            match abs.scheme() {
-                "http" | "https" => Ok(rewrite::proxy_url(abs, &ctx)),
-                other => Err(format!("scheme {other} is not proxied")),
-            }
-        };
+        let mut map = |abs: &Url| job.mapping.map(abs);
         rewrite::rewrite(kind, body, &job.base, &mut map)
             .map(Bytes::from)
             .map_err(|e| {
@@ -214,8 +254,27 @@ mod tests {
             content_type: Some("application/octet-stream".into()),
             path_hint: "/live/x".into(),
             base: Url::parse("https://cdn.example.com/live/index.m3u8").unwrap(),
-            ctx: "CTX".into(),
+            mapping: UriMapping::Proxy { ctx: "CTX".into() },
         }
+    }
+
+    #[test]
+    fn stream_token_mapping_keeps_paths_local() {
+        let mut m = PlaylistRewrite::default();
+        m.arm(RewriteJob {
+            content_type: Some("application/vnd.apple.mpegurl".into()),
+            path_hint: "/stream/h/master.m3u8".into(),
+            base: Url::parse("http://sluice.local/stream/h/master.m3u8").unwrap(),
+            mapping: UriMapping::StreamToken {
+                token: "a.b-c_d".into(),
+            },
+        });
+        let input = "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"/api/key/h\"\n#EXT-X-STREAM-INF:BANDWIDTH=1\nvideo/p.m3u8?x=1\n#EXTINF:2,\nhttps://other.cdn/seg.ts\n";
+        let out = String::from_utf8(run(&mut m, &[input.as_bytes()], true)).unwrap();
+        assert_eq!(
+            out,
+            "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"/api/key/h\"\n#EXT-X-STREAM-INF:BANDWIDTH=1\n/stream/h/video/p.m3u8?x=1&token=a.b-c_d\n#EXTINF:2,\nhttps://other.cdn/seg.ts\n"
+        );
     }
 
     fn run(m: &mut PlaylistRewrite, chunks: &[&[u8]], end_on_last: bool) -> Vec<u8> {
