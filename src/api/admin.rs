@@ -120,6 +120,11 @@ pub async fn authorize(
     Ok(AuthedKey(id))
 }
 
+/// `{"status":"success","message":…}`, the document's acknowledgement.
+fn success(message: &str) -> Response {
+    Json(json!({"status": "success", "message": message})).into_response()
+}
+
 /// A handler's result with the authenticated key attached either way.
 fn with_key(key: AuthedKey, r: Result<Response, ApiError>) -> Response {
     let mut resp = match r {
@@ -255,10 +260,7 @@ async fn add_stream_id(
             Err(e) => return Err(e.into()),
         }
         state.streams.reload().await?;
-        Ok(
-            Json(json!({"status": "success", "message": "Stream ID added successfully"}))
-                .into_response(),
-        )
+        Ok(success("Stream ID added successfully"))
     }
     .await;
     Ok(with_key(key, result))
@@ -279,10 +281,7 @@ async fn delete_stream_id(
             return Err(ApiError::NotFound("Stream ID not found".into()));
         }
         state.streams.reload().await?;
-        Ok(
-            Json(json!({"status": "success", "message": "Stream ID deleted successfully"}))
-                .into_response(),
-        )
+        Ok(success("Stream ID deleted successfully"))
     }
     .await;
     Ok(with_key(key, result))
