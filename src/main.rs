@@ -35,6 +35,15 @@ use sluice::config::Config;
         SIGQUIT      graceful upgrade: hand sockets to `sluice serve --upgrade`"
 )]
 struct Cli {
+    /// Configuration file (YAML): every command reads it (state.sqlite, kek, secrets).
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "conf/sluice.yaml",
+        global = true
+    )]
+    config: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -47,9 +56,6 @@ enum Command {
     /// the admin listener (listen.admin) and, for a `dir:` bucket, the built-in file origin.
     /// Runs until signalled.
     Serve {
-        /// Configuration file (YAML).
-        #[arg(short, long, value_name = "FILE", default_value = "conf/sluice.yaml")]
-        config: PathBuf,
         /// Take the listening sockets over from a running sluice (after SIGQUIT to it);
         /// needs server.upgrade_sock to match.
         #[arg(long)]
@@ -60,57 +66,21 @@ enum Command {
     /// Keys are 32 random characters; only their SHA-256 hash and an 8-character display
     /// prefix are stored. A created key is printed once and cannot be shown again.
     Keys {
-        /// Configuration file (YAML); its state.sqlite is the database used.
-        #[arg(
-            short,
-            long,
-            value_name = "FILE",
-            default_value = "conf/sluice.yaml",
-            global = true
-        )]
-        config: PathBuf,
         #[command(subcommand)]
         action: KeysAction,
     },
     /// Store content keys (for GET /api/key/{hash}), sealed under the current KEK.
     ContentKey {
-        /// Configuration file (YAML): its kek and state.sqlite are used.
-        #[arg(
-            short,
-            long,
-            value_name = "FILE",
-            default_value = "conf/sluice.yaml",
-            global = true
-        )]
-        config: PathBuf,
         #[command(subcommand)]
         action: ContentKeyAction,
     },
     /// Mint tokens with the configured secrets.
     Token {
-        /// Configuration file (YAML).
-        #[arg(
-            short,
-            long,
-            value_name = "FILE",
-            default_value = "conf/sluice.yaml",
-            global = true
-        )]
-        config: PathBuf,
         #[command(subcommand)]
         action: TokenAction,
     },
     /// Seal secrets for the config file with the current KEK.
     Secret {
-        /// Configuration file (YAML): its kek section is used.
-        #[arg(
-            short,
-            long,
-            value_name = "FILE",
-            default_value = "conf/sluice.yaml",
-            global = true
-        )]
-        config: PathBuf,
         #[command(subcommand)]
         action: SecretAction,
     },
@@ -118,11 +88,7 @@ enum Command {
     ///
     /// Exits 0 when the file is valid. Otherwise prints the file, line and key at fault
     /// and exits 1.
-    Check {
-        /// Configuration file (YAML).
-        #[arg(short, long, value_name = "FILE", default_value = "conf/sluice.yaml")]
-        config: PathBuf,
-    },
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -280,8 +246,9 @@ fn init_logging(level: &str, json: bool) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let config = cli.config;
     match cli.command {
-        Command::Check { config } => match Config::load(&config) {
+        Command::Check => match Config::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());
                 ExitCode::SUCCESS
@@ -291,14 +258,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Keys { config, action } => match keys_command(&config, action) {
+        Command::Keys { action } => match keys_command(&config, action) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("sluice keys: {e}");
                 ExitCode::FAILURE
             }
         },
-        Command::ContentKey { config, action } => print_result(
+        Command::ContentKey { action } => print_result(
             "content-key",
             match action {
                 ContentKeyAction::Import { hash, key_hex } => {
@@ -309,18 +276,18 @@ fn main() -> ExitCode {
                 }
             },
         ),
-        Command::Token { config, action } => match action {
+        Command::Token { action } => match action {
             TokenAction::Key { hash, ttl } => {
                 print_result("token", sluice::cli::key_token(&config, &hash, ttl))
             }
         },
-        Command::Secret { config, action } => match action {
+        Command::Secret { action } => match action {
             SecretAction::SealClearkey { kid, key_hex } => print_result(
                 "secret",
                 sluice::cli::seal_clearkey(&config, &kid, &key_hex),
             ),
         },
-        Command::Serve { config, upgrade } => {
+        Command::Serve { upgrade } => {
             let config = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
