@@ -85,14 +85,9 @@ impl PlaylistRewrite {
     }
 
     fn rewrite_all(job: &RewriteJob, kind: PlaylistKind, body: &[u8]) -> Result<Bytes> {
-        let ctx = job.ctx.clone();
-        let mut map = |abs: &Url| -> std::result::Result<String, String> {
-            match abs.scheme() {
-                "http" | "https" => Ok(rewrite::proxy_url(abs, &ctx)),
-                other => Err(format!("scheme {other} is not proxied")),
-            }
-        };
-        rewrite::rewrite(kind, body, &job.base, &mut map)
+        // `rewrite_proxied` is `rewrite` with the `proxy_url(abs, ctx)` map (non-http(s)
+        // refused) plus a fast path for plain relative URIs; see `rewrite::ProxyMapper`.
+        rewrite::rewrite_proxied(kind, body, &job.base, &job.ctx)
             .map(Bytes::from)
             .map_err(|e| {
                 crate::metrics::UPSTREAM_ERRORS

@@ -194,6 +194,17 @@ pub fn rewrite_hls(
     base: &Url,
     map: &mut dyn FnMut(&Url) -> Result<String, String>,
 ) -> Result<String, RewriteError> {
+    rewrite_hls_with(input, base, map, None)
+}
+
+/// [`rewrite_hls`], with `fast` writing plain relative URIs itself (see
+/// [`super::ProxyMapper`]). `map` must then be `fast`'s own mapping.
+pub(crate) fn rewrite_hls_with(
+    input: &str,
+    base: &Url,
+    map: &mut dyn FnMut(&Url) -> Result<String, String>,
+    fast: Option<&super::ProxyMapper<'_>>,
+) -> Result<String, RewriteError> {
     check_size(input.len())?;
     // Proxied URIs are several times longer than typical relative segment names; starting
     // at 2x saves most regrowth without over-reserving for URI-light multivariant lists.
@@ -201,6 +212,14 @@ pub fn rewrite_hls(
     let mut copied = 0;
     scan(input, |range, site| {
         let raw = &input[range.clone()];
+        if let Some(fast) = fast.filter(|f| f.accepts(raw)) {
+            // A plain relative name has no control bytes, no scheme and resolves to
+            // http(s) under an http(s) base, so none of `rewrite_one`'s checks can fail.
+            out.push_str(&input[copied..range.start]);
+            fast.write_plain(raw, &mut out);
+            copied = range.end;
+            return Ok(());
+        }
         let Some(replacement) = rewrite_one(raw, site, base, map)? else {
             return Ok(());
         };
