@@ -26,7 +26,9 @@
 # read the ratios, not the absolute numbers.
 #
 # Knobs (environment): QUICK=1, THREADS (1), REPEATS, DURATION (seconds per wrk run),
-# CONNS ("50 500"), SIZES ("16k 256k 1m 2m"), CONCURRENCY (1000), KEEP_TMP=1.
+# CONNS ("50 500"), SIZES ("16k 256k 1m 2m"), CONCURRENCY (1000), KEEP_TMP=1,
+# PROFILE=1 (perf-record each server during the first repeat; reports land next to the table
+# in $CARGO_TARGET_DIR/bench-load/perf-*.txt).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -281,9 +283,24 @@ run_wrk() { # $1 server, $2 size, $3 conns, $4 rep
   local srv=$1 size=$2 conns=$3 rep=$4 port c0 c1 out
   port=$(port_of "$srv")
   c0=$(cpu_ticks "$srv")
+  local perf_pid=""
+  if [[ "${PROFILE:-0}" == 1 && $rep == 1 ]] && command -v perf >/dev/null; then
+    # Sampling costs a little CPU on the profiled server: the rep-1 figures are then
+    # slightly pessimistic for both servers alike; the medians use every repeat.
+    perf record -q -F 499 -g -o "$TMP/perf-$srv-$size-$conns.data" \
+      -p "$(server_pids "$srv" | tr ' ' ',')" -- sleep "$DURATION" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   out=$(timeout $((DURATION + 30)) wrk -t1 -c"$conns" -d"${DURATION}s" --timeout 10s --latency \
     -s "$HERE/wrk_report.lua" "http://127.0.0.1:$port/stream/bench/seg-$size.m4s" | awk '/^WRKJSON/ {print $2}')
   c1=$(cpu_ticks "$srv")
+  if [[ -n $perf_pid ]]; then
+    wait "$perf_pid" || true
+    mkdir -p "$TARGET_DIR/bench-load"
+    perf report -i "$TMP/perf-$srv-$size-$conns.data" --no-children --percent-limit 0.7 \
+      --stdio -g none 2>/dev/null >"$TARGET_DIR/bench-load/perf-$srv-$size-$conns.txt" || true
+    cp "$TMP/perf-$srv-$size-$conns.data" "$TARGET_DIR/bench-load/" 2>/dev/null || true
+  fi
   [[ -n $out ]] || die "wrk produced no report for $srv $size c=$conns"
   python3 - "$srv" "$size" "$conns" "$rep" "$out" "$((c1 - c0))" "$(getconf CLK_TCK)" "$(hwm_kb "$srv")" <<'EOF' | tee -a "$RESULTS" >&2
 import json, sys

@@ -323,27 +323,60 @@ impl<'a> ProxyMapper<'a> {
         let prefix = self.prefix.as_deref().unwrap_or_default();
         out.reserve(prefix.len() + raw.len() + 8 + self.suffix.len());
         out.push_str(prefix);
-        for (i, part) in raw.split('/').enumerate() {
-            if i > 0 {
-                out.push_str("%2F");
-            }
-            out.push_str(part);
+        // Every byte of a plain path is unreserved except `/`.
+        let mut run = 0;
+        for i in memchr::memchr_iter(b'/', raw.as_bytes()) {
+            out.push_str(&raw[run..i]);
+            out.push_str("%2F");
+            run = i + 1;
         }
+        out.push_str(&raw[run..]);
         out.push_str(&self.suffix);
     }
 }
 
 /// `seg.ts`, `720p/seg_001.m4s`: resolving these against a base is pure concatenation.
+/// Allowed bytes only (one table lookup per byte), and no segment that is empty, `.` or
+/// `..` (checked only when a segment starts with `.` or `/`, which is rare).
 fn is_plain_relative(raw: &str) -> bool {
     let b = raw.as_bytes();
-    if b.is_empty() || b[0] == b'/' {
-        return false;
+    let mut segment_start = true;
+    for (i, &c) in b.iter().enumerate() {
+        match PLAIN[usize::from(c)] {
+            BAD => return false,
+            DOT_OR_SLASH if segment_start => {
+                let seg = b[i..].split(|&x| x == b'/').next().unwrap_or_default();
+                if matches!(seg, b"" | b"." | b"..") {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+        segment_start = c == b'/';
     }
-    let plain_bytes = b
-        .iter()
-        .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'/'));
-    plain_bytes && raw.split('/').all(|seg| !matches!(seg, "" | "." | ".."))
+    // Empty, or a trailing `/` (an empty last segment: joins fine, but is left to the
+    // generic path).
+    !segment_start
 }
+
+const BAD: u8 = 0;
+const DOT_OR_SLASH: u8 = 2;
+
+/// Byte classes of a plain relative path: RFC 3986 unreserved (1), `.` and `/` (2), else 0.
+static PLAIN: [u8; 256] = {
+    let mut t = [BAD; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b == b'.' || b == b'/' {
+            t[c] = DOT_OR_SLASH;
+        } else if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') {
+            t[c] = 1;
+        }
+        c += 1;
+    }
+    t
+};
 
 /// [`rewrite`] with the edge's mapping (every URI through `/api/proxy` with `ctx`), using
 /// [`ProxyMapper`]'s fast path for HLS. Same output and errors as
