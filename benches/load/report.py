@@ -69,16 +69,16 @@ def main():
     out.append("")
 
     iperf = next((r for r in rows if r["kind"] == "iperf"), None)
-    one_mb = wrk.get(("1m", max((c for (s, c) in wrk if s == "1m"), default=0)), {})
     if iperf:
         lim = iperf["mb_s"]
-        line = f"Loopback limit (iperf3, 1 stream): {fmt(lim)} MB/s."
         parts = []
-        for srv in ("sluice", "nginx"):
-            v = med([r["mb_s"] for r in one_mb.get(srv, [])])
-            if v:
-                parts.append(f"{srv} 1 MB hits: {fmt(v)} MB/s = **{v / lim:.2f}×** of it")
-        out.append(line + (" " + "; ".join(parts) + "." if parts else ""))
+        for conns in sorted(c for (s, c) in wrk if s == "1m"):
+            for srv in ("sluice", "nginx"):
+                v = med([r["mb_s"] for r in wrk[("1m", conns)].get(srv, [])])
+                if v:
+                    parts.append(f"{srv} at {conns} conns {fmt(v)} MB/s = **{v / lim:.2f}×**")
+        out.append(f"Loopback limit (iperf3, 1 stream): {fmt(lim)} MB/s. 1 MB hits as a "
+                   f"fraction of it: " + "; ".join(parts) + ".")
         out.append("")
 
     co = [r for r in rows if r["kind"] == "coalesce"]

@@ -282,6 +282,8 @@ done
 run_wrk() { # $1 server, $2 size, $3 conns, $4 rep
   local srv=$1 size=$2 conns=$3 rep=$4 port c0 c1 out
   port=$(port_of "$srv")
+  # Reset VmHWM (clear_refs 5, Linux ≥4.0) so each row's peak RSS is that run's own.
+  for p in $(server_pids "$srv"); do echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true; done
   c0=$(cpu_ticks "$srv")
   local perf_pid=""
   if [[ "${PROFILE:-0}" == 1 && $rep == 1 ]] && command -v perf >/dev/null; then
