@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use pingora_cache::key::CacheHashKey;
 use sluice::cache::runtime::CacheRuntime;
 use sluice::config::{parse_bucket, Origins};
 use sluice::edge::route::{classify, Route};
