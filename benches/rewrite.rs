@@ -2,9 +2,14 @@
 //! `response_body_filter` on every playlist fetch, after the cache.
 //!
 //! Run: `cargo bench --bench rewrite -- --warm-up-time 1 --measurement-time 2`.
+//!
+//! Two groups over the same inputs: `rewrite` is the generic API with a `map` closure
+//! (`proxy_url` per URI, after `Url::join`), which is what the edge ran before issue 7;
+//! `rewrite_edge` is `rewrite_proxied`, what the edge runs now (a fast path for plain
+//! relative URIs, byte-identical output). Their ratio is the before/after of that change.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use sluice::rewrite::{proxy_url, rewrite, PlaylistKind};
+use sluice::rewrite::{proxy_url, rewrite, rewrite_proxied, PlaylistKind};
 use url::Url;
 
 fn live_playlist(segments: usize, ll_parts: usize) -> String {
@@ -113,6 +118,22 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let mut map = |u: &Url| Ok(proxy_url(u, "ctx-0123456789abcdef"));
                 rewrite(*kind, black_box(input.as_bytes()), base, &mut map).unwrap()
+            })
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("rewrite_edge");
+    for (name, kind, input, base) in &cases {
+        group.throughput(Throughput::Bytes(input.len() as u64));
+        group.bench_function(*name, |b| {
+            b.iter(|| {
+                rewrite_proxied(
+                    *kind,
+                    black_box(input.as_bytes()),
+                    base,
+                    "ctx-0123456789abcdef",
+                )
+                .unwrap()
             })
         });
     }

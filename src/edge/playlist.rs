@@ -51,36 +51,27 @@ pub enum UriMapping {
 /// The host standing for sluice itself in [`UriMapping::StreamToken`] bases.
 pub const LOCAL_HOST: &str = "sluice.local";
 
-impl UriMapping {
-    fn map(&self, abs: &Url) -> std::result::Result<String, String> {
-        match self {
-            UriMapping::Proxy { ctx } => match abs.scheme() {
-                "http" | "https" => Ok(rewrite::proxy_url(abs, ctx)),
-                other => Err(format!("scheme {other} is not proxied")),
-            },
-            UriMapping::StreamToken { token } => {
-                if abs.host_str() != Some(LOCAL_HOST) {
-                    return Ok(abs.to_string());
-                }
-                let path = abs.path();
-                if !path.starts_with("/stream/") {
-                    return Ok(path.to_string());
-                }
-                let mut out = String::with_capacity(path.len() + token.len() + 16);
-                out.push_str(path);
-                out.push('?');
-                for (k, v) in abs.query_pairs().filter(|(k, _)| k != "token") {
-                    out.extend(url::form_urlencoded::byte_serialize(k.as_bytes()));
-                    out.push('=');
-                    out.extend(url::form_urlencoded::byte_serialize(v.as_bytes()));
-                    out.push('&');
-                }
-                out.push_str("token=");
-                out.extend(url::form_urlencoded::byte_serialize(token.as_bytes()));
-                Ok(out)
-            }
-        }
+/// A URI of a token-gated playlist: paths under `/stream/` on sluice get `?token=`.
+fn with_stream_token(abs: &Url, token: &str) -> String {
+    if abs.host_str() != Some(LOCAL_HOST) {
+        return abs.to_string();
     }
+    let path = abs.path();
+    if !path.starts_with("/stream/") {
+        return path.to_string();
+    }
+    let mut out = String::with_capacity(path.len() + token.len() + 16);
+    out.push_str(path);
+    out.push('?');
+    for (k, v) in abs.query_pairs().filter(|(k, _)| k != "token") {
+        out.extend(url::form_urlencoded::byte_serialize(k.as_bytes()));
+        out.push('=');
+        out.extend(url::form_urlencoded::byte_serialize(v.as_bytes()));
+        out.push('&');
+    }
+    out.push_str("token=");
+    out.extend(url::form_urlencoded::byte_serialize(token.as_bytes()));
+    out
 }
 
 #[derive(Debug, Default)]
@@ -131,15 +122,22 @@ impl PlaylistRewrite {
     }
 
     fn rewrite_all(job: &RewriteJob, kind: PlaylistKind, body: &[u8]) -> Result<Bytes> {
-        let mut map = |abs: &Url| job.mapping.map(abs);
-        rewrite::rewrite(kind, body, &job.base, &mut map)
-            .map(Bytes::from)
-            .map_err(|e| {
-                crate::metrics::UPSTREAM_ERRORS
-                    .with_label_values(&["rewrite"])
-                    .inc();
-                Error::because(ErrorType::InternalError, "playlist rewrite failed", e)
-            })
+        match &job.mapping {
+            // `rewrite_proxied` is `rewrite` with the `proxy_url(abs, ctx)` map (non-http(s)
+            // refused) plus a fast path for plain relative URIs; see `rewrite::ProxyMapper`.
+            UriMapping::Proxy { ctx } => rewrite::rewrite_proxied(kind, body, &job.base, ctx),
+            UriMapping::StreamToken { token } => {
+                let mut map = |abs: &Url| Ok(with_stream_token(abs, token));
+                rewrite::rewrite(kind, body, &job.base, &mut map)
+            }
+        }
+        .map(Bytes::from)
+        .map_err(|e| {
+            crate::metrics::UPSTREAM_ERRORS
+                .with_label_values(&["rewrite"])
+                .inc();
+            Error::because(ErrorType::InternalError, "playlist rewrite failed", e)
+        })
     }
 
     /// Move from sniffing to buffering or passthrough once enough bytes (or the end) are here.

@@ -992,3 +992,86 @@ fn uri_dir() -> impl Strategy<Value = String> {
         "https://[a-z]{1,8}\\.example/([a-z0-9]{1,6}/){0,2}",
     ]
 }
+
+// ---------------------------------------------------------------------------------------
+// `rewrite_proxied` (the edge's fast path) must equal `rewrite` with the edge's map.
+
+fn generic_proxied(kind: PlaylistKind, input: &str, base: &Url) -> Result<Vec<u8>, String> {
+    let mapper = ProxyMapper::new(base, CTX);
+    rewrite(kind, input.as_bytes(), base, &mut |u| mapper.map(u)).map_err(|e| e.to_string())
+}
+
+fn fast_proxied(kind: PlaylistKind, input: &str, base: &Url) -> Result<Vec<u8>, String> {
+    rewrite_proxied(kind, input.as_bytes(), base, CTX).map_err(|e| e.to_string())
+}
+
+#[test]
+fn fast_path_matches_generic_on_edge_cases() {
+    let uris = [
+        "seg.ts",
+        "a/b/seg.m4s",
+        "./seg.ts",
+        "../seg.ts",
+        "a/../seg.ts",
+        "a//seg.ts",
+        "a/./seg.ts",
+        ".",
+        "..",
+        "...",
+        "a/",
+        "-_~.ts",
+        "seg%20x.ts",
+        "seg x.ts",
+        "x:y.ts",
+        "seg.ts?x=1",
+        "seg.ts#f",
+        "SEG.TS",
+        "/abs.ts",
+        "a\\b.ts",
+        "ü.ts",
+        "{$v}.ts",
+    ];
+    let bases = [
+        "https://cdn.example.com/live/index.m3u8",
+        "https://cdn.example.com/live/index.m3u8?token=a/b#frag",
+        "http://cdn.example.com:8081/a%20b/c/",
+        "http://cdn.example.com",
+        "https://user:pw@cdn.example.com/x/y.m3u8",
+        "http://[::1]:9/a/b.m3u8",
+    ];
+    for base in bases {
+        let base = url(base);
+        for u in uris {
+            for input in [
+                format!("#EXTM3U\n#EXTINF:2,\n{u}\n"),
+                format!("#EXTM3U\n#EXT-X-MAP:URI=\"{u}\"\n#EXTINF:2,\nok.ts\r\n"),
+            ] {
+                assert_eq!(
+                    fast_proxied(PlaylistKind::Hls, &input, &base),
+                    generic_proxied(PlaylistKind::Hls, &input, &base),
+                    "{base} {input:?}"
+                );
+            }
+        }
+    }
+    // Non-http(s) bases never take the fast path (and are refused like before).
+    let input = "#EXTM3U\n#EXTINF:2,\nseg.ts\n";
+    let base = url("ftp://h.example/a/index.m3u8");
+    assert_eq!(
+        fast_proxied(PlaylistKind::Hls, input, &base),
+        generic_proxied(PlaylistKind::Hls, input, &base)
+    );
+    assert!(fast_proxied(PlaylistKind::Hls, input, &base).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+    #[test]
+    fn fast_path_matches_generic(input in playlist(), base in base_url()) {
+        prop_assert_eq!(
+            fast_proxied(PlaylistKind::Hls, &input, &base),
+            generic_proxied(PlaylistKind::Hls, &input, &base)
+        );
+    }
+}
