@@ -7,6 +7,9 @@ use clap::{Parser, Subcommand};
 
 use sluice::config::Config;
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// sluice: a token-gated HLS/DASH streaming edge proxy.
 ///
 /// sluice sits in front of a media bucket. Players fetch playlists, segments and keys through

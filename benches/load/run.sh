@@ -25,7 +25,7 @@
 # install nginx, wrk and iperf3 when missing. Results are noisy on small shared machines:
 # read the ratios, not the absolute numbers.
 #
-# Knobs (environment): QUICK=1, THREADS (1), REPEATS, DURATION (seconds per wrk run),
+# Knobs (environment): QUICK=1, THREADS (1), WORK_STEALING (false), LISTENER_TASKS (4), REPEATS, DURATION (seconds per wrk run),
 # CONNS ("50 500"), SIZES ("16k 256k 1m 2m"), CONCURRENCY (1000), KEEP_TMP=1,
 # PROFILE=1 (perf-record each server during the first repeat; reports land next to the table
 # in $CARGO_TARGET_DIR/bench-load/perf-*.txt).
@@ -201,6 +201,8 @@ log:
   access_log: false
 server:
   threads: $THREADS
+  work_stealing: ${WORK_STEALING:-false}
+  listener_tasks_per_fd: ${LISTENER_TASKS:-4}
   pid_file: $TMP/$1.pid
   upgrade_sock: $TMP/$1-upgrade.sock
   grace_period_seconds: 0

@@ -88,6 +88,10 @@ pub type AppState = Arc<Shared>;
 /// Largest request body the API reads; larger bodies get a 413.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// How much of an oversized body is read and dropped before the 413 (beyond it the
+/// connection is closed on the client).
+const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
+
 /// Build the router for one listener.
 pub fn router(state: AppState, listener: Listener) -> Router {
     let mut r = Router::new()
@@ -186,17 +190,23 @@ async fn read_request(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY) {
+    // An oversized body is refused with 413, but first read (and drop) up to DRAIN_LIMIT of
+    // it: a client still writing its body would otherwise see a broken pipe, not the 413.
+    if declared.is_some_and(|n| n > DRAIN_LIMIT) {
         return Err(ApiError::PayloadTooLarge(MAX_BODY));
     }
     let mut body = Vec::new();
+    let mut seen = 0usize;
     loop {
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_BODY {
+                seen += chunk.len();
+                if seen > DRAIN_LIMIT {
                     return Err(ApiError::PayloadTooLarge(MAX_BODY));
                 }
-                body.extend_from_slice(&chunk);
+                if seen <= MAX_BODY {
+                    body.extend_from_slice(&chunk);
+                }
             }
             Ok(None) => break,
             Err(e) => {
@@ -205,6 +215,9 @@ async fn read_request(
                 )))
             }
         }
+    }
+    if seen > MAX_BODY {
+        return Err(ApiError::PayloadTooLarge(MAX_BODY));
     }
     let mut req = builder
         .body(Body::from(body))
