@@ -38,6 +38,16 @@ impl MediaKind {
     }
 }
 
+/// A media `{hash}` (or player id): 1–128 of `[A-Za-z0-9._-]`, not starting with `.`. It is
+/// a path segment of `/stream/{hash}/…` and of bucket paths, so the set is strict.
+pub fn valid_hash(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// The extension of the last path segment, if any.
 pub fn extension(path: &str) -> Option<&str> {
     let name = path.rsplit('/').next()?;

@@ -329,6 +329,16 @@ fn http_url(s: &str) -> Result<Url, String> {
     Ok(u)
 }
 
+/// A `Cookie` header value for these pairs (`a=1; b=2`), or `None` when there are none.
+pub fn cookie_header<'a>(pairs: impl IntoIterator<Item = &'a (String, String)>) -> Option<String> {
+    let joined = pairs
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    (!joined.is_empty()).then_some(joined)
+}
+
 /// RFC 6265 cookie-name token.
 pub fn is_cookie_token(s: &str) -> bool {
     !s.is_empty()

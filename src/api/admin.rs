@@ -213,11 +213,7 @@ fn required_id(obj: &Map<String, Value>, field: &str) -> Result<String, ApiError
                     "Field '{field}' must be 1 to 128 characters"
                 )));
             }
-            if !s
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-                || s.starts_with('.')
-            {
+            if !crate::media::valid_hash(s) {
                 return Err(ApiError::BadRequest(format!(
                     "Field '{field}' may contain only letters, digits, '-', '_' and '.' and must not start with '.'"
                 )));
@@ -383,13 +379,9 @@ async fn player_stats(
     let cached_kib = state
         .cache
         .map(|c| {
-            let dir = state
-                .streams
-                .publisher_for(&player)
-                .unwrap_or_else(|| player.clone());
             let prefix = state
                 .upstream
-                .cache_primary(&state.upstream.object_path(&dir, ""));
+                .cache_primary_of(&state.streams.dir_for(&player), "");
             c.storage.bytes_with_prefix(&prefix) / 1024
         })
         .unwrap_or(0);

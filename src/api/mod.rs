@@ -149,20 +149,25 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The client of a Pingora session: its socket peer, and its address after trusted proxies.
+pub fn client_of(session: &ServerSession, trusted: &[ipnet::IpNet]) -> Client {
+    let peer = session.client_addr().and_then(|a| a.as_inet()).copied();
+    let xff = session
+        .get_header("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    Client {
+        peer,
+        ip: client_ip(peer.map(|p| p.ip()), xff, trusted),
+    }
+}
+
 /// Read the request from a Pingora session, run it through `router`, return the response.
 pub async fn handle(
     router: &Router,
     session: &mut ServerSession,
     trusted: &[ipnet::IpNet],
 ) -> http::Response<Bytes> {
-    let peer = session.client_addr().and_then(|a| a.as_inet()).copied();
-    let xff = session
-        .get_header("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    let client = Client {
-        peer,
-        ip: client_ip(peer.map(|p| p.ip()), xff, trusted),
-    };
+    let client = client_of(session, trusted);
     let req = match read_request(session, client).await {
         Ok(req) => req,
         Err(e) => return error::into_bytes_response(e.into_response_generic()).await,

@@ -89,13 +89,7 @@ async fn ask_provider(
     for (name, value) in &provider.headers {
         req = req.header(name.as_str(), value.as_bytes());
     }
-    if !provider.cookies.is_empty() {
-        let cookie = provider
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
+    if let Some(cookie) = crate::provider::cookie_header(&provider.cookies) {
         req = req.header(http::header::COOKIE, cookie);
     }
     let resp = req.send().await.map_err(|e| e.to_string())?;

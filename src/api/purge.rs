@@ -40,21 +40,15 @@ async fn purge_authorized(
     let Some(cache) = state.cache else {
         return Ok(Json(serde_json::json!({"status": "success", "purged": 0})));
     };
-    let dir_for = |hash: &str| {
-        state
-            .streams
-            .publisher_for(hash)
-            .unwrap_or_else(|| hash.to_string())
-    };
     let purged = match (req.path, req.hash) {
         (Some(path), None) => {
             let path = path.split('?').next().unwrap_or_default();
             match route::classify(path, &state.config.stream.extensions) {
                 Ok(Route::Stream(sp)) => {
-                    let upstream_path = state
+                    let primary = state
                         .upstream
-                        .object_path(&dir_for(&sp.hash), &sp.rest_encoded());
-                    usize::from(cache.purge_primary(&state.upstream.cache_primary(&upstream_path)))
+                        .cache_primary_of(&state.streams.dir_for(&sp.hash), &sp.rest_encoded());
+                    usize::from(cache.purge_primary(&primary))
                 }
                 _ => {
                     return Err(ApiError::BadRequest(
@@ -64,18 +58,15 @@ async fn purge_authorized(
             }
         }
         (None, Some(hash)) => {
-            if hash.is_empty()
-                || hash.len() > 128
-                || !hash
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-                || hash.bytes().all(|b| b == b'.')
-            {
+            if !crate::media::valid_hash(&hash) {
                 return Err(ApiError::BadRequest("hash: invalid media hash".into()));
             }
             // The trailing slash keeps `abc` from purging `abcd`.
-            let dir_path = state.upstream.object_path(&dir_for(&hash), "");
-            cache.purge_prefix(&state.upstream.cache_primary(&dir_path))
+            cache.purge_prefix(
+                &state
+                    .upstream
+                    .cache_primary_of(&state.streams.dir_for(&hash), ""),
+            )
         }
         _ => {
             return Err(ApiError::BadRequest(

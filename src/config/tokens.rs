@@ -608,13 +608,7 @@ fn key_delivery(
 }
 
 /// Media hashes and stream ids share one character set: they end up in URLs and bucket paths.
-pub fn valid_hash(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && !s.starts_with('.')
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
+use crate::media::valid_hash;
 
 fn http_url(s: &str) -> Result<url::Url, String> {
     let u = url::Url::parse(s).map_err(|e| format!("`{s}`: {e}"))?;

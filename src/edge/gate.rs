@@ -29,16 +29,9 @@ pub(super) async fn enforce(
     {
         return Ok(false);
     }
+    let client_ip =
+        crate::api::client_of(session.as_downstream(), &state.config.trusted_proxies).ip;
     let req = session.req_header();
-    let peer = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip());
-    let xff = req
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    let client_ip = crate::api::client_ip(peer, xff, &state.config.trusted_proxies);
     let query = req.uri.query();
     let cookies = req.headers.get("cookie").and_then(|v| v.to_str().ok());
     let token = crate::access::token_from_request(query, cookies);
@@ -57,7 +50,7 @@ pub(super) async fn enforce(
     match state.access.admit(cfg, &media, now).await {
         Ok(claims) => {
             ctx.admitted_token = token.map(str::to_string);
-            if from_query && crate::config::tokens::valid_hash(&sp.hash) {
+            if from_query {
                 if let Some(t) = token {
                     ctx.stream_cookie = Some(format!(
                         "stream_token={t}; Path=/stream/{}/; Max-Age={}; HttpOnly; SameSite=Lax",

@@ -285,10 +285,9 @@ impl ProxyHttp for Edge {
                 if gate::enforce(&self.state, session, &sp, ctx).await? {
                     return Ok(true);
                 }
-                let publisher = self.state.streams.publisher_for(&sp.hash);
                 let upstream_path = self
                     .upstream
-                    .object_path(publisher.as_deref().unwrap_or(&sp.hash), &sp.rest_encoded());
+                    .object_path(&self.state.streams.dir_for(&sp.hash), &sp.rest_encoded());
                 let cache_primary = self.upstream.cache_primary(&upstream_path);
                 ctx.target = Some(Target::Stream(MediaTarget {
                     path: sp,

@@ -153,13 +153,7 @@ pub async fn resolve(
     }
     let mut cookies = params_to_cookies(&mut url, &provider.url_params_to_cookies);
     cookies.extend(provider.cookies.iter().cloned());
-    let cookie = (!cookies.is_empty()).then(|| {
-        cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    });
+    let cookie = crate::provider::cookie_header(&cookies);
     let host_header = match url.port() {
         Some(p) => format!("{host}:{p}"),
         None => host.clone(),

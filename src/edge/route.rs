@@ -94,7 +94,6 @@ pub fn classify(path: &str, allowed_ext: &[String]) -> Result<Route, PathRejecti
 }
 
 const MAX_PATH: usize = 2048;
-const MAX_HASH: usize = 128;
 
 /// Parse what follows `/stream/`.
 pub fn parse_stream_path(raw: &str, allowed_ext: &[String]) -> Result<StreamPath, PathRejection> {
@@ -150,11 +149,7 @@ pub fn parse_stream_path(raw: &str, allowed_ext: &[String]) -> Result<StreamPath
         return Err(Malformed("expected /stream/{hash}/{file}"));
     }
     let hash = segments.remove(0);
-    if hash.len() > MAX_HASH
-        || !hash
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
+    if !media::valid_hash(&hash) {
         return Err(Malformed("invalid media hash"));
     }
     let last = segments.last().map(String::as_str).unwrap_or_default();

@@ -85,6 +85,12 @@ impl Upstream {
         format!("{scheme}://{}{}", self.host_header, upstream_path)
     }
 
+    /// The cache key's primary part for `{dir}/{rest}`; with an empty `rest`, the prefix of
+    /// everything cached below `{dir}/`.
+    pub fn cache_primary_of(&self, dir: &str, rest_encoded: &str) -> String {
+        self.cache_primary(&self.object_path(dir, rest_encoded))
+    }
+
     pub fn host_header(&self) -> &str {
         &self.host_header
     }

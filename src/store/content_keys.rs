@@ -54,7 +54,7 @@ pub fn generate() -> Zeroizing<Vec<u8>> {
 
 /// Seal `key` for `hash` (pure; no I/O).
 pub fn seal(ring: &Keyring, hash: &str, key: &[u8]) -> Result<Sealed, ContentKeyError> {
-    if !crate::config::tokens::valid_hash(hash) {
+    if !crate::media::valid_hash(hash) {
         return Err(ContentKeyError::BadHash);
     }
     if key.len() != CONTENT_KEY_LEN {

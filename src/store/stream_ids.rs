@@ -50,6 +50,12 @@ impl StreamRegistry {
         self.snapshot.load().get(player).cloned()
     }
 
+    /// The bucket directory of `/stream/{hash}/…`: the publisher of a registered player id,
+    /// else the hash itself.
+    pub fn dir_for(&self, hash: &str) -> String {
+        self.publisher_for(hash).unwrap_or_else(|| hash.to_string())
+    }
+
     /// Re-read the table (after a write, or on operator request).
     pub async fn reload(&self) -> Result<(), StoreError> {
         let rows = self.db.call(list_rows).await?;
