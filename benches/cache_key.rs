@@ -14,7 +14,7 @@ use pingora_cache::key::CacheHashKey;
 use sluice::cache::runtime::CacheRuntime;
 use sluice::config::{parse_bucket, Origins};
 use sluice::edge::route::{classify, Route};
-use sluice::edge::upstream::Upstream;
+use sluice::upstream::Upstream;
 
 fn bench(c: &mut Criterion) {
     let origins = Origins {

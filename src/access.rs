@@ -201,9 +201,9 @@ pub fn check_binding(
     let bound = claims
         .ip_address
         .parse::<IpAddr>()
-        .map(crate::api::canonical_ip)
+        .map(crate::client::canonical_ip)
         .map_err(|_| Refusal::IpMismatch)?;
-    if bound != crate::api::canonical_ip(req.client_ip) {
+    if bound != crate::client::canonical_ip(req.client_ip) {
         return Err(Refusal::IpMismatch);
     }
     if let Some(dev) = req.device_id {

@@ -11,7 +11,8 @@ use http::Response;
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 
-use crate::api::{self, AppState};
+use crate::api;
+use crate::state::AppState;
 use crate::metrics;
 
 pub struct AdminApp {
@@ -39,7 +40,7 @@ impl ServeHttp for AdminApp {
         };
         let elapsed = started.elapsed();
         metrics::REQUESTS
-            .with_label_values(&["admin", class, crate::edge::status_label(status)])
+            .with_label_values(&["admin", class, crate::metrics::status_label(status)])
             .inc();
         metrics::REQUEST_DURATION
             .with_label_values(&["admin", class])

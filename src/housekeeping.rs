@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 
-use crate::api::Shared;
+use crate::state::Shared;
 use crate::store::access_log::AccessLogWriter;
 
 pub struct Housekeeping {

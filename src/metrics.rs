@@ -116,6 +116,38 @@ pub static ACCESS_LOG_DROPPED: Lazy<IntCounter> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// Status codes as label values without allocating.
+pub fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        204 => "204",
+        206 => "206",
+        301 => "301",
+        302 => "302",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        410 => "410",
+        413 => "413",
+        416 => "416",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        0 => "0",
+        s if s < 200 => "1xx",
+        s if s < 300 => "2xx",
+        s if s < 400 => "3xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
+}
+
 /// Render the registry in the Prometheus text format.
 pub fn render() -> Vec<u8> {
     // Touch every handle so each metric appears (at zero) before its first event.

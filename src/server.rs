@@ -1,5 +1,5 @@
 //! Wiring: one Pingora `Server` with the edge proxy, the admin service and (for `dir:`
-//! buckets) the built-in file origin, all sharing one [`crate::api::Shared`] state.
+//! buckets) the built-in file origin, all sharing one [`crate::state::Shared`] state.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,9 +10,10 @@ use pingora_core::services::listening::Service;
 use thiserror::Error;
 
 use crate::admin::AdminApp;
-use crate::api::Shared;
+use crate::state::Shared;
 use crate::config::{Bucket, Config};
-use crate::edge::{upstream::Upstream, Edge};
+use crate::edge::Edge;
+use crate::upstream::Upstream;
 use crate::origin_dir::DirOrigin;
 use crate::store::{Db, StoreError, StreamRegistry};
 
@@ -58,7 +59,7 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
             .cache
             .enabled
             .then(|| crate::cache::runtime::CacheRuntime::install(&config.cache)),
-        rate_limits: crate::api::ratelimit::RateLimits::new(
+        rate_limits: crate::ratelimit::RateLimits::new(
             config.admin.rate_limit_api,
             config.admin.rate_limit_stats,
             config.admin.rate_limit_config,

@@ -20,7 +20,7 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Map, Value};
 
-use super::ratelimit::RateClass;
+use crate::ratelimit::RateClass;
 use super::{ApiError, AppState, Client};
 use crate::auth::api_keys::{self, Permission};
 use crate::store::api_keys as key_rows;

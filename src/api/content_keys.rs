@@ -13,7 +13,7 @@ use axum::routing::put;
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
-use super::ratelimit::RateClass;
+use crate::ratelimit::RateClass;
 use super::{ApiError, AppState, Client};
 use crate::auth::api_keys::Permission;
 use crate::store::content_keys::{self, ContentKeyError};

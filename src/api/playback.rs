@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 
-use super::ratelimit::RateClass;
+use crate::ratelimit::RateClass;
 use super::{AppState, Client};
 use crate::auth::key_token;
 use crate::config::tokens::RateKey;

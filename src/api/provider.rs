@@ -17,7 +17,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::AppState;
-use crate::edge::ssrf;
+use crate::ssrf;
 use crate::provider::{ChannelSource, Provider};
 use crate::store::ctx::{expiry, ProxyContext};
 

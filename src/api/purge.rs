@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::{ApiError, AppState};
 use crate::auth::api_keys::Permission;
-use crate::edge::route::{self, Route};
+use crate::media::path::parse_stream_path;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,8 +43,11 @@ async fn purge_authorized(
     let purged = match (req.path, req.hash) {
         (Some(path), None) => {
             let path = path.split('?').next().unwrap_or_default();
-            match route::classify(path, &state.config.stream.extensions) {
-                Ok(Route::Stream(sp)) => {
+            match path
+                .strip_prefix("/stream/")
+                .map(|rest| parse_stream_path(rest, &state.config.stream.extensions))
+            {
+                Some(Ok(sp)) => {
                     let primary = state
                         .upstream
                         .cache_primary_of(&state.streams.dir_for(&sp.hash), &sp.rest_encoded());

@@ -11,7 +11,7 @@ use pingora_proxy::Session;
 
 use super::{respond_json, RequestCtx};
 use crate::access::{error_body, MediaRequest};
-use crate::api::AppState;
+use crate::state::AppState;
 use crate::edge::route::StreamPath;
 
 /// Check a media request. `Ok(true)`: refused, the answer is written.
@@ -30,7 +30,7 @@ pub(super) async fn enforce(
         return Ok(false);
     }
     let client_ip =
-        crate::api::client_of(session.as_downstream(), &state.config.trusted_proxies).ip;
+        crate::client::client_of(session.as_downstream(), &state.config.trusted_proxies).ip;
     let req = session.req_header();
     let query = req.uri.query();
     let cookies = req.headers.get("cookie").and_then(|v| v.to_str().ok());

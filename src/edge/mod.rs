@@ -16,8 +16,6 @@ mod gate;
 pub mod playlist;
 pub mod proxy;
 pub mod route;
-pub mod ssrf;
-pub mod upstream;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,11 +29,12 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use pingora_cache::{CacheKey, CacheMeta, CachePhase, ForcedFreshness, HitHandler, RespCacheable};
 
-use crate::api::{self, AppState};
+use crate::api;
+use crate::state::AppState;
 use crate::cache::runtime::CacheRuntime;
 use crate::metrics;
 use route::{PathRejection, Route, StreamPath};
-use upstream::Upstream;
+use crate::upstream::Upstream;
 
 /// The edge proxy; one per process, shared by all worker threads.
 pub struct Edge {
@@ -725,7 +724,7 @@ impl ProxyHttp for Edge {
             );
         }
         metrics::REQUESTS
-            .with_label_values(&["edge", class, status_label(status)])
+            .with_label_values(&["edge", class, metrics::status_label(status)])
             .inc();
         metrics::REQUEST_DURATION
             .with_label_values(&["edge", class])
@@ -780,38 +779,6 @@ async fn respond_preflight(session: &mut Session) -> Result<()> {
     resp.insert_header("access-control-max-age", "86400")?;
     resp.insert_header(http::header::CONTENT_LENGTH, 0)?;
     session.write_response_header(Box::new(resp), true).await
-}
-
-/// Status codes as label values without allocating.
-pub fn status_label(status: u16) -> &'static str {
-    match status {
-        200 => "200",
-        204 => "204",
-        206 => "206",
-        301 => "301",
-        302 => "302",
-        304 => "304",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        409 => "409",
-        410 => "410",
-        413 => "413",
-        416 => "416",
-        429 => "429",
-        500 => "500",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        0 => "0",
-        s if s < 200 => "1xx",
-        s if s < 300 => "2xx",
-        s if s < 400 => "3xx",
-        s if s < 500 => "4xx",
-        _ => "5xx",
-    }
 }
 
 /// Shared handle type used by the server wiring.

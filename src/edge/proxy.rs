@@ -2,7 +2,7 @@
 //! upstream target, or a refusal with the document's status.
 //!
 //! Order of checks: `url` and `ctx` present (400) → ctx known and live (404) → URL parses
-//! (400) → scheme, credentials, host allow-list and literal-IP rules (403, [`super::ssrf`]) →
+//! (400) → scheme, credentials, host allow-list and literal-IP rules (403, [`crate::ssrf`]) →
 //! DNS → every resolved address allowed (403) → connect to the first checked address only.
 //! The upstream connection is made to that address, so a second DNS answer cannot move it.
 
@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use url::Url;
 
-use super::ssrf::{self, Refusal};
+use crate::ssrf::{self, Refusal};
 use crate::provider::{Provider, Providers};
 use crate::store::ctx::CtxStore;
 

@@ -71,7 +71,7 @@ impl Upstream {
 
     /// `{prefix}/{dir}/{rest}`: the origin path of an object.
     pub fn object_path(&self, dir: &str, rest_encoded: &str) -> String {
-        let dir = crate::edge::route::encode_segments(&[dir.to_string()]);
+        let dir = crate::media::path::encode_segments(&[dir.to_string()]);
         format!("{}/{}/{}", self.prefix, dir, rest_encoded)
     }
 

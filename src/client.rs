@@ -1,0 +1,191 @@
+//! Who is asking: the one place a client address is derived.
+//!
+//! Every decision that depends on the client's address — IP-bound stream tokens, playback
+//! credentials, rate limits, access logs, the `ipAddress` claim — reads it from
+//! [`client_ip`]. `X-Forwarded-For` is believed only when the socket peer is a configured
+//! trusted proxy, and then it is read as RFC 9110 list syntax: *every* header line, in order,
+//! joined with commas, walked right to left past the trusted hops. Reading only the first
+//! line would let a client pick its address behind a proxy that appends its own line
+//! (HAProxy `option forwardfor`): the client's forged line comes first.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::HeaderMap;
+use ipnet::IpNet;
+
+/// The client as sluice sees it: the socket peer and the address after trusted proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client {
+    pub peer: Option<SocketAddr>,
+    pub ip: IpAddr,
+    /// The socket peer is a configured trusted proxy (its forwarding headers are believed).
+    pub via_trusted_proxy: bool,
+}
+
+/// The client address from the socket peer and every `X-Forwarded-For` line, in order.
+///
+/// Walks the combined list right to left and takes the first hop that is not itself
+/// trusted; a malformed hop ends the walk (nothing left of it is believed).
+pub fn client_ip<'a>(
+    peer: Option<IpAddr>,
+    xff_lines: impl DoubleEndedIterator<Item = &'a str>,
+    trusted: &[IpNet],
+) -> IpAddr {
+    let Some(mut ip) = peer.map(canonical_ip) else {
+        return IpAddr::from([0, 0, 0, 0]);
+    };
+    if !is_trusted(&ip, trusted) {
+        return ip;
+    }
+    // Later lines are appended by hops closer to us: walk lines last-first, each line's
+    // items last-first.
+    for line in xff_lines.rev() {
+        for hop in line.rsplit(',') {
+            let hop = hop.trim();
+            if hop.is_empty() {
+                continue;
+            }
+            match parse_hop(hop) {
+                Some(h) => {
+                    ip = canonical_ip(h);
+                    if !is_trusted(&ip, trusted) {
+                        return ip;
+                    }
+                }
+                None => return ip,
+            }
+        }
+    }
+    ip
+}
+
+/// A hop as proxies write it: an address, optionally `[v6]` or with a port.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sa) = hop.parse::<SocketAddr>() {
+        return Some(sa.ip());
+    }
+    hop.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .and_then(|h| h.parse().ok())
+}
+
+fn is_trusted(ip: &IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|n| n.contains(ip))
+}
+
+/// IPv4-mapped IPv6 addresses are the IPv4 client they carry.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// The client of a request: its socket peer and headers.
+pub fn client_from(peer: Option<SocketAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> Client {
+    let lines = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let ip = client_ip(peer.map(|p| p.ip()), lines, trusted);
+    Client {
+        peer,
+        ip,
+        via_trusted_proxy: peer.is_some_and(|p| is_trusted(&canonical_ip(p.ip()), trusted)),
+    }
+}
+
+/// The client of a Pingora server session.
+pub fn client_of(
+    session: &pingora_core::protocols::http::ServerSession,
+    trusted: &[IpNet],
+) -> Client {
+    let peer = session.client_addr().and_then(|a| a.as_inet()).copied();
+    client_from(peer, &session.req_header().headers, trusted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(v: &[&str]) -> Vec<IpNet> {
+        v.iter()
+            .map(|s| crate::config::parse_cidr(s).unwrap())
+            .collect()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn xff_ignored_from_untrusted_peer() {
+        let got = client_ip(
+            Some(ip("203.0.113.9")),
+            ["1.2.3.4"].into_iter(),
+            &nets(&["10.0.0.0/8"]),
+        );
+        assert_eq!(got, ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn xff_walked_right_to_left_through_trusted_hops() {
+        let t = nets(&["10.0.0.0/8"]);
+        let got = client_ip(
+            Some(ip("10.0.0.1")),
+            ["6.6.6.6, 198.51.100.7, 10.0.0.2"].into_iter(),
+            &t,
+        );
+        assert_eq!(got, ip("198.51.100.7"));
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.1")), std::iter::empty(), &t),
+            ip("10.0.0.1")
+        );
+        // Garbage stops the walk at the last good hop.
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.1")), ["1.1.1.1, junk"].into_iter(), &t),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn every_header_line_counts_in_order() {
+        // The client sent "X-Forwarded-For: 6.6.6.6"; the trusted proxy appended its own
+        // line with the real peer. The last line wins.
+        let t = nets(&["127.0.0.1/32"]);
+        let got = client_ip(
+            Some(ip("127.0.0.1")),
+            ["6.6.6.6", "198.51.100.7"].into_iter(),
+            &t,
+        );
+        assert_eq!(got, ip("198.51.100.7"));
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        h.append("x-forwarded-for", "198.51.100.7, 127.0.0.1".parse().unwrap());
+        let c = client_from(Some("127.0.0.1:9".parse().unwrap()), &h, &t);
+        assert_eq!(c.ip, ip("198.51.100.7"));
+        assert!(c.via_trusted_proxy);
+    }
+
+    #[test]
+    fn hops_with_ports_and_brackets() {
+        let t = nets(&["10.0.0.0/8"]);
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.1")), ["[2001:db8::1]:443"].into_iter(), &t),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.1")), ["192.0.2.1:5000"].into_iter(), &t),
+            ip("192.0.2.1")
+        );
+    }
+
+    #[test]
+    fn mapped_v6_is_v4() {
+        let got = client_ip(Some(ip("::ffff:192.0.2.1")), std::iter::empty(), &[]);
+        assert_eq!(got, ip("192.0.2.1"));
+    }
+}

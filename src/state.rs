@@ -1,0 +1,32 @@
+//! The process state every request reads: configuration, stores, the cache, the limiters.
+//!
+//! It sits below both the edge ([`crate::edge`]) and the API ([`crate::api`]): each reads it,
+//! neither owns it. Built once by [`crate::server::build`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::store::{Db, StreamRegistry};
+
+/// Shared state of every handler.
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub streams: StreamRegistry,
+    pub started: Instant,
+    /// The media bucket (or dir origin) and how objects map to its paths.
+    pub upstream: crate::upstream::Upstream,
+    /// The media cache, when `cache.enabled`.
+    pub cache: Option<&'static crate::cache::runtime::CacheRuntime>,
+    pub rate_limits: crate::ratelimit::RateLimits,
+    pub access_log: crate::store::access_log::AccessLog,
+    pub stats: crate::stats::StatsTable,
+    pub providers: crate::provider::Providers,
+    pub ctx_store: Arc<dyn crate::store::ctx::CtxStore>,
+    pub provider_jwt: Option<crate::auth::jwt::BearerVerifier>,
+    /// Stream-token admission state (signer, revocations, use counts).
+    pub access: crate::access::AccessState,
+}
+
+pub type AppState = Arc<Shared>;
