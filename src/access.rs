@@ -1,26 +1,45 @@
 //! Stream-token admission: the state and rules shared by the stream-token API
-//! ([`crate::api::streaming`]) and the edge gate on `/stream/{hash}/…` ([`crate::edge::gate`]).
+//! ([`crate::api::streaming`]) and the edge gate on `/stream/{hash}/…` (`edge::gate`).
 //!
-//! The checks are stream-token-api's "Verifications avant diffusion", in this order:
+//! Every decision is made on canonical values: the decoded, validated path the fetch uses
+//! ([`crate::media::path`]), the bucket directory it resolves to (stream-id aliases
+//! included), and the client address from [`crate::client`]. Two things open gated media:
 //!
-//! 1. signature (HS256, `alg` pinned) → `401 Invalid token`; expiry → `401 Token expired`;
+//! **A stream token** (query `token=` or cookie `stream_token=`) opens only its content's
+//! entry playlist (`streaming.stream_path`, or the content's `entry`), checked in the order
+//! of stream-token-api's "Verifications avant diffusion":
+//!
+//! 1. signature (HS256, `alg` pinned) → `401 Invalid token`; expiry (`exp + leeway`) →
+//!    `401 Token expired`;
 //! 2. the token's `contentId` is configured → `404 Content not found`;
 //! 3. not revoked → `410 Token revoked`;
-//! 4. the content is the one of the requested hash → `401 Invalid token`; IP binding (the client IP as resolved through `trusted_proxies`) → `403 IP mismatch`;
-//!    device binding (`X-Device-Id`, when sent) → `403 Device mismatch`;
-//! 5. uses (`count < maxUses`), counted only for loads of the entry playlist (`streaming.stream_path`, the
-//!    file the token's `streamUrl` names) → `403 Max uses exceeded`.
+//! 4. the content is the one the path resolves to → `401 Invalid token`; the path is the
+//!    entry → `403 Playback credential required`; IP binding → `403 IP mismatch`; device
+//!    binding (a token minted with a `deviceId` needs the same `X-Device-Id`) →
+//!    `403 Device mismatch`;
+//! 5. uses (`count < maxUses`) → `403 Max uses exceeded`. A `GET` reserves a use here; the
+//!    edge gives it back when the answer is not a success (origin 404/5xx, refused), and a
+//!    `HEAD` only checks. Reserving at admission keeps counting exact under concurrency.
 //!
-//! Uses are counted last so that a refused request never spends one. "Abonnement actif" is
-//! checked when the token is issued (the token is the proof of entitlement for its life).
+//! **A playback credential** (`pc=`, [`crate::auth::playback`]) minted into the playlist the
+//! entry load returned opens what that playlist links to: signature and expiry, the same
+//! content directory, the credential's scope (the variants the token's quality allows), the
+//! bound address and device, and not revoked — on every request.
+//!
+//! "Abonnement actif" is checked when the token is issued (the token is the proof of
+//! entitlement for its life).
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 
+use crate::auth::playback::{CredentialError, PlaybackClaims, PlaybackKey};
 use crate::auth::stream_token::{StreamClaims, StreamTokenError, StreamTokenSigner};
-use crate::config::tokens::{AccessConfig, Content};
+use crate::client::canonical_ip;
+use crate::config::tokens::{AccessConfig, Content, StreamingConfig};
+use crate::media::MediaKind;
+use crate::rewrite::quality::Quality;
 use crate::store::revocations::RevocationStore;
 use crate::store::use_counts::{UseCounter, UseOutcome};
 
@@ -38,6 +57,12 @@ pub enum Refusal {
     DeviceMismatch,
     ContentNotFound,
     Revoked,
+    /// A raw stream token on anything but the entry playlist.
+    NotEntry,
+    /// A playback credential that is malformed, forged, or for another content.
+    BadCredential,
+    /// A valid credential for an object outside its scope (a variant the quality excludes).
+    OutOfScope,
 }
 
 impl Refusal {
@@ -47,7 +72,10 @@ impl Refusal {
             Refusal::SubscriptionRequired
             | Refusal::MaxUses
             | Refusal::IpMismatch
-            | Refusal::DeviceMismatch => StatusCode::FORBIDDEN,
+            | Refusal::DeviceMismatch
+            | Refusal::NotEntry
+            | Refusal::BadCredential
+            | Refusal::OutOfScope => StatusCode::FORBIDDEN,
             Refusal::ContentNotFound => StatusCode::NOT_FOUND,
             Refusal::Revoked => StatusCode::GONE,
         }
@@ -65,6 +93,9 @@ impl Refusal {
             Refusal::DeviceMismatch => "Device mismatch",
             Refusal::ContentNotFound => "Content not found",
             Refusal::Revoked => "Token revoked",
+            Refusal::NotEntry => "Playback credential required",
+            Refusal::BadCredential => "Invalid playback credential",
+            Refusal::OutOfScope => "Not allowed by this token's quality",
         }
     }
 
@@ -80,6 +111,9 @@ impl Refusal {
             Refusal::DeviceMismatch => "stream_token_device",
             Refusal::ContentNotFound => "content_not_found",
             Refusal::Revoked => "stream_token_revoked",
+            Refusal::NotEntry => "stream_token_not_entry",
+            Refusal::BadCredential => "playback_credential_invalid",
+            Refusal::OutOfScope => "playback_scope",
         }
     }
 }
@@ -97,6 +131,8 @@ pub fn error_body(status: StatusCode, message: &str) -> serde_json::Value {
 /// The long-lived pieces of token admission.
 pub struct AccessState {
     pub signer: Option<StreamTokenSigner>,
+    /// Signs and checks playback credentials (derived from the stream-token secret).
+    pub playback: Option<Arc<PlaybackKey>>,
     pub revocations: Arc<dyn RevocationStore>,
     pub uses: Arc<dyn UseCounter>,
     /// For `POST /drm/license` forwarding.
@@ -104,31 +140,30 @@ pub struct AccessState {
 }
 
 impl AccessState {
+    /// # Errors
+    /// When the license client cannot be built (TLS backend initialisation).
     pub fn new(
         cfg: &AccessConfig,
         revocations: Arc<dyn RevocationStore>,
         uses: Arc<dyn UseCounter>,
-    ) -> AccessState {
+    ) -> Result<AccessState, String> {
         let signer =
             cfg.streaming.secret.as_ref().map(|s| {
                 StreamTokenSigner::new(s.as_bytes()).with_leeway(cfg.streaming.leeway_secs)
             });
-        let http = reqwest::Client::builder()
-            .timeout(cfg.streaming.license_timeout)
-            .connect_timeout(
-                cfg.streaming
-                    .license_timeout
-                    .min(std::time::Duration::from_secs(5)),
-            )
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
-        AccessState {
+        let playback = cfg
+            .streaming
+            .secret
+            .as_ref()
+            .map(|s| Arc::new(PlaybackKey::derive(s.as_bytes())));
+        let http = crate::http_client::control_plane(cfg.streaming.license_timeout)?;
+        Ok(AccessState {
             signer,
+            playback,
             revocations,
             uses,
             http,
-        }
+        })
     }
 
     /// Signature and expiry only.
@@ -140,97 +175,238 @@ impl AccessState {
         })
     }
 
-    /// The full admission of a media request on `hash`, counting a use when `playlist`.
-    pub async fn admit(
-        &self,
-        cfg: &AccessConfig,
-        req: &MediaRequest<'_>,
-        now: i64,
-    ) -> Result<StreamClaims, Refusal> {
-        let token = req.token.ok_or(Refusal::Missing)?;
-        let claims = self.verify(token, now)?;
-        let content = cfg
-            .streaming
-            .content(&claims.content_id)
-            .ok_or(Refusal::ContentNotFound)?;
-        // Fail closed: a revocation store that cannot answer refuses the request.
-        if self
-            .revocations
-            .is_revoked(&claims.jti)
-            .await
-            .unwrap_or(true)
-        {
+    /// Fail closed: a revocation store that cannot answer refuses the request.
+    async fn check_revoked(&self, jti: &str) -> Result<(), Refusal> {
+        if self.revocations.is_revoked(jti).await.unwrap_or(true) {
             return Err(Refusal::Revoked);
         }
-        check_binding(&claims, content, req)?;
-        if req.playlist {
-            match self
+        Ok(())
+    }
+
+    /// The full admission of a request for gated media of `content`.
+    pub async fn admit(
+        &self,
+        cfg: &StreamingConfig,
+        content: &Content,
+        req: &MediaRequest<'_>,
+        now: i64,
+    ) -> Result<Admission, Refusal> {
+        match req.presented {
+            Presented::Credential(c) => self.admit_credential(content, req, c, now).await,
+            Presented::Token(t) => self.admit_token(cfg, content, req, t, now).await,
+            Presented::Nothing => Err(Refusal::Missing),
+        }
+    }
+
+    async fn admit_token(
+        &self,
+        cfg: &StreamingConfig,
+        content: &Content,
+        req: &MediaRequest<'_>,
+        token: &str,
+        now: i64,
+    ) -> Result<Admission, Refusal> {
+        let claims = self.verify(token, now)?;
+        let issued_for = cfg
+            .content(&claims.content_id)
+            .ok_or(Refusal::ContentNotFound)?;
+        self.check_revoked(&claims.jti).await?;
+        if issued_for.hash != content.hash {
+            return Err(Refusal::Invalid);
+        }
+        if req.rest != content.entry {
+            return Err(Refusal::NotEntry);
+        }
+        let ip = check_token_binding(&claims, req)?;
+        let reserved = match req.spend {
+            Spend::Reserve => match self
                 .uses
-                .try_use(&claims.jti, claims.max_uses, claims.exp)
+                .try_use(
+                    &claims.jti,
+                    claims.max_uses,
+                    cfg.use_count_horizon(claims.exp),
+                )
                 .await
             {
-                UseOutcome::Allowed { .. } => {}
+                UseOutcome::Allowed { .. } => true,
                 UseOutcome::Exhausted => return Err(Refusal::MaxUses),
+            },
+            Spend::CheckOnly => {
+                if self.uses.used(&claims.jti).await >= claims.max_uses {
+                    return Err(Refusal::MaxUses);
+                }
+                false
+            }
+        };
+        Ok(Admission {
+            reserved: reserved.then(|| claims.jti.clone()),
+            quality: Quality::limit(&claims.quality),
+            playback: PlaybackClaims {
+                jti: claims.jti,
+                dir: content.hash.clone(),
+                ip: ip.to_string(),
+                device: claims.device_id,
+                start: now,
+                exp: now.saturating_add(cfg.playback_max_secs),
+                scope: None,
+            },
+        })
+    }
+
+    async fn admit_credential(
+        &self,
+        content: &Content,
+        req: &MediaRequest<'_>,
+        text: &str,
+        now: i64,
+    ) -> Result<Admission, Refusal> {
+        let key = self.playback.as_ref().ok_or(Refusal::BadCredential)?;
+        let claims = key.verify(text, now).map_err(|e| match e {
+            CredentialError::Expired => Refusal::Expired,
+            CredentialError::Invalid(_) => Refusal::BadCredential,
+        })?;
+        if claims.dir != content.hash {
+            return Err(Refusal::BadCredential);
+        }
+        self.check_revoked(&claims.jti).await?;
+        let bound: IpAddr = claims.ip.parse().map_err(|_| Refusal::BadCredential)?;
+        if canonical_ip(bound) != canonical_ip(req.client_ip) {
+            return Err(Refusal::IpMismatch);
+        }
+        // Players need not repeat the header (browsers would preflight every segment), but
+        // a request announcing another device is not this playback's.
+        if let Some(dev) = req.device_id {
+            if !claims.device.is_empty() && dev != claims.device {
+                return Err(Refusal::DeviceMismatch);
             }
         }
-        Ok(claims)
+        if !claims.allows(req.rest, req.kind.is_manifest()) {
+            return Err(Refusal::OutOfScope);
+        }
+        Ok(Admission {
+            reserved: None,
+            quality: None,
+            playback: claims,
+        })
+    }
+
+    /// Give back a use reserved by [`Self::admit`] (the answer was not a success).
+    pub async fn release(&self, jti: &str) {
+        self.uses.release(jti).await;
     }
 }
 
-/// What a media request presents.
+/// What a gated request presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presented<'a> {
+    Credential(&'a str),
+    Token(&'a str),
+    Nothing,
+}
+
+/// Whether an admitted entry load spends a use now or only checks one is left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spend {
+    /// `GET`: reserve a use (given back if the answer fails).
+    Reserve,
+    /// `HEAD`: spends nothing.
+    CheckOnly,
+}
+
+/// A request for gated media, in canonical form.
 #[derive(Debug, Clone)]
 pub struct MediaRequest<'a> {
-    pub hash: &'a str,
-    pub token: Option<&'a str>,
+    /// The decoded path below `/stream/{hash}/`.
+    pub rest: &'a str,
+    pub kind: MediaKind,
+    pub presented: Presented<'a>,
     pub client_ip: IpAddr,
     /// `X-Device-Id`, when sent.
     pub device_id: Option<&'a str>,
-    /// A load of the entry playlist (`streaming.stream_path`): the only request that spends a use.
-    pub playlist: bool,
+    pub spend: Spend,
 }
 
-/// Content, IP and device binding (pure).
-pub fn check_binding(
+/// An admitted request: what the edge needs to finish it.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// The `jti` whose use was reserved, to give back if the answer fails.
+    pub reserved: Option<String>,
+    /// The ceiling on variants, for an entry load of a restricted-quality token.
+    pub quality: Option<Quality>,
+    /// The playback this request belongs to: credentials in the playlist it returns are
+    /// minted from it.
+    pub playback: PlaybackClaims,
+}
+
+/// IP and device binding of a stream token on its entry load; the bound address.
+pub fn check_token_binding(
     claims: &StreamClaims,
-    content: &Content,
     req: &MediaRequest<'_>,
-) -> Result<(), Refusal> {
-    if content.hash != req.hash {
-        return Err(Refusal::Invalid);
-    }
+) -> Result<IpAddr, Refusal> {
     let bound = claims
         .ip_address
         .parse::<IpAddr>()
-        .map(crate::client::canonical_ip)
+        .map(canonical_ip)
         .map_err(|_| Refusal::IpMismatch)?;
-    if bound != crate::client::canonical_ip(req.client_ip) {
+    if bound != canonical_ip(req.client_ip) {
         return Err(Refusal::IpMismatch);
     }
-    if let Some(dev) = req.device_id {
-        if dev != claims.device_id {
-            return Err(Refusal::DeviceMismatch);
-        }
+    // A token minted for a device opens nothing without that device's header.
+    if !claims.device_id.is_empty() && req.device_id != Some(claims.device_id.as_str()) {
+        return Err(Refusal::DeviceMismatch);
     }
-    Ok(())
+    Ok(bound)
 }
 
-/// The stream token of a media request: query `token=` first, then cookie `stream_token=`.
-pub fn token_from_request<'a>(query: Option<&'a str>, cookies: Option<&'a str>) -> Option<&'a str> {
-    let from_query = query.and_then(|q| {
-        q.split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == "token")
-            .map(|(_, v)| v)
-    });
-    let from_cookie = || {
-        cookies.and_then(|c| {
+/// What a gated media request presents: the playback credential (`pc=`), else the stream
+/// token (query `token=`, then cookie `stream_token=`). Query parameters are decoded
+/// (`form_urlencoded`); the first occurrence of a name counts.
+pub fn presented<'a>(query: Option<&'a str>, cookies: Option<&'a str>) -> PresentedOwned {
+    let mut pc = None;
+    let mut token = None;
+    if let Some(q) = query {
+        for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+            match k.as_ref() {
+                "pc" if pc.is_none() => pc = Some(v.into_owned()),
+                "token" if token.is_none() => token = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+    }
+    if token.is_none() {
+        token = cookies.and_then(|c| {
             c.split(';')
                 .filter_map(|kv| kv.trim().split_once('='))
                 .find(|(k, _)| *k == "stream_token")
-                .map(|(_, v)| v.trim_matches('"'))
-        })
-    };
-    from_query.or_else(from_cookie).filter(|t| !t.is_empty())
+                .map(|(_, v)| v.trim_matches('"').to_string())
+        });
+    }
+    match (
+        pc.filter(|p| !p.is_empty()),
+        token.filter(|t| !t.is_empty()),
+    ) {
+        (Some(p), _) => PresentedOwned::Credential(p),
+        (None, Some(t)) => PresentedOwned::Token(t),
+        (None, None) => PresentedOwned::Nothing,
+    }
+}
+
+/// [`presented`]'s answer, owning the decoded text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresentedOwned {
+    Credential(String),
+    Token(String),
+    Nothing,
+}
+
+impl PresentedOwned {
+    pub fn as_ref(&self) -> Presented<'_> {
+        match self {
+            PresentedOwned::Credential(c) => Presented::Credential(c),
+            PresentedOwned::Token(t) => Presented::Token(t),
+            PresentedOwned::Nothing => Presented::Nothing,
+        }
+    }
 }
 
 /// ISO 8601 with milliseconds and `Z`, as the document's `expiresAt`.
@@ -245,66 +421,64 @@ pub fn iso_millis(unix: i64) -> String {
 mod tests {
     use super::*;
     use crate::auth::stream_token::new_claims;
-    use std::collections::BTreeMap;
-
-    fn content() -> Content {
-        Content {
-            id: "c1".into(),
-            content_type: "MOVIE".into(),
-            hash: "movie-1".into(),
-            qualities: vec!["auto".into()],
-            subscription_required: false,
-            token_required: true,
-            max_uses: 5,
-            drm: BTreeMap::new(),
-        }
-    }
 
     fn req<'a>(ip: &str, dev: Option<&'a str>) -> MediaRequest<'a> {
         MediaRequest {
-            hash: "movie-1",
-            token: Some("t"),
+            rest: "master.m3u8",
+            kind: MediaKind::HlsPlaylist,
+            presented: Presented::Token("t"),
             client_ip: ip.parse().unwrap(),
             device_id: dev,
-            playlist: true,
+            spend: Spend::Reserve,
         }
     }
 
-    #[test]
-    fn bindings() {
-        let c = new_claims(
+    fn claims(device: &str) -> StreamClaims {
+        new_claims(
             "u",
             "c1",
             "MOVIE",
             "auto",
-            "dev-1",
+            device,
             "p",
             "192.0.2.1".parse().unwrap(),
             5,
             60,
             0,
+        )
+    }
+
+    #[test]
+    fn bindings() {
+        let c = claims("dev-1");
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            check_token_binding(&c, &req("192.0.2.1", Some("dev-1"))),
+            Ok(ip)
         );
         assert_eq!(
-            check_binding(&c, &content(), &req("192.0.2.1", None)),
-            Ok(())
+            check_token_binding(&c, &req("::ffff:192.0.2.1", Some("dev-1"))),
+            Ok(ip)
         );
         assert_eq!(
-            check_binding(&c, &content(), &req("::ffff:192.0.2.1", Some("dev-1"))),
-            Ok(())
-        );
-        assert_eq!(
-            check_binding(&c, &content(), &req("192.0.2.2", None)),
+            check_token_binding(&c, &req("192.0.2.2", Some("dev-1"))),
             Err(Refusal::IpMismatch)
         );
         assert_eq!(
-            check_binding(&c, &content(), &req("192.0.2.1", Some("dev-2"))),
+            check_token_binding(&c, &req("192.0.2.1", Some("dev-2"))),
             Err(Refusal::DeviceMismatch)
         );
-        let mut other = content();
-        other.hash = "movie-2".into();
+        // Bound to a device: the header is required.
         assert_eq!(
-            check_binding(&c, &other, &req("192.0.2.1", None)),
-            Err(Refusal::Invalid)
+            check_token_binding(&c, &req("192.0.2.1", None)),
+            Err(Refusal::DeviceMismatch)
+        );
+        // Not bound: any header, or none.
+        let free = claims("");
+        assert_eq!(check_token_binding(&free, &req("192.0.2.1", None)), Ok(ip));
+        assert_eq!(
+            check_token_binding(&free, &req("192.0.2.1", Some("x"))),
+            Ok(ip)
         );
     }
 
@@ -327,14 +501,20 @@ mod tests {
     }
 
     #[test]
-    fn token_sources() {
-        assert_eq!(token_from_request(Some("a=1&token=abc"), None), Some("abc"));
+    fn what_a_request_presents() {
+        use PresentedOwned::*;
+        assert_eq!(presented(Some("a=1&token=abc"), None), Token("abc".into()));
         assert_eq!(
-            token_from_request(Some("a=1"), Some("x=1; stream_token=def")),
-            Some("def")
+            presented(Some("a=1"), Some("x=1; stream_token=def")),
+            Token("def".into())
         );
-        assert_eq!(token_from_request(Some("token="), None), None);
-        assert_eq!(token_from_request(None, None), None);
+        assert_eq!(presented(Some("token=a%2Eb"), None), Token("a.b".into()));
+        assert_eq!(
+            presented(Some("token=t&pc=c"), None),
+            Credential("c".into())
+        );
+        assert_eq!(presented(Some("token="), None), Nothing);
+        assert_eq!(presented(None, None), Nothing);
         assert_eq!(iso_millis(1_736_937_000), "2025-01-15T10:30:00.000Z");
     }
 }

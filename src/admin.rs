@@ -12,8 +12,8 @@ use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 
 use crate::api;
-use crate::state::AppState;
 use crate::metrics;
+use crate::state::AppState;
 
 pub struct AdminApp {
     state: AppState,

@@ -164,7 +164,10 @@ mod tests {
         assert_eq!(got, ip("198.51.100.7"));
         let mut h = HeaderMap::new();
         h.append("x-forwarded-for", "6.6.6.6".parse().unwrap());
-        h.append("x-forwarded-for", "198.51.100.7, 127.0.0.1".parse().unwrap());
+        h.append(
+            "x-forwarded-for",
+            "198.51.100.7, 127.0.0.1".parse().unwrap(),
+        );
         let c = client_from(Some("127.0.0.1:9".parse().unwrap()), &h, &t);
         assert_eq!(c.ip, ip("198.51.100.7"));
         assert!(c.via_trusted_proxy);

@@ -10,12 +10,12 @@ use pingora_core::services::listening::Service;
 use thiserror::Error;
 
 use crate::admin::AdminApp;
-use crate::state::Shared;
 use crate::config::{Bucket, Config};
 use crate::edge::Edge;
-use crate::upstream::Upstream;
 use crate::origin_dir::DirOrigin;
+use crate::state::Shared;
 use crate::store::{Db, StoreError, StreamRegistry};
+use crate::upstream::Upstream;
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -43,7 +43,15 @@ pub struct Sluice {
 pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
     let config = Arc::new(config);
     let db = Db::open(&config.sqlite_path)?;
-    let streams = StreamRegistry::load(db.clone())?;
+    let streams = StreamRegistry::load(
+        db.clone(),
+        config
+            .access
+            .streaming
+            .contents
+            .iter()
+            .map(|c| c.hash.clone()),
+    )?;
     let db_for_access = db.clone();
     let dir_socket = state_dir(&config).join("origin.sock");
     let upstream = Upstream::new(&config.origins, dir_socket.clone());
@@ -83,7 +91,8 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
                 chrono::Utc::now().timestamp(),
             )?,
             std::sync::Arc::new(crate::store::use_counts::MemoryUseCounter::default()),
-        ),
+        )
+        .map_err(StartError::Setup)?,
     });
     ensure_admin_key(&shared.db)?;
 

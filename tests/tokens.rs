@@ -215,67 +215,66 @@ async fn issue_verify_and_play() {
         json!({"valid": true, "contentId": "6a1f0c1e-free", "contentType": "MOVIE", "quality": "1080p", "remainingUses": 5, "expiresAt": expires})
     );
 
-    // Play: the playlist spends a use and sets the cookie; segments spend none.
+    // Play: the entry playlist spends a use (the token names a device: its header is
+    // needed on this load); every URI of the content it returns carries a playback
+    // credential, never the token.
     let url = format!(
         "http://{}/stream/movie-free/master.m3u8?token={token}",
         s.edge
     );
-    let (st, body, h) = get(&url, &[]).await;
-    // The playlist's URIs carry the token, for players that cannot send the cookie.
+    let (st, v, _) = get(&url, &[]).await;
+    assert_eq!((st, v), (403, nest(403, "Device mismatch", "Forbidden")));
+    let dev = [("x-device-id", "dev-1")];
+    let (st, body, h) = get(&url, &dev).await;
     assert_eq!(st, 200);
-    assert_eq!(
-        body.as_str(),
-        Some(
-            MASTER
-                .replace(
-                    "video/playlist.m3u8",
-                    &format!("/stream/movie-free/video/playlist.m3u8?token={token}")
-                )
-                .as_str()
-        )
-    );
+    let text = body.as_str().unwrap().to_string();
+    assert!(!text.contains(token), "{text}");
+    let child = text
+        .lines()
+        .find(|l| l.starts_with("/stream/movie-free/video/playlist.m3u8?pc="))
+        .unwrap_or_else(|| panic!("{text}"))
+        .to_string();
     assert_eq!(h["cache-control"], "private, no-store");
-    let cookie = h.get("set-cookie").unwrap().to_str().unwrap().to_string();
-    assert!(
-        cookie.starts_with(&format!("stream_token={token};")),
-        "{cookie}"
-    );
-    assert!(cookie.contains("Path=/stream/movie-free/") && cookie.contains("HttpOnly"));
-    let seg = s.edge_url("/stream/movie-free/video/seg_1.m4s");
-    let jar = format!("stream_token={token}");
-    for _ in 0..3 {
-        let (st, _, _) = get(&seg, &[("cookie", &jar)]).await;
-        assert_eq!(st, 200);
-    }
+    assert!(h.get("set-cookie").is_none());
     let (_, v, _) = get(&verify, &[]).await;
     assert_eq!(v["remainingUses"], 4);
-    // Media playlist reloads (what a live player does) are checked but spend no use, and
-    // their segment URIs carry the token too.
-    let variant = s.edge_url(&format!(
-        "/stream/movie-free/video/playlist.m3u8?token={token}"
-    ));
+    // Media playlist reloads (what a live player does) spend nothing, need no header, and
+    // their segment URIs carry a credential too.
+    let mut seg_url = String::new();
     for _ in 0..3 {
-        let r = reqwest::get(&variant).await.unwrap();
+        let r = reqwest::get(s.edge_url(&child)).await.unwrap();
         assert_eq!(r.status(), 200);
         let text = r.text().await.unwrap();
-        assert!(
-            text.contains(&format!("/stream/movie-free/video/seg_1.m4s?token={token}")),
-            "{text}"
-        );
+        seg_url = text
+            .lines()
+            .find(|l| l.starts_with("/stream/movie-free/video/seg_1.m4s?pc="))
+            .unwrap_or_else(|| panic!("{text}"))
+            .to_string();
+    }
+    for _ in 0..3 {
+        let (st, _, _) = get(&s.edge_url(&seg_url), &[]).await;
+        assert_eq!(st, 200);
     }
     let (_, v, _) = get(&verify, &[]).await;
     assert_eq!(v["remainingUses"], 4);
 
     // Refusals in the document's shape.
+    let seg = s.edge_url("/stream/movie-free/video/seg_1.m4s");
     let (st, v, _) = get(&seg, &[]).await;
     assert_eq!((st, v), (401, nest(401, "Token required", "Unauthorized")));
     let mut bad = token.to_string();
     bad.push('x');
     let (st, v, _) = get(&format!("{seg}?token={bad}"), &[]).await;
     assert_eq!((st, v), (401, nest(401, "Invalid token", "Unauthorized")));
-    let (st, v, _) = get(&format!("{seg}?token={token}"), &[("x-device-id", "dev-2")]).await;
+    // The raw token opens only the entry playlist.
+    let (st, v, _) = get(&format!("{seg}?token={token}"), &dev).await;
+    assert_eq!(
+        (st, v),
+        (403, nest(403, "Playback credential required", "Forbidden"))
+    );
+    let (st, v, _) = get(&s.edge_url(&seg_url), &[("x-device-id", "dev-2")]).await;
     assert_eq!((st, v), (403, nest(403, "Device mismatch", "Forbidden")));
-    let (st, _, _) = get(&format!("{seg}?token={token}"), &[("x-device-id", "dev-1")]).await;
+    let (st, _, _) = get(&s.edge_url(&seg_url), &dev).await;
     assert_eq!(st, 200);
     // A token for one content does not open another.
     let (st, _, _) = get(
@@ -447,15 +446,19 @@ async fn max_uses_exact_under_50_concurrent_playlist_loads() {
     )
     .await;
     assert_eq!((st, v), (403, nest(403, "Max uses exceeded", "Forbidden")));
-    // Segments still play for the token's life: a use is a playlist load.
-    let (st, _, _) = get(
+    // An exhausted token plays by no other path either: segments need the credential
+    // that only an admitted entry load hands out.
+    let (st, v, _) = get(
         &s.edge_url(&format!(
             "/stream/movie-premium/video/seg_1.m4s?token={token}"
         )),
         &[],
     )
     .await;
-    assert_eq!(st, 200);
+    assert_eq!(
+        (st, v),
+        (403, nest(403, "Playback credential required", "Forbidden"))
+    );
 }
 
 #[tokio::test]

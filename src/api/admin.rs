@@ -20,9 +20,9 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Map, Value};
 
-use crate::ratelimit::RateClass;
 use super::{ApiError, AppState, Client};
 use crate::auth::api_keys::{self, Permission};
+use crate::ratelimit::RateClass;
 use crate::store::api_keys as key_rows;
 
 /// The key a request authenticated with, left in the response for the access log.
@@ -235,6 +235,11 @@ async fn add_stream_id(
     let result = async {
         let new = parse_new_stream_id(&body)?;
         let player = new.player.clone();
+        if let Some(what) = shadowed(&state, &player) {
+            return Err(ApiError::Conflict(format!(
+                "Stream ID with player '{player}' would shadow {what}"
+            )));
+        }
         let inserted = state
             .db
             .call(move |c| {
@@ -260,6 +265,20 @@ async fn add_stream_id(
     }
     .await;
     Ok(with_key(key, result))
+}
+
+/// What registering `player` would shadow: a configured content, a registered publisher, or
+/// (for a `dir:` bucket, which can be listed) an existing folder.
+fn shadowed(state: &AppState, player: &str) -> Option<String> {
+    if let Some(what) = state.streams.shadowing(player) {
+        return Some(what);
+    }
+    match &state.config.origins.bucket {
+        crate::config::Bucket::Dir(root) if root.join(player).exists() => {
+            Some(format!("folder '{player}' of the bucket"))
+        }
+        _ => None,
+    }
 }
 
 async fn delete_stream_id(

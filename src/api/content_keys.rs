@@ -13,9 +13,9 @@ use axum::routing::put;
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
-use crate::ratelimit::RateClass;
 use super::{ApiError, AppState, Client};
 use crate::auth::api_keys::Permission;
+use crate::ratelimit::RateClass;
 use crate::store::content_keys::{self, ContentKeyError};
 
 pub fn routes() -> Router<AppState> {

@@ -156,4 +156,3 @@ pub async fn collect_body(body: Body) -> Bytes {
         Err(_) => Bytes::new(),
     }
 }
-

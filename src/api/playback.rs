@@ -20,10 +20,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 
-use crate::ratelimit::RateClass;
 use super::{AppState, Client};
 use crate::auth::key_token;
 use crate::config::tokens::RateKey;
+use crate::ratelimit::RateClass;
 use crate::store::content_keys;
 
 pub fn routes() -> Router<AppState> {

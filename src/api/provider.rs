@@ -17,8 +17,8 @@ use axum::Json;
 use serde_json::json;
 
 use super::AppState;
-use crate::ssrf;
 use crate::provider::{ChannelSource, Provider};
+use crate::ssrf;
 use crate::store::ctx::{expiry, ProxyContext};
 
 fn error(status: StatusCode, message: &str) -> Response {

@@ -79,6 +79,9 @@ impl IntoResponse for StreamingError {
     }
 }
 
+/// The `sub` namespace of tokens minted by operator API keys; user JWTs may not use it.
+pub const OPERATOR_SUB_PREFIX: &str = "apikey:";
+
 /// Who called an authenticated route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
@@ -92,7 +95,7 @@ impl Caller {
     fn sub(&self) -> String {
         match self {
             Caller::User { sub, .. } => sub.clone(),
-            Caller::Operator { key_id } => format!("apikey:{key_id}"),
+            Caller::Operator { key_id } => format!("{OPERATOR_SUB_PREFIX}{key_id}"),
         }
     }
 
@@ -147,6 +150,14 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, S
             .sub
             .filter(|s| !s.is_empty())
             .ok_or_else(StreamingError::unauthorized)?;
+        // `apikey:N` names the tokens an operator key minted: a user may not take that name
+        // (and with it the right to revoke them).
+        if sub.starts_with(OPERATOR_SUB_PREFIX) {
+            crate::metrics::AUTH_REJECTIONS
+                .with_label_values(&["bad_bearer_jwt"])
+                .inc();
+            return Err(StreamingError::unauthorized());
+        }
         let entitled = entitled(claims.extra.get(&cfg.entitlement_claim));
         return Ok(Caller::User { sub, entitled });
     }
@@ -255,12 +266,9 @@ async fn issue_token(
         .map_err(|e: StreamTokenError| StreamingError::from(ApiError::Internal(e.to_string())))?;
     let base = match &cfg.public_base_url {
         Some(b) => b.clone(),
-        None => request_base(&headers),
+        None => request_base(&headers, &client),
     };
-    let stream_url = format!(
-        "{base}{}?token={token}",
-        cfg.stream_path.replace("{hash}", &content.hash)
-    );
+    let stream_url = format!("{base}{}?token={token}", cfg.entry_url_path(content));
     Ok(Json(json!({
         "streamToken": token,
         "expiresAt": iso_millis(claims.exp),
@@ -270,14 +278,44 @@ async fn issue_token(
     .into_response())
 }
 
-/// `http://{Host}` of the request, when `streaming.public_base_url` is not set.
-fn request_base(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| h.parse::<http::uri::Authority>().is_ok())
+/// `scheme://host` of `streamUrl` when `streaming.public_base_url` is not set: the request's
+/// `Host` over `http`, or — only when the peer is a trusted proxy — its `X-Forwarded-Proto`
+/// and `X-Forwarded-Host` (first value of each). Anything malformed falls back.
+fn request_base(headers: &HeaderMap, client: &Client) -> String {
+    let first = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+    };
+    let valid_host = |h: &&str| {
+        !h.is_empty()
+            && h.parse::<http::uri::Authority>()
+                .is_ok_and(|a| a.as_str() == *h && !h.contains('@'))
+    };
+    let forwarded_host = client
+        .via_trusted_proxy
+        .then(|| first("x-forwarded-host"))
+        .flatten()
+        .filter(valid_host);
+    let host = forwarded_host
+        .or_else(|| {
+            headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .filter(valid_host)
+        })
         .unwrap_or("localhost");
-    format!("http://{host}")
+    let scheme = match client
+        .via_trusted_proxy
+        .then(|| first("x-forwarded-proto"))
+        .flatten()
+    {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
 }
 
 #[derive(Debug, Deserialize)]
@@ -341,14 +379,20 @@ async fn revoke(
     let caller = authenticate(&state, &headers).await?;
     let req: RevokeRequest = parse_body(&body)?;
     let now = chrono::Utc::now().timestamp();
-    let claims = match state.access.verify(&req.stream_token, now) {
-        Ok(c) => c,
-        // Already dead: nothing to revoke, and saying so is harmless.
-        Err(Refusal::Expired) => {
-            return Ok(Json(json!({"revoked": true, "expired": true})).into_response())
-        }
-        Err(_) => return Err(StreamingError::bad_request("Invalid token")),
-    };
+    let cfg = &state.config.access.streaming;
+    // An expired token is still revoked: playbacks it started run on credentials until
+    // the revocation horizon.
+    let claims = state
+        .access
+        .signer
+        .as_ref()
+        .and_then(|s| s.verify_signature(&req.stream_token, now).ok())
+        .ok_or_else(|| StreamingError::bad_request("Invalid token"))?;
+    let horizon = cfg.revocation_horizon(claims.exp);
+    if horizon <= now {
+        // Nothing it opened can still be used: nothing to revoke, and saying so is harmless.
+        return Ok(Json(json!({"revoked": true, "expired": true})).into_response());
+    }
     if let Caller::User { sub, .. } = &caller {
         if *sub != claims.sub {
             return Err(StreamingError::new(
@@ -360,7 +404,7 @@ async fn revoke(
     state
         .access
         .revocations
-        .revoke(&claims.jti, claims.exp)
+        .revoke(&claims.jti, horizon)
         .await
         .map_err(|e| StreamingError::from(ApiError::from(e)))?;
     tracing::info!(jti = %claims.jti, "stream token revoked");

@@ -72,6 +72,12 @@ pub enum JwtError {
     WrongIssuer,
     #[error("bearer token audience not accepted")]
     WrongAudience,
+    /// The header has `crit` (RFC 7515 §4.1.11): extensions sluice does not implement.
+    #[error("bearer token has a crit header")]
+    CriticalHeader,
+    /// A sluice stream token presented as a user bearer.
+    #[error("a stream token is not a bearer token")]
+    StreamToken,
 }
 
 /// Verifies provider bearer tokens under one HS256 secret.
@@ -132,6 +138,16 @@ impl BearerVerifier {
         }
         if !self.has_secret {
             return Err(JwtError::BadSignature);
+        }
+        if let Some(h) = header_facts(token) {
+            if h.crit {
+                return Err(JwtError::CriticalHeader);
+            }
+            if h.typ
+                .is_some_and(|t| t.eq_ignore_ascii_case(STREAM_TOKEN_TYP))
+            {
+                return Err(JwtError::StreamToken);
+            }
         }
         let raw = jsonwebtoken::decode::<RawClaims>(token, &self.decoding, &hs256_only())
             .map_err(|e| match e.kind() {
@@ -212,6 +228,32 @@ fn hs256_only() -> Validation {
     v.leeway = 0;
     v.required_spec_claims = HashSet::new();
     v
+}
+
+/// The JOSE `typ` sluice's own stream tokens carry. A user bearer with this `typ` is
+/// refused: a stream token travels in URLs, playlists and logs of other systems, and must
+/// never pass as a user's credential even where secrets were (wrongly) shared.
+pub const STREAM_TOKEN_TYP: &str = "stream+jwt";
+
+/// What the JOSE header of a token says, as far as sluice's rules care.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HeaderFacts {
+    /// RFC 7515 §4.1.11: a `crit` header lists extensions the recipient must understand;
+    /// sluice understands none, so any `crit` means refuse.
+    pub crit: bool,
+    pub typ: Option<String>,
+}
+
+/// Read the JOSE header of a compact JWS (`None` when it is not decodable JSON).
+pub(crate) fn header_facts(token: &str) -> Option<HeaderFacts> {
+    let header_b64 = token.split('.').next()?;
+    let bytes = URL_SAFE_NO_PAD.decode(header_b64).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let obj = v.as_object()?;
+    Some(HeaderFacts {
+        crit: obj.contains_key("crit"),
+        typ: obj.get("typ").and_then(|t| t.as_str()).map(str::to_string),
+    })
 }
 
 /// Whether the token's header names an algorithm other than HS256. Used only to label a

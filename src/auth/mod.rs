@@ -12,6 +12,7 @@
 //! | stream token (JWT HS256, `contentId`/`maxUses`/… claims) | `stream-token-api.txt` | [`stream_token`] |
 //! | provider `Authorization: Bearer <jwt>` | `provider-proxy-api.txt` | [`jwt`] |
 //! | operator `Authorization: Bearer <API key>`, permissions | `admin-api.md` | [`api_keys`] |
+//! | playback credential `pc=` on what an entry playlist links to | `stream-token-api.txt` (sluice's gate) | [`playback`] |
 //!
 //! Secrets at rest (content keys, provider credentials) are sealed by [`crate::crypto`], not
 //! here. Common rules across the modules (DESIGN.md "Tokens"): MACs are compared in constant
@@ -22,5 +23,6 @@
 pub mod api_keys;
 pub mod jwt;
 pub mod key_token;
+pub mod playback;
 pub mod request_sig;
 pub mod stream_token;

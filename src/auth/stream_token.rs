@@ -133,7 +133,9 @@ impl StreamTokenSigner {
         if lifetime_problem(claims).is_some() {
             return Err(StreamTokenError::Sign("lifetime must be 1..=3600 seconds"));
         }
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some(super::jwt::STREAM_TOKEN_TYP.to_string());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
             .map_err(|_| StreamTokenError::Sign("encoding failed"))
     }
 
@@ -145,11 +147,31 @@ impl StreamTokenSigner {
     /// [`StreamTokenError::Expired`] for a genuine token past its expiry;
     /// [`StreamTokenError::Invalid`] for everything else. Never panics.
     pub fn verify(&self, token: &str, now: i64) -> Result<StreamClaims, StreamTokenError> {
+        let claims = self.verify_signature(token, now)?;
+        if claims.exp.saturating_add(self.leeway) <= now {
+            return Err(StreamTokenError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// Everything [`Self::verify`] checks except expiry: for revoking a token whose
+    /// playbacks may outlive it.
+    ///
+    /// # Errors
+    /// [`StreamTokenError::Invalid`] as for [`Self::verify`].
+    pub fn verify_signature(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<StreamClaims, StreamTokenError> {
         if !self.has_secret {
             return Err(StreamTokenError::Invalid("no secret configured"));
         }
         if token.len() > MAX_TOKEN_LEN {
             return Err(StreamTokenError::Invalid("token too long"));
+        }
+        if super::jwt::header_facts(token).is_some_and(|h| h.crit) {
+            return Err(StreamTokenError::Invalid("crit header"));
         }
         let data = jsonwebtoken::decode::<StreamClaims>(token, &self.decoding, &hs256_only())
             .map_err(|e| match e.kind() {
@@ -168,9 +190,6 @@ impl StreamTokenSigner {
         }
         if claims.iat > now.saturating_add(IAT_FUTURE_SKEW_SECS) {
             return Err(StreamTokenError::Invalid("issued in the future"));
-        }
-        if claims.exp.saturating_add(self.leeway) <= now {
-            return Err(StreamTokenError::Expired);
         }
         Ok(claims)
     }
@@ -323,6 +342,19 @@ mod tests {
         let header: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
         assert_eq!(header["alg"], "HS256");
+        assert_eq!(header["typ"], "stream+jwt");
+    }
+
+    #[test]
+    fn crit_header_refused() {
+        let c = claims(NOW, 600);
+        let payload = b64(&serde_json::to_string(&c).unwrap());
+        let h = b64(r#"{"alg":"HS256","typ":"JWT","crit":["exp"],"exp":1}"#);
+        let token = format!("{h}.{payload}.{}", hmac256(&format!("{h}.{payload}")));
+        assert_eq!(
+            signer().verify(&token, NOW),
+            Err(StreamTokenError::Invalid("crit header"))
+        );
     }
 
     #[test]

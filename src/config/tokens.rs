@@ -86,6 +86,9 @@ pub mod file {
         pub license_timeout: Duration,
         pub jwt: StreamingJwt,
         pub contents: Vec<Content>,
+        /// How long a started playback may go on (its credential's life from the start).
+        #[serde(with = "humantime_serde")]
+        pub playback_max: Duration,
     }
 
     impl Default for Streaming {
@@ -101,6 +104,7 @@ pub mod file {
                 license_timeout: Duration::from_secs(10),
                 jwt: StreamingJwt::default(),
                 contents: Vec::new(),
+                playback_max: Duration::from_secs(6 * 3600),
             }
         }
     }
@@ -147,6 +151,9 @@ pub mod file {
         pub max_uses: Option<u32>,
         #[serde(default)]
         pub drm: BTreeMap<String, DrmServer>,
+        /// The entry playlist below `/stream/{hash}/` (default: from `streaming.stream_path`).
+        #[serde(default)]
+        pub entry: Option<String>,
     }
 
     fn movie() -> String {
@@ -297,6 +304,8 @@ pub struct StreamingConfig {
     pub jwt: Option<StreamingJwtConfig>,
     pub entitlement_claim: String,
     pub contents: Vec<Content>,
+    /// Seconds a playback may run after its entry load (the credential's life).
+    pub playback_max_secs: i64,
 }
 
 impl Default for StreamingConfig {
@@ -312,6 +321,7 @@ impl Default for StreamingConfig {
             jwt: None,
             entitlement_claim: "subscription".into(),
             contents: Vec::new(),
+            playback_max_secs: 6 * 3600,
         }
     }
 }
@@ -323,6 +333,34 @@ impl StreamingConfig {
 
     pub fn content_by_hash(&self, hash: &str) -> Option<&Content> {
         self.contents.iter().find(|c| c.hash == hash)
+    }
+
+    /// How long a use count must be kept: tokens are accepted until `exp + leeway`.
+    pub fn use_count_horizon(&self, exp: i64) -> i64 {
+        exp.saturating_add(i64::from(self.leeway_secs))
+    }
+
+    /// How long a revocation must be kept for a token expiring at `exp`:
+    /// the token is accepted until `exp + leeway`, and a playback it started until
+    /// `playback_max` after that.
+    pub fn revocation_horizon(&self, exp: i64) -> i64 {
+        exp.saturating_add(i64::from(self.leeway_secs))
+            .saturating_add(self.playback_max_secs)
+    }
+
+    /// The `streamUrl` path of a content: `/stream/{hash}/{entry}`.
+    pub fn entry_url_path(&self, content: &Content) -> String {
+        format!(
+            "/stream/{}/{}",
+            content.hash,
+            crate::media::path::encode_segments(
+                &content
+                    .entry
+                    .split('/')
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            )
+        )
     }
 }
 
@@ -349,6 +387,9 @@ pub struct Content {
     pub max_uses: u32,
     /// Lowercase DRM type → license server.
     pub drm: BTreeMap<String, DrmServer>,
+    /// The entry playlist, decoded, below `/stream/{hash}/` (`master.m3u8`): the one object a
+    /// stream token opens, and whose load spends a use.
+    pub entry: String,
 }
 
 #[derive(Clone)]
@@ -653,11 +694,20 @@ fn streaming(
             Some(s.trim_end_matches('/').to_string())
         }
     };
-    if !raw.stream_path.starts_with('/') || !raw.stream_path.contains("{hash}") {
-        return Err(v.err(
-            "streaming.stream_path",
-            "must start with / and contain {hash}",
-        ));
+    // The entry every content defaults to: what follows `/stream/{hash}/`, canonical.
+    let default_entry = raw
+        .stream_path
+        .strip_prefix("/stream/{hash}/")
+        .ok_or_else(|| {
+            v.err(
+                "streaming.stream_path",
+                "must be /stream/{hash}/<entry playlist> (e.g. /stream/{hash}/master.m3u8)",
+            )
+        })
+        .and_then(|rest| canonical_entry(rest).map_err(|m| v.err("streaming.stream_path", m)))?;
+    let playback_max = raw.playback_max.as_secs();
+    if !(60..=7 * 86400).contains(&playback_max) {
+        return Err(v.err("streaming.playback_max", "must be between 1m and 7d"));
     }
     if raw.license_timeout.is_zero() {
         return Err(v.err("streaming.license_timeout", "must be above zero"));
@@ -774,7 +824,12 @@ fn streaming(
                 "needs a stream token secret (streaming.secret_env, default STREAM_TOKEN_SECRET)",
             ));
         }
+        let entry = match &c.entry {
+            None => default_entry.clone(),
+            Some(e) => canonical_entry(e).map_err(|m| v.entry_err(list, &c.id, "entry", m))?,
+        };
         contents.push(Content {
+            entry,
             id: c.id,
             content_type: c.content_type,
             hash: c.hash,
@@ -796,7 +851,22 @@ fn streaming(
         jwt,
         entitlement_claim: j.entitlement_claim,
         contents,
+        playback_max_secs: playback_max as i64,
     })
+}
+
+/// An entry path below `/stream/{hash}/`, decoded and validated exactly as a request's
+/// path is, so the gate can compare canonical forms.
+fn canonical_entry(rest: &str) -> Result<String, String> {
+    let all: Vec<String> = crate::config::file::Stream::default().extensions;
+    match crate::media::path::parse_stream_path(
+        &format!("h/{}", rest.trim_start_matches('/')),
+        &all,
+    ) {
+        Ok(p) if p.kind.is_manifest() => Ok(p.rest_joined()),
+        Ok(_) => Err(format!("`{rest}` is not a playlist (.m3u8 or .mpd)")),
+        Err(e) => Err(format!("`{rest}` is not a valid media path: {e:?}")),
+    }
 }
 
 /// The associated data a ClearKey key is sealed with in the config file.

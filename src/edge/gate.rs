@@ -2,63 +2,56 @@
 //! diffusion"), run in `request_filter` before the cache is consulted, so a cached object is
 //! never served to a request that would have been refused.
 //!
-//! Only hashes of contents configured with `token_required: true` are gated. The token comes
-//! from the query (`?token=`) or the `stream_token` cookie; a playlist admitted with a query
-//! token also sets that cookie (scoped to `/stream/{hash}/`) so the player's relative
-//! segment and variant URIs carry it. The rules and their order are in [`crate::access`].
+//! The gate judges the canonical request: the decoded [`StreamPath`] and the bucket directory
+//! it resolves to (`dir`, after stream-id aliases), which is exactly what is fetched. A hash
+//! is gated when the content configured for that directory has `token_required: true`. The
+//! rules and their order are in [`crate::access`]; this module reads the request, writes the
+//! refusal, and leaves the admission in the request context for the response phases (the
+//! playlist rewrite mints playback credentials from it; a failed answer gives the use back).
 
 use pingora_proxy::Session;
 
 use super::{respond_json, RequestCtx};
-use crate::access::{error_body, MediaRequest};
-use crate::state::AppState;
+use crate::access::{error_body, presented, Admission, MediaRequest, Spend};
 use crate::edge::route::StreamPath;
+use crate::state::AppState;
 
-/// Check a media request. `Ok(true)`: refused, the answer is written.
+/// Check a media request for the object in bucket directory `dir`. `Ok(true)`: refused,
+/// the answer is written.
 pub(super) async fn enforce(
     state: &AppState,
     session: &mut Session,
     sp: &StreamPath,
+    dir: &str,
     ctx: &mut RequestCtx,
 ) -> pingora_error::Result<bool> {
-    let cfg = &state.config.access;
-    if !cfg
-        .streaming
-        .content_by_hash(&sp.hash)
-        .is_some_and(|c| c.token_required)
-    {
+    let streaming = &state.config.access.streaming;
+    let Some(content) = streaming.content_by_hash(dir).filter(|c| c.token_required) else {
         return Ok(false);
-    }
-    let client_ip =
-        crate::client::client_of(session.as_downstream(), &state.config.trusted_proxies).ip;
+    };
+    let client = crate::client::client_of(session.as_downstream(), &state.config.trusted_proxies);
     let req = session.req_header();
-    let query = req.uri.query();
-    let cookies = req.headers.get("cookie").and_then(|v| v.to_str().ok());
-    let token = crate::access::token_from_request(query, cookies);
-    let from_query = query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("token=")));
+    let shown = presented(
+        req.uri.query(),
+        req.headers.get("cookie").and_then(|v| v.to_str().ok()),
+    );
+    let rest = sp.rest_joined();
     let media = MediaRequest {
-        hash: &sp.hash,
-        token,
-        client_ip,
+        rest: &rest,
+        kind: sp.kind,
+        presented: shown.as_ref(),
+        client_ip: client.ip,
         device_id: req.headers.get("x-device-id").and_then(|v| v.to_str().ok()),
-        // One use = one playback start: a load of the entry playlist the token's streamUrl
-        // names. Variant and media playlist reloads (live players reload every few seconds)
-        // and segments are checked but spend nothing.
-        playlist: req.uri.path() == cfg.streaming.stream_path.replace("{hash}", &sp.hash),
+        spend: if req.method == http::Method::GET {
+            Spend::Reserve
+        } else {
+            Spend::CheckOnly
+        },
     };
     let now = chrono::Utc::now().timestamp();
-    match state.access.admit(cfg, &media, now).await {
-        Ok(claims) => {
-            ctx.admitted_token = token.map(str::to_string);
-            if from_query {
-                if let Some(t) = token {
-                    ctx.stream_cookie = Some(format!(
-                        "stream_token={t}; Path=/stream/{}/; Max-Age={}; HttpOnly; SameSite=Lax",
-                        sp.hash,
-                        (claims.exp - now).max(0)
-                    ));
-                }
-            }
+    match state.access.admit(streaming, content, &media, now).await {
+        Ok(admission) => {
+            ctx.gate = Some(admission);
             Ok(false)
         }
         Err(refusal) => {
@@ -71,5 +64,14 @@ pub(super) async fn enforce(
             respond_json(session, status.as_u16(), body.into()).await?;
             Ok(true)
         }
+    }
+}
+
+/// At the end of a request: a use reserved at admission is given back unless the player got
+/// the playlist (2xx, or 304 for a copy it already holds).
+pub(super) async fn settle(state: &AppState, admission: &Admission, status: u16) {
+    let delivered = (200..300).contains(&status) || status == 304;
+    if let (Some(jti), false) = (&admission.reserved, delivered) {
+        state.access.release(jti).await;
     }
 }

@@ -30,11 +30,11 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use pingora_cache::{CacheKey, CacheMeta, CachePhase, ForcedFreshness, HitHandler, RespCacheable};
 
 use crate::api;
-use crate::state::AppState;
 use crate::cache::runtime::CacheRuntime;
 use crate::metrics;
-use route::{PathRejection, Route, StreamPath};
+use crate::state::AppState;
 use crate::upstream::Upstream;
+use route::{PathRejection, Route, StreamPath};
 
 /// The edge proxy; one per process, shared by all worker threads.
 pub struct Edge {
@@ -42,6 +42,8 @@ pub struct Edge {
     router: axum::Router,
     upstream: Upstream,
     cache: Option<&'static CacheRuntime>,
+    /// `stream.extensions`, shared with per-request playlist rewrites.
+    extensions: Arc<Vec<String>>,
 }
 
 impl Edge {
@@ -49,11 +51,13 @@ impl Edge {
         let router = api::router(state.clone(), api::Listener::Edge);
         let cache = state.cache;
         let upstream = state.upstream.clone();
+        let extensions = Arc::new(state.config.stream.extensions.clone());
         Edge {
             state,
             router,
             upstream,
             cache,
+            extensions,
         }
     }
 }
@@ -92,11 +96,9 @@ pub struct RequestCtx {
     local_status: Option<u16>,
     /// Replacing the origin's body (origin errors on media paths get our JSON).
     body_swap: BodySwap,
-    /// `Set-Cookie` for a stream token admitted from the query ([`gate`]).
-    stream_cookie: Option<String>,
-    /// The stream token a gated request was admitted with ([`gate`]): carried into the
-    /// URIs of the playlist it fetches.
-    admitted_token: Option<String>,
+    /// A gated request's admission ([`gate`]): the playback its playlist's credentials are
+    /// minted from, and the use to give back if the answer fails.
+    gate: Option<crate::access::Admission>,
 }
 
 /// The state of a body replacement.
@@ -207,8 +209,7 @@ impl ProxyHttp for Edge {
             bytes_out: 0,
             local_status: None,
             body_swap: BodySwap::Keep,
-            stream_cookie: None,
-            admitted_token: None,
+            gate: None,
         }
     }
 
@@ -281,12 +282,13 @@ impl ProxyHttp for Edge {
                 if method_gate(session, ctx).await? {
                     return Ok(true);
                 }
-                if gate::enforce(&self.state, session, &sp, ctx).await? {
+                // One resolution of the hash (stream id → publisher, configured content wins)
+                // feeds both the gate and the fetch: they judge and fetch the same object.
+                let dir = self.state.streams.dir_for(&sp.hash);
+                if gate::enforce(&self.state, session, &sp, &dir, ctx).await? {
                     return Ok(true);
                 }
-                let upstream_path = self
-                    .upstream
-                    .object_path(&self.state.streams.dir_for(&sp.hash), &sp.rest_encoded());
+                let upstream_path = self.upstream.object_path(&dir, &sp.rest_encoded());
                 let cache_primary = self.upstream.cache_primary(&upstream_path);
                 ctx.target = Some(Target::Stream(MediaTarget {
                     path: sp,
@@ -507,9 +509,6 @@ impl ProxyHttp for Edge {
         )?;
         match target {
             Target::Stream(media) => {
-                if let Some(cookie) = ctx.stream_cookie.take() {
-                    resp.append_header(http::header::SET_COOKIE, cookie)?;
-                }
                 if resp.status.as_u16() == 404 || resp.status.is_server_error() {
                     // The bucket's own error body (S3 XML, HTML) is not for players.
                     let msg = if resp.status.as_u16() == 404 {
@@ -525,8 +524,8 @@ impl ProxyHttp for Edge {
                 }
                 if resp.status.is_success() {
                     // Gated media must not be served by shared caches past the token check,
-                    // and a gated playlist carries the viewer's token in its URIs.
-                    let gated = ctx.admitted_token.is_some();
+                    // and a gated playlist carries the viewer's credential in its URIs.
+                    let gated = ctx.gate.is_some();
                     let cc = match (media.path.kind.is_manifest(), gated) {
                         (true, false) => format!(
                             "public, max-age={}",
@@ -537,14 +536,18 @@ impl ProxyHttp for Edge {
                         (false, true) => "private, max-age=31536000, immutable".to_string(),
                     };
                     resp.insert_header(http::header::CACHE_CONTROL, cc)?;
-                    let rewritable = media.path.kind == crate::media::MediaKind::HlsPlaylist
+                    let rewritable = media.path.kind.is_manifest()
                         && resp.status.as_u16() == 200
                         && session.req_header().method == http::Method::GET;
-                    if let (Some(token), true) = (&ctx.admitted_token, rewritable) {
+                    if let (Some(admission), Some(key), true) =
+                        (&ctx.gate, &self.state.access.playback, rewritable)
+                    {
+                        // The base is the canonical path, never the request's spelling.
                         let base = url::Url::parse(&format!(
-                            "http://{}{}",
+                            "http://{}/stream/{}/{}",
                             playlist::LOCAL_HOST,
-                            session.req_header().uri.path()
+                            route::encode_segments(std::slice::from_ref(&media.path.hash)),
+                            media.path.rest_encoded()
                         ));
                         if let (Ok(base), Some(m)) = (
                             base,
@@ -560,9 +563,15 @@ impl ProxyHttp for Edge {
                                     .map(str::to_string),
                                 path_hint: media.path.rest_joined(),
                                 base,
-                                mapping: playlist::UriMapping::StreamToken {
-                                    token: token.clone(),
-                                },
+                                mapping: playlist::UriMapping::Playback(Box::new(
+                                    playlist::PlaybackMapping {
+                                        key: key.clone(),
+                                        claims: admission.playback.clone(),
+                                        quality: admission.quality,
+                                        hash: media.path.hash.clone(),
+                                        extensions: self.extensions.clone(),
+                                    },
+                                )),
                             });
                         }
                     }
@@ -710,6 +719,9 @@ impl ProxyHttp for Edge {
             if session.cache.lock_duration().is_some() {
                 metrics::CACHE_LOCK_WAITS.inc();
             }
+        }
+        if let Some(admission) = &ctx.gate {
+            gate::settle(&self.state, admission, status).await;
         }
         if let Some(Target::Stream(media)) = &ctx.target {
             self.state.stats.record(

@@ -20,6 +20,8 @@ use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use url::Url;
 
+use crate::auth::playback::{PlaybackClaims, PlaybackKey};
+use crate::rewrite::quality::Quality;
 use crate::rewrite::{self, PlaylistKind, MAX_PLAYLIST_BYTES};
 
 /// Bytes looked at before deciding whether a body of a generic type is a playlist.
@@ -41,37 +43,117 @@ pub struct RewriteJob {
 pub enum UriMapping {
     /// `/api/proxy?url=<absolute>&ctx=<ctx>` (provider streams).
     Proxy { ctx: String },
-    /// A token-gated `/stream` playlist: URIs under `/stream/` on sluice itself carry the
-    /// viewer's stream token as `?token=`, so players that cannot send the cookie
-    /// cross-origin still reach segments and variants. `base` is then
-    /// `http://sluice.local/stream/…` and other URIs are left absolute and untouched.
-    StreamToken { token: String },
+    /// A token-gated `/stream` playlist: URIs of the same content on sluice itself carry a
+    /// playback credential (`?pc=`) minted for this response. `base` is then
+    /// `http://sluice.local/stream/{hash}/…` and other URIs keep their form.
+    Playback(Box<PlaybackMapping>),
 }
 
-/// The host standing for sluice itself in [`UriMapping::StreamToken`] bases.
+/// How a gated playlist's URIs get their playback credential.
+#[derive(Debug, Clone)]
+pub struct PlaybackMapping {
+    pub key: std::sync::Arc<PlaybackKey>,
+    /// The playback this response belongs to (scope as admitted).
+    pub claims: PlaybackClaims,
+    /// Set on an entry load of a restricted-quality token: variants above it are removed
+    /// and the credential's scope lists what remains.
+    pub quality: Option<Quality>,
+    /// The `{hash}` of the request path (a stream id or the content hash): URIs below
+    /// `/stream/{hash}/` are this content's.
+    pub hash: String,
+    /// `stream.extensions`, to read URIs back into canonical media paths.
+    pub extensions: std::sync::Arc<Vec<String>>,
+}
+
+/// The host standing for sluice itself in [`UriMapping::Playback`] bases.
 pub const LOCAL_HOST: &str = "sluice.local";
 
-/// A URI of a token-gated playlist: paths under `/stream/` on sluice get `?token=`.
-fn with_stream_token(abs: &Url, token: &str) -> String {
-    if abs.host_str() != Some(LOCAL_HOST) {
-        return abs.to_string();
+impl PlaybackMapping {
+    /// The canonical path below `/stream/{hash}/` of a resolved URI, if it is this
+    /// content's (on sluice itself, under the same hash, a valid media path).
+    fn own_path(&self, abs: &Url) -> Option<crate::media::path::StreamPath> {
+        if abs.host_str() != Some(LOCAL_HOST) {
+            return None;
+        }
+        let rest = abs.path().strip_prefix("/stream/")?;
+        let sp = crate::media::path::parse_stream_path(rest, &self.extensions).ok()?;
+        (sp.hash == self.hash).then_some(sp)
     }
-    let path = abs.path();
-    if !path.starts_with("/stream/") {
-        return path.to_string();
+
+    /// Rewrite a gated playlist: filter variants (entry loads of restricted tokens), widen
+    /// the scope with what this playlist links to, mint one credential, put it on every URI
+    /// of this content.
+    fn rewrite(
+        &self,
+        kind: PlaylistKind,
+        body: &[u8],
+        base: &Url,
+    ) -> Result<Vec<u8>, rewrite::RewriteError> {
+        rewrite::check_size(body.len())?;
+        let text = std::str::from_utf8(body).map_err(|_| rewrite::RewriteError::NotUtf8)?;
+        let mut text = std::borrow::Cow::Borrowed(text);
+        let mut claims = self.claims.clone();
+        if kind == PlaylistKind::Hls {
+            let multivariant = rewrite::quality::is_multivariant(&text);
+            if let (Some(q), true) = (self.quality, multivariant) {
+                text = std::borrow::Cow::Owned(rewrite::quality::filter_variants(&text, q));
+                claims.scope = Some(Vec::new());
+            }
+            if claims.scope.is_some() {
+                // A multivariant playlist opens exactly the playlists it still lists; a media
+                // playlist adds the directories of its segments (never playlists).
+                let mut extra = Vec::new();
+                for uri in rewrite::hls_uris(&text) {
+                    let Some(sp) = base.join(&uri).ok().and_then(|abs| self.own_path(&abs)) else {
+                        continue;
+                    };
+                    let rest = sp.rest_joined();
+                    if multivariant && sp.kind.is_manifest() {
+                        extra.push(rest);
+                    } else if !multivariant && !sp.kind.is_manifest() {
+                        extra.push(match rest.rfind('/') {
+                            Some(i) => rest[..=i].to_string(),
+                            // A segment beside the playlist at the content root.
+                            None => rest,
+                        });
+                    }
+                }
+                claims = claims.widened(extra);
+            }
+        }
+        let credential = self.key.sign(&claims);
+        let mut map = |abs: &Url| Ok(self.map(abs, &credential));
+        rewrite::rewrite(kind, text.as_bytes(), base, &mut map)
     }
-    let mut out = String::with_capacity(path.len() + token.len() + 16);
-    out.push_str(path);
-    out.push('?');
-    for (k, v) in abs.query_pairs().filter(|(k, _)| k != "token") {
-        out.extend(url::form_urlencoded::byte_serialize(k.as_bytes()));
-        out.push('=');
-        out.extend(url::form_urlencoded::byte_serialize(v.as_bytes()));
-        out.push('&');
+
+    /// A URI of this content on sluice gets `pc=` (any `token=`/`pc=` it had removed); other
+    /// URIs on sluice keep path and query; URIs elsewhere stay absolute and untouched.
+    fn map(&self, abs: &Url, credential: &str) -> String {
+        if abs.host_str() != Some(LOCAL_HOST) {
+            return abs.to_string();
+        }
+        let path = abs.path();
+        let mut out = String::with_capacity(path.len() + credential.len() + 16);
+        out.push_str(path);
+        let own = self.own_path(abs).is_some();
+        let mut sep = '?';
+        for (k, v) in abs.query_pairs() {
+            if own && (k == "token" || k == "pc") {
+                continue;
+            }
+            out.push(sep);
+            sep = '&';
+            out.extend(url::form_urlencoded::byte_serialize(k.as_bytes()));
+            out.push('=');
+            out.extend(url::form_urlencoded::byte_serialize(v.as_bytes()));
+        }
+        if own {
+            out.push(sep);
+            out.push_str("pc=");
+            out.extend(url::form_urlencoded::byte_serialize(credential.as_bytes()));
+        }
+        out
     }
-    out.push_str("token=");
-    out.extend(url::form_urlencoded::byte_serialize(token.as_bytes()));
-    out
 }
 
 #[derive(Debug, Default)]
@@ -126,10 +208,7 @@ impl PlaylistRewrite {
             // `rewrite_proxied` is `rewrite` with the `proxy_url(abs, ctx)` map (non-http(s)
             // refused) plus a fast path for plain relative URIs; see `rewrite::ProxyMapper`.
             UriMapping::Proxy { ctx } => rewrite::rewrite_proxied(kind, body, &job.base, ctx),
-            UriMapping::StreamToken { token } => {
-                let mut map = |abs: &Url| Ok(with_stream_token(abs, token));
-                rewrite::rewrite(kind, body, &job.base, &mut map)
-            }
+            UriMapping::Playback(m) => m.rewrite(kind, body, &job.base),
         }
         .map(Bytes::from)
         .map_err(|e| {
@@ -256,23 +335,105 @@ mod tests {
         }
     }
 
+    fn playback(quality: Option<&str>, scope: Option<Vec<String>>) -> PlaybackMapping {
+        PlaybackMapping {
+            key: std::sync::Arc::new(PlaybackKey::derive(b"0123456789abcdef")),
+            claims: PlaybackClaims {
+                jti: "j".into(),
+                dir: "h".into(),
+                ip: "192.0.2.1".into(),
+                device: String::new(),
+                start: 1,
+                exp: i64::MAX,
+                scope,
+            },
+            quality: quality.and_then(Quality::limit),
+            hash: "h".into(),
+            extensions: std::sync::Arc::new(
+                ["m3u8", "m4s", "mp4", "ts"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
+        }
+    }
+
+    fn credential_of(uri: &str) -> PlaybackClaims {
+        let pc = url::Url::parse(&format!("http://x{uri}"))
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "pc")
+            .unwrap()
+            .1
+            .into_owned();
+        PlaybackKey::derive(b"0123456789abcdef")
+            .verify(&pc, 2)
+            .unwrap()
+    }
+
     #[test]
-    fn stream_token_mapping_keeps_paths_local() {
+    fn playback_mapping_puts_a_credential_on_own_uris_only() {
         let mut m = PlaylistRewrite::default();
         m.arm(RewriteJob {
             content_type: Some("application/vnd.apple.mpegurl".into()),
             path_hint: "/stream/h/master.m3u8".into(),
             base: Url::parse("http://sluice.local/stream/h/master.m3u8").unwrap(),
-            mapping: UriMapping::StreamToken {
-                token: "a.b-c_d".into(),
-            },
+            mapping: UriMapping::Playback(Box::new(playback(None, None))),
         });
-        let input = "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"/api/key/h\"\n#EXT-X-STREAM-INF:BANDWIDTH=1\nvideo/p.m3u8?x=1\n#EXTINF:2,\nhttps://other.cdn/seg.ts\n";
+        let input = "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"/api/key/h?x=1\"\n#EXT-X-STREAM-INF:BANDWIDTH=1\nvideo/p.m3u8?x=1&token=old\n#EXTINF:2,\nhttps://other.cdn/seg.ts\n#EXTINF:2,\n/stream/other/seg.ts\n";
         let out = String::from_utf8(run(&mut m, &[input.as_bytes()], true)).unwrap();
-        assert_eq!(
-            out,
-            "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"/api/key/h\"\n#EXT-X-STREAM-INF:BANDWIDTH=1\n/stream/h/video/p.m3u8?x=1&token=a.b-c_d\n#EXTINF:2,\nhttps://other.cdn/seg.ts\n"
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[1], "#EXT-X-KEY:METHOD=AES-128,URI=\"/api/key/h?x=1\"");
+        assert!(
+            lines[3].starts_with("/stream/h/video/p.m3u8?x=1&pc="),
+            "{out}"
         );
+        assert!(!lines[3].contains("token="), "{out}");
+        assert_eq!(lines[5], "https://other.cdn/seg.ts");
+        assert_eq!(lines[7], "/stream/other/seg.ts");
+        assert_eq!(credential_of(lines[3]).scope, None);
+    }
+
+    #[test]
+    fn restricted_quality_filters_and_scopes() {
+        let mapping = playback(Some("720p"), None);
+        let base = Url::parse("http://sluice.local/stream/h/master.m3u8").unwrap();
+        let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,RESOLUTION=1280x720\nv720/p.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=1,RESOLUTION=1920x1080\nv1080/p.m3u8\n";
+        let out = String::from_utf8(
+            mapping
+                .rewrite(PlaylistKind::Hls, master.as_bytes(), &base)
+                .unwrap(),
+        )
+        .unwrap();
+        let uri = out.lines().nth(2).unwrap();
+        assert!(!out.contains("v1080"), "{out}");
+        let c = credential_of(uri);
+        assert_eq!(c.scope, Some(vec!["v720/p.m3u8".to_string()]));
+        // The media playlist, loaded with that credential, widens it with its segments' dir.
+        let media_map = PlaybackMapping {
+            claims: c,
+            quality: None,
+            ..playback(None, None)
+        };
+        let base = Url::parse("http://sluice.local/stream/h/v720/p.m3u8").unwrap();
+        let media = "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:2,\nseg/1.m4s\n";
+        let out = String::from_utf8(
+            media_map
+                .rewrite(PlaylistKind::Hls, media.as_bytes(), &base)
+                .unwrap(),
+        )
+        .unwrap();
+        let seg = out.lines().nth(3).unwrap();
+        let c = credential_of(seg);
+        assert_eq!(
+            c.scope,
+            Some(vec![
+                "v720/p.m3u8".to_string(),
+                "v720/".to_string(),
+                "v720/seg/".to_string()
+            ])
+        );
+        assert!(c.allows("v720/seg/1.m4s", false) && !c.allows("v1080/seg/1.m4s", false));
     }
 
     fn run(m: &mut PlaylistRewrite, chunks: &[&[u8]], end_on_last: bool) -> Vec<u8> {

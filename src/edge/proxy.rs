@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use url::Url;
 
-use crate::ssrf::{self, Refusal};
 use crate::provider::{Provider, Providers};
+use crate::ssrf::{self, Refusal};
 use crate::store::ctx::CtxStore;
 
 /// A checked upstream for one proxied request.

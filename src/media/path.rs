@@ -9,7 +9,7 @@
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
-use super::{valid_hash, extension, MediaKind};
+use super::{extension, valid_hash, MediaKind};
 
 /// Why a media path was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,4 +139,3 @@ pub fn parse_stream_path(raw: &str, allowed_ext: &[String]) -> Result<StreamPath
         kind: MediaKind::from_extension(&ext_lower),
     })
 }
-

@@ -17,6 +17,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 
 pub mod dash;
 pub mod hls;
+pub mod quality;
 
 pub use dash::{dash_uris, rewrite_dash};
 pub use hls::{hls_uris, rewrite_hls};

@@ -1,4 +1,10 @@
-//! Revoked stream tokens (stream-token-api "Revocation: blacklist"): `jti → exp`.
+//! Revoked stream tokens (stream-token-api "Revocation: blacklist"): `jti → keep_until`.
+//!
+//! `keep_until` is not the token's `exp`: a token is accepted until `exp + leeway`, and a
+//! playback it started runs on playback credentials until `streaming.playback_max` after
+//! that, so a revocation must outlive both
+//! ([`crate::config::tokens::StreamingConfig::revocation_horizon`]). The `exp` column holds
+//! that horizon.
 //!
 //! [`RevocationStore`] is the seam for a shared store (Redis, when `state.redis` arrives);
 //! [`SqliteRevocations`] is the single-node one: a SQLite table for durability plus an
@@ -18,11 +24,12 @@ use super::{Db, StoreError};
 /// Where revocations live.
 #[async_trait]
 pub trait RevocationStore: Send + Sync {
-    /// Revoke `jti` (a token valid until `exp`, unix seconds). Idempotent.
-    async fn revoke(&self, jti: &str, exp: i64) -> Result<(), StoreError>;
+    /// Revoke `jti`, remembering it until `keep_until` (unix seconds). Idempotent; a later
+    /// call may only extend the horizon.
+    async fn revoke(&self, jti: &str, keep_until: i64) -> Result<(), StoreError>;
     /// Whether `jti` is revoked. Must not block: the edge calls it on every gated request.
     async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError>;
-    /// Forget revocations of tokens expired before `now`.
+    /// Forget revocations whose horizon passed before `now`.
     async fn prune(&self, now: i64) -> Result<(), StoreError>;
 }
 
@@ -49,17 +56,20 @@ impl SqliteRevocations {
 
 #[async_trait]
 impl RevocationStore for SqliteRevocations {
-    async fn revoke(&self, jti: &str, exp: i64) -> Result<(), StoreError> {
+    async fn revoke(&self, jti: &str, keep_until: i64) -> Result<(), StoreError> {
         let j = jti.to_string();
         self.db
             .call(move |c| {
                 c.execute(
-                    "INSERT OR IGNORE INTO revoked_tokens (jti, exp) VALUES (?1, ?2)",
-                    params![j, exp],
+                    "INSERT INTO revoked_tokens (jti, exp) VALUES (?1, ?2)
+                     ON CONFLICT(jti) DO UPDATE SET exp = max(exp, excluded.exp)",
+                    params![j, keep_until],
                 )
             })
             .await?;
-        self.set.write().insert(jti.to_string(), exp);
+        let mut set = self.set.write();
+        let e = set.entry(jti.to_string()).or_insert(keep_until);
+        *e = (*e).max(keep_until);
         Ok(())
     }
 

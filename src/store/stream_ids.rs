@@ -3,8 +3,13 @@
 //! `/stream/{player}/…` is fetched from `{bucket}/{publisher}/…` when `{player}` is registered.
 //! The request path reads an in-memory snapshot (one atomic load, no lock, no I/O); every write
 //! through the admin API reloads it, so changes take effect without a restart.
+//!
+//! A stream id is an alias, and aliases must not become a way around the gate: the edge gates
+//! on the directory a hash *resolves to* ([`StreamRegistry::dir_for`]), and a hash that names a
+//! configured content always resolves to itself, whatever rows exist (a row registered before
+//! the content was configured cannot shadow it; the admin API refuses new ones with 409).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -23,18 +28,42 @@ pub struct StreamId {
 pub struct StreamRegistry {
     db: Db,
     snapshot: Arc<ArcSwap<HashMap<String, String>>>,
+    /// Hashes of configured contents: never resolved through a stream id.
+    reserved: Arc<HashSet<String>>,
 }
 
 impl StreamRegistry {
-    /// Load the current table.
-    pub fn load(db: Db) -> Result<StreamRegistry, StoreError> {
+    /// Load the current table. `reserved`: hashes of configured contents, which always
+    /// resolve to themselves.
+    pub fn load(
+        db: Db,
+        reserved: impl IntoIterator<Item = String>,
+    ) -> Result<StreamRegistry, StoreError> {
         let reg = StreamRegistry {
             db,
             snapshot: Arc::new(ArcSwap::from_pointee(HashMap::new())),
+            reserved: Arc::new(reserved.into_iter().collect()),
         };
         let rows = reg.db.call_blocking(list_rows)?;
+        for r in rows.iter().filter(|r| reg.reserved.contains(&r.player)) {
+            tracing::warn!(
+                player = %r.player,
+                "stream id shadows a configured content; the content wins (delete the stream id)"
+            );
+        }
         reg.install(&rows);
         Ok(reg)
+    }
+
+    /// Why `player` may not be registered (it would shadow something), if it may not.
+    pub fn shadowing(&self, player: &str) -> Option<String> {
+        if self.reserved.contains(player) {
+            return Some(format!("configured content '{player}'"));
+        }
+        if self.snapshot.load().values().any(|p| p == player) {
+            return Some(format!("publisher '{player}'"));
+        }
+        None
     }
 
     fn install(&self, rows: &[StreamId]) {
@@ -45,8 +74,11 @@ impl StreamRegistry {
         self.snapshot.store(Arc::new(map));
     }
 
-    /// The publisher prefix for a player id, if registered.
+    /// The publisher prefix for a player id, if registered (and not a configured content).
     pub fn publisher_for(&self, player: &str) -> Option<String> {
+        if self.reserved.contains(player) {
+            return None;
+        }
         self.snapshot.load().get(player).cloned()
     }
 
@@ -93,7 +125,7 @@ mod tests {
     async fn snapshot_follows_table() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("s.db")).unwrap();
-        let reg = StreamRegistry::load(db.clone()).unwrap();
+        let reg = StreamRegistry::load(db.clone(), ["movie".to_string()]).unwrap();
         assert_eq!(reg.publisher_for("live"), None);
         db.call(|c| {
             c.execute(
@@ -105,5 +137,21 @@ mod tests {
         .unwrap();
         reg.reload().await.unwrap();
         assert_eq!(reg.publisher_for("live").as_deref(), Some("studio_1"));
+        assert_eq!(
+            reg.shadowing("studio_1").as_deref(),
+            Some("publisher 'studio_1'")
+        );
+        assert!(reg.shadowing("movie").is_some() && reg.shadowing("new").is_none());
+        // A row naming a configured content never resolves.
+        db.call(|c| {
+            c.execute(
+                "INSERT INTO stream_ids (publisher, player) VALUES ('elsewhere', 'movie')",
+                [],
+            )
+        })
+        .await
+        .unwrap();
+        reg.reload().await.unwrap();
+        assert_eq!(reg.dir_for("movie"), "movie");
     }
 }

@@ -1,7 +1,8 @@
 //! Stream-token use counters (stream-token-api "Max Uses": `count < maxUses`).
 //!
-//! One *use* is one load of a playlist (`.m3u8`/`.mpd`) through a gated `/stream` path;
-//! segments are checked but not counted (README, "Stream tokens"). [`UseCounter::try_use`]
+//! One *use* is one playback start: a successful load of the entry playlist with the stream
+//! token (README, "Stream tokens"). The gate reserves it at admission and gives it back with
+//! [`UseCounter::release`] when the answer is not a success. [`UseCounter::try_use`]
 //! is atomic per `jti`: of N concurrent requests on a fresh token exactly `maxUses` succeed.
 //!
 //! [`MemoryUseCounter`] keeps counts in this process (a restart forgets them, which only
@@ -27,9 +28,12 @@ pub trait UseCounter: Send + Sync {
     /// Count one use of `jti` if fewer than `max` were counted. `exp` (unix seconds) bounds
     /// how long the count must be kept.
     async fn try_use(&self, jti: &str, max: u32, exp: i64) -> UseOutcome;
-    /// Uses counted so far.
+    /// Give back one use counted by [`Self::try_use`] (the request it admitted failed).
+    async fn release(&self, jti: &str);
+    /// Uses counted so far (reservations in flight included).
     async fn used(&self, jti: &str) -> u32;
-    /// Forget counts of tokens expired before `now`.
+    /// Forget counts kept until before `now` (the `exp` given to `try_use` is the horizon:
+    /// the token's `exp + leeway`).
     async fn prune(&self, now: i64);
 }
 
@@ -77,6 +81,12 @@ impl UseCounter for MemoryUseCounter {
         Self::count(&mut self.shard(jti).lock(), jti, max, exp)
     }
 
+    async fn release(&self, jti: &str) {
+        if let Some(e) = self.shard(jti).lock().get_mut(jti) {
+            e.0 = e.0.saturating_sub(1);
+        }
+    }
+
     async fn used(&self, jti: &str) -> u32 {
         self.shard(jti).lock().get(jti).map(|e| e.0).unwrap_or(0)
     }
@@ -105,6 +115,12 @@ mod tests {
         }
         assert_eq!(c.try_use("j", 3, 100).await, UseOutcome::Exhausted);
         assert_eq!(c.used("j").await, 3);
+        c.release("j").await;
+        assert_eq!(c.used("j").await, 2);
+        assert_eq!(
+            c.try_use("j", 3, 100).await,
+            UseOutcome::Allowed { remaining: 0 }
+        );
         assert_eq!(c.used("other").await, 0);
         c.prune(101).await;
         assert_eq!(c.used("j").await, 0);

@@ -255,8 +255,10 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-pub fn sluice_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_sluice")
+/// The binary under test: this build's, or `SLUICE_BIN` (to show a new test fails on an
+/// older build).
+pub fn sluice_bin() -> String {
+    std::env::var("SLUICE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice").to_string())
 }
 
 /// A running `sluice serve`, killed on drop.
