@@ -118,16 +118,6 @@ impl Refusal {
     }
 }
 
-/// The NestJS-style error body of the stream-token surface:
-/// `{"statusCode": 401, "message": "Token expired", "error": "Unauthorized"}`.
-pub fn error_body(status: StatusCode, message: &str) -> serde_json::Value {
-    serde_json::json!({
-        "statusCode": status.as_u16(),
-        "message": message,
-        "error": status.canonical_reason().unwrap_or("Error"),
-    })
-}
-
 /// The long-lived pieces of token admission.
 pub struct AccessState {
     pub signer: Option<StreamTokenSigner>,
@@ -494,10 +484,6 @@ mod tests {
         ] {
             assert_eq!((r.status().as_u16(), r.message()), (code, msg));
         }
-        assert_eq!(
-            error_body(StatusCode::GONE, "Token revoked"),
-            serde_json::json!({"statusCode": 410, "message": "Token revoked", "error": "Gone"})
-        );
     }
 
     #[test]

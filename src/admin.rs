@@ -31,7 +31,8 @@ impl AdminApp {
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let started = Instant::now();
-        let resp = api::handle(&self.router, session, &self.state.config.trusted_proxies).await;
+        let answer = api::handle(&self.router, session, &self.state).await;
+        let resp = answer.response;
         let status = resp.status().as_u16();
         let class = if session.req_header().uri.path() == "/metrics" {
             "metrics"
@@ -45,11 +46,7 @@ impl ServeHttp for AdminApp {
         metrics::REQUEST_DURATION
             .with_label_values(&["admin", class])
             .observe(elapsed.as_secs_f64());
-        let is_head = session.req_header().method == http::Method::HEAD;
-        let (mut parts, body) = resp.into_parts();
-        parts
-            .headers
-            .insert(http::header::CONTENT_LENGTH, body.len().into());
+        let (parts, body) = resp.into_parts();
         if self.state.config.log.access_log {
             let req = session.req_header();
             tracing::info!(
@@ -64,7 +61,12 @@ impl ServeHttp for AdminApp {
                 class,
             );
         }
-        let body = if is_head { Vec::new() } else { body.to_vec() };
+        // HEAD: the GET's headers and length; Pingora writes no body for a HEAD.
+        let body = if answer.head_only {
+            Vec::new()
+        } else {
+            body.to_vec()
+        };
         Response::from_parts(parts, body)
     }
 }

@@ -65,6 +65,7 @@ pub mod file {
         pub admin: Admin,
         pub providers: std::collections::BTreeMap<String, crate::provider::ProviderFile>,
         pub provider_auth: ProviderAuth,
+        pub rate_limits: RateLimits,
         pub trusted_proxies: Vec<String>,
         /// Pingora's own `ServerConf`, passed through untouched.
         pub server: Option<serde_yaml::Value>,
@@ -215,8 +216,34 @@ pub mod file {
         }
     }
 
+    /// Limits of the public routes, requests per minute (admin and key-delivery classes are
+    /// under `admin:` and `key_delivery:`, where their documents put them).
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct RateLimits {
+        /// `POST /api/v2/streaming/{token,revoke,drm/license}`, per bearer credential.
+        pub streaming: u32,
+        /// `GET /api/v2/streaming/verify`, per token.
+        pub verify: u32,
+        /// The provider Stream Info endpoint, per bearer JWT.
+        pub stream_info: u32,
+        /// 401/403 answers per client IP on the public credential-checking routes.
+        pub auth_failures: u32,
+    }
+
+    impl Default for RateLimits {
+        fn default() -> Self {
+            RateLimits {
+                streaming: 1200,
+                verify: 120,
+                stream_info: 60,
+                auth_failures: 60,
+            }
+        }
+    }
+
     /// How the provider stream endpoint checks `Authorization: Bearer <JWT>`.
-    #[derive(Debug, Default, Deserialize)]
+    #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields, default)]
     pub struct ProviderAuth {
         /// The HS256 secret (use `${VAR}`), or:
@@ -225,6 +252,23 @@ pub mod file {
         pub jwt_secret_env: Option<String>,
         pub issuer: Option<String>,
         pub audience: Option<String>,
+        /// Live proxy contexts one JWT subject may hold (its oldest is replaced beyond).
+        pub ctx_per_subject: usize,
+        /// Live proxy contexts in all; a new one beyond is refused (503), never evicting.
+        pub ctx_capacity: usize,
+    }
+
+    impl Default for ProviderAuth {
+        fn default() -> Self {
+            ProviderAuth {
+                jwt_secret: None,
+                jwt_secret_env: None,
+                issuer: None,
+                audience: None,
+                ctx_per_subject: 16,
+                ctx_capacity: 100_000,
+            }
+        }
     }
 
     #[derive(Debug, Deserialize)]
@@ -320,6 +364,8 @@ pub struct ProviderAuthConfig {
     pub jwt_secret: Option<Secret>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
+    pub ctx_per_subject: usize,
+    pub ctx_capacity: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -343,6 +389,9 @@ pub struct Config {
     pub admin: AdminConfig,
     pub providers: crate::provider::Providers,
     pub provider_auth: ProviderAuthConfig,
+    /// Requests per minute of every rate-limit class (`key` is filled in with the token
+    /// sections).
+    pub rate_limits: crate::ratelimit::Limits,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Pingora's `server:` section as written; [`Config::server_conf`] builds the `ServerConf`.
     pub server: serde_yaml::Value,
@@ -392,6 +441,7 @@ impl Config {
         let validator = Validator { file, text };
         let mut config = validator.validate(raw)?;
         config.access = tokens::validate(&validator, access, env)?;
+        config.rate_limits.key = config.access.key_delivery.rate_limit;
         Ok(config)
     }
 }
@@ -559,10 +609,15 @@ impl Validator<'_> {
                 self.err("trusted_proxies", format!("`{p}` is not an IP or CIDR"))
             })?);
         }
+        let rl = &raw.rate_limits;
         for (key, v) in [
             ("admin.rate_limit_api", raw.admin.rate_limit_api),
             ("admin.rate_limit_stats", raw.admin.rate_limit_stats),
             ("admin.rate_limit_config", raw.admin.rate_limit_config),
+            ("rate_limits.streaming", rl.streaming),
+            ("rate_limits.verify", rl.verify),
+            ("rate_limits.stream_info", rl.stream_info),
+            ("rate_limits.auth_failures", rl.auth_failures),
         ] {
             if v == 0 {
                 return Err(self.err(key, "must be at least 1 request per minute"));
@@ -591,6 +646,12 @@ impl Validator<'_> {
             if s.len() < 16 {
                 return Err(self.err("provider_auth.jwt_secret", "must be at least 16 bytes"));
             }
+        }
+        if pa.ctx_per_subject == 0 || pa.ctx_capacity < pa.ctx_per_subject {
+            return Err(self.err(
+                "provider_auth.ctx_per_subject",
+                "must be at least 1 and not above provider_auth.ctx_capacity",
+            ));
         }
         if !providers.by_id.is_empty() && jwt_secret.is_none() {
             return Err(self.err(
@@ -651,6 +712,18 @@ impl Validator<'_> {
                 jwt_secret: jwt_secret.map(|s| Secret(s.into_bytes())),
                 issuer: pa.issuer,
                 audience: pa.audience,
+                ctx_per_subject: pa.ctx_per_subject,
+                ctx_capacity: pa.ctx_capacity,
+            },
+            rate_limits: crate::ratelimit::Limits {
+                api: raw.admin.rate_limit_api,
+                stats: raw.admin.rate_limit_stats,
+                config: raw.admin.rate_limit_config,
+                key: 0,
+                streaming: rl.streaming,
+                verify: rl.verify,
+                stream_info: rl.stream_info,
+                auth_failures: rl.auth_failures,
             },
             trusted_proxies,
             server,

@@ -171,7 +171,7 @@ fn print_result(name: &str, r: Result<String, String>) -> ExitCode {
 }
 
 fn keys_command(config: &std::path::Path, action: KeysAction) -> Result<(), String> {
-    use sluice::auth::api_keys::{self, Permission};
+    use sluice::auth::api_keys::Permission;
     use sluice::store::api_keys as rows;
     if let KeysAction::RotateKek = action {
         println!("{}", sluice::cli::rotate_kek(config)?);
@@ -187,10 +187,8 @@ fn keys_command(config: &std::path::Path, action: KeysAction) -> Result<(), Stri
             if name.trim().is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
                 return Err("--name must be 1 to 128 printable characters".into());
             }
-            let key = api_keys::generate();
-            let (hash, prefix) = (api_keys::hash(&key), api_keys::display_prefix(&key));
-            let id = db
-                .call_blocking(move |c| rows::insert(c, &hash, &prefix, &name, perm.as_str()))
+            let (id, key) = db
+                .call_blocking(move |c| rows::create(c, &name, perm))
                 .map_err(|e| e.to_string())?;
             println!("{key}");
             eprintln!(

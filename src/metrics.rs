@@ -107,6 +107,16 @@ pub static AUTH_REJECTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// Requests refused by a rate limit, by class.
+pub static RATE_LIMITED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "sluice_rate_limited_total",
+        "Requests refused with 429 by a rate limit, by class",
+        &["class"]
+    )
+    .expect("metric registers once")
+});
+
 /// Admin access-log entries dropped because the write queue was full.
 pub static ACCESS_LOG_DROPPED: Lazy<IntCounter> = Lazy::new(|| {
     register_int_counter!(
@@ -162,6 +172,9 @@ pub fn render() -> Vec<u8> {
     Lazy::force(&CACHE_BYTES);
     Lazy::force(&AUTH_REJECTIONS);
     Lazy::force(&ACCESS_LOG_DROPPED);
+    for c in crate::ratelimit::RateClass::ALL {
+        RATE_LIMITED.with_label_values(&[c.as_str()]);
+    }
     let mut buf = Vec::with_capacity(8 * 1024);
     // Encoding into a Vec cannot fail for well-formed families.
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);

@@ -1,77 +1,250 @@
-//! Per-class, per-client rate limits (admin-api.md "Rate Limiting"; playback-api key delivery).
+//! Per-class, per-client rate limits (admin-api.md "Rate Limiting"; playback-api key delivery;
+//! sluice's public stream-token, Stream Info and signature routes).
 //!
-//! One GCRA limiter (the `governor` crate) per endpoint class, keyed by client: a burst of the
-//! full per-minute quota, refilled evenly over the minute, so the 31st `api` request inside a
-//! minute is refused while the `stats` class still answers. The key is the client IP as
-//! resolved by [`super::client_ip`] (X-Forwarded-For only from trusted proxies), or another
-//! string key where a document says so (the key endpoint limits by bearer token).
+//! "30 requests per minute" means at most 30 admitted in *any* 60-second window, so each
+//! limiter is an exact sliding-window log: per key, the instants of the requests admitted in
+//! the last window. A token bucket or GCRA with a burst of 30 admits ~60 in a minute (the
+//! burst, then the refill); this cannot. The cost is one timestamp per admitted request, so
+//! each class's table is bounded by a timestamp budget: when it is full, keys whose window
+//! is empty go first, then the least recently used key (which can only forget some of that
+//! key's history — documented in README).
+//!
+//! Every class is applied the same way, by one layer before the request body is read
+//! (`api::limits`): a refused request costs no body read and no handler work, and an
+//! oversized body is counted like any other request. Classes that count *failures* (the
+//! auth-failure budget) reserve a slot at admission and [`RateLimits::release`] it when the
+//! answer turns out not to be a failure, which keeps the count exact under concurrency.
 
-use std::num::NonZeroU32;
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
+use parking_lot::Mutex;
 
-/// The endpoint classes with their own buckets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The endpoint classes with their own limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RateClass {
-    /// Stream-id routes.
+    /// Stream-id, purge and content-key routes (admin `rate_limit_api`).
     Api,
-    /// `GET /stats/{player}`.
+    /// `GET /stats/{player}` (`rate_limit_stats`).
     Stats,
-    /// API key management.
+    /// API key management (`rate_limit_config`).
     Config,
-    /// `GET /api/key/{hash}` (playback).
+    /// `GET /api/key/{hash}` (playback), per bearer token or client IP.
     Key,
+    /// `POST /api/v2/streaming/{token,revoke,drm/license}`, per bearer credential.
+    Streaming,
+    /// `GET /api/v2/streaming/verify`, per token.
+    Verify,
+    /// The provider Stream Info endpoint, per bearer JWT.
+    StreamInfo,
+    /// 401/403 answers per client IP on the public credential-checking routes.
+    AuthFailures,
 }
 
+impl RateClass {
+    pub const ALL: [RateClass; 8] = [
+        RateClass::Api,
+        RateClass::Stats,
+        RateClass::Config,
+        RateClass::Key,
+        RateClass::Streaming,
+        RateClass::Verify,
+        RateClass::StreamInfo,
+        RateClass::AuthFailures,
+    ];
+
+    /// Label for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateClass::Api => "api",
+            RateClass::Stats => "stats",
+            RateClass::Config => "config",
+            RateClass::Key => "key",
+            RateClass::Streaming => "streaming",
+            RateClass::Verify => "verify",
+            RateClass::StreamInfo => "stream_info",
+            RateClass::AuthFailures => "auth_failures",
+        }
+    }
+}
+
+/// Requests per minute for each class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    pub api: u32,
+    pub stats: u32,
+    pub config: u32,
+    pub key: u32,
+    pub streaming: u32,
+    pub verify: u32,
+    pub stream_info: u32,
+    pub auth_failures: u32,
+}
+
+impl Limits {
+    fn of(&self, class: RateClass) -> u32 {
+        match class {
+            RateClass::Api => self.api,
+            RateClass::Stats => self.stats,
+            RateClass::Config => self.config,
+            RateClass::Key => self.key,
+            RateClass::Streaming => self.streaming,
+            RateClass::Verify => self.verify,
+            RateClass::StreamInfo => self.stream_info,
+            RateClass::AuthFailures => self.auth_failures,
+        }
+    }
+}
+
+/// Timestamps one class may hold across all its keys (≈ 16 bytes each).
+const TIMESTAMP_BUDGET: usize = 2_000_000;
+/// Lock striping.
+const SHARDS: usize = 32;
+
+/// One exact sliding-window limiter.
+pub struct SlidingWindow {
+    limit: usize,
+    window: Duration,
+    max_keys_per_shard: usize,
+    shards: Vec<Mutex<HashMap<String, VecDeque<Instant>>>>,
+}
+
+impl SlidingWindow {
+    pub fn new(per_window: u32, window: Duration) -> SlidingWindow {
+        let limit = per_window.max(1) as usize;
+        let max_keys = (TIMESTAMP_BUDGET / limit).clamp(SHARDS * 16, 1 << 20);
+        SlidingWindow {
+            limit,
+            window,
+            max_keys_per_shard: max_keys / SHARDS,
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    fn shard(&self, key: &str) -> &Mutex<HashMap<String, VecDeque<Instant>>> {
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in key.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+        }
+        &self.shards[(h as usize) % SHARDS]
+    }
+
+    /// Admit one request for `key` at `now`, or say how long until one would be admitted.
+    pub fn check_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        let mut map = self.shard(key).lock();
+        if !map.contains_key(key) && map.len() >= self.max_keys_per_shard {
+            self.make_room(&mut map, now);
+        }
+        let log = map.entry(key.to_string()).or_default();
+        while log
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= self.window)
+        {
+            log.pop_front();
+        }
+        if log.len() >= self.limit {
+            let oldest = log.front().copied().unwrap_or(now);
+            return Err((oldest + self.window).saturating_duration_since(now));
+        }
+        log.push_back(now);
+        Ok(())
+    }
+
+    /// Take back the most recent admission of `key` (the request did not count after all).
+    pub fn release(&self, key: &str) {
+        if let Some(log) = self.shard(key).lock().get_mut(key) {
+            log.pop_back();
+        }
+    }
+
+    /// Requests admitted for `key` in the window ending `now`.
+    pub fn count_at(&self, key: &str, now: Instant) -> usize {
+        self.shard(key).lock().get(key).map_or(0, |log| {
+            log.iter()
+                .filter(|t| now.saturating_duration_since(**t) < self.window)
+                .count()
+        })
+    }
+
+    fn make_room(&self, map: &mut HashMap<String, VecDeque<Instant>>, now: Instant) {
+        let window = self.window;
+        map.retain(|_, log| {
+            log.back()
+                .is_some_and(|t| now.saturating_duration_since(*t) < window)
+        });
+        if map.len() >= self.max_keys_per_shard {
+            if let Some(lru) = map
+                .iter()
+                .min_by_key(|(_, log)| log.back().copied())
+                .map(|(k, _)| k.clone())
+            {
+                map.remove(&lru);
+            }
+        }
+    }
+
+    /// Drop keys with nothing left in their window.
+    pub fn prune(&self, now: Instant) {
+        for s in &self.shards {
+            s.lock().retain(|_, log| {
+                log.back()
+                    .is_some_and(|t| now.saturating_duration_since(*t) < self.window)
+            });
+        }
+    }
+
+    /// Keys currently tracked.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One limiter per class.
 pub struct RateLimits {
-    api: DefaultKeyedRateLimiter<String>,
-    stats: DefaultKeyedRateLimiter<String>,
-    config: DefaultKeyedRateLimiter<String>,
-    key: DefaultKeyedRateLimiter<String>,
-    clock: DefaultClock,
+    limiters: HashMap<RateClass, SlidingWindow>,
 }
 
-fn per_minute(n: u32) -> Quota {
-    Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN))
-}
+const MINUTE: Duration = Duration::from_secs(60);
 
 impl RateLimits {
-    /// Requests per minute for each class.
-    pub fn new(api: u32, stats: u32, config: u32, key: u32) -> RateLimits {
+    pub fn new(limits: Limits) -> RateLimits {
         RateLimits {
-            api: DefaultKeyedRateLimiter::keyed(per_minute(api)),
-            stats: DefaultKeyedRateLimiter::keyed(per_minute(stats)),
-            config: DefaultKeyedRateLimiter::keyed(per_minute(config)),
-            key: DefaultKeyedRateLimiter::keyed(per_minute(key)),
-            clock: DefaultClock::default(),
+            limiters: RateClass::ALL
+                .iter()
+                .map(|c| (*c, SlidingWindow::new(limits.of(*c), MINUTE)))
+                .collect(),
         }
     }
 
-    fn limiter(&self, class: RateClass) -> &DefaultKeyedRateLimiter<String> {
-        match class {
-            RateClass::Api => &self.api,
-            RateClass::Stats => &self.stats,
-            RateClass::Config => &self.config,
-            RateClass::Key => &self.key,
-        }
+    fn limiter(&self, class: RateClass) -> Option<&SlidingWindow> {
+        self.limiters.get(&class)
     }
 
-    /// `Ok` when allowed; `Err(retry_after)` when over the limit.
+    /// `Ok` when admitted; `Err(retry_after)` when over the limit.
     pub fn check(&self, class: RateClass, key: &str) -> Result<(), Duration> {
-        match self.limiter(class).check_key(&key.to_string()) {
-            Ok(()) => Ok(()),
-            Err(not_until) => Err(not_until.wait_time_from(self.clock.now())),
+        match self.limiter(class) {
+            Some(l) => l.check_at(key, Instant::now()),
+            None => Ok(()),
+        }
+    }
+
+    /// Give back an admission made by [`Self::check`].
+    pub fn release(&self, class: RateClass, key: &str) {
+        if let Some(l) = self.limiter(class) {
+            l.release(key);
         }
     }
 
     /// Drop idle keys so the tables do not grow without bound.
     pub fn prune(&self) {
-        self.api.retain_recent();
-        self.stats.retain_recent();
-        self.config.retain_recent();
-        self.key.retain_recent();
+        let now = Instant::now();
+        for l in self.limiters.values() {
+            l.prune(now);
+        }
     }
 }
 
@@ -80,22 +253,83 @@ mod tests {
     use super::*;
 
     #[test]
-    fn classes_have_separate_buckets() {
-        let rl = RateLimits::new(30, 300, 20, 120);
+    fn at_most_n_in_any_window() {
+        let w = SlidingWindow::new(30, MINUTE);
+        let t0 = Instant::now();
         for i in 0..30 {
-            assert!(rl.check(RateClass::Api, "1.2.3.4").is_ok(), "request {i}");
+            assert!(
+                w.check_at("ip", t0 + Duration::from_millis(i)).is_ok(),
+                "{i}"
+            );
         }
-        let retry = rl.check(RateClass::Api, "1.2.3.4").unwrap_err();
-        assert!(
-            retry > Duration::ZERO && retry <= Duration::from_secs(2),
-            "{retry:?}"
-        );
-        // Another class, another client: unaffected.
+        let retry = w.check_at("ip", t0 + Duration::from_secs(1)).unwrap_err();
+        assert_eq!(retry, Duration::from_secs(59));
+        // A token bucket would have refilled by now; the window has not moved past any.
+        assert!(w.check_at("ip", t0 + Duration::from_secs(30)).is_err());
+        assert!(w
+            .check_at("ip", t0 + Duration::from_millis(59_999))
+            .is_err());
+        // Exactly 60 s after the first admission, one slot frees.
+        assert!(w.check_at("ip", t0 + Duration::from_secs(60)).is_ok());
+        assert!(w.check_at("ip", t0 + Duration::from_secs(60)).is_err());
+        assert_eq!(w.count_at("ip", t0 + Duration::from_secs(60)), 30);
+        // Other keys are independent.
+        assert!(w.check_at("other", t0).is_ok());
+    }
+
+    #[test]
+    fn sliding_not_fixed_windows() {
+        // 10 per minute: 10 at 0:50 and 10 at 1:10 would pass a fixed-window counter.
+        let w = SlidingWindow::new(10, MINUTE);
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            assert!(w.check_at("k", t0 + Duration::from_secs(50)).is_ok());
+        }
+        assert!(w.check_at("k", t0 + Duration::from_secs(70)).is_err());
+    }
+
+    #[test]
+    fn release_gives_a_slot_back() {
+        let w = SlidingWindow::new(2, MINUTE);
+        let t0 = Instant::now();
+        assert!(w.check_at("k", t0).is_ok());
+        assert!(w.check_at("k", t0).is_ok());
+        assert!(w.check_at("k", t0).is_err());
+        w.release("k");
+        assert!(w.check_at("k", t0).is_ok());
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let w = SlidingWindow::new(100_000, MINUTE);
+        let cap = w.max_keys_per_shard * SHARDS;
+        let t0 = Instant::now();
+        for i in 0..cap * 3 {
+            let _ = w.check_at(&format!("k{i}"), t0 + Duration::from_micros(i as u64));
+        }
+        assert!(w.len() <= cap, "{} > {cap}", w.len());
+        w.prune(t0 + Duration::from_secs(3600));
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn classes_have_separate_limits() {
+        let rl = RateLimits::new(Limits {
+            api: 3,
+            stats: 300,
+            config: 1,
+            key: 1,
+            streaming: 1,
+            verify: 1,
+            stream_info: 1,
+            auth_failures: 1,
+        });
+        for _ in 0..3 {
+            assert!(rl.check(RateClass::Api, "1.2.3.4").is_ok());
+        }
+        assert!(rl.check(RateClass::Api, "1.2.3.4").is_err());
         assert!(rl.check(RateClass::Stats, "1.2.3.4").is_ok());
-        assert!(rl.check(RateClass::Api, "5.6.7.8").is_ok());
-        for _ in 0..20 {
-            assert!(rl.check(RateClass::Config, "9.9.9.9").is_ok());
-        }
-        assert!(rl.check(RateClass::Config, "9.9.9.9").is_err());
+        assert!(rl.check(RateClass::Config, "1.2.3.4").is_ok());
+        assert!(rl.check(RateClass::Config, "1.2.3.4").is_err());
     }
 }

@@ -67,16 +67,14 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
             .cache
             .enabled
             .then(|| crate::cache::runtime::CacheRuntime::install(&config.cache)),
-        rate_limits: crate::ratelimit::RateLimits::new(
-            config.admin.rate_limit_api,
-            config.admin.rate_limit_stats,
-            config.admin.rate_limit_config,
-            config.access.key_delivery.rate_limit,
-        ),
+        rate_limits: crate::ratelimit::RateLimits::new(config.rate_limits),
         access_log,
         stats: crate::stats::StatsTable::new(),
         providers: config.providers.clone(),
-        ctx_store: Arc::new(crate::store::ctx::MemoryCtxStore::new(100_000)),
+        ctx_store: Arc::new(crate::store::ctx::MemoryCtxStore::new(
+            config.provider_auth.ctx_capacity,
+            config.provider_auth.ctx_per_subject,
+        )),
         provider_jwt: config.provider_auth.jwt_secret.as_ref().map(|s| {
             crate::auth::jwt::BearerVerifier::new(
                 &s.0,
@@ -150,16 +148,8 @@ fn ensure_admin_key(db: &Db) -> Result<(), StartError> {
     if count > 0 {
         return Ok(());
     }
-    let key = api_keys::generate();
-    let (hash, prefix) = (api_keys::hash(&key), api_keys::display_prefix(&key));
-    db.call_blocking(move |c| {
-        crate::store::api_keys::insert(
-            c,
-            &hash,
-            &prefix,
-            "default admin",
-            api_keys::Permission::Admin.as_str(),
-        )
+    let (_, key) = db.call_blocking(|c| {
+        crate::store::api_keys::create(c, "default admin", api_keys::Permission::Admin)
     })?;
     println!("Generated default admin API key: {key}");
     println!("IMPORTANT: Save this key securely. It will not be shown again.");

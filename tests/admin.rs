@@ -468,12 +468,16 @@ async fn access_logs_and_stats() {
         .collect();
     assert_eq!(
         rows,
-        vec![(
-            Some(1),
-            "/api/stream-ids".to_string(),
-            "POST".to_string(),
-            200
-        )]
+        vec![
+            (
+                Some(1),
+                "/api/stream-ids".to_string(),
+                "POST".to_string(),
+                200
+            ),
+            // A refusal is logged too, with no key.
+            (None, "/api/stream-ids".to_string(), "GET".to_string(), 401),
+        ]
     );
     let last_used: Option<String> = conn
         .query_row("SELECT last_used FROM api_keys WHERE id = 1", [], |r| {

@@ -9,81 +9,74 @@
 //! | `POST /api/keys`                   | admin      | config     |
 //! | `GET /stats/{player}`              | none       | stats      |
 //!
-//! Rate limits are checked before authentication, so key guessing is throttled too. Every
-//! request that presented a valid key is written to `access_logs` (batched, off the path).
+//! Rate limits (the API layer, [`super::limits`]) are checked before authentication and
+//! before the body is read, so key guessing and oversized bodies are throttled too. Every
+//! request that presented a valid key, and every refusal, is written to `access_logs`
+//! ([`log_access`], batched off the path).
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
 use super::{ApiError, AppState, Client};
 use crate::auth::api_keys::{self, Permission};
-use crate::ratelimit::RateClass;
 use crate::store::api_keys as key_rows;
 
 /// The key a request authenticated with, left in the response for the access log.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthedKey(pub i64);
 
-pub fn routes(state: AppState) -> Router<AppState> {
-    let api = Router::new()
+pub fn routes() -> Router<AppState> {
+    Router::new()
         .route("/api/stream-ids", get(list_stream_ids).post(add_stream_id))
         .route("/api/stream-ids/{player_id}", delete(delete_stream_id))
         .route("/api/cache/purge", post(super::purge::purge))
-        .route_layer(middleware::from_fn_with_state(
-            (state.clone(), RateClass::Api),
-            guard,
-        ));
-    let config = Router::new()
         .route("/api/keys", post(create_key))
-        .route_layer(middleware::from_fn_with_state(
-            (state.clone(), RateClass::Config),
-            guard,
-        ));
-    let stats = Router::new()
         .route("/stats/{player_id}", get(player_stats))
-        .route_layer(middleware::from_fn_with_state(
-            (state, RateClass::Stats),
-            guard,
-        ));
-    api.merge(config).merge(stats)
 }
 
-/// Rate limit by class and client, then record authenticated requests.
-async fn guard(
-    State((state, class)): State<(AppState, RateClass)>,
-    Extension(client): Extension<Client>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if let Err(wait) = state.rate_limits.check(class, &client.ip.to_string()) {
-        crate::metrics::AUTH_REJECTIONS
-            .with_label_values(&["rate_limited"])
-            .inc();
-        return ApiError::RateLimited {
-            retry_after_secs: wait.as_secs_f64().ceil() as u64,
-        }
-        .into_response();
+/// The routes of admin-api.md (and sluice's operator additions), whose requests are written
+/// to `access_logs`.
+pub fn is_admin_route(path: &str) -> bool {
+    let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    matches!(
+        seg.as_slice(),
+        ["api", "stream-ids"]
+            | ["api", "stream-ids", _]
+            | ["api", "keys"]
+            | ["stats", _]
+            | ["api", "cache", "purge"]
+            | ["api", "content-keys", _]
+    )
+}
+
+/// `access_logs` (admin-api.md "Database Schema"): every request made with a valid key, and
+/// every refusal (401, 403, 429) with `api_key_id` NULL when no key matched — the document
+/// tells operators to monitor exactly those. Floods are aggregated by the writer.
+pub fn log_access(
+    state: &AppState,
+    resp: &Response,
+    endpoint: &str,
+    method: &http::Method,
+    client: &Client,
+) {
+    let status = resp.status().as_u16();
+    let key = resp.extensions().get::<AuthedKey>().map(|k| k.0);
+    if key.is_none() && !matches!(status, 401 | 403 | 429) {
+        return;
     }
-    let endpoint = req.uri().path().to_string();
-    let method = req.method().to_string();
-    let resp = next.run(req).await;
-    if let Some(AuthedKey(id)) = resp.extensions().get::<AuthedKey>().copied() {
-        state
-            .access_log
-            .record(crate::store::access_log::AccessEntry {
-                api_key_id: Some(id),
-                endpoint,
-                method,
-                ip: client.ip.to_string(),
-                status: resp.status().as_u16(),
-            });
-    }
-    resp
+    state
+        .access_log
+        .record(crate::store::access_log::AccessEntry {
+            api_key_id: key,
+            endpoint: endpoint.to_string(),
+            method: method.to_string(),
+            ip: client.ip.to_string(),
+            status,
+        });
 }
 
 /// Check `Authorization: Bearer <API key>` against the hashed keys and the permission needed.
@@ -115,7 +108,7 @@ pub async fn authorize(
         .parse()
         .map_err(|_| ApiError::Internal(format!("api key {id} has an unknown permission")))?;
     if !perm.allows(needed) {
-        return Err(ApiError::Forbidden("Insufficient permissions".into()));
+        return Err(ApiError::InsufficientPermissions { key_id: id });
     }
     Ok(AuthedKey(id))
 }
@@ -158,8 +151,7 @@ pub struct NewStreamId {
 
 /// Parse and validate a `POST /api/stream-ids` body; errors name the field.
 pub fn parse_new_stream_id(body: &[u8]) -> Result<NewStreamId, ApiError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("Invalid JSON body: {e}")))?;
+    let v: Value = super::error::parse_json(body)?;
     let Value::Object(obj) = v else {
         return Err(ApiError::BadRequest(
             "Request body must be a JSON object".into(),
@@ -309,8 +301,19 @@ async fn create_key(
 ) -> Result<Response, ApiError> {
     let key = authorize(&state, &headers, Permission::Admin).await?;
     let result = async {
-        let v: Value = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("Invalid JSON body: {e}")))?;
+        let v: Value = super::error::parse_json(&body)?;
+        let Value::Object(obj) = &v else {
+            return Err(ApiError::BadRequest(
+                "Request body must be a JSON object".into(),
+            ));
+        };
+        // `"active": false` must not silently create an active key: unknown fields are errors.
+        if let Some(extra) = obj
+            .keys()
+            .find(|k| !matches!(k.as_str(), "name" | "permissions"))
+        {
+            return Err(ApiError::BadRequest(format!("Unknown field '{extra}'")));
+        }
         let name = match v.get("name") {
             Some(Value::String(s))
                 if !s.trim().is_empty() && s.len() <= 128 && !s.chars().any(char::is_control) =>
@@ -340,7 +343,10 @@ async fn create_key(
                 ))
             }
         };
-        let new_key = create_api_key(&state.db, &name, permission).await?;
+        let (_, new_key) = state
+            .db
+            .call(move |c| key_rows::create(c, &name, permission))
+            .await?;
         Ok(Json(json!({
             "status": "success",
             "api_key": new_key,
@@ -350,23 +356,6 @@ async fn create_key(
     }
     .await;
     Ok(with_key(key, result))
-}
-
-/// Generate a key, store its hash, return the key (the only time it exists in clear).
-pub async fn create_api_key(
-    db: &crate::store::Db,
-    name: &str,
-    permission: Permission,
-) -> Result<String, ApiError> {
-    let key = api_keys::generate();
-    let (hash, prefix, name) = (
-        api_keys::hash(&key),
-        api_keys::display_prefix(&key),
-        name.to_string(),
-    );
-    db.call(move |c| key_rows::insert(c, &hash, &prefix, &name, permission.as_str()))
-        .await?;
-    Ok(key)
 }
 
 #[derive(Debug, serde::Deserialize)]

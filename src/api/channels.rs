@@ -44,17 +44,8 @@ fn ok(data: Value) -> Response {
     Json(json!({"success": true, "data": data, "error": null})).into_response()
 }
 
-/// The document's error envelope.
-pub fn error_envelope(status: StatusCode, message: &str) -> Value {
-    json!({
-        "success": false,
-        "data": null,
-        "error": {"code": format!("HTTP_{}", status.as_u16()), "message": message},
-    })
-}
-
 fn fail(status: StatusCode, message: &str) -> Response {
-    (status, Json(error_envelope(status, message))).into_response()
+    super::ApiError::refused(status, message).into_reply()
 }
 
 /// A signature failure's status and message.
@@ -251,7 +242,7 @@ mod tests {
     #[test]
     fn envelopes() {
         assert_eq!(
-            error_envelope(
+            crate::api::surface::envelope_error(
                 StatusCode::UNAUTHORIZED,
                 "Secure session credentials missing"
             ),

@@ -10,12 +10,11 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::{ApiError, AppState, Client};
+use super::{ApiError, AppState};
 use crate::auth::api_keys::Permission;
-use crate::ratelimit::RateClass;
 use crate::store::content_keys::{self, ContentKeyError};
 
 pub fn routes() -> Router<AppState> {
@@ -38,22 +37,24 @@ impl From<ContentKeyError> for ApiError {
 
 async fn put_key(
     State(state): State<AppState>,
-    Extension(client): Extension<Client>,
     Path(hash): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    if let Err(wait) = state
-        .rate_limits
-        .check(RateClass::Config, &client.ip.to_string())
-    {
-        return Err(ApiError::RateLimited {
-            retry_after_secs: wait.as_secs_f64().ceil() as u64,
-        });
-    }
-    super::admin::authorize(&state, &headers, Permission::Admin).await?;
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("Invalid JSON body: {e}")))?;
+    let key = super::admin::authorize(&state, &headers, Permission::Admin).await?;
+    let mut resp = put_key_authorized(&state, hash, &body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    resp.extensions_mut().insert(key);
+    Ok(resp)
+}
+
+async fn put_key_authorized(
+    state: &AppState,
+    hash: String,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let v: Value = super::error::parse_json(body)?;
     let (key, generated) = match (v.get("key_hex"), v.get("generate")) {
         (Some(Value::String(h)), None) => (content_keys::parse_key_hex(h)?, false),
         (None, Some(Value::Bool(true))) => (content_keys::generate(), true),

@@ -18,10 +18,12 @@ pub mod channels;
 pub mod content_keys;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod playback;
 pub mod provider;
 pub mod purge;
 pub mod streaming;
+pub mod surface;
 
 use axum::body::Body;
 use axum::Router;
@@ -31,6 +33,7 @@ use pingora_core::protocols::http::ServerSession;
 use tower::ServiceExt;
 
 pub use error::ApiError;
+pub use surface::Surface;
 
 /// Which listener a router serves; each route says where it is exposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +72,7 @@ pub fn router(state: AppState, listener: Listener) -> Router {
     if listener == Listener::Admin {
         r = r
             .route("/metrics", axum::routing::get(health::metrics))
-            .merge(admin::routes(state.clone()))
+            .merge(admin::routes())
             .merge(content_keys::routes());
     }
     r = r
@@ -79,21 +82,134 @@ pub fn router(state: AppState, listener: Listener) -> Router {
     r.fallback(error::not_found).with_state(state)
 }
 
-/// Read the request from a Pingora session, run it through `router`, return the response.
-pub async fn handle(
-    router: &Router,
-    session: &mut ServerSession,
-    trusted: &[ipnet::IpNet],
-) -> http::Response<Bytes> {
-    let client = crate::client::client_of(session, trusted);
-    let req = match read_request(session, client).await {
-        Ok(req) => req,
-        Err(e) => return error::into_bytes_response(e.into_response_generic()).await,
+/// One API request, answered: the response with its complete body and `Content-Length`.
+/// For `HEAD`, the body is that of the `GET` and the writer sends only the header.
+pub struct Answer {
+    pub response: http::Response<Bytes>,
+    pub head_only: bool,
+}
+
+/// Read the request from a Pingora session, run it through `router`, return the answer.
+///
+/// The layer every API request goes through, in order: CORS preflight for player-facing
+/// surfaces; the rate-limit layer ([`limits`], before the body is read, so refused and
+/// oversized requests cost nothing and count the same); the body (413 over [`MAX_BODY`]);
+/// the router (`HEAD` runs as `GET`); then every error is rendered in its surface's shape
+/// ([`surface`]), and admin-API requests are written to `access_logs`.
+pub async fn handle(router: &Router, session: &mut ServerSession, state: &AppState) -> Answer {
+    let client = crate::client::client_of(session, &state.config.trusted_proxies);
+    let head = session.req_header();
+    let method = head.method.clone();
+    let path = head.uri.path().to_string();
+    let surface = Surface::of(&path);
+    let head_only = method == http::Method::HEAD;
+    let mut spent = limits::Spent::default();
+    let response = if method == http::Method::OPTIONS && surface.cors_allow_headers().is_some() {
+        preflight(surface)
+    } else {
+        match limits::admit(
+            state,
+            &method,
+            &path,
+            &client,
+            &head.headers,
+            head.uri.query(),
+        ) {
+            Err(retry_after_secs) => ApiError::RateLimited { retry_after_secs }.into_reply(),
+            Ok(s) => {
+                spent = s;
+                match read_request(session, client).await {
+                    Err(e) => e.into_reply(),
+                    Ok(req) => match router.clone().oneshot(req).await {
+                        Ok(resp) => resp,
+                        Err(never) => match never {},
+                    },
+                }
+            }
+        }
     };
-    match router.clone().oneshot(req).await {
-        Ok(resp) => error::into_bytes_response(resp).await,
-        Err(never) => match never {},
+    let status = response.status().as_u16();
+    limits::settle(state, &spent, status);
+    if admin::is_admin_route(&path) {
+        admin::log_access(state, &response, &path, &method, &client);
     }
+    let response = finish(surface, response).await;
+    Answer {
+        response,
+        head_only,
+    }
+}
+
+/// Render errors in the surface's shape, add the surface's CORS and caching headers, and
+/// collect the body with its length.
+async fn finish(surface: Surface, response: axum::response::Response) -> http::Response<Bytes> {
+    let (mut parts, body) = response.into_parts();
+    let mut body = collect_body(body).await;
+    let reply = parts.extensions.remove::<error::ErrorReply>();
+    if parts.status.is_client_error() || parts.status.is_server_error() {
+        let message = match (&reply, body.is_empty()) {
+            (Some(r), _) => Some(r.message.clone()),
+            // The router's own answers (405, and any other empty error) get the surface's
+            // body with the status's reason.
+            (None, true) => Some(
+                parts
+                    .status
+                    .canonical_reason()
+                    .unwrap_or("Error")
+                    .to_string(),
+            ),
+            (None, false) => None,
+        };
+        if let Some(message) = message {
+            body = Bytes::from(surface.error_body(parts.status, &message).to_string());
+            parts.headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+        }
+    }
+    if surface.cors_allow_headers().is_some() {
+        parts.headers.insert(
+            http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            http::HeaderValue::from_static("*"),
+        );
+    }
+    // Tokens, verdicts, licenses, keys and ctx URLs are per viewer: never stored by a cache.
+    if matches!(
+        surface,
+        Surface::Streaming | Surface::Provider | Surface::Playback
+    ) || parts.status.is_client_error()
+        || parts.status.is_server_error()
+    {
+        parts.headers.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+    }
+    parts.headers.insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(body.len()),
+    );
+    http::Response::from_parts(parts, body)
+}
+
+/// A CORS preflight for a player-facing surface: any origin, no credentials.
+fn preflight(surface: Surface) -> axum::response::Response {
+    let mut r = axum::response::IntoResponse::into_response(http::StatusCode::NO_CONTENT);
+    let h = r.headers_mut();
+    h.insert(
+        http::header::ACCESS_CONTROL_ALLOW_METHODS,
+        http::HeaderValue::from_static("GET, POST, HEAD, OPTIONS"),
+    );
+    h.insert(
+        http::header::ACCESS_CONTROL_ALLOW_HEADERS,
+        http::HeaderValue::from_static(surface.cors_allow_headers().unwrap_or("")),
+    );
+    h.insert(
+        http::header::ACCESS_CONTROL_MAX_AGE,
+        http::HeaderValue::from_static("86400"),
+    );
+    r
 }
 
 async fn read_request(
@@ -101,8 +217,14 @@ async fn read_request(
     client: Client,
 ) -> Result<http::Request<Body>, ApiError> {
     let head = session.req_header();
+    // HEAD runs as GET; the writer drops the body and keeps its length.
+    let method = if head.method == http::Method::HEAD {
+        http::Method::GET
+    } else {
+        head.method.clone()
+    };
     let mut builder = http::Request::builder()
-        .method(head.method.clone())
+        .method(method)
         .uri(head.uri.clone())
         .version(http::Version::HTTP_11);
     for (name, value) in head.headers.iter() {

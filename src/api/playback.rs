@@ -11,61 +11,27 @@
 //! | 429 | over `key_delivery.rate_limit` per minute, keyed by token (else client IP) |
 //! | 500 | unwrap failure (KEK missing or record corrupt): logged, nothing leaked |
 //!
-//! Errors are playback's short JSON, `{"error": "…"}`. The rate limit is checked first, so
-//! token guessing is throttled too.
+//! Errors are playback's short JSON, `{"error": "…"}` (rendered by [`super::surface`]). The
+//! rate limit (per token, else per IP) and the client's auth-failure budget are applied by
+//! the API layer before this handler runs ([`super::limits`]), so token guessing is
+//! throttled too. CORS and the preflight (allowing `Authorization`) come from the same layer.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Router;
 
-use super::{AppState, Client};
+use super::{ApiError, AppState};
 use crate::auth::key_token;
-use crate::config::tokens::RateKey;
-use crate::ratelimit::RateClass;
 use crate::store::content_keys;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/key/{hash}", get(key).options(preflight))
+    Router::new().route("/api/key/{hash}", get(key))
 }
 
 fn reply(status: StatusCode, message: &str) -> Response {
-    let mut r = (
-        status,
-        [(http::header::CONTENT_TYPE, "application/json")],
-        serde_json::json!({ "error": message }).to_string(),
-    )
-        .into_response();
-    cors(&mut r);
-    r
-}
-
-fn cors(r: &mut Response) {
-    r.headers_mut().insert(
-        http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        http::HeaderValue::from_static("*"),
-    );
-}
-
-/// Browsers' players (hls.js) send the bearer header cross-origin: allow it.
-async fn preflight() -> Response {
-    let mut r = StatusCode::NO_CONTENT.into_response();
-    cors(&mut r);
-    let h = r.headers_mut();
-    h.insert(
-        http::header::ACCESS_CONTROL_ALLOW_METHODS,
-        http::HeaderValue::from_static("GET, OPTIONS"),
-    );
-    h.insert(
-        http::header::ACCESS_CONTROL_ALLOW_HEADERS,
-        http::HeaderValue::from_static("Authorization"),
-    );
-    h.insert(
-        http::header::ACCESS_CONTROL_MAX_AGE,
-        http::HeaderValue::from_static("86400"),
-    );
-    r
+    ApiError::refused(status, message).into_reply()
 }
 
 fn reject(reason: &'static str) {
@@ -76,7 +42,6 @@ fn reject(reason: &'static str) {
 
 async fn key(
     State(state): State<AppState>,
-    Extension(client): Extension<Client>,
     Path(hash): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -85,20 +50,6 @@ async fn key(
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(crate::auth::jwt::bearer_from_header);
-    // Keyed by a digest of the token, so the limiter's table holds no credentials.
-    let limit_key = match (cfg.rate_limit_key, bearer) {
-        (RateKey::Token, Some(t)) => format!("t:{}", crate::auth::api_keys::hash(t)),
-        _ => format!("ip:{}", client.ip),
-    };
-    if let Err(wait) = state.rate_limits.check(RateClass::Key, &limit_key) {
-        reject("rate_limited");
-        let mut r = reply(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded");
-        r.headers_mut().insert(
-            http::header::RETRY_AFTER,
-            http::HeaderValue::from(wait.as_secs_f64().ceil().max(1.0) as u64),
-        );
-        return r;
-    }
     let Some(token) = bearer else {
         reject("key_token_missing");
         return reply(
@@ -140,7 +91,7 @@ async fn key(
     let Ok(key) = opened else {
         return reply(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
     };
-    let mut r = (
+    (
         StatusCode::OK,
         [
             (http::header::CONTENT_TYPE, "application/octet-stream"),
@@ -148,7 +99,5 @@ async fn key(
         ],
         key.to_vec(),
     )
-        .into_response();
-    cors(&mut r);
-    r
+        .into_response()
 }

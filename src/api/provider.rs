@@ -22,7 +22,7 @@ use crate::ssrf;
 use crate::store::ctx::{expiry, ProxyContext};
 
 fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
+    super::ApiError::refused(status, message).into_reply()
 }
 
 pub async fn stream(
@@ -34,16 +34,24 @@ pub async fn stream(
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(crate::auth::jwt::bearer_from_header);
-    let verified = match (token, &state.provider_jwt) {
-        (Some(t), Some(v)) => v.verify(t).is_ok(),
-        _ => false,
+    let claims = match (token, &state.provider_jwt) {
+        (Some(t), Some(v)) => v.verify(t).ok(),
+        _ => None,
     };
-    if !verified {
+    let Some(claims) = claims else {
         crate::metrics::AUTH_REJECTIONS
             .with_label_values(&["provider_jwt"])
             .inc();
         return error(StatusCode::UNAUTHORIZED, "Missing or invalid JWT token");
-    }
+    };
+    // The ctx quota's key: the JWT's subject, else the token itself (digest).
+    let subject = match claims.sub.filter(|s| !s.is_empty()) {
+        Some(sub) => format!("sub:{sub}"),
+        None => format!(
+            "jwt:{}",
+            crate::auth::api_keys::hash(token.unwrap_or_default())
+        ),
+    };
     let Some(provider) = state.providers.by_id.get(&id).cloned() else {
         return error(StatusCode::NOT_FOUND, "Provider not found");
     };
@@ -60,11 +68,21 @@ pub async fn stream(
             }
         },
     };
-    let ctx = state.ctx_store.insert(ProxyContext {
+    let ctx = match state.ctx_store.insert(ProxyContext {
         provider: id.clone(),
         channel: channel_id.clone(),
         expires: expiry(provider.ctx_ttl),
-    });
+        subject,
+    }) {
+        Ok(ctx) => ctx,
+        Err(full) => {
+            tracing::warn!(provider = %id, error = %full, "Stream Info refused");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many active streams, try again later",
+            );
+        }
+    };
     let stream_type = channel.stream_type;
     Json(json!({
         "url": crate::rewrite::proxy_url(&upstream, &ctx),

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ApiError, AppState, Client};
-use crate::access::{error_body, iso_millis, Refusal};
+use crate::access::{iso_millis, Refusal};
 use crate::auth::api_keys::Permission;
 use crate::auth::stream_token::{new_claims, StreamTokenError};
 use crate::config::tokens::{Content, DRM_TYPES, QUALITIES};
@@ -74,8 +74,9 @@ impl From<ApiError> for StreamingError {
 }
 
 impl IntoResponse for StreamingError {
+    /// Rendered in the NestJS shape by the API layer ([`super::surface`]).
     fn into_response(self) -> Response {
-        (self.status, Json(error_body(self.status, &self.message))).into_response()
+        ApiError::refused(self.status, self.message).into_reply()
     }
 }
 
@@ -166,8 +167,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, S
 }
 
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, StreamingError> {
-    serde_json::from_slice(body)
-        .map_err(|e| StreamingError::bad_request(format!("Invalid request body: {e}")))
+    super::error::parse_json(body).map_err(StreamingError::from)
 }
 
 /// Optional free-text ids (`deviceId`, `profileId`): bounded, printable.
@@ -522,7 +522,7 @@ mod tests {
         let e: StreamingError = ApiError::Internal("secret detail".into()).into();
         assert_eq!(e.message, "Internal server error");
         assert_eq!(
-            error_body(e.status, &e.message),
+            crate::api::surface::nest_error(e.status, &e.message),
             json!({"statusCode": 500, "message": "Internal server error", "error": "Internal Server Error"})
         );
     }

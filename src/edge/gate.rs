@@ -11,8 +11,9 @@
 
 use pingora_proxy::Session;
 
-use super::{respond_json, RequestCtx};
-use crate::access::{error_body, presented, Admission, MediaRequest, Spend};
+use super::{respond, RequestCtx};
+use crate::access::{presented, Admission, MediaRequest, Spend};
+use crate::api::Surface;
 use crate::edge::route::StreamPath;
 use crate::state::AppState;
 
@@ -60,8 +61,10 @@ pub(super) async fn enforce(
                 .inc();
             let status = refusal.status();
             ctx.local_status = Some(status.as_u16());
-            let body = error_body(status, refusal.message()).to_string();
-            respond_json(session, status.as_u16(), body.into()).await?;
+            let body = Surface::Streaming
+                .error_body(status, refusal.message())
+                .to_string();
+            respond::json(session, status.as_u16(), body.into()).await?;
             Ok(true)
         }
     }

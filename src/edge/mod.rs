@@ -15,6 +15,7 @@
 mod gate;
 pub mod playlist;
 pub mod proxy;
+pub mod respond;
 pub mod route;
 
 use std::sync::Arc;
@@ -157,25 +158,14 @@ pub struct MediaTarget {
     pub cache_primary: String,
 }
 
-/// A small JSON error body in the playback surface's shape: `{"error": "…"}`.
+/// A small JSON error body in the media surfaces' shape (playback-api, provider-proxy-api):
+/// `{"error": "…"}`.
 pub fn json_error_body(message: &str) -> Bytes {
-    Bytes::from(serde_json::json!({ "error": message }).to_string())
-}
-
-/// Answer locally with `status` and a JSON body, closing nothing (keep-alive preserved).
-async fn respond_json(session: &mut Session, status: u16, body: Bytes) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4))?;
-    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    resp.insert_header("access-control-allow-origin", "*")?;
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only)
-        .await?;
-    if !head_only {
-        session.write_response_body(Some(body), true).await?;
-    }
-    Ok(())
+    Bytes::from(
+        api::Surface::Playback
+            .error_body(http::StatusCode::OK, message)
+            .to_string(),
+    )
 }
 
 /// The method gate shared by both media paths: GET/HEAD proxied, OPTIONS answered here.
@@ -183,12 +173,12 @@ async fn method_gate(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
     let method = &session.req_header().method;
     if method == http::Method::OPTIONS {
         ctx.local_status = Some(204);
-        respond_preflight(session).await?;
+        respond::preflight(session).await?;
         return Ok(true);
     }
     if method != http::Method::GET && method != http::Method::HEAD {
         ctx.local_status = Some(405);
-        respond_json(session, 405, json_error_body("method not allowed")).await?;
+        respond::json(session, 405, json_error_body("method not allowed")).await?;
         return Ok(true);
     }
     Ok(false)
@@ -226,24 +216,12 @@ impl ProxyHttp for Edge {
         match route::classify(&path, &self.state.config.stream.extensions) {
             Ok(Route::Api) => {
                 ctx.class = RouteClass::Api;
-                let resp = api::handle(
-                    &self.router,
-                    session.as_downstream_mut(),
-                    &self.state.config.trusted_proxies,
-                )
-                .await;
-                let (parts, body) = resp.into_parts();
+                let answer =
+                    api::handle(&self.router, session.as_downstream_mut(), &self.state).await;
+                let (parts, body) = answer.response.into_parts();
                 ctx.local_status = Some(parts.status.as_u16());
-                ctx.bytes_out = body.len();
-                let mut head: ResponseHeader = parts.into();
-                head.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-                let head_only = session.req_header().method == http::Method::HEAD;
-                session
-                    .write_response_header(Box::new(head), head_only || body.is_empty())
-                    .await?;
-                if !head_only && !body.is_empty() {
-                    session.write_response_body(Some(body), true).await?;
-                }
+                let head: ResponseHeader = parts.into();
+                ctx.bytes_out = respond::write(session, head, body, answer.head_only).await?;
                 Ok(true)
             }
             Ok(Route::ProviderProxy) => {
@@ -272,7 +250,7 @@ impl ProxyHttp for Edge {
                                 .inc();
                         }
                         ctx.local_status = Some(r.status);
-                        respond_json(session, r.status, json_error_body(&r.message)).await?;
+                        respond::json(session, r.status, json_error_body(&r.message)).await?;
                         Ok(true)
                     }
                 }
@@ -308,7 +286,7 @@ impl ProxyHttp for Edge {
                     .with_label_values(&["bad_path"])
                     .inc();
                 ctx.local_status = Some(status);
-                respond_json(session, status, json_error_body(&msg)).await?;
+                respond::json(session, status, json_error_body(&msg)).await?;
                 Ok(true)
             }
         }
@@ -692,7 +670,7 @@ impl ProxyHttp for Edge {
             tracing::warn!(error = %e, status = code, "proxy failed");
             // The header may already be out (failure mid-body); then there is nothing to send.
             if session.response_written().is_none() {
-                let _ = respond_json(session, code, json_error_body(msg)).await;
+                let _ = respond::json(session, code, json_error_body(msg)).await;
             }
         }
         FailToProxy {
@@ -772,25 +750,6 @@ pub fn cache_status(phase: CachePhase) -> &'static str {
         CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => "revalidated",
         _ => "bypass",
     }
-}
-
-/// CORS preflight for media paths: any origin may fetch segments and playlists.
-async fn respond_preflight(session: &mut Session) -> Result<()> {
-    let requested = session
-        .req_header()
-        .headers
-        .get("access-control-request-headers")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() < 1024 && v.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
-        .unwrap_or("Range, Authorization, Content-Type")
-        .to_string();
-    let mut resp = ResponseHeader::build(204, Some(6))?;
-    resp.insert_header("access-control-allow-origin", "*")?;
-    resp.insert_header("access-control-allow-methods", "GET, HEAD, OPTIONS")?;
-    resp.insert_header("access-control-allow-headers", requested)?;
-    resp.insert_header("access-control-max-age", "86400")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, 0)?;
-    session.write_response_header(Box::new(resp), true).await
 }
 
 /// Shared handle type used by the server wiring.

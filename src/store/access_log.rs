@@ -1,12 +1,26 @@
-//! `access_logs`: every authenticated admin request, written in batches off the request path.
+//! `access_logs`: every admin-API request made with a valid key, and every refusal (401, 403,
+//! 429), written in batches off the request path.
 //!
 //! Handlers `record` into a bounded queue (never waiting); one task drains it every second or
-//! every 256 entries in a single transaction, and applies the retention period. When the queue
-//! is full, entries are dropped and counted rather than slowing the API down. `last_used` of
-//! API keys is updated by the same task.
+//! every 256 entries in a single transaction, and applies the retention period. `last_used`
+//! of API keys is updated by the same task.
+//!
+//! A flood of refusals must not fill the disk or stall the writer: per client IP and minute
+//! the first [`ROWS_PER_IP_MINUTE`] refusals are rows of their own, and at most
+//! [`ROWS_PER_MINUTE`] refusal rows are written per minute overall; beyond that they are
+//! counted, and written as one row per (IP, status) and minute with `endpoint = '*'`,
+//! `method = '*'` and the number of requests in `count` (a column sluice adds to the
+//! document's table; 1 for ordinary rows). Authenticated requests are always rows.
+//!
+//! Nothing queued is lost on a graceful shutdown: the writer flushes its batch, the queue and
+//! the pending aggregates when told to stop — and, should the runtime be torn down first, when
+//! it is dropped.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::Db;
@@ -21,114 +35,286 @@ pub struct AccessEntry {
     pub status: u16,
 }
 
-#[derive(Clone)]
-pub struct AccessLog {
-    tx: mpsc::Sender<AccessEntry>,
+/// A row as written: an entry, or an aggregate of `count` refusals.
+#[derive(Debug, Clone)]
+struct Row {
+    entry: AccessEntry,
+    count: u64,
 }
 
 const QUEUE: usize = 10_000;
 const BATCH: usize = 256;
+/// Refusals per client IP per minute written as rows of their own.
+pub const ROWS_PER_IP_MINUTE: u32 = 20;
+/// Refusal rows per minute overall before everything is aggregated.
+pub const ROWS_PER_MINUTE: u32 = 1_000;
+/// Distinct (IP, status) aggregates per minute; beyond it, one aggregate per status.
+const MAX_AGGREGATES: usize = 10_000;
 
-/// The receiving half, run by the housekeeping background service.
-pub struct AccessLogWriter {
-    db: Db,
-    rx: mpsc::Receiver<AccessEntry>,
-    retention: Duration,
+/// Per-minute refusal accounting.
+#[derive(Default)]
+struct Refusals {
+    minute: i64,
+    rows_by_ip: HashMap<String, u32>,
+    rows: u32,
+    /// (ip, status) → refusals not written as rows this minute.
+    pending: HashMap<(String, u16), u64>,
+    /// Aggregates of past minutes, waiting for the writer.
+    ready: Vec<Row>,
 }
 
-impl AccessLogWriter {
-    /// Drain until every sender is gone or `stop` resolves, flushing what is queued.
-    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
-        tokio::select! {
-            _ = writer(&self.db, &mut self.rx, self.retention) => {}
-            _ = stop => {
-                let mut rest = Vec::new();
-                while let Ok(e) = self.rx.try_recv() {
-                    rest.push(e);
-                }
-                flush(&self.db, &mut rest).await;
-            }
+impl Refusals {
+    /// Whether this refusal gets a row of its own; otherwise it is counted.
+    fn admit(&mut self, e: &AccessEntry, minute: i64) -> bool {
+        if minute != self.minute {
+            self.close_minute();
+            self.minute = minute;
+        }
+        let per_ip = self.rows_by_ip.get(&e.ip).copied().unwrap_or(0);
+        if per_ip < ROWS_PER_IP_MINUTE
+            && self.rows < ROWS_PER_MINUTE
+            && (self.rows_by_ip.len() < MAX_AGGREGATES || per_ip > 0)
+        {
+            *self.rows_by_ip.entry(e.ip.clone()).or_default() += 1;
+            self.rows += 1;
+            return true;
+        }
+        let key = if self.pending.len() < MAX_AGGREGATES
+            || self.pending.contains_key(&(e.ip.clone(), e.status))
+        {
+            (e.ip.clone(), e.status)
+        } else {
+            ("*".to_string(), e.status)
+        };
+        *self.pending.entry(key).or_default() += 1;
+        false
+    }
+
+    fn close_minute(&mut self) {
+        self.rows_by_ip.clear();
+        self.rows = 0;
+        for ((ip, status), count) in self.pending.drain() {
+            self.ready.push(Row {
+                entry: AccessEntry {
+                    api_key_id: None,
+                    endpoint: "*".into(),
+                    method: "*".into(),
+                    ip,
+                    status,
+                },
+                count,
+            });
         }
     }
+
+    /// Aggregates ready to write (`all`: the current minute's too, at shutdown).
+    fn take(&mut self, now_minute: i64, all: bool) -> Vec<Row> {
+        if all || now_minute != self.minute {
+            self.close_minute();
+        }
+        std::mem::take(&mut self.ready)
+    }
+}
+
+fn minute_now() -> i64 {
+    chrono::Utc::now().timestamp().div_euclid(60)
+}
+
+#[derive(Clone)]
+pub struct AccessLog {
+    tx: mpsc::Sender<Row>,
+    refusals: Arc<Mutex<Refusals>>,
 }
 
 impl AccessLog {
     /// The queue and its writer; run the writer with [`AccessLogWriter::run`].
     pub fn new(db: Db, retention: Duration) -> (AccessLog, AccessLogWriter) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        (AccessLog { tx }, AccessLogWriter { db, rx, retention })
+        let refusals = Arc::new(Mutex::new(Refusals::default()));
+        (
+            AccessLog {
+                tx,
+                refusals: refusals.clone(),
+            },
+            AccessLogWriter {
+                db,
+                rx,
+                retention,
+                refusals,
+                batch: Vec::with_capacity(BATCH),
+            },
+        )
     }
 
     pub fn record(&self, e: AccessEntry) {
-        if self.tx.try_send(e).is_err() {
+        if e.api_key_id.is_none() && !self.refusals.lock().admit(&e, minute_now()) {
+            return;
+        }
+        if self.tx.try_send(Row { entry: e, count: 1 }).is_err() {
             crate::metrics::ACCESS_LOG_DROPPED.inc();
         }
     }
 }
 
-async fn writer(db: &Db, rx: &mut mpsc::Receiver<AccessEntry>, retention: Duration) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
-    let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        tokio::select! {
-            e = rx.recv() => match e {
-                Some(e) => {
-                    batch.push(e);
-                    if batch.len() < BATCH {
-                        continue;
+/// The receiving half, run by the housekeeping background service.
+pub struct AccessLogWriter {
+    db: Db,
+    rx: mpsc::Receiver<Row>,
+    retention: Duration,
+    refusals: Arc<Mutex<Refusals>>,
+    /// Received, not yet written (kept here so a drop can still write it).
+    batch: Vec<Row>,
+}
+
+impl AccessLogWriter {
+    /// Write batches until every sender is gone or `stop` resolves, then write what is left.
+    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                e = self.rx.recv() => match e {
+                    Some(e) => {
+                        self.batch.push(e);
+                        if self.batch.len() < BATCH {
+                            continue;
+                        }
                     }
-                }
-                None => {
-                    flush(db, &mut batch).await;
-                    return;
-                }
-            },
-            _ = tick.tick() => {}
+                    None => break,
+                },
+                _ = tick.tick() => {}
+                _ = &mut stop => break,
+            }
+            // Outside the select: a stop never cancels a write half done.
+            let mut rows = std::mem::take(&mut self.batch);
+            rows.extend(self.refusals.lock().take(minute_now(), false));
+            flush(&self.db, rows).await;
+            if last_prune.elapsed() > Duration::from_secs(600) {
+                last_prune = std::time::Instant::now();
+                let cutoff = format!("-{} seconds", self.retention.as_secs());
+                let _ = self
+                    .db
+                    .call(move |c| {
+                        c.execute(
+                            "DELETE FROM access_logs WHERE timestamp < strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?1)",
+                            [cutoff],
+                        )
+                    })
+                    .await;
+            }
         }
-        flush(db, &mut batch).await;
-        if last_prune.elapsed() > Duration::from_secs(600) {
-            last_prune = std::time::Instant::now();
-            let cutoff = format!("-{} seconds", retention.as_secs());
-            let _ = db
-                .call(move |c| {
-                    c.execute(
-                        "DELETE FROM access_logs WHERE timestamp < strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?1)",
-                        [cutoff],
-                    )
-                })
-                .await;
+        let rows = self.remaining();
+        flush(&self.db, rows).await;
+    }
+
+    /// Everything not yet written: the batch, the queue, every pending aggregate.
+    fn remaining(&mut self) -> Vec<Row> {
+        let mut rows = std::mem::take(&mut self.batch);
+        while let Ok(e) = self.rx.try_recv() {
+            rows.push(e);
+        }
+        rows.extend(self.refusals.lock().take(minute_now(), true));
+        rows
+    }
+}
+
+impl Drop for AccessLogWriter {
+    /// The runtime can be torn down before `run` sees the stop (a zero grace period): write
+    /// what is left synchronously, on the store thread.
+    fn drop(&mut self) {
+        let rows = self.remaining();
+        if rows.is_empty() {
+            return;
+        }
+        if let Err(e) = self.db.call_blocking(move |c| write_rows(c, &rows)) {
+            tracing::warn!(error = %e, "access log rows not written at shutdown");
         }
     }
 }
 
-async fn flush(db: &Db, batch: &mut Vec<AccessEntry>) {
-    if batch.is_empty() {
+async fn flush(db: &Db, rows: Vec<Row>) {
+    if rows.is_empty() {
         return;
     }
-    let entries = std::mem::take(batch);
-    let result = db
-        .call(move |c| {
-            let tx = c.transaction()?;
-            let mut keys = Vec::new();
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT INTO access_logs (api_key_id, endpoint, method, ip_address, response_code) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?;
-                for e in &entries {
-                    st.execute(rusqlite::params![e.api_key_id, e.endpoint, e.method, e.ip, e.status])?;
-                    if let Some(id) = e.api_key_id {
-                        if !keys.contains(&id) {
-                            keys.push(id);
-                        }
-                    }
+    if let Err(e) = db.call(move |c| write_rows(c, &rows)).await {
+        tracing::warn!(error = %e, "access log batch not written");
+    }
+}
+
+fn write_rows(c: &mut rusqlite::Connection, rows: &[Row]) -> Result<(), rusqlite::Error> {
+    let tx = c.transaction()?;
+    let mut keys = Vec::new();
+    {
+        let mut st = tx.prepare_cached(
+            "INSERT INTO access_logs (api_key_id, endpoint, method, ip_address, response_code, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for r in rows {
+            let e = &r.entry;
+            st.execute(rusqlite::params![
+                e.api_key_id,
+                e.endpoint,
+                e.method,
+                e.ip,
+                e.status,
+                r.count as i64
+            ])?;
+            if let Some(id) = e.api_key_id {
+                if !keys.contains(&id) {
+                    keys.push(id);
                 }
             }
-            tx.commit()?;
-            super::api_keys::touch(c, &keys)
-        })
-        .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "access log batch not written");
+        }
+    }
+    tx.commit()?;
+    super::api_keys::touch(c, &keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(ip: &str, status: u16) -> AccessEntry {
+        AccessEntry {
+            api_key_id: None,
+            endpoint: "/api/stream-ids".into(),
+            method: "GET".into(),
+            ip: ip.into(),
+            status,
+        }
+    }
+
+    #[test]
+    fn floods_are_aggregated_per_ip_and_minute() {
+        let mut r = Refusals::default();
+        let rows = (0..500)
+            .filter(|_| r.admit(&refusal("1.2.3.4", 401), 7))
+            .count();
+        assert_eq!(rows as u32, ROWS_PER_IP_MINUTE);
+        // Another IP still gets its own rows.
+        assert!(r.admit(&refusal("5.6.7.8", 401), 7));
+        let agg = r.take(8, false);
+        assert_eq!(agg.len(), 1);
+        assert_eq!(agg[0].count, 500 - u64::from(ROWS_PER_IP_MINUTE));
+        assert_eq!(
+            (agg[0].entry.ip.as_str(), agg[0].entry.endpoint.as_str()),
+            ("1.2.3.4", "*")
+        );
+        // A new minute starts with fresh row budgets.
+        assert!(r.admit(&refusal("1.2.3.4", 401), 8));
+    }
+
+    #[test]
+    fn the_global_row_budget_holds_across_ips() {
+        let mut r = Refusals::default();
+        let mut rows = 0u32;
+        for i in 0..5_000u32 {
+            if r.admit(&refusal(&format!("10.0.{}.{}", i / 256, i % 256), 429), 1) {
+                rows += 1;
+            }
+        }
+        assert_eq!(rows, ROWS_PER_MINUTE);
+        let counted: u64 = r.take(1, true).iter().map(|a| a.count).sum();
+        assert_eq!(u64::from(rows) + counted, 5_000);
     }
 }

@@ -18,7 +18,27 @@ pub fn count_all(c: &mut Connection) -> Result<i64, rusqlite::Error> {
     c.query_row("SELECT COUNT(*) FROM api_keys", [], |r| r.get(0))
 }
 
-pub fn insert(
+/// Create an API key: generate it, store its SHA-256 and display prefix, and return
+/// `(id, key)` — the only moment the key exists in clear. Every path that creates a key (the
+/// admin API, the default admin key at first start, `sluice keys create`) goes through here.
+pub fn create(
+    c: &mut Connection,
+    name: &str,
+    permission: crate::auth::api_keys::Permission,
+) -> Result<(i64, String), rusqlite::Error> {
+    use crate::auth::api_keys;
+    let key = api_keys::generate();
+    let id = insert(
+        c,
+        &api_keys::hash(&key),
+        &api_keys::display_prefix(&key),
+        name,
+        permission.as_str(),
+    )?;
+    Ok((id, key))
+}
+
+fn insert(
     c: &mut Connection,
     key_hash: &str,
     key_prefix: &str,

@@ -3,8 +3,13 @@
 //! The stream endpoint mints an opaque token (192 random bits, base64url) and stores what the
 //! proxy needs to fetch that stream: the provider, and so its headers, cookies, allowed hosts
 //! and address policy, plus an expiry. `/api/proxy` looks the token up on every request; an
-//! unknown or expired token is a 404. The store is bounded: when full, the context closest to
-//! expiry is dropped first. [`CtxStore`] is the seam for a shared (Redis) store.
+//! unknown or expired token is a 404. [`CtxStore`] is the seam for a shared (Redis) store.
+//!
+//! The store is bounded without letting one caller push everyone else out: each context
+//! belongs to a *subject* (the Stream Info caller's JWT `sub`), a subject holds at most
+//! `per_subject` live contexts (its own oldest is replaced), and when the whole store is full
+//! of live contexts a new one is refused ([`CtxFull`], a 503) rather than evicting another
+//! viewer's.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -20,12 +25,22 @@ pub struct ProxyContext {
     pub provider: String,
     pub channel: String,
     pub expires: Instant,
+    /// Who minted it (quota key).
+    pub subject: String,
 }
+
+/// The store holds as many live contexts as it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the proxy context store is full")]
+pub struct CtxFull;
 
 /// Where contexts live.
 pub trait CtxStore: Send + Sync {
     /// Store a context; returns its token.
-    fn insert(&self, ctx: ProxyContext) -> String;
+    ///
+    /// # Errors
+    /// [`CtxFull`] when the store is full of live contexts of other subjects.
+    fn insert(&self, ctx: ProxyContext) -> Result<String, CtxFull>;
     /// The live context for a token.
     fn get(&self, token: &str) -> Option<Arc<ProxyContext>>;
 }
@@ -40,21 +55,41 @@ pub fn new_token() -> String {
 /// The in-process store.
 pub struct MemoryCtxStore {
     capacity: usize,
+    per_subject: usize,
     inner: Mutex<Inner>,
 }
 
 #[derive(Default)]
 struct Inner {
     by_token: HashMap<String, Arc<ProxyContext>>,
-    /// Expiry order, for eviction and sweeping: (expires, sequence) → token.
+    /// Expiry order, for sweeping: (expires, sequence) → token.
     by_expiry: BTreeMap<(Instant, u64), String>,
+    /// Each subject's contexts in expiry order.
+    by_subject: HashMap<String, BTreeMap<(Instant, u64), String>>,
     seq: u64,
 }
 
+impl Inner {
+    fn remove(&mut self, key: (Instant, u64)) {
+        if let Some(tok) = self.by_expiry.remove(&key) {
+            if let Some(ctx) = self.by_token.remove(&tok) {
+                if let Some(mine) = self.by_subject.get_mut(&ctx.subject) {
+                    mine.remove(&key);
+                    if mine.is_empty() {
+                        self.by_subject.remove(&ctx.subject);
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl MemoryCtxStore {
-    pub fn new(capacity: usize) -> MemoryCtxStore {
+    /// At most `capacity` live contexts, `per_subject` of them per subject.
+    pub fn new(capacity: usize, per_subject: usize) -> MemoryCtxStore {
         MemoryCtxStore {
             capacity: capacity.max(1),
+            per_subject: per_subject.max(1),
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -72,30 +107,38 @@ impl MemoryCtxStore {
             if exp > now {
                 break;
             }
-            if let Some(tok) = inner.by_expiry.remove(&(exp, seq)) {
-                inner.by_token.remove(&tok);
-            }
+            inner.remove((exp, seq));
         }
     }
 }
 
 impl CtxStore for MemoryCtxStore {
-    fn insert(&self, ctx: ProxyContext) -> String {
+    fn insert(&self, ctx: ProxyContext) -> Result<String, CtxFull> {
         let token = new_token();
         let mut inner = self.inner.lock();
         Self::sweep(&mut inner, Instant::now());
-        while inner.by_token.len() >= self.capacity {
-            let Some((k, tok)) = inner.by_expiry.pop_first() else {
-                break;
-            };
-            let _ = k;
-            inner.by_token.remove(&tok);
+        // A subject at its quota replaces its own oldest context, never anyone else's.
+        while let Some(oldest) = inner
+            .by_subject
+            .get(&ctx.subject)
+            .filter(|m| m.len() >= self.per_subject)
+            .and_then(|m| m.keys().next().copied())
+        {
+            inner.remove(oldest);
+        }
+        if inner.by_token.len() >= self.capacity {
+            return Err(CtxFull);
         }
         inner.seq += 1;
-        let seq = inner.seq;
-        inner.by_expiry.insert((ctx.expires, seq), token.clone());
+        let key = (ctx.expires, inner.seq);
+        inner.by_expiry.insert(key, token.clone());
+        inner
+            .by_subject
+            .entry(ctx.subject.clone())
+            .or_default()
+            .insert(key, token.clone());
         inner.by_token.insert(token.clone(), Arc::new(ctx));
-        token
+        Ok(token)
     }
 
     fn get(&self, token: &str) -> Option<Arc<ProxyContext>> {
@@ -123,10 +166,15 @@ mod tests {
     use super::*;
 
     fn ctx(ttl_ms: u64) -> ProxyContext {
+        ctx_of("s", ttl_ms)
+    }
+
+    fn ctx_of(subject: &str, ttl_ms: u64) -> ProxyContext {
         ProxyContext {
             provider: "p".into(),
             channel: "c".into(),
             expires: Instant::now() + Duration::from_millis(ttl_ms),
+            subject: subject.into(),
         }
     }
 
@@ -140,19 +188,34 @@ mod tests {
 
     #[test]
     fn lookup_expiry_and_bound() {
-        let s = MemoryCtxStore::new(2);
-        let t1 = s.insert(ctx(60_000));
+        let s = MemoryCtxStore::new(2, 10);
+        let t1 = s.insert(ctx(60_000)).unwrap();
         assert_eq!(s.get(&t1).unwrap().provider, "p");
         assert!(s.get("nope").is_none());
         assert!(s.get(&"A".repeat(32)).is_none());
-        let short = s.insert(ctx(1));
+        let short = s.insert(ctx(1)).unwrap();
         std::thread::sleep(Duration::from_millis(5));
         assert!(s.get(&short).is_none(), "expired context still served");
-        // Full: the context nearest expiry goes first.
-        let t3 = s.insert(ctx(60_000));
-        let t4 = s.insert(ctx(120_000));
+        // Full of live contexts: a new one is refused, nothing live is evicted.
+        let t3 = s.insert(ctx_of("other", 60_000)).unwrap();
+        assert_eq!(s.insert(ctx_of("third", 120_000)), Err(CtxFull));
         assert_eq!(s.len(), 2);
-        assert!(s.get(&t1).is_none());
-        assert!(s.get(&t3).is_some() && s.get(&t4).is_some());
+        assert!(s.get(&t1).is_some() && s.get(&t3).is_some());
+    }
+
+    #[test]
+    fn a_subject_only_replaces_its_own() {
+        let s = MemoryCtxStore::new(100, 3);
+        let theirs = s.insert(ctx_of("victim", 60_000)).unwrap();
+        let mine: Vec<String> = (0..10)
+            .map(|i| s.insert(ctx_of("flooder", 60_000 + i)).unwrap())
+            .collect();
+        assert!(
+            s.get(&theirs).is_some(),
+            "another viewer's context was evicted"
+        );
+        assert_eq!(mine.iter().filter(|t| s.get(t).is_some()).count(), 3);
+        assert!(s.get(&mine[9]).is_some() && s.get(&mine[0]).is_none());
+        assert_eq!(s.len(), 4);
     }
 }

@@ -89,6 +89,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX revoked_tokens_exp ON revoked_tokens(exp);
     "#,
+    // 3: aggregated refusal floods (one row standing for `count` requests).
+    r#"
+    ALTER TABLE access_logs ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+    "#,
 ];
 
 impl Db {

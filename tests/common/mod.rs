@@ -382,6 +382,22 @@ impl Sluice {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Wait for the process to exit by itself (after a signal); panics past `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "sluice did not exit within {limit:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Sluice {

@@ -1,0 +1,185 @@
+//! The rate-limit layer: which class a request belongs to and whose budget it spends.
+//! Applied by [`super::handle`] to every API request the same way, before the body is read.
+//!
+//! | routes | class | keyed by |
+//! |---|---|---|
+//! | `/api/stream-ids*`, `/api/cache/purge` | `api` | client IP |
+//! | `/stats/*` | `stats` | client IP |
+//! | `/api/keys`, `/api/content-keys/*` | `config` | client IP |
+//! | `GET /api/key/{hash}` | `key` | bearer token (digest), else client IP (`key_delivery.rate_limit_key`) |
+//! | `POST /api/v2/streaming/{token,revoke,drm/license}` | `streaming` | bearer credential (digest), else client IP |
+//! | `GET /api/v2/streaming/verify` | `verify` | the token (digest), else client IP |
+//! | `GET /api/providers/…/stream` | `stream_info` | bearer JWT (digest), else client IP |
+//!
+//! Backends call `/token` and `verify` for many viewers from one address, so those are keyed
+//! by credential first. Guessing credentials is throttled separately: on the public routes
+//! that check one (key delivery, the streaming routes, Stream Info, signed-channel stream)
+//! every 401/403 answer spends the client IP's `auth_failures` budget, reserved up front and
+//! given back when the answer was not a refusal. Keys hold digests, never credentials.
+
+use axum::http::{HeaderMap, Method};
+
+use crate::auth::api_keys;
+use crate::client::Client;
+use crate::config::tokens::RateKey;
+use crate::ratelimit::RateClass;
+use crate::state::AppState;
+
+/// The budgets a request spent at admission.
+#[derive(Debug, Default)]
+pub struct Spent {
+    failures: Option<String>,
+}
+
+/// The class of a request, and whether its refusals spend the auth-failure budget.
+pub fn classify(method: &Method, path: &str) -> (Option<RateClass>, bool) {
+    let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match seg.as_slice() {
+        ["api", "stream-ids"] | ["api", "stream-ids", _] | ["api", "cache", "purge"] => {
+            (Some(RateClass::Api), false)
+        }
+        ["stats", _] => (Some(RateClass::Stats), false),
+        ["api", "keys"] | ["api", "content-keys", _] => (Some(RateClass::Config), false),
+        ["api", "key", _] if method != Method::OPTIONS => (Some(RateClass::Key), true),
+        ["api", "v2", "streaming", "verify"] if method != Method::OPTIONS => {
+            (Some(RateClass::Verify), true)
+        }
+        ["api", "v2", "streaming", "token" | "revoke"]
+        | ["api", "v2", "streaming", "drm", "license"]
+            if method != Method::OPTIONS =>
+        {
+            (Some(RateClass::Streaming), true)
+        }
+        ["api", "providers", _, "channels", _, "stream"] if method != Method::OPTIONS => {
+            (Some(RateClass::StreamInfo), true)
+        }
+        ["api", "v1", "channels", _, "stream"] if method != Method::OPTIONS => (None, true),
+        _ => (None, false),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::auth::jwt::bearer_from_header)
+}
+
+fn query_token(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .filter(|t| !t.is_empty())
+}
+
+/// The key a request spends in `class`.
+pub fn key_for(
+    state: &AppState,
+    class: RateClass,
+    client: &Client,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> String {
+    let ip = || format!("ip:{}", client.ip);
+    let digest = |kind: &str, secret: &str| format!("{kind}:{}", api_keys::hash(secret));
+    match class {
+        RateClass::Key => match (
+            state.config.access.key_delivery.rate_limit_key,
+            bearer(headers),
+        ) {
+            (RateKey::Token, Some(t)) => digest("token", t),
+            _ => ip(),
+        },
+        RateClass::Streaming | RateClass::StreamInfo => {
+            bearer(headers).map_or_else(ip, |b| digest("bearer", b))
+        }
+        RateClass::Verify => query_token(query).map_or_else(ip, |t| digest("token", &t)),
+        RateClass::Api | RateClass::Stats | RateClass::Config | RateClass::AuthFailures => ip(),
+    }
+}
+
+/// Admit a request through its class's limit and, where refusals count, the client's
+/// auth-failure budget. `Err(retry_after_secs)` when either is spent.
+pub fn admit(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    client: &Client,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Spent, u64> {
+    let (class, counts_failures) = classify(method, path);
+    let refuse = |class: RateClass, wait: std::time::Duration| {
+        crate::metrics::RATE_LIMITED
+            .with_label_values(&[class.as_str()])
+            .inc();
+        wait.as_secs_f64().ceil().max(1.0) as u64
+    };
+    let mut spent = Spent::default();
+    if counts_failures {
+        let key = key_for(state, RateClass::AuthFailures, client, headers, query);
+        state
+            .rate_limits
+            .check(RateClass::AuthFailures, &key)
+            .map_err(|w| refuse(RateClass::AuthFailures, w))?;
+        spent.failures = Some(key);
+    }
+    if let Some(class) = class {
+        let key = key_for(state, class, client, headers, query);
+        if let Err(w) = state.rate_limits.check(class, &key) {
+            settle(state, &spent, 0);
+            return Err(refuse(class, w));
+        }
+    }
+    Ok(spent)
+}
+
+/// After the answer: the failure slot reserved at admission stays spent only for a refusal.
+pub fn settle(state: &AppState, spent: &Spent, status: u16) {
+    if let Some(key) = &spent.failures {
+        if status != 401 && status != 403 {
+            state.rate_limits.release(RateClass::AuthFailures, key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_classes() {
+        let get = Method::GET;
+        let post = Method::POST;
+        assert_eq!(
+            classify(&get, "/api/stream-ids"),
+            (Some(RateClass::Api), false)
+        );
+        assert_eq!(
+            classify(&post, "/api/keys"),
+            (Some(RateClass::Config), false)
+        );
+        assert_eq!(
+            classify(&get, "/stats/live"),
+            (Some(RateClass::Stats), false)
+        );
+        assert_eq!(classify(&get, "/api/key/h"), (Some(RateClass::Key), true));
+        assert_eq!(
+            classify(&post, "/api/v2/streaming/drm/license"),
+            (Some(RateClass::Streaming), true)
+        );
+        assert_eq!(
+            classify(&get, "/api/v2/streaming/verify"),
+            (Some(RateClass::Verify), true)
+        );
+        assert_eq!(
+            classify(&get, "/api/providers/p/channels/c/stream"),
+            (Some(RateClass::StreamInfo), true)
+        );
+        assert_eq!(classify(&get, "/api/v1/channels/x/stream"), (None, true));
+        assert_eq!(classify(&get, "/api/v1/channels"), (None, false));
+        assert_eq!(classify(&get, "/health"), (None, false));
+        // Preflights are never limited.
+        assert_eq!(classify(&Method::OPTIONS, "/api/key/h"), (None, false));
+    }
+}

@@ -1,0 +1,61 @@
+//! The edge's one writer for answers sluice makes itself: API answers, refusals, preflights
+//! and proxy failures all leave through [`write`], which sets `Content-Length`, keeps the
+//! connection reusable, and for `HEAD` sends the header of the `GET` answer without its body.
+
+use bytes::Bytes;
+use pingora_error::Result;
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+
+/// Write a complete local answer. Returns the body bytes sent.
+pub async fn write(
+    session: &mut Session,
+    mut head: ResponseHeader,
+    body: Bytes,
+    head_only: bool,
+) -> Result<usize> {
+    head.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    let no_body = head_only || body.is_empty();
+    session
+        .write_response_header(Box::new(head), no_body)
+        .await?;
+    if no_body {
+        return Ok(0);
+    }
+    let n = body.len();
+    session.write_response_body(Some(body), true).await?;
+    Ok(n)
+}
+
+/// A JSON answer with `status` (media surfaces: CORS open to any origin).
+pub async fn json(session: &mut Session, status: u16, body: Bytes) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header("access-control-allow-origin", "*")?;
+    if status >= 400 {
+        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    }
+    if status == 405 {
+        resp.insert_header(http::header::ALLOW, "GET, HEAD, OPTIONS")?;
+    }
+    let head_only = session.req_header().method == http::Method::HEAD;
+    write(session, resp, body, head_only).await.map(|_| ())
+}
+
+/// CORS preflight for media paths: any origin may fetch segments and playlists.
+pub async fn preflight(session: &mut Session) -> Result<()> {
+    let requested = session
+        .req_header()
+        .headers
+        .get("access-control-request-headers")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() < 1024 && v.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
+        .unwrap_or("Range, Authorization, Content-Type, X-Device-Id")
+        .to_string();
+    let mut resp = ResponseHeader::build(204, Some(6))?;
+    resp.insert_header("access-control-allow-origin", "*")?;
+    resp.insert_header("access-control-allow-methods", "GET, HEAD, OPTIONS")?;
+    resp.insert_header("access-control-allow-headers", requested)?;
+    resp.insert_header("access-control-max-age", "86400")?;
+    write(session, resp, Bytes::new(), true).await.map(|_| ())
+}
