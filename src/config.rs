@@ -442,11 +442,25 @@ impl Config {
         let mut config = validator.validate(raw)?;
         config.access = tokens::validate(&validator, access, env)?;
         config.rate_limits.key = config.access.key_delivery.rate_limit;
+        validator.distinct_secrets(&config)?;
         Ok(config)
     }
 }
 
 impl Config {
+    /// Valid but worth an operator's attention (printed by `sluice check`).
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.access.streaming.public_base_url.is_none() {
+            notes.push(
+                "streaming.public_base_url is not set: streamUrl is built from each request's \
+                 Host (and X-Forwarded-Proto/-Host from trusted_proxies); set it in production"
+                    .to_string(),
+            );
+        }
+        notes
+    }
+
     /// Pingora's `ServerConf` from the `server:` section (validated at load, so this succeeds).
     pub fn server_conf(&self) -> pingora_core::server::configuration::ServerConf {
         server_conf_from(&self.server).unwrap_or_default()
@@ -456,6 +470,20 @@ impl Config {
 fn server_conf_from(
     v: &serde_yaml::Value,
 ) -> Result<pingora_core::server::configuration::ServerConf, String> {
+    // Pingora ignores unknown keys; a misspelt `thredas: 2` must not pass silently.
+    if let serde_yaml::Value::Mapping(m) = v {
+        let known =
+            serde_yaml::to_value(pingora_core::server::configuration::ServerConf::default())
+                .map_err(|e| e.to_string())?;
+        for k in m.keys() {
+            let name = k.as_str().unwrap_or_default();
+            if !matches!(&known, serde_yaml::Value::Mapping(km) if km.contains_key(name)) {
+                return Err(format!(
+                    "unknown key `{name}` (not a Pingora server setting)"
+                ));
+            }
+        }
+    }
     let mut conf: pingora_core::server::configuration::ServerConf = match v {
         serde_yaml::Value::Null => Default::default(),
         v => serde_yaml::from_value(v.clone()).map_err(|e| e.to_string())?,
@@ -563,6 +591,47 @@ impl Validator<'_> {
         }
     }
 
+    /// Every HMAC secret must be its own: a shared one lets a credential of one kind pass as
+    /// another (a stream token, which travels in URLs and playlists, as a user bearer).
+    fn distinct_secrets(&self, c: &Config) -> Result<(), ConfigError> {
+        let a = &c.access;
+        let secrets: [(&str, Option<&[u8]>); 5] = [
+            (
+                "streaming.secret",
+                a.streaming.secret.as_ref().map(|s| s.as_bytes()),
+            ),
+            (
+                "streaming.jwt.secret",
+                a.streaming.jwt.as_ref().map(|j| j.secret.as_bytes()),
+            ),
+            (
+                "key_delivery.secret",
+                a.key_delivery.secret.as_ref().map(|s| s.as_bytes()),
+            ),
+            (
+                "signed_channels.secret",
+                a.channels.secret.as_ref().map(|s| s.as_bytes()),
+            ),
+            (
+                "provider_auth.jwt_secret",
+                c.provider_auth.jwt_secret.as_ref().map(|s| s.0.as_slice()),
+            ),
+        ];
+        for (i, (key, secret)) in secrets.iter().enumerate() {
+            let Some(secret) = secret else { continue };
+            if let Some((other, _)) = secrets[..i]
+                .iter()
+                .find(|(_, s)| s.is_some_and(|s| s == *secret))
+            {
+                return Err(self.err(
+                    key,
+                    format!("must differ from {other}: every token kind needs its own secret"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn addr(&self, key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
         v.parse()
             .map_err(|_| self.err(key, format!("`{v}` is not an address like 0.0.0.0:8080")))
@@ -665,7 +734,15 @@ impl Validator<'_> {
             other => return Err(self.err("log.format", format!("`{other}`: use text or json"))),
         };
         let server = raw.server.unwrap_or(serde_yaml::Value::Null);
-        let conf = server_conf_from(&server).map_err(|e| self.err("server", e))?;
+        let conf = server_conf_from(&server).map_err(|e| {
+            // Point at the unknown key itself when that is the problem.
+            let key = e
+                .strip_prefix("unknown key `")
+                .and_then(|r| r.split('`').next())
+                .map(|k| format!("server.{k}"))
+                .unwrap_or_else(|| "server".into());
+            self.err(&key, e)
+        })?;
         if conf.threads == 0 {
             return Err(self.err("server.threads", "must be at least 1"));
         }
@@ -878,6 +955,34 @@ mod tests {
         );
         assert_eq!(c.server_conf().grace_period_seconds, Some(7));
         assert!(parse("server:\n  threads: 0\n").is_err());
+        let e = parse("server:\n  threads: 2\n  thredas: 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.thredas") && e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn secrets_must_differ() {
+        let shared = "same-secret-0123456789";
+        let e = parse(&format!(
+            "streaming:\n  secret: {shared}\n  jwt:\n    secret: {shared}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("streaming.jwt.secret") && e.contains("must differ from streaming.secret"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "key_delivery:\n  secret: {shared}\nsigned_channels:\n  secret: {shared}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("signed_channels.secret"), "{e}");
+        assert!(parse(
+            "key_delivery:\n  secret: one-secret-0123456789\nsigned_channels:\n  secret: two-secret-0123456789\n"
+        )
+        .is_ok());
     }
 
     #[test]

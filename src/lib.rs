@@ -19,6 +19,7 @@ pub mod crypto;
 pub mod edge;
 pub mod housekeeping;
 pub mod http_client;
+pub mod instance;
 pub mod media;
 pub mod metrics;
 pub mod origin_dir;

@@ -250,8 +250,11 @@ fn main() -> ExitCode {
     let config = cli.config;
     match cli.command {
         Command::Check => match Config::load(&config) {
-            Ok(_) => {
+            Ok(c) => {
                 println!("{}: ok", config.display());
+                for note in c.notes() {
+                    println!("note: {note}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -37,11 +37,23 @@ pub fn state_dir(config: &Config) -> PathBuf {
 pub struct Sluice {
     pub server: Server,
     pub shared: Arc<Shared>,
+    /// This process's claim on the state directory, held while it runs.
+    pub lock: crate::instance::InstanceLock,
 }
 
 /// Open state and build the services. `upgrade` takes sockets over from a running instance.
 pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
     let config = Arc::new(config);
+    // First of all: one process per state directory, and every listener bindable. Nothing
+    // is written, and no socket replaced, before both hold.
+    let lock = crate::instance::acquire(&state_dir(&config), upgrade).map_err(StartError::Setup)?;
+    if !upgrade {
+        crate::instance::check_listeners(&[
+            ("listen.edge", config.edge_addr),
+            ("listen.admin", config.admin_addr),
+        ])
+        .map_err(StartError::Setup)?;
+    }
     let db = Db::open(&config.sqlite_path)?;
     let streams = StreamRegistry::load(
         db.clone(),
@@ -53,7 +65,11 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
             .map(|c| c.hash.clone()),
     )?;
     let db_for_access = db.clone();
-    let dir_socket = state_dir(&config).join("origin.sock");
+    // The dir origin's socket lives in a private directory: nothing but this process may
+    // reach the bucket behind the gate.
+    let dir_socket = crate::instance::private_run_dir(&state_dir(&config))
+        .map_err(StartError::Setup)?
+        .join("origin.sock");
     let upstream = Upstream::new(&config.origins, dir_socket.clone());
     let (access_log, access_log_writer) =
         crate::store::access_log::AccessLog::new(db.clone(), config.admin.access_log_retention);
@@ -116,7 +132,10 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
             let _ = std::fs::remove_file(&dir_socket);
         }
         let mut origin = Service::new("sluice dir origin".into(), DirOrigin::new(root));
-        origin.add_uds(&dir_socket.to_string_lossy(), None);
+        origin.add_uds(
+            &dir_socket.to_string_lossy(),
+            Some(std::os::unix::fs::PermissionsExt::from_mode(0o600)),
+        );
         server.add_service(origin);
     }
 
@@ -125,6 +144,13 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
         Edge::new(shared.clone()),
         "sluice edge",
     );
+    if let Some(proxy) = edge.app_logic_mut() {
+        let mut options = pingora_core::apps::HttpServerOptions::default();
+        // CONNECT reaches sluice's own hooks (refused there in the route's error shape)
+        // instead of Pingora's bare 405.
+        options.allow_connect_method_proxying = true;
+        proxy.server_options = Some(options);
+    }
     edge.add_tcp(&config.edge_addr.to_string());
     server.add_service(edge);
 
@@ -137,7 +163,11 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
         crate::housekeeping::Housekeeping::new(shared.clone(), access_log_writer),
     ));
 
-    Ok(Sluice { server, shared })
+    Ok(Sluice {
+        server,
+        shared,
+        lock,
+    })
 }
 
 /// On first start (no API keys at all), create the default admin key and print it once, in

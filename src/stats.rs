@@ -95,13 +95,7 @@ impl StatsTable {
         let sec = self.second(now);
         let mut players = self.players.lock();
         if !players.contains_key(player) && players.len() >= MAX_PLAYERS {
-            if let Some(oldest) = players
-                .iter()
-                .min_by_key(|(_, p)| p.last_seen)
-                .map(|(k, _)| k.clone())
-            {
-                players.remove(&oldest);
-            }
+            evict_least_recent(&mut players);
         }
         let p = players
             .entry(player.to_string())
@@ -160,6 +154,25 @@ impl StatsTable {
     }
 }
 
+/// Drop the least recently seen tenth of the table in one pass. A scan per new player (the
+/// table full of invented hashes) would cost O(n) under the lock on every media request;
+/// this is O(n) once per n/10 new players.
+fn evict_least_recent(players: &mut HashMap<String, PlayerStats>) {
+    let mut seen: Vec<Instant> = players.values().map(|p| p.last_seen).collect();
+    let cut = (seen.len() / 10).max(1);
+    let (_, nth, _) = seen.select_nth_unstable(cut - 1);
+    let threshold = *nth;
+    let mut left = cut;
+    players.retain(|_, p| {
+        if left > 0 && p.last_seen <= threshold {
+            left -= 1;
+            false
+        } else {
+            true
+        }
+    });
+}
+
 /// Zero the buckets of seconds that passed without traffic.
 fn advance(p: &mut PlayerStats, sec: u64) {
     if sec <= p.window_second {
@@ -212,6 +225,23 @@ mod tests {
         let s = t.snapshot_at("p", start + Duration::from_secs(30)).unwrap();
         assert_eq!(s.bitrate_kbps, 0);
         assert_eq!(s.bytes, 1_250_000);
+    }
+
+    #[test]
+    fn the_table_stays_bounded_and_keeps_recent_players() {
+        let t = StatsTable::new();
+        let t0 = t.epoch;
+        for i in 0..(MAX_PLAYERS + 2_500) {
+            t.record_at(
+                &format!("p{i}"),
+                Sample::default(),
+                t0 + Duration::from_millis(i as u64),
+            );
+        }
+        let n = t.players.lock().len();
+        assert!(n <= MAX_PLAYERS, "{n}");
+        assert!(t.snapshot(&format!("p{}", MAX_PLAYERS + 2_499)).is_some());
+        assert!(t.snapshot("p0").is_none());
     }
 
     #[test]

@@ -98,11 +98,7 @@ async fn ask_provider(
     api: &url::Url,
     pointer: &str,
 ) -> Result<url::Url, String> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| e.to_string())?;
+    let client = crate::http_client::control_plane(Duration::from_secs(10))?;
     let mut req = client.get(api.clone());
     for (name, value) in &provider.headers {
         req = req.header(name.as_str(), value.as_bytes());
@@ -114,10 +110,9 @@ async fn ask_provider(
     if !resp.status().is_success() {
         return Err(format!("status {}", resp.status()));
     }
-    let body = resp.bytes().await.map_err(|e| e.to_string())?;
-    if body.len() > 1024 * 1024 {
-        return Err("answer too large".into());
-    }
+    let body = crate::http_client::read_bounded(resp, 1024 * 1024)
+        .await
+        .map_err(|e| e.to_string())?;
     let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
     let raw = v
         .pointer(pointer)

@@ -35,8 +35,7 @@ async fn purge_authorized(
     state: &AppState,
     body: &[u8],
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let req: PurgeRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+    let req: PurgeRequest = super::error::parse_json(body)?;
     let Some(cache) = state.cache else {
         return Ok(Json(serde_json::json!({"status": "success", "purged": 0})));
     };

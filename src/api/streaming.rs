@@ -467,16 +467,10 @@ async fn drm_license(
     if !resp.status().is_success() {
         return Err(bad_gateway(format!("status {}", resp.status())));
     }
-    if resp
-        .content_length()
-        .is_some_and(|n| n as usize > MAX_LICENSE_BYTES)
-    {
-        return Err(bad_gateway("license too large".into()));
-    }
-    let license = resp.bytes().await.map_err(|e| bad_gateway(e.to_string()))?;
-    if license.len() > MAX_LICENSE_BYTES {
-        return Err(bad_gateway("license too large".into()));
-    }
+    // Bounded while it streams: a license server sending without end stops at the cap.
+    let license = crate::http_client::read_bounded(resp, MAX_LICENSE_BYTES)
+        .await
+        .map_err(|e| bad_gateway(e.to_string()))?;
     Ok(Json(json!({
         "contentId": content.id,
         "drmType": drm_type,

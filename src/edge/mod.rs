@@ -213,6 +213,18 @@ impl ProxyHttp for Edge {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let path = session.req_header().uri.path().to_string();
+        if session.req_header().method == http::Method::CONNECT {
+            // sluice serves media and its APIs: never a tunnel. Answered in the shape of the
+            // surface the target names, and the connection is not reused (CONNECT changes
+            // message framing).
+            ctx.local_status = Some(400);
+            session.set_keepalive(None);
+            let body = api::Surface::of(&path)
+                .error_body(http::StatusCode::BAD_REQUEST, "CONNECT is not supported")
+                .to_string();
+            respond::json(session, 400, body.into()).await?;
+            return Ok(true);
+        }
         match route::classify(&path, &self.state.config.stream.extensions) {
             Ok(Route::Api) => {
                 ctx.class = RouteClass::Api;

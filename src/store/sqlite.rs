@@ -113,6 +113,22 @@ impl Db {
             path: shown.clone(),
             source,
         })?;
+        // The state file holds key hashes, sealed content keys and access logs: owner only
+        // (SQLite gives its -wal and -shm files the database file's mode).
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let p = PathBuf::from(p);
+            if p.exists() {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).map_err(
+                    |source| StoreError::Dir {
+                        path: p.display().to_string(),
+                        source,
+                    },
+                )?;
+            }
+        }
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("sluice-sqlite".into())

@@ -33,6 +33,8 @@ pub struct Reply {
     pub trickle: Option<(usize, Duration)>,
     /// Wait this long before answering at all.
     pub delay: Option<Duration>,
+    /// Send no `Content-Length` (a chunked body of unannounced length).
+    pub unannounced_length: bool,
 }
 
 impl Reply {
@@ -43,6 +45,7 @@ impl Reply {
             headers: vec![("content-type".into(), content_type.into())],
             trickle: None,
             delay: None,
+            unannounced_length: false,
         }
     }
 
@@ -53,6 +56,7 @@ impl Reply {
             headers: vec![("content-type".into(), "text/plain".into())],
             trickle: None,
             delay: None,
+            unannounced_length: false,
         }
     }
 
@@ -68,6 +72,11 @@ impl Reply {
 
     pub fn delay(mut self, d: Duration) -> Reply {
         self.delay = Some(d);
+        self
+    }
+
+    pub fn unannounced_length(mut self) -> Reply {
+        self.unannounced_length = true;
         self
     }
 }
@@ -175,7 +184,9 @@ async fn answer(st: Arc<OriginState>, req: Request) -> Response {
     for (k, v) in &reply.headers {
         b = b.header(k, v);
     }
-    b = b.header("content-length", reply.body.len());
+    if !reply.unannounced_length {
+        b = b.header("content-length", reply.body.len());
+    }
     let body = match reply.trickle {
         None => Body::from(reply.body.clone()),
         Some((chunks, over)) => {
