@@ -44,6 +44,34 @@ fn hls_js_plays_the_demo_and_a_provider_stream() {
     assert_played(&r);
     drop(s);
 
+    // The demo gated by a stream token with a quality ceiling: the player is given only the
+    // streamUrl, and everything else (variants, the audio rendition, init and media
+    // segments) it reaches through the playback credentials sluice mints into playlists.
+    let s = Sluice::start(
+        "origins:\n  bucket: dir:./demo/media\nstreaming:\n  secret: browser-stream-secret-0123\n  contents:\n    - {id: demo, hash: demo, token_required: true, max_uses: 1}\n",
+    );
+    let key = common::admin_key(&s);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let minted: Value = rt.block_on(async {
+        client()
+            .post(s.edge_url("/api/v2/streaming/token"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"contentId": "demo", "quality": "480p"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let url = minted["streamUrl"].as_str().unwrap().to_string();
+    let r = play(&url, 6);
+    assert_played(&r);
+    // That was the token's one use: a second playback is refused.
+    let again = rt.block_on(async { client().get(&url).send().await.unwrap().status() });
+    assert_eq!(again, 403);
+    drop(s);
+
     // The same media from a provider CDN, through /api/proxy with rewriting and injection.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/media/demo");
     let mut origin = TestOrigin::new();

@@ -527,3 +527,42 @@ async fn one_state_directory_one_process_and_private_state_files() {
     assert_eq!(mode(state.join("run")), 0o700);
     assert_eq!(mode(state.join("run/origin.sock")) & 0o077, 0);
 }
+
+#[tokio::test]
+async fn an_upgrade_takes_the_state_lock_over() {
+    let mut old = Sluice::start("");
+    let lock = old.state_dir().join("state/sluice.lock");
+    let pid_in_lock = || std::fs::read_to_string(&lock).unwrap_or_default().trim().to_string();
+    assert_eq!(pid_in_lock(), old.pid().to_string());
+    let log = std::fs::File::create(old.state_dir().join("new.log")).unwrap();
+    let mut new = Command::new(sluice_bin())
+        .args(["serve", "--upgrade", "-c"])
+        .arg(&old.config_path)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    // The new process waits for the sockets; the old one hands them over on SIGQUIT.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(Command::new("kill")
+        .args(["-QUIT", &old.pid().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    old.wait_exit(Duration::from_secs(20));
+    let start = Instant::now();
+    while pid_in_lock() != new.id().to_string() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the new process did not take the lock: {}\n{}",
+            pid_in_lock(),
+            std::fs::read_to_string(old.state_dir().join("new.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = client().get(old.edge_url("/stream/demo/master.m3u8")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = new.kill();
+    let _ = new.wait();
+}
