@@ -221,6 +221,7 @@ async fn entry_spellings_all_spend_the_same_uses() {
     assert_eq!(remaining(&s, &t).await, json!("Max uses exceeded"));
     for spelling in [
         "/stream/movie-gated/master.m3u8",
+        "/stream/MOVIE-GATED/master.m3u8",
         "/stream/movie-gated/master%2Em3u8",
         "/stream/movie-gated/maste%72.m3u8",
         "/stream/movie-gated/%6Daster.m3u8",
@@ -422,8 +423,11 @@ async fn stream_id_aliases_cannot_skip_the_gate_or_shadow_content() {
     assert_eq!(add("somewhere", "movie-gated-not").await.0, 200);
     let (st, body) = add("movie-open", "somewhere").await;
     assert_eq!(st, 409, "{body}");
-    // The content is still gated at its own hash.
+    // The content is still gated at its own hash, in any case spelling (an origin may
+    // ignore case), and a player id may not shadow it in another case either.
     assert_eq!(status(&s, "/stream/movie-gated/master.m3u8").await, 401);
+    assert_eq!(status(&s, "/stream/Movie-Gated/master.m3u8").await, 401);
+    assert_eq!(add("movie-open", "MOVIE-GATED").await.0, 409);
 }
 
 #[tokio::test]

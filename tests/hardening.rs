@@ -532,7 +532,12 @@ async fn one_state_directory_one_process_and_private_state_files() {
 async fn an_upgrade_takes_the_state_lock_over() {
     let mut old = Sluice::start("");
     let lock = old.state_dir().join("state/sluice.lock");
-    let pid_in_lock = || std::fs::read_to_string(&lock).unwrap_or_default().trim().to_string();
+    let pid_in_lock = || {
+        std::fs::read_to_string(&lock)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
     assert_eq!(pid_in_lock(), old.pid().to_string());
     let log = std::fs::File::create(old.state_dir().join("new.log")).unwrap();
     let mut new = Command::new(sluice_bin())
@@ -561,7 +566,11 @@ async fn an_upgrade_takes_the_state_lock_over() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let r = client().get(old.edge_url("/stream/demo/master.m3u8")).send().await.unwrap();
+    let r = client()
+        .get(old.edge_url("/stream/demo/master.m3u8"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let _ = new.kill();
     let _ = new.wait();

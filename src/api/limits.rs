@@ -12,10 +12,13 @@
 //! | `GET /api/providers/…/stream` | `stream_info` | bearer JWT (digest), else client IP |
 //!
 //! Backends call `/token` and `verify` for many viewers from one address, so those are keyed
-//! by credential first. Guessing credentials is throttled separately: on the public routes
-//! that check one (key delivery, the streaming routes, Stream Info, signed-channel stream)
-//! every 401/403 answer spends the client IP's `auth_failures` budget, reserved up front and
-//! given back when the answer was not a refusal. Keys hold digests, never credentials.
+//! by credential first. Guessing credentials is throttled separately: an answer that says
+//! "this credential is not valid" spends the client IP's `auth_failures` budget — 401/403 of
+//! key delivery and of the signed-channel stream route (bad or missing key token, signature),
+//! 401 of the streaming routes and Stream Info (bad bearer). The slot is reserved up front
+//! and given back when the answer was something else; legitimate verdicts (`verify` saying a
+//! token is expired or used up, `403 Subscription required`) spend nothing. Keys hold
+//! digests, never credentials.
 
 use axum::http::{HeaderMap, Method};
 
@@ -28,33 +31,36 @@ use crate::state::AppState;
 /// The budgets a request spent at admission.
 #[derive(Debug, Default)]
 pub struct Spent {
-    failures: Option<String>,
+    failures: Option<(String, Failures)>,
 }
 
-/// The class of a request, and whether its refusals spend the auth-failure budget.
-pub fn classify(method: &Method, path: &str) -> (Option<RateClass>, bool) {
+/// The answers that mean "this credential is not valid" on a route.
+pub type Failures = &'static [u16];
+const NONE: Failures = &[];
+const BAD_CREDENTIAL: Failures = &[401, 403];
+const BAD_BEARER: Failures = &[401];
+
+/// The class of a request, and which of its answers spend the auth-failure budget.
+pub fn classify(method: &Method, path: &str) -> (Option<RateClass>, Failures) {
+    if method == Method::OPTIONS {
+        return (None, NONE);
+    }
     let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match seg.as_slice() {
         ["api", "stream-ids"] | ["api", "stream-ids", _] | ["api", "cache", "purge"] => {
-            (Some(RateClass::Api), false)
+            (Some(RateClass::Api), NONE)
         }
-        ["stats", _] => (Some(RateClass::Stats), false),
-        ["api", "keys"] | ["api", "content-keys", _] => (Some(RateClass::Config), false),
-        ["api", "key", _] if method != Method::OPTIONS => (Some(RateClass::Key), true),
-        ["api", "v2", "streaming", "verify"] if method != Method::OPTIONS => {
-            (Some(RateClass::Verify), true)
-        }
+        ["stats", _] => (Some(RateClass::Stats), NONE),
+        ["api", "keys"] | ["api", "content-keys", _] => (Some(RateClass::Config), NONE),
+        ["api", "key", _] => (Some(RateClass::Key), BAD_CREDENTIAL),
+        ["api", "v2", "streaming", "verify"] => (Some(RateClass::Verify), NONE),
         ["api", "v2", "streaming", "token" | "revoke"]
-        | ["api", "v2", "streaming", "drm", "license"]
-            if method != Method::OPTIONS =>
-        {
-            (Some(RateClass::Streaming), true)
+        | ["api", "v2", "streaming", "drm", "license"] => (Some(RateClass::Streaming), BAD_BEARER),
+        ["api", "providers", _, "channels", _, "stream"] => {
+            (Some(RateClass::StreamInfo), BAD_BEARER)
         }
-        ["api", "providers", _, "channels", _, "stream"] if method != Method::OPTIONS => {
-            (Some(RateClass::StreamInfo), true)
-        }
-        ["api", "v1", "channels", _, "stream"] if method != Method::OPTIONS => (None, true),
-        _ => (None, false),
+        ["api", "v1", "channels", _, "stream"] => (None, BAD_CREDENTIAL),
+        _ => (None, NONE),
     }
 }
 
@@ -108,7 +114,7 @@ pub fn admit(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Spent, u64> {
-    let (class, counts_failures) = classify(method, path);
+    let (class, failures) = classify(method, path);
     let refuse = |class: RateClass, wait: std::time::Duration| {
         crate::metrics::RATE_LIMITED
             .with_label_values(&[class.as_str()])
@@ -116,13 +122,13 @@ pub fn admit(
         wait.as_secs_f64().ceil().max(1.0) as u64
     };
     let mut spent = Spent::default();
-    if counts_failures {
+    if !failures.is_empty() {
         let key = key_for(state, RateClass::AuthFailures, client, headers, query);
         state
             .rate_limits
             .check(RateClass::AuthFailures, &key)
             .map_err(|w| refuse(RateClass::AuthFailures, w))?;
-        spent.failures = Some(key);
+        spent.failures = Some((key, failures));
     }
     if let Some(class) = class {
         let key = key_for(state, class, client, headers, query);
@@ -136,8 +142,8 @@ pub fn admit(
 
 /// After the answer: the failure slot reserved at admission stays spent only for a refusal.
 pub fn settle(state: &AppState, spent: &Spent, status: u16) {
-    if let Some(key) = &spent.failures {
-        if status != 401 && status != 403 {
+    if let Some((key, failures)) = &spent.failures {
+        if !failures.contains(&status) {
             state.rate_limits.release(RateClass::AuthFailures, key);
         }
     }
@@ -153,33 +159,40 @@ mod tests {
         let post = Method::POST;
         assert_eq!(
             classify(&get, "/api/stream-ids"),
-            (Some(RateClass::Api), false)
+            (Some(RateClass::Api), NONE)
         );
         assert_eq!(
             classify(&post, "/api/keys"),
-            (Some(RateClass::Config), false)
+            (Some(RateClass::Config), NONE)
         );
         assert_eq!(
             classify(&get, "/stats/live"),
-            (Some(RateClass::Stats), false)
+            (Some(RateClass::Stats), NONE)
         );
-        assert_eq!(classify(&get, "/api/key/h"), (Some(RateClass::Key), true));
+        assert_eq!(
+            classify(&get, "/api/key/h"),
+            (Some(RateClass::Key), BAD_CREDENTIAL)
+        );
         assert_eq!(
             classify(&post, "/api/v2/streaming/drm/license"),
-            (Some(RateClass::Streaming), true)
+            (Some(RateClass::Streaming), BAD_BEARER)
         );
+        // verify's refusals are verdicts about a token, not guesses.
         assert_eq!(
             classify(&get, "/api/v2/streaming/verify"),
-            (Some(RateClass::Verify), true)
+            (Some(RateClass::Verify), NONE)
         );
         assert_eq!(
             classify(&get, "/api/providers/p/channels/c/stream"),
-            (Some(RateClass::StreamInfo), true)
+            (Some(RateClass::StreamInfo), BAD_BEARER)
         );
-        assert_eq!(classify(&get, "/api/v1/channels/x/stream"), (None, true));
-        assert_eq!(classify(&get, "/api/v1/channels"), (None, false));
-        assert_eq!(classify(&get, "/health"), (None, false));
+        assert_eq!(
+            classify(&get, "/api/v1/channels/x/stream"),
+            (None, BAD_CREDENTIAL)
+        );
+        assert_eq!(classify(&get, "/api/v1/channels"), (None, NONE));
+        assert_eq!(classify(&get, "/health"), (None, NONE));
         // Preflights are never limited.
-        assert_eq!(classify(&Method::OPTIONS, "/api/key/h"), (None, false));
+        assert_eq!(classify(&Method::OPTIONS, "/api/key/h"), (None, NONE));
     }
 }

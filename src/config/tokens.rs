@@ -331,8 +331,13 @@ impl StreamingConfig {
         self.contents.iter().find(|c| c.id == id)
     }
 
+    /// The content a bucket directory holds. Compared without ASCII case: on an origin that
+    /// ignores case (some object stores and CDNs do), `MOVIE-1` *is* `movie-1`, and a
+    /// spelling must never be a way around the gate.
     pub fn content_by_hash(&self, hash: &str) -> Option<&Content> {
-        self.contents.iter().find(|c| c.hash == hash)
+        self.contents
+            .iter()
+            .find(|c| c.hash.eq_ignore_ascii_case(hash))
     }
 
     /// How long a use count must be kept: tokens are accepted until `exp + leeway`.

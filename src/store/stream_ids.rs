@@ -42,10 +42,18 @@ impl StreamRegistry {
         let reg = StreamRegistry {
             db,
             snapshot: Arc::new(ArcSwap::from_pointee(HashMap::new())),
-            reserved: Arc::new(reserved.into_iter().collect()),
+            reserved: Arc::new(
+                reserved
+                    .into_iter()
+                    .map(|h| h.to_ascii_lowercase())
+                    .collect(),
+            ),
         };
         let rows = reg.db.call_blocking(list_rows)?;
-        for r in rows.iter().filter(|r| reg.reserved.contains(&r.player)) {
+        for r in rows
+            .iter()
+            .filter(|r| reg.reserved.contains(&r.player.to_ascii_lowercase()))
+        {
             tracing::warn!(
                 player = %r.player,
                 "stream id shadows a configured content; the content wins (delete the stream id)"
@@ -57,7 +65,7 @@ impl StreamRegistry {
 
     /// Why `player` may not be registered (it would shadow something), if it may not.
     pub fn shadowing(&self, player: &str) -> Option<String> {
-        if self.reserved.contains(player) {
+        if self.reserved.contains(&player.to_ascii_lowercase()) {
             return Some(format!("configured content '{player}'"));
         }
         if self.snapshot.load().values().any(|p| p == player) {
@@ -76,7 +84,7 @@ impl StreamRegistry {
 
     /// The publisher prefix for a player id, if registered (and not a configured content).
     pub fn publisher_for(&self, player: &str) -> Option<String> {
-        if self.reserved.contains(player) {
+        if self.reserved.contains(&player.to_ascii_lowercase()) {
             return None;
         }
         self.snapshot.load().get(player).cloned()
