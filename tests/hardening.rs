@@ -187,71 +187,50 @@ fn b64_bytes(b: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
+/// Mint a token with an admin key, sending `headers`; the `streamUrl` sluice answered.
+async fn stream_url(s: &Sluice, headers: &[(&str, &str)]) -> String {
+    let mut r = client()
+        .post(s.edge_url("/api/v2/streaming/token"))
+        .bearer_auth(admin_key(s))
+        .json(&json!({"contentId": "c1"}));
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let (_, _, body) = send(r).await;
+    serde_json::from_str::<Value>(&body).unwrap()["streamUrl"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[tokio::test]
 async fn stream_url_is_not_steered_by_the_client() {
-    let s = Sluice::start(&config("trusted_proxies: [127.0.0.2]\n"));
-    let key = admin_key(&s);
-    let mint = |host: &str, fwd: Option<(&str, &str)>| {
-        let mut r = client()
-            .post(s.edge_url("/api/v2/streaming/token"))
-            .bearer_auth(&key)
-            .header("host", host)
-            .json(&json!({"contentId": "c1"}));
-        if let Some((proto, fhost)) = fwd {
-            r = r
-                .header("x-forwarded-proto", proto)
-                .header("x-forwarded-host", fhost);
-        }
-        async move {
-            let (_, _, body) = send(r).await;
-            serde_json::from_str::<Value>(&body).unwrap()["streamUrl"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        }
-    };
+    let forwarded = [
+        ("host", "cdn.example.com"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "evil.example"),
+    ];
     // The peer is not a trusted proxy: its forwarding headers are not believed.
-    let url = mint("cdn.example.com", Some(("https", "evil.example"))).await;
+    let s = Sluice::start(&config("trusted_proxies: [127.0.0.2]\n"));
+    let url = stream_url(&s, &forwarded).await;
     assert!(
         url.starts_with("http://cdn.example.com/stream/movie/master.m3u8?token="),
         "{url}"
     );
     drop(s);
+    // From a trusted proxy they are.
     let s = Sluice::start(&config("trusted_proxies: [127.0.0.1]\n"));
-    let key = admin_key(&s);
-    let (_, _, body) = send(
-        client()
-            .post(s.edge_url("/api/v2/streaming/token"))
-            .bearer_auth(&key)
-            .header("x-forwarded-proto", "https")
-            .header("x-forwarded-host", "cdn.example.com")
-            .json(&json!({"contentId": "c1"})),
-    )
-    .await;
-    let url = serde_json::from_str::<Value>(&body).unwrap()["streamUrl"].clone();
+    let url = stream_url(&s, &forwarded).await;
     assert!(
-        url.as_str()
-            .unwrap()
-            .starts_with("https://cdn.example.com/stream/movie/master.m3u8?token="),
+        url.starts_with("https://evil.example/stream/movie/master.m3u8?token="),
         "{url}"
     );
     drop(s);
     // Configured: always the public base, whatever the request says.
     let s = Sluice::start(&config("  public_base_url: https://media.example.net\n"));
-    let key = admin_key(&s);
-    let (_, _, body) = send(
-        client()
-            .post(s.edge_url("/api/v2/streaming/token"))
-            .bearer_auth(&key)
-            .header("host", "evil.example")
-            .json(&json!({"contentId": "c1"})),
-    )
-    .await;
-    let url = serde_json::from_str::<Value>(&body).unwrap()["streamUrl"].clone();
+    let url = stream_url(&s, &forwarded).await;
     assert!(
-        url.as_str()
-            .unwrap()
-            .starts_with("https://media.example.net/stream/movie/master.m3u8?token="),
+        url.starts_with("https://media.example.net/stream/movie/master.m3u8?token="),
         "{url}"
     );
 }
