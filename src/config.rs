@@ -448,6 +448,20 @@ impl Config {
 }
 
 impl Config {
+    /// sluice's own listening addresses: never a proxy target.
+    pub fn own_listeners(&self) -> [SocketAddr; 2] {
+        [self.edge_addr, self.admin_addr]
+    }
+
+    /// How long a playlist answer may wait for its fill: a cache-lock wait, then a connect and
+    /// two reads of the origin, and a margin.
+    pub fn fill_deadline(&self) -> Duration {
+        self.cache.lock_timeout
+            + self.origins.connect_timeout
+            + self.origins.read_timeout * 2
+            + Duration::from_secs(5)
+    }
+
     /// Valid but worth an operator's attention (printed by `sluice check`).
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();

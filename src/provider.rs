@@ -29,22 +29,43 @@ pub struct ProviderFile {
     /// parameters to cookies").
     #[serde(default)]
     pub url_params_to_cookies: Vec<String>,
-    /// Hosts `/api/proxy` may fetch for this provider: `cdn.example.com` or `*.example.com`.
-    /// Empty: the hosts of the channel URLs and of `api_base`.
+    /// Hosts `/api/proxy` may fetch for this provider: `cdn.example.com` or `*.example.com`,
+    /// on their scheme's default port, or with an explicit port (`cdn.example.com:8443`).
+    /// Empty: the hosts (and ports) of the channel URLs and of `api_base`. A channel URL's own
+    /// host and port are always allowed.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
     /// Allow loopback/private/link-local upstream addresses (default: refused).
     #[serde(default)]
     pub allow_private: bool,
-    /// Lifetime of a ctx token handed out by the stream endpoint.
+    /// Idle lifetime of a ctx token handed out by the stream endpoint: each use extends it.
     #[serde(default = "default_ctx_ttl", with = "humantime_serde")]
     pub ctx_ttl: Duration,
+    /// The longest a ctx may live however much it is used (one viewing session).
+    #[serde(default = "default_ctx_max_session", with = "humantime_serde")]
+    pub ctx_max_session: Duration,
+    /// Upstream query parameters that carry credentials, left out of the cache key (the
+    /// object is the same whoever's token fetched it).
+    #[serde(default = "default_cache_key_ignore")]
+    pub cache_key_ignore: Vec<String>,
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelFile>,
 }
 
 fn default_ctx_ttl() -> Duration {
     Duration::from_secs(3600)
+}
+
+fn default_ctx_max_session() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+/// Credential parameters of the common CDNs (Akamai, CloudFront, generic tokens).
+pub fn default_cache_key_ignore() -> Vec<String> {
+    ["hdnts", "hdnea", "Policy", "Signature", "Key-Pair-Id", "token", "Expires"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// `providers.<id>.channels.<channel_id>` as written.
@@ -108,14 +129,37 @@ pub struct Provider {
     pub allowed_hosts: HostList,
     pub allow_private: bool,
     pub ctx_ttl: Duration,
+    pub ctx_max_session: Duration,
+    pub cache_key_ignore: Vec<String>,
     pub channels: BTreeMap<String, Channel>,
 }
 
-/// Exact hosts and `*.suffix` patterns, lower-case.
+/// Exact hosts and `*.suffix` patterns, lower-case, each on its scheme's default port or an
+/// explicit one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostList {
-    exact: Vec<String>,
-    suffixes: Vec<String>,
+    exact: Vec<(String, Option<u16>)>,
+    suffixes: Vec<(String, Option<u16>)>,
+}
+
+/// `host`, `host:port`, `[v6]`, `[v6]:port`.
+fn split_port(entry: &str) -> Result<(String, Option<u16>), String> {
+    let bad = || format!("`{entry}` is not a host or host:port");
+    if let Some(rest) = entry.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        return match after.strip_prefix(':') {
+            Some(p) => Ok((host.to_string(), Some(p.parse().map_err(|_| bad())?))),
+            None if after.is_empty() => Ok((host.to_string(), None)),
+            None => Err(bad()),
+        };
+    }
+    match entry.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => {
+            Ok((host.to_string(), Some(port.parse().map_err(|_| bad())?)))
+        }
+        Some(_) => Ok((entry.to_string(), None)), // a bare IPv6 address
+        None => Ok((entry.to_string(), None)),
+    }
 }
 
 impl HostList {
@@ -123,42 +167,75 @@ impl HostList {
         let mut list = HostList::default();
         for e in entries {
             let e = e.trim().to_ascii_lowercase();
-            if let Some(suffix) = e.strip_prefix("*.") {
+            let (host, port) = split_port(&e)?;
+            if let Some(suffix) = host.strip_prefix("*.") {
                 if suffix.is_empty() || suffix.contains('*') || !suffix.contains('.') {
                     return Err(format!(
                         "`{e}`: a wildcard needs a domain with a dot, like *.example.com"
                     ));
                 }
-                list.suffixes.push(format!(".{suffix}"));
-            } else if e.is_empty() || e.contains('*') || e.contains('/') {
+                list.suffixes.push((format!(".{suffix}"), port));
+            } else if host.is_empty() || host.contains('*') || host.contains('/') {
                 return Err(format!("`{e}` is not a host name"));
             } else {
-                list.push_host(&e);
+                list.push(&host, port);
             }
         }
         Ok(list)
     }
 
-    pub fn push_host(&mut self, host: &str) {
-        let h = canonical_host(host);
-        if !self.exact.contains(&h) {
-            self.exact.push(h);
+    /// Allow `host` on `port` (`None`: the scheme's default port).
+    pub fn push(&mut self, host: &str, port: Option<u16>) {
+        let entry = (canonical_host(host), port);
+        if !self.exact.contains(&entry) {
+            self.exact.push(entry);
         }
     }
 
-    /// `*.example.com` matches `a.example.com` and `a.b.example.com`, not `example.com`.
-    pub fn allows(&self, host: &str) -> bool {
+    /// Allow a URL's own host and port.
+    pub fn push_url(&mut self, url: &Url) {
+        let host = url.host_str().unwrap_or_default();
+        self.push(host, url.port());
+    }
+
+    /// Whether `host` on `port` is allowed; `default_port` is the URL scheme's. An entry
+    /// without a port allows the default port only: `cdn.example.com` never opens
+    /// `cdn.example.com:8000`. `*.example.com` matches `a.example.com` and `a.b.example.com`,
+    /// not `example.com`.
+    pub fn allows(&self, host: &str, port: u16, default_port: u16) -> bool {
         let h = canonical_host(host);
         let h = h.as_str();
-        self.exact.iter().any(|e| e == h)
+        let port_ok = |p: &Option<u16>| p.unwrap_or(default_port) == port;
+        self.exact.iter().any(|(e, p)| e == h && port_ok(p))
             || self
                 .suffixes
                 .iter()
-                .any(|s| h.ends_with(s.as_str()) && h.len() > s.len())
+                .any(|(s, p)| h.ends_with(s.as_str()) && h.len() > s.len() && port_ok(p))
+    }
+
+    /// Whether a URL's host and port are allowed.
+    pub fn allows_url(&self, url: &Url) -> bool {
+        let (Some(host), Some(port), Some(default)) = (
+            url.host_str(),
+            url.port_or_known_default(),
+            default_port(url.scheme()),
+        ) else {
+            return false;
+        };
+        self.allows(host, port, default)
     }
 
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.suffixes.is_empty()
+    }
+}
+
+/// The default port of a proxied scheme.
+pub fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
     }
 }
 
@@ -231,8 +308,8 @@ impl Providers {
                 HostList::parse(&p.allowed_hosts).map_err(|m| (key("allowed_hosts"), m))?;
             let derive_hosts = allowed_hosts.is_empty();
             if derive_hosts {
-                if let Some(h) = api_base.as_ref().and_then(|u| u.host_str()) {
-                    allowed_hosts.push_host(h);
+                if let Some(u) = &api_base {
+                    allowed_hosts.push_url(u);
                 }
             }
             let mut channels = BTreeMap::new();
@@ -242,14 +319,19 @@ impl Providers {
                     (Some(u), None) => {
                         let url = http_url(u).map_err(|m| (ckey("url"), m))?;
                         let host = url.host_str().unwrap_or_default().to_string();
-                        if derive_hosts {
-                            allowed_hosts.push_host(&host);
-                        } else if !allowed_hosts.allows(&host) {
+                        let named = derive_hosts || {
+                            let default = default_port(url.scheme()).unwrap_or(0);
+                            allowed_hosts.allows(&host, default, default)
+                                || allowed_hosts.allows_url(&url)
+                        };
+                        if !named {
                             return Err((
                                 ckey("url"),
                                 format!("host `{host}` is not in allowed_hosts"),
                             ));
                         }
+                        // A channel URL's own host:port is always reachable.
+                        allowed_hosts.push_url(&url);
                         ChannelSource::Fixed(url)
                     }
                     (None, Some(api)) => {
@@ -293,6 +375,21 @@ impl Providers {
             if p.ctx_ttl.is_zero() || p.ctx_ttl > Duration::from_secs(7 * 86400) {
                 return Err((key("ctx_ttl"), "must be between 1s and 7d".into()));
             }
+            if p.ctx_max_session < p.ctx_ttl || p.ctx_max_session > Duration::from_secs(30 * 86400)
+            {
+                return Err((
+                    key("ctx_max_session"),
+                    "must be at least ctx_ttl and at most 30d".into(),
+                ));
+            }
+            for name in &p.cache_key_ignore {
+                if name.is_empty() || name.contains(['&', '=', '#']) {
+                    return Err((
+                        key("cache_key_ignore"),
+                        format!("`{name}` is not a query parameter name"),
+                    ));
+                }
+            }
             by_id.insert(
                 id.clone(),
                 std::sync::Arc::new(Provider {
@@ -303,6 +400,8 @@ impl Providers {
                     allowed_hosts,
                     allow_private: p.allow_private,
                     ctx_ttl: p.ctx_ttl,
+                    ctx_max_session: p.ctx_max_session,
+                    cache_key_ignore: p.cache_key_ignore.clone(),
                     channels,
                 }),
             );
@@ -388,13 +487,26 @@ mod tests {
 
     #[test]
     fn host_lists() {
-        let l = HostList::parse(&["cdn.example.com".into(), "*.akamaized.net".into()]).unwrap();
-        assert!(l.allows("cdn.example.com"));
-        assert!(l.allows("CDN.example.com."));
-        assert!(l.allows("a.b.akamaized.net"));
-        assert!(!l.allows("akamaized.net"));
-        assert!(!l.allows("evilakamaized.net"));
-        assert!(!l.allows("cdn.example.com.evil.io"));
+        let l = HostList::parse(&[
+            "cdn.example.com".into(),
+            "*.akamaized.net".into(),
+            "media.example.com:8443".into(),
+            "[::1]:9000".into(),
+        ])
+        .unwrap();
+        let a = |h: &str| l.allows(h, 443, 443);
+        assert!(a("cdn.example.com"));
+        assert!(a("CDN.example.com."));
+        assert!(a("a.b.akamaized.net"));
+        assert!(!a("akamaized.net"));
+        assert!(!a("evilakamaized.net"));
+        assert!(!a("cdn.example.com.evil.io"));
+        // Ports: the default one unless listed.
+        assert!(!l.allows("cdn.example.com", 8000, 443));
+        assert!(l.allows("media.example.com", 8443, 443));
+        assert!(!l.allows("media.example.com", 443, 443));
+        assert!(l.allows("::1", 9000, 80) && !l.allows("::1", 80, 80));
+        assert!(HostList::parse(&["a.example:http".into()]).is_err());
         assert!(HostList::parse(&["*".into()]).is_err());
         assert!(HostList::parse(&["*.com*".into()]).is_err());
     }
@@ -406,9 +518,10 @@ mod tests {
         )
         .unwrap();
         let acme = &p.by_id["acme"];
-        assert!(acme.allowed_hosts.allows("cdn.acme.example"));
-        assert!(acme.allowed_hosts.allows("cdn2.acme.example"));
-        assert!(!acme.allowed_hosts.allows("lic.example"));
+        assert!(acme.allowed_hosts.allows("cdn.acme.example", 443, 443));
+        assert!(acme.allowed_hosts.allows("cdn2.acme.example", 443, 443));
+        assert!(!acme.allowed_hosts.allows("cdn.acme.example", 8080, 443));
+        assert!(!acme.allowed_hosts.allows("lic.example", 443, 443));
         assert_eq!(acme.channels["ch2"].stream_type, StreamType::Dash);
     }
 

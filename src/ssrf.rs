@@ -28,6 +28,21 @@ pub enum Refusal {
     PrivateAddress,
     #[error("upstream host did not resolve")]
     Unresolvable,
+    #[error("sluice's own listeners are never a proxy target")]
+    OwnListener,
+}
+
+/// Whether `addr` reaches one of sluice's own listeners: the same port on the listener's
+/// address — or, for a listener on a wildcard address, on a loopback, private or local
+/// one. Checked on every resolved address, even for providers with `allow_private`.
+pub fn is_own_listener(addr: std::net::SocketAddr, own: &[std::net::SocketAddr]) -> bool {
+    let ip = crate::client::canonical_ip(addr.ip());
+    own.iter().any(|l| {
+        l.port() == addr.port()
+            && (crate::client::canonical_ip(l.ip()) == ip
+                || (l.ip().is_unspecified() && !address_allowed(ip, false))
+                || ip.is_loopback() && l.ip().is_loopback())
+    })
 }
 
 /// Check the parts of a URL that need no DNS: scheme, host allow-list, credentials, and a
@@ -45,7 +60,9 @@ pub fn check_url(url: &Url, hosts: &HostList, allow_private: bool) -> Result<(),
         url::Host::Ipv4(v4) => v4.to_string(),
         url::Host::Ipv6(v6) => v6.to_string(),
     };
-    if !hosts.allows(&name) {
+    let default = crate::provider::default_port(url.scheme()).ok_or(Refusal::Scheme)?;
+    let port = url.port_or_known_default().unwrap_or(default);
+    if !hosts.allows(&name, port, default) {
         return Err(Refusal::HostNotAllowed);
     }
     let literal = match host {
@@ -215,6 +232,27 @@ mod tests {
             ok("https://cdn.example.com@169.254.169.254/x"),
             Err(Refusal::Credentials)
         );
+    }
+
+    #[test]
+    fn ports_and_own_listeners() {
+        let h = hosts(&["cdn.example.com", "127.0.0.1"]);
+        let ok = |u: &str| check_url(&Url::parse(u).unwrap(), &h, true);
+        assert!(ok("https://cdn.example.com/x").is_ok());
+        assert_eq!(
+            ok("https://cdn.example.com:8443/x"),
+            Err(Refusal::HostNotAllowed)
+        );
+        assert!(ok("http://127.0.0.1/x").is_ok());
+        assert_eq!(ok("http://127.0.0.1:8000/metrics"), Err(Refusal::HostNotAllowed));
+        let own: Vec<std::net::SocketAddr> =
+            vec!["0.0.0.0:8080".parse().unwrap(), "127.0.0.1:8000".parse().unwrap()];
+        for a in ["127.0.0.1:8080", "10.1.2.3:8080", "127.0.0.1:8000", "[::1]:8000", "[::ffff:127.0.0.1]:8000"] {
+            assert!(is_own_listener(a.parse().unwrap(), &own), "{a}");
+        }
+        for a in ["127.0.0.1:9000", "203.0.113.5:8000", "10.1.2.3:8000"] {
+            assert!(!is_own_listener(a.parse().unwrap(), &own), "{a}");
+        }
     }
 
     #[test]

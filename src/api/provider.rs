@@ -19,7 +19,7 @@ use serde_json::json;
 use super::AppState;
 use crate::provider::{ChannelSource, Provider};
 use crate::ssrf;
-use crate::store::ctx::{expiry, ProxyContext};
+use crate::store::ctx::ProxyContext;
 
 fn error(status: StatusCode, message: &str) -> Response {
     super::ApiError::refused(status, message).into_reply()
@@ -68,12 +68,13 @@ pub async fn stream(
             }
         },
     };
-    let ctx = match state.ctx_store.insert(ProxyContext {
-        provider: id.clone(),
-        channel: channel_id.clone(),
-        expires: expiry(provider.ctx_ttl),
-        subject,
-    }) {
+    let ctx = match state.ctx_store.insert(ProxyContext::new(
+        &id,
+        &channel_id,
+        &subject,
+        provider.ctx_ttl,
+        provider.ctx_max_session,
+    )) {
         Ok(ctx) => ctx,
         Err(full) => {
             tracing::warn!(provider = %id, error = %full, "Stream Info refused");

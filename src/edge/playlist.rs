@@ -1,41 +1,485 @@
-//! Playlist rewriting for `/api/proxy`, as a Pingora downstream HTTP module.
+//! Playlists sluice rewrites — every `/api/proxy` answer that is (or may be) a playlist, and
+//! gated `/stream` playlists — are answered from their complete body, never streamed.
 //!
-//! Why a module and not `response_body_filter`: a response served through the cache (hit, or
-//! a miss streamed through the cache) ends with a separate `Done` task that never reaches the
-//! proxy's body filter, so a filter that waits for end-of-stream would never emit. Modules get
-//! `response_done_filter` for exactly that case.
+//! Why: a playlist answer must be the rewritten one or an error, decided before the header
+//! goes out (a rewrite failure must be a `502`, not a `200` with a cut body), it must carry
+//! its `Content-Length` (so live players' reloads keep their connection), `Range` is
+//! meaningless on it, and a compressed origin body has to be decoded first. Pingora 0.9
+//! writes a miss's header as soon as the upstream header arrives, so the body cannot be
+//! judged in the proxy's own filters.
 //!
-//! The module runs after the cache: the stored object is the upstream playlist, and every
-//! request rewrites it with its own ctx (DESIGN.md "Rewriting"). The proxy path arms it per
-//! request with [`PlaylistRewrite::arm`]; unarmed, it passes bodies through untouched.
-//! Because the rewritten length is only known at the end, the rewritten response is sent
-//! without `Content-Length` (chunked), never with the upstream's now-wrong length.
+//! How: [`serve`] runs a *fill* subrequest for the same object through the proxy phases —
+//! cache lookup, cache lock (N players, one origin fetch), upstream, cache store — and reads
+//! its answer. A 2xx playlist body is decoded ([`crate::rewrite::encoding`]), sniffed by its
+//! content (`#EXTM3U`, `<MPD`) whatever its content type, rewritten with this request's
+//! mapping (the viewer's ctx, or a playback credential), and answered locally with
+//! `Content-Length`, `Cache-Control: private, no-store`, no upstream `ETag`. Anything else
+//! the fill answers (an error, a redirect, a body that is not a playlist at a URL that did not
+//! say it was one) is relayed as the fill shaped it, streamed.
 
-use std::any::Any;
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use pingora_core::modules::http::{HttpModule, HttpModuleBuilder, Module};
+use pingora_core::protocols::http::HttpTask;
 use pingora_error::{Error, ErrorType, Result};
-use pingora_http::ResponseHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::Session;
+use tokio::sync::mpsc;
 use url::Url;
 
+use super::{respond, Edge, RequestCtx, RouteClass, Target};
 use crate::auth::playback::{PlaybackClaims, PlaybackKey};
+use crate::rewrite::encoding::{self, Coding};
 use crate::rewrite::quality::Quality;
-use crate::rewrite::{self, PlaylistKind, MAX_PLAYLIST_BYTES};
+use crate::rewrite::{self, PlaylistKind, Sniff, MAX_PLAYLIST_BYTES};
 
-/// Bytes looked at before deciding whether a body of a generic type is a playlist.
+/// Bytes looked at before deciding whether a body of unknown kind is a playlist.
 const SNIFF_BYTES: usize = 512;
 
-/// What the proxy path asks of the module for one response.
+/// The subrequest context of a fill: the object to fetch, decided by the parent request.
+pub struct Fill {
+    pub target: Target,
+    pub class: RouteClass,
+}
+
+/// The fill this session is, if it is one.
+pub(super) fn fill_of(session: &Session) -> Option<&Fill> {
+    session
+        .subrequest_ctx
+        .as_ref()?
+        .user_ctx()?
+        .downcast_ref::<Fill>()
+}
+
+/// A fill fetches the whole object, fresh from the cache or origin: `GET`, no range, no
+/// conditionals (the parent answers those itself).
+pub(super) fn prepare_fill_request(req: &mut RequestHeader) -> Result<()> {
+    req.set_method(http::Method::GET);
+    for h in ["range", "if-range", "if-none-match", "if-modified-since"] {
+        req.remove_header(h);
+    }
+    Ok(())
+}
+
+/// Whether a request's answer is buffered and rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Buffering {
+    /// A playlist by its URL: rewritten, or an error.
+    Always,
+    /// May be one: judged by its first bytes; relayed as is when it is not.
+    Sniff,
+    /// A media object by its URL: proxied straight through the cache.
+    Never,
+}
+
+/// `/api/proxy`: playlists by extension always; known media extensions never; anything
+/// else (`/live/index`, `…/manifest.php?x`) judged by content.
+pub fn buffering_of_proxy(url: &Url) -> Buffering {
+    if rewrite::kind_from_path(url.path()).is_some() {
+        return Buffering::Always;
+    }
+    match crate::media::extension(url.path()).map(|e| e.to_ascii_lowercase()) {
+        Some(e)
+            if matches!(
+                e.as_str(),
+                "ts" | "m4s"
+                    | "mp4"
+                    | "m4a"
+                    | "m4v"
+                    | "aac"
+                    | "ac3"
+                    | "ec3"
+                    | "mp3"
+                    | "cmfv"
+                    | "cmfa"
+                    | "cmft"
+                    | "vtt"
+                    | "webvtt"
+                    | "ttml"
+                    | "key"
+                    | "jpg"
+                    | "jpeg"
+                    | "png"
+                    | "webp"
+                    | "avif"
+                    | "mkv"
+                    | "webm"
+            ) =>
+        {
+            Buffering::Never
+        }
+        _ => Buffering::Sniff,
+    }
+}
+
+/// How one buffered answer is rewritten.
 #[derive(Debug, Clone)]
-pub struct RewriteJob {
-    pub content_type: Option<String>,
-    /// The upstream path, as a hint (`.m3u8`, `.mpd`).
-    pub path_hint: String,
+pub struct Plan {
+    pub buffering: Buffering,
     /// The URL relative URIs resolve against.
     pub base: Url,
+    /// The URL path, to tell HLS from DASH when the body cannot.
+    pub path_hint: String,
     pub mapping: UriMapping,
+}
+
+impl Plan {
+    /// `/api/proxy`: every URI through `/api/proxy` with this viewer's ctx.
+    pub fn proxy(target: &Target, buffering: Buffering) -> Plan {
+        match target {
+            Target::Proxy(t) => Plan {
+                buffering,
+                base: t.url.clone(),
+                path_hint: t.url.path().to_string(),
+                mapping: UriMapping::Proxy {
+                    ctx: t.ctx_token.clone(),
+                },
+            },
+            // Not reachable: the caller builds proxy plans from proxy targets only.
+            Target::Stream(m) => Plan {
+                buffering,
+                base: local_base(&m.path),
+                path_hint: m.path.rest_joined(),
+                mapping: UriMapping::Proxy { ctx: String::new() },
+            },
+        }
+    }
+
+    /// A gated `/stream` playlist: URIs of the content carry a playback credential minted
+    /// from the request's admission. `None` when there is no credential key (no secret).
+    pub fn gated(edge: &Edge, target: &Target, ctx: &RequestCtx) -> Option<Plan> {
+        let (Target::Stream(m), Some(admission), Some(key)) =
+            (target, &ctx.gate, &edge.state.access.playback)
+        else {
+            return None;
+        };
+        Some(Plan {
+            buffering: Buffering::Always,
+            base: local_base(&m.path),
+            path_hint: m.path.rest_joined(),
+            mapping: UriMapping::Playback(Box::new(PlaybackMapping {
+                key: key.clone(),
+                claims: admission.playback.clone(),
+                quality: admission.quality,
+                hash: m.path.hash.clone(),
+                extensions: edge.extensions.clone(),
+            })),
+        })
+    }
+}
+
+/// `http://sluice.local/stream/{hash}/{rest}`: the canonical path, never the request's
+/// spelling.
+fn local_base(path: &crate::media::path::StreamPath) -> Url {
+    let text = format!(
+        "http://{LOCAL_HOST}/stream/{}/{}",
+        crate::media::path::encode_segments(std::slice::from_ref(&path.hash)),
+        path.rest_encoded()
+    );
+    Url::parse(&text).unwrap_or_else(|_| {
+        // Segments are percent-encoded; a parse failure is not reachable.
+        Url::parse("http://sluice.local/").unwrap_or_else(|_| unreachable!())
+    })
+}
+
+/// Answer the request from a fill subrequest: rewritten playlist, error, or relay.
+pub(super) async fn serve(
+    edge: &Edge,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    plan: Plan,
+) -> Result<()> {
+    let head_only = session.req_header().method == http::Method::HEAD;
+    let (Some(spawner), Some(target)) = (session.subrequest_spawner.as_ref(), ctx.target.clone())
+    else {
+        return answer_error(session, ctx, 500, "Internal error").await;
+    };
+    let fill = Fill {
+        target,
+        class: ctx.class,
+    };
+    let sub = pingora_proxy::subrequest::Ctx::builder()
+        .user_ctx(Box::new(fill))
+        .build();
+    let (prepared, handle) = spawner.create_subrequest(session.as_downstream(), sub);
+    let job = tokio::spawn(prepared.run());
+    let pingora_core::protocols::http::subrequest::server::SubrequestHandle { tx, mut rx, .. } =
+        handle;
+    let deadline = edge.state.config.fill_deadline();
+    let outcome = tokio::time::timeout(deadline, collect(&mut rx, plan.buffering)).await;
+    let result = match outcome {
+        Err(_) => answer_error(session, ctx, 504, "Upstream timed out").await,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "playlist fill failed");
+            ctx.upstream_error = true;
+            answer_error(session, ctx, 502, "Upstream error").await
+        }
+        Ok(Ok(Collected::Whole { header, body })) => {
+            ctx.fill_cache_status = cache_status_of(&header);
+            finish(session, ctx, &plan, header, body, head_only).await
+        }
+        Ok(Ok(Collected::Relay { header, prefix, end })) => {
+            ctx.fill_cache_status = cache_status_of(&header);
+            relay(session, ctx, header, prefix, end, &mut rx, head_only).await
+        }
+    };
+    // Let the fill finish its cache write whatever happened here.
+    tokio::spawn(async move {
+        let _tx = tx;
+        while rx.recv().await.is_some() {}
+        let _ = job.await;
+    });
+    result
+}
+
+fn cache_status_of(header: &ResponseHeader) -> Option<String> {
+    header
+        .headers
+        .get("x-cache-status")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// What the fill answered, as far as it was read.
+enum Collected {
+    /// The complete answer (a 2xx that is or may be a playlist).
+    Whole { header: ResponseHeader, body: Bytes },
+    /// To pass through as it comes: the header, the body read so far, whether it ended.
+    Relay {
+        header: ResponseHeader,
+        prefix: Bytes,
+        end: bool,
+    },
+}
+
+async fn collect(rx: &mut mpsc::Receiver<HttpTask>, buffering: Buffering) -> Result<Collected> {
+    let (header, mut end) = loop {
+        match rx.recv().await {
+            Some(HttpTask::Header(h, end)) => break (*h, end),
+            Some(HttpTask::Failed(e)) => return Err(e),
+            Some(HttpTask::Done) | None => {
+                return Error::e_explain(ErrorType::ReadError, "fill ended without a response")
+            }
+            Some(_) => continue,
+        }
+    };
+    let mut body = BytesMut::new();
+    if !header.status.is_success() {
+        return Ok(Collected::Relay {
+            header,
+            prefix: Bytes::new(),
+            end,
+        });
+    }
+    let coding = Coding::parse(
+        header
+            .headers
+            .get(http::header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let mut decided = buffering == Buffering::Always;
+    while !end {
+        match rx.recv().await {
+            Some(HttpTask::Body(Some(b), e)) => {
+                body.extend_from_slice(&b);
+                end = e;
+            }
+            Some(HttpTask::Body(None, e)) => end = e,
+            Some(HttpTask::Failed(e)) => return Err(e),
+            Some(HttpTask::Done) | None => end = true,
+            Some(_) => {}
+        }
+        if body.len() > MAX_PLAYLIST_BYTES {
+            if decided {
+                // A playlist by its URL past the cap: the rewrite refuses it (502).
+                drain_to_end(rx).await;
+                return Ok(Collected::Whole {
+                    header,
+                    body: body.freeze(),
+                });
+            }
+            return Ok(Collected::Relay {
+                header,
+                prefix: body.freeze(),
+                end,
+            });
+        }
+        // Only an identity body can be judged by its first bytes.
+        if !decided && coding == Some(Coding::Identity) && body.len() >= SNIFF_BYTES {
+            match rewrite::sniff(&body) {
+                Sniff::Is(_) | Sniff::Undecided => decided = true,
+                Sniff::Not => {
+                    return Ok(Collected::Relay {
+                        header,
+                        prefix: body.freeze(),
+                        end,
+                    })
+                }
+            }
+        }
+    }
+    Ok(Collected::Whole {
+        header,
+        body: body.freeze(),
+    })
+}
+
+async fn drain_to_end(rx: &mut mpsc::Receiver<HttpTask>) {
+    while let Some(t) = rx.recv().await {
+        if t.is_end() {
+            break;
+        }
+    }
+}
+
+/// The whole 2xx answer: rewrite a playlist, refuse a non-playlist at a playlist URL,
+/// relay anything else.
+async fn finish(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    plan: &Plan,
+    header: ResponseHeader,
+    body: Bytes,
+    head_only: bool,
+) -> Result<()> {
+    let coding = Coding::parse(
+        header
+            .headers
+            .get(http::header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let decoded = match coding {
+        Some(c) => encoding::decode(c, &body),
+        None => Err(rewrite::RewriteError::Malformed(
+            "unsupported content encoding".into(),
+        )),
+    };
+    let decoded = match decoded {
+        Ok(d) => d,
+        Err(e) if plan.buffering == Buffering::Always => {
+            return rewrite_failed(session, ctx, &e).await;
+        }
+        Err(_) => return relay_whole(session, ctx, header, body, head_only).await,
+    };
+    let kind = match rewrite::sniff(&decoded) {
+        Sniff::Is(kind) => Some(kind),
+        Sniff::Undecided if plan.buffering == Buffering::Always => {
+            rewrite::kind_from_path(&plan.path_hint)
+        }
+        _ => None,
+    };
+    let Some(kind) = kind else {
+        if plan.buffering == Buffering::Always {
+            return rewrite_failed(
+                session,
+                ctx,
+                &rewrite::RewriteError::Malformed("the upstream answer is not a playlist".into()),
+            )
+            .await;
+        }
+        return relay_whole(session, ctx, header, body, head_only).await;
+    };
+    let rewritten = match plan.mapping.rewrite(kind, &decoded, &plan.base) {
+        Ok(r) => r,
+        Err(e) => return rewrite_failed(session, ctx, &e).await,
+    };
+    let mut resp = ResponseHeader::build(200, Some(8))?;
+    resp.insert_header(http::header::CONTENT_TYPE, kind.content_type())?;
+    // Rewritten per viewer (their ctx or credential): never stored by anyone else.
+    resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
+    resp.insert_header("access-control-allow-origin", "*")?;
+    resp.insert_header(
+        "access-control-expose-headers",
+        "Content-Length, x-cache-status",
+    )?;
+    resp.insert_header("x-content-type-options", "nosniff")?;
+    if let Some(s) = &ctx.fill_cache_status {
+        resp.insert_header("x-cache-status", s.as_str())?;
+    }
+    ctx.local_status = Some(200);
+    ctx.bytes_out = respond::write(session, resp, Bytes::from(rewritten), head_only).await?;
+    Ok(())
+}
+
+async fn rewrite_failed(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    e: &rewrite::RewriteError,
+) -> Result<()> {
+    crate::metrics::UPSTREAM_ERRORS
+        .with_label_values(&["rewrite"])
+        .inc();
+    tracing::warn!(error = %e, "playlist not rewritten");
+    answer_error(session, ctx, 502, "Upstream playlist could not be rewritten").await
+}
+
+async fn answer_error(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    message: &str,
+) -> Result<()> {
+    ctx.local_status = Some(status);
+    respond::json(session, status, super::json_error_body(message)).await
+}
+
+/// Relay a complete answer the fill shaped (headers already adjusted by its response
+/// phases), with its length.
+async fn relay_whole(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    mut header: ResponseHeader,
+    body: Bytes,
+    head_only: bool,
+) -> Result<()> {
+    header.remove_header(&http::header::TRANSFER_ENCODING);
+    ctx.local_status = Some(header.status.as_u16());
+    ctx.bytes_out = respond::write(session, header, body, head_only).await?;
+    Ok(())
+}
+
+/// Relay an answer as it arrives from the fill.
+async fn relay(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    header: ResponseHeader,
+    prefix: Bytes,
+    mut end: bool,
+    rx: &mut mpsc::Receiver<HttpTask>,
+    head_only: bool,
+) -> Result<()> {
+    ctx.local_status = Some(header.status.as_u16());
+    if end {
+        return relay_whole(session, ctx, header, prefix, head_only).await;
+    }
+    session
+        .write_response_header(Box::new(header), head_only)
+        .await?;
+    if head_only {
+        return Ok(());
+    }
+    if !prefix.is_empty() {
+        ctx.bytes_out += prefix.len();
+        session.write_response_body(Some(prefix), false).await?;
+    }
+    while !end {
+        match rx.recv().await {
+            Some(HttpTask::Body(Some(b), e)) => {
+                end = e;
+                ctx.bytes_out += b.len();
+                session.write_response_body(Some(b), e).await?;
+                continue;
+            }
+            Some(HttpTask::Body(None, e)) => end = e,
+            Some(HttpTask::Failed(e)) => return Err(e),
+            Some(HttpTask::Done) | None => end = true,
+            Some(_) => {}
+        }
+        if end {
+            session.write_response_body(None, true).await?;
+        }
+    }
+    Ok(())
 }
 
 /// What each resolved URI becomes.
@@ -52,7 +496,7 @@ pub enum UriMapping {
 /// How a gated playlist's URIs get their playback credential.
 #[derive(Debug, Clone)]
 pub struct PlaybackMapping {
-    pub key: std::sync::Arc<PlaybackKey>,
+    pub key: Arc<PlaybackKey>,
     /// The playback this response belongs to (scope as admitted).
     pub claims: PlaybackClaims,
     /// Set on an entry load of a restricted-quality token: variants above it are removed
@@ -62,11 +506,28 @@ pub struct PlaybackMapping {
     /// `/stream/{hash}/` are this content's.
     pub hash: String,
     /// `stream.extensions`, to read URIs back into canonical media paths.
-    pub extensions: std::sync::Arc<Vec<String>>,
+    pub extensions: Arc<Vec<String>>,
 }
 
 /// The host standing for sluice itself in [`UriMapping::Playback`] bases.
 pub const LOCAL_HOST: &str = "sluice.local";
+
+impl UriMapping {
+    /// Rewrite a playlist of `kind` (decoded text) with this mapping.
+    pub fn rewrite(
+        &self,
+        kind: PlaylistKind,
+        body: &[u8],
+        base: &Url,
+    ) -> Result<Vec<u8>, rewrite::RewriteError> {
+        match self {
+            // `rewrite_proxied` is `rewrite` with the `proxy_url(abs, ctx)` map (non-http(s)
+            // refused) plus a fast path for plain relative URIs; see `rewrite::ProxyMapper`.
+            UriMapping::Proxy { ctx } => rewrite::rewrite_proxied(kind, body, base, ctx),
+            UriMapping::Playback(m) => m.rewrite(kind, body, base),
+        }
+    }
+}
 
 impl PlaybackMapping {
     /// The canonical path below `/stream/{hash}/` of a resolved URI, if it is this
@@ -156,184 +617,9 @@ impl PlaybackMapping {
     }
 }
 
-#[derive(Debug, Default)]
-enum State {
-    #[default]
-    Idle,
-    /// Collecting the first bytes to decide.
-    Sniffing(RewriteJob),
-    /// A playlist: buffering the whole body.
-    Buffering(RewriteJob, PlaylistKind),
-    /// Not a playlist after all: everything passes.
-    Passthrough,
-    Finished,
-}
-
-/// The per-request module state.
-#[derive(Debug, Default)]
-pub struct PlaylistRewrite {
-    state: State,
-    buf: BytesMut,
-}
-
-/// Whether a response may be a playlist, from its header alone.
-pub fn may_be_playlist(content_type: Option<&str>, path: &str) -> bool {
-    if rewrite::detect(content_type, path, b"").is_some() {
-        return true;
-    }
-    let mime = content_type
-        .and_then(|c| c.split(';').next())
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    // Media types that are never playlists skip the module entirely (segments stream as is).
-    !(mime.starts_with("video/")
-        || mime.starts_with("audio/")
-        || mime.starts_with("image/")
-        || mime == "text/vtt")
-}
-
-impl PlaylistRewrite {
-    /// Rewrite this response's body if it turns out to be a playlist.
-    pub fn arm(&mut self, job: RewriteJob) {
-        self.state = State::Sniffing(job);
-    }
-
-    pub fn armed(&self) -> bool {
-        !matches!(self.state, State::Idle)
-    }
-
-    fn rewrite_all(job: &RewriteJob, kind: PlaylistKind, body: &[u8]) -> Result<Bytes> {
-        match &job.mapping {
-            // `rewrite_proxied` is `rewrite` with the `proxy_url(abs, ctx)` map (non-http(s)
-            // refused) plus a fast path for plain relative URIs; see `rewrite::ProxyMapper`.
-            UriMapping::Proxy { ctx } => rewrite::rewrite_proxied(kind, body, &job.base, ctx),
-            UriMapping::Playback(m) => m.rewrite(kind, body, &job.base),
-        }
-        .map(Bytes::from)
-        .map_err(|e| {
-            crate::metrics::UPSTREAM_ERRORS
-                .with_label_values(&["rewrite"])
-                .inc();
-            Error::because(ErrorType::InternalError, "playlist rewrite failed", e)
-        })
-    }
-
-    /// Move from sniffing to buffering or passthrough once enough bytes (or the end) are here.
-    fn decide(&mut self, end: bool) {
-        if let State::Sniffing(job) = &self.state {
-            if self.buf.len() < SNIFF_BYTES && !end {
-                return;
-            }
-            let kind = rewrite::detect(job.content_type.as_deref(), &job.path_hint, &self.buf);
-            self.state = match kind {
-                Some(k) => State::Buffering(job.clone(), k),
-                None => State::Passthrough,
-            };
-        }
-    }
-
-    fn finish(&mut self) -> Result<Option<Bytes>> {
-        self.decide(true);
-        let state = std::mem::replace(&mut self.state, State::Finished);
-        let body = self.buf.split().freeze();
-        match state {
-            State::Buffering(job, kind) => Self::rewrite_all(&job, kind, &body).map(Some),
-            State::Passthrough | State::Sniffing(_) => Ok((!body.is_empty()).then_some(body)),
-            State::Idle | State::Finished => Ok(None),
-        }
-    }
-}
-
-#[async_trait]
-impl HttpModule for PlaylistRewrite {
-    async fn response_header_filter(
-        &mut self,
-        resp: &mut ResponseHeader,
-        _end: bool,
-    ) -> Result<()> {
-        if self.armed() {
-            resp.remove_header(&http::header::CONTENT_LENGTH);
-        }
-        Ok(())
-    }
-
-    fn response_body_filter(
-        &mut self,
-        body: &mut Option<Bytes>,
-        end_of_stream: bool,
-    ) -> Result<()> {
-        match self.state {
-            State::Idle | State::Finished => return Ok(()),
-            State::Passthrough => {
-                // Flush what was held back while sniffing, ahead of this chunk.
-                if !self.buf.is_empty() {
-                    let mut out = self.buf.split();
-                    if let Some(b) = body.take() {
-                        out.extend_from_slice(&b);
-                    }
-                    *body = Some(out.freeze());
-                }
-                return Ok(());
-            }
-            State::Sniffing(_) | State::Buffering(..) => {}
-        }
-        if let Some(b) = body.take() {
-            if self.buf.len() + b.len() > MAX_PLAYLIST_BYTES
-                && matches!(self.state, State::Buffering(..))
-            {
-                return Error::e_explain(
-                    ErrorType::InternalError,
-                    "playlist larger than the rewrite cap",
-                );
-            }
-            self.buf.extend_from_slice(&b);
-        }
-        self.decide(end_of_stream);
-        if matches!(self.state, State::Passthrough) {
-            *body = Some(self.buf.split().freeze());
-            return Ok(());
-        }
-        if end_of_stream {
-            *body = self.finish()?;
-        }
-        Ok(())
-    }
-
-    fn response_done_filter(&mut self) -> Result<Option<Bytes>> {
-        self.finish()
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
-}
-
-/// Registers [`PlaylistRewrite`] on the edge's downstream modules.
-pub struct PlaylistRewriteBuilder;
-
-impl HttpModuleBuilder for PlaylistRewriteBuilder {
-    fn init(&self) -> Module {
-        Box::new(PlaylistRewrite::default())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn job() -> RewriteJob {
-        RewriteJob {
-            content_type: Some("application/octet-stream".into()),
-            path_hint: "/live/x".into(),
-            base: Url::parse("https://cdn.example.com/live/index.m3u8").unwrap(),
-            mapping: UriMapping::Proxy { ctx: "CTX".into() },
-        }
-    }
 
     fn playback(quality: Option<&str>, scope: Option<Vec<String>>) -> PlaybackMapping {
         PlaybackMapping {
@@ -373,15 +659,12 @@ mod tests {
 
     #[test]
     fn playback_mapping_puts_a_credential_on_own_uris_only() {
-        let mut m = PlaylistRewrite::default();
-        m.arm(RewriteJob {
-            content_type: Some("application/vnd.apple.mpegurl".into()),
-            path_hint: "/stream/h/master.m3u8".into(),
-            base: Url::parse("http://sluice.local/stream/h/master.m3u8").unwrap(),
-            mapping: UriMapping::Playback(Box::new(playback(None, None))),
-        });
+        let mapping = UriMapping::Playback(Box::new(playback(None, None)));
+        let base = Url::parse("http://sluice.local/stream/h/master.m3u8").unwrap();
         let input = "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"/api/key/h?x=1\"\n#EXT-X-STREAM-INF:BANDWIDTH=1\nvideo/p.m3u8?x=1&token=old\n#EXTINF:2,\nhttps://other.cdn/seg.ts\n#EXTINF:2,\n/stream/other/seg.ts\n";
-        let out = String::from_utf8(run(&mut m, &[input.as_bytes()], true)).unwrap();
+        let out =
+            String::from_utf8(mapping.rewrite(PlaylistKind::Hls, input.as_bytes(), &base).unwrap())
+                .unwrap();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[1], "#EXT-X-KEY:METHOD=AES-128,URI=\"/api/key/h?x=1\"");
         assert!(
@@ -436,58 +719,24 @@ mod tests {
         assert!(c.allows("v720/seg/1.m4s", false) && !c.allows("v1080/seg/1.m4s", false));
     }
 
-    fn run(m: &mut PlaylistRewrite, chunks: &[&[u8]], end_on_last: bool) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (i, c) in chunks.iter().enumerate() {
-            let mut b = Some(Bytes::copy_from_slice(c));
-            let end = end_on_last && i + 1 == chunks.len();
-            m.response_body_filter(&mut b, end).unwrap();
-            if let Some(b) = b {
-                out.extend_from_slice(&b);
-            }
-        }
-        if !end_on_last {
-            if let Some(b) = m.response_done_filter().unwrap() {
-                out.extend_from_slice(&b);
-            }
-        }
-        out
+    #[test]
+    fn what_is_buffered() {
+        let b = |u: &str| buffering_of_proxy(&Url::parse(u).unwrap());
+        assert_eq!(b("https://cdn/live/index.m3u8"), Buffering::Always);
+        assert_eq!(b("https://cdn/live/manifest.MPD?x=1"), Buffering::Always);
+        assert_eq!(b("https://cdn/live/seg_1.ts"), Buffering::Never);
+        assert_eq!(b("https://cdn/live/key.key"), Buffering::Never);
+        assert_eq!(b("https://cdn/live/index"), Buffering::Sniff);
+        assert_eq!(b("https://cdn/live/play.php?f=m3u8"), Buffering::Sniff);
     }
 
     #[test]
-    fn sniffed_playlist_is_rewritten_on_done() {
-        let mut m = PlaylistRewrite::default();
-        m.arm(job());
-        let out = run(&mut m, &[b"#EXTM3U\n#EXTINF:2,\n", b"seg1.ts\n"], false);
-        let text = String::from_utf8(out).unwrap();
-        assert!(
-            text.contains("/api/proxy?url=https%3A%2F%2Fcdn.example.com%2Flive%2Fseg1.ts&ctx=CTX"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn non_playlist_passes_unchanged() {
-        let mut m = PlaylistRewrite::default();
-        m.arm(job());
-        let big = vec![0x47u8; 4000];
-        let out = run(&mut m, &[&big[..100], &big[100..]], true);
-        assert_eq!(out, big);
-    }
-
-    #[test]
-    fn unarmed_is_transparent_and_header_keeps_length() {
-        let mut m = PlaylistRewrite::default();
-        let out = run(&mut m, &[b"#EXTM3U\n"], true);
-        assert_eq!(out, b"#EXTM3U\n");
-    }
-
-    #[test]
-    fn header_hints() {
-        assert!(may_be_playlist(Some("application/vnd.apple.mpegurl"), "/x"));
-        assert!(may_be_playlist(Some("application/octet-stream"), "/x"));
-        assert!(may_be_playlist(None, "/x.m3u8"));
-        assert!(!may_be_playlist(Some("video/mp2t"), "/seg.ts"));
-        assert!(!may_be_playlist(Some("video/iso.segment"), "/seg.m4s"));
+    fn fills_fetch_the_whole_object() {
+        let mut req = RequestHeader::build("HEAD", b"/x.m3u8", None).unwrap();
+        req.insert_header("Range", "bytes=0-").unwrap();
+        req.insert_header("If-None-Match", "\"e\"").unwrap();
+        prepare_fill_request(&mut req).unwrap();
+        assert_eq!(req.method, http::Method::GET);
+        assert!(req.headers.get("range").is_none() && req.headers.get("if-none-match").is_none());
     }
 }

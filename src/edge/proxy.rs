@@ -13,7 +13,7 @@ use url::Url;
 
 use crate::provider::{Provider, Providers};
 use crate::ssrf::{self, Refusal};
-use crate::store::ctx::CtxStore;
+use crate::store::ctx::{CtxStore, ProxyContext};
 
 /// A checked upstream for one proxied request.
 #[derive(Debug, Clone)]
@@ -25,12 +25,57 @@ pub struct ProxiedTarget {
     pub sni: String,
     pub host_header: String,
     pub path_and_query: String,
-    /// The `Cookie` header to send: converted URL params, then the provider's cookies.
-    pub cookie: Option<String>,
+    /// Cookies every request of this target sends: converted URL params, then the
+    /// provider's cookies (the context's jar is added per request, [`Self::cookie_header`]).
+    pub cookies: Vec<(String, String)>,
     pub provider: Arc<Provider>,
+    /// The context behind the ctx token (its cookie jar).
+    pub context: Arc<ProxyContext>,
     pub ctx_token: String,
-    /// Cache key: the upstream URL (scheme, host, port, path, query), never the ctx.
+    /// Cache key: the provider and the upstream URL (scheme, host, port, path, query minus
+    /// the provider's credential parameters), never the ctx.
     pub cache_primary: String,
+}
+
+impl ProxiedTarget {
+    /// The `Cookie` header of one upstream request: fixed cookies, then the jar's.
+    pub fn cookie_header(&self) -> Option<String> {
+        let jar = self.context.jar.cookies_for(&self.url);
+        let all: Vec<&(String, String)> = self
+            .cookies
+            .iter()
+            .chain(jar.iter().filter(|(n, _)| !self.cookies.iter().any(|(f, _)| f == n)))
+            .collect();
+        crate::provider::cookie_header(all)
+    }
+}
+
+/// What [`check_request`] established before DNS.
+pub struct Checked {
+    pub url: Url,
+    pub provider: Arc<Provider>,
+    pub context: Arc<ProxyContext>,
+    pub token: String,
+}
+
+/// The cache key of a proxied object: provider, then the URL without fragment and without
+/// the provider's credential query parameters (`hdnts`, `Policy`, …), in the order sent.
+pub fn cache_primary(provider: &Provider, url: &Url) -> String {
+    let mut key_url = url.clone();
+    key_url.set_fragment(None);
+    if key_url.query().is_some() {
+        let kept: Vec<(String, String)> = key_url
+            .query_pairs()
+            .filter(|(k, _)| !provider.cache_key_ignore.iter().any(|i| i == k.as_ref()))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        if kept.is_empty() {
+            key_url.set_query(None);
+        } else {
+            key_url.query_pairs_mut().clear().extend_pairs(kept);
+        }
+    }
+    format!("proxy:{}:{key_url}", provider.id)
 }
 
 /// A refusal: status and the message for `{"error": …}`.
@@ -102,7 +147,8 @@ pub fn check_request(
     query: Option<&str>,
     store: &dyn CtxStore,
     providers: &Providers,
-) -> Result<(Url, Arc<Provider>, String), ProxyRefusal> {
+    own: &[SocketAddr],
+) -> Result<Checked, ProxyRefusal> {
     let (raw_url, token) = parse_query(query)?;
     let ctx = store
         .get(&token)
@@ -117,15 +163,32 @@ pub fn check_request(
     }
     let url = Url::parse(&raw_url).map_err(|_| ProxyRefusal::new(400, "Invalid url parameter"))?;
     ssrf::check_url(&url, &provider.allowed_hosts, provider.allow_private)?;
-    Ok((url, provider, token))
+    if let (Some(ip), Some(port)) = (
+        url.host_str()
+            .and_then(|h| h.trim_start_matches('[').trim_end_matches(']').parse().ok()),
+        url.port_or_known_default(),
+    ) {
+        if ssrf::is_own_listener(SocketAddr::new(ip, port), own) {
+            return Err(Refusal::OwnListener.into());
+        }
+    }
+    Ok(Checked {
+        url,
+        provider,
+        context: ctx,
+        token,
+    })
 }
 
-/// Resolve and pin: every address the name resolves to must be allowed.
-pub async fn resolve(
-    mut url: Url,
-    provider: Arc<Provider>,
-    token: String,
-) -> Result<ProxiedTarget, ProxyRefusal> {
+/// Resolve and pin: every address the name resolves to must be allowed, and none may be
+/// sluice's own listener.
+pub async fn resolve(checked: Checked, own: &[SocketAddr]) -> Result<ProxiedTarget, ProxyRefusal> {
+    let Checked {
+        mut url,
+        provider,
+        context,
+        token,
+    } = checked;
     let host = url.host_str().ok_or(Refusal::NoHost)?.to_string();
     let bare = host
         .trim_start_matches('[')
@@ -142,6 +205,12 @@ pub async fn resolve(
     if addrs.is_empty() {
         return Err(Refusal::Unresolvable.into());
     }
+    if addrs.iter().any(|a| ssrf::is_own_listener(*a, own)) {
+        crate::metrics::AUTH_REJECTIONS
+            .with_label_values(&["ssrf"])
+            .inc();
+        return Err(Refusal::OwnListener.into());
+    }
     if addrs
         .iter()
         .any(|a| !ssrf::address_allowed(a.ip(), provider.allow_private))
@@ -153,7 +222,6 @@ pub async fn resolve(
     }
     let mut cookies = params_to_cookies(&mut url, &provider.url_params_to_cookies);
     cookies.extend(provider.cookies.iter().cloned());
-    let cookie = crate::provider::cookie_header(&cookies);
     let host_header = match url.port() {
         Some(p) => format!("{host}:{p}"),
         None => host.clone(),
@@ -163,18 +231,17 @@ pub async fn resolve(
         path_and_query.push('?');
         path_and_query.push_str(q);
     }
-    let mut key_url = url.clone();
-    key_url.set_fragment(None);
     Ok(ProxiedTarget {
         addr: addrs[0],
         tls,
         sni: bare,
         host_header,
         path_and_query,
-        cookie,
-        cache_primary: format!("proxy:{key_url}"),
+        cookies,
+        cache_primary: cache_primary(&provider, &url),
         url,
         provider,
+        context,
         ctx_token: token,
     })
 }

@@ -16,6 +16,7 @@
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 pub mod dash;
+pub mod encoding;
 pub mod hls;
 pub mod quality;
 
@@ -112,6 +113,22 @@ pub fn detect(
     kind_from_path(path_hint)
 }
 
+/// The one content type sluice sends for a playlist whose origin type is any of the HLS or
+/// DASH spellings.
+pub fn playlist_mime(mime: &str) -> Option<&'static str> {
+    kind_from_mime(mime).map(PlaylistKind::content_type)
+}
+
+impl PlaylistKind {
+    /// The content type sluice answers a playlist of this kind with.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            PlaylistKind::Hls => "application/vnd.apple.mpegurl",
+            PlaylistKind::Dash => "application/dash+xml",
+        }
+    }
+}
+
 fn kind_from_mime(mime: &str) -> Option<PlaylistKind> {
     const HLS: [&str; 7] = [
         "application/vnd.apple.mpegurl",
@@ -145,7 +162,8 @@ fn is_generic_mime(mime: &str) -> bool {
     GENERIC.iter().any(|m| mime.eq_ignore_ascii_case(m))
 }
 
-fn kind_from_path(path: &str) -> Option<PlaylistKind> {
+/// The kind a URL path's extension names (`.m3u8`, `.m3u`, `.mpd`).
+pub fn kind_from_path(path: &str) -> Option<PlaylistKind> {
     let path = path.split(['?', '#']).next().unwrap_or("");
     let ext = path.rsplit_once('.').map(|(_, e)| e)?;
     if ext.eq_ignore_ascii_case("m3u8") || ext.eq_ignore_ascii_case("m3u") {
@@ -157,15 +175,17 @@ fn kind_from_path(path: &str) -> Option<PlaylistKind> {
     }
 }
 
+/// What a body prefix says about being a playlist.
 #[derive(Debug, PartialEq, Eq)]
-enum Sniff {
+pub enum Sniff {
     Is(PlaylistKind),
     /// The prefix ends before the evidence does (e.g. empty, or `<?xml` cut short).
     Undecided,
     Not,
 }
 
-fn sniff(body: &[u8]) -> Sniff {
+/// Judge a body prefix: `#EXTM3U`, or an XML document whose root is `MPD`.
+pub fn sniff(body: &[u8]) -> Sniff {
     let mut rest = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     rest = trim_ascii_ws(rest);
     if rest.is_empty() {

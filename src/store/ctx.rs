@@ -20,13 +20,44 @@ use parking_lot::Mutex;
 use rand::RngCore;
 
 /// What a ctx token stands for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct ProxyContext {
     pub provider: String,
     pub channel: String,
-    pub expires: Instant,
     /// Who minted it (quota key).
     pub subject: String,
+    /// Idle lifetime: every use moves the expiry to `now + ttl` ...
+    pub ttl: Duration,
+    /// ... but never past this: the longest a playback session may last.
+    pub max_until: Instant,
+    /// Cookies the provider's CDN set on this context's requests (sent back upstream for
+    /// this context only).
+    pub jar: super::cookie_jar::CookieJar,
+}
+
+impl ProxyContext {
+    /// A context for `provider`/`channel` minted by `subject`.
+    pub fn new(
+        provider: &str,
+        channel: &str,
+        subject: &str,
+        ttl: Duration,
+        max_session: Duration,
+    ) -> ProxyContext {
+        ProxyContext {
+            provider: provider.to_string(),
+            channel: channel.to_string(),
+            subject: subject.to_string(),
+            ttl,
+            max_until: Instant::now() + max_session,
+            jar: Default::default(),
+        }
+    }
+
+    /// The expiry a use at `now` gives.
+    fn expiry_at(&self, now: Instant) -> Instant {
+        (now + self.ttl).min(self.max_until)
+    }
 }
 
 /// The store holds as many live contexts as it may.
@@ -61,7 +92,8 @@ pub struct MemoryCtxStore {
 
 #[derive(Default)]
 struct Inner {
-    by_token: HashMap<String, Arc<ProxyContext>>,
+    /// Token → context and its current (expires, sequence) key.
+    by_token: HashMap<String, (Arc<ProxyContext>, (Instant, u64))>,
     /// Expiry order, for sweeping: (expires, sequence) → token.
     by_expiry: BTreeMap<(Instant, u64), String>,
     /// Each subject's contexts in expiry order.
@@ -72,7 +104,7 @@ struct Inner {
 impl Inner {
     fn remove(&mut self, key: (Instant, u64)) {
         if let Some(tok) = self.by_expiry.remove(&key) {
-            if let Some(ctx) = self.by_token.remove(&tok) {
+            if let Some((ctx, _)) = self.by_token.remove(&tok) {
                 if let Some(mine) = self.by_subject.get_mut(&ctx.subject) {
                     mine.remove(&key);
                     if mine.is_empty() {
@@ -130,14 +162,14 @@ impl CtxStore for MemoryCtxStore {
             return Err(CtxFull);
         }
         inner.seq += 1;
-        let key = (ctx.expires, inner.seq);
+        let key = (ctx.expiry_at(Instant::now()), inner.seq);
         inner.by_expiry.insert(key, token.clone());
         inner
             .by_subject
             .entry(ctx.subject.clone())
             .or_default()
             .insert(key, token.clone());
-        inner.by_token.insert(token.clone(), Arc::new(ctx));
+        inner.by_token.insert(token.clone(), (Arc::new(ctx), key));
         Ok(token)
     }
 
@@ -150,15 +182,31 @@ impl CtxStore for MemoryCtxStore {
         {
             return None;
         }
-        let inner = self.inner.lock();
-        let ctx = inner.by_token.get(token)?;
-        (ctx.expires > Instant::now()).then(|| ctx.clone())
+        let now = Instant::now();
+        let mut inner = self.inner.lock();
+        let (ctx, key) = inner.by_token.get(token).cloned()?;
+        if key.0 <= now {
+            return None;
+        }
+        // Sliding expiry: a context in use lives on (up to its session maximum). Re-indexed
+        // only when it moves by a quarter of its lifetime (at most a second), to keep busy
+        // contexts cheap.
+        let next = ctx.expiry_at(now);
+        if next > key.0 + (ctx.ttl / 4).min(Duration::from_secs(1)) {
+            let subject = ctx.subject.clone();
+            inner.by_expiry.remove(&key);
+            let new_key = (next, key.1);
+            inner.by_expiry.insert(new_key, token.to_string());
+            if let Some(mine) = inner.by_subject.get_mut(&subject) {
+                mine.remove(&key);
+                mine.insert(new_key, token.to_string());
+            }
+            if let Some(entry) = inner.by_token.get_mut(token) {
+                entry.1 = new_key;
+            }
+        }
+        Some(ctx)
     }
-}
-
-/// Lifetime helper for callers.
-pub fn expiry(ttl: Duration) -> Instant {
-    Instant::now() + ttl
 }
 
 #[cfg(test)]
@@ -170,12 +218,35 @@ mod tests {
     }
 
     fn ctx_of(subject: &str, ttl_ms: u64) -> ProxyContext {
-        ProxyContext {
-            provider: "p".into(),
-            channel: "c".into(),
-            expires: Instant::now() + Duration::from_millis(ttl_ms),
-            subject: subject.into(),
+        ProxyContext::new(
+            "p",
+            "c",
+            subject,
+            Duration::from_millis(ttl_ms),
+            Duration::from_secs(3600),
+        )
+    }
+
+    #[test]
+    fn expiry_slides_with_use_up_to_the_session_maximum() {
+        let s = MemoryCtxStore::new(10, 10);
+        let t = s
+            .insert(ProxyContext::new(
+                "p",
+                "c",
+                "s",
+                Duration::from_millis(1500),
+                Duration::from_millis(4000),
+            ))
+            .unwrap();
+        // Used every 0.8 s, it outlives its 1.5 s idle lifetime...
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(800));
+            assert!(s.get(&t).is_some());
         }
+        // ...but not its 4 s session.
+        std::thread::sleep(Duration::from_millis(1200));
+        assert!(s.get(&t).is_none());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod access_log;
 pub mod api_keys;
 pub mod content_keys;
+pub mod cookie_jar;
 pub mod ctx;
 pub mod revocations;
 pub mod sqlite;

@@ -1,0 +1,95 @@
+//! The cache phases: enable the cache for media requests, judge hits of playlists (live ones
+//! expire early, by their content), and decide what may be stored (policy in
+//! [`crate::cache::policy`]).
+
+use pingora_cache::{CacheMeta, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable};
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+
+use super::{RequestCtx, Target};
+use crate::cache::runtime::CacheRuntime;
+use crate::media::MediaKind;
+use crate::rewrite::{self, PlaylistKind, MAX_PLAYLIST_BYTES};
+
+/// `request_cache_filter`: GET/HEAD media requests use the cache, with its lock.
+pub(super) fn enable(cache: Option<&'static CacheRuntime>, session: &mut Session, ctx: &RequestCtx) {
+    let (Some(cache), Some(_)) = (cache, &ctx.target) else {
+        return;
+    };
+    let method = &session.req_header().method;
+    if method != http::Method::GET && method != http::Method::HEAD {
+        return;
+    }
+    session.cache.enable(
+        cache.storage,
+        Some(cache.eviction),
+        None,
+        Some(cache.lock),
+        None,
+    );
+    session
+        .cache
+        .set_max_file_size_bytes(cache.max_object_bytes);
+}
+
+/// The kind of a stored object, judged by its content when it is a playlist: a proxied URL
+/// may carry any extension and any content type.
+fn stored_kind(target: &Target, meta: &CacheMeta, body: Option<&[u8]>) -> MediaKind {
+    if let (Target::Proxy(p), Some(body)) = (target, body) {
+        match rewrite::detect(None, p.url.path(), body) {
+            Some(PlaylistKind::Hls) => return MediaKind::HlsPlaylist,
+            Some(PlaylistKind::Dash) => return MediaKind::DashManifest,
+            None => {}
+        }
+    }
+    target.kind(meta.response_header())
+}
+
+/// `cache_hit_filter`: a fresh hit of a live playlist older than about half its target
+/// duration is expired (the TTL cannot be known when the header is stored).
+pub(super) fn hit(
+    cache: Option<&'static CacheRuntime>,
+    ctx: &RequestCtx,
+    meta: &CacheMeta,
+    hit_handler: &HitHandler,
+    is_fresh: bool,
+) -> Option<ForcedFreshness> {
+    let (Some(cache), Some(target)) = (cache, &ctx.target) else {
+        return None;
+    };
+    if !is_fresh || meta.response_header().status != 200 {
+        return None;
+    }
+    let may_be_playlist = match target {
+        Target::Stream(m) => m.path.kind.is_manifest(),
+        Target::Proxy(_) => true,
+    };
+    if !may_be_playlist {
+        return None;
+    }
+    let body = crate::cache::storage::complete_body(hit_handler.as_ref())?;
+    if body.len() > MAX_PLAYLIST_BYTES {
+        return None;
+    }
+    let kind = stored_kind(target, meta, Some(&body));
+    if !kind.is_manifest() {
+        return None;
+    }
+    cache
+        .playlist_expired_at(kind, meta, &body)
+        .map(|at| ForcedFreshness::ForceExpiredServeStale {
+            expired_at: Some(at),
+        })
+}
+
+/// `response_cache_filter`: the policy's decision for this response.
+pub(super) fn cacheability(
+    cache: Option<&'static CacheRuntime>,
+    ctx: &RequestCtx,
+    resp: &ResponseHeader,
+) -> RespCacheable {
+    match (cache, &ctx.target) {
+        (Some(cache), Some(t)) => cache.cacheability(t.kind(resp), resp),
+        _ => RespCacheable::Uncacheable(NoCacheReason::NeverEnabled),
+    }
+}

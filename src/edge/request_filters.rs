@@ -1,0 +1,150 @@
+//! `request_filter`: which route a request is, and everything decided before the cache.
+//!
+//! - `CONNECT` is refused (400, the route's shape): sluice is never a tunnel.
+//! - API routes are answered in-process ([`crate::api::handle`]).
+//! - `/api/proxy`: the ctx, URL and address checks ([`super::proxy`]).
+//! - `/stream/{hash}/…`: the path is parsed once ([`crate::media::path`]), the hash resolved
+//!   once (stream id → publisher, a configured content always itself), and that one
+//!   resolution feeds the token gate ([`super::gate`]) and the fetch.
+//! - Playlists that must be rewritten — every `/api/proxy` answer that is or may be one, and
+//!   gated `/stream` playlists — are answered by [`super::playlist::serve`] from a fill
+//!   subrequest; everything else goes on to the cache phases.
+//! - The fill subrequest itself arrives here with its target already decided by its parent.
+
+use pingora_error::Result;
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+
+use super::playlist::{self, Buffering};
+use super::route::{self, PathRejection, Route};
+use super::{gate, proxy, respond, Edge, MediaTarget, RequestCtx, RouteClass, Target};
+use crate::{api, metrics};
+
+pub(super) async fn request(edge: &Edge, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    if let Some(fill) = playlist::fill_of(session) {
+        ctx.fill = true;
+        ctx.class = fill.class;
+        ctx.target = Some(fill.target.clone());
+        playlist::prepare_fill_request(session.req_header_mut())?;
+        return Ok(false);
+    }
+    let path = session.req_header().uri.path().to_string();
+    if session.req_header().method == http::Method::CONNECT {
+        // sluice serves media and its APIs: never a tunnel. The connection is not reused
+        // (CONNECT changes message framing).
+        ctx.local_status = Some(400);
+        session.set_keepalive(None);
+        let body = api::Surface::of(&path)
+            .error_body(http::StatusCode::BAD_REQUEST, "CONNECT is not supported")
+            .to_string();
+        respond::json(session, 400, body.into()).await?;
+        return Ok(true);
+    }
+    match route::classify(&path, &edge.state.config.stream.extensions) {
+        Ok(Route::Api) => {
+            ctx.class = RouteClass::Api;
+            let answer = api::handle(&edge.router, session.as_downstream_mut(), &edge.state).await;
+            let (parts, body) = answer.response.into_parts();
+            ctx.local_status = Some(parts.status.as_u16());
+            let head: ResponseHeader = parts.into();
+            ctx.bytes_out = respond::write(session, head, body, answer.head_only).await?;
+            Ok(true)
+        }
+        Ok(Route::ProviderProxy) => {
+            ctx.class = RouteClass::Proxy;
+            if method_gate(session, ctx).await? {
+                return Ok(true);
+            }
+            let checked = proxy::check_request(
+                session.req_header().uri.query(),
+                edge.state.ctx_store.as_ref(),
+                &edge.state.providers,
+                &edge.state.config.own_listeners(),
+            );
+            let target = match checked {
+                Ok(c) => proxy::resolve(c, &edge.state.config.own_listeners()).await,
+                Err(r) => Err(r),
+            };
+            let target = match target {
+                Ok(t) => t,
+                Err(r) => {
+                    if r.status == 403 {
+                        metrics::AUTH_REJECTIONS
+                            .with_label_values(&["proxy_refused"])
+                            .inc();
+                    }
+                    ctx.local_status = Some(r.status);
+                    respond::json(session, r.status, super::json_error_body(&r.message)).await?;
+                    return Ok(true);
+                }
+            };
+            let buffering = playlist::buffering_of_proxy(&target.url);
+            let target = Target::Proxy(Box::new(target));
+            if buffering != Buffering::Never {
+                let plan = playlist::Plan::proxy(&target, buffering);
+                ctx.target = Some(target);
+                playlist::serve(edge, session, ctx, plan).await?;
+                return Ok(true);
+            }
+            ctx.target = Some(target);
+            Ok(false)
+        }
+        Ok(Route::Stream(sp)) => {
+            ctx.class = RouteClass::Stream;
+            if method_gate(session, ctx).await? {
+                return Ok(true);
+            }
+            // One resolution of the hash (stream id → publisher, configured content wins)
+            // feeds both the gate and the fetch: they judge and fetch the same object.
+            let dir = edge.state.streams.dir_for(&sp.hash);
+            if gate::enforce(&edge.state, session, &sp, &dir, ctx).await? {
+                return Ok(true);
+            }
+            let upstream_path = edge.upstream.object_path(&dir, &sp.rest_encoded());
+            let cache_primary = edge.upstream.cache_primary(&upstream_path);
+            let gated_playlist = ctx.gate.is_some() && sp.kind.is_manifest();
+            let target = Target::Stream(MediaTarget {
+                path: sp,
+                upstream_path,
+                cache_primary,
+            });
+            if gated_playlist {
+                if let Some(plan) = playlist::Plan::gated(edge, &target, ctx) {
+                    ctx.target = Some(target);
+                    playlist::serve(edge, session, ctx, plan).await?;
+                    return Ok(true);
+                }
+            }
+            ctx.target = Some(target);
+            Ok(false)
+        }
+        Err(rejection) => {
+            let (status, msg) = match rejection {
+                PathRejection::Malformed(why) => (400, format!("invalid media path: {why}")),
+                PathRejection::ExtensionNotAllowed => (403, "file type not allowed".to_string()),
+            };
+            metrics::AUTH_REJECTIONS
+                .with_label_values(&["bad_path"])
+                .inc();
+            ctx.local_status = Some(status);
+            respond::json(session, status, super::json_error_body(&msg)).await?;
+            Ok(true)
+        }
+    }
+}
+
+/// The method gate shared by both media paths: GET/HEAD proxied, OPTIONS answered here.
+async fn method_gate(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    let method = &session.req_header().method;
+    if method == http::Method::OPTIONS {
+        ctx.local_status = Some(204);
+        respond::preflight(session).await?;
+        return Ok(true);
+    }
+    if method != http::Method::GET && method != http::Method::HEAD {
+        ctx.local_status = Some(405);
+        respond::json(session, 405, super::json_error_body("method not allowed")).await?;
+        return Ok(true);
+    }
+    Ok(false)
+}

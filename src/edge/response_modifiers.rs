@@ -1,0 +1,340 @@
+//! The response phases: what the cache may store (`upstream`), what players see
+//! (`downstream`, `body`), and answers for failures (`failure`).
+//!
+//! Rules, each a pure function with its tests below:
+//! - [`players_cache_control`]: players' `Cache-Control` follows what sluice may do with the
+//!   object — the origin's `no-store`/`private`/`no-cache` are kept (never turned into
+//!   `public … immutable`), gated media is `private`.
+//! - [`media_content_type`]: only media types reach players from an origin; anything else
+//!   (`text/html`, `image/svg+xml`, …) is `application/octet-stream`, always with
+//!   `X-Content-Type-Options: nosniff`.
+//! - An origin's `Set-Cookie` is never stored and never forwarded to players (on sluice's
+//!   own domain it would land in every viewer's browser); for `/api/proxy` it goes into the
+//!   context's server-side jar and back upstream for that context only.
+//! - Origin errors on media paths become `{"error": …}`; a redirect is rewritten through
+//!   `/api/proxy` (every hop re-checked) or refused with `403` JSON.
+
+use pingora_cache::CachePhase;
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::ResponseHeader;
+use pingora_proxy::{FailToProxy, Session};
+
+use super::{json_error_body, proxy, respond, BodySwap, Edge, RequestCtx, Target};
+use crate::metrics;
+
+/// `upstream_response_filter`, before the cache stores anything.
+pub(super) fn upstream(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    if let Some(t) = ctx.upstream_started {
+        let latency = t.elapsed();
+        ctx.upstream_latency = Some(latency);
+        metrics::UPSTREAM_DURATION
+            .with_label_values(&[ctx.class.as_str()])
+            .observe(latency.as_secs_f64());
+    }
+    if resp.status.is_server_error() {
+        ctx.upstream_error = true;
+        metrics::UPSTREAM_ERRORS
+            .with_label_values(&["status_5xx"])
+            .inc();
+    }
+    // Never stored, never replayed: the CDN's cookies belong to this context only.
+    let set_cookies: Vec<String> = resp
+        .headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    resp.remove_header(&http::header::SET_COOKIE);
+    if let Some(Target::Proxy(t)) = &ctx.target {
+        for c in &set_cookies {
+            t.context.jar.store(c, &t.url);
+        }
+        // A redirect is followed by the player through the proxy again, so every hop is
+        // re-checked; one the context does not allow is refused here, before anything is
+        // written, so the refusal can be a proper JSON answer.
+        if resp.status.is_redirection() {
+            if let Some(loc) = resp
+                .headers
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+            {
+                match proxy::proxied_location(loc, &t.url, &t.provider, &t.ctx_token) {
+                    Ok(proxied) => {
+                        resp.insert_header(http::header::LOCATION, proxied)?;
+                    }
+                    Err(r) => {
+                        metrics::AUTH_REJECTIONS
+                            .with_label_values(&["proxy_redirect"])
+                            .inc();
+                        ctx.refusal = Some((r.status, r.message.clone()));
+                        return Error::e_explain(ErrorType::HTTPStatus(r.status), r.message);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `Cache-Control` players get for a successful media answer.
+pub fn players_cache_control(
+    origin: Option<&str>,
+    manifest: bool,
+    gated: bool,
+    playlist_max_age: u64,
+) -> String {
+    let directives: Vec<String> = origin
+        .unwrap_or("")
+        .split(',')
+        .map(|d| d.trim().to_ascii_lowercase())
+        .filter(|d| !d.is_empty())
+        .collect();
+    let has = |name: &str| {
+        directives
+            .iter()
+            .any(|d| d == name || d.starts_with(&format!("{name}=")))
+    };
+    if has("no-store") {
+        return "no-store".into();
+    }
+    let private = gated || has("private");
+    let scope = if private { "private" } else { "public" };
+    if has("no-cache") {
+        return format!("{scope}, no-cache");
+    }
+    if has("private") {
+        // Stored nowhere shared; the browser may keep it briefly, and must revalidate.
+        return "private, no-cache".into();
+    }
+    match (manifest, gated) {
+        (true, false) => format!("public, max-age={playlist_max_age}"),
+        (true, true) => "private, no-store".into(),
+        (false, _) => format!("{scope}, max-age=31536000, immutable"),
+    }
+}
+
+/// The content type players get for an origin's media answer: playlists under their one
+/// proper type, media types as sent, everything else `application/octet-stream`.
+pub fn media_content_type(origin: Option<&str>, path: &str) -> String {
+    let mime = origin
+        .unwrap_or_else(|| crate::media::content_type(path))
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if let Some(t) = crate::rewrite::playlist_mime(&mime) {
+        return t.to_string();
+    }
+    let well_formed = mime.split_once('/').is_some_and(|(a, b)| {
+        !a.is_empty()
+            && !b.is_empty()
+            && mime
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'/' | b'+' | b'.' | b'-'))
+    });
+    let allowed = mime.starts_with("video/")
+        || mime.starts_with("audio/")
+        || matches!(
+            mime.as_str(),
+            "text/vtt"
+                | "application/ttml+xml"
+                | "image/jpeg"
+                | "image/png"
+                | "image/webp"
+                | "image/avif"
+                | "application/octet-stream"
+                | "application/mp4"
+        );
+    if well_formed && allowed {
+        mime
+    } else {
+        "application/octet-stream".to_string()
+    }
+}
+
+/// `response_filter`: what players see (hits and misses alike).
+pub(super) fn downstream(
+    edge: &Edge,
+    session: &mut Session,
+    resp: &mut ResponseHeader,
+    ctx: &mut RequestCtx,
+) -> Result<()> {
+    let Some(target) = &ctx.target else {
+        return Ok(());
+    };
+    let phase = session.cache.phase();
+    resp.insert_header("x-cache-status", super::cache_status(phase))?;
+    if matches!(phase, CachePhase::Stale) && ctx.upstream_error {
+        // Pingora does not reuse a connection after serving stale on an upstream error;
+        // say so, or the client's next request on it is reset.
+        resp.insert_header(http::header::CONNECTION, "close")?;
+        session.set_keepalive(None);
+    }
+    resp.remove_header(&http::header::SET_COOKIE);
+    resp.insert_header("access-control-allow-origin", "*")?;
+    resp.insert_header(
+        "access-control-expose-headers",
+        "Content-Length, Content-Range, Accept-Ranges, x-cache-status",
+    )?;
+    resp.insert_header("x-content-type-options", "nosniff")?;
+    let status = resp.status.as_u16();
+    if status == 404 || resp.status.is_server_error() {
+        // The origin's own error body (S3 XML, HTML) is not for players.
+        let msg = if status == 404 {
+            "Not found"
+        } else {
+            "Upstream error"
+        };
+        resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        // Chunked: an origin error with an empty body gives no chunk to swap.
+        resp.remove_header(&http::header::CONTENT_LENGTH);
+        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        ctx.body_swap = BodySwap::Pending(json_error_body(msg));
+        return Ok(());
+    }
+    let (path, manifest) = match target {
+        Target::Stream(m) => (m.path.rest_joined(), m.path.kind.is_manifest()),
+        Target::Proxy(p) => (p.url.path().to_string(), false),
+    };
+    let origin_type = resp
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    resp.insert_header(
+        http::header::CONTENT_TYPE,
+        media_content_type(origin_type.as_deref(), &path),
+    )?;
+    if resp.status.is_success() || status == 304 {
+        let origin_cc = resp
+            .headers
+            .get(http::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let cc = players_cache_control(
+            origin_cc.as_deref(),
+            manifest,
+            ctx.gate.is_some(),
+            edge.state.config.stream.playlist_max_age.as_secs(),
+        );
+        resp.insert_header(http::header::CACHE_CONTROL, cc)?;
+    }
+    Ok(())
+}
+
+/// `response_body_filter`: the replacement body goes out with the first chunk (on a cache
+/// miss the end of the body arrives as a separate `Done` task that never reaches this
+/// filter).
+pub(super) fn body(
+    session: &Session,
+    body: &mut Option<bytes::Bytes>,
+    end_of_stream: bool,
+    ctx: &mut RequestCtx,
+) {
+    match std::mem::replace(&mut ctx.body_swap, BodySwap::Keep) {
+        BodySwap::Pending(replacement)
+            if (body.is_some() || end_of_stream)
+                && session.req_header().method != http::Method::HEAD =>
+        {
+            *body = Some(replacement);
+            ctx.body_swap = BodySwap::Sent;
+        }
+        BodySwap::Sent => {
+            *body = None;
+            ctx.body_swap = BodySwap::Sent;
+        }
+        other => ctx.body_swap = other,
+    }
+    if let Some(b) = body {
+        ctx.bytes_out += b.len();
+    }
+}
+
+/// `fail_to_proxy`: the answer for a failure before the response header went out.
+pub(super) async fn failure(session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    let (code, kind) = match e.etype() {
+        ErrorType::HTTPStatus(code) => (*code, None),
+        ErrorType::ConnectTimedout => (504, Some("connect_timeout")),
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => (504, Some("timeout")),
+        ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError => {
+            (502, Some("connect"))
+        }
+        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError => {
+            (502, Some("tls"))
+        }
+        _ => match e.esource() {
+            ErrorSource::Upstream => (502, Some("read")),
+            ErrorSource::Downstream => (0, None),
+            _ => (500, None),
+        },
+    };
+    if let Some(kind) = kind {
+        ctx.upstream_error = true;
+        metrics::UPSTREAM_ERRORS.with_label_values(&[kind]).inc();
+    }
+    if code > 0 {
+        ctx.local_status = Some(code);
+        let msg = match (&ctx.refusal, code) {
+            (Some((_, m)), _) => m.clone(),
+            (None, 502) => "Upstream error".into(),
+            (None, 504) => "Upstream timed out".into(),
+            _ => "Internal error".into(),
+        };
+        if ctx.refusal.is_none() {
+            tracing::warn!(error = %e, status = code, "proxy failed");
+        }
+        // The header may already be out (failure mid-body); then there is nothing to send.
+        if session.response_written().is_none() {
+            let _ = respond::json(session, code, json_error_body(&msg)).await;
+        }
+    }
+    FailToProxy {
+        error_code: code,
+        can_reuse_downstream: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control_follows_the_origin() {
+        let cc = |o: Option<&str>, m: bool, g: bool| players_cache_control(o, m, g, 2);
+        assert_eq!(cc(None, false, false), "public, max-age=31536000, immutable");
+        assert_eq!(cc(None, true, false), "public, max-age=2");
+        assert_eq!(cc(None, false, true), "private, max-age=31536000, immutable");
+        assert_eq!(cc(None, true, true), "private, no-store");
+        assert_eq!(cc(Some("no-store"), false, false), "no-store");
+        assert_eq!(cc(Some("public, NO-STORE"), true, false), "no-store");
+        assert_eq!(cc(Some("private, max-age=60"), false, false), "private, no-cache");
+        assert_eq!(cc(Some("no-cache"), false, false), "public, no-cache");
+        assert_eq!(cc(Some("no-cache"), false, true), "private, no-cache");
+        assert_eq!(cc(Some("max-age=10"), false, false), "public, max-age=31536000, immutable");
+        for o in ["no-store", "private", "no-cache", "private, no-cache"] {
+            assert!(!cc(Some(o), false, false).contains("immutable"), "{o}");
+        }
+    }
+
+    #[test]
+    fn only_media_types_reach_players() {
+        assert_eq!(media_content_type(Some("video/mp2t"), "/a.ts"), "video/mp2t");
+        assert_eq!(media_content_type(Some("VIDEO/MP4; x=1"), "/a"), "video/mp4");
+        assert_eq!(media_content_type(Some("text/html"), "/a.ts"), "application/octet-stream");
+        assert_eq!(
+            media_content_type(Some("image/svg+xml"), "/a.jpg"),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            media_content_type(Some("application/javascript"), "/a"),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            media_content_type(Some("application/x-mpegURL"), "/a"),
+            "application/vnd.apple.mpegurl"
+        );
+        assert_eq!(media_content_type(None, "/a/seg.m4s"), "video/iso.segment");
+        assert_eq!(media_content_type(Some("image/webp"), "/t.webp"), "image/webp");
+    }
+}

@@ -1,0 +1,88 @@
+//! `upstream_request_filter`: the request the origin sees.
+//!
+//! Built from an allow-list, not a deny-list: a player's credentials, cookies, `Origin`,
+//! API keys and whatever else it sends are for sluice, never for the origin. What passes is
+//! what a cache fill and a range request need ([`FORWARDED`]); then the route adds its own:
+//! the object's path and `Host`, and for `/api/proxy` the provider's headers and the
+//! context's cookies (URL parameters moved into cookies, the provider's cookies, and those
+//! the CDN set for this context earlier — its server-side jar).
+
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::RequestHeader;
+
+use super::{RequestCtx, Target};
+use crate::upstream::Upstream;
+
+/// Request headers a player may have forwarded to the origin.
+pub const FORWARDED: [&str; 7] = [
+    "accept",
+    "accept-language",
+    "range",
+    "if-range",
+    "if-none-match",
+    "if-modified-since",
+    "user-agent",
+];
+
+/// Keep only the allow-listed headers.
+pub fn retain_forwarded(req: &mut RequestHeader) {
+    let drop: Vec<http::HeaderName> = req
+        .headers
+        .keys()
+        .filter(|name| !FORWARDED.contains(&name.as_str()))
+        .cloned()
+        .collect();
+    for name in drop {
+        req.remove_header(&name);
+    }
+}
+
+pub(super) fn request(upstream: &Upstream, req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
+    let (path, host) = match &ctx.target {
+        Some(Target::Stream(m)) => (m.upstream_path.as_str(), upstream.host_header()),
+        Some(Target::Proxy(t)) => (t.path_and_query.as_str(), t.host_header.as_str()),
+        None => return Ok(()),
+    };
+    let uri: http::Uri = path
+        .parse()
+        .map_err(|e| Error::because(ErrorType::InternalError, "bad upstream path", e))?;
+    req.set_uri(uri);
+    retain_forwarded(req);
+    req.insert_header(http::header::HOST, host)?;
+    if let Some(Target::Proxy(t)) = &ctx.target {
+        for (name, value) in &t.provider.headers {
+            req.insert_header(name.clone(), value.clone())?;
+        }
+        if let Some(cookie) = t.cookie_header() {
+            req.insert_header(http::header::COOKIE, cookie)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_allow_list_passes() {
+        let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
+        for (k, v) in [
+            ("Range", "bytes=0-1"),
+            ("User-Agent", "hls.js"),
+            ("X-Api-Key", "secret"),
+            ("Origin", "https://evil.example"),
+            ("X-Player", "p"),
+            ("Authorization", "Bearer t"),
+            ("Cookie", "a=b"),
+            ("X-Forwarded-For", "1.2.3.4"),
+            ("If-None-Match", "\"e\""),
+        ] {
+            req.insert_header(k, v).unwrap();
+        }
+        retain_forwarded(&mut req);
+        let mut names: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["if-none-match", "range", "user-agent"]);
+    }
+}
