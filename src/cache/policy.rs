@@ -183,25 +183,46 @@ pub fn hls_liveness(body: &[u8]) -> Liveness {
 
 /// DASH: `type="dynamic"` is live; its `minimumUpdatePeriod` (ISO 8601, e.g. `PT2S`) paces refreshes.
 pub fn dash_liveness(body: &[u8]) -> Liveness {
-    let head = &body[..body.len().min(4096)];
-    let text = String::from_utf8_lossy(head);
-    let Some(start) = text.find("<MPD") else {
-        return Liveness::Vod;
-    };
-    let tag = &text[start..];
-    let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
-    if !(tag.contains("type=\"dynamic\"") || tag.contains("type='dynamic'")) {
-        return Liveness::Vod;
+    // The root element, read by the XML parser the rewriter uses: any namespace prefix
+    // (`<mpd:MPD>`), any spacing around `=`, either quote, entities decoded. Nothing an
+    // origin sends can make this panic; anything unreadable counts as VOD.
+    let mut reader = quick_xml::Reader::from_reader(body);
+    let mut buf = Vec::new();
+    for _ in 0..64 {
+        let event = match reader.read_event_into(&mut buf) {
+            Ok(e) => e,
+            Err(_) => return Liveness::Vod,
+        };
+        match event {
+            quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) => {
+                if e.local_name().as_ref() != b"MPD" {
+                    return Liveness::Vod;
+                }
+                let mut dynamic = false;
+                let mut period = None;
+                for a in e.attributes().flatten() {
+                    let value = a
+                        .unescape_value()
+                        .map(|v| v.trim().to_string())
+                        .unwrap_or_default();
+                    match a.key.local_name().as_ref() {
+                        b"type" => dynamic = value == "dynamic",
+                        b"minimumUpdatePeriod" => period = parse_iso_duration(&value),
+                        _ => {}
+                    }
+                }
+                return if dynamic {
+                    Liveness::Live(period)
+                } else {
+                    Liveness::Vod
+                };
+            }
+            quick_xml::events::Event::Eof => return Liveness::Vod,
+            _ => {}
+        }
+        buf.clear();
     }
-    let period = attr(tag, "minimumUpdatePeriod").and_then(parse_iso_duration);
-    Liveness::Live(period)
-}
-
-fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
-    let i = tag.find(&format!("{name}="))? + name.len() + 1;
-    let quote = tag[i..].chars().next()?;
-    let rest = &tag[i + 1..];
-    Some(&rest[..rest.find(quote)?])
+    Liveness::Vod
 }
 
 /// `PT2S`, `PT1M30.5S`, `PT1H` → Duration. Days and larger units are not used in MPD refresh periods.
@@ -406,5 +427,31 @@ mod tests {
         );
         assert_eq!(parse_iso_duration("P1D"), None);
         assert_eq!(parse_iso_duration("PT5"), None);
+    }
+
+    #[test]
+    fn dash_liveness_in_any_spelling_never_panics() {
+        let prefixed = br#"<?xml version="1.0"?><mpd:MPD xmlns:mpd="urn:mpeg:dash:schema:mpd:2011" type = 'dynamic' minimumUpdatePeriod="PT2S"><mpd:Period/></mpd:MPD>"#;
+        assert_eq!(
+            dash_liveness(prefixed),
+            Liveness::Live(Some(Duration::from_secs(2)))
+        );
+        let spaced = b"<MPD\n  type=\" dynamic \"\n></MPD>";
+        assert_eq!(dash_liveness(spaced), Liveness::Live(None));
+        for hostile in [
+            "<MPD type=\"dynamic\" minimumUpdatePeriod=\"\u{e9}\"></MPD>",
+            "<MPD type=\"dynamic\" minimumUpdatePeriod=\u{e9}></MPD>",
+            "<MPD minimumUpdatePeriod=\"PT\u{e9}S\" type=\"dynamic\">",
+            "<MPD type=\"dyn\u{e9}amic\"",
+            "\u{e9}\u{e9}<MPD",
+            "<?xml version=\"1.0\"?><!-- <MPD type=\"dynamic\"> --><Other/>",
+        ] {
+            let _ = dash_liveness(hostile.as_bytes());
+            let _ = policy().playlist_ttl(MediaKind::DashManifest, hostile.as_bytes());
+        }
+        assert_eq!(
+            dash_liveness(b"<?xml version=\"1.0\"?><!-- <MPD type=\"dynamic\"> --><Other/>"),
+            Liveness::Vod
+        );
     }
 }

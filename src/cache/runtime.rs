@@ -93,6 +93,14 @@ impl CacheRuntime {
             .purge_exact_primary(primary, Some(self.eviction))
     }
 
+    /// Remove an object in every variant of its key: the key itself and the same key with
+    /// any query (LL-HLS delivery directives, query-selected content).
+    pub fn purge_variants(&self, primary: &str) -> usize {
+        let exact = usize::from(self.purge_primary(primary));
+        let sep = if primary.contains('?') { '&' } else { '?' };
+        exact + self.purge_prefix(&format!("{primary}{sep}"))
+    }
+
     /// Remove every object whose primary key starts with `prefix`.
     pub fn purge_prefix(&self, prefix: &str) -> usize {
         self.storage.purge_prefix(prefix, Some(self.eviction))

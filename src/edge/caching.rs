@@ -12,7 +12,11 @@ use crate::media::MediaKind;
 use crate::rewrite::{self, PlaylistKind, MAX_PLAYLIST_BYTES};
 
 /// `request_cache_filter`: GET/HEAD media requests use the cache, with its lock.
-pub(super) fn enable(cache: Option<&'static CacheRuntime>, session: &mut Session, ctx: &RequestCtx) {
+pub(super) fn enable(
+    cache: Option<&'static CacheRuntime>,
+    session: &mut Session,
+    ctx: &RequestCtx,
+) {
     let (Some(cache), Some(_)) = (cache, &ctx.target) else {
         return;
     };

@@ -34,7 +34,9 @@ pub(super) async fn finished(edge: &Edge, session: &mut Session, ctx: &mut Reque
         // The fill of a playlist answer: its parent logs the request; the cache lookup is
         // this one's.
         if edge.cache.is_some() {
-            metrics::CACHE_LOOKUPS.with_label_values(&[cache.as_str()]).inc();
+            metrics::CACHE_LOOKUPS
+                .with_label_values(&[cache.as_str()])
+                .inc();
             if session.cache.lock_duration().is_some() {
                 metrics::CACHE_LOCK_WAITS.inc();
             }
@@ -49,7 +51,9 @@ pub(super) async fn finished(edge: &Edge, session: &mut Session, ctx: &mut Reque
     let class = ctx.class.as_str();
     let elapsed = ctx.started.elapsed();
     if ctx.target.is_some() && edge.cache.is_some() && ctx.fill_cache_status.is_none() {
-        metrics::CACHE_LOOKUPS.with_label_values(&[cache.as_str()]).inc();
+        metrics::CACHE_LOOKUPS
+            .with_label_values(&[cache.as_str()])
+            .inc();
         if session.cache.lock_duration().is_some() {
             metrics::CACHE_LOCK_WAITS.inc();
         }

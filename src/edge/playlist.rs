@@ -218,7 +218,11 @@ pub(super) async fn serve(
             ctx.fill_cache_status = cache_status_of(&header);
             finish(session, ctx, &plan, header, body, head_only).await
         }
-        Ok(Ok(Collected::Relay { header, prefix, end })) => {
+        Ok(Ok(Collected::Relay {
+            header,
+            prefix,
+            end,
+        })) => {
             ctx.fill_cache_status = cache_status_of(&header);
             relay(session, ctx, header, prefix, end, &mut rx, head_only).await
         }
@@ -410,7 +414,13 @@ async fn rewrite_failed(
         .with_label_values(&["rewrite"])
         .inc();
     tracing::warn!(error = %e, "playlist not rewritten");
-    answer_error(session, ctx, 502, "Upstream playlist could not be rewritten").await
+    answer_error(
+        session,
+        ctx,
+        502,
+        "Upstream playlist could not be rewritten",
+    )
+    .await
 }
 
 async fn answer_error(
@@ -662,9 +672,12 @@ mod tests {
         let mapping = UriMapping::Playback(Box::new(playback(None, None)));
         let base = Url::parse("http://sluice.local/stream/h/master.m3u8").unwrap();
         let input = "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"/api/key/h?x=1\"\n#EXT-X-STREAM-INF:BANDWIDTH=1\nvideo/p.m3u8?x=1&token=old\n#EXTINF:2,\nhttps://other.cdn/seg.ts\n#EXTINF:2,\n/stream/other/seg.ts\n";
-        let out =
-            String::from_utf8(mapping.rewrite(PlaylistKind::Hls, input.as_bytes(), &base).unwrap())
-                .unwrap();
+        let out = String::from_utf8(
+            mapping
+                .rewrite(PlaylistKind::Hls, input.as_bytes(), &base)
+                .unwrap(),
+        )
+        .unwrap();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[1], "#EXT-X-KEY:METHOD=AES-128,URI=\"/api/key/h?x=1\"");
         assert!(

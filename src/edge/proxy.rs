@@ -44,7 +44,10 @@ impl ProxiedTarget {
         let all: Vec<&(String, String)> = self
             .cookies
             .iter()
-            .chain(jar.iter().filter(|(n, _)| !self.cookies.iter().any(|(f, _)| f == n)))
+            .chain(
+                jar.iter()
+                    .filter(|(n, _)| !self.cookies.iter().any(|(f, _)| f == n)),
+            )
             .collect();
         crate::provider::cookie_header(all)
     }
@@ -56,26 +59,6 @@ pub struct Checked {
     pub provider: Arc<Provider>,
     pub context: Arc<ProxyContext>,
     pub token: String,
-}
-
-/// The cache key of a proxied object: provider, then the URL without fragment and without
-/// the provider's credential query parameters (`hdnts`, `Policy`, …), in the order sent.
-pub fn cache_primary(provider: &Provider, url: &Url) -> String {
-    let mut key_url = url.clone();
-    key_url.set_fragment(None);
-    if key_url.query().is_some() {
-        let kept: Vec<(String, String)> = key_url
-            .query_pairs()
-            .filter(|(k, _)| !provider.cache_key_ignore.iter().any(|i| i == k.as_ref()))
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        if kept.is_empty() {
-            key_url.set_query(None);
-        } else {
-            key_url.query_pairs_mut().clear().extend_pairs(kept);
-        }
-    }
-    format!("proxy:{}:{key_url}", provider.id)
 }
 
 /// A refusal: status and the message for `{"error": …}`.
@@ -238,7 +221,7 @@ pub async fn resolve(checked: Checked, own: &[SocketAddr]) -> Result<ProxiedTarg
         host_header,
         path_and_query,
         cookies,
-        cache_primary: cache_primary(&provider, &url),
+        cache_primary: provider.cache_primary(&url),
         url,
         provider,
         context,

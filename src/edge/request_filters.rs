@@ -20,7 +20,11 @@ use super::route::{self, PathRejection, Route};
 use super::{gate, proxy, respond, Edge, MediaTarget, RequestCtx, RouteClass, Target};
 use crate::{api, metrics};
 
-pub(super) async fn request(edge: &Edge, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+pub(super) async fn request(
+    edge: &Edge,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<bool> {
     if let Some(fill) = playlist::fill_of(session) {
         ctx.fill = true;
         ctx.class = fill.class;

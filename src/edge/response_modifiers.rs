@@ -302,16 +302,28 @@ mod tests {
     #[test]
     fn cache_control_follows_the_origin() {
         let cc = |o: Option<&str>, m: bool, g: bool| players_cache_control(o, m, g, 2);
-        assert_eq!(cc(None, false, false), "public, max-age=31536000, immutable");
+        assert_eq!(
+            cc(None, false, false),
+            "public, max-age=31536000, immutable"
+        );
         assert_eq!(cc(None, true, false), "public, max-age=2");
-        assert_eq!(cc(None, false, true), "private, max-age=31536000, immutable");
+        assert_eq!(
+            cc(None, false, true),
+            "private, max-age=31536000, immutable"
+        );
         assert_eq!(cc(None, true, true), "private, no-store");
         assert_eq!(cc(Some("no-store"), false, false), "no-store");
         assert_eq!(cc(Some("public, NO-STORE"), true, false), "no-store");
-        assert_eq!(cc(Some("private, max-age=60"), false, false), "private, no-cache");
+        assert_eq!(
+            cc(Some("private, max-age=60"), false, false),
+            "private, no-cache"
+        );
         assert_eq!(cc(Some("no-cache"), false, false), "public, no-cache");
         assert_eq!(cc(Some("no-cache"), false, true), "private, no-cache");
-        assert_eq!(cc(Some("max-age=10"), false, false), "public, max-age=31536000, immutable");
+        assert_eq!(
+            cc(Some("max-age=10"), false, false),
+            "public, max-age=31536000, immutable"
+        );
         for o in ["no-store", "private", "no-cache", "private, no-cache"] {
             assert!(!cc(Some(o), false, false).contains("immutable"), "{o}");
         }
@@ -319,9 +331,18 @@ mod tests {
 
     #[test]
     fn only_media_types_reach_players() {
-        assert_eq!(media_content_type(Some("video/mp2t"), "/a.ts"), "video/mp2t");
-        assert_eq!(media_content_type(Some("VIDEO/MP4; x=1"), "/a"), "video/mp4");
-        assert_eq!(media_content_type(Some("text/html"), "/a.ts"), "application/octet-stream");
+        assert_eq!(
+            media_content_type(Some("video/mp2t"), "/a.ts"),
+            "video/mp2t"
+        );
+        assert_eq!(
+            media_content_type(Some("VIDEO/MP4; x=1"), "/a"),
+            "video/mp4"
+        );
+        assert_eq!(
+            media_content_type(Some("text/html"), "/a.ts"),
+            "application/octet-stream"
+        );
         assert_eq!(
             media_content_type(Some("image/svg+xml"), "/a.jpg"),
             "application/octet-stream"
@@ -335,6 +356,9 @@ mod tests {
             "application/vnd.apple.mpegurl"
         );
         assert_eq!(media_content_type(None, "/a/seg.m4s"), "video/iso.segment");
-        assert_eq!(media_content_type(Some("image/webp"), "/t.webp"), "image/webp");
+        assert_eq!(
+            media_content_type(Some("image/webp"), "/t.webp"),
+            "image/webp"
+        );
     }
 }

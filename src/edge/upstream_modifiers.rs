@@ -37,7 +37,11 @@ pub fn retain_forwarded(req: &mut RequestHeader) {
     }
 }
 
-pub(super) fn request(upstream: &Upstream, req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
+pub(super) fn request(
+    upstream: &Upstream,
+    req: &mut RequestHeader,
+    ctx: &RequestCtx,
+) -> Result<()> {
     let (path, host) = match &ctx.target {
         Some(Target::Stream(m)) => (m.upstream_path.as_str(), upstream.host_header()),
         Some(Target::Proxy(t)) => (t.path_and_query.as_str(), t.host_header.as_str()),

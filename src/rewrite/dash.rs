@@ -8,8 +8,11 @@
 //! Rewritten: `BaseURL`, `Location` and `PatchLocation` text; `SegmentTemplate@media`,
 //! `@initialization`, `@index`; `SegmentURL@media`, `@index`; `Initialization`,
 //! `RepresentationIndex` and `BitstreamSwitching` `@sourceURL`; `xlink:href` (remote
-//! elements). Left alone: DRM license URLs in `ContentProtection` (the stream API hands the
-//! player its license URL separately) and `UTCTiming@value` (a clock source, not media).
+//! elements); `UTCTiming@value` of the HTTP timing schemes (`http-xsdate`, `http-iso`,
+//! `http-ntp`, `http-head`: the player fetches the clock from there; a white-space separated
+//! list of URLs, each rewritten). Left alone: DRM license URLs in `ContentProtection` (the
+//! stream API hands the player its license URL separately) and the `direct`/`ntp` timing
+//! schemes (a value or a host, not a URL).
 //!
 //! # How relative URLs are resolved
 //! DASH resolves a relative URL against the nearest enclosing `BaseURL`, each level resolved
@@ -56,6 +59,8 @@ enum Embed {
     Attr,
     /// A `SegmentTemplate` attribute with `$Number$`-style placeholders.
     Template,
+    /// A white-space separated list of URLs (`UTCTiming@value`).
+    AttrList,
 }
 
 /// One change the scanner asks for. Positions are byte offsets into the input.
@@ -244,6 +249,15 @@ fn element_urls<'s>(
     f: &mut impl FnMut(Edit<'_>) -> Result<(), RewriteError>,
 ) -> Result<(), RewriteError> {
     let is_template = local == b"SegmentTemplate";
+    // `UTCTiming@value` is a URL only for the HTTP timing schemes.
+    let http_timing = local == b"UTCTiming"
+        && e.try_get_attribute("schemeIdUri")
+            .ok()
+            .flatten()
+            .is_some_and(|a| {
+                let v = String::from_utf8_lossy(&a.value).to_ascii_lowercase();
+                v.starts_with("urn:mpeg:dash:utc:http-")
+            });
     let mut own: [Option<String>; 3] = [None, None, None];
     let base_index = top(stack)?.effective;
     let mut any_url = false;
@@ -256,6 +270,7 @@ fn element_urls<'s>(
             (b"Initialization" | b"RepresentationIndex" | b"BitstreamSwitching", b"sourceURL") => {
                 Embed::Attr
             }
+            (b"UTCTiming", b"value") if http_timing => Embed::AttrList,
             _ if attr.key.local_name().as_ref() == b"href" && attr.key.prefix().is_some() => {
                 Embed::Attr
             }
@@ -459,13 +474,27 @@ pub fn rewrite_dash(
             base,
             embed,
         } => {
-            let Some(new) = rewrite_one(value, base, embed, map)? else {
+            let new = if embed == Embed::AttrList {
+                let mut parts = Vec::new();
+                for url in value.split_ascii_whitespace() {
+                    parts.push(
+                        rewrite_one(url, base, Embed::Attr, map)?
+                            .unwrap_or_else(|| url.to_string()),
+                    );
+                }
+                Some(parts.join(" "))
+            } else {
+                rewrite_one(value, base, embed, map)?
+            };
+            let Some(new) = new else {
                 return Ok(());
             };
             out.push_str(&input[copied..range.start]);
             match embed {
                 Embed::Text => out.push_str(&partial_escape(new.as_str())),
-                Embed::Attr | Embed::Template => out.push_str(&escape(new.as_str())),
+                Embed::Attr | Embed::Template | Embed::AttrList => {
+                    out.push_str(&escape(new.as_str()))
+                }
             }
             copied = range.end;
             Ok(())

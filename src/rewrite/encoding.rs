@@ -71,9 +71,13 @@ mod tests {
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         z.write_all(TEXT).unwrap();
         assert_eq!(decode(Coding::Deflate, &z.finish().unwrap()).unwrap(), TEXT);
-        let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut raw =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
         raw.write_all(TEXT).unwrap();
-        assert_eq!(decode(Coding::Deflate, &raw.finish().unwrap()).unwrap(), TEXT);
+        assert_eq!(
+            decode(Coding::Deflate, &raw.finish().unwrap()).unwrap(),
+            TEXT
+        );
         let mut br = Vec::new();
         {
             let mut w = brotli::CompressorWriter::new(&mut br, 4096, 5, 22);
@@ -90,7 +94,10 @@ mod tests {
         gz.write_all(&zeros).unwrap();
         let bomb = gz.finish().unwrap();
         assert!(bomb.len() < 100_000);
-        assert!(matches!(decode(Coding::Gzip, &bomb), Err(RewriteError::TooLarge(_))));
+        assert!(matches!(
+            decode(Coding::Gzip, &bomb),
+            Err(RewriteError::TooLarge(_))
+        ));
         assert!(matches!(
             decode(Coding::Gzip, b"not gzip at all"),
             Err(RewriteError::Malformed(_))

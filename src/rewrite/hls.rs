@@ -7,9 +7,9 @@
 //! parsed properly (§4.2: quoted strings may contain commas) and only the URI value is
 //! replaced.
 //!
-//! Not handled: `EXT-X-DEFINE` variable references (`{$name}`) inside URIs. Resolving such a
-//! URI percent-encodes the braces, so the player can no longer substitute the variable;
-//! playlists using them in URIs will not play through the proxy.
+//! `EXT-X-DEFINE` variable references (`{$name}`) inside URIs are carried through literally:
+//! they are set aside before the URI is resolved and mapped (resolution would percent-encode
+//! the braces) and put back into the output, so the player still substitutes them.
 
 use std::ops::Range;
 
@@ -36,6 +36,7 @@ fn uri_attributes(tag: &str) -> &'static [&'static str] {
         | "EXT-X-MAP"
         | "EXT-X-MEDIA"
         | "EXT-X-I-FRAME-STREAM-INF"
+        | "EXT-X-IMAGE-STREAM-INF"
         | "EXT-X-PART"
         | "EXT-X-PRELOAD-HINT"
         | "EXT-X-RENDITION-REPORT"
@@ -257,8 +258,62 @@ pub(crate) fn rewrite_hls_with(
     Ok(out)
 }
 
+/// Set `{$name}` variable references aside: each becomes a token that survives resolution
+/// and percent-encoding unchanged. Returns the protected text and `(token, reference)` pairs.
+fn protect_variables(raw: &str) -> (String, Vec<(String, String)>) {
+    let mut out = String::with_capacity(raw.len());
+    let mut refs = Vec::new();
+    let mut rest = raw;
+    while let Some(open) = rest.find("{$") {
+        let Some(close) = rest[open..].find('}').map(|c| open + c) else {
+            break;
+        };
+        let name = &rest[open + 2..close];
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            break;
+        }
+        let token = format!("sluicevar{}x7q", refs.len());
+        out.push_str(&rest[..open]);
+        out.push_str(&token);
+        refs.push((token, rest[open..=close].to_string()));
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    (out, refs)
+}
+
 /// The replacement for one URI, or `None` to leave it as it is.
 fn rewrite_one(
+    raw: &str,
+    site: Site,
+    base: &Url,
+    map: &mut dyn FnMut(&Url) -> Result<String, String>,
+) -> Result<Option<String>, RewriteError> {
+    if raw.contains("{$") {
+        let (protected, refs) = protect_variables(raw);
+        if !refs.is_empty() {
+            let Some(mut out) = rewrite_plain(&protected, site, base, map)? else {
+                return Ok(None);
+            };
+            for (token, reference) in refs {
+                if !out.contains(&token) {
+                    return Err(RewriteError::BadUri(format!(
+                        "{raw:?}: variable reference lost in mapping"
+                    )));
+                }
+                out = out.replace(&token, &reference);
+            }
+            return Ok(Some(out));
+        }
+    }
+    rewrite_plain(raw, site, base, map)
+}
+
+fn rewrite_plain(
     raw: &str,
     site: Site,
     base: &Url,

@@ -1075,3 +1075,56 @@ proptest! {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 11: image streams, UTCTiming, EXT-X-DEFINE variables
+
+#[test]
+fn image_streams_are_rewritten() {
+    let input = "#EXTM3U\n#EXT-X-IMAGE-STREAM-INF:BANDWIDTH=12000,RESOLUTION=320x180,CODECS=\"jpeg\",URI=\"thumbs/t.m3u8\"\n";
+    let out = hls(input, "https://cdn.example.com/live/master.m3u8").unwrap();
+    let uri = out
+        .split("URI=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert_eq!(
+        unwrap_to_upstream(uri),
+        "https://cdn.example.com/live/thumbs/t.m3u8"
+    );
+}
+
+#[test]
+fn define_variables_in_uris_survive() {
+    let input = "#EXTM3U\n#EXT-X-DEFINE:NAME=\"p\",VALUE=\"abc\"\n#EXT-X-MAP:URI=\"init-{$p}.mp4\"\n#EXTINF:2,\nseg_{$p}_1.ts?auth={$p}\n";
+    let out = hls(input, "https://cdn.example.com/live/index.m3u8").unwrap();
+    assert!(!out.contains("%7B") && !out.contains("%257B"), "{out}");
+    let seg = out.lines().last().unwrap();
+    assert!(
+        seg.contains("seg_{$p}_1.ts") && seg.contains("auth%3D{$p}"),
+        "{seg}"
+    );
+    // After the player substitutes the variable, the proxied URL decodes to the upstream one.
+    let substituted = seg.replace("{$p}", "abc");
+    assert_eq!(
+        unwrap_to_upstream(&substituted),
+        "https://cdn.example.com/live/seg_abc_1.ts?auth=abc"
+    );
+    let map = out.lines().nth(2).unwrap();
+    assert!(map.contains("init-{$p}.mp4"), "{map}");
+}
+
+#[test]
+fn utc_timing_urls_are_rewritten_for_http_schemes_only() {
+    let input = r#"<?xml version="1.0"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic"><UTCTiming schemeIdUri="urn:mpeg:dash:utc:http-xsdate:2014" value="https://time.example.com/now https://time2.example.com/now"/><UTCTiming schemeIdUri="urn:mpeg:dash:utc:direct:2014" value="2026-11-29T20:00:00Z"/><Period/></MPD>
+"#;
+    let out = dash(input, "https://cdn.example.com/live/manifest.mpd").unwrap();
+    assert!(
+        out.contains(r#"value="/p/https://time.example.com/now /p/https://time2.example.com/now""#),
+        "{out}"
+    );
+    assert!(out.contains(r#"value="2026-11-29T20:00:00Z""#), "{out}");
+}

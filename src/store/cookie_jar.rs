@@ -37,7 +37,9 @@ impl CookieJar {
     /// Take a `Set-Cookie` value received for `url`. Malformed, oversized or foreign-domain
     /// cookies are ignored; an expired one removes its stored namesake.
     pub fn store(&self, set_cookie: &str, url: &Url) {
-        let Some(host) = url.host_str().map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        let Some(host) = url
+            .host_str()
+            .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
         else {
             return;
         };
@@ -105,7 +107,9 @@ impl CookieJar {
 
     /// The `(name, value)` pairs to send with a request for `url`.
     pub fn cookies_for(&self, url: &Url) -> Vec<(String, String)> {
-        let Some(host) = url.host_str().map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        let Some(host) = url
+            .host_str()
+            .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
         else {
             return Vec::new();
         };
@@ -173,24 +177,51 @@ mod tests {
     #[test]
     fn cookies_go_back_where_they_came_from() {
         let jar = CookieJar::default();
-        jar.store("hdntl=exp=1~acl=*~hmac=ab; Path=/live; HttpOnly", &u("https://cdn.example.com/live/master.m3u8"));
-        jar.store("edge=1; Domain=.example.com; Path=/", &u("https://cdn.example.com/live/x.m3u8"));
-        jar.store("evil=1; Domain=other.example", &u("https://cdn.example.com/live/x.m3u8"));
+        jar.store(
+            "hdntl=exp=1~acl=*~hmac=ab; Path=/live; HttpOnly",
+            &u("https://cdn.example.com/live/master.m3u8"),
+        );
+        jar.store(
+            "edge=1; Domain=.example.com; Path=/",
+            &u("https://cdn.example.com/live/x.m3u8"),
+        );
+        jar.store(
+            "evil=1; Domain=other.example",
+            &u("https://cdn.example.com/live/x.m3u8"),
+        );
         assert_eq!(
             jar.cookies_for(&u("https://cdn.example.com/live/seg.ts")),
-            vec![("hdntl".to_string(), "exp=1~acl=*~hmac=ab".to_string()), ("edge".to_string(), "1".to_string())]
+            vec![
+                ("hdntl".to_string(), "exp=1~acl=*~hmac=ab".to_string()),
+                ("edge".to_string(), "1".to_string())
+            ]
         );
         assert_eq!(
             jar.cookies_for(&u("https://img.example.com/live/seg.ts")),
             vec![("edge".to_string(), "1".to_string())]
         );
-        assert!(jar.cookies_for(&u("https://cdn.example.com/other/seg.ts")).iter().all(|c| c.0 != "hdntl"));
+        assert!(jar
+            .cookies_for(&u("https://cdn.example.com/other/seg.ts"))
+            .iter()
+            .all(|c| c.0 != "hdntl"));
         assert!(jar.cookies_for(&u("https://other.example/x")).is_empty());
         // Replaced, then expired.
-        jar.store("hdntl=new; Path=/live", &u("https://cdn.example.com/live/a.m3u8"));
-        assert_eq!(jar.cookies_for(&u("https://cdn.example.com/live/s.ts"))[1].1, "new");
-        jar.store("hdntl=x; Path=/live; Max-Age=0", &u("https://cdn.example.com/live/a.m3u8"));
-        assert!(jar.cookies_for(&u("https://cdn.example.com/live/s.ts")).iter().all(|c| c.0 != "hdntl"));
+        jar.store(
+            "hdntl=new; Path=/live",
+            &u("https://cdn.example.com/live/a.m3u8"),
+        );
+        assert_eq!(
+            jar.cookies_for(&u("https://cdn.example.com/live/s.ts"))[1].1,
+            "new"
+        );
+        jar.store(
+            "hdntl=x; Path=/live; Max-Age=0",
+            &u("https://cdn.example.com/live/a.m3u8"),
+        );
+        assert!(jar
+            .cookies_for(&u("https://cdn.example.com/live/s.ts"))
+            .iter()
+            .all(|c| c.0 != "hdntl"));
     }
 
     #[test]
@@ -200,7 +231,13 @@ mod tests {
             jar.store(&format!("c{i}=v"), &u("https://cdn.example.com/"));
         }
         assert_eq!(jar.len(), MAX_COOKIES);
-        for bad in ["novalue", "=v", "a b=c", "a=\u{1}", &format!("big={}", "x".repeat(MAX_VALUE + 1))] {
+        for bad in [
+            "novalue",
+            "=v",
+            "a b=c",
+            "a=\u{1}",
+            &format!("big={}", "x".repeat(MAX_VALUE + 1)),
+        ] {
             let before = jar.len();
             jar.store(bad, &u("https://x.example/"));
             assert_eq!(jar.len(), before, "{bad}");

@@ -156,7 +156,7 @@ async fn answer(st: Arc<OriginState>, req: Request) -> Response {
         .unwrap_or_else(|| path.clone());
     st.log.lock().push(Recorded {
         method: req.method().to_string(),
-        path_and_query: pq,
+        path_and_query: pq.clone(),
         headers: req
             .headers()
             .iter()
@@ -169,7 +169,11 @@ async fn answer(st: Arc<OriginState>, req: Request) -> Response {
             .collect(),
     });
     *st.hits.lock().entry(path.clone()).or_default() += 1;
-    let reply = st.routes.lock().get(&path).cloned();
+    // A route for the exact path and query wins over one for the path.
+    let reply = {
+        let routes = st.routes.lock();
+        routes.get(&pq).or_else(|| routes.get(&path)).cloned()
+    };
     let Some(reply) = reply else {
         return Response::builder()
             .status(404)
