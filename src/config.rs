@@ -148,6 +148,11 @@ pub mod file {
         pub stale_if_error: std::time::Duration,
         #[serde(with = "humantime_serde")]
         pub lock_timeout: std::time::Duration,
+        /// How long an LL-HLS blocking playlist reload (`_HLS_msn`) may wait: on the cache
+        /// lock and on the origin, which holds it until the part exists (up to 3 × target
+        /// duration).
+        #[serde(with = "humantime_serde")]
+        pub blocking_reload_timeout: std::time::Duration,
     }
 
     impl Default for Cache {
@@ -164,6 +169,7 @@ pub mod file {
                 not_found_ttl: Duration::from_secs(5),
                 stale_if_error: Duration::from_secs(300),
                 lock_timeout: Duration::from_secs(10),
+                blocking_reload_timeout: Duration::from_secs(20),
             }
         }
     }
@@ -175,6 +181,9 @@ pub mod file {
         /// `Cache-Control: max-age` sent to players for playlists.
         #[serde(with = "humantime_serde")]
         pub playlist_max_age: std::time::Duration,
+        /// Parts and segments of a live playlist fetched into the cache ahead of players
+        /// (the newest ones and the preload hint); 0 turns prefetch off.
+        pub prefetch: usize,
     }
 
     impl Default for Stream {
@@ -187,6 +196,7 @@ pub mod file {
                 .map(|s| s.to_string())
                 .collect(),
                 playlist_max_age: std::time::Duration::from_secs(2),
+                prefetch: 3,
             }
         }
     }
@@ -332,6 +342,7 @@ pub struct CacheConfig {
     pub not_found_ttl: Duration,
     pub stale_if_error: Duration,
     pub lock_timeout: Duration,
+    pub blocking_reload_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -339,6 +350,7 @@ pub struct StreamConfig {
     /// Lower-case extensions without the dot.
     pub extensions: Vec<String>,
     pub playlist_max_age: Duration,
+    pub prefetch: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -455,11 +467,13 @@ impl Config {
 
     /// How long a playlist answer may wait for its fill: a cache-lock wait, then a connect and
     /// two reads of the origin, and a margin.
-    pub fn fill_deadline(&self) -> Duration {
-        self.cache.lock_timeout
-            + self.origins.connect_timeout
-            + self.origins.read_timeout * 2
-            + Duration::from_secs(5)
+    pub fn fill_deadline(&self, blocking: bool) -> Duration {
+        let (lock, read) = if blocking {
+            (self.cache.blocking_reload_timeout, self.cache.blocking_reload_timeout)
+        } else {
+            (self.cache.lock_timeout, self.origins.read_timeout)
+        };
+        lock + self.origins.connect_timeout + read * 2 + Duration::from_secs(5)
     }
 
     /// Valid but worth an operator's attention (printed by `sluice check`).
@@ -782,10 +796,12 @@ impl Validator<'_> {
                 not_found_ttl: c.not_found_ttl,
                 stale_if_error: c.stale_if_error,
                 lock_timeout: c.lock_timeout,
+                blocking_reload_timeout: c.blocking_reload_timeout,
             },
             stream: StreamConfig {
                 extensions,
                 playlist_max_age: raw.stream.playlist_max_age,
+                prefetch: raw.stream.prefetch.min(16),
             },
             log: LogConfig {
                 level: raw.log.level,

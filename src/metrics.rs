@@ -117,6 +117,15 @@ pub static RATE_LIMITED: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// Parts and segments fetched into the cache ahead of players.
+pub static PREFETCHES: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "sluice_prefetches_total",
+        "Live parts and segments fetched into the cache ahead of players"
+    )
+    .expect("metric registers once")
+});
+
 /// Admin access-log entries dropped because the write queue was full.
 pub static ACCESS_LOG_DROPPED: Lazy<IntCounter> = Lazy::new(|| {
     register_int_counter!(
@@ -172,6 +181,7 @@ pub fn render() -> Vec<u8> {
     Lazy::force(&CACHE_BYTES);
     Lazy::force(&AUTH_REJECTIONS);
     Lazy::force(&ACCESS_LOG_DROPPED);
+    Lazy::force(&PREFETCHES);
     for c in crate::ratelimit::RateClass::ALL {
         RATE_LIMITED.with_label_values(&[c.as_str()]);
     }

@@ -48,6 +48,10 @@ pub struct ProviderFile {
     /// object is the same whoever's token fetched it).
     #[serde(default = "default_cache_key_ignore")]
     pub cache_key_ignore: Vec<String>,
+    /// Parts and segments of a live playlist prefetched into the cache ahead of players
+    /// (same ctx and address checks as a player's request); 0, the default, is off.
+    #[serde(default)]
+    pub prefetch: usize,
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelFile>,
 }
@@ -139,6 +143,7 @@ pub struct Provider {
     pub ctx_ttl: Duration,
     pub ctx_max_session: Duration,
     pub cache_key_ignore: Vec<String>,
+    pub prefetch: usize,
     pub channels: BTreeMap<String, Channel>,
 }
 
@@ -434,6 +439,7 @@ impl Providers {
                     ctx_ttl: p.ctx_ttl,
                     ctx_max_session: p.ctx_max_session,
                     cache_key_ignore: p.cache_key_ignore.clone(),
+                    prefetch: p.prefetch.min(16),
                     channels,
                 }),
             );

@@ -21,6 +21,9 @@ pub struct CacheRuntime {
     pub storage: &'static MemoryStorage,
     pub eviction: &'static LruManager<EVICTION_SHARDS>,
     pub lock: &'static CacheKeyLockImpl,
+    /// The lock of LL-HLS blocking playlist reloads, whose fills may legitimately take
+    /// several part durations.
+    pub blocking_lock: &'static CacheKeyLockImpl,
     pub policy: CachePolicy,
     pub max_object_bytes: usize,
     pub budget_bytes: usize,
@@ -41,10 +44,13 @@ impl CacheRuntime {
         let eviction: &'static LruManager<EVICTION_SHARDS> =
             Box::leak(Box::new(LruManager::with_capacity(lru_limit, capacity)));
         let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(cfg.lock_timeout));
+        let blocking_lock: &'static CacheKeyLockImpl =
+            Box::leak(CacheLock::new_boxed(cfg.blocking_reload_timeout));
         Box::leak(Box::new(CacheRuntime {
             storage,
             eviction,
             lock,
+            blocking_lock,
             policy: CachePolicy::from(cfg),
             max_object_bytes: cfg.max_object_bytes,
             budget_bytes: cfg.memory_bytes,

@@ -24,11 +24,16 @@ pub(super) fn enable(
     if method != http::Method::GET && method != http::Method::HEAD {
         return;
     }
+    let lock = if ctx.target.as_ref().is_some_and(Target::blocking) {
+        cache.blocking_lock
+    } else {
+        cache.lock
+    };
     session.cache.enable(
         cache.storage,
         Some(cache.eviction),
         None,
-        Some(cache.lock),
+        Some(lock),
         None,
     );
     session

@@ -21,6 +21,7 @@ mod caching;
 mod gate;
 mod observe;
 pub mod playlist;
+mod prefetch;
 pub mod proxy;
 mod request_filters;
 pub mod respond;
@@ -53,6 +54,8 @@ pub struct Edge {
     cache: Option<&'static CacheRuntime>,
     /// `stream.extensions`, shared with per-request playlist rewrites.
     extensions: Arc<Vec<String>>,
+    /// Objects recently prefetched (not queued again).
+    prefetched: prefetch::Recent,
 }
 
 impl Edge {
@@ -67,6 +70,7 @@ impl Edge {
             upstream,
             cache,
             extensions,
+            prefetched: prefetch::Recent::default(),
         }
     }
 }
@@ -117,6 +121,8 @@ pub struct RequestCtx {
     /// A refusal decided after the request went upstream (a redirect to a refused target),
     /// answered by `fail_to_proxy` in the route's shape.
     refusal: Option<(u16, String)>,
+    /// A live playlist's body collected for prefetch ([`prefetch`]).
+    prefetch: Option<prefetch::Collecting>,
 }
 
 /// The state of a body replacement.
@@ -136,6 +142,15 @@ pub enum Target {
 }
 
 impl Target {
+    /// An LL-HLS blocking playlist reload (`_HLS_msn`): the origin may hold it for several
+    /// part durations, so it gets its own cache lock and timeouts.
+    pub fn blocking(&self) -> bool {
+        match self {
+            Target::Stream(m) => m.blocking,
+            Target::Proxy(p) => p.blocking,
+        }
+    }
+
     pub fn cache_primary(&self) -> &str {
         match self {
             Target::Stream(m) => &m.cache_primary,
@@ -173,8 +188,11 @@ pub struct MediaTarget {
     pub path: StreamPath,
     /// Path and query sent to the origin.
     pub upstream_path: String,
-    /// Primary cache key: scheme, host and path of the upstream object.
+    /// Primary cache key: scheme, host and path of the upstream object (and the LL-HLS
+    /// delivery directives of a playlist request).
     pub cache_primary: String,
+    /// An LL-HLS blocking playlist reload: its own lock and timeouts.
+    pub blocking: bool,
 }
 
 /// A small JSON error body in the media surfaces' shape (playback-api, provider-proxy-api):
@@ -206,12 +224,14 @@ impl ProxyHttp for Edge {
             fill: false,
             fill_cache_status: None,
             refusal: None,
+            prefetch: None,
         }
     }
 
-    /// Playlist answers are built from a fill subrequest; a fill never spawns another.
-    fn allow_spawning_subrequest(&self, session: &Session, _ctx: &RequestCtx) -> bool {
-        session.subrequest_ctx.is_none()
+    /// Playlist answers are built from a fill subrequest, and live playlists prefetch their
+    /// parts with background fills (fills skip routing, so they never nest answers).
+    fn allow_spawning_subrequest(&self, _session: &Session, _ctx: &RequestCtx) -> bool {
+        true
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -256,11 +276,16 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         ctx.upstream_started = Some(Instant::now());
-        match &ctx.target {
-            Some(Target::Stream(_)) => self.upstream.peer().await,
-            Some(Target::Proxy(t)) => Ok(self.upstream.pinned_peer(t.addr, t.tls, &t.sni)),
-            None => Error::e_explain(ErrorType::InternalError, "no upstream for this route"),
+        let mut peer = match &ctx.target {
+            Some(Target::Stream(_)) => self.upstream.peer().await?,
+            Some(Target::Proxy(t)) => self.upstream.pinned_peer(t.addr, t.tls, &t.sni),
+            None => return Error::e_explain(ErrorType::InternalError, "no upstream for this route"),
+        };
+        if ctx.target.as_ref().is_some_and(Target::blocking) {
+            // The origin holds a blocking reload until the part exists.
+            peer.options.read_timeout = Some(self.state.config.cache.blocking_reload_timeout);
         }
+        Ok(peer)
     }
 
     async fn upstream_request_filter(
@@ -278,7 +303,20 @@ impl ProxyHttp for Edge {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        response_modifiers::upstream(resp, ctx)
+        response_modifiers::upstream(resp, ctx)?;
+        prefetch::start(self, resp, ctx);
+        Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        prefetch::body(self, session, body.as_ref(), end_of_stream, ctx);
+        Ok(None)
     }
 
     async fn response_filter(

@@ -38,8 +38,31 @@ const SNIFF_BYTES: usize = 512;
 
 /// The subrequest context of a fill: the object to fetch, decided by the parent request.
 pub struct Fill {
-    pub target: Target,
+    pub target: FillTarget,
     pub class: RouteClass,
+}
+
+/// What a fill fetches.
+pub enum FillTarget {
+    /// Decided and checked.
+    Ready(Target),
+    /// A proxied URL checked but not yet resolved (a prefetch: DNS and the address checks
+    /// run in the fill itself).
+    Resolve(Box<super::proxy::Checked>),
+}
+
+impl Fill {
+    /// What this fill would be stored under (for prefetch bookkeeping).
+    pub fn key(&self) -> String {
+        match &self.target {
+            FillTarget::Ready(t) => t.cache_primary().to_string(),
+            FillTarget::Resolve(c) => c.provider.cache_primary(&c.url),
+        }
+    }
+
+    fn blocking(&self) -> bool {
+        matches!(&self.target, FillTarget::Ready(t) if t.blocking())
+    }
 }
 
 /// The fill this session is, if it is one.
@@ -195,9 +218,10 @@ pub(super) async fn serve(
         return answer_error(session, ctx, 500, "Internal error").await;
     };
     let fill = Fill {
-        target,
+        target: FillTarget::Ready(target),
         class: ctx.class,
     };
+    let deadline = edge.state.config.fill_deadline(fill.blocking());
     let sub = pingora_proxy::subrequest::Ctx::builder()
         .user_ctx(Box::new(fill))
         .build();
@@ -205,7 +229,6 @@ pub(super) async fn serve(
     let job = tokio::spawn(prepared.run());
     let pingora_core::protocols::http::subrequest::server::SubrequestHandle { tx, mut rx, .. } =
         handle;
-    let deadline = edge.state.config.fill_deadline();
     let outcome = tokio::time::timeout(deadline, collect(&mut rx, plan.buffering)).await;
     let result = match outcome {
         Err(_) => answer_error(session, ctx, 504, "Upstream timed out").await,

@@ -31,6 +31,8 @@ pub struct ProxiedTarget {
     pub provider: Arc<Provider>,
     /// The context behind the ctx token (its cookie jar).
     pub context: Arc<ProxyContext>,
+    /// An LL-HLS blocking playlist reload (`_HLS_msn` forwarded).
+    pub blocking: bool,
     pub ctx_token: String,
     /// Cache key: the provider and the upstream URL (scheme, host, port, path, query minus
     /// the provider's credential parameters), never the ctx.
@@ -54,6 +56,7 @@ impl ProxiedTarget {
 }
 
 /// What [`check_request`] established before DNS.
+#[derive(Clone)]
 pub struct Checked {
     pub url: Url,
     pub provider: Arc<Provider>,
@@ -144,8 +147,26 @@ pub fn check_request(
     if raw_url.len() > 8192 || raw_url.contains(['\r', '\n', '\0']) {
         return Err(ProxyRefusal::new(400, "Invalid url parameter"));
     }
-    let url = Url::parse(&raw_url).map_err(|_| ProxyRefusal::new(400, "Invalid url parameter"))?;
+    let mut url =
+        Url::parse(&raw_url).map_err(|_| ProxyRefusal::new(400, "Invalid url parameter"))?;
     ssrf::check_url(&url, &provider.allowed_hosts, provider.allow_private)?;
+    // LL-HLS delivery directives the player added to the proxied URL go to the origin (and
+    // so into the cache key, which holds the upstream query).
+    if let Some(d) = crate::media::llhls::directives(query) {
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| !k.starts_with("_HLS_"))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.extend_pairs(kept);
+        let mut query = q.finish();
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str(&d);
+        url.set_query(Some(&query));
+    }
     if let (Some(ip), Some(port)) = (
         url.host_str()
             .and_then(|h| h.trim_start_matches('[').trim_end_matches(']').parse().ok()),
@@ -214,7 +235,11 @@ pub async fn resolve(checked: Checked, own: &[SocketAddr]) -> Result<ProxiedTarg
         path_and_query.push('?');
         path_and_query.push_str(q);
     }
+    let blocking = url
+        .query_pairs()
+        .any(|(k, _)| k == "_HLS_msn");
     Ok(ProxiedTarget {
+        blocking,
         addr: addrs[0],
         tls,
         sni: bare,

@@ -28,7 +28,22 @@ pub(super) async fn request(
     if let Some(fill) = playlist::fill_of(session) {
         ctx.fill = true;
         ctx.class = fill.class;
-        ctx.target = Some(fill.target.clone());
+        let target = match &fill.target {
+            playlist::FillTarget::Ready(t) => t.clone(),
+            playlist::FillTarget::Resolve(checked) => {
+                let checked = proxy::Checked::clone(checked);
+                match proxy::resolve(checked, &edge.state.config.own_listeners()).await {
+                    Ok(t) => Target::Proxy(Box::new(t)),
+                    Err(r) => {
+                        ctx.local_status = Some(r.status);
+                        respond::json(session, r.status, super::json_error_body(&r.message))
+                            .await?;
+                        return Ok(true);
+                    }
+                }
+            }
+        };
+        ctx.target = Some(target);
         playlist::prepare_fill_request(session.req_header_mut())?;
         return Ok(false);
     }
@@ -104,13 +119,25 @@ pub(super) async fn request(
             if gate::enforce(&edge.state, session, &sp, &dir, ctx).await? {
                 return Ok(true);
             }
-            let upstream_path = edge.upstream.object_path(&dir, &sp.rest_encoded());
+            let mut upstream_path = edge.upstream.object_path(&dir, &sp.rest_encoded());
+            // LL-HLS delivery directives go upstream and into this playlist's cache key.
+            let directives = (sp.kind == crate::media::MediaKind::HlsPlaylist)
+                .then(|| crate::media::llhls::directives(session.req_header().uri.query()))
+                .flatten();
+            let blocking = directives
+                .as_deref()
+                .is_some_and(crate::media::llhls::is_blocking);
+            if let Some(d) = &directives {
+                upstream_path.push('?');
+                upstream_path.push_str(d);
+            }
             let cache_primary = edge.upstream.cache_primary(&upstream_path);
             let gated_playlist = ctx.gate.is_some() && sp.kind.is_manifest();
             let target = Target::Stream(MediaTarget {
                 path: sp,
                 upstream_path,
                 cache_primary,
+                blocking,
             });
             if gated_playlist {
                 if let Some(plan) = playlist::Plan::gated(edge, &target, ctx) {

@@ -1,0 +1,250 @@
+//! Prefetch of LL-HLS parts and live segments: when a live HLS playlist comes from the origin,
+//! its newest parts and segments and its preload hint are fetched into the cache by
+//! background fill subrequests, so the first player asking for a new part gets a hit (and a
+//! preload-hinted part being held by the origin is one upstream request however many players
+//! join it, through the cache lock).
+//!
+//! On by default for `/stream` (`stream.prefetch`, how many objects per playlist), off for
+//! `/api/proxy` (`providers.<id>.prefetch`); a proxied prefetch passes the same ctx, URL and
+//! address checks as a player's request. A VOD playlist (`#EXT-X-ENDLIST`) prefetches nothing.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+use url::Url;
+
+use super::playlist::{Fill, FillTarget, LOCAL_HOST};
+use super::{Edge, MediaTarget, RequestCtx, Target};
+use crate::rewrite::encoding::{self, Coding};
+
+/// Largest playlist body collected for prefetch.
+const MAX_COLLECT: usize = 2 * 1024 * 1024;
+/// An object prefetched recently is not prefetched again (every player's playlist miss would
+/// otherwise queue the same fills).
+const RECENT: Duration = Duration::from_secs(10);
+
+/// Recently prefetched cache keys.
+#[derive(Default)]
+pub struct Recent {
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl Recent {
+    /// Whether `key` should be prefetched now (and remember that it was).
+    fn claim(&self, key: &str) -> bool {
+        let now = Instant::now();
+        let mut seen = self.seen.lock();
+        if seen.len() > 10_000 {
+            seen.retain(|_, t| now.duration_since(*t) < RECENT);
+        }
+        match seen.get(key) {
+            Some(t) if now.duration_since(*t) < RECENT => false,
+            _ => {
+                seen.insert(key.to_string(), now);
+                true
+            }
+        }
+    }
+}
+
+/// A playlist body being collected for prefetch.
+pub struct Collecting {
+    buf: BytesMut,
+    coding: Coding,
+    count: usize,
+}
+
+/// At the upstream response header: collect this body if it may be a live HLS playlist
+/// whose route prefetches.
+pub(super) fn start(edge: &Edge, resp: &ResponseHeader, ctx: &mut RequestCtx) {
+    if resp.status.as_u16() != 200 {
+        return;
+    }
+    let count = match &ctx.target {
+        Some(Target::Stream(m)) if m.path.kind == crate::media::MediaKind::HlsPlaylist => {
+            edge.state.config.stream.prefetch
+        }
+        Some(Target::Proxy(p)) => p.provider.prefetch,
+        _ => 0,
+    };
+    let coding = Coding::parse(
+        resp.headers
+            .get(http::header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    );
+    if let (true, Some(coding)) = (count > 0, coding) {
+        ctx.prefetch = Some(Collecting {
+            buf: BytesMut::new(),
+            coding,
+            count,
+        });
+    }
+}
+
+/// A body chunk from upstream; at the end, prefetch what the playlist announces.
+pub(super) fn body(
+    edge: &Edge,
+    session: &Session,
+    body: Option<&bytes::Bytes>,
+    end: bool,
+    ctx: &mut RequestCtx,
+) {
+    let Some(c) = ctx.prefetch.as_mut() else {
+        return;
+    };
+    if let Some(b) = body {
+        if c.buf.len() + b.len() > MAX_COLLECT || (c.buf.is_empty() && !b.starts_with(b"#EXT")) {
+            ctx.prefetch = None;
+            return;
+        }
+        c.buf.extend_from_slice(b);
+    }
+    if !end {
+        return;
+    }
+    let Some(c) = ctx.prefetch.take() else {
+        return;
+    };
+    let Ok(text) = encoding::decode(c.coding, &c.buf) else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(&text) else {
+        return;
+    };
+    let Some(target) = ctx.target.clone() else {
+        return;
+    };
+    for uri in announced(text, c.count) {
+        let Some(fill) = fill_for(edge, &target, &uri) else {
+            continue;
+        };
+        let key = fill.key();
+        if !edge.prefetched.claim(&key) {
+            continue;
+        }
+        let Some(spawner) = session.subrequest_spawner.as_ref() else {
+            return;
+        };
+        crate::metrics::PREFETCHES.inc();
+        let sub = pingora_proxy::subrequest::Ctx::builder()
+            .user_ctx(Box::new(fill))
+            .build();
+        spawner.spawn_background_subrequest(session.as_downstream(), sub);
+    }
+}
+
+/// What a live playlist announces as coming next: the preload hint, then the newest parts,
+/// then the newest segments — at most `n`, newest first. Nothing for a VOD playlist.
+pub fn announced(playlist: &str, n: usize) -> Vec<String> {
+    if !playlist.starts_with("#EXTM3U") || playlist.contains("#EXT-X-ENDLIST") {
+        return Vec::new();
+    }
+    let mut hints = Vec::new();
+    let mut parts = Vec::new();
+    let mut segments = Vec::new();
+    for line in playlist.lines().map(str::trim) {
+        if let Some(attrs) = line.strip_prefix("#EXT-X-PRELOAD-HINT:") {
+            if attrs.contains("TYPE=PART") {
+                hints.extend(uri_attr(attrs));
+            }
+        } else if let Some(attrs) = line.strip_prefix("#EXT-X-PART:") {
+            parts.extend(uri_attr(attrs));
+        } else if !line.is_empty() && !line.starts_with('#') {
+            segments.push(line.to_string());
+        }
+    }
+    hints
+        .into_iter()
+        .chain(parts.into_iter().rev())
+        .chain(segments.into_iter().rev())
+        .take(n)
+        .collect()
+}
+
+fn uri_attr(attrs: &str) -> Option<String> {
+    let i = attrs.find("URI=\"")? + 5;
+    let end = attrs[i..].find('"')? + i;
+    Some(attrs[i..end].to_string())
+}
+
+/// The fill of an announced URI, if the route may fetch it.
+fn fill_for(edge: &Edge, playlist: &Target, uri: &str) -> Option<Fill> {
+    match playlist {
+        Target::Stream(m) => {
+            let base = Url::parse(&format!(
+                "http://{LOCAL_HOST}/stream/{}/{}",
+                crate::media::path::encode_segments(std::slice::from_ref(&m.path.hash)),
+                m.path.rest_encoded()
+            ))
+            .ok()?;
+            let abs = base.join(uri).ok()?;
+            if abs.host_str() != Some(LOCAL_HOST) || abs.query().is_some() {
+                return None;
+            }
+            let rest = abs.path().strip_prefix("/stream/")?;
+            let sp = crate::media::path::parse_stream_path(rest, &edge.extensions).ok()?;
+            if sp.hash != m.path.hash || sp.kind.is_manifest() {
+                return None;
+            }
+            let dir = edge.state.streams.dir_for(&sp.hash);
+            let upstream_path = edge.upstream.object_path(&dir, &sp.rest_encoded());
+            let cache_primary = edge.upstream.cache_primary(&upstream_path);
+            Some(Fill {
+                target: FillTarget::Ready(Target::Stream(MediaTarget {
+                    path: sp,
+                    upstream_path,
+                    cache_primary,
+                    blocking: false,
+                })),
+                class: super::RouteClass::Stream,
+            })
+        }
+        Target::Proxy(p) => {
+            let abs = p.url.join(uri).ok()?;
+            crate::ssrf::check_url(&abs, &p.provider.allowed_hosts, p.provider.allow_private)
+                .ok()?;
+            if crate::rewrite::kind_from_path(abs.path()).is_some() {
+                return None;
+            }
+            Some(Fill {
+                target: FillTarget::Resolve(Box::new(super::proxy::Checked {
+                    url: abs,
+                    provider: p.provider.clone(),
+                    context: p.context.clone(),
+                    token: p.ctx_token.clone(),
+                })),
+                class: super::RouteClass::Proxy,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIVE: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-PART-INF:PART-TARGET=0.2\n#EXTINF:1,\nseg_9.m4s\n#EXT-X-PART:DURATION=0.2,URI=\"part_10.0.m4s\",INDEPENDENT=YES\n#EXT-X-PART:DURATION=0.2,URI=\"part_10.1.m4s\"\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part_10.2.m4s\"\n";
+
+    #[test]
+    fn newest_first_hint_first() {
+        assert_eq!(
+            announced(LIVE, 3),
+            ["part_10.2.m4s", "part_10.1.m4s", "part_10.0.m4s"]
+        );
+        assert_eq!(announced(LIVE, 10).last().unwrap(), "seg_9.m4s");
+        assert!(announced(&format!("{LIVE}#EXT-X-ENDLIST\n"), 3).is_empty());
+        assert!(announced("not a playlist", 3).is_empty());
+    }
+
+    #[test]
+    fn recent_claims_once() {
+        let r = Recent::default();
+        assert!(r.claim("a"));
+        assert!(!r.claim("a"));
+        assert!(r.claim("b"));
+    }
+}
