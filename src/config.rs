@@ -469,7 +469,10 @@ impl Config {
     /// two reads of the origin, and a margin.
     pub fn fill_deadline(&self, blocking: bool) -> Duration {
         let (lock, read) = if blocking {
-            (self.cache.blocking_reload_timeout, self.cache.blocking_reload_timeout)
+            (
+                self.cache.blocking_reload_timeout,
+                self.cache.blocking_reload_timeout,
+            )
         } else {
             (self.cache.lock_timeout, self.origins.read_timeout)
         };

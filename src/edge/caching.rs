@@ -29,13 +29,9 @@ pub(super) fn enable(
     } else {
         cache.lock
     };
-    session.cache.enable(
-        cache.storage,
-        Some(cache.eviction),
-        None,
-        Some(lock),
-        None,
-    );
+    session
+        .cache
+        .enable(cache.storage, Some(cache.eviction), None, Some(lock), None);
     session
         .cache
         .set_max_file_size_bytes(cache.max_object_bytes);

@@ -279,7 +279,9 @@ impl ProxyHttp for Edge {
         let mut peer = match &ctx.target {
             Some(Target::Stream(_)) => self.upstream.peer().await?,
             Some(Target::Proxy(t)) => self.upstream.pinned_peer(t.addr, t.tls, &t.sni),
-            None => return Error::e_explain(ErrorType::InternalError, "no upstream for this route"),
+            None => {
+                return Error::e_explain(ErrorType::InternalError, "no upstream for this route")
+            }
         };
         if ctx.target.as_ref().is_some_and(Target::blocking) {
             // The origin holds a blocking reload until the part exists.

@@ -235,9 +235,7 @@ pub async fn resolve(checked: Checked, own: &[SocketAddr]) -> Result<ProxiedTarg
         path_and_query.push('?');
         path_and_query.push_str(q);
     }
-    let blocking = url
-        .query_pairs()
-        .any(|(k, _)| k == "_HLS_msn");
+    let blocking = url.query_pairs().any(|(k, _)| k == "_HLS_msn");
     Ok(ProxiedTarget {
         blocking,
         addr: addrs[0],

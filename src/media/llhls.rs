@@ -50,7 +50,10 @@ mod tests {
             directives(Some("_HLS_part=2&x=1&_HLS_msn=10&pc=abc")).as_deref(),
             Some("_HLS_msn=10&_HLS_part=2")
         );
-        assert_eq!(directives(Some("_HLS_skip=YES")).as_deref(), Some("_HLS_skip=YES"));
+        assert_eq!(
+            directives(Some("_HLS_skip=YES")).as_deref(),
+            Some("_HLS_skip=YES")
+        );
         assert_eq!(directives(Some("_HLS_part=2")), None);
         assert_eq!(directives(Some("_HLS_msn=-1&_HLS_skip=maybe")), None);
         assert_eq!(directives(Some("_HLS_msn=1%0A")), None);

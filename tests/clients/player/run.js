@@ -1,13 +1,13 @@
 // Plays an HLS URL with hls.js in headless Chromium for a few seconds and prints what the
 // player saw as one JSON line: fragments and keys loaded, errors, playback position.
-// Usage: node run.js <page-url> <seconds>
+// Usage: node run.js <stream-url> <seconds> [ll]   (ll: hls.js lowLatencyMode, reports latency)
 const path = require('path');
 const http = require('http');
 const fs = require('fs');
 const { chromium } = require('playwright-core');
 
 (async () => {
-  const [src, secs] = [process.argv[2], Number(process.argv[3] || 8)];
+  const [src, secs, mode] = [process.argv[2], Number(process.argv[3] || 8), process.argv[4] || ''];
   // Serve the page and hls.js from an ephemeral loopback port (a page origin other than
   // sluice's, so CORS is exercised as in production).
   const files = {
@@ -21,7 +21,7 @@ const { chromium } = require('playwright-core');
     fs.createReadStream(f[0]).pipe(res);
   });
   await new Promise(r => server.listen(0, '127.0.0.1', r));
-  const page_url = `http://127.0.0.1:${server.address().port}/index.html?src=${encodeURIComponent(src)}`;
+  const page_url = `http://127.0.0.1:${server.address().port}/index.html?src=${encodeURIComponent(src)}&mode=${mode}`;
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
