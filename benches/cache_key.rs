@@ -22,6 +22,7 @@ fn bench(c: &mut Criterion) {
         connect_timeout: Duration::from_secs(3),
         read_timeout: Duration::from_secs(15),
         host_header: None,
+        resolve: Vec::new(),
     };
     let upstream = Upstream::new(&origins, PathBuf::new());
     let exts: Vec<String> = ["m3u8", "m4s", "mp4", "ts", "aac", "vtt", "mpd"]

@@ -116,6 +116,8 @@ pub mod file {
         pub read_timeout: std::time::Duration,
         /// Sent as `Host` upstream; defaults to the bucket URL's host.
         pub host_header: Option<String>,
+        /// Fixed addresses of the bucket host instead of DNS (tried in turn).
+        pub resolve: Vec<String>,
     }
 
     impl Default for Origins {
@@ -125,6 +127,7 @@ pub mod file {
                 connect_timeout: std::time::Duration::from_secs(3),
                 read_timeout: std::time::Duration::from_secs(15),
                 host_header: None,
+                resolve: Vec::new(),
             }
         }
     }
@@ -328,6 +331,7 @@ pub struct Origins {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub host_header: Option<String>,
+    pub resolve: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -679,6 +683,14 @@ impl Validator<'_> {
         }
         let bucket =
             parse_bucket(&raw.origins.bucket).map_err(|m| self.err("origins.bucket", m))?;
+        let mut resolve = Vec::new();
+        for a in &raw.origins.resolve {
+            resolve.push(
+                a.trim().parse::<std::net::IpAddr>().map_err(|_| {
+                    self.err("origins.resolve", format!("`{a}` is not an IP address"))
+                })?,
+            );
+        }
         if raw.origins.connect_timeout.is_zero() || raw.origins.read_timeout.is_zero() {
             return Err(self.err("origins.connect_timeout", "timeouts must be above zero"));
         }
@@ -787,6 +799,7 @@ impl Validator<'_> {
                 connect_timeout: raw.origins.connect_timeout,
                 read_timeout: raw.origins.read_timeout,
                 host_header: raw.origins.host_header,
+                resolve,
             },
             cache: CacheConfig {
                 enabled: c.enabled,

@@ -1,7 +1,17 @@
 //! Upstream selection for media paths: the configured bucket, or the built-in dir origin.
+//!
+//! The bucket's host is resolved with a real resolver (hickory, `/etc/resolv.conf` and
+//! `/etc/hosts`), whose cache keeps each answer for its TTL — a miss does not cost a lookup —
+//! and every address it returns is used: a connection that fails moves the request to the
+//! next address ([`Upstream::peer`] by attempt number, retried from `fail_to_connect`).
+//! `origins.resolve` pins the host to fixed addresses instead.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use hickory_resolver::TokioAsyncResolver;
 
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
@@ -9,7 +19,7 @@ use pingora_error::{Error, ErrorType, Result};
 use crate::config::{Bucket, Origins};
 
 /// The media origin and how to reach it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Upstream {
     target: Target,
     prefix: String,
@@ -18,14 +28,36 @@ pub struct Upstream {
     read_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("host_header", &self.host_header)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+#[derive(Clone)]
 enum Target {
     Tcp {
-        addr: (String, u16),
+        host: String,
+        port: u16,
         tls: bool,
         sni: String,
+        addresses: Addresses,
     },
     Uds(PathBuf),
+}
+
+/// Where the bucket's addresses come from.
+#[derive(Clone)]
+enum Addresses {
+    /// An IP literal, or `origins.resolve`.
+    Fixed(Vec<IpAddr>),
+    /// DNS, cached for each answer's TTL.
+    Resolver(Arc<TokioAsyncResolver>),
+    /// No resolver configuration readable: the system's getaddrinfo (no TTL, no cache).
+    System,
 }
 
 impl Upstream {
@@ -34,6 +66,19 @@ impl Upstream {
         let (target, prefix, default_host) = match &origins.bucket {
             Bucket::Http(u) => {
                 let default_port = if u.tls { 443 } else { 80 };
+                let addresses = if !origins.resolve.is_empty() {
+                    Addresses::Fixed(origins.resolve.clone())
+                } else if let Ok(ip) = u.host.parse::<IpAddr>() {
+                    Addresses::Fixed(vec![ip])
+                } else {
+                    match TokioAsyncResolver::tokio_from_system_conf() {
+                        Ok(r) => Addresses::Resolver(Arc::new(r)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "no resolver configuration; using getaddrinfo for the bucket");
+                            Addresses::System
+                        }
+                    }
+                };
                 let host = if u.host.contains(':') {
                     format!("[{}]", u.host)
                 } else {
@@ -46,9 +91,11 @@ impl Upstream {
                 };
                 (
                     Target::Tcp {
-                        addr: (u.host.clone(), u.port),
+                        host: u.host.clone(),
+                        port: u.port,
                         tls: u.tls,
                         sni: u.host.clone(),
+                        addresses,
                     },
                     u.prefix.clone(),
                     host_header,
@@ -110,30 +157,61 @@ impl Upstream {
         peer.options.idle_timeout = Some(Duration::from_secs(60));
     }
 
-    /// A fresh peer with our timeouts. Pingora pools connections per peer identity.
-    /// The host is resolved asynchronously so DNS never blocks a proxy worker.
-    pub async fn peer(&self) -> Result<Box<HttpPeer>> {
-        let mut peer = match &self.target {
-            Target::Tcp { addr, tls, sni } => {
-                let resolved = tokio::net::lookup_host((addr.0.as_str(), addr.1))
-                    .await
-                    .map_err(|e| {
-                        Error::because(
-                            ErrorType::ConnectNoRoute,
-                            format!("resolving {}", addr.0),
-                            e,
-                        )
-                    })?
-                    .next()
-                    .ok_or_else(|| {
-                        Error::explain(ErrorType::ConnectNoRoute, "no address for bucket host")
-                    })?;
-                HttpPeer::new(resolved, *tls, sni.clone())
+    /// The bucket's addresses, in the resolver's order.
+    async fn addresses(&self) -> Result<Vec<SocketAddr>> {
+        let Target::Tcp {
+            host,
+            port,
+            addresses,
+            ..
+        } = &self.target
+        else {
+            return Ok(Vec::new());
+        };
+        let ips: Vec<IpAddr> = match addresses {
+            Addresses::Fixed(ips) => ips.clone(),
+            Addresses::Resolver(r) => r
+                .lookup_ip(host.as_str())
+                .await
+                .map_err(|e| {
+                    Error::because(ErrorType::ConnectNoRoute, format!("resolving {host}"), e)
+                })?
+                .iter()
+                .collect(),
+            Addresses::System => tokio::net::lookup_host((host.as_str(), *port))
+                .await
+                .map_err(|e| {
+                    Error::because(ErrorType::ConnectNoRoute, format!("resolving {host}"), e)
+                })?
+                .map(|a| a.ip())
+                .collect(),
+        };
+        if ips.is_empty() {
+            return Error::e_explain(ErrorType::ConnectNoRoute, "no address for bucket host");
+        }
+        Ok(ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, *port))
+            .collect())
+    }
+
+    /// The peer for connection attempt `attempt` (0 first): the bucket's addresses in turn,
+    /// so a failed connection moves to the next one. Returns the peer and how many addresses
+    /// there are. Pingora pools connections per peer identity.
+    pub async fn peer(&self, attempt: usize) -> Result<(Box<HttpPeer>, usize)> {
+        let (mut peer, count) = match &self.target {
+            Target::Tcp { tls, sni, .. } => {
+                let addrs = self.addresses().await?;
+                let addr = addrs[attempt % addrs.len()];
+                (HttpPeer::new(addr, *tls, sni.clone()), addrs.len())
             }
-            Target::Uds(path) => HttpPeer::new_uds(&path.to_string_lossy(), false, String::new())?,
+            Target::Uds(path) => (
+                HttpPeer::new_uds(&path.to_string_lossy(), false, String::new())?,
+                1,
+            ),
         };
         self.apply_timeouts(&mut peer);
-        Ok(Box::new(peer))
+        Ok((Box::new(peer), count))
     }
 }
 
@@ -148,7 +226,26 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
             host_header: None,
+            resolve: Vec::new(),
         }
+    }
+
+    #[tokio::test]
+    async fn fixed_addresses_are_taken_in_turn() {
+        let mut o = origins("http://bucket.test:9000");
+        o.resolve = vec!["127.0.0.3".parse().unwrap(), "127.0.0.1".parse().unwrap()];
+        let u = Upstream::new(&o, PathBuf::new());
+        let (p0, n) = u.peer(0).await.unwrap();
+        let (p1, _) = u.peer(1).await.unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(p0._address.to_string(), "127.0.0.3:9000");
+        assert_eq!(p1._address.to_string(), "127.0.0.1:9000");
+        // An IP literal bucket needs no resolver.
+        let u = Upstream::new(&origins("http://[::1]:8080"), PathBuf::new());
+        assert_eq!(
+            u.peer(0).await.unwrap().0._address.to_string(),
+            "[::1]:8080"
+        );
     }
 
     #[test]

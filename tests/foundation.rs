@@ -157,8 +157,17 @@ async fn metrics_move_after_requests() {
             200
         );
     }
-    let after = scrape().await;
+    // A request is counted in its logging phase, just after its last byte went out: wait
+    // for the metric rather than race it.
     let series = "sluice_requests_total{class=\"stream\",listener=\"edge\",status=\"200\"}";
+    let mut after = scrape().await;
+    for _ in 0..100 {
+        if metric(&after, series) - metric(&before, series) >= 3.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        after = scrape().await;
+    }
     assert_eq!(
         metric(&after, series) - metric(&before, series),
         3.0,

@@ -58,7 +58,7 @@ impl Live {
         let part_line = |k: usize| {
             format!(
                 "#EXT-X-PART:DURATION=0.2,URI=\"part_{k}.m4s\"{}\n",
-                if k % PER_SEGMENT == 0 {
+                if k.is_multiple_of(PER_SEGMENT) {
                     ",INDEPENDENT=YES"
                 } else {
                     ""

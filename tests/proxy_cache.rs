@@ -729,3 +729,23 @@ async fn stream_answers_follow_the_origins_cache_control_and_types_too() {
         assert!(h.get("set-cookie").is_none());
     }
 }
+
+#[tokio::test]
+async fn a_dead_bucket_address_fails_over_to_the_next() {
+    let o = TestOrigin::new()
+        .route(
+            "/movie/seg_1.ts",
+            Reply::ok(random_bytes(5000, 3), "video/mp2t"),
+        )
+        .start();
+    // The first address refuses connections; the second is the origin.
+    let s = Sluice::start(&format!(
+        "origins:\n  bucket: http://bucket.test:{}\n  resolve: [127.0.0.3, 127.0.0.1]\n  connect_timeout: 1s\n",
+        o.addr.port()
+    ));
+    for _ in 0..3 {
+        let (st, _, body) = get(&s, "/stream/movie/seg_1.ts?fresh", &[]).await;
+        assert_eq!(st, 200);
+        assert_eq!(body, random_bytes(5000, 3).to_vec());
+    }
+}

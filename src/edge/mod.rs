@@ -123,6 +123,10 @@ pub struct RequestCtx {
     refusal: Option<(u16, String)>,
     /// A live playlist's body collected for prefetch ([`prefetch`]).
     prefetch: Option<prefetch::Collecting>,
+    /// Connection attempts to the bucket so far, and how many addresses it has (a failed
+    /// connection moves to the next address).
+    connect_attempt: usize,
+    bucket_addresses: usize,
 }
 
 /// The state of a body replacement.
@@ -225,6 +229,8 @@ impl ProxyHttp for Edge {
             fill_cache_status: None,
             refusal: None,
             prefetch: None,
+            connect_attempt: 0,
+            bucket_addresses: 1,
         }
     }
 
@@ -277,7 +283,11 @@ impl ProxyHttp for Edge {
     ) -> Result<Box<HttpPeer>> {
         ctx.upstream_started = Some(Instant::now());
         let mut peer = match &ctx.target {
-            Some(Target::Stream(_)) => self.upstream.peer().await?,
+            Some(Target::Stream(_)) => {
+                let (peer, count) = self.upstream.peer(ctx.connect_attempt).await?;
+                ctx.bucket_addresses = count;
+                peer
+            }
             Some(Target::Proxy(t)) => self.upstream.pinned_peer(t.addr, t.tls, &t.sni),
             None => {
                 return Error::e_explain(ErrorType::InternalError, "no upstream for this route")
@@ -346,9 +356,16 @@ impl ProxyHttp for Edge {
         _session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
-        e: Box<Error>,
+        mut e: Box<Error>,
     ) -> Box<Error> {
         ctx.upstream_error = true;
+        // The bucket has more addresses: try the next one.
+        if matches!(ctx.target, Some(Target::Stream(_)))
+            && ctx.connect_attempt + 1 < ctx.bucket_addresses
+        {
+            ctx.connect_attempt += 1;
+            e.set_retry(true);
+        }
         e
     }
 
