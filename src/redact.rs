@@ -40,8 +40,39 @@ fn ends_value(b: u8) -> bool {
     )
 }
 
-/// `line` with the values of [`SECRET_PARAMS`] replaced by `[redacted]`.
+/// The ctx of a path-form proxy URL (`/api/proxy/{ctx}/…`) replaced by `[redacted]`.
+pub fn redact_path(text: &str) -> Cow<'_, str> {
+    const MARK: &str = "/api/proxy/";
+    if !text.contains(MARK) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(MARK) {
+        let start = i + MARK.len();
+        out.push_str(&rest[..start]);
+        let seg_end = rest[start..]
+            .find(|c: char| c == '/' || c == '?' || c.is_whitespace() || c == '"')
+            .map_or(rest.len(), |e| start + e);
+        if seg_end > start {
+            out.push_str("[redacted]");
+        }
+        rest = &rest[seg_end..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// `line` with the values of [`SECRET_PARAMS`] (and path-form proxy ctxs) replaced by
+/// `[redacted]`.
 pub fn redact(line: &str) -> Cow<'_, str> {
+    match redact_path(line) {
+        Cow::Borrowed(l) => redact_params(l),
+        Cow::Owned(l) => Cow::Owned(redact_params(&l).into_owned()),
+    }
+}
+
+fn redact_params(line: &str) -> Cow<'_, str> {
     let bytes = line.as_bytes();
     let mut out: Option<String> = None;
     let mut copied = 0;
@@ -136,6 +167,11 @@ mod tests {
         assert_eq!(r, "path=\"/a?pc=[redacted]\" status=200");
         // Not a parameter: untouched, and nothing allocated.
         assert!(matches!(redact("mytoken=1 tokens=2"), Cow::Borrowed(_)));
+        let r = redact("GET /api/proxy/CTXSECRET/https/cdn.example/live/seg.m4s?token=x, Host: t");
+        assert_eq!(
+            r,
+            "GET /api/proxy/[redacted]/https/cdn.example/live/seg.m4s?token=[redacted], Host: t"
+        );
     }
 
     #[test]

@@ -749,3 +749,79 @@ async fn a_dead_bucket_address_fails_over_to_the_next() {
         assert_eq!(body, random_bytes(5000, 3).to_vec());
     }
 }
+
+#[tokio::test]
+async fn alternative_base_urls_fail_over_through_the_proxy() {
+    // Two CDNs hold the same media; the MPD lists both. A player resolving against either
+    // BaseURL gets the segment through sluice from that CDN.
+    let seg = random_bytes(4000, 11);
+    let cdn1 = TestOrigin::new()
+        .route(
+            "/live/v/seg_1.m4s",
+            Reply::ok(seg.clone(), "video/iso.segment"),
+        )
+        .start();
+    let cdn2 = TestOrigin::new()
+        .route(
+            "/live/v/seg_1.m4s",
+            Reply::ok(seg.clone(), "video/iso.segment"),
+        )
+        .start_on("127.0.0.2");
+    let mpd = format!(
+        "<?xml version=\"1.0\"?>\n<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" type=\"static\"><BaseURL>http://{}/live/</BaseURL><BaseURL>http://{}/live/</BaseURL><Period><AdaptationSet><Representation id=\"v\" bandwidth=\"1\"><SegmentTemplate media=\"v/seg_$Number$.m4s\"/></Representation></AdaptationSet></Period></MPD>\n",
+        cdn1.addr, cdn2.addr
+    );
+    let o = TestOrigin::new()
+        .route("/m/manifest.mpd", Reply::ok(mpd, "application/dash+xml"))
+        .start();
+    let s = Sluice::start(&format!(
+        "provider_auth:\n  jwt_secret: {SECRET}\nproviders:\n  p1:\n    allow_private: true\n    allowed_hosts: [\"{}\", \"{}\", \"{}\"]\n    channels:\n      live: {{url: \"http://{}/m/manifest.mpd\", type: dash}}\n",
+        o.addr, cdn1.addr, cdn2.addr, o.addr
+    ));
+    let c = ctx(&s, "p1").await;
+    let (st, _, body) = get(&s, &proxied(&o, "/m/manifest.mpd", &c), &[]).await;
+    assert_eq!(st, 200);
+    let body = text(&body);
+    let bases: Vec<String> = body
+        .split("<BaseURL>")
+        .skip(1)
+        .map(|b| b.split("</BaseURL>").next().unwrap().to_string())
+        .collect();
+    assert_eq!(bases.len(), 2, "{body}");
+    assert!(body.contains("media=\"v/seg_$Number$.m4s\""), "{body}");
+    for (i, b) in bases.iter().enumerate() {
+        let page = url::Url::parse(&s.edge_url(b)).unwrap();
+        let seg_url = page.join("v/seg_1.m4s").unwrap();
+        let (st, _, got) = get(
+            &s,
+            &format!(
+                "{}{}",
+                seg_url.path(),
+                seg_url.query().map(|q| format!("?{q}")).unwrap_or_default()
+            ),
+            &[],
+        )
+        .await;
+        assert_eq!(st, 200, "base {i}: {b}");
+        assert_eq!(got, seg.to_vec());
+    }
+    assert_eq!(cdn1.hits("/live/v/seg_1.m4s"), 1);
+    assert_eq!(cdn2.hits("/live/v/seg_1.m4s"), 1);
+    // The path form is held to the same rules: an unknown ctx is 404, a foreign host 403.
+    assert_eq!(
+        get(&s, "/api/proxy/nope/http/127.0.0.1:1/x.m4s", &[])
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        get(
+            &s,
+            &format!("/api/proxy/{c}/http/169.254.169.254/latest"),
+            &[]
+        )
+        .await
+        .0,
+        403
+    );
+}

@@ -18,7 +18,11 @@ pub(super) fn summary(session: &Session) -> String {
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    format!("{} {}, Host: {host}", req.method, req.uri.path())
+    format!(
+        "{} {}, Host: {host}",
+        req.method,
+        crate::redact::redact_path(req.uri.path())
+    )
 }
 
 pub(super) async fn finished(edge: &Edge, session: &mut Session, ctx: &mut RequestCtx) {
@@ -88,8 +92,9 @@ pub(super) async fn finished(edge: &Edge, session: &mut Session, ctx: &mut Reque
             target: "sluice::access",
             listener = "edge",
             method = %req.method,
-            // The path only: queries carry tokens, credentials and ctx ids.
-            path = %req.uri.path(),
+            // The path only (queries carry tokens, credentials and ctx ids), path-form ctx
+            // redacted.
+            path = %crate::redact::redact_path(req.uri.path()),
             status,
             bytes = ctx.bytes_out,
             duration_ms = elapsed.as_secs_f64() * 1000.0,

@@ -128,14 +128,22 @@ pub fn params_to_cookies(url: &mut Url, names: &[String]) -> Vec<(String, String
     cookies
 }
 
-/// Everything up to DNS: the context, the provider and the URL checks.
+/// Everything up to DNS: the context, the provider and the URL checks. `path` is the request
+/// path: `/api/proxy` (url and ctx in the query) or the path form
+/// `/api/proxy/{ctx}/{scheme}/{authority}/{path}` (the query is the upstream URL's).
 pub fn check_request(
+    path: &str,
     query: Option<&str>,
     store: &dyn CtxStore,
     providers: &Providers,
     own: &[SocketAddr],
 ) -> Result<Checked, ProxyRefusal> {
-    let (raw_url, token) = parse_query(query)?;
+    let (raw_url, token) = if path == "/api/proxy" {
+        parse_query(query)?
+    } else {
+        crate::rewrite::unwrap_proxy_path(path, query)
+            .ok_or_else(|| ProxyRefusal::new(400, "Invalid proxy path"))?
+    };
     let ctx = store
         .get(&token)
         .ok_or_else(|| ProxyRefusal::new(404, "Invalid or expired proxy context"))?;
@@ -152,7 +160,10 @@ pub fn check_request(
     ssrf::check_url(&url, &provider.allowed_hosts, provider.allow_private)?;
     // LL-HLS delivery directives the player added to the proxied URL go to the origin (and
     // so into the cache key, which holds the upstream query).
-    if let Some(d) = crate::media::llhls::directives(query) {
+    let directives = (path == "/api/proxy")
+        .then(|| crate::media::llhls::directives(query))
+        .flatten();
+    if let Some(d) = directives {
         let kept: Vec<(String, String)> = url
             .query_pairs()
             .filter(|(k, _)| !k.starts_with("_HLS_"))

@@ -75,6 +75,7 @@ pub(super) async fn request(
                 return Ok(true);
             }
             let checked = proxy::check_request(
+                &path,
                 session.req_header().uri.query(),
                 edge.state.ctx_store.as_ref(),
                 &edge.state.providers,

@@ -22,7 +22,8 @@ pub fn classify(path: &str, allowed_ext: &[String]) -> Result<Route, PathRejecti
     if path == "/stream" {
         return Err(PathRejection::Malformed("missing media path"));
     }
-    if path == "/api/proxy" {
+    // `/api/proxy?url=&ctx=`, and its path form `/api/proxy/{ctx}/{scheme}/{authority}/…`.
+    if path == "/api/proxy" || path.starts_with("/api/proxy/") {
         return Ok(Route::ProviderProxy);
     }
     Ok(Route::Api)

@@ -71,6 +71,9 @@ enum Edit<'s> {
         value: &'s str,
         base: &'s Url,
         embed: Embed,
+        /// Resolved against a base a `BaseURL` established (not the document URL), or is
+        /// itself a `BaseURL`.
+        site: Site,
     },
     /// Insert ` name="template"` attributes (into an existing `SegmentTemplate` tag), or a
     /// whole `<{prefix}SegmentTemplate …/>` element when `element_prefix` is set.
@@ -79,7 +82,28 @@ enum Edit<'s> {
         element_prefix: Option<&'s str>,
         attrs: Vec<(&'static str, &'s str)>,
         base: &'s Url,
+        site: Site,
     },
+}
+
+/// Where a URL sits with respect to `BaseURL`s (failover mode keeps relative URLs below a
+/// `BaseURL` relative, see [`rewrite_dash_failover`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Site {
+    /// Resolved against the document URL.
+    Document,
+    /// Resolved against a base a `BaseURL` established.
+    BelowBase,
+    /// A `BaseURL` element's own text.
+    BaseUrl,
+}
+
+fn site_of(base_index: usize) -> Site {
+    if base_index == 0 {
+        Site::Document
+    } else {
+        Site::BelowBase
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,6 +315,7 @@ fn element_urls<'s>(
             value: &value,
             base: &bases[base_index],
             embed,
+            site: site_of(base_index),
         })?;
     }
     if any_url {
@@ -333,6 +358,7 @@ fn element_urls<'s>(
             element_prefix: None,
             attrs: missing.iter().map(|(k, v)| (*k, v.as_str())).collect(),
             base: &bases[base_index],
+            site: site_of(base_index),
         })?;
     }
     Ok(())
@@ -368,6 +394,7 @@ fn insert_pending_template(
         element_prefix: Some(&frame.prefix),
         attrs,
         base: &bases[frame.effective],
+        site: site_of(frame.effective),
     })
 }
 
@@ -403,6 +430,10 @@ fn text_url(
         value: &value,
         base: &bases[against],
         embed: Embed::Text,
+        site: match kind {
+            TextUrl::BaseUrl => Site::BaseUrl,
+            TextUrl::Location => Site::Document,
+        },
     })?;
     if kind == TextUrl::Location || parent.has_base {
         // Only the first of several alternative BaseURLs decides resolution.
@@ -464,6 +495,63 @@ pub fn rewrite_dash(
     base: &Url,
     map: &mut dyn FnMut(&Url) -> Result<String, String>,
 ) -> Result<String, RewriteError> {
+    rewrite_dash_with(input, base, map, None)
+}
+
+/// Whether some element of the MPD has several `BaseURL` children (alternative locations a
+/// player fails over between).
+pub fn has_alternative_base_urls(input: &str) -> bool {
+    let mut reader = Reader::from_str(input);
+    let mut counts: Vec<usize> = vec![0];
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) => {
+                if e.local_name().as_ref() == b"BaseURL" {
+                    if let Some(c) = counts.last_mut() {
+                        *c += 1;
+                        if *c > 1 {
+                            return true;
+                        }
+                    }
+                }
+                counts.push(0);
+            }
+            Ok(Event::End(_)) => {
+                counts.pop();
+            }
+            Ok(Event::Eof) | Err(_) => return false,
+            _ => {}
+        }
+    }
+}
+
+/// [`rewrite_dash`] for an MPD with alternative `BaseURL`s, keeping failover working through
+/// the proxy: every `BaseURL` becomes `base_map`'s output — a proxy URL *relative URLs can be
+/// resolved against* (the path-form `/api/proxy/{ctx}/{scheme}/{authority}/{path}`) — and every
+/// relative URL below a `BaseURL` is left relative, so the player resolves it against
+/// whichever `BaseURL` it is using. Absolute URLs and URLs resolved against the document are
+/// rewritten with `map` as usual.
+///
+/// # Errors
+/// As [`rewrite_dash`].
+pub fn rewrite_dash_failover(
+    input: &str,
+    base: &Url,
+    map: &mut dyn FnMut(&Url) -> Result<String, String>,
+    base_map: &mut dyn FnMut(&Url) -> Result<String, String>,
+) -> Result<String, RewriteError> {
+    rewrite_dash_with(input, base, map, Some(base_map))
+}
+
+/// A URL mapping (see [`rewrite_dash`]).
+type Map<'a> = &'a mut dyn FnMut(&Url) -> Result<String, String>;
+
+fn rewrite_dash_with(
+    input: &str,
+    base: &Url,
+    map: Map<'_>,
+    mut base_map: Option<Map<'_>>,
+) -> Result<String, RewriteError> {
     check_size(input.len())?;
     let mut out = String::with_capacity(input.len().saturating_mul(2));
     let mut copied = 0;
@@ -473,7 +561,22 @@ pub fn rewrite_dash(
             value,
             base,
             embed,
+            site,
         } => {
+            let failover = base_map.is_some();
+            if failover && site == Site::BelowBase && scheme_of(value).is_none() {
+                // Resolved by the player against the (path-form) BaseURL it chose.
+                return Ok(());
+            }
+            if let (Some(bm), Site::BaseUrl) = (base_map.as_mut(), site) {
+                let Some(new) = rewrite_one(value, base, Embed::Text, *bm)? else {
+                    return Ok(());
+                };
+                out.push_str(&input[copied..range.start]);
+                out.push_str(&partial_escape(new.as_str()));
+                copied = range.end;
+                return Ok(());
+            }
             let new = if embed == Embed::AttrList {
                 let mut parts = Vec::new();
                 for url in value.split_ascii_whitespace() {
@@ -504,7 +607,9 @@ pub fn rewrite_dash(
             element_prefix,
             attrs,
             base,
+            site,
         } => {
+            let keep_relative = base_map.is_some() && site == Site::BelowBase;
             out.push_str(&input[copied..at]);
             copied = at;
             if let Some(prefix) = element_prefix {
@@ -513,9 +618,14 @@ pub fn rewrite_dash(
                 out.push_str("SegmentTemplate");
             }
             for (name, value) in attrs {
-                // An untouched (non-http) value is copied as it was.
-                let new = rewrite_one(value, base, Embed::Template, map)?
-                    .unwrap_or_else(|| value.to_owned());
+                // An untouched (non-http) value is copied as it was; so is a relative one
+                // the player resolves against its BaseURL (failover mode).
+                let new = if keep_relative && scheme_of(value).is_none() {
+                    value.to_owned()
+                } else {
+                    rewrite_one(value, base, Embed::Template, map)?
+                        .unwrap_or_else(|| value.to_owned())
+                };
                 out.push(' ');
                 out.push_str(name);
                 out.push_str("=\"");

@@ -278,6 +278,50 @@ pub fn proxy_url(absolute: &url::Url, ctx: &str) -> String {
     out
 }
 
+/// The path form of a proxied URL, `/api/proxy/{ctx}/{scheme}/{authority}{path}[?query]`:
+/// a URL that relative references can be resolved against (a DASH `BaseURL` with
+/// alternatives, whose relative children the player resolves itself). The query form is
+/// used everywhere else.
+pub fn proxy_path_url(absolute: &url::Url, ctx: &str) -> String {
+    let mut out = String::with_capacity(absolute.as_str().len() + ctx.len() + 16);
+    out.push_str(PROXY_PATH);
+    out.push('/');
+    out.extend(utf8_percent_encode(ctx, COMPONENT));
+    out.push('/');
+    out.push_str(absolute.scheme());
+    out.push('/');
+    if let Some(host) = absolute.host_str() {
+        out.push_str(host);
+    }
+    if let Some(port) = absolute.port() {
+        out.push(':');
+        out.push_str(&port.to_string());
+    }
+    out.push_str(absolute.path());
+    if let Some(q) = absolute.query() {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// Inverse of [`proxy_path_url`] for a request path and query: `(upstream url, ctx)`.
+pub fn unwrap_proxy_path(path: &str, query: Option<&str>) -> Option<(String, String)> {
+    let rest = path.strip_prefix(PROXY_PATH)?.strip_prefix('/')?;
+    let (ctx, rest) = rest.split_once('/')?;
+    let (scheme, rest) = rest.split_once('/')?;
+    if !matches!(scheme, "http" | "https") || rest.is_empty() {
+        return None;
+    }
+    let ctx = percent_decode_str(ctx).decode_utf8().ok()?.into_owned();
+    let mut url = format!("{scheme}://{rest}");
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    Some((url, ctx))
+}
+
 /// [`proxy_url`] precomputed for one playlist: the edge's `map`, with a fast path for the
 /// common URI shape.
 ///
@@ -417,6 +461,15 @@ pub fn rewrite_proxied(
     let out = match kind {
         PlaylistKind::Hls => {
             hls::rewrite_hls_with(text, base, &mut |u| mapper.map(u), Some(&mapper))?
+        }
+        // Alternative BaseURLs keep their failover: path-form BaseURLs, relative children.
+        PlaylistKind::Dash if dash::has_alternative_base_urls(text) => {
+            dash::rewrite_dash_failover(text, base, &mut |u| mapper.map(u), &mut |u| match u
+                .scheme()
+            {
+                "http" | "https" => Ok(proxy_path_url(u, ctx)),
+                other => Err(format!("scheme {other} is not proxied")),
+            })?
         }
         PlaylistKind::Dash => rewrite_dash(text, base, &mut |u| mapper.map(u))?,
     };

@@ -1128,3 +1128,46 @@ fn utc_timing_urls_are_rewritten_for_http_schemes_only() {
     );
     assert!(out.contains(r#"value="2026-11-29T20:00:00Z""#), "{out}");
 }
+
+#[test]
+fn alternative_base_urls_keep_failover_through_the_proxy() {
+    let input = r#"<?xml version="1.0"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static"><BaseURL>https://cdn1.example.com/live/</BaseURL><BaseURL>https://cdn2.example.com:8443/live/</BaseURL><Period><AdaptationSet><Representation id="v" bandwidth="1"><SegmentTemplate media="v/seg_$Number$.m4s" initialization="v/init.mp4"/></Representation></AdaptationSet></Period><Location>https://origin.example.com/live/manifest.mpd</Location></MPD>
+"#;
+    assert!(dash::has_alternative_base_urls(input));
+    let base = url("https://origin.example.com/live/manifest.mpd");
+    let out = String::from_utf8(
+        rewrite_proxied(PlaylistKind::Dash, input.as_bytes(), &base, CTX).unwrap(),
+    )
+    .unwrap();
+    // Both BaseURLs in path form, relative children untouched.
+    assert!(
+        out.contains("<BaseURL>/api/proxy/c1/https/cdn1.example.com/live/</BaseURL>"),
+        "{out}"
+    );
+    assert!(
+        out.contains("<BaseURL>/api/proxy/c1/https/cdn2.example.com:8443/live/</BaseURL>"),
+        "{out}"
+    );
+    assert!(out.contains(r#"media="v/seg_$Number$.m4s""#), "{out}");
+    // A player resolving against either BaseURL lands on a proxied URL of that CDN.
+    let second = url("http://sluice/api/proxy/c1/https/cdn2.example.com:8443/live/");
+    let seg = second.join("v/seg_7.m4s").unwrap();
+    assert_eq!(
+        unwrap_proxy_path(seg.path(), seg.query()),
+        Some((
+            "https://cdn2.example.com:8443/live/v/seg_7.m4s".into(),
+            "c1".into()
+        ))
+    );
+    // The document-level Location is still query-form.
+    assert!(out.contains("<Location>/api/proxy?url="), "{out}");
+    // One BaseURL per level: the usual absolute rewrite.
+    let single = input.replace("<BaseURL>https://cdn2.example.com:8443/live/</BaseURL>", "");
+    assert!(!dash::has_alternative_base_urls(&single));
+    let out = String::from_utf8(
+        rewrite_proxied(PlaylistKind::Dash, single.as_bytes(), &base, CTX).unwrap(),
+    )
+    .unwrap();
+    assert!(out.contains("media=\"/api/proxy?url="), "{out}");
+}
