@@ -72,7 +72,8 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .and_then(|h| h.parse().ok())
 }
 
-fn is_trusted(ip: &IpAddr, trusted: &[IpNet]) -> bool {
+/// Whether `ip` (canonical) is a configured trusted proxy.
+pub fn is_trusted(ip: &IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|n| n.contains(ip))
 }
 
@@ -80,6 +81,19 @@ fn is_trusted(ip: &IpAddr, trusted: &[IpNet]) -> bool {
 pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// The address one client holds connections under: an IPv4 address, or an IPv6 address's
+/// /64 (one subscriber's allocation — counting single IPv6 addresses would let one client
+/// open a connection from each of its 2^64 addresses).
+pub fn connection_key(ip: IpAddr) -> IpAddr {
+    match canonical_ip(ip) {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
         v4 => v4,
     }
 }
@@ -119,6 +133,20 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn connections_count_per_ipv4_address_and_per_ipv6_64() {
+        assert_eq!(connection_key(ip("203.0.113.9")), ip("203.0.113.9"));
+        assert_eq!(connection_key(ip("::ffff:203.0.113.9")), ip("203.0.113.9"));
+        assert_eq!(
+            connection_key(ip("2001:db8:1:2:aaaa::1")),
+            connection_key(ip("2001:db8:1:2:bbbb::9"))
+        );
+        assert_ne!(
+            connection_key(ip("2001:db8:1:2::1")),
+            connection_key(ip("2001:db8:1:3::1"))
+        );
     }
 
     #[test]

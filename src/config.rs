@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+pub mod limits;
 pub mod tokens;
 
 /// A configuration problem, always naming where it is.
@@ -67,6 +68,7 @@ pub mod file {
         pub provider_auth: ProviderAuth,
         pub rate_limits: RateLimits,
         pub trusted_proxies: Vec<String>,
+        pub limits: super::limits::file::Limits,
         /// Pingora's own `ServerConf`, passed through untouched.
         pub server: Option<serde_yaml::Value>,
         /// Token surfaces (see [`super::tokens`]).
@@ -409,6 +411,8 @@ pub struct Config {
     /// sections).
     pub rate_limits: crate::ratelimit::Limits,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// What one client connection may hold (`limits:`).
+    pub limits: limits::LimitsConfig,
     /// Pingora's `server:` section as written; [`Config::server_conf`] builds the `ServerConf`.
     pub server: serde_yaml::Value,
     /// Key delivery, stream tokens, signed channels and the KEK keyring.
@@ -735,6 +739,7 @@ impl Validator<'_> {
                 return Err(self.err(key, "must be at least 1 request per minute"));
             }
         }
+        let limits = self.limits(raw.limits)?;
         let providers = crate::provider::Providers::from_file(&raw.providers)
             .map_err(|(key, msg)| self.err(&key, msg))?;
         let pa = raw.provider_auth;
@@ -849,6 +854,7 @@ impl Validator<'_> {
                 auth_failures: rl.auth_failures,
             },
             trusted_proxies,
+            limits,
             server,
             // Filled in by `from_str_named` (it needs the environment).
             access: Default::default(),

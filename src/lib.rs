@@ -15,6 +15,7 @@ pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod conn;
 pub mod crypto;
 pub mod edge;
 pub mod housekeeping;

@@ -117,6 +117,45 @@ pub static RATE_LIMITED: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// Edge connections open now (HTTP/1 and HTTP/2, TLS or not).
+pub static CONNECTIONS_OPEN: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!("sluice_connections_open", "Edge connections open now")
+        .expect("metric registers once")
+});
+
+/// Edge connections refused at accept, by reason (`per_ip`, `global`, `proxy_protocol`,
+/// `tls`).
+pub static CONNECTIONS_REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "sluice_connections_refused_total",
+        "Edge connections refused at accept, by reason",
+        &["reason"]
+    )
+    .expect("metric registers once")
+});
+
+/// Edge connections closed by a limit, by reason (`header_timeout`, `idle_timeout`,
+/// `send_timeout`, `header_too_large`).
+pub static CONNECTIONS_CLOSED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "sluice_connections_closed_total",
+        "Edge connections closed by a limit, by reason",
+        &["reason"]
+    )
+    .expect("metric registers once")
+});
+
+/// Requests refused before routing, by reason (`upgrade`, `body`, `no_host`,
+/// `header_too_large`).
+pub static REQUESTS_REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "sluice_requests_refused_total",
+        "Requests refused by the edge's protocol rules, by reason",
+        &["reason"]
+    )
+    .expect("metric registers once")
+});
+
 /// Parts and segments fetched into the cache ahead of players.
 pub static PREFETCHES: Lazy<IntCounter> = Lazy::new(|| {
     register_int_counter!(
@@ -154,6 +193,7 @@ pub fn status_label(status: u16) -> &'static str {
         413 => "413",
         416 => "416",
         429 => "429",
+        431 => "431",
         500 => "500",
         502 => "502",
         503 => "503",
@@ -182,6 +222,21 @@ pub fn render() -> Vec<u8> {
     Lazy::force(&AUTH_REJECTIONS);
     Lazy::force(&ACCESS_LOG_DROPPED);
     Lazy::force(&PREFETCHES);
+    Lazy::force(&CONNECTIONS_OPEN);
+    for r in ["per_ip", "global", "proxy_protocol", "tls"] {
+        CONNECTIONS_REFUSED.with_label_values(&[r]);
+    }
+    for r in [
+        "header_timeout",
+        "idle_timeout",
+        "send_timeout",
+        "header_too_large",
+    ] {
+        CONNECTIONS_CLOSED.with_label_values(&[r]);
+    }
+    for r in ["upgrade", "body", "no_host", "header_too_large"] {
+        REQUESTS_REFUSED.with_label_values(&[r]);
+    }
     for c in crate::ratelimit::RateClass::ALL {
         RATE_LIMITED.with_label_values(&[c.as_str()]);
     }

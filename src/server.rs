@@ -139,18 +139,22 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
         server.add_service(origin);
     }
 
-    let mut edge = pingora_proxy::http_proxy_service_with_name(
-        &conf,
-        Edge::new(shared.clone()),
-        "sluice edge",
+    let mut proxy = pingora_proxy::http_proxy(&conf, Edge::new(shared.clone()));
+    let limits = &config.limits;
+    let mut options = pingora_core::apps::HttpServerOptions::default();
+    // CONNECT reaches sluice's own hooks (refused there in the route's error shape)
+    // instead of Pingora's bare 405.
+    options.allow_connect_method_proxying = true;
+    options.h2_idle_timeout = Some(limits.keepalive_timeout);
+    proxy.server_options = Some(options);
+    let mut edge = Service::new(
+        "sluice edge".into(),
+        crate::conn::EdgeApp::new(
+            proxy,
+            edge_admission(&config),
+            crate::conn::guard::GuardLimits::from_config(limits),
+        ),
     );
-    if let Some(proxy) = edge.app_logic_mut() {
-        let mut options = pingora_core::apps::HttpServerOptions::default();
-        // CONNECT reaches sluice's own hooks (refused there in the route's error shape)
-        // instead of Pingora's bare 405.
-        options.allow_connect_method_proxying = true;
-        proxy.server_options = Some(options);
-    }
     edge.add_tcp(&config.edge_addr.to_string());
     server.add_service(edge);
 
@@ -168,6 +172,34 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
         shared,
         lock,
     })
+}
+
+/// The edge's connection ceilings: `limits.max_connections` or half the open-files limit
+/// (raised to its hard ceiling first).
+fn edge_admission(config: &Config) -> std::sync::Arc<crate::conn::admission::Admission> {
+    let nofile = crate::conn::raise_file_limit();
+    let max_total = config
+        .limits
+        .max_connections
+        .unwrap_or_else(|| crate::config::limits::default_max_connections(nofile));
+    if max_total.saturating_mul(2) > nofile {
+        tracing::warn!(
+            max_connections = max_total,
+            open_files_limit = nofile,
+            "limits.max_connections is above half the open-files limit: at the limit, accept() \
+             fails (EMFILE) and new connections wait in the listen backlog"
+        );
+    }
+    tracing::info!(
+        max_connections = max_total,
+        max_connections_per_ip = config.limits.max_connections_per_ip,
+        "edge connection limits"
+    );
+    crate::conn::admission::Admission::new(
+        config.limits.max_connections_per_ip,
+        max_total,
+        config.trusted_proxies.clone(),
+    )
 }
 
 /// On first start (no API keys at all), create the default admin key and print it once, in

@@ -240,6 +240,21 @@ async fn read_request(
     if declared.is_some_and(|n| n > DRAIN_LIMIT) {
         return Err(ApiError::PayloadTooLarge(MAX_BODY));
     }
+    // A client that asked `Expect: 100-continue` waits for this before sending its body
+    // (curl waits a second, others indefinitely).
+    let expects_continue = head
+        .headers
+        .get(http::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"));
+    let announces_body = declared.is_some_and(|n| n > 0)
+        || head.headers.contains_key(http::header::TRANSFER_ENCODING);
+    if expects_continue && announces_body {
+        session
+            .write_continue_response()
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("cannot answer 100-continue: {e}")))?;
+    }
     let mut body = Vec::new();
     let mut seen = 0usize;
     loop {

@@ -38,9 +38,9 @@ impl Surface {
             Surface::Streaming
         } else if under("/api/v1") {
             Surface::Channels
-        } else if under("/api/key") {
+        } else if under("/api/key") || under("/stream") {
             Surface::Playback
-        } else if under("/api/providers") || path == "/api/proxy" {
+        } else if under("/api/providers") || under("/api/proxy") {
             Surface::Provider
         } else {
             Surface::Admin

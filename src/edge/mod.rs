@@ -22,6 +22,7 @@ mod gate;
 mod observe;
 pub mod playlist;
 mod prefetch;
+mod protocol;
 pub mod proxy;
 mod request_filters;
 pub mod respond;
@@ -240,6 +241,16 @@ impl ProxyHttp for Edge {
         true
     }
 
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // The header is in: the connection's header deadline no longer applies.
+        crate::conn::request_started(session);
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         request_filters::request(self, session, ctx).await
     }
@@ -383,6 +394,7 @@ impl ProxyHttp for Edge {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        crate::conn::request_finished(session);
         observe::finished(self, session, ctx).await;
     }
 }

@@ -1,6 +1,7 @@
 //! `request_filter`: which route a request is, and everything decided before the cache.
 //!
-//! - `CONNECT` is refused (400, the route's shape): sluice is never a tunnel.
+//! - The protocol rules ([`super::protocol`]): no CONNECT or upgrades, `Host` on HTTP/1.1,
+//!   header size, no body on media routes; refused in the route's shape, connection closed.
 //! - API routes are answered in-process ([`crate::api::handle`]).
 //! - `/api/proxy`: the ctx, URL and address checks ([`super::proxy`]).
 //! - `/stream/{hash}/…`: the path is parsed once ([`crate::media::path`]), the hash resolved
@@ -17,7 +18,7 @@ use pingora_proxy::Session;
 
 use super::playlist::{self, Buffering};
 use super::route::{self, PathRejection, Route};
-use super::{gate, proxy, respond, Edge, MediaTarget, RequestCtx, RouteClass, Target};
+use super::{gate, protocol, proxy, respond, Edge, MediaTarget, RequestCtx, RouteClass, Target};
 use crate::{api, metrics};
 
 pub(super) async fn request(
@@ -48,18 +49,17 @@ pub(super) async fn request(
         return Ok(false);
     }
     let path = session.req_header().uri.path().to_string();
-    if session.req_header().method == http::Method::CONNECT {
-        // sluice serves media and its APIs: never a tunnel. The connection is not reused
-        // (CONNECT changes message framing).
-        ctx.local_status = Some(400);
-        session.set_keepalive(None);
-        let body = api::Surface::of(&path)
-            .error_body(http::StatusCode::BAD_REQUEST, "CONNECT is not supported")
-            .to_string();
-        respond::json(session, 400, body.into()).await?;
-        return Ok(true);
+    let max_header = edge.state.config.limits.max_header_bytes;
+    if let Some(refusal) = protocol::check(session.req_header(), max_header) {
+        return refuse(session, ctx, &path, refusal).await;
     }
-    match route::classify(&path, &edge.state.config.stream.extensions) {
+    let route = route::classify(&path, &edge.state.config.stream.extensions);
+    if matches!(route, Ok(Route::ProviderProxy | Route::Stream(_)) | Err(_)) {
+        if let Some(refusal) = protocol::check_media(session.req_header()) {
+            return refuse(session, ctx, &path, refusal).await;
+        }
+    }
+    match route {
         Ok(Route::Api) => {
             ctx.class = RouteClass::Api;
             let answer = api::handle(&edge.router, session.as_downstream_mut(), &edge.state).await;
@@ -163,6 +163,28 @@ pub(super) async fn request(
             Ok(true)
         }
     }
+}
+
+/// Refuse a request by the protocol rules, in the route's error shape, and close the
+/// connection without reading what may follow (an upgrade's stream, an unread body).
+async fn refuse(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    path: &str,
+    refusal: protocol::Refusal,
+) -> Result<bool> {
+    metrics::REQUESTS_REFUSED
+        .with_label_values(&[refusal.reason()])
+        .inc();
+    let status = refusal.status();
+    ctx.local_status = Some(status);
+    session.set_keepalive(None);
+    let code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
+    let body = api::Surface::of(path)
+        .error_body(code, refusal.message())
+        .to_string();
+    respond::json(session, status, body.into()).await?;
+    Ok(true)
 }
 
 /// The method gate shared by both media paths: GET/HEAD proxied, OPTIONS answered here.

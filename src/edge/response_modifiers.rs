@@ -31,11 +31,34 @@ pub(super) fn upstream(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Resul
             .with_label_values(&[ctx.class.as_str()])
             .observe(latency.as_secs_f64());
     }
+    // Never a tunnel: a 101 would hand the client a raw two-way stream to the origin, past
+    // every check (requests asking for one are refused before this, [`super::protocol`]).
+    if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
+        ctx.upstream_error = true;
+        ctx.refusal = Some((502, "the origin tried to switch protocols".into()));
+        return Error::e_explain(ErrorType::HTTPStatus(502), "upstream answered 101");
+    }
     if resp.status.is_server_error() {
         ctx.upstream_error = true;
         metrics::UPSTREAM_ERRORS
             .with_label_values(&["status_5xx"])
             .inc();
+    }
+    // An origin error with an empty body leaves nothing to put the player's JSON in (the end
+    // of an empty body never reaches the body filter): answered locally instead, framed.
+    let empty_body = resp
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() == b"0");
+    if empty_body && (resp.status == http::StatusCode::NOT_FOUND || resp.status.is_server_error()) {
+        let status = resp.status.as_u16();
+        let msg = if status == 404 {
+            "Not found"
+        } else {
+            "Upstream error"
+        };
+        ctx.refusal = Some((status, msg.into()));
+        return Error::e_explain(ErrorType::HTTPStatus(status), "origin error with no body");
     }
     // Never stored, never replayed: the CDN's cookies belong to this context only.
     let set_cookies: Vec<String> = resp
@@ -187,10 +210,17 @@ pub(super) fn downstream(
             "Upstream error"
         };
         resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-        // Chunked: an origin error with an empty body gives no chunk to swap.
-        resp.remove_header(&http::header::CONTENT_LENGTH);
+        // Framed, so the connection stays usable (a body that ends only at close would not
+        // be): by the replacement's length when the origin sent a body to swap (an empty
+        // one never gets here, see `upstream`), else chunked.
+        let replacement = json_error_body(msg);
+        if resp.headers.contains_key(http::header::CONTENT_LENGTH) {
+            resp.insert_header(http::header::CONTENT_LENGTH, replacement.len())?;
+        } else {
+            resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
         resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-        ctx.body_swap = BodySwap::Pending(json_error_body(msg));
+        ctx.body_swap = BodySwap::Pending(replacement);
         return Ok(());
     }
     let (path, manifest) = match target {
@@ -286,6 +316,8 @@ pub(super) async fn failure(session: &mut Session, e: &Error, ctx: &mut RequestC
         }
         // The header may already be out (failure mid-body); then there is nothing to send.
         if session.response_written().is_none() {
+            // Pingora does not reuse a connection after a failed proxy attempt: say so.
+            session.set_keepalive(None);
             let _ = respond::json(session, code, json_error_body(&msg)).await;
         }
     }

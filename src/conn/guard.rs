@@ -1,0 +1,503 @@
+//! The edge connection's own deadlines, enforced on its byte stream.
+//!
+//! Pingora 0.9 bounds each *read* of a request header (a slowloris sending one byte every few
+//! seconds resets it forever) and, once a kept-alive connection has answered a request, waits
+//! for the next one without any limit. [`GuardedStream`] wraps the connection and applies:
+//!
+//! - `limits.header_timeout` to the whole request header: from the connection's start for its
+//!   first request, from the first byte of each later one;
+//! - `limits.keepalive_timeout` to the idle time between requests (the proxy's `logging`
+//!   phase marks the end of each request through [`RequestSignal`]);
+//! - `limits.send_timeout` to any write that makes no progress;
+//! - a hard ceiling on the bytes of one request header (answered 431 and closed without
+//!   buffering more), so an unfinished megabyte header cannot pin memory. Headers between
+//!   `limits.max_header_bytes` and this ceiling are parsed and answered 431 by the request
+//!   filter, in the route's error shape.
+//!
+//! An expired deadline ends the read with end-of-file: Pingora closes the connection.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora_core::protocols::l4::socket::SocketAddr as PeerAddr;
+use pingora_core::protocols::raw_connect::ProxyDigest;
+use pingora_core::protocols::tls::SslDigest;
+use pingora_core::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use super::admission::Permit;
+use crate::metrics;
+
+/// The deadlines one connection lives under.
+#[derive(Debug, Clone)]
+pub struct GuardLimits {
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub send_timeout: Duration,
+    /// Header bytes past which the connection is answered 431 and closed unparsed.
+    pub header_ceiling: usize,
+}
+
+impl GuardLimits {
+    pub fn from_config(l: &crate::config::limits::LimitsConfig) -> GuardLimits {
+        GuardLimits {
+            header_timeout: l.header_timeout,
+            keepalive_timeout: l.keepalive_timeout,
+            send_timeout: l.send_timeout,
+            // Twice the configured limit: anything up to it is parsed and refused in the
+            // route's shape; only clearly abusive headers are cut raw.
+            header_ceiling: l.max_header_bytes.saturating_mul(2),
+        }
+    }
+}
+
+/// Request boundaries on one connection, as the proxy phases report them.
+#[derive(Debug, Default)]
+pub struct RequestSignal {
+    in_request: AtomicBool,
+    finished: AtomicU64,
+}
+
+impl RequestSignal {
+    /// A request header has been parsed and its phases began.
+    pub fn started(&self) {
+        self.in_request.store(true, Ordering::Release);
+    }
+
+    /// The request is answered; the connection idles until the next one.
+    pub fn finished(&self) {
+        self.finished.fetch_add(1, Ordering::AcqRel);
+        self.in_request.store(false, Ordering::Release);
+    }
+}
+
+/// Where one request header stands: how many bytes, and whether its end (an empty line
+/// after a request line) has been seen.
+#[derive(Debug, Default, Clone)]
+pub struct HeaderWatch {
+    pub bytes: usize,
+    pub started: bool,
+    pub ended: bool,
+    /// A byte other than CR/LF was seen: blank lines before the request line do not end it.
+    content: bool,
+    /// 1: just after LF; 2: after LF CR.
+    newline: u8,
+}
+
+impl HeaderWatch {
+    /// Account `data`; true once the header's end has been seen (bytes after it are not
+    /// counted: they are the body or the next request).
+    pub fn feed(&mut self, data: &[u8]) -> bool {
+        if self.ended {
+            return true;
+        }
+        if !data.is_empty() {
+            self.started = true;
+        }
+        for (i, &b) in data.iter().enumerate() {
+            match b {
+                b'\n' => {
+                    if self.content && self.newline != 0 {
+                        self.ended = true;
+                        self.bytes += i + 1;
+                        return true;
+                    }
+                    self.newline = 1;
+                }
+                b'\r' => self.newline = if self.newline == 1 { 2 } else { 0 },
+                _ => {
+                    self.content = true;
+                    self.newline = 0;
+                }
+            }
+        }
+        self.bytes += data.len();
+        false
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deadline {
+    /// Between requests, before the next one's first byte.
+    Idle,
+    /// The header under way must be complete by then.
+    Header,
+}
+
+/// The answer to a header past the ceiling, written raw (no parsed request to shape it by).
+const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
+content-type: application/json\r\ncontent-length: 39\r\nconnection: close\r\n\r\n\
+{\"error\":\"Request header is too large\"}";
+
+/// An edge connection under its deadlines (see the module docs).
+pub struct GuardedStream {
+    inner: Stream,
+    signal: RequestSignal,
+    limits: Arc<GuardLimits>,
+    http2: bool,
+    seen_finished: u64,
+    header: HeaderWatch,
+    deadline: Option<Deadline>,
+    read_timer: Pin<Box<Sleep>>,
+    write_stalled: bool,
+    write_timer: Pin<Box<Sleep>>,
+    /// The raw 431 being written, and how much of it is out.
+    refusing: Option<(Bytes, usize)>,
+    /// The client address a PROXY protocol header declared, in place of the socket's.
+    socket_digest: Option<Arc<SocketDigest>>,
+    _permit: Permit,
+}
+
+impl std::fmt::Debug for GuardedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedStream")
+            .field("inner", &self.inner)
+            .field("http2", &self.http2)
+            .finish()
+    }
+}
+
+impl GuardedStream {
+    /// Guard `inner` (already past TLS). Must be called inside the runtime (it arms timers).
+    pub fn new(
+        inner: Stream,
+        permit: Permit,
+        limits: Arc<GuardLimits>,
+        socket_digest: Option<Arc<SocketDigest>>,
+    ) -> GuardedStream {
+        let http2 = matches!(inner.selected_alpn_proto(), Some(ALPN::H2));
+        let now = Instant::now();
+        GuardedStream {
+            inner,
+            signal: RequestSignal::default(),
+            http2,
+            seen_finished: 0,
+            header: HeaderWatch::default(),
+            // The first request's header is due header_timeout after the connection opened.
+            deadline: Some(Deadline::Header),
+            read_timer: Box::pin(tokio::time::sleep_until(now + limits.header_timeout)),
+            write_stalled: false,
+            write_timer: Box::pin(tokio::time::sleep_until(now + limits.send_timeout)),
+            refusing: None,
+            socket_digest,
+            limits,
+            _permit: permit,
+        }
+    }
+
+    /// The request boundaries of this connection (for the proxy phases).
+    pub fn signal(&self) -> &RequestSignal {
+        &self.signal
+    }
+
+    fn arm(&mut self, deadline: Deadline, after: Duration) {
+        self.deadline = Some(deadline);
+        self.read_timer.as_mut().reset(Instant::now() + after);
+    }
+
+    /// Keep writing the raw 431; end-of-file to the reader once it is out (or cannot be).
+    fn poll_refusal(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((bytes, off)) = self.refusing.take() {
+            if off >= bytes.len() {
+                let _ = Pin::new(&mut self.inner).poll_flush(cx);
+                return Poll::Ready(Ok(()));
+            }
+            let r = Pin::new(&mut self.inner).poll_write(cx, &bytes[off..]);
+            match self.stall(cx, r) {
+                Poll::Ready(Ok(n)) if n > 0 => self.refusing = Some((bytes, off + n)),
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    self.refusing = Some((bytes, off));
+                    return Poll::Pending;
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// A write that cannot progress for `send_timeout` fails.
+    fn stall<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match r {
+            Poll::Pending => {
+                if !self.write_stalled {
+                    self.write_stalled = true;
+                    self.write_timer
+                        .as_mut()
+                        .reset(Instant::now() + self.limits.send_timeout);
+                }
+                if self.write_timer.as_mut().poll(cx).is_ready() {
+                    metrics::CONNECTIONS_CLOSED
+                        .with_label_values(&["send_timeout"])
+                        .inc();
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "limits.send_timeout: no write progress to the client",
+                    )));
+                }
+                Poll::Pending
+            }
+            ready => {
+                self.write_stalled = false;
+                ready
+            }
+        }
+    }
+
+    fn poll_guarded_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.refusing.is_some() {
+            return self.poll_refusal(cx);
+        }
+        let awaiting_header = if self.http2 {
+            // HTTP/2 bounds its own streams (h2 idle timeout, header list size); here only
+            // the connection preface is due within header_timeout.
+            !self.header.started
+        } else if self.signal.in_request.load(Ordering::Acquire) {
+            false
+        } else {
+            let finished = self.signal.finished.load(Ordering::Acquire);
+            if finished != self.seen_finished {
+                self.seen_finished = finished;
+                self.header = HeaderWatch::default();
+                self.arm(Deadline::Idle, self.limits.keepalive_timeout);
+            }
+            !self.header.ended
+        };
+        if !awaiting_header {
+            return Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        if let Some(deadline) = self.deadline {
+            if self.read_timer.as_mut().poll(cx).is_ready() {
+                self.deadline = None;
+                let reason = match deadline {
+                    Deadline::Idle => "idle_timeout",
+                    Deadline::Header => "header_timeout",
+                };
+                metrics::CONNECTIONS_CLOSED
+                    .with_label_values(&[reason])
+                    .inc();
+                // End of file: Pingora closes the connection.
+                return Poll::Ready(Ok(()));
+            }
+        }
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            let new = &buf.filled()[before..];
+            if new.is_empty() {
+                return r;
+            }
+            if self.deadline == Some(Deadline::Idle) {
+                self.arm(Deadline::Header, self.limits.header_timeout);
+            }
+            if self.http2 {
+                self.header.started = true;
+                self.deadline = None;
+                return r;
+            }
+            if self.header.feed(new) {
+                self.deadline = None;
+            } else if self.header.bytes > self.limits.header_ceiling {
+                buf.set_filled(before);
+                metrics::CONNECTIONS_CLOSED
+                    .with_label_values(&["header_too_large"])
+                    .inc();
+                self.refusing = Some((Bytes::from_static(TOO_LARGE), 0));
+                return self.poll_refusal(cx);
+            }
+        }
+        r
+    }
+}
+
+impl AsyncRead for GuardedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.get_mut().poll_guarded_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for GuardedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.stall(cx, r)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.stall(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_flush(cx);
+        this.stall(cx, r)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.stall(cx, r)
+    }
+}
+
+#[async_trait]
+impl Shutdown for GuardedStream {
+    async fn shutdown(&mut self) {
+        // A client that stopped reading must not hold the close either.
+        let _ = tokio::time::timeout(self.limits.send_timeout, self.inner.shutdown()).await;
+    }
+}
+
+impl UniqueID for GuardedStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for GuardedStream {
+    fn get_ssl(&self) -> Option<&pingora_core::protocols::tls::TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for GuardedStream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for GuardedStream {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for GuardedStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.socket_digest
+            .clone()
+            .or_else(|| self.inner.get_socket_digest())
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.socket_digest = Some(Arc::new(digest));
+    }
+}
+
+#[async_trait]
+impl Peek for GuardedStream {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+/// The peer address as a socket digest would report it.
+pub fn peer_of(stream: &Stream) -> Option<std::net::SocketAddr> {
+    stream
+        .get_socket_digest()
+        .and_then(|d| d.peer_addr().and_then(PeerAddr::as_inet).copied())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_ends_at_its_first_empty_line() {
+        let mut w = HeaderWatch::default();
+        assert!(!w.feed(b"GET / HTTP/1.1\r\nHost: a\r\n"));
+        assert!(w.feed(b"\r\nbody bytes"));
+        assert_eq!(w.bytes, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".len());
+    }
+
+    #[test]
+    fn bare_lf_lines_end_a_header_too() {
+        let mut w = HeaderWatch::default();
+        assert!(w.feed(b"GET / HTTP/1.1\nHost: a\n\n"));
+    }
+
+    #[test]
+    fn blank_lines_before_the_request_line_do_not_end_it() {
+        let mut w = HeaderWatch::default();
+        assert!(!w.feed(b"\r\n\r\n\n\n"));
+        assert!(!w.feed(b"GET / HTTP/1.1\r\n"));
+        assert!(w.feed(b"\r\n"));
+    }
+
+    #[test]
+    fn the_end_is_found_across_reads_byte_by_byte() {
+        let mut w = HeaderWatch::default();
+        let req = b"GET / HTTP/1.1\r\nX: y\r\n\r\n";
+        for (i, b) in req.iter().enumerate() {
+            let ended = w.feed(std::slice::from_ref(b));
+            assert_eq!(ended, i == req.len() - 1, "byte {i}");
+        }
+        assert_eq!(w.bytes, req.len());
+    }
+
+    #[test]
+    fn a_cr_inside_a_line_is_not_a_line_end() {
+        let mut w = HeaderWatch::default();
+        assert!(!w.feed(b"GET / HTTP/1.1\r\nX: a\rb\r\n"));
+        assert!(w.feed(b"\r\n"));
+    }
+
+    #[test]
+    fn the_raw_431_is_framed() {
+        let text = std::str::from_utf8(TOO_LARGE).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+    }
+}
