@@ -31,7 +31,10 @@ impl AdminApp {
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let started = Instant::now();
+        crate::conn::request_started(session);
         let answer = api::handle(&self.router, session, &self.state).await;
+        // Answered (the write follows at once): idle time starts.
+        crate::conn::request_finished(session);
         let resp = answer.response;
         let status = resp.status().as_u16();
         let class = if session.req_header().uri.path() == "/metrics" {

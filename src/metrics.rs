@@ -5,7 +5,8 @@
 use once_cell::sync::Lazy;
 use prometheus::{
     register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
-    Encoder, HistogramVec, IntCounter, IntCounterVec, IntGauge, TextEncoder,
+    register_int_gauge_vec, Encoder, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, TextEncoder,
 };
 
 /// Requests answered, by listener, route class and status code.
@@ -117,19 +118,23 @@ pub static RATE_LIMITED: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
-/// Edge connections open now (HTTP/1 and HTTP/2, TLS or not).
-pub static CONNECTIONS_OPEN: Lazy<IntGauge> = Lazy::new(|| {
-    register_int_gauge!("sluice_connections_open", "Edge connections open now")
-        .expect("metric registers once")
+/// Connections open now (HTTP/1 and HTTP/2, TLS or not), by listener (`edge`, `admin`).
+pub static CONNECTIONS_OPEN: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "sluice_connections_open",
+        "Connections open now, by listener",
+        &["listener"]
+    )
+    .expect("metric registers once")
 });
 
-/// Edge connections refused at accept, by reason (`per_ip`, `global`, `proxy_protocol`,
+/// Connections refused at accept, by listener and reason (`per_ip`, `global`, `proxy_protocol`,
 /// `tls`).
 pub static CONNECTIONS_REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
         "sluice_connections_refused_total",
-        "Edge connections refused at accept, by reason",
-        &["reason"]
+        "Connections refused at accept, by listener and reason",
+        &["listener", "reason"]
     )
     .expect("metric registers once")
 });
@@ -222,9 +227,11 @@ pub fn render() -> Vec<u8> {
     Lazy::force(&AUTH_REJECTIONS);
     Lazy::force(&ACCESS_LOG_DROPPED);
     Lazy::force(&PREFETCHES);
-    Lazy::force(&CONNECTIONS_OPEN);
-    for r in ["per_ip", "global", "proxy_protocol", "tls"] {
-        CONNECTIONS_REFUSED.with_label_values(&[r]);
+    for l in ["edge", "admin"] {
+        CONNECTIONS_OPEN.with_label_values(&[l]);
+        for r in ["per_ip", "global", "proxy_protocol", "tls"] {
+            CONNECTIONS_REFUSED.with_label_values(&[l, r]);
+        }
     }
     for r in [
         "header_timeout",

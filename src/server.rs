@@ -149,7 +149,7 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
     proxy.server_options = Some(options);
     let mut edge = Service::new(
         "sluice edge".into(),
-        crate::conn::EdgeApp::new(
+        crate::conn::GuardedApp::new(
             proxy,
             edge_admission(&config),
             crate::conn::guard::GuardLimits::from_config(limits),
@@ -158,7 +158,20 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
     edge.add_tcp(&config.edge_addr.to_string());
     server.add_service(edge);
 
-    let mut admin = Service::new("sluice admin".into(), AdminApp::new(shared.clone()));
+    // The admin listener lives under the same deadlines, with its own connection counts.
+    let mut admin = Service::new(
+        "sluice admin".into(),
+        crate::conn::GuardedApp::new(
+            AdminApp::new(shared.clone()),
+            crate::conn::admission::Admission::new(
+                "admin",
+                config.limits.max_connections_per_ip,
+                config.limits.max_connections.unwrap_or(4096),
+                config.trusted_proxies.clone(),
+            ),
+            crate::conn::guard::GuardLimits::from_config(&config.limits),
+        ),
+    );
     admin.add_tcp(&config.admin_addr.to_string());
     server.add_service(admin);
 
@@ -196,6 +209,7 @@ fn edge_admission(config: &Config) -> std::sync::Arc<crate::conn::admission::Adm
         "edge connection limits"
     );
     crate::conn::admission::Admission::new(
+        "edge",
         config.limits.max_connections_per_ip,
         max_total,
         config.trusted_proxies.clone(),

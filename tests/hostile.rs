@@ -464,7 +464,10 @@ async fn one_address_holds_at_most_its_share_of_connections() {
     }
     let m = metrics(&s).await;
     assert!(
-        metric(&m, "sluice_connections_refused_total{reason=\"per_ip\"}") >= 1.0,
+        metric(
+            &m,
+            "sluice_connections_refused_total{listener=\"edge\",reason=\"per_ip\"}"
+        ) >= 1.0,
         "{m}"
     );
 
@@ -482,10 +485,17 @@ async fn one_address_holds_at_most_its_share_of_connections() {
     assert_eq!(read_response(&mut extra).0, 503);
     let m = metrics(&s2).await;
     assert!(
-        metric(&m, "sluice_connections_refused_total{reason=\"global\"}") >= 1.0,
+        metric(
+            &m,
+            "sluice_connections_refused_total{listener=\"edge\",reason=\"global\"}"
+        ) >= 1.0,
         "{m}"
     );
-    assert_eq!(metric(&m, "sluice_connections_open"), 6.0, "{m}");
+    assert_eq!(
+        metric(&m, "sluice_connections_open{listener=\"edge\"}"),
+        6.0,
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -566,7 +576,10 @@ async fn a_client_that_stops_reading_is_cut_by_send_timeout() {
             "a stalled client was never cut:\n{m}"
         );
     };
-    assert!(metric(&m, "sluice_connections_open") <= 1.0, "{m}");
+    assert!(
+        metric(&m, "sluice_connections_open{listener=\"edge\"}") <= 1.0,
+        "{m}"
+    );
     // What the client can still read ends well short of the object.
     let mut got = 0usize;
     let mut buf = vec![0u8; 1 << 16];

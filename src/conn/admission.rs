@@ -34,6 +34,8 @@ impl Refusal {
 /// The connection counts.
 #[derive(Debug)]
 pub struct Admission {
+    /// The listener's metric label (`edge`, `admin`).
+    listener: &'static str,
     per_client: Mutex<HashMap<IpAddr, u32>>,
     open: AtomicU64,
     max_per_client: u32,
@@ -50,8 +52,14 @@ pub struct Permit {
 }
 
 impl Admission {
-    pub fn new(max_per_client: u32, max_total: u64, exempt: Vec<IpNet>) -> Arc<Admission> {
+    pub fn new(
+        listener: &'static str,
+        max_per_client: u32,
+        max_total: u64,
+        exempt: Vec<IpNet>,
+    ) -> Arc<Admission> {
         Arc::new(Admission {
+            listener,
             per_client: Mutex::new(HashMap::new()),
             open: AtomicU64::new(0),
             max_per_client,
@@ -80,11 +88,18 @@ impl Admission {
             }
             *n += 1;
         }
-        crate::metrics::CONNECTIONS_OPEN.inc();
+        crate::metrics::CONNECTIONS_OPEN
+            .with_label_values(&[self.listener])
+            .inc();
         Ok(Permit {
             admission: self.clone(),
             client,
         })
+    }
+
+    /// The listener's metric label.
+    pub fn listener(&self) -> &'static str {
+        self.listener
     }
 
     /// Connections open now.
@@ -111,7 +126,9 @@ impl Drop for Permit {
             }
         }
         self.admission.open.fetch_sub(1, Ordering::AcqRel);
-        crate::metrics::CONNECTIONS_OPEN.dec();
+        crate::metrics::CONNECTIONS_OPEN
+            .with_label_values(&[self.admission.listener])
+            .dec();
     }
 }
 
@@ -125,7 +142,7 @@ mod tests {
 
     #[test]
     fn one_client_is_held_to_its_share_and_gets_it_back() {
-        let a = Admission::new(2, 100, vec![]);
+        let a = Admission::new("test", 2, 100, vec![]);
         let p1 = a.admit(ip("203.0.113.1")).unwrap();
         let _p2 = a.admit(ip("203.0.113.1")).unwrap();
         assert_eq!(a.admit(ip("203.0.113.1")).unwrap_err(), Refusal::PerIp);
@@ -138,7 +155,7 @@ mod tests {
 
     #[test]
     fn ipv6_clients_count_per_64_and_mapped_ipv4_as_ipv4() {
-        let a = Admission::new(1, 100, vec![]);
+        let a = Admission::new("test", 1, 100, vec![]);
         let _p = a.admit(ip("2001:db8:0:1::1")).unwrap();
         assert_eq!(a.admit(ip("2001:db8:0:1::2")).unwrap_err(), Refusal::PerIp);
         let _v4 = a.admit(ip("198.51.100.7")).unwrap();
@@ -151,7 +168,7 @@ mod tests {
     #[test]
     fn trusted_proxies_only_meet_the_global_ceiling() {
         let trusted = vec![crate::config::parse_cidr("10.0.0.0/8").unwrap()];
-        let a = Admission::new(1, 3, trusted);
+        let a = Admission::new("test", 1, 3, trusted);
         let _a = a.admit(ip("10.1.1.1")).unwrap();
         let _b = a.admit(ip("10.1.1.1")).unwrap();
         let _c = a.admit(ip("10.1.1.1")).unwrap();

@@ -1,7 +1,7 @@
 //! Edge connections, before any request: admission and the connection's deadlines.
 //!
 //! ```text
-//! accept ─▶ EdgeApp::process_new ─▶ admission (per client, global) ─refused─▶ 503, close
+//! accept ─▶ GuardedApp::process_new ─▶ admission (per client, global) ─refused─▶ 503, close
 //!                                   │
 //!                                   ▼
 //!                         GuardedStream (header, idle and send deadlines, header ceiling)
@@ -10,9 +10,10 @@
 //!                         Pingora's HTTP/1 or HTTP/2 server loop ─▶ edge phases (crate::edge)
 //! ```
 //!
-//! Pingora's own HTTP application loop stays as it is: [`EdgeApp`] wraps it, admits the
-//! connection and hands it a guarded stream. The proxy phases report request boundaries
-//! through [`request_started`] and [`request_finished`].
+//! Pingora's own HTTP application loop stays as it is: [`GuardedApp`] wraps it (the edge
+//! proxy, and the admin service, each with its own counts), admits the connection and hands
+//! it a guarded stream. The applications report request boundaries through
+//! [`request_started`] and [`request_finished`].
 
 pub mod admission;
 pub mod guard;
@@ -22,26 +23,25 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora_core::apps::ServerApp;
+use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
-use pingora_proxy::{HttpProxy, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::edge::Edge;
 use admission::Admission;
 use guard::{GuardLimits, GuardedStream};
 
-/// The edge's Pingora application: admission and deadlines around the HTTP proxy.
-pub struct EdgeApp {
-    proxy: Arc<HttpProxy<Edge>>,
+/// A Pingora application under admission and deadlines.
+pub struct GuardedApp<A> {
+    inner: Arc<A>,
     admission: Arc<Admission>,
     limits: Arc<GuardLimits>,
 }
 
-impl EdgeApp {
-    pub fn new(proxy: HttpProxy<Edge>, admission: Arc<Admission>, limits: GuardLimits) -> Self {
-        EdgeApp {
-            proxy: Arc::new(proxy),
+impl<A> GuardedApp<A> {
+    pub fn new(inner: A, admission: Arc<Admission>, limits: GuardLimits) -> Self {
+        GuardedApp {
+            inner: Arc::new(inner),
             admission,
             limits: Arc::new(limits),
         }
@@ -54,7 +54,7 @@ content-type: application/json\r\ncontent-length: 33\r\nretry-after: 1\r\nconnec
 {\"error\":\"Too many connections\"}\n";
 
 #[async_trait]
-impl ServerApp for EdgeApp {
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
@@ -65,7 +65,7 @@ impl ServerApp for EdgeApp {
             Ok(p) => p,
             Err(refusal) => {
                 crate::metrics::CONNECTIONS_REFUSED
-                    .with_label_values(&[refusal.as_str()])
+                    .with_label_values(&[self.admission.listener(), refusal.as_str()])
                     .inc();
                 tracing::debug!(peer = ?peer, reason = refusal.as_str(), "connection refused");
                 refuse(stream).await;
@@ -73,12 +73,12 @@ impl ServerApp for EdgeApp {
             }
         };
         let guarded = GuardedStream::new(stream, permit, self.limits.clone(), None);
-        ServerApp::process_new(&self.proxy, Box::new(guarded), shutdown).await
+        ServerApp::process_new(&self.inner, Box::new(guarded), shutdown).await
     }
 
     async fn cleanup(&self) {
         // Wakes the proxy's kept-alive connections waiting for a request, so they close.
-        ServerApp::cleanup(&*self.proxy).await;
+        ServerApp::cleanup(&*self.inner).await;
     }
 }
 
@@ -116,20 +116,20 @@ pub fn raise_file_limit() -> u64 {
     }
 }
 
-fn guard_of(session: &Session) -> Option<&GuardedStream> {
-    let stream = session.as_downstream().stream()?;
+fn guard_of(session: &ServerSession) -> Option<&GuardedStream> {
+    let stream = session.stream()?;
     (**stream).as_any().downcast_ref::<GuardedStream>()
 }
 
-/// The proxy phases began for a request on this connection (its header is in).
-pub fn request_started(session: &Session) {
+/// A request header is in and its handling began: the header deadline no longer applies.
+pub fn request_started(session: &ServerSession) {
     if let Some(g) = guard_of(session) {
         g.signal().started();
     }
 }
 
 /// The request is answered: the connection now idles under `limits.keepalive_timeout`.
-pub fn request_finished(session: &Session) {
+pub fn request_finished(session: &ServerSession) {
     if let Some(g) = guard_of(session) {
         g.signal().finished();
     }

@@ -247,7 +247,7 @@ impl ProxyHttp for Edge {
         _ctx: &mut RequestCtx,
     ) -> Result<()> {
         // The header is in: the connection's header deadline no longer applies.
-        crate::conn::request_started(session);
+        crate::conn::request_started(session.as_downstream());
         Ok(())
     }
 
@@ -394,7 +394,7 @@ impl ProxyHttp for Edge {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        crate::conn::request_finished(session);
+        crate::conn::request_finished(session.as_downstream());
         observe::finished(self, session, ctx).await;
     }
 }
