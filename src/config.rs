@@ -69,6 +69,7 @@ pub mod file {
         pub rate_limits: RateLimits,
         pub trusted_proxies: Vec<String>,
         pub limits: super::limits::file::Limits,
+        pub shutdown: Shutdown,
         /// Pingora's own `ServerConf`, passed through untouched.
         pub server: Option<serde_yaml::Value>,
         /// Token surfaces (see [`super::tokens`]).
@@ -90,6 +91,22 @@ pub mod file {
             Listen {
                 edge: "0.0.0.0:8080".into(),
                 admin: "127.0.0.1:8000".into(),
+            }
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Shutdown {
+        /// How long `SIGQUIT` waits for a new process on `server.upgrade_sock`.
+        #[serde(with = "humantime_serde")]
+        pub upgrade_wait: std::time::Duration,
+    }
+
+    impl Default for Shutdown {
+        fn default() -> Self {
+            Shutdown {
+                upgrade_wait: std::time::Duration::from_secs(30),
             }
         }
     }
@@ -413,6 +430,8 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// What one client connection may hold (`limits:`).
     pub limits: limits::LimitsConfig,
+    /// How long `SIGQUIT` waits for a successor on the upgrade socket (`shutdown.upgrade_wait`).
+    pub upgrade_wait: Duration,
     /// Pingora's `server:` section as written; [`Config::server_conf`] builds the `ServerConf`.
     pub server: serde_yaml::Value,
     /// Key delivery, stream tokens, signed channels and the KEK keyring.
@@ -540,8 +559,10 @@ fn server_conf_from(
     if !set("listener_tasks_per_fd") {
         conf.listener_tasks_per_fd = 4;
     }
-    // A quick stop unless the operator asks for a long drain.
-    conf.grace_period_seconds.get_or_insert(1);
+    // The longest a graceful stop or upgrade lets in-flight responses run (a 20 MiB segment
+    // to a slow phone); the process exits as soon as nothing is in flight
+    // (crate::lifecycle), so this is only an upper bound.
+    conf.grace_period_seconds.get_or_insert(30);
     conf.graceful_shutdown_timeout_seconds.get_or_insert(5);
     Ok(conf)
 }
@@ -855,6 +876,7 @@ impl Validator<'_> {
             },
             trusted_proxies,
             limits,
+            upgrade_wait: raw.shutdown.upgrade_wait,
             server,
             // Filled in by `from_str_named` (it needs the environment).
             access: Default::default(),

@@ -30,14 +30,13 @@ impl Housekeeping {
 impl BackgroundService for Housekeeping {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let writer = self.writer.lock().take();
-        let mut stop = shutdown.clone();
+        // The writer runs until the process has drained (requests answered during a
+        // graceful stop are logged too), then flushes and says so.
         let writer_task = async move {
             if let Some(w) = writer {
-                w.run(async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
+                w.run(crate::lifecycle::drained()).await;
             }
+            crate::lifecycle::logs_flushed();
         };
         let shared = self.shared.clone();
         let prune_task = async move {

@@ -21,6 +21,7 @@ pub mod edge;
 pub mod housekeeping;
 pub mod http_client;
 pub mod instance;
+pub mod lifecycle;
 pub mod media;
 pub mod metrics;
 pub mod origin_dir;

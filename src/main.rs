@@ -33,9 +33,14 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
         RUST_LOG     overrides log.level (a tracing filter, e.g. info,sluice=debug)\n  \
         ${NAME}      any ${NAME} in the config file is replaced by that variable\n\n\
         SIGNALS:\n  \
-        SIGTERM      graceful shutdown (drains for server.grace_period_seconds)\n  \
-        SIGINT       fast shutdown\n  \
-        SIGQUIT      graceful upgrade: hand sockets to `sluice serve --upgrade`"
+        SIGTERM      graceful stop: stop accepting, /health answers 503 draining, in-flight\n               \
+        responses finish (at most server.grace_period_seconds, default 30), exit\n  \
+        SIGQUIT      graceful upgrade: once `sluice serve --upgrade` listens on\n               \
+        server.upgrade_sock, hand it the sockets and drain as for SIGTERM; if none\n               \
+        listens within 30 s, keep serving (logged)\n  \
+        SIGHUP       reopen server.error_log (daemon mode); reload the config with a\n               \
+        graceful upgrade\n  \
+        SIGINT       fast stop"
 )]
 struct Cli {
     /// Configuration file (YAML): every command reads it (state.sqlite, kek, secrets).
@@ -309,7 +314,10 @@ fn main() -> ExitCode {
                 "starting sluice"
             );
             match sluice::server::build(config, upgrade) {
-                Ok(s) => s.server.run_forever(),
+                Ok(s) => {
+                    s.run();
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     eprintln!("sluice: {e}");
                     ExitCode::FAILURE

@@ -41,6 +41,31 @@ pub struct Sluice {
     pub lock: crate::instance::InstanceLock,
 }
 
+impl Sluice {
+    /// Serve until stopped: sluice's own signal handling ([`crate::lifecycle`]) in place of
+    /// Pingora's, so a stop drains in-flight responses and exits as soon as they are done.
+    pub fn run(self) {
+        let conf = self.server.configuration.clone();
+        let phases = self.server.watch_execution_phase();
+        let error_log = if conf.daemon {
+            conf.error_log.as_ref().map(PathBuf::from)
+        } else {
+            None
+        };
+        let signals = crate::lifecycle::Signals::new(
+            PathBuf::from(&conf.upgrade_sock),
+            error_log,
+            self.shared.config.upgrade_wait,
+            phases,
+        );
+        self.server.run(pingora_core::server::RunArgs {
+            shutdown_signal: Box::new(signals),
+        });
+        tracing::info!("stopped");
+        drop(self.lock);
+    }
+}
+
 /// Open state and build the services. `upgrade` takes sockets over from a running instance.
 pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
     let config = Arc::new(config);

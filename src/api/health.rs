@@ -8,12 +8,20 @@ use axum::Json;
 use super::AppState;
 
 /// `{"status":"ok","service":"sluice","version":"…"}`, the shape admin-api.md documents.
-pub async fn health() -> impl IntoResponse {
-    Json(serde_json::json!({
-        "status": "ok",
+/// `200 ok` while serving; `503 draining` once a graceful stop or upgrade began, so load
+/// balancers move away while in-flight responses finish.
+pub async fn health() -> axum::response::Response {
+    let draining = crate::lifecycle::draining();
+    let body = Json(serde_json::json!({
+        "status": if draining { "draining" } else { "ok" },
         "service": "sluice",
         "version": env!("CARGO_PKG_VERSION"),
-    }))
+    }));
+    if draining {
+        (http::StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    } else {
+        body.into_response()
+    }
 }
 
 /// Prometheus text exposition.

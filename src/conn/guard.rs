@@ -62,23 +62,38 @@ impl GuardLimits {
     }
 }
 
-/// Request boundaries on one connection, as the proxy phases report them.
+/// Request boundaries on one connection, as the proxy phases report them, and whether the
+/// connection has work in flight (a request begun, from its first header byte to its
+/// answer): a graceful stop waits for that, not for idle connections.
 #[derive(Debug, Default)]
 pub struct RequestSignal {
     in_request: AtomicBool,
     finished: AtomicU64,
+    busy: AtomicBool,
 }
 
 impl RequestSignal {
     /// A request header has been parsed and its phases began.
     pub fn started(&self) {
         self.in_request.store(true, Ordering::Release);
+        self.set_busy(true);
     }
 
     /// The request is answered; the connection idles until the next one.
     pub fn finished(&self) {
         self.finished.fetch_add(1, Ordering::AcqRel);
         self.in_request.store(false, Ordering::Release);
+        self.set_busy(false);
+    }
+
+    fn set_busy(&self, busy: bool) {
+        if self.busy.swap(busy, Ordering::AcqRel) != busy {
+            if busy {
+                crate::lifecycle::work_started();
+            } else {
+                crate::lifecycle::work_done();
+            }
+        }
     }
 }
 
@@ -178,9 +193,15 @@ impl GuardedStream {
     ) -> GuardedStream {
         let http2 = matches!(inner.selected_alpn_proto(), Some(ALPN::H2));
         let now = Instant::now();
+        let signal = RequestSignal::default();
+        if http2 {
+            // HTTP/2 streams are not reported one by one: the connection is the work (on a
+            // graceful stop Pingora sends GOAWAY and it ends with its last stream).
+            signal.set_busy(true);
+        }
         GuardedStream {
             inner,
-            signal: RequestSignal::default(),
+            signal,
             http2,
             seen_finished: 0,
             header: HeaderWatch::default(),
@@ -304,6 +325,8 @@ impl GuardedStream {
             if self.deadline == Some(Deadline::Idle) {
                 self.arm(Deadline::Header, self.limits.header_timeout);
             }
+            // A request has begun: a graceful stop waits for its answer.
+            self.signal.set_busy(true);
             if self.http2 {
                 self.header.started = true;
                 self.deadline = None;
@@ -321,6 +344,12 @@ impl GuardedStream {
             }
         }
         r
+    }
+}
+
+impl Drop for GuardedStream {
+    fn drop(&mut self) {
+        self.signal.set_busy(false);
     }
 }
 

@@ -277,6 +277,9 @@ pub fn sluice_bin() -> String {
 }
 
 /// A running `sluice serve`, killed on drop.
+/// Tests stop sluice at once unless they test stopping.
+pub const QUICK_STOP: &str = "  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\n";
+
 pub struct Sluice {
     child: Child,
     pub edge: SocketAddr,
@@ -299,13 +302,29 @@ impl Sluice {
     }
 
     /// Start in an existing state directory (for restart tests).
-    pub fn start_in(mut dir: tempfile::TempDir, extra: &str, env: &[(&str, &str)]) -> Sluice {
+    pub fn start_in(dir: tempfile::TempDir, extra: &str, env: &[(&str, &str)]) -> Sluice {
+        Self::start_in_with_server(dir, extra, env, QUICK_STOP)
+    }
+
+    /// Start with `server` as the `server:` section's settings after threads, pid file and
+    /// upgrade socket (indented two spaces), e.g. a real grace period for drain tests.
+    pub fn start_with_server(extra: &str, server: &str) -> Sluice {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in_with_server(dir, extra, &[], server)
+    }
+
+    pub fn start_in_with_server(
+        mut dir: tempfile::TempDir,
+        extra: &str,
+        env: &[(&str, &str)],
+        server: &str,
+    ) -> Sluice {
         for attempt in 0..3 {
             let edge: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
             let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
             let config_path = dir.path().join("sluice.yaml");
             let text = format!(
-                "listen:\n  edge: {edge}\n  admin: {admin}\nstate:\n  sqlite: {db}\nserver:\n  threads: 2\n  pid_file: {pid}\n  upgrade_sock: {sock}\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\n{extra}\n",
+                "listen:\n  edge: {edge}\n  admin: {admin}\nstate:\n  sqlite: {db}\nserver:\n  threads: 2\n  pid_file: {pid}\n  upgrade_sock: {sock}\n{server}{extra}\n",
                 db = dir.path().join("state/sluice.db").display(),
                 pid = dir.path().join("sluice.pid").display(),
                 sock = dir.path().join("upgrade.sock").display(),
