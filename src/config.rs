@@ -84,6 +84,10 @@ pub mod file {
     pub struct Listen {
         pub edge: String,
         pub admin: String,
+        /// The edge over TLS (HTTP/2 and HTTP/1.1).
+        pub edge_tls: Option<EdgeTls>,
+        /// Accept PROXY protocol headers from `trusted_proxies` on the edge listeners.
+        pub proxy_protocol: bool,
     }
 
     impl Default for Listen {
@@ -91,8 +95,20 @@ pub mod file {
             Listen {
                 edge: "0.0.0.0:8080".into(),
                 admin: "127.0.0.1:8000".into(),
+                edge_tls: None,
+                proxy_protocol: false,
             }
         }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct EdgeTls {
+        pub address: String,
+        /// PEM certificate chain.
+        pub cert: String,
+        /// PEM private key.
+        pub key: String,
     }
 
     #[derive(Debug, Deserialize)]
@@ -411,11 +427,23 @@ pub struct LogConfig {
 }
 
 /// The validated configuration the server runs with.
+/// `listen.edge_tls`, checked at load (files readable, certificate and key a pair).
+#[derive(Debug, Clone)]
+pub struct EdgeTlsConfig {
+    pub addr: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub source: String,
     pub edge_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The edge over TLS (`listen.edge_tls`).
+    pub edge_tls: Option<EdgeTlsConfig>,
+    /// PROXY protocol from `trusted_proxies` on the edge listeners (`listen.proxy_protocol`).
+    pub proxy_protocol: bool,
     pub sqlite_path: PathBuf,
     pub origins: Origins,
     pub cache: CacheConfig,
@@ -488,8 +516,10 @@ impl Config {
 
 impl Config {
     /// sluice's own listening addresses: never a proxy target.
-    pub fn own_listeners(&self) -> [SocketAddr; 2] {
-        [self.edge_addr, self.admin_addr]
+    pub fn own_listeners(&self) -> Vec<SocketAddr> {
+        let mut v = vec![self.edge_addr, self.admin_addr];
+        v.extend(self.edge_tls.as_ref().map(|t| t.addr));
+        v
     }
 
     /// How long a playlist answer may wait for its fill: a cache-lock wait, then a connect and
@@ -703,6 +733,30 @@ impl Validator<'_> {
         if edge_addr == admin_addr {
             return Err(self.err("listen.admin", "must differ from listen.edge"));
         }
+        let edge_tls = match &raw.listen.edge_tls {
+            None => None,
+            Some(t) => {
+                let addr = self.addr("listen.edge_tls.address", &t.address)?;
+                if addr == edge_addr || addr == admin_addr {
+                    return Err(self.err(
+                        "listen.edge_tls.address",
+                        "must differ from listen.edge and listen.admin",
+                    ));
+                }
+                let (cert, key) = (PathBuf::from(&t.cert), PathBuf::from(&t.key));
+                crate::conn::tls::server_config(&cert, &key).map_err(|e| {
+                    let field = match e {
+                        crate::conn::tls::TlsError::NoKey(_) => "listen.edge_tls.key",
+                        crate::conn::tls::TlsError::Read(ref p, _) if *p == t.key => {
+                            "listen.edge_tls.key"
+                        }
+                        _ => "listen.edge_tls.cert",
+                    };
+                    self.err(field, e.to_string())
+                })?;
+                Some(EdgeTlsConfig { addr, cert, key })
+            }
+        };
         if raw.state.sqlite.trim().is_empty() {
             return Err(self.err("state.sqlite", "must be a file path"));
         }
@@ -819,6 +873,8 @@ impl Validator<'_> {
             source: self.file.to_string(),
             edge_addr,
             admin_addr,
+            edge_tls,
+            proxy_protocol: raw.listen.proxy_protocol,
             sqlite_path: PathBuf::from(raw.state.sqlite),
             origins: Origins {
                 bucket,

@@ -73,11 +73,14 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
     // is written, and no socket replaced, before both hold.
     let lock = crate::instance::acquire(&state_dir(&config), upgrade).map_err(StartError::Setup)?;
     if !upgrade {
-        crate::instance::check_listeners(&[
+        let mut listeners = vec![
             ("listen.edge", config.edge_addr),
             ("listen.admin", config.admin_addr),
-        ])
-        .map_err(StartError::Setup)?;
+        ];
+        if let Some(t) = &config.edge_tls {
+            listeners.push(("listen.edge_tls.address", t.addr));
+        }
+        crate::instance::check_listeners(&listeners).map_err(StartError::Setup)?;
     }
     let db = Db::open(&config.sqlite_path)?;
     let streams = StreamRegistry::load(
@@ -172,22 +175,37 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
     options.allow_connect_method_proxying = true;
     options.h2_idle_timeout = Some(limits.keepalive_timeout);
     proxy.server_options = Some(options);
-    let mut edge = Service::new(
-        "sluice edge".into(),
-        crate::conn::GuardedApp::new(
-            proxy,
-            edge_admission(&config),
-            crate::conn::guard::GuardLimits::from_config(limits),
-        ),
-    );
+    proxy.h2_options = Some(h2_options(limits));
+    let proxy = std::sync::Arc::new(proxy);
+    // One admission for both edge listeners: a client's share spans cleartext and TLS.
+    let admission = edge_admission(&config);
+    let proxy_protocol_from = if config.proxy_protocol {
+        config.trusted_proxies.clone()
+    } else {
+        Vec::new()
+    };
+    let guard_limits = crate::conn::guard::GuardLimits::from_config(limits);
+    // One service (one runtime) for both edge listeners; TLS is terminated by the guarded
+    // app on the TLS listener's connections (after any PROXY header), so both are plain TCP.
+    let mut app = crate::conn::GuardedApp::new(proxy, admission, guard_limits)
+        .with_proxy_protocol(proxy_protocol_from);
+    if let Some(t) = &config.edge_tls {
+        let acceptor = crate::conn::tls::acceptor(&t.cert, &t.key)
+            .map_err(|e| StartError::Setup(format!("listen.edge_tls: {e}")))?;
+        app = app.with_tls(acceptor, t.addr);
+    }
+    let mut edge = Service::new("sluice edge".into(), app);
     edge.add_tcp(&config.edge_addr.to_string());
+    if let Some(t) = &config.edge_tls {
+        edge.add_tcp(&t.addr.to_string());
+    }
     server.add_service(edge);
 
     // The admin listener lives under the same deadlines, with its own connection counts.
     let mut admin = Service::new(
         "sluice admin".into(),
         crate::conn::GuardedApp::new(
-            AdminApp::new(shared.clone()),
+            std::sync::Arc::new(AdminApp::new(shared.clone())),
             crate::conn::admission::Admission::new(
                 "admin",
                 config.limits.max_connections_per_ip,
@@ -210,6 +228,19 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
         shared,
         lock,
     })
+}
+
+/// HTTP/2 on the edge: streams per connection, the header list bounded like an HTTP/1
+/// header, and stream resets a client may cause (rapid-reset floods) bounded.
+fn h2_options(
+    limits: &crate::config::limits::LimitsConfig,
+) -> pingora_core::protocols::http::v2::server::H2Options {
+    let mut o = pingora_core::protocols::http::v2::server::default_h2_options();
+    o.max_concurrent_streams(limits.h2_max_concurrent_streams);
+    o.max_header_list_size(limits.max_header_bytes as u32);
+    o.max_pending_accept_reset_streams(limits.h2_max_pending_resets as usize);
+    o.max_local_error_reset_streams(Some(limits.h2_max_pending_resets as usize));
+    o
 }
 
 /// The edge's connection ceilings: `limits.max_connections` or half the open-files limit

@@ -169,8 +169,6 @@ pub struct GuardedStream {
     write_timer: Pin<Box<Sleep>>,
     /// The raw 431 being written, and how much of it is out.
     refusing: Option<(Bytes, usize)>,
-    /// The client address a PROXY protocol header declared, in place of the socket's.
-    socket_digest: Option<Arc<SocketDigest>>,
     _permit: Permit,
 }
 
@@ -185,12 +183,7 @@ impl std::fmt::Debug for GuardedStream {
 
 impl GuardedStream {
     /// Guard `inner` (already past TLS). Must be called inside the runtime (it arms timers).
-    pub fn new(
-        inner: Stream,
-        permit: Permit,
-        limits: Arc<GuardLimits>,
-        socket_digest: Option<Arc<SocketDigest>>,
-    ) -> GuardedStream {
+    pub fn new(inner: Stream, permit: Permit, limits: Arc<GuardLimits>) -> GuardedStream {
         let http2 = matches!(inner.selected_alpn_proto(), Some(ALPN::H2));
         let now = Instant::now();
         let signal = RequestSignal::default();
@@ -211,7 +204,6 @@ impl GuardedStream {
             write_stalled: false,
             write_timer: Box::pin(tokio::time::sleep_until(now + limits.send_timeout)),
             refusing: None,
-            socket_digest,
             limits,
             _permit: permit,
         }
@@ -455,13 +447,11 @@ impl GetProxyDigest for GuardedStream {
 
 impl GetSocketDigest for GuardedStream {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.socket_digest
-            .clone()
-            .or_else(|| self.inner.get_socket_digest())
+        self.inner.get_socket_digest()
     }
 
     fn set_socket_digest(&mut self, digest: SocketDigest) {
-        self.socket_digest = Some(Arc::new(digest));
+        self.inner.set_socket_digest(digest)
     }
 }
 

@@ -17,6 +17,8 @@
 
 pub mod admission;
 pub mod guard;
+pub mod proxy_protocol;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +30,14 @@ use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use std::os::fd::AsRawFd;
+
+use ipnet::IpNet;
+use pingora_core::listeners::tls::Acceptor;
+use pingora_core::protocols::l4::socket::SocketAddr as PeerAddr;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
+use pingora_core::protocols::{GetSocketDigest, SocketDigest};
+
 use admission::Admission;
 use guard::{GuardLimits, GuardedStream};
 
@@ -36,15 +46,74 @@ pub struct GuardedApp<A> {
     inner: Arc<A>,
     admission: Arc<Admission>,
     limits: Arc<GuardLimits>,
+    /// TLS terminated here for connections to this address (after any PROXY header,
+    /// which precedes it).
+    tls: Option<(Arc<Acceptor>, std::net::SocketAddr)>,
+    /// Peers allowed to send a PROXY header (`listen.proxy_protocol`); empty: none.
+    proxy_protocol_from: Vec<IpNet>,
 }
 
 impl<A> GuardedApp<A> {
-    pub fn new(inner: A, admission: Arc<Admission>, limits: GuardLimits) -> Self {
+    pub fn new(inner: Arc<A>, admission: Arc<Admission>, limits: GuardLimits) -> Self {
         GuardedApp {
-            inner: Arc::new(inner),
+            inner,
             admission,
             limits: Arc::new(limits),
+            tls: None,
+            proxy_protocol_from: Vec::new(),
         }
+    }
+
+    /// Terminate TLS on connections to `listener`.
+    pub fn with_tls(mut self, acceptor: Acceptor, listener: std::net::SocketAddr) -> Self {
+        self.tls = Some((Arc::new(acceptor), listener));
+        self
+    }
+
+    /// The acceptor when `stream` came in on the TLS listener.
+    fn tls_for(&self, stream: &Stream) -> Option<Arc<Acceptor>> {
+        let (acceptor, listener) = self.tls.as_ref()?;
+        let local = stream
+            .get_socket_digest()
+            .and_then(|d| d.local_addr().and_then(PeerAddr::as_inet).copied())?;
+        let matches = local.port() == listener.port()
+            && (listener.ip().is_unspecified() || local.ip() == listener.ip());
+        matches.then(|| acceptor.clone())
+    }
+
+    /// Accept PROXY protocol headers from these peers.
+    pub fn with_proxy_protocol(mut self, trusted: Vec<IpNet>) -> Self {
+        self.proxy_protocol_from = trusted;
+        self
+    }
+
+    /// Before admission: the PROXY header (its client becomes the connection's peer).
+    async fn accept_proxy_header(&self, stream: Stream) -> Result<Stream, String> {
+        let peer = guard::peer_of(&stream);
+        let trusted = peer.is_some_and(|p| {
+            crate::client::is_trusted(
+                &crate::client::canonical_ip(p.ip()),
+                &self.proxy_protocol_from,
+            )
+        });
+        if !trusted {
+            return Ok(stream);
+        }
+        let mut l4 = stream
+            .into_any()
+            .downcast::<L4Stream>()
+            .map_err(|_| "PROXY protocol on a listener that is not plain TCP".to_string())?;
+        let declared =
+            tokio::time::timeout(self.limits.header_timeout, proxy_protocol::read(&mut l4))
+                .await
+                .map_err(|_| "PROXY header not received within limits.header_timeout".to_string())?
+                .map_err(|e| e.to_string())?;
+        if let Some(proxy_protocol::Declared::Client(client)) = declared {
+            let digest = SocketDigest::from_raw_fd(l4.as_raw_fd());
+            let _ = digest.peer_addr.set(Some(PeerAddr::Inet(client)));
+            l4.set_socket_digest(digest);
+        }
+        Ok(l4)
     }
 }
 
@@ -60,19 +129,60 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let peer = guard::peer_of(&stream);
-        let permit = match self.admission.admit(peer.map(|p| p.ip())) {
-            Ok(p) => p,
-            Err(refusal) => {
-                crate::metrics::CONNECTIONS_REFUSED
-                    .with_label_values(&[self.admission.listener(), refusal.as_str()])
-                    .inc();
-                tracing::debug!(peer = ?peer, reason = refusal.as_str(), "connection refused");
-                refuse(stream).await;
+        let listener = self.admission.listener();
+        let refused = |reason: &str| {
+            crate::metrics::CONNECTIONS_REFUSED
+                .with_label_values(&[listener, reason])
+                .inc();
+        };
+        let stream = match self.accept_proxy_header(stream).await {
+            Ok(s) => s,
+            Err(e) => {
+                refused("proxy_protocol");
+                tracing::debug!(error = %e, "connection refused");
                 return None;
             }
         };
-        let guarded = GuardedStream::new(stream, permit, self.limits.clone(), None);
+        // The client as the PROXY header declared it, else the socket's peer.
+        let peer = guard::peer_of(&stream);
+        let tls = self.tls_for(&stream);
+        let permit = match self.admission.admit(peer.map(|p| p.ip())) {
+            Ok(p) => p,
+            Err(refusal) => {
+                refused(refusal.as_str());
+                tracing::debug!(peer = ?peer, reason = refusal.as_str(), "connection refused");
+                if tls.is_none() {
+                    refuse(stream).await;
+                }
+                return None;
+            }
+        };
+        let stream: Stream = match tls {
+            None => stream,
+            Some(acceptor) => {
+                let handshake = async {
+                    let l4 = stream
+                        .into_any()
+                        .downcast::<L4Stream>()
+                        .map_err(|_| "TLS on a listener that is not plain TCP".to_string())?;
+                    acceptor.tls_handshake(*l4).await.map_err(|e| e.to_string())
+                };
+                match tokio::time::timeout(self.limits.header_timeout, handshake).await {
+                    Ok(Ok(tls)) => Box::new(tls),
+                    Ok(Err(e)) => {
+                        refused("tls");
+                        tracing::debug!(peer = ?peer, error = %e, "TLS handshake failed");
+                        return None;
+                    }
+                    Err(_) => {
+                        refused("tls");
+                        tracing::debug!(peer = ?peer, "TLS handshake not done within limits.header_timeout");
+                        return None;
+                    }
+                }
+            }
+        };
+        let guarded = GuardedStream::new(stream, permit, self.limits.clone());
         ServerApp::process_new(&self.inner, Box::new(guarded), shutdown).await
     }
 

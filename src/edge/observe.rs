@@ -87,10 +87,16 @@ pub(super) async fn finished(edge: &Edge, session: &mut Session, ctx: &mut Reque
         .with_label_values(&[class])
         .inc_by(ctx.bytes_out as u64);
     if edge.state.config.log.access_log {
+        let client =
+            crate::client::client_of(session.as_downstream(), &edge.state.config.trusted_proxies);
         let req = session.req_header();
         tracing::info!(
             target: "sluice::access",
             listener = "edge",
+            // The one client address every decision uses (PROXY protocol and trusted
+            // X-Forwarded-For applied).
+            client = %client.ip,
+            version = ?req.version,
             method = %req.method,
             // The path only (queries carry tokens, credentials and ctx ids), path-form ctx
             // redacted.

@@ -415,6 +415,8 @@ async fn finish(
     // Rewritten per viewer (their ctx or credential): never stored by anyone else.
     resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
     resp.insert_header("access-control-allow-origin", "*")?;
+    // Players on any origin may measure their media fetches (QoE: Resource Timing).
+    resp.insert_header("timing-allow-origin", "*")?;
     resp.insert_header(
         "access-control-expose-headers",
         "Content-Length, x-cache-status",

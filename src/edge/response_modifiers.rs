@@ -196,6 +196,8 @@ pub(super) fn downstream(
     }
     resp.remove_header(&http::header::SET_COOKIE);
     resp.insert_header("access-control-allow-origin", "*")?;
+    // Players on any origin may measure their media fetches (QoE: Resource Timing).
+    resp.insert_header("timing-allow-origin", "*")?;
     resp.insert_header(
         "access-control-expose-headers",
         "Content-Length, Content-Range, Accept-Ranges, x-cache-status",

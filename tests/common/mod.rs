@@ -313,18 +313,34 @@ impl Sluice {
         Self::start_in_with_server(dir, extra, &[], server)
     }
 
+    /// Start with more keys under `listen:` (indented two spaces), e.g. `edge_tls`.
+    pub fn start_with_listen(listen: &str, extra: &str) -> Sluice {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in_full(dir, extra, &[], QUICK_STOP, listen)
+    }
+
     pub fn start_in_with_server(
+        dir: tempfile::TempDir,
+        extra: &str,
+        env: &[(&str, &str)],
+        server: &str,
+    ) -> Sluice {
+        Self::start_in_full(dir, extra, env, server, "")
+    }
+
+    pub fn start_in_full(
         mut dir: tempfile::TempDir,
         extra: &str,
         env: &[(&str, &str)],
         server: &str,
+        listen: &str,
     ) -> Sluice {
         for attempt in 0..3 {
             let edge: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
             let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
             let config_path = dir.path().join("sluice.yaml");
             let text = format!(
-                "listen:\n  edge: {edge}\n  admin: {admin}\nstate:\n  sqlite: {db}\nserver:\n  threads: 2\n  pid_file: {pid}\n  upgrade_sock: {sock}\n{server}{extra}\n",
+                "listen:\n  edge: {edge}\n  admin: {admin}\n{listen}state:\n  sqlite: {db}\nserver:\n  threads: 2\n  pid_file: {pid}\n  upgrade_sock: {sock}\n{server}{extra}\n",
                 db = dir.path().join("state/sluice.db").display(),
                 pid = dir.path().join("sluice.pid").display(),
                 sock = dir.path().join("upgrade.sock").display(),

@@ -1,6 +1,7 @@
 // Plays an HLS URL with hls.js in headless Chromium for a few seconds and prints what the
 // player saw as one JSON line: fragments and keys loaded, errors, playback position.
 // Usage: node run.js <stream-url> <seconds> [ll]   (ll: hls.js lowLatencyMode, reports latency)
+// Env: SPKI_PINS (trust these certificate keys), HOST_RULES (Chromium --host-resolver-rules).
 const path = require('path');
 const http = require('http');
 const fs = require('fs');
@@ -22,10 +23,14 @@ const { chromium } = require('playwright-core');
   });
   await new Promise(r => server.listen(0, '127.0.0.1', r));
   const page_url = `http://127.0.0.1:${server.address().port}/index.html?src=${encodeURIComponent(src)}&mode=${mode}`;
+  const args = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+                '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'];
+  // A test CA's edge certificate: trust exactly its key (base64 SHA-256 of the SPKI).
+  if (process.env.SPKI_PINS) { args.push(`--ignore-certificate-errors-spki-list=${process.env.SPKI_PINS}`); }
+  if (process.env.HOST_RULES) { args.push(`--host-resolver-rules=${process.env.HOST_RULES}`); }
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-           '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'],
+    args,
   });
   try {
     const page = await browser.newPage();
@@ -33,7 +38,10 @@ const { chromium } = require('playwright-core');
     await page.waitForTimeout(secs * 1000);
     const r = await page.evaluate(() => ({ ...window.report,
       currentTime: document.getElementById('v').currentTime,
-      readyState: document.getElementById('v').readyState }));
+      readyState: document.getElementById('v').readyState,
+      // The HTTP versions the media requests went over (h2, http/1.1).
+      protocols: [...new Set(performance.getEntriesByType('resource')
+        .filter(e => !e.name.includes('hls.min.js')).map(e => e.nextHopProtocol))] }));
     console.log(JSON.stringify(r));
   } finally {
     await browser.close();
