@@ -178,3 +178,56 @@ async fn fill_completes_when_the_first_viewer_leaves() {
     assert!(r.bytes().await.unwrap() == body);
     assert_eq!(origin.hits("/h/gone.m4s"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_on_a_hung_origin_wait_at_most_the_lock_timeout() {
+    // The origin accepts and never answers (within the test).
+    let origin = TestOrigin::new()
+        .route(
+            "/h/hung.m4s",
+            Reply::ok("late", "video/iso.segment").delay(Duration::from_secs(60)),
+        )
+        .start();
+    let s = Sluice::start(&format!(
+        "origins:\n  bucket: {}\n  read_timeout: 8s\ncache:\n  lock_timeout: 2s\n",
+        origin.url()
+    ));
+    let url = s.edge_url("/stream/h/hung.m4s");
+    // The first request fetches (and waits up to the read timeout for the origin).
+    let first = {
+        let url = url.clone();
+        tokio::spawn(async move { client().get(&url).send().await.unwrap().status() })
+    };
+    // Wait until its fetch reached the origin, then five players queue behind it.
+    let start = Instant::now();
+    while origin.hits("/h/hung.m4s") == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "no origin fetch");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let waiters: Vec<_> = (0..5)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let began = Instant::now();
+                let r = client().get(&url).send().await.unwrap();
+                let status = r.status().as_u16();
+                let body: serde_json::Value = r.json().await.unwrap();
+                (status, body, began.elapsed())
+            })
+        })
+        .collect();
+    for w in waiters {
+        let (status, body, waited) = w.await.unwrap();
+        assert_eq!(status, 504, "{body}");
+        assert_eq!(body["error"], "Upstream timed out");
+        // Bounded by the lock timeout (2 s), with a wide margin for a loaded machine;
+        // the old bound was lock_timeout + read_timeout (10 s).
+        assert!(
+            waited < Duration::from_millis(6500),
+            "a waiter waited {waited:?}"
+        );
+    }
+    // No waiter went to the hung origin itself: still the one fetch.
+    assert_eq!(origin.hits("/h/hung.m4s"), 1);
+    assert_eq!(first.await.unwrap(), 504);
+}

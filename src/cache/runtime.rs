@@ -27,6 +27,9 @@ pub struct CacheRuntime {
     pub policy: CachePolicy,
     pub max_object_bytes: usize,
     pub budget_bytes: usize,
+    /// `cache.lock_timeout`: the most a request waits, in total, behind another request's
+    /// fetch of the same object (see [`crate::edge`]'s `caching::wait_left`).
+    pub wait_budget: std::time::Duration,
 }
 
 impl CacheRuntime {
@@ -54,6 +57,7 @@ impl CacheRuntime {
             policy: CachePolicy::from(cfg),
             max_object_bytes: cfg.max_object_bytes,
             budget_bytes: cfg.memory_bytes,
+            wait_budget: cfg.lock_timeout,
         }))
     }
 

@@ -2,7 +2,12 @@
 //! expire early, by their content), and decide what may be stored (policy in
 //! [`crate::cache::policy`]).
 
-use pingora_cache::{CacheMeta, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable};
+use std::time::Duration;
+
+use pingora_cache::{
+    CacheMeta, CacheOptionOverrides, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable,
+};
+use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
@@ -24,14 +29,23 @@ pub(super) fn enable(
     if method != http::Method::GET && method != http::Method::HEAD {
         return;
     }
-    let lock = if ctx.target.as_ref().is_some_and(Target::blocking) {
-        cache.blocking_lock
+    let blocking = ctx.target.as_ref().is_some_and(Target::blocking);
+    let (lock, overrides) = if blocking {
+        // Blocking reloads have their own bound (`cache.blocking_reload_timeout`).
+        (cache.blocking_lock, None)
     } else {
-        cache.lock
+        // The lock waits of one request, however many, add up to at most the wait budget.
+        let mut o = CacheOptionOverrides::default();
+        o.wait_timeout = Some(cache.wait_budget);
+        (cache.lock, Some(o))
     };
-    session
-        .cache
-        .enable(cache.storage, Some(cache.eviction), None, Some(lock), None);
+    session.cache.enable(
+        cache.storage,
+        Some(cache.eviction),
+        None,
+        Some(lock),
+        overrides,
+    );
     session
         .cache
         .set_max_file_size_bytes(cache.max_object_bytes);
@@ -104,4 +118,36 @@ pub(super) fn cacheability(
         (Some(cache), Some(t)) => cache.cacheability(t.kind(resp), resp),
         _ => RespCacheable::Uncacheable(NoCacheReason::NeverEnabled),
     }
+}
+
+/// `upstream_peer`: how long a request that waited behind another request's fetch may still
+/// wait for the origin itself, or a `504` when its wait budget (`cache.lock_timeout`, counted
+/// from the request's arrival) is spent.
+///
+/// A waiter goes to the origin itself when the fetch it waited on failed, was uncacheable, or
+/// timed out. Without this bound it then waited its full origin timeouts on top of the lock
+/// wait (`lock_timeout + read_timeout`, 24.5 s with the defaults on a hung origin), and every
+/// waiter of a hung origin sent it one more request. `None` for requests that did not wait
+/// and for LL-HLS blocking reloads (their own bound: `cache.blocking_reload_timeout`).
+pub(super) fn wait_left(
+    cache: Option<&'static CacheRuntime>,
+    session: &Session,
+    ctx: &RequestCtx,
+) -> Result<Option<Duration>> {
+    let Some(cache) = cache else {
+        return Ok(None);
+    };
+    if session.cache.lock_duration().is_none() || ctx.target.as_ref().is_some_and(Target::blocking)
+    {
+        return Ok(None);
+    }
+    let left = cache.wait_budget.saturating_sub(ctx.started.elapsed());
+    // Less than this is not worth an origin round trip.
+    if left < Duration::from_millis(50) {
+        return Error::e_explain(
+            ErrorType::ReadTimedout,
+            "waited the whole cache.lock_timeout behind another fetch of this object",
+        );
+    }
+    Ok(Some(left))
 }
