@@ -231,3 +231,150 @@ async fn waiters_on_a_hung_origin_wait_at_most_the_lock_timeout() {
     assert_eq!(origin.hits("/h/hung.m4s"), 1);
     assert_eq!(first.await.unwrap(), 504);
 }
+
+/// Sample `sluice_cache_bytes` and `sluice_cache_inflight_bytes` until `done` is set;
+/// returns the largest of each seen.
+async fn sample_cache_bytes(
+    s: &Sluice,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (f64, f64, usize) {
+    let (mut bytes, mut inflight, mut samples) = (0f64, 0f64, 0);
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        let m = metrics(s).await;
+        bytes = bytes.max(metric(&m, "sluice_cache_bytes"));
+        inflight = inflight.max(metric(&m, "sluice_cache_inflight_bytes"));
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (bytes, inflight, samples)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_slow_cold_fills_stay_within_the_memory_budget() {
+    let objects = 64;
+    let len = 1024 * 1024;
+    let budget = 8 * 1024 * 1024;
+    let mut b = TestOrigin::new();
+    for i in 0..objects {
+        b = b.route(
+            &format!("/h/c{i}.m4s"),
+            Reply::ok(random_bytes(len, 1000 + i as u64), "video/iso.segment")
+                .trickle(8, Duration::from_secs(2)),
+        );
+    }
+    let origin = b.start();
+    let s = Sluice::start(&cfg(
+        &origin,
+        &format!("cache:\n  memory_bytes: {budget}\n  max_object_bytes: 2097152\n"),
+    ));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let players: Vec<_> = (0..objects)
+        .map(|i| {
+            let url = s.edge_url(&format!("/stream/h/c{i}.m4s"));
+            tokio::spawn(async move {
+                let r = client().get(&url).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.bytes().await.unwrap()
+            })
+        })
+        .collect();
+    let sampler = {
+        let done = done.clone();
+        let s = &s;
+        async move { sample_cache_bytes(s, done).await }
+    };
+    let all = async {
+        let mut bodies = Vec::new();
+        for p in players {
+            bodies.push(p.await.unwrap());
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        bodies
+    };
+    let ((max_bytes, max_inflight, samples), bodies) = tokio::join!(sampler, all);
+    // Every player got its whole object, cached or streamed through.
+    for (i, body) in bodies.iter().enumerate() {
+        assert!(
+            *body == random_bytes(len, 1000 + i as u64),
+            "object {i} differs"
+        );
+    }
+    assert!(samples >= 3, "only {samples} samples");
+    assert!(
+        max_bytes <= budget as f64,
+        "cache held {max_bytes} bytes (stored + in flight), budget {budget}"
+    );
+    assert!(
+        max_inflight > 0.0 && max_inflight <= budget as f64,
+        "in-flight fills peaked at {max_inflight} bytes, budget {budget}"
+    );
+    let m = metrics(&s).await;
+    // At most budget / 1 MiB fills fit at once; the rest streamed through uncached.
+    let uncached = metric(&m, "sluice_cache_uncached_total{reason=\"over_budget\"}");
+    assert!(uncached >= (objects - 8) as f64, "{uncached} uncached: {m}");
+    assert_eq!(metric(&m, "sluice_cache_inflight_bytes"), 0.0, "{m}");
+    assert!(metric(&m, "sluice_cache_bytes") <= budget as f64, "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_larger_than_max_stream_through_uncached_and_complete() {
+    let len = 6 * 1024 * 1024;
+    let body = random_bytes(len, 5150);
+    let origin = TestOrigin::new()
+        .route(
+            "/h/chunked.mp4",
+            Reply::ok(body.clone(), "video/mp4").unannounced_length(),
+        )
+        .route("/h/sized.mp4", Reply::ok(body.clone(), "video/mp4"))
+        .start();
+    let s = Sluice::start(&cfg(&origin, "cache:\n  max_object_bytes: 1048576\n"));
+    let c = client();
+    for round in 0..2 {
+        for p in ["/stream/h/chunked.mp4", "/stream/h/sized.mp4"] {
+            let r = c.get(s.edge_url(p)).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{p}");
+            let got = r.bytes().await;
+            let got = got.unwrap_or_else(|e| panic!("{p} round {round}: body cut: {e}"));
+            assert_eq!(got.len(), len, "{p} round {round}");
+            assert!(got == body, "{p} round {round}: different body");
+        }
+    }
+    // Not cached: each request went to the origin.
+    assert_eq!(origin.hits("/h/chunked.mp4"), 2);
+    assert_eq!(origin.hits("/h/sized.mp4"), 2);
+    let m = metrics(&s).await;
+    assert!(
+        metric(&m, "sluice_cache_uncached_total{reason=\"too_large\"}") >= 4.0,
+        "{m}"
+    );
+    assert_eq!(metric(&m, "sluice_cache_inflight_bytes"), 0.0, "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_object_past_the_default_64_mib_streams_whole() {
+    let len = 80 * 1024 * 1024;
+    let body = random_bytes(len, 6464);
+    let origin = TestOrigin::new()
+        .route(
+            "/h/huge.mp4",
+            Reply::ok(body.clone(), "video/mp4").unannounced_length(),
+        )
+        .start();
+    let s = Sluice::start(&cfg(&origin, ""));
+    let r = client()
+        .get(s.edge_url("/stream/h/huge.mp4"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut stream = r.bytes_stream();
+    let mut got = 0usize;
+    let mut same = true;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap_or_else(|e| panic!("body cut after {got} bytes: {e}"));
+        same &= body.get(got..got + chunk.len()) == Some(&chunk[..]);
+        got += chunk.len();
+    }
+    assert_eq!(got, len);
+    assert!(same, "different body");
+}

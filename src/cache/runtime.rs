@@ -9,7 +9,7 @@ use pingora_cache::{CacheKey, CacheMeta, NoCacheReason, RespCacheable};
 use pingora_http::ResponseHeader;
 
 use super::policy::{CachePolicy, Decision};
-use super::storage::MemoryStorage;
+use super::storage::{MemoryStorage, UncachedReason};
 use crate::config::CacheConfig;
 use crate::media::MediaKind;
 use crate::metrics;
@@ -70,6 +70,19 @@ impl CacheRuntime {
     /// Turn a response into a cacheable meta, or say why not.
     pub fn cacheability(&self, kind: MediaKind, resp: &ResponseHeader) -> RespCacheable {
         let now = SystemTime::now();
+        // Known too large: not cached, and waiters on the cache lock go to the origin at once
+        // (`ResponseTooLarge` gives the lock up) instead of queueing for a fill that never
+        // comes. Unknown lengths are judged by the storage as they stream.
+        let too_large = resp
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .is_some_and(|len| len > self.max_object_bytes);
+        if too_large {
+            self.storage.note_uncached(UncachedReason::TooLarge);
+            return RespCacheable::Uncacheable(NoCacheReason::ResponseTooLarge);
+        }
         match self.policy.decide(kind, resp, now) {
             Decision::Store {
                 ttl,
@@ -118,11 +131,26 @@ impl CacheRuntime {
 
     /// Copy storage counters into the metrics registry (called at scrape time).
     pub fn refresh_metrics(&self) {
-        metrics::CACHE_BYTES.set(self.storage.bytes_stored() as i64);
-        let evicted = self.storage.evictions();
-        let seen = metrics::CACHE_EVICTIONS.get();
-        if evicted > seen {
-            metrics::CACHE_EVICTIONS.inc_by(evicted - seen);
+        let stats = self.storage.stats();
+        metrics::CACHE_BYTES.set(stats.bytes_stored as i64);
+        metrics::CACHE_INFLIGHT_BYTES.set(stats.inflight_bytes as i64);
+        catch_up(&metrics::CACHE_EVICTIONS, stats.evictions);
+        for (reason, count) in [
+            (UncachedReason::TooLarge, stats.uncached_too_large),
+            (UncachedReason::OverBudget, stats.uncached_over_budget),
+        ] {
+            catch_up(
+                &metrics::CACHE_UNCACHED.with_label_values(&[reason.as_str()]),
+                count,
+            );
         }
+    }
+}
+
+/// Bring a Prometheus counter up to a storage counter (both only grow).
+fn catch_up(counter: &prometheus::IntCounter, now: u64) {
+    let seen = counter.get();
+    if now > seen {
+        counter.inc_by(now - seen);
     }
 }

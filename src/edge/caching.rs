@@ -46,9 +46,10 @@ pub(super) fn enable(
         Some(lock),
         overrides,
     );
-    session
-        .cache
-        .set_max_file_size_bytes(cache.max_object_bytes);
+    // No `set_max_file_size_bytes`: pingora's check fails a response of unknown length
+    // mid-body (a `500` cut at the limit). The per-object limit is enforced by the policy
+    // (`Content-Length`, [`CacheRuntime::cacheability`]) and by the storage, which turns an
+    // outgrown write into a pass-through, so the object streams through uncached, complete.
     // A miss is filled at the origin's pace, not its first viewer's: with pingora's
     // cancel-safe downstream writes, the miss loop keeps reading the origin into the cache
     // while this viewer's socket is full, and the viewer reads its answer back from the
