@@ -89,6 +89,25 @@ pub static CACHE_UNCACHED: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// Bytes of files in the disk tier (`cache.disk`).
+pub static CACHE_DISK_BYTES: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "sluice_cache_disk_bytes",
+        "Bytes of files in the disk cache tier"
+    )
+    .expect("metric registers once")
+});
+
+/// Disk tier events: hit (read back), write, dropped, corrupt (deleted unread), evicted.
+pub static CACHE_DISK_EVENTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "sluice_cache_disk_events_total",
+        "Disk cache tier events, by kind: hit, write, dropped, corrupt, evicted",
+        &["event"]
+    )
+    .expect("metric registers once")
+});
+
 /// Requests that waited on the cache lock for another request's origin fetch.
 pub static CACHE_LOCK_WAITS: Lazy<IntCounter> = Lazy::new(|| {
     register_int_counter!(

@@ -378,3 +378,173 @@ async fn chunked_object_past_the_default_64_mib_streams_whole() {
     assert_eq!(got, len);
     assert!(same, "different body");
 }
+
+/// The disk tier's file holding `path` (its primary key is stored in the file).
+fn disk_file_of(dir: &std::path::Path, path: &str) -> std::path::PathBuf {
+    for sub in std::fs::read_dir(dir).unwrap().flatten() {
+        if sub.file_name() == "tmp" || !sub.file_type().unwrap().is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(sub.path()).unwrap().flatten() {
+            let data = std::fs::read(f.path()).unwrap();
+            if data.windows(path.len()).any(|w| w == path.as_bytes()) {
+                return f.path();
+            }
+        }
+    }
+    panic!("no disk cache file for {path}");
+}
+
+/// Fetch `/stream/h/d{i}.m4s` for every object; each must be whole and correct.
+async fn fetch_all(s: &Sluice, bodies: &[bytes::Bytes]) -> Vec<String> {
+    let c = client();
+    let mut statuses = Vec::new();
+    for (i, body) in bodies.iter().enumerate() {
+        let r = c
+            .get(s.edge_url(&format!("/stream/h/d{i}.m4s")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        statuses.push(r.headers()["x-cache-status"].to_str().unwrap().to_string());
+        assert!(r.bytes().await.unwrap() == *body, "object {i} differs");
+    }
+    statuses
+}
+
+/// Origin fetches of the second round, after a restart, with and without the disk tier.
+async fn refetches_after_restart(disk: Option<&std::path::Path>) -> (usize, Sluice) {
+    let bodies: Vec<_> = (0..10).map(|i| random_bytes(256 * 1024, 700 + i)).collect();
+    let mut b = TestOrigin::new();
+    for (i, body) in bodies.iter().enumerate() {
+        b = b.route(
+            &format!("/h/d{i}.m4s"),
+            Reply::ok(body.clone(), "video/iso.segment"),
+        );
+    }
+    let origin = b.start();
+    let extra = match disk {
+        Some(d) => cfg(
+            &origin,
+            &format!(
+                "cache:\n  disk:\n    path: {}\n    bytes: 67108864\n",
+                d.display()
+            ),
+        ),
+        None => cfg(&origin, ""),
+    };
+    let s = Sluice::start(&extra);
+    fetch_all(&s, &bodies).await;
+    assert_eq!(origin.total_hits(), 10);
+    if disk.is_some() {
+        // Written in the background: wait until all ten are on disk.
+        let start = Instant::now();
+        loop {
+            let m = metrics(&s).await;
+            if metric(&m, "sluice_cache_disk_events_total{event=\"write\"}") >= 10.0 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "not written: {m}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // SIGKILL: nothing gets a chance to flush.
+    let dir = s.stop_keep_dir();
+    let s = Sluice::start_in(dir, &extra, &[]);
+    let statuses = fetch_all(&s, &bodies).await;
+    if disk.is_some() {
+        assert!(statuses.iter().all(|st| st == "hit"), "{statuses:?}");
+    }
+    (origin.total_hits() - 10, s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_tier_keeps_the_working_set_across_a_restart() {
+    let (without, _) = refetches_after_restart(None).await;
+    assert_eq!(
+        without, 10,
+        "memory only: every object goes back to the origin"
+    );
+    let disk = tempfile::tempdir().unwrap();
+    let (with, s) = refetches_after_restart(Some(disk.path())).await;
+    assert_eq!(
+        with, 0,
+        "with the disk tier no object goes back to the origin"
+    );
+    eprintln!(
+        "origin fetches after a restart, 10 objects: memory only {without}, with cache.disk {with}"
+    );
+    let m = metrics(&s).await;
+    assert!(
+        metric(&m, "sluice_cache_disk_events_total{event=\"hit\"}") >= 10.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "sluice_cache_disk_bytes") >= (10 * 256 * 1024) as f64,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torn_or_altered_disk_files_are_misses() {
+    let bodies: Vec<_> = (0..3).map(|i| random_bytes(100_000, 900 + i)).collect();
+    let mut b = TestOrigin::new();
+    for (i, body) in bodies.iter().enumerate() {
+        b = b.route(
+            &format!("/h/d{i}.m4s"),
+            Reply::ok(body.clone(), "video/iso.segment"),
+        );
+    }
+    let origin = b.start();
+    let disk = tempfile::tempdir().unwrap();
+    let extra = cfg(
+        &origin,
+        &format!(
+            "cache:\n  disk:\n    path: {}\n    bytes: 67108864\n",
+            disk.path().display()
+        ),
+    );
+    let s = Sluice::start(&extra);
+    fetch_all(&s, &bodies).await;
+    let start = Instant::now();
+    while metric(
+        &metrics(&s).await,
+        "sluice_cache_disk_events_total{event=\"write\"}",
+    ) < 3.0
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "not written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dir = s.stop_keep_dir();
+    // d0: torn (cut short, as a crash mid-write would leave it were it not renamed last);
+    // d1: one body byte flipped, same size.
+    let torn = disk_file_of(disk.path(), "/h/d0.m4s");
+    let len = std::fs::metadata(&torn).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&torn)
+        .unwrap()
+        .set_len(len - 1000)
+        .unwrap();
+    let altered = disk_file_of(disk.path(), "/h/d1.m4s");
+    let mut data = std::fs::read(&altered).unwrap();
+    let last = data.len() - 10;
+    data[last] ^= 0x55;
+    std::fs::write(&altered, &data).unwrap();
+
+    let s = Sluice::start_in(dir, &extra, &[]);
+    let statuses = fetch_all(&s, &bodies).await;
+    // Both damaged objects were fetched again, whole and correct; the intact one was not.
+    assert_eq!(statuses, ["miss", "miss", "hit"]);
+    assert_eq!(origin.hits("/h/d0.m4s"), 2);
+    assert_eq!(origin.hits("/h/d1.m4s"), 2);
+    assert_eq!(origin.hits("/h/d2.m4s"), 1);
+    let m = metrics(&s).await;
+    assert!(
+        metric(&m, "sluice_cache_disk_events_total{event=\"corrupt\"}") >= 1.0,
+        "{m}"
+    );
+}

@@ -8,6 +8,7 @@ use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora_cache::{CacheKey, CacheMeta, NoCacheReason, RespCacheable};
 use pingora_http::ResponseHeader;
 
+use super::disk::{DiskError, DiskTier};
 use super::policy::{CachePolicy, Decision};
 use super::storage::{MemoryStorage, UncachedReason};
 use crate::config::CacheConfig;
@@ -34,11 +35,16 @@ pub struct CacheRuntime {
 
 impl CacheRuntime {
     /// Build and leak the cache for this process.
-    pub fn install(cfg: &CacheConfig) -> &'static CacheRuntime {
-        let storage: &'static MemoryStorage = Box::leak(Box::new(
-            MemoryStorage::new(cfg.shards, cfg.memory_bytes)
-                .with_max_object_bytes(cfg.max_object_bytes),
-        ));
+    ///
+    /// # Errors
+    /// The disk tier's directory (`cache.disk.path`) cannot be created or read.
+    pub fn install(cfg: &CacheConfig) -> Result<&'static CacheRuntime, DiskError> {
+        let mut storage = MemoryStorage::new(cfg.shards, cfg.memory_bytes)
+            .with_max_object_bytes(cfg.max_object_bytes);
+        if let Some(d) = &cfg.disk {
+            storage = storage.with_disk(DiskTier::open(&d.path, d.bytes)?);
+        }
+        let storage: &'static MemoryStorage = Box::leak(Box::new(storage));
         // Capacity is a hint for pre-allocation: assume ~64 KiB objects on average.
         let capacity = (cfg.memory_bytes / (64 * 1024)).clamp(1024, 1 << 20);
         // The LRU evicts at 7/8 of the budget: the storage counts writes still in flight too,
@@ -49,7 +55,7 @@ impl CacheRuntime {
         let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(cfg.lock_timeout));
         let blocking_lock: &'static CacheKeyLockImpl =
             Box::leak(CacheLock::new_boxed(cfg.blocking_reload_timeout));
-        Box::leak(Box::new(CacheRuntime {
+        Ok(Box::leak(Box::new(CacheRuntime {
             storage,
             eviction,
             lock,
@@ -58,7 +64,7 @@ impl CacheRuntime {
             max_object_bytes: cfg.max_object_bytes,
             budget_bytes: cfg.memory_bytes,
             wait_budget: cfg.lock_timeout,
-        }))
+        })))
     }
 
     /// The key for an upstream object: scheme, host and path only, never query tokens,
@@ -135,6 +141,22 @@ impl CacheRuntime {
         metrics::CACHE_BYTES.set(stats.bytes_stored as i64);
         metrics::CACHE_INFLIGHT_BYTES.set(stats.inflight_bytes as i64);
         catch_up(&metrics::CACHE_EVICTIONS, stats.evictions);
+        if let Some(disk) = self.storage.disk() {
+            let d = disk.stats();
+            metrics::CACHE_DISK_BYTES.set(d.bytes as i64);
+            for (event, count) in [
+                ("hit", d.hits),
+                ("write", d.writes),
+                ("dropped", d.dropped),
+                ("corrupt", d.corrupt),
+                ("evicted", d.evictions),
+            ] {
+                catch_up(
+                    &metrics::CACHE_DISK_EVENTS.with_label_values(&[event]),
+                    count,
+                );
+            }
+        }
         for (reason, count) in [
             (UncachedReason::TooLarge, stats.uncached_too_large),
             (UncachedReason::OverBudget, stats.uncached_over_budget),

@@ -450,6 +450,8 @@ pub struct MemoryStorage {
     max_object_bytes: usize,
     next_write_id: AtomicU64,
     counters: Counters,
+    /// The disk tier behind this one (`cache.disk`), if configured.
+    disk: Option<super::disk::DiskTier>,
 }
 
 impl MemoryStorage {
@@ -468,7 +470,59 @@ impl MemoryStorage {
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES.min(budget_bytes),
             next_write_id: AtomicU64::new(0),
             counters: Counters::default(),
+            disk: None,
         }
+    }
+
+    /// Put a disk tier behind this storage: misses look there (a verified object is promoted
+    /// into memory), committed objects worth keeping are written there, invalidations remove
+    /// them there too. Memory evictions leave the disk copy.
+    pub fn with_disk(mut self, disk: super::disk::DiskTier) -> Self {
+        self.disk = Some(disk);
+        self
+    }
+
+    /// The disk tier, if any.
+    pub fn disk(&self) -> Option<&super::disk::DiskTier> {
+        self.disk.as_ref()
+    }
+
+    /// A complete object read back from disk, promoted into memory when the budget has room
+    /// (otherwise served from the loaded bytes alone).
+    fn promote(
+        &self,
+        key: &CacheKey,
+        hash: HashBinary,
+        loaded: super::disk::DiskObject,
+    ) -> (CacheMeta, HitHandler) {
+        let meta = StoredMeta::capture(&loaded.meta);
+        let primary: Option<Box<str>> = key.primary_key_str().map(Into::into);
+        let weight = loaded.body.len() + meta.overhead(primary.as_deref());
+        let mut maps = self.shard(&hash).maps.write();
+        // A write that started meanwhile is newer than the file.
+        if let Some(write) = maps.inflight.get(&hash).and_then(|w| w.last()) {
+            return Self::partial_hit(write);
+        }
+        let fits = self.bytes_stored() + weight <= self.budget_bytes;
+        let hit = CompleteHit {
+            body: loaded.body.clone(),
+            pos: 0,
+            end: loaded.body.len(),
+            weight,
+            tracked: fits,
+        };
+        if fits {
+            let obj = StoredObject {
+                meta: meta.clone(),
+                body: loaded.body,
+                key: key.to_compact(),
+                primary,
+                weight,
+            };
+            let replaced = maps.complete.insert(hash, obj);
+            self.count_object(weight, replaced.as_ref());
+        }
+        (meta.to_cache_meta(), Box::new(MemoryHit::Complete(hit)))
     }
 
     /// Refuse objects whose body is larger than `n` bytes: at `get_miss_handler` when the
@@ -607,6 +661,9 @@ impl MemoryStorage {
                 }
             }
         }
+        if let Some(disk) = &self.disk {
+            disk.remove_prefix(prefix);
+        }
         self.counters
             .invalidations
             .fetch_add(removed as u64, Ordering::Relaxed);
@@ -641,6 +698,7 @@ impl MemoryStorage {
         eviction: Option<&dyn EvictionManager>,
     ) -> bool {
         let hash = CacheKey::new(primary, "").combined_bin();
+        let on_disk = self.disk.as_ref().is_some_and(|d| d.remove(&hash));
         let removed = {
             let mut maps = self.shard(&hash).maps.write();
             maps.purge_inflight(&hash);
@@ -658,7 +716,7 @@ impl MemoryStorage {
                 }
                 true
             }
-            None => false,
+            None => on_disk,
         }
     }
 
@@ -730,27 +788,39 @@ impl Storage for MemoryStorage {
         _trace: &SpanHandle,
     ) -> pingora_error::Result<Option<(CacheMeta, HitHandler)>> {
         let hash = key.combined_bin();
-        let maps = self.shard(&hash).maps.read();
-        // Prefer the newest write in flight: otherwise a refreshed asset stays invisible
-        // behind its expired predecessor until the whole body has arrived.
-        if let Some(write) = maps.inflight.get(&hash).and_then(|w| w.last()) {
-            return Ok(Some(Self::partial_hit(write)));
+        {
+            let maps = self.shard(&hash).maps.read();
+            // Prefer the newest write in flight: otherwise a refreshed asset stays invisible
+            // behind its expired predecessor until the whole body has arrived.
+            if let Some(write) = maps.inflight.get(&hash).and_then(|w| w.last()) {
+                return Ok(Some(Self::partial_hit(write)));
+            }
+            if let Some(obj) = maps.complete.get(&hash) {
+                // Built under the (shared) read lock: the header is cloned once, straight
+                // into the meta, and the body is a reference count.
+                let hit = CompleteHit {
+                    body: obj.body.clone(),
+                    pos: 0,
+                    end: obj.body.len(),
+                    weight: obj.weight,
+                    tracked: true,
+                };
+                return Ok(Some((
+                    obj.meta.to_cache_meta(),
+                    Box::new(MemoryHit::Complete(hit)),
+                )));
+            }
         }
-        let Some(obj) = maps.complete.get(&hash) else {
+        let Some(disk) = &self.disk else {
             return Ok(None);
         };
-        // Built under the (shared) read lock: the header is cloned once, straight into the
-        // meta, and the body is a reference count.
-        let hit = CompleteHit {
-            body: obj.body.clone(),
-            pos: 0,
-            end: obj.body.len(),
-            weight: obj.weight,
+        let Some(loaded) = disk.load(&hash).await else {
+            return Ok(None);
         };
-        Ok(Some((
-            obj.meta.to_cache_meta(),
-            Box::new(MemoryHit::Complete(hit)),
-        )))
+        if loaded.primary.as_deref() != key.primary_key_str() {
+            return Ok(None);
+        }
+        Ok(Some(self.promote(key, hash, loaded)))
     }
 
     async fn lookup_streaming_write(
@@ -881,7 +951,11 @@ impl Storage for MemoryStorage {
                 }
             }
         }
-        if removed.is_some() || inflight_purged {
+        let on_disk = match (purge_type, &self.disk) {
+            (PurgeType::Invalidation, Some(disk)) => disk.remove(&hash),
+            _ => false,
+        };
+        if removed.is_some() || inflight_purged || on_disk {
             Ok(PurgeOutcome::Purged(None))
         } else {
             Ok(PurgeOutcome::NotFound)
@@ -897,6 +971,10 @@ impl Storage for MemoryStorage {
             return Ok(PurgeOutcome::NotFound);
         }
         let hash = target.key().combined_bin();
+        // An expired object must not come back fresh from disk after a restart.
+        if let Some(disk) = &self.disk {
+            disk.remove(&hash);
+        }
         // Writes in flight are left alone: they carry a fresh response.
         let mut maps = self.shard(&hash).maps.write();
         match maps.complete.get_mut(&hash) {
@@ -959,6 +1037,9 @@ pub struct CompleteHit {
     pos: usize,
     end: usize,
     weight: usize,
+    /// In the memory maps (so the eviction manager should track it); `false` for a disk hit
+    /// the budget had no room to promote.
+    tracked: bool,
 }
 
 impl CompleteHit {
@@ -1098,7 +1179,7 @@ impl HandleHit for MemoryHit {
 
     fn should_count_access(&self) -> bool {
         // A partial hit's weight is unknown; the write is admitted with its size on finish.
-        matches!(self, MemoryHit::Complete(_))
+        matches!(self, MemoryHit::Complete(hit) if hit.tracked)
     }
 
     fn get_eviction_weight(&self) -> usize {
@@ -1293,7 +1374,7 @@ impl HandleMiss for MemoryMissHandler {
             } else {
                 let obj = StoredObject {
                     meta: self.write.meta.clone(),
-                    body,
+                    body: body.clone(),
                     key: self.write.key.clone(),
                     primary: self.write.primary.clone(),
                     weight,
@@ -1303,6 +1384,14 @@ impl HandleMiss for MemoryMissHandler {
                 true
             }
         };
+        if let (true, Some(disk)) = (committed, &self.storage.disk) {
+            disk.store(
+                self.hash,
+                self.write.primary.as_deref(),
+                self.write.meta.to_cache_meta(),
+                body,
+            );
+        }
         // Readers of a purged write still get the whole, correct body they started on.
         self.write.progress.send_replace(Progress::Complete(len));
         self.release();
