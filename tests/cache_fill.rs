@@ -548,3 +548,78 @@ async fn torn_or_altered_disk_files_are_misses() {
         "{m}"
     );
 }
+
+/// Origin fetches for the same objects after a graceful upgrade (`serve --upgrade`, then
+/// SIGQUIT to the old process), with or without the disk tier.
+async fn refetches_after_upgrade(disk: Option<&std::path::Path>) -> usize {
+    use std::process::{Command, Stdio};
+    let bodies: Vec<_> = (0..10).map(|i| random_bytes(256 * 1024, 800 + i)).collect();
+    let mut b = TestOrigin::new();
+    for (i, body) in bodies.iter().enumerate() {
+        b = b.route(
+            &format!("/h/d{i}.m4s"),
+            Reply::ok(body.clone(), "video/iso.segment"),
+        );
+    }
+    let origin = b.start();
+    let extra = match disk {
+        Some(d) => cfg(
+            &origin,
+            &format!(
+                "cache:\n  disk:\n    path: {}\n    bytes: 67108864\n",
+                d.display()
+            ),
+        ),
+        None => cfg(&origin, ""),
+    };
+    let mut old = Sluice::start(&extra);
+    fetch_all(&old, &bodies).await;
+    if disk.is_some() {
+        let start = Instant::now();
+        while metric(
+            &metrics(&old).await,
+            "sluice_cache_disk_events_total{event=\"write\"}",
+        ) < 10.0
+        {
+            assert!(start.elapsed() < Duration::from_secs(20), "not written");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let log = std::fs::File::create(old.state_dir().join("new.log")).unwrap();
+    let mut new = Command::new(common::sluice_bin())
+        .args(["serve", "--upgrade", "-c"])
+        .arg(&old.config_path)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    // The new process waits for the listening sockets; the old one hands them over on SIGQUIT.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(Command::new("kill")
+        .args(["-QUIT", &old.pid().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    old.wait_exit(Duration::from_secs(20));
+    let before = origin.total_hits();
+    // Served by the new process on the same sockets.
+    fetch_all(&old, &bodies).await;
+    let after = origin.total_hits() - before;
+    let _ = new.kill();
+    let _ = new.wait();
+    after
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_tier_keeps_the_working_set_across_an_upgrade() {
+    let without = refetches_after_upgrade(None).await;
+    let disk = tempfile::tempdir().unwrap();
+    let with = refetches_after_upgrade(Some(disk.path())).await;
+    eprintln!("origin fetches after an upgrade, 10 objects: memory only {without}, with cache.disk {with}");
+    assert_eq!(without, 10, "memory only: the new process starts cold");
+    assert_eq!(
+        with, 0,
+        "with the disk tier the new process serves from disk"
+    );
+}

@@ -88,6 +88,8 @@ pub struct DiskObject {
     pub meta: CacheMeta,
     pub body: Bytes,
     pub primary: Option<String>,
+    /// File size less the fixed header.
+    stored_len: usize,
 }
 
 struct Entry {
@@ -263,10 +265,11 @@ impl DiskTier {
 
     /// Read `hash` back, verified. `None` when there is no such file, or it was torn or
     /// altered (then it is deleted).
+    ///
+    /// A file the index does not know is looked for too: during a graceful upgrade the old
+    /// process keeps writing after this one indexed the directory. (A miss costs one failed
+    /// `open` on the blocking pool, small beside the origin fetch that follows.)
     pub async fn load(&self, hash: &HashBinary) -> Option<DiskObject> {
-        if !self.inner.index.lock().entries.contains_key(hash) {
-            return None;
-        }
         let inner = self.inner.clone();
         let hash = *hash;
         let read = tokio::task::spawn_blocking(move || {
@@ -278,7 +281,14 @@ impl DiskTier {
         let (inner, hash, result, path) = read;
         match result {
             Ok(obj) => {
-                inner.index.lock().touch(&hash);
+                let mut index = inner.index.lock();
+                if index.entries.contains_key(&hash) {
+                    index.touch(&hash);
+                } else {
+                    let size = (FIXED_HEADER + obj.stored_len) as u64;
+                    index.insert(hash, size, obj.primary.as_deref().map(Into::into));
+                }
+                drop(index);
                 inner.counters.hits.fetch_add(1, Ordering::Relaxed);
                 Some(obj)
             }
@@ -574,6 +584,7 @@ fn read_object(path: &Path) -> Result<DiskObject, DiskError> {
         meta,
         body: data.slice(p3..),
         primary,
+        stored_len: data.len() - FIXED_HEADER,
     })
 }
 
