@@ -43,6 +43,10 @@ pub const MIN_FRESH_FOR_DISK: Duration = Duration::from_secs(600);
 
 /// Writes queued for the writer thread; past this a write is dropped.
 const QUEUE: usize = 256;
+/// Body bytes queued for the writer thread (each one keeps its body alive, possibly after the
+/// memory tier evicted it); past this a write is dropped, so a slow disk cannot hold memory
+/// outside the cache budget without bound.
+const QUEUE_BYTES: usize = 64 << 20;
 
 const MAGIC: &[u8; 8] = b"SLUICE\x01\n";
 /// magic, 3 × u32 section lengths, u64 body length, u32 CRC-32.
@@ -164,6 +168,8 @@ struct Counters {
     evictions: AtomicU64,
     /// Writes queued and not yet done.
     pending: AtomicUsize,
+    /// Their body bytes.
+    pending_bytes: AtomicUsize,
     /// Invalidation epoch: bumped by every removal.
     epoch: AtomicU64,
 }
@@ -219,7 +225,12 @@ impl DiskTier {
             .name("sluice-disk-cache".into())
             .spawn(move || {
                 for job in jobs {
+                    let len = job.body.len();
                     writer.write(job);
+                    writer
+                        .counters
+                        .pending_bytes
+                        .fetch_sub(len, Ordering::AcqRel);
                     if writer.counters.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
                         // Nothing queued is older than the removals recorded so far.
                         let mut index = writer.index.lock();
@@ -242,7 +253,10 @@ impl DiskTier {
             return;
         }
         let c = &self.inner.counters;
-        if body.len() as u64 >= self.inner.budget {
+        let len = body.len();
+        let queued = c.pending_bytes.fetch_add(len, Ordering::AcqRel);
+        if len as u64 >= self.inner.budget || queued + len > QUEUE_BYTES.max(len) {
+            c.pending_bytes.fetch_sub(len, Ordering::AcqRel);
             c.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -258,6 +272,7 @@ impl DiskTier {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 c.pending.fetch_sub(1, Ordering::AcqRel);
+                c.pending_bytes.fetch_sub(len, Ordering::AcqRel);
                 c.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
