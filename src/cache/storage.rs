@@ -25,8 +25,8 @@
 //! - **Too large or over budget mid-stream: pass-through, never a cut body.** A body of unknown
 //!   length that outgrows the per-object limit, or whose growth the budget cannot take, turns
 //!   into a *pass-through*: it is never committed, no new reader can join it, and the bytes
-//!   its current readers have all read are dropped, so it holds at most
-//!   [`PASSTHROUGH_WINDOW_BYTES`] while the readers get the whole body. (Pingora's own
+//!   its current readers have all read are dropped, so it holds at most its window
+//!   ([`MemoryStorage::passthrough_window`]) while the readers get the whole body. (Pingora's own
 //!   `max_file_size` check would fail the response instead, so sluice leaves it unset.) A
 //!   reader that falls further behind than the window gets [`StorageError::ReaderFellBehind`].
 //! - **Accounting without scans.** [`MemoryStorage::bytes_stored`] and
@@ -74,10 +74,11 @@ pub const HIT_CHUNK_BYTES: usize = 1 << 20;
 /// is larger). Media segments are a few MB; a 64 MiB object is almost certainly not one.
 pub const DEFAULT_MAX_OBJECT_BYTES: usize = 64 << 20;
 
-/// Most unread bytes a pass-through write keeps for its slowest reader (see the module docs).
-/// Generous for a player that keeps up with its connection; a stalled one is cut here rather
-/// than letting one object's unread tail grow without bound.
-pub const PASSTHROUGH_WINDOW_BYTES: usize = 16 << 20;
+/// Least number of unread bytes a pass-through write keeps for its slowest reader; the window
+/// is the per-object limit when that is larger (a pass-through holds at most what one cached
+/// object may). Generous for a player that keeps up with its connection; a stalled one is cut
+/// there rather than letting one object's unread tail grow without bound.
+pub const PASSTHROUGH_MIN_WINDOW_BYTES: usize = 16 << 20;
 
 /// Fixed memory an entry costs besides its body and headers: the map slot, the compact key,
 /// the times, the `ResponseHeader` struct. An estimate; what matters is that it is the same
@@ -118,8 +119,8 @@ pub enum StorageError {
     /// `seek` start at or past the end of the body.
     #[error("seek start {start} is not within the {len} byte body")]
     SeekOutOfRange { start: usize, len: usize },
-    /// A reader of a pass-through write is more than [`PASSTHROUGH_WINDOW_BYTES`] behind the
-    /// origin: the bytes it needs next were dropped.
+    /// A reader of a pass-through write is further behind the origin than the window
+    /// ([`MemoryStorage::passthrough_window`]): the bytes it needs next were dropped.
     #[error("reader at byte {pos} fell behind a pass-through write that kept bytes from {kept}")]
     ReaderFellBehind { pos: usize, kept: usize },
 }
@@ -542,6 +543,12 @@ impl MemoryStorage {
     /// The per-object body limit.
     pub fn max_object_bytes(&self) -> usize {
         self.max_object_bytes
+    }
+
+    /// Most unread bytes a pass-through keeps: the per-object limit, at least
+    /// [`PASSTHROUGH_MIN_WINDOW_BYTES`].
+    pub fn passthrough_window(&self) -> usize {
+        self.max_object_bytes.max(PASSTHROUGH_MIN_WINDOW_BYTES)
     }
 
     /// Complete objects' weight (body + header estimate) plus in-flight reservations.
@@ -1246,11 +1253,11 @@ impl MemoryMissHandler {
         self.storage.note_uncached(reason);
     }
 
-    /// A pass-through keeps only what its slowest reader has not read, and at most
-    /// [`PASSTHROUGH_WINDOW_BYTES`] of it; what it keeps counts as in flight.
+    /// A pass-through keeps only what its slowest reader has not read, and at most its
+    /// window of it; what it keeps counts as in flight.
     fn keep_window(&mut self) {
         let len = self.written;
-        let floor = len.saturating_sub(PASSTHROUGH_WINDOW_BYTES);
+        let floor = len.saturating_sub(self.storage.passthrough_window());
         let from = self.write.slowest_reader().unwrap_or(len).clamp(floor, len);
         let kept = {
             let mut body = self.write.body.write();

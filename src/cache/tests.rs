@@ -14,7 +14,7 @@ use pingora_cache::trace::{Span, SpanHandle};
 use pingora_cache::{CacheKey, CacheMeta};
 use pingora_http::ResponseHeader;
 
-use super::storage::{HIT_CHUNK_BYTES, PASSTHROUGH_WINDOW_BYTES};
+use super::storage::{HIT_CHUNK_BYTES, PASSTHROUGH_MIN_WINDOW_BYTES};
 use super::*;
 
 fn leak(storage: MemoryStorage) -> &'static MemoryStorage {
@@ -668,7 +668,7 @@ async fn a_pass_through_keeps_only_what_its_readers_have_not_read() {
     let chunk = Bytes::from(body_of(1 << 20));
     let (mut sent, mut read) = (0usize, 0usize);
     // Past the object limit at once; the fast reader keeps up, the other reads nothing.
-    while sent <= PASSTHROUGH_WINDOW_BYTES + (2 << 20) {
+    while sent <= PASSTHROUGH_MIN_WINDOW_BYTES + (2 << 20) {
         writer
             .write_body(chunk.clone(), false)
             .await
@@ -682,7 +682,7 @@ async fn a_pass_through_keeps_only_what_its_readers_have_not_read() {
         if sent > 1 << 20 {
             assert_eq!(
                 storage.stats().inflight_bytes,
-                sent.min(PASSTHROUGH_WINDOW_BYTES)
+                sent.min(PASSTHROUGH_MIN_WINDOW_BYTES)
             );
         }
     }
