@@ -191,6 +191,15 @@ pub mod file {
         /// duration).
         #[serde(with = "humantime_serde")]
         pub blocking_reload_timeout: std::time::Duration,
+        /// The disk tier behind the memory cache; off when absent.
+        pub disk: Option<CacheDisk>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct CacheDisk {
+        pub path: std::path::PathBuf,
+        pub bytes: u64,
     }
 
     impl Default for Cache {
@@ -208,6 +217,7 @@ pub mod file {
                 stale_if_error: Duration::from_secs(300),
                 lock_timeout: Duration::from_secs(10),
                 blocking_reload_timeout: Duration::from_secs(20),
+                disk: None,
             }
         }
     }
@@ -382,6 +392,14 @@ pub struct CacheConfig {
     pub stale_if_error: Duration,
     pub lock_timeout: Duration,
     pub blocking_reload_timeout: Duration,
+    pub disk: Option<CacheDiskConfig>,
+}
+
+/// `cache.disk`: where the disk tier keeps its files and how many bytes of them at most.
+#[derive(Debug, Clone)]
+pub struct CacheDiskConfig {
+    pub path: PathBuf,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -786,6 +804,17 @@ impl Validator<'_> {
                 "must be above zero and not above cache.memory_bytes",
             ));
         }
+        if let Some(d) = &c.disk {
+            if d.path.as_os_str().is_empty() {
+                return Err(self.err("cache.disk.path", "must name a directory"));
+            }
+            if d.bytes < c.max_object_bytes {
+                return Err(self.err(
+                    "cache.disk.bytes",
+                    "must be at least cache.max_object_bytes",
+                ));
+            }
+        }
         let mut extensions = Vec::new();
         for e in &raw.stream.extensions {
             let e = e.trim_start_matches('.').to_ascii_lowercase();
@@ -895,6 +924,10 @@ impl Validator<'_> {
                 stale_if_error: c.stale_if_error,
                 lock_timeout: c.lock_timeout,
                 blocking_reload_timeout: c.blocking_reload_timeout,
+                disk: c.disk.as_ref().map(|d| CacheDiskConfig {
+                    path: d.path.clone(),
+                    bytes: d.bytes,
+                }),
             },
             stream: StreamConfig {
                 extensions,
@@ -1030,6 +1063,26 @@ mod tests {
             e.contains("cache.memory_bytes") && e.contains("line 2"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn cache_disk_is_off_by_default_and_validated() {
+        assert!(parse("").unwrap().cache.disk.is_none());
+        let c =
+            parse("cache:\n  disk:\n    path: /var/cache/sluice\n    bytes: 1073741824\n").unwrap();
+        let d = c.cache.disk.unwrap();
+        assert_eq!(
+            (d.path.to_str(), d.bytes),
+            (Some("/var/cache/sluice"), 1 << 30)
+        );
+        let e = parse("cache:\n  disk:\n    path: /x\n    bytes: 1000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cache.disk.bytes"), "{e}");
+        let e = parse("cache:\n  disk:\n    path: /x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bytes"), "{e}");
     }
 
     #[test]

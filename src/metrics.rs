@@ -71,6 +71,44 @@ pub static CACHE_LOOKUPS: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// Bytes reserved by cache fills in flight (part of `sluice_cache_bytes`).
+pub static CACHE_INFLIGHT_BYTES: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "sluice_cache_inflight_bytes",
+        "Bytes reserved by cache fills in flight (included in sluice_cache_bytes)"
+    )
+    .expect("metric registers once")
+});
+
+/// Objects streamed through uncached, by reason: too_large, over_budget.
+pub static CACHE_UNCACHED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "sluice_cache_uncached_total",
+        "Cacheable objects streamed through uncached, by reason",
+        &["reason"]
+    )
+    .expect("metric registers once")
+});
+
+/// Bytes of files in the disk tier (`cache.disk`).
+pub static CACHE_DISK_BYTES: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "sluice_cache_disk_bytes",
+        "Bytes of files in the disk cache tier"
+    )
+    .expect("metric registers once")
+});
+
+/// Disk tier events: hit (read back), write, dropped, corrupt (deleted unread), evicted.
+pub static CACHE_DISK_EVENTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "sluice_cache_disk_events_total",
+        "Disk cache tier events, by kind: hit, write, dropped, corrupt, evicted",
+        &["event"]
+    )
+    .expect("metric registers once")
+});
+
 /// Requests that waited on the cache lock for another request's origin fetch.
 pub static CACHE_LOCK_WAITS: Lazy<IntCounter> = Lazy::new(|| {
     register_int_counter!(
@@ -224,6 +262,10 @@ pub fn render() -> Vec<u8> {
     Lazy::force(&CACHE_LOCK_WAITS);
     Lazy::force(&CACHE_EVICTIONS);
     Lazy::force(&CACHE_BYTES);
+    Lazy::force(&CACHE_INFLIGHT_BYTES);
+    for reason in ["too_large", "over_budget"] {
+        CACHE_UNCACHED.with_label_values(&[reason]);
+    }
     Lazy::force(&AUTH_REJECTIONS);
     Lazy::force(&ACCESS_LOG_DROPPED);
     Lazy::force(&PREFETCHES);

@@ -110,7 +110,9 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
         cache: config
             .cache
             .enabled
-            .then(|| crate::cache::runtime::CacheRuntime::install(&config.cache)),
+            .then(|| crate::cache::runtime::CacheRuntime::install(&config.cache))
+            .transpose()
+            .map_err(|e| StartError::Setup(e.to_string()))?,
         rate_limits: crate::ratelimit::RateLimits::new(config.rate_limits),
         access_log,
         stats: crate::stats::StatsTable::new(),

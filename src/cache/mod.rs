@@ -3,9 +3,11 @@
 //! Where it sits in a request's path: the edge's cache phases (pingora-cache, with the cache
 //! lock and an eviction manager) call [`MemoryStorage`] to look objects up, to stream a miss
 //! into it while players already read the arriving bytes, and to purge what the eviction
-//! manager evicts. Operators purge through [`MemoryStorage::purge_prefix`] and
+//! manager evicts. Behind it, optionally, [`disk::DiskTier`] keeps objects across restarts.
+//! Operators purge through [`MemoryStorage::purge_prefix`] and
 //! [`MemoryStorage::purge_exact_primary`].
 
+pub mod disk;
 pub mod policy;
 pub mod runtime;
 pub mod storage;

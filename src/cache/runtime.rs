@@ -8,8 +8,9 @@ use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora_cache::{CacheKey, CacheMeta, NoCacheReason, RespCacheable};
 use pingora_http::ResponseHeader;
 
+use super::disk::{DiskError, DiskTier};
 use super::policy::{CachePolicy, Decision};
-use super::storage::MemoryStorage;
+use super::storage::{MemoryStorage, UncachedReason};
 use crate::config::CacheConfig;
 use crate::media::MediaKind;
 use crate::metrics;
@@ -27,15 +28,23 @@ pub struct CacheRuntime {
     pub policy: CachePolicy,
     pub max_object_bytes: usize,
     pub budget_bytes: usize,
+    /// `cache.lock_timeout`: the most a request waits, in total, behind another request's
+    /// fetch of the same object (see [`crate::edge`]'s `caching::wait_left`).
+    pub wait_budget: std::time::Duration,
 }
 
 impl CacheRuntime {
     /// Build and leak the cache for this process.
-    pub fn install(cfg: &CacheConfig) -> &'static CacheRuntime {
-        let storage: &'static MemoryStorage = Box::leak(Box::new(
-            MemoryStorage::new(cfg.shards, cfg.memory_bytes)
-                .with_max_object_bytes(cfg.max_object_bytes),
-        ));
+    ///
+    /// # Errors
+    /// The disk tier's directory (`cache.disk.path`) cannot be created or read.
+    pub fn install(cfg: &CacheConfig) -> Result<&'static CacheRuntime, DiskError> {
+        let mut storage = MemoryStorage::new(cfg.shards, cfg.memory_bytes)
+            .with_max_object_bytes(cfg.max_object_bytes);
+        if let Some(d) = &cfg.disk {
+            storage = storage.with_disk(DiskTier::open(&d.path, d.bytes)?);
+        }
+        let storage: &'static MemoryStorage = Box::leak(Box::new(storage));
         // Capacity is a hint for pre-allocation: assume ~64 KiB objects on average.
         let capacity = (cfg.memory_bytes / (64 * 1024)).clamp(1024, 1 << 20);
         // The LRU evicts at 7/8 of the budget: the storage counts writes still in flight too,
@@ -46,7 +55,7 @@ impl CacheRuntime {
         let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(cfg.lock_timeout));
         let blocking_lock: &'static CacheKeyLockImpl =
             Box::leak(CacheLock::new_boxed(cfg.blocking_reload_timeout));
-        Box::leak(Box::new(CacheRuntime {
+        Ok(Box::leak(Box::new(CacheRuntime {
             storage,
             eviction,
             lock,
@@ -54,7 +63,8 @@ impl CacheRuntime {
             policy: CachePolicy::from(cfg),
             max_object_bytes: cfg.max_object_bytes,
             budget_bytes: cfg.memory_bytes,
-        }))
+            wait_budget: cfg.lock_timeout,
+        })))
     }
 
     /// The key for an upstream object: scheme, host and path only, never query tokens,
@@ -66,6 +76,19 @@ impl CacheRuntime {
     /// Turn a response into a cacheable meta, or say why not.
     pub fn cacheability(&self, kind: MediaKind, resp: &ResponseHeader) -> RespCacheable {
         let now = SystemTime::now();
+        // Known too large: not cached, and waiters on the cache lock go to the origin at once
+        // (`ResponseTooLarge` gives the lock up) instead of queueing for a fill that never
+        // comes. Unknown lengths are judged by the storage as they stream.
+        let too_large = resp
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .is_some_and(|len| len > self.max_object_bytes);
+        if too_large {
+            self.storage.note_uncached(UncachedReason::TooLarge);
+            return RespCacheable::Uncacheable(NoCacheReason::ResponseTooLarge);
+        }
         match self.policy.decide(kind, resp, now) {
             Decision::Store {
                 ttl,
@@ -114,11 +137,42 @@ impl CacheRuntime {
 
     /// Copy storage counters into the metrics registry (called at scrape time).
     pub fn refresh_metrics(&self) {
-        metrics::CACHE_BYTES.set(self.storage.bytes_stored() as i64);
-        let evicted = self.storage.evictions();
-        let seen = metrics::CACHE_EVICTIONS.get();
-        if evicted > seen {
-            metrics::CACHE_EVICTIONS.inc_by(evicted - seen);
+        let stats = self.storage.stats();
+        metrics::CACHE_BYTES.set(stats.bytes_stored as i64);
+        metrics::CACHE_INFLIGHT_BYTES.set(stats.inflight_bytes as i64);
+        catch_up(&metrics::CACHE_EVICTIONS, stats.evictions);
+        if let Some(disk) = self.storage.disk() {
+            let d = disk.stats();
+            metrics::CACHE_DISK_BYTES.set(d.bytes as i64);
+            for (event, count) in [
+                ("hit", d.hits),
+                ("write", d.writes),
+                ("dropped", d.dropped),
+                ("corrupt", d.corrupt),
+                ("evicted", d.evictions),
+            ] {
+                catch_up(
+                    &metrics::CACHE_DISK_EVENTS.with_label_values(&[event]),
+                    count,
+                );
+            }
         }
+        for (reason, count) in [
+            (UncachedReason::TooLarge, stats.uncached_too_large),
+            (UncachedReason::OverBudget, stats.uncached_over_budget),
+        ] {
+            catch_up(
+                &metrics::CACHE_UNCACHED.with_label_values(&[reason.as_str()]),
+                count,
+            );
+        }
+    }
+}
+
+/// Bring a Prometheus counter up to a storage counter (both only grow).
+fn catch_up(counter: &prometheus::IntCounter, now: u64) {
+    let seen = counter.get();
+    if now > seen {
+        counter.inc_by(now - seen);
     }
 }

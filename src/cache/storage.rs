@@ -16,8 +16,19 @@
 //!   bytes as they arrive (and can seek, waiting for the range to arrive). A lookup prefers an
 //!   in-flight write over an older complete object, so a refreshed asset is visible at once.
 //! - **Failures are errors, never short bodies.** A write dropped without `finish()` (origin
-//!   failed), a body that outgrows the per-object limit, and a body whose length differs from
-//!   its `Content-Length` are not committed, and every partial reader gets an error.
+//!   failed) and a body whose length differs from its `Content-Length` are not committed, and
+//!   every partial reader gets an error.
+//! - **In-flight writes are inside the budget.** A write reserves its `Content-Length` when it
+//!   starts and grows its reservation as bytes arrive beyond it; complete objects plus
+//!   reservations never pass the budget given to [`MemoryStorage::new`]. A write that would
+//!   is refused at `get_miss_handler` (pingora then streams the response through uncached).
+//! - **Too large or over budget mid-stream: pass-through, never a cut body.** A body of unknown
+//!   length that outgrows the per-object limit, or whose growth the budget cannot take, turns
+//!   into a *pass-through*: it is never committed, no new reader can join it, and the bytes
+//!   its current readers have all read are dropped, so it holds at most its window
+//!   ([`MemoryStorage::passthrough_window`]) while the readers get the whole body. (Pingora's own
+//!   `max_file_size` check would fail the response instead, so sluice leaves it unset.) A
+//!   reader that falls further behind than the window gets [`StorageError::ReaderFellBehind`].
 //! - **Accounting without scans.** [`MemoryStorage::bytes_stored`] and
 //!   [`MemoryStorage::objects`] are atomics kept in step with the maps. A committed entry
 //!   weighs `body + header estimate`; the same number is returned to pingora as
@@ -25,19 +36,16 @@
 //!   and this storage agree on what is stored.
 //!
 //! Eviction is pingora's: its eviction manager (e.g. `eviction::lru::Manager`) decides and
-//! calls [`Storage::purge`] with [`PurgeType::Eviction`]. The budget given to
-//! [`MemoryStorage::new`] is only a safety net: once `bytes_stored()` reaches it, new writes
-//! are refused (the request is served from the origin uncached), so a missing or lagging
-//! eviction manager cannot exhaust memory. Set the eviction manager's limit below the budget
-//! to leave headroom for in-flight writes.
+//! calls [`Storage::purge`] with [`PurgeType::Eviction`]. Set the eviction manager's limit
+//! below the budget: the difference is what in-flight writes always have room for.
 //!
 //! Out of scope: variants (`Vary`) beyond keeping the key's combined hash, and entry ids
 //! (entries are identified by key only, like `MemCache`).
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -65,6 +73,12 @@ pub const HIT_CHUNK_BYTES: usize = 1 << 20;
 /// Per-object limit when [`MemoryStorage::with_max_object_bytes`] is not called (and the budget
 /// is larger). Media segments are a few MB; a 64 MiB object is almost certainly not one.
 pub const DEFAULT_MAX_OBJECT_BYTES: usize = 64 << 20;
+
+/// Least number of unread bytes a pass-through write keeps for its slowest reader; the window
+/// is the per-object limit when that is larger (a pass-through holds at most what one cached
+/// object may). Generous for a player that keeps up with its connection; a stalled one is cut
+/// there rather than letting one object's unread tail grow without bound.
+pub const PASSTHROUGH_MIN_WINDOW_BYTES: usize = 16 << 20;
 
 /// Fixed memory an entry costs besides its body and headers: the map slot, the compact key,
 /// the times, the `ResponseHeader` struct. An estimate; what matters is that it is the same
@@ -105,6 +119,28 @@ pub enum StorageError {
     /// `seek` start at or past the end of the body.
     #[error("seek start {start} is not within the {len} byte body")]
     SeekOutOfRange { start: usize, len: usize },
+    /// A reader of a pass-through write is further behind the origin than the window
+    /// ([`MemoryStorage::passthrough_window`]): the bytes it needs next were dropped.
+    #[error("reader at byte {pos} fell behind a pass-through write that kept bytes from {kept}")]
+    ReaderFellBehind { pos: usize, kept: usize },
+}
+
+/// Why an object was not cached (the `reason` label of `sluice_cache_uncached_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UncachedReason {
+    /// Larger than the per-object limit (by `Content-Length`, or as it streamed).
+    TooLarge,
+    /// The budget had no room for it (when it started, or as it grew).
+    OverBudget,
+}
+
+impl UncachedReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UncachedReason::TooLarge => "too_large",
+            UncachedReason::OverBudget => "over_budget",
+        }
+    }
 }
 
 impl From<StorageError> for Box<Error> {
@@ -131,11 +167,13 @@ impl From<StorageError> for Box<Error> {
 /// A point-in-time copy of the storage's counters, for the metrics endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StorageStats {
-    /// Complete objects' weight (body + header estimate) plus in-flight body bytes.
+    /// Complete objects' weight (body + header estimate) plus in-flight reservations.
     pub bytes_stored: usize,
     /// Complete objects.
     pub objects: usize,
-    /// Body bytes of writes in flight.
+    /// Bytes reserved by writes in flight: each write's weight once committed (its
+    /// `Content-Length` or bytes written, whichever is larger, plus the entry overhead), and
+    /// the kept window of pass-through writes.
     pub inflight_bytes: usize,
     /// Writes in flight.
     pub inflight_writes: usize,
@@ -147,8 +185,14 @@ pub struct StorageStats {
     pub invalidations: u64,
     /// Writes refused at `get_miss_handler` (too large, over budget).
     pub refused_writes: u64,
-    /// Writes not committed (origin failed, too large mid-stream, length mismatch, purged).
+    /// Writes not committed (origin failed, length mismatch, purged).
     pub abandoned_writes: u64,
+    /// Writes turned into pass-throughs mid-stream (too large or over budget).
+    pub passthrough_writes: u64,
+    /// Objects not cached because they were too large (refused or passed through).
+    pub uncached_too_large: u64,
+    /// Objects not cached because the budget had no room (refused or passed through).
+    pub uncached_over_budget: u64,
 }
 
 /// What a hit needs to rebuild its [`CacheMeta`], kept as values instead of serialized.
@@ -240,20 +284,49 @@ enum Progress {
     Failed { len: usize, reason: StorageError },
 }
 
-/// The body of a write in flight: the origin's chunks as they arrived, zero-copy.
+/// The body of a write in flight: the origin's chunks as they arrived, zero-copy. A
+/// pass-through drops its front (bytes every reader has read).
 #[derive(Default)]
 struct Chunks {
-    chunks: Vec<Bytes>,
+    chunks: VecDeque<Bytes>,
     /// `starts[i]` is the body offset of `chunks[i]`.
-    starts: Vec<usize>,
+    starts: VecDeque<usize>,
     len: usize,
 }
 
 impl Chunks {
     fn push(&mut self, data: Bytes) {
-        self.starts.push(self.len);
+        self.starts.push_back(self.len);
         self.len += data.len();
-        self.chunks.push(data);
+        self.chunks.push_back(data);
+    }
+
+    /// Offset of the first byte still kept.
+    fn kept_from(&self) -> usize {
+        self.starts.front().copied().unwrap_or(self.len)
+    }
+
+    /// Drop whole chunks that end at or before `pos`.
+    fn drop_before(&mut self, pos: usize) {
+        while let (Some(&start), Some(chunk)) = (self.starts.front(), self.chunks.front()) {
+            if start + chunk.len() > pos {
+                break;
+            }
+            self.starts.pop_front();
+            self.chunks.pop_front();
+        }
+    }
+
+    /// Replace the chunks by one exact-size body (at commit: readers still streaming then
+    /// share the stored object's memory instead of keeping the chunks alive).
+    fn replace_with(&mut self, body: Bytes) {
+        self.chunks.clear();
+        self.starts.clear();
+        self.len = body.len();
+        if !body.is_empty() {
+            self.starts.push_back(0);
+            self.chunks.push_back(body);
+        }
     }
 
     /// The bytes from `pos` up to `limit`, within one chunk (so zero-copy).
@@ -288,6 +361,22 @@ struct InflightWrite {
     /// Set (under the shard lock) by an invalidation: the write keeps feeding the readers it
     /// has but must not be committed, since the purge came after it started.
     purged: AtomicBool,
+    /// Where each reader is (`usize::MAX` once done), for a pass-through to drop what all
+    /// have read.
+    readers: parking_lot::Mutex<Vec<Weak<AtomicUsize>>>,
+}
+
+impl InflightWrite {
+    /// The lowest position of a live reader, or `None` when no reader is left.
+    fn slowest_reader(&self) -> Option<usize> {
+        let mut readers = self.readers.lock();
+        readers.retain(|r| r.strong_count() > 0);
+        readers
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|p| p.load(Ordering::Relaxed))
+            .min()
+    }
 }
 
 #[derive(Default)]
@@ -337,6 +426,7 @@ struct Shard {
 struct Counters {
     complete_bytes: AtomicUsize,
     objects: AtomicUsize,
+    /// Reservations of writes in flight (see [`StorageStats::inflight_bytes`]).
     inflight_bytes: AtomicUsize,
     inflight_writes: AtomicUsize,
     evictions: AtomicU64,
@@ -344,6 +434,9 @@ struct Counters {
     invalidations: AtomicU64,
     refused_writes: AtomicU64,
     abandoned_writes: AtomicU64,
+    passthrough_writes: AtomicU64,
+    uncached_too_large: AtomicU64,
+    uncached_over_budget: AtomicU64,
 }
 
 /// Sharded, bounded in-memory cache storage for pingora-cache. See the module docs for what
@@ -358,6 +451,8 @@ pub struct MemoryStorage {
     max_object_bytes: usize,
     next_write_id: AtomicU64,
     counters: Counters,
+    /// The disk tier behind this one (`cache.disk`), if configured.
+    disk: Option<super::disk::DiskTier>,
 }
 
 impl MemoryStorage {
@@ -376,7 +471,59 @@ impl MemoryStorage {
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES.min(budget_bytes),
             next_write_id: AtomicU64::new(0),
             counters: Counters::default(),
+            disk: None,
         }
+    }
+
+    /// Put a disk tier behind this storage: misses look there (a verified object is promoted
+    /// into memory), committed objects worth keeping are written there, invalidations remove
+    /// them there too. Memory evictions leave the disk copy.
+    pub fn with_disk(mut self, disk: super::disk::DiskTier) -> Self {
+        self.disk = Some(disk);
+        self
+    }
+
+    /// The disk tier, if any.
+    pub fn disk(&self) -> Option<&super::disk::DiskTier> {
+        self.disk.as_ref()
+    }
+
+    /// A complete object read back from disk, promoted into memory when the budget has room
+    /// (otherwise served from the loaded bytes alone).
+    fn promote(
+        &self,
+        key: &CacheKey,
+        hash: HashBinary,
+        loaded: super::disk::DiskObject,
+    ) -> (CacheMeta, HitHandler) {
+        let meta = StoredMeta::capture(&loaded.meta);
+        let primary: Option<Box<str>> = key.primary_key_str().map(Into::into);
+        let weight = loaded.body.len() + meta.overhead(primary.as_deref());
+        let mut maps = self.shard(&hash).maps.write();
+        // A write that started meanwhile is newer than the file.
+        if let Some(write) = maps.inflight.get(&hash).and_then(|w| w.last()) {
+            return Self::partial_hit(write);
+        }
+        let fits = self.bytes_stored() + weight <= self.budget_bytes;
+        let hit = CompleteHit {
+            body: loaded.body.clone(),
+            pos: 0,
+            end: loaded.body.len(),
+            weight,
+            tracked: fits,
+        };
+        if fits {
+            let obj = StoredObject {
+                meta: meta.clone(),
+                body: loaded.body,
+                key: key.to_compact(),
+                primary,
+                weight,
+            };
+            let replaced = maps.complete.insert(hash, obj);
+            self.count_object(weight, replaced.as_ref());
+        }
+        (meta.to_cache_meta(), Box::new(MemoryHit::Complete(hit)))
     }
 
     /// Refuse objects whose body is larger than `n` bytes: at `get_miss_handler` when the
@@ -398,7 +545,13 @@ impl MemoryStorage {
         self.max_object_bytes
     }
 
-    /// Complete objects' weight (body + header estimate) plus in-flight body bytes.
+    /// Most unread bytes a pass-through keeps: the per-object limit, at least
+    /// [`PASSTHROUGH_MIN_WINDOW_BYTES`].
+    pub fn passthrough_window(&self) -> usize {
+        self.max_object_bytes.max(PASSTHROUGH_MIN_WINDOW_BYTES)
+    }
+
+    /// Complete objects' weight (body + header estimate) plus in-flight reservations.
     pub fn bytes_stored(&self) -> usize {
         self.counters.complete_bytes.load(Ordering::Relaxed)
             + self.counters.inflight_bytes.load(Ordering::Relaxed)
@@ -428,6 +581,46 @@ impl MemoryStorage {
             invalidations: c.invalidations.load(Ordering::Relaxed),
             refused_writes: c.refused_writes.load(Ordering::Relaxed),
             abandoned_writes: c.abandoned_writes.load(Ordering::Relaxed),
+            passthrough_writes: c.passthrough_writes.load(Ordering::Relaxed),
+            uncached_too_large: c.uncached_too_large.load(Ordering::Relaxed),
+            uncached_over_budget: c.uncached_over_budget.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Count an object that is not cached, for `sluice_cache_uncached_total{reason}`. The
+    /// storage counts its own refusals and pass-throughs; the edge counts the objects it
+    /// declines before asking (a `Content-Length` over the limit).
+    pub fn note_uncached(&self, reason: UncachedReason) {
+        let counter = match reason {
+            UncachedReason::TooLarge => &self.counters.uncached_too_large,
+            UncachedReason::OverBudget => &self.counters.uncached_over_budget,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reserve `need` in-flight bytes if complete objects plus reservations stay within the
+    /// budget (a reservation of 0 needs the budget not to be full). `false`: no room.
+    fn try_reserve(&self, need: usize) -> bool {
+        let c = &self.counters;
+        let mut reserved = c.inflight_bytes.load(Ordering::Relaxed);
+        loop {
+            let total = c.complete_bytes.load(Ordering::Relaxed) + reserved;
+            let fits = match need {
+                0 => total < self.budget_bytes,
+                n => total.saturating_add(n) <= self.budget_bytes,
+            };
+            if !fits {
+                return false;
+            }
+            match c.inflight_bytes.compare_exchange_weak(
+                reserved,
+                reserved + need,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => reserved = now,
+            }
         }
     }
 
@@ -475,6 +668,9 @@ impl MemoryStorage {
                 }
             }
         }
+        if let Some(disk) = &self.disk {
+            disk.remove_prefix(prefix);
+        }
         self.counters
             .invalidations
             .fetch_add(removed as u64, Ordering::Relaxed);
@@ -509,6 +705,7 @@ impl MemoryStorage {
         eviction: Option<&dyn EvictionManager>,
     ) -> bool {
         let hash = CacheKey::new(primary, "").combined_bin();
+        let on_disk = self.disk.as_ref().is_some_and(|d| d.remove(&hash));
         let removed = {
             let mut maps = self.shard(&hash).maps.write();
             maps.purge_inflight(&hash);
@@ -526,7 +723,7 @@ impl MemoryStorage {
                 }
                 true
             }
-            None => false,
+            None => on_disk,
         }
     }
 
@@ -562,12 +759,21 @@ impl MemoryStorage {
     }
 
     fn partial_hit(write: &Arc<InflightWrite>) -> (CacheMeta, HitHandler) {
+        let seen = Arc::new(AtomicUsize::new(0));
+        {
+            let mut readers = write.readers.lock();
+            if readers.len() >= 64 {
+                readers.retain(|r| r.strong_count() > 0);
+            }
+            readers.push(Arc::downgrade(&seen));
+        }
         let hit = PartialHit {
             write: write.clone(),
             progress: write.progress.subscribe(),
             pos: 0,
             end: None,
             seek_start: None,
+            seen,
         };
         (
             write.meta.to_cache_meta(),
@@ -589,27 +795,39 @@ impl Storage for MemoryStorage {
         _trace: &SpanHandle,
     ) -> pingora_error::Result<Option<(CacheMeta, HitHandler)>> {
         let hash = key.combined_bin();
-        let maps = self.shard(&hash).maps.read();
-        // Prefer the newest write in flight: otherwise a refreshed asset stays invisible
-        // behind its expired predecessor until the whole body has arrived.
-        if let Some(write) = maps.inflight.get(&hash).and_then(|w| w.last()) {
-            return Ok(Some(Self::partial_hit(write)));
+        {
+            let maps = self.shard(&hash).maps.read();
+            // Prefer the newest write in flight: otherwise a refreshed asset stays invisible
+            // behind its expired predecessor until the whole body has arrived.
+            if let Some(write) = maps.inflight.get(&hash).and_then(|w| w.last()) {
+                return Ok(Some(Self::partial_hit(write)));
+            }
+            if let Some(obj) = maps.complete.get(&hash) {
+                // Built under the (shared) read lock: the header is cloned once, straight
+                // into the meta, and the body is a reference count.
+                let hit = CompleteHit {
+                    body: obj.body.clone(),
+                    pos: 0,
+                    end: obj.body.len(),
+                    weight: obj.weight,
+                    tracked: true,
+                };
+                return Ok(Some((
+                    obj.meta.to_cache_meta(),
+                    Box::new(MemoryHit::Complete(hit)),
+                )));
+            }
         }
-        let Some(obj) = maps.complete.get(&hash) else {
+        let Some(disk) = &self.disk else {
             return Ok(None);
         };
-        // Built under the (shared) read lock: the header is cloned once, straight into the
-        // meta, and the body is a reference count.
-        let hit = CompleteHit {
-            body: obj.body.clone(),
-            pos: 0,
-            end: obj.body.len(),
-            weight: obj.weight,
+        let Some(loaded) = disk.load(&hash).await else {
+            return Ok(None);
         };
-        Ok(Some((
-            obj.meta.to_cache_meta(),
-            Box::new(MemoryHit::Complete(hit)),
-        )))
+        if loaded.primary.as_deref() != key.primary_key_str() {
+            return Ok(None);
+        }
+        Ok(Some(self.promote(key, hash, loaded)))
     }
 
     async fn lookup_streaming_write(
@@ -642,24 +860,29 @@ impl Storage for MemoryStorage {
         _trace: &SpanHandle,
     ) -> pingora_error::Result<MissHandler> {
         let stored = StoredMeta::capture(meta);
-        if let Some(length) = stored.content_length() {
+        let length = stored.content_length();
+        if let Some(length) = length {
             if length > self.max_object_bytes {
+                self.note_uncached(UncachedReason::TooLarge);
                 return Err(self.refuse(StorageError::ObjectTooLarge {
                     size: length,
                     max: self.max_object_bytes,
                 }));
             }
         }
-        let stored_bytes = self.bytes_stored();
-        if stored_bytes >= self.budget_bytes {
-            return Err(self.refuse(StorageError::OverBudget {
-                stored: stored_bytes,
-                budget: self.budget_bytes,
-            }));
-        }
         let hash = key.combined_bin();
         let primary: Option<Box<str>> = key.primary_key_str().map(Into::into);
         let overhead = stored.overhead(primary.as_deref());
+        // The whole announced body (and the entry's overhead) is reserved now, so N slow fills
+        // that started together cannot each grow into the budget's last free bytes.
+        let reserved = overhead + length.unwrap_or(0);
+        if !self.try_reserve(reserved) {
+            self.note_uncached(UncachedReason::OverBudget);
+            return Err(self.refuse(StorageError::OverBudget {
+                stored: self.bytes_stored(),
+                budget: self.budget_bytes,
+            }));
+        }
         let id = self.next_write_id.fetch_add(1, Ordering::Relaxed);
         let (progress, _) = watch::channel(Progress::Writing(0));
         let write = Arc::new(InflightWrite {
@@ -671,6 +894,7 @@ impl Storage for MemoryStorage {
             body: RwLock::new(Chunks::default()),
             progress,
             purged: AtomicBool::new(false),
+            readers: parking_lot::Mutex::new(Vec::new()),
         });
         self.shard(&hash)
             .maps
@@ -688,6 +912,8 @@ impl Storage for MemoryStorage {
             write,
             tag: id.into(),
             written: 0,
+            reserved,
+            passthrough: false,
             eof: false,
             ended: false,
         }))
@@ -732,7 +958,11 @@ impl Storage for MemoryStorage {
                 }
             }
         }
-        if removed.is_some() || inflight_purged {
+        let on_disk = match (purge_type, &self.disk) {
+            (PurgeType::Invalidation, Some(disk)) => disk.remove(&hash),
+            _ => false,
+        };
+        if removed.is_some() || inflight_purged || on_disk {
             Ok(PurgeOutcome::Purged(None))
         } else {
             Ok(PurgeOutcome::NotFound)
@@ -748,6 +978,10 @@ impl Storage for MemoryStorage {
             return Ok(PurgeOutcome::NotFound);
         }
         let hash = target.key().combined_bin();
+        // An expired object must not come back fresh from disk after a restart.
+        if let Some(disk) = &self.disk {
+            disk.remove(&hash);
+        }
         // Writes in flight are left alone: they carry a fresh response.
         let mut maps = self.shard(&hash).maps.write();
         match maps.complete.get_mut(&hash) {
@@ -810,6 +1044,9 @@ pub struct CompleteHit {
     pos: usize,
     end: usize,
     weight: usize,
+    /// In the memory maps (so the eviction manager should track it); `false` for a disk hit
+    /// the budget had no room to promote.
+    tracked: bool,
 }
 
 impl CompleteHit {
@@ -845,10 +1082,22 @@ pub struct PartialHit {
     end: Option<usize>,
     /// Start of a seeked range, checked against the length once it is known.
     seek_start: Option<usize>,
+    /// `pos` as the writer sees it (`usize::MAX` once done), for a pass-through.
+    seen: Arc<AtomicUsize>,
 }
 
 impl PartialHit {
     async fn read(&mut self) -> Result<Option<Bytes>, StorageError> {
+        let read = self.read_next().await;
+        let seen = match &read {
+            Ok(Some(_)) => self.pos,
+            _ => usize::MAX,
+        };
+        self.seen.store(seen, Ordering::Relaxed);
+        read
+    }
+
+    async fn read_next(&mut self) -> Result<Option<Bytes>, StorageError> {
         loop {
             let progress = self.progress.borrow_and_update().clone();
             let (available, finished, failure) = match progress {
@@ -861,7 +1110,15 @@ impl PartialHit {
             }
             let limit = self.end.map_or(available, |end| end.min(available));
             if self.pos < limit {
-                if let Some(chunk) = self.write.body.read().slice(self.pos, limit) {
+                let body = self.write.body.read();
+                let kept = body.kept_from();
+                if self.pos < kept {
+                    return Err(StorageError::ReaderFellBehind {
+                        pos: self.pos,
+                        kept,
+                    });
+                }
+                if let Some(chunk) = body.slice(self.pos, limit) {
                     self.pos += chunk.len();
                     return Ok(Some(chunk));
                 }
@@ -893,6 +1150,7 @@ impl PartialHit {
         self.pos = start;
         self.end = end;
         self.seek_start = Some(start);
+        self.seen.store(start, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -928,7 +1186,7 @@ impl HandleHit for MemoryHit {
 
     fn should_count_access(&self) -> bool {
         // A partial hit's weight is unknown; the write is admitted with its size on finish.
-        matches!(self, MemoryHit::Complete(_))
+        matches!(self, MemoryHit::Complete(hit) if hit.tracked)
     }
 
     fn get_eviction_weight(&self) -> usize {
@@ -954,8 +1212,14 @@ pub struct MemoryMissHandler {
     hash: HashBinary,
     write: Arc<InflightWrite>,
     tag: U64WriteId,
-    /// Body bytes written (and counted in `inflight_bytes`).
+    /// Body bytes written.
     written: usize,
+    /// This write's share of `inflight_bytes`: its entry overhead plus
+    /// `max(Content-Length, written)` (what it will weigh once committed), or for a
+    /// pass-through the bytes it still keeps.
+    reserved: usize,
+    /// Too large or over budget mid-stream: feeding its readers, never committed.
+    passthrough: bool,
     eof: bool,
     /// Committed or abandoned: in-flight accounting released, readers told.
     ended: bool,
@@ -966,8 +1230,49 @@ impl MemoryMissHandler {
     fn release(&mut self) {
         self.ended = true;
         let c = &self.storage.counters;
-        c.inflight_bytes.fetch_sub(self.written, Ordering::Relaxed);
+        c.inflight_bytes.fetch_sub(self.reserved, Ordering::Relaxed);
+        self.reserved = 0;
         c.inflight_writes.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Stop caching this write but keep feeding its readers: unlink it (no new reader joins,
+    /// nothing commits) and give its reservation back; [`Self::keep_window`] then accounts
+    /// for what it keeps.
+    fn start_passthrough(&mut self, reason: UncachedReason) {
+        self.passthrough = true;
+        self.write.purged.store(true, Ordering::Relaxed);
+        self.storage
+            .shard(&self.hash)
+            .maps
+            .write()
+            .unlink(&self.hash, self.write.id);
+        let c = &self.storage.counters;
+        c.inflight_bytes.fetch_sub(self.reserved, Ordering::Relaxed);
+        self.reserved = 0;
+        c.passthrough_writes.fetch_add(1, Ordering::Relaxed);
+        self.storage.note_uncached(reason);
+    }
+
+    /// A pass-through keeps only what its slowest reader has not read, and at most its
+    /// window of it; what it keeps counts as in flight.
+    fn keep_window(&mut self) {
+        let len = self.written;
+        let floor = len.saturating_sub(self.storage.passthrough_window());
+        let from = self.write.slowest_reader().unwrap_or(len).clamp(floor, len);
+        let kept = {
+            let mut body = self.write.body.write();
+            body.drop_before(from);
+            len - body.kept_from()
+        };
+        let c = &self.storage.counters;
+        if kept > self.reserved {
+            c.inflight_bytes
+                .fetch_add(kept - self.reserved, Ordering::Relaxed);
+        } else {
+            c.inflight_bytes
+                .fetch_sub(self.reserved - kept, Ordering::Relaxed);
+        }
+        self.reserved = kept;
     }
 
     /// Fail the write: unlink it, tell readers why, release its accounting.
@@ -1015,20 +1320,23 @@ impl HandleMiss for MemoryMissHandler {
             return Ok(());
         }
         let size = self.written + data.len();
-        if size > self.storage.max_object_bytes {
-            return Err(self
-                .abandon(StorageError::ObjectTooLarge {
-                    size,
-                    max: self.storage.max_object_bytes,
-                })
-                .into());
+        if !self.passthrough {
+            if size > self.storage.max_object_bytes {
+                self.start_passthrough(UncachedReason::TooLarge);
+            } else if size + self.write.overhead > self.reserved {
+                let need = size + self.write.overhead;
+                if self.storage.try_reserve(need - self.reserved) {
+                    self.reserved = need;
+                } else {
+                    self.start_passthrough(UncachedReason::OverBudget);
+                }
+            }
         }
         self.write.body.write().push(data);
-        self.storage
-            .counters
-            .inflight_bytes
-            .fetch_add(size - self.written, Ordering::Relaxed);
         self.written = size;
+        if self.passthrough {
+            self.keep_window();
+        }
         // Readers learn of the end only in `finish`, after the length is checked.
         self.write.progress.send_replace(Progress::Writing(size));
         Ok(())
@@ -1039,6 +1347,14 @@ impl HandleMiss for MemoryMissHandler {
             return Err(self.ended_error().into());
         }
         let len = self.written;
+        if self.passthrough {
+            // Readers get the end of the whole body; nothing is stored. `Created(0)` rather
+            // than an error: pingora disables the cache on a finish error, which would cut
+            // the writer's own viewer, still reading this write.
+            self.write.progress.send_replace(Progress::Complete(len));
+            self.release();
+            return Ok(MissFinishType::Created(0));
+        }
         if let Some(expected) = self.write.meta.content_length() {
             if expected != len {
                 return Err(self
@@ -1053,6 +1369,7 @@ impl HandleMiss for MemoryMissHandler {
         // chunks are often 16 KiB slices of larger read buffers, which would both multiply
         // the downstream writes of every hit and keep unaccounted memory alive.
         let body = self.write.body.read().concat();
+        self.write.body.write().replace_with(body.clone());
         let weight = body.len() + self.write.overhead;
         let committed = {
             let storage = self.storage;
@@ -1064,7 +1381,7 @@ impl HandleMiss for MemoryMissHandler {
             } else {
                 let obj = StoredObject {
                     meta: self.write.meta.clone(),
-                    body,
+                    body: body.clone(),
                     key: self.write.key.clone(),
                     primary: self.write.primary.clone(),
                     weight,
@@ -1074,6 +1391,14 @@ impl HandleMiss for MemoryMissHandler {
                 true
             }
         };
+        if let (true, Some(disk)) = (committed, &self.storage.disk) {
+            disk.store(
+                self.hash,
+                self.write.primary.as_deref(),
+                self.write.meta.to_cache_meta(),
+                body,
+            );
+        }
         // Readers of a purged write still get the whole, correct body they started on.
         self.write.progress.send_replace(Progress::Complete(len));
         self.release();

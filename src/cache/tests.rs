@@ -14,7 +14,7 @@ use pingora_cache::trace::{Span, SpanHandle};
 use pingora_cache::{CacheKey, CacheMeta};
 use pingora_http::ResponseHeader;
 
-use super::storage::HIT_CHUNK_BYTES;
+use super::storage::{HIT_CHUNK_BYTES, PASSTHROUGH_MIN_WINDOW_BYTES};
 use super::*;
 
 fn leak(storage: MemoryStorage) -> &'static MemoryStorage {
@@ -599,7 +599,7 @@ async fn update_meta_replaces_header_and_times_and_reports_absence() {
 }
 
 #[tokio::test]
-async fn oversize_objects_are_refused_or_abandoned() {
+async fn oversize_objects_are_refused_or_passed_through() {
     let storage = leak(MemoryStorage::new(2, 1 << 20).with_max_object_bytes(10));
     assert_eq!(storage.max_object_bytes(), 10);
 
@@ -614,7 +614,8 @@ async fn oversize_objects_are_refused_or_abandoned() {
         Some(&StorageError::ObjectTooLarge { size: 11, max: 10 })
     );
 
-    // Chunked: abandoned when it outgrows the limit; readers get the error.
+    // Chunked: when it outgrows the limit it becomes a pass-through. Its readers get every
+    // byte and a clean end; nothing is committed and no new reader can join.
     let k = key("/big-chunked.ts");
     let mut writer = miss(storage, &k, &fresh_meta(None)).await;
     let (_, mut hit) = lookup(storage, &k).await.expect("partial hit");
@@ -622,33 +623,126 @@ async fn oversize_objects_are_refused_or_abandoned() {
         .write_body(Bytes::from_static(b"12345678"), false)
         .await
         .expect("within the limit");
-    let err = writer
+    writer
         .write_body(Bytes::from_static(b"9ab"), false)
         .await
-        .expect_err("over the limit");
+        .expect("over the limit: passed through, not an error");
+    assert!(lookup(storage, &k).await.is_none(), "no reader joins now");
+    writer
+        .write_body(Bytes::from_static(b"cdef"), true)
+        .await
+        .expect("more");
+    assert!(matches!(
+        writer
+            .finish()
+            .await
+            .expect("a pass-through finishes cleanly"),
+        MissFinishType::Created(0)
+    ));
     assert_eq!(
-        storage_error(&err),
-        Some(&StorageError::ObjectTooLarge { size: 11, max: 10 })
+        read_all(&mut hit).await.expect("whole body"),
+        b"123456789abcdef"
     );
-    assert_eq!(
-        read_all(&mut hit).await.expect_err("reader told").etype(),
-        err.etype()
-    );
-    assert!(
-        writer.finish().await.is_err(),
-        "an abandoned write never commits"
-    );
-    assert!(lookup(storage, &k).await.is_none());
+    assert!(lookup(storage, &k).await.is_none(), "never committed");
     let stats = storage.stats();
     assert_eq!(
         (
             stats.bytes_stored,
+            stats.inflight_bytes,
             stats.inflight_writes,
             stats.refused_writes,
-            stats.abandoned_writes
+            stats.passthrough_writes,
+            stats.uncached_too_large,
         ),
-        (0, 0, 1, 1)
+        (0, 0, 0, 1, 1, 2)
     );
+}
+
+#[tokio::test]
+async fn a_pass_through_keeps_only_what_its_readers_have_not_read() {
+    let storage = leak(MemoryStorage::new(1, 64 << 20).with_max_object_bytes(1 << 20));
+    let k = key("/window.ts");
+    let mut writer = miss(storage, &k, &fresh_meta(None)).await;
+    let (_, mut fast) = lookup(storage, &k).await.expect("partial hit");
+    let (_, mut stalled) = lookup(storage, &k).await.expect("partial hit");
+    let chunk = Bytes::from(body_of(1 << 20));
+    let (mut sent, mut read) = (0usize, 0usize);
+    // Past the object limit at once; the fast reader keeps up, the other reads nothing.
+    while sent <= PASSTHROUGH_MIN_WINDOW_BYTES + (2 << 20) {
+        writer
+            .write_body(chunk.clone(), false)
+            .await
+            .expect("write");
+        sent += chunk.len();
+        while read < sent {
+            read += fast.read_body().await.expect("read").expect("bytes").len();
+        }
+        // Once passed through, the stalled reader pins what it has not read (counted as in
+        // flight), up to the window.
+        if sent > 1 << 20 {
+            assert_eq!(
+                storage.stats().inflight_bytes,
+                sent.min(PASSTHROUGH_MIN_WINDOW_BYTES)
+            );
+        }
+    }
+    // Past the window the stalled reader is cut, not the writer nor the fast reader.
+    let err = stalled.read_body().await.expect_err("fell behind");
+    assert!(matches!(
+        storage_error(&err),
+        Some(StorageError::ReaderFellBehind { pos: 0, .. })
+    ));
+    drop(stalled);
+    // With only the fast reader left, nothing unread is kept.
+    writer
+        .write_body(chunk.clone(), false)
+        .await
+        .expect("write");
+    assert_eq!(storage.stats().inflight_bytes, chunk.len());
+    writer.write_body(Bytes::new(), true).await.expect("eof");
+    writer.finish().await.expect("finish");
+    assert_eq!(storage.stats().inflight_bytes, 0);
+    let mut rest = 0;
+    while let Some(b) = fast.read_body().await.expect("read") {
+        rest += b.len();
+    }
+    assert_eq!(rest, chunk.len());
+}
+
+#[tokio::test]
+async fn in_flight_writes_reserve_their_length_within_the_budget() {
+    let storage = leak(MemoryStorage::new(1, 10_000));
+    let first = miss(storage, &key("/r1.ts"), &fresh_meta(Some(6000))).await;
+    let reserved = storage.stats().inflight_bytes;
+    assert!(reserved > 6000, "length plus entry overhead: {reserved}");
+    // A second announced 6000 bytes does not fit beside the first, though nothing is
+    // written yet.
+    let err = storage
+        .get_miss_handler(&key("/r2.ts"), &fresh_meta(Some(6000)), &span())
+        .await
+        .err()
+        .expect("over budget");
+    assert!(matches!(
+        storage_error(&err),
+        Some(StorageError::OverBudget { budget: 10_000, .. })
+    ));
+    // Unknown length: admitted while there is room, passed through when it outgrows it.
+    let k = key("/r3.ts");
+    let mut grower = miss(storage, &k, &fresh_meta(None)).await;
+    let (_, mut hit) = lookup(storage, &k).await.expect("partial hit");
+    grower
+        .write_body(Bytes::from(body_of(5000)), false)
+        .await
+        .expect("past the budget: passed through");
+    assert!(storage.bytes_stored() <= 10_000 + 5000);
+    grower.write_body(Bytes::new(), true).await.expect("eof");
+    grower.finish().await.expect("finish");
+    assert_eq!(read_all(&mut hit).await.expect("whole"), body_of(5000));
+    drop(first);
+    let stats = storage.stats();
+    assert_eq!((stats.inflight_bytes, stats.inflight_writes), (0, 0));
+    assert_eq!(stats.uncached_over_budget, 2);
+    assert_eq!(stats.passthrough_writes, 1);
 }
 
 #[tokio::test]
@@ -686,10 +780,9 @@ async fn body_shorter_than_content_length_is_not_committed() {
 #[tokio::test]
 async fn writes_are_refused_once_the_budget_is_reached() {
     let storage = leak(MemoryStorage::new(1, 2000));
-    store(storage, &key("/fills-budget.ts"), &body_of(1900)).await;
-    assert!(storage.bytes_stored() >= 2000);
+    store(storage, &key("/fills-budget.ts"), &body_of(1500)).await;
     let err = storage
-        .get_miss_handler(&key("/next.ts"), &fresh_meta(None), &span())
+        .get_miss_handler(&key("/next.ts"), &fresh_meta(Some(600)), &span())
         .await
         .err()
         .expect("over budget");
@@ -698,6 +791,7 @@ async fn writes_are_refused_once_the_budget_is_reached() {
         Some(StorageError::OverBudget { budget: 2000, .. })
     ));
     assert_eq!(storage.stats().refused_writes, 1);
+    assert!(storage.bytes_stored() <= 2000);
 }
 
 #[tokio::test]

@@ -2,7 +2,12 @@
 //! expire early, by their content), and decide what may be stored (policy in
 //! [`crate::cache::policy`]).
 
-use pingora_cache::{CacheMeta, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable};
+use std::time::Duration;
+
+use pingora_cache::{
+    CacheMeta, CacheOptionOverrides, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable,
+};
+use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
@@ -24,17 +29,34 @@ pub(super) fn enable(
     if method != http::Method::GET && method != http::Method::HEAD {
         return;
     }
-    let lock = if ctx.target.as_ref().is_some_and(Target::blocking) {
-        cache.blocking_lock
+    let blocking = ctx.target.as_ref().is_some_and(Target::blocking);
+    let (lock, overrides) = if blocking {
+        // Blocking reloads have their own bound (`cache.blocking_reload_timeout`).
+        (cache.blocking_lock, None)
     } else {
-        cache.lock
+        // The lock waits of one request, however many, add up to at most the wait budget.
+        let mut o = CacheOptionOverrides::default();
+        o.wait_timeout = Some(cache.wait_budget);
+        (cache.lock, Some(o))
     };
-    session
-        .cache
-        .enable(cache.storage, Some(cache.eviction), None, Some(lock), None);
-    session
-        .cache
-        .set_max_file_size_bytes(cache.max_object_bytes);
+    session.cache.enable(
+        cache.storage,
+        Some(cache.eviction),
+        None,
+        Some(lock),
+        overrides,
+    );
+    // No `set_max_file_size_bytes`: pingora's check fails a response of unknown length
+    // mid-body (a `500` cut at the limit). The per-object limit is enforced by the policy
+    // (`Content-Length`, [`CacheRuntime::cacheability`]) and by the storage, which turns an
+    // outgrown write into a pass-through, so the object streams through uncached, complete.
+    // A miss is filled at the origin's pace, not its first viewer's: with pingora's
+    // cancel-safe downstream writes, the miss loop keeps reading the origin into the cache
+    // while this viewer's socket is full, and the viewer reads its answer back from the
+    // storage (a streaming partial hit) at its own pace, like every other viewer of the fill.
+    // Without it, the loop awaits each downstream write and a stalled first viewer stalls
+    // the fill, and with it everyone reading the object.
+    session.set_proxy_tasks_enabled(true);
 }
 
 /// The kind of a stored object, judged by its content when it is a playlist: a proxied URL
@@ -97,4 +119,36 @@ pub(super) fn cacheability(
         (Some(cache), Some(t)) => cache.cacheability(t.kind(resp), resp),
         _ => RespCacheable::Uncacheable(NoCacheReason::NeverEnabled),
     }
+}
+
+/// `upstream_peer`: how long a request that waited behind another request's fetch may still
+/// wait for the origin itself, or a `504` when its wait budget (`cache.lock_timeout`, counted
+/// from the request's arrival) is spent.
+///
+/// A waiter goes to the origin itself when the fetch it waited on failed, was uncacheable, or
+/// timed out. Without this bound it then waited its full origin timeouts on top of the lock
+/// wait (`lock_timeout + read_timeout`, 24.5 s with the defaults on a hung origin), and every
+/// waiter of a hung origin sent it one more request. `None` for requests that did not wait
+/// and for LL-HLS blocking reloads (their own bound: `cache.blocking_reload_timeout`).
+pub(super) fn wait_left(
+    cache: Option<&'static CacheRuntime>,
+    session: &Session,
+    ctx: &RequestCtx,
+) -> Result<Option<Duration>> {
+    let Some(cache) = cache else {
+        return Ok(None);
+    };
+    if session.cache.lock_duration().is_none() || ctx.target.as_ref().is_some_and(Target::blocking)
+    {
+        return Ok(None);
+    }
+    let left = cache.wait_budget.saturating_sub(ctx.started.elapsed());
+    // Less than this is not worth an origin round trip.
+    if left < Duration::from_millis(50) {
+        return Error::e_explain(
+            ErrorType::ReadTimedout,
+            "waited the whole cache.lock_timeout behind another fetch of this object",
+        );
+    }
+    Ok(Some(left))
 }

@@ -289,7 +289,7 @@ impl ProxyHttp for Edge {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         ctx.upstream_started = Some(Instant::now());
@@ -307,6 +307,16 @@ impl ProxyHttp for Edge {
         if ctx.target.as_ref().is_some_and(Target::blocking) {
             // The origin holds a blocking reload until the part exists.
             peer.options.read_timeout = Some(self.state.config.cache.blocking_reload_timeout);
+        }
+        if let Some(left) = caching::wait_left(self.cache, session, ctx)? {
+            let o = &mut peer.options;
+            for t in [
+                &mut o.connection_timeout,
+                &mut o.total_connection_timeout,
+                &mut o.read_timeout,
+            ] {
+                *t = Some(t.map_or(left, |t| t.min(left)));
+            }
         }
         Ok(peer)
     }

@@ -192,6 +192,14 @@ async fn answer(st: Arc<OriginState>, req: Request) -> Response {
         b = b.header("content-length", reply.body.len());
     }
     let body = match reply.trickle {
+        // A body of known size would get its Content-Length from hyper: stream it instead.
+        None if reply.unannounced_length => Body::from_stream(futures::stream::iter(
+            reply
+                .body
+                .chunks(64 * 1024)
+                .map(|c| Ok::<Bytes, std::io::Error>(Bytes::copy_from_slice(c)))
+                .collect::<Vec<_>>(),
+        )),
         None => Body::from(reply.body.clone()),
         Some((chunks, over)) => {
             let step = reply.body.len().div_ceil(chunks).max(1);

@@ -1,0 +1,763 @@
+//! The disk tier (`cache.disk`): a bounded, crash-safe second level behind
+//! [`super::MemoryStorage`], so a restart or an upgrade does not send the working set back
+//! to the origins.
+//!
+//! Where it sits: the memory storage asks it on a miss (a complete object found here is
+//! promoted into memory and served as a hit) and hands it every object it commits that is
+//! worth keeping (`200`, fresh for at least [`MIN_FRESH_FOR_DISK`]); invalidations remove the
+//! file. Memory evictions leave the disk copy alone: that is the point of a second tier.
+//!
+//! Guarantees:
+//! - **A torn or altered file is never served.** Files are written to `tmp/`, `fsync`ed and
+//!   renamed into place (then the directory is `fsync`ed), so a crash leaves either the old
+//!   file, the new one, or nothing. Every file carries its section lengths and a CRC-32 of
+//!   everything after the fixed header; a file whose size or checksum does not match is
+//!   deleted and treated as a miss.
+//! - **Bounded.** The files' total size stays within `cache.disk.bytes`: each write evicts
+//!   the least recently used files past it. The index (key → size, last use) lives in
+//!   memory, built at start by reading every file's fixed header.
+//! - **Off the request path.** Writes go through one writer thread with a bounded queue (a
+//!   full queue drops the write, never blocks a fill); reads run on tokio's blocking pool.
+//!
+//! One process writes a directory at a time (the state lock); during a graceful upgrade the
+//! new process sees the files that existed when it started.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use pingora_cache::key::HashBinary;
+use pingora_cache::CacheMeta;
+use thiserror::Error;
+
+/// Objects fresh for less than this are not written (live playlists, `404`s): they would be
+/// stale by the time a restart reads them.
+pub const MIN_FRESH_FOR_DISK: Duration = Duration::from_secs(600);
+
+/// Writes queued for the writer thread; past this a write is dropped.
+const QUEUE: usize = 256;
+/// Body bytes queued for the writer thread (each one keeps its body alive, possibly after the
+/// memory tier evicted it); past this a write is dropped, so a slow disk cannot hold memory
+/// outside the cache budget without bound.
+const QUEUE_BYTES: usize = 64 << 20;
+
+const MAGIC: &[u8; 8] = b"SLUICE\x01\n";
+/// magic, 3 × u32 section lengths, u64 body length, u32 CRC-32.
+const FIXED_HEADER: usize = 8 + 4 * 3 + 8 + 4;
+
+/// Why the disk tier could not open, read or write.
+#[derive(Debug, Error)]
+pub enum DiskError {
+    #[error("cache.disk.path `{path}`: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("disk cache I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a sluice cache file")]
+    BadMagic,
+    #[error("file is {actual} bytes but its header says {expected}")]
+    LengthMismatch { expected: u64, actual: u64 },
+    #[error("checksum mismatch")]
+    Checksum,
+    #[error("stored response header unreadable: {0}")]
+    Meta(String),
+}
+
+/// A point-in-time copy of the tier's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskStats {
+    pub bytes: u64,
+    pub files: usize,
+    /// Objects read back (promoted into memory).
+    pub hits: u64,
+    pub writes: u64,
+    /// Writes dropped (queue full, object larger than the tier) or failed.
+    pub dropped: u64,
+    /// Files deleted because their size or checksum did not match.
+    pub corrupt: u64,
+    pub evictions: u64,
+}
+
+/// An object read back from disk.
+pub struct DiskObject {
+    pub meta: CacheMeta,
+    pub body: Bytes,
+    pub primary: Option<String>,
+    /// File size less the fixed header.
+    stored_len: usize,
+}
+
+struct Entry {
+    size: u64,
+    tick: u64,
+    primary: Option<Box<str>>,
+}
+
+/// Which files exist, their sizes and recency (least recent first in `order`).
+#[derive(Default)]
+struct Index {
+    entries: HashMap<HashBinary, Entry>,
+    order: BTreeMap<u64, HashBinary>,
+    tick: u64,
+    bytes: u64,
+    /// Invalidations since the writer's queue was last empty: a queued write older than one
+    /// of these must not bring the object back.
+    removed: HashMap<HashBinary, u64>,
+    removed_prefixes: Vec<(String, u64)>,
+}
+
+impl Index {
+    fn touch(&mut self, hash: &HashBinary) {
+        self.tick += 1;
+        let tick = self.tick;
+        if let Some(e) = self.entries.get_mut(hash) {
+            self.order.remove(&e.tick);
+            e.tick = tick;
+            self.order.insert(tick, *hash);
+        }
+    }
+
+    fn insert(&mut self, hash: HashBinary, size: u64, primary: Option<Box<str>>) {
+        self.remove(&hash);
+        self.tick += 1;
+        let tick = self.tick;
+        self.order.insert(tick, hash);
+        self.entries.insert(
+            hash,
+            Entry {
+                size,
+                tick,
+                primary,
+            },
+        );
+        self.bytes += size;
+    }
+
+    fn remove(&mut self, hash: &HashBinary) -> bool {
+        match self.entries.remove(hash) {
+            Some(e) => {
+                self.order.remove(&e.tick);
+                self.bytes -= e.size;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The least recently used entry other than `keep`.
+    fn oldest_except(&self, keep: &HashBinary) -> Option<HashBinary> {
+        self.order.values().find(|h| *h != keep).copied()
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    writes: AtomicU64,
+    dropped: AtomicU64,
+    corrupt: AtomicU64,
+    evictions: AtomicU64,
+    /// Writes queued and not yet done.
+    pending: AtomicUsize,
+    /// Their body bytes.
+    pending_bytes: AtomicUsize,
+    /// Invalidation epoch: bumped by every removal.
+    epoch: AtomicU64,
+}
+
+struct Inner {
+    root: PathBuf,
+    budget: u64,
+    index: Mutex<Index>,
+    counters: Counters,
+}
+
+struct WriteJob {
+    hash: HashBinary,
+    primary: Option<String>,
+    meta: CacheMeta,
+    body: Bytes,
+    epoch: u64,
+}
+
+/// The disk tier; see the module docs.
+pub struct DiskTier {
+    inner: Arc<Inner>,
+    queue: SyncSender<WriteJob>,
+}
+
+impl DiskTier {
+    /// Open (creating it if needed) the tier at `root`, bounded to `budget` bytes of files:
+    /// index the files there (deleting torn temp files and files that are not ours) and
+    /// start the writer thread.
+    ///
+    /// # Errors
+    /// [`DiskError::Open`] when the directory cannot be created or read.
+    pub fn open(root: &Path, budget: u64) -> Result<DiskTier, DiskError> {
+        let open_err = |source| DiskError::Open {
+            path: root.to_path_buf(),
+            source,
+        };
+        fs::create_dir_all(root.join("tmp")).map_err(open_err)?;
+        // Temp files are writes a crash interrupted: never renamed, never valid.
+        for entry in fs::read_dir(root.join("tmp")).map_err(open_err)?.flatten() {
+            let _ = fs::remove_file(entry.path());
+        }
+        let inner = Arc::new(Inner {
+            root: root.to_path_buf(),
+            budget,
+            index: Mutex::new(Index::default()),
+            counters: Counters::default(),
+        });
+        inner.scan().map_err(open_err)?;
+        let (queue, jobs) = sync_channel::<WriteJob>(QUEUE);
+        let writer = inner.clone();
+        std::thread::Builder::new()
+            .name("sluice-disk-cache".into())
+            .spawn(move || {
+                for job in jobs {
+                    let len = job.body.len();
+                    writer.write(job);
+                    writer
+                        .counters
+                        .pending_bytes
+                        .fetch_sub(len, Ordering::AcqRel);
+                    if writer.counters.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        // Nothing queued is older than the removals recorded so far.
+                        let mut index = writer.index.lock();
+                        index.removed.clear();
+                        index.removed_prefixes.clear();
+                    }
+                }
+            })
+            .map_err(open_err)?;
+        Ok(DiskTier { inner, queue })
+    }
+
+    /// Queue `body` under `hash` if it is worth keeping. Never blocks.
+    pub fn store(&self, hash: HashBinary, primary: Option<&str>, meta: CacheMeta, body: Bytes) {
+        let fresh_for = meta
+            .fresh_until()
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        if meta.response_header().status != 200 || fresh_for < MIN_FRESH_FOR_DISK {
+            return;
+        }
+        let c = &self.inner.counters;
+        let len = body.len();
+        let queued = c.pending_bytes.fetch_add(len, Ordering::AcqRel);
+        if len as u64 >= self.inner.budget || queued + len > QUEUE_BYTES.max(len) {
+            c.pending_bytes.fetch_sub(len, Ordering::AcqRel);
+            c.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let job = WriteJob {
+            hash,
+            primary: primary.map(str::to_string),
+            meta,
+            body,
+            epoch: c.epoch.load(Ordering::Acquire),
+        };
+        c.pending.fetch_add(1, Ordering::AcqRel);
+        match self.queue.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                c.pending.fetch_sub(1, Ordering::AcqRel);
+                c.pending_bytes.fetch_sub(len, Ordering::AcqRel);
+                c.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Read `hash` back, verified. `None` when there is no such file, or it was torn or
+    /// altered (then it is deleted).
+    ///
+    /// A file the index does not know is looked for too: during a graceful upgrade the old
+    /// process keeps writing after this one indexed the directory. (A miss costs one failed
+    /// `open` on the blocking pool, small beside the origin fetch that follows.)
+    pub async fn load(&self, hash: &HashBinary) -> Option<DiskObject> {
+        let inner = self.inner.clone();
+        let hash = *hash;
+        let read = tokio::task::spawn_blocking(move || {
+            let path = inner.path_of(&hash);
+            (inner.clone(), hash, read_object(&path), path)
+        })
+        .await
+        .ok()?;
+        let (inner, hash, result, path) = read;
+        match result {
+            Ok(obj) => {
+                let mut index = inner.index.lock();
+                if index.entries.contains_key(&hash) {
+                    index.touch(&hash);
+                } else {
+                    let size = (FIXED_HEADER + obj.stored_len) as u64;
+                    index.insert(hash, size, obj.primary.as_deref().map(Into::into));
+                }
+                drop(index);
+                inner.counters.hits.fetch_add(1, Ordering::Relaxed);
+                Some(obj)
+            }
+            Err(e) => {
+                let missing =
+                    matches!(&e, DiskError::Io(io) if io.kind() == std::io::ErrorKind::NotFound);
+                if !missing {
+                    tracing::warn!(file = %path.display(), error = %e, "disk cache file dropped");
+                    inner.counters.corrupt.fetch_add(1, Ordering::Relaxed);
+                    let _ = fs::remove_file(&path);
+                }
+                inner.index.lock().remove(&hash);
+                None
+            }
+        }
+    }
+
+    /// Delete the file of `hash` (an invalidation). Returns whether there was one.
+    pub fn remove(&self, hash: &HashBinary) -> bool {
+        let epoch = self.inner.counters.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        let had = {
+            let mut index = self.inner.index.lock();
+            index.removed.insert(*hash, epoch);
+            index.remove(hash)
+        };
+        let _ = fs::remove_file(self.inner.path_of(hash));
+        had
+    }
+
+    /// Delete every file whose primary key starts with `prefix`. Returns how many.
+    pub fn remove_prefix(&self, prefix: &str) -> usize {
+        let epoch = self.inner.counters.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        let doomed: Vec<HashBinary> = {
+            let mut index = self.inner.index.lock();
+            index.removed_prefixes.push((prefix.to_string(), epoch));
+            let doomed: Vec<HashBinary> = index
+                .entries
+                .iter()
+                .filter(|(_, e)| e.primary.as_deref().is_some_and(|p| p.starts_with(prefix)))
+                .map(|(h, _)| *h)
+                .collect();
+            for h in &doomed {
+                index.remove(h);
+            }
+            doomed
+        };
+        for h in &doomed {
+            let _ = fs::remove_file(self.inner.path_of(h));
+        }
+        doomed.len()
+    }
+
+    pub fn stats(&self) -> DiskStats {
+        let c = &self.inner.counters;
+        let index = self.inner.index.lock();
+        DiskStats {
+            bytes: index.bytes,
+            files: index.entries.len(),
+            hits: c.hits.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            corrupt: c.corrupt.load(Ordering::Relaxed),
+            evictions: c.evictions.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Wait (at most `limit`) until queued writes are on disk. For tests and shutdown.
+    pub fn flush(&self, limit: Duration) -> bool {
+        let start = std::time::Instant::now();
+        while self.inner.counters.pending.load(Ordering::Acquire) > 0 {
+            if start.elapsed() > limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    /// The file an object is stored in (for tests that damage one).
+    pub fn path_of(&self, hash: &HashBinary) -> PathBuf {
+        self.inner.path_of(hash)
+    }
+}
+
+impl Inner {
+    fn path_of(&self, hash: &HashBinary) -> PathBuf {
+        let name = hex::encode(hash);
+        self.root.join(&name[..2]).join(name)
+    }
+
+    /// Index the files present, oldest modification first; delete what is not a cache file.
+    fn scan(&self) -> std::io::Result<()> {
+        let mut found = Vec::new();
+        for dir in fs::read_dir(&self.root)?.flatten() {
+            let name = dir.file_name();
+            let name = name.to_string_lossy();
+            if name == "tmp" || !dir.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let Ok(files) = fs::read_dir(dir.path()) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let path = file.path();
+                match index_entry(&path) {
+                    Some((hash, size, modified, primary)) => {
+                        found.push((modified, hash, size, primary))
+                    }
+                    None => {
+                        let _ = fs::remove_file(&path);
+                    }
+                }
+            }
+        }
+        found.sort_by_key(|(modified, ..)| *modified);
+        let mut index = self.index.lock();
+        for (_, hash, size, primary) in found {
+            index.insert(hash, size, primary);
+        }
+        while index.bytes > self.budget {
+            let Some(oldest) = index.order.values().next().copied() else {
+                break;
+            };
+            index.remove(&oldest);
+            let _ = fs::remove_file(self.path_of(&oldest));
+        }
+        Ok(())
+    }
+
+    fn write(&self, job: WriteJob) {
+        match self.write_file(&job) {
+            Ok(Some(size)) => {
+                self.counters.writes.fetch_add(1, Ordering::Relaxed);
+                self.make_room(&job.hash, size);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "disk cache write failed");
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Write one object crash-safely; `None` when an invalidation came after it was queued.
+    fn write_file(&self, job: &WriteJob) -> Result<Option<u64>, DiskError> {
+        let (internal, header) = job
+            .meta
+            .serialize()
+            .map_err(|e| DiskError::Meta(e.to_string()))?;
+        let primary = job.primary.as_deref().unwrap_or("").as_bytes();
+        let mut crc = crc32fast::Hasher::new();
+        for part in [primary, &internal[..], &header[..], &job.body[..]] {
+            crc.update(part);
+        }
+        let mut fixed = Vec::with_capacity(FIXED_HEADER);
+        fixed.extend_from_slice(MAGIC);
+        for len in [primary.len(), internal.len(), header.len()] {
+            let len = u32::try_from(len).map_err(|_| DiskError::Meta("section too long".into()))?;
+            fixed.extend_from_slice(&len.to_le_bytes());
+        }
+        fixed.extend_from_slice(&(job.body.len() as u64).to_le_bytes());
+        fixed.extend_from_slice(&crc.finalize().to_le_bytes());
+        let name = hex::encode(job.hash);
+        let tmp = self.root.join("tmp").join(format!(
+            "{name}.{}",
+            self.counters.writes.load(Ordering::Relaxed)
+        ));
+        {
+            let mut f = File::create(&tmp)?;
+            for part in [
+                &fixed[..],
+                primary,
+                &internal[..],
+                &header[..],
+                &job.body[..],
+            ] {
+                f.write_all(part)?;
+            }
+            f.sync_all()?;
+        }
+        let size = (FIXED_HEADER + primary.len() + internal.len() + header.len()) as u64
+            + job.body.len() as u64;
+        let dest = self.path_of(&job.hash);
+        let dir = self.root.join(&name[..2]);
+        fs::create_dir_all(&dir)?;
+        // Checked and renamed under the index lock, so an invalidation either sees the file
+        // (and deletes it) or is seen here (and the write is dropped).
+        let mut index = self.index.lock();
+        let removed_later = index.removed.get(&job.hash).is_some_and(|&e| e > job.epoch)
+            || index.removed_prefixes.iter().any(|(p, e)| {
+                *e > job.epoch && job.primary.as_deref().is_some_and(|k| k.starts_with(p))
+            });
+        if removed_later {
+            drop(index);
+            let _ = fs::remove_file(&tmp);
+            return Ok(None);
+        }
+        if let Err(e) = fs::rename(&tmp, &dest) {
+            drop(index);
+            let _ = fs::remove_file(&tmp);
+            return Err(e.into());
+        }
+        index.insert(job.hash, size, job.primary.as_deref().map(Into::into));
+        drop(index);
+        // The rename itself survives a crash only once the directory is synced.
+        File::open(&dir)?.sync_all()?;
+        Ok(Some(size))
+    }
+
+    /// Evict least recently used files until the tier is within its budget.
+    fn make_room(&self, keep: &HashBinary, _added: u64) {
+        loop {
+            let victim = {
+                let mut index = self.index.lock();
+                if index.bytes <= self.budget {
+                    return;
+                }
+                let Some(victim) = index.oldest_except(keep) else {
+                    return;
+                };
+                index.remove(&victim);
+                victim
+            };
+            let _ = fs::remove_file(self.path_of(&victim));
+            self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Lengths of a file's sections from its fixed header.
+struct Sections {
+    primary: usize,
+    internal: usize,
+    header: usize,
+    body: u64,
+    crc: u32,
+}
+
+impl Sections {
+    fn parse(fixed: &[u8]) -> Result<Sections, DiskError> {
+        if fixed.len() < FIXED_HEADER || &fixed[..8] != MAGIC {
+            return Err(DiskError::BadMagic);
+        }
+        let u32_at = |i: usize| {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(&fixed[i..i + 4]);
+            u32::from_le_bytes(b)
+        };
+        let mut body = [0u8; 8];
+        body.copy_from_slice(&fixed[20..28]);
+        Ok(Sections {
+            primary: u32_at(8) as usize,
+            internal: u32_at(12) as usize,
+            header: u32_at(16) as usize,
+            body: u64::from_le_bytes(body),
+            crc: u32_at(28),
+        })
+    }
+
+    fn total(&self) -> u64 {
+        (FIXED_HEADER + self.primary + self.internal + self.header) as u64 + self.body
+    }
+}
+
+/// Read and verify a whole file.
+fn read_object(path: &Path) -> Result<DiskObject, DiskError> {
+    let mut data = Vec::new();
+    File::open(path)?.read_to_end(&mut data)?;
+    let s = Sections::parse(&data)?;
+    if s.total() != data.len() as u64 {
+        return Err(DiskError::LengthMismatch {
+            expected: s.total(),
+            actual: data.len() as u64,
+        });
+    }
+    if crc32fast::hash(&data[FIXED_HEADER..]) != s.crc {
+        return Err(DiskError::Checksum);
+    }
+    let data = Bytes::from(data);
+    let p0 = FIXED_HEADER;
+    let (p1, p2, p3) = (
+        p0 + s.primary,
+        p0 + s.primary + s.internal,
+        p0 + s.primary + s.internal + s.header,
+    );
+    let meta = CacheMeta::deserialize(&data[p1..p2], &data[p2..p3])
+        .map_err(|e| DiskError::Meta(e.to_string()))?;
+    let primary = match s.primary {
+        0 => None,
+        _ => Some(String::from_utf8_lossy(&data[p0..p1]).into_owned()),
+    };
+    Ok(DiskObject {
+        meta,
+        body: data.slice(p3..),
+        primary,
+        stored_len: data.len() - FIXED_HEADER,
+    })
+}
+
+/// A file's index entry from its name and fixed header: `None` if it is not a complete
+/// cache file of ours (checked by size; the checksum is checked when it is read).
+fn index_entry(path: &Path) -> Option<(HashBinary, u64, SystemTime, Option<Box<str>>)> {
+    let name = path.file_name()?.to_str()?;
+    let mut hash: HashBinary = Default::default();
+    hex::decode_to_slice(name, &mut hash).ok()?;
+    let mut f = File::open(path).ok()?;
+    let meta = f.metadata().ok()?;
+    let mut fixed = [0u8; FIXED_HEADER];
+    f.read_exact(&mut fixed).ok()?;
+    let s = Sections::parse(&fixed).ok()?;
+    if s.total() != meta.len() {
+        return None;
+    }
+    let mut primary = vec![0u8; s.primary];
+    f.read_exact(&mut primary).ok()?;
+    let primary = (!primary.is_empty())
+        .then(|| String::from_utf8(primary).ok().map(String::into_boxed_str))
+        .flatten();
+    Some((hash, meta.len(), meta.modified().ok()?, primary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora_cache::key::CacheHashKey;
+    use pingora_cache::CacheKey;
+    use pingora_http::ResponseHeader;
+
+    fn meta(fresh_for: Duration) -> CacheMeta {
+        let mut h = ResponseHeader::build(200, None).expect("status");
+        h.insert_header("content-type", "video/mp4")
+            .expect("header");
+        let now = SystemTime::now();
+        CacheMeta::new(now + fresh_for, now, 0, 0, h)
+    }
+
+    fn hash(path: &str) -> HashBinary {
+        CacheKey::new(path.to_string(), "").combined_bin()
+    }
+
+    fn store(tier: &DiskTier, path: &str, body: &[u8]) {
+        tier.store(
+            hash(path),
+            Some(path),
+            meta(Duration::from_secs(3600)),
+            Bytes::copy_from_slice(body),
+        );
+        assert!(tier.flush(Duration::from_secs(10)));
+    }
+
+    #[tokio::test]
+    async fn round_trip_and_survives_reopen() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let tier = DiskTier::open(dir.path(), 1 << 20).expect("open");
+        store(&tier, "/a", b"hello");
+        let obj = tier.load(&hash("/a")).await.expect("stored");
+        assert_eq!(&obj.body[..], b"hello");
+        assert_eq!(obj.primary.as_deref(), Some("/a"));
+        assert_eq!(obj.meta.response_header().status, 200);
+        drop(tier);
+        let again = DiskTier::open(dir.path(), 1 << 20).expect("reopen");
+        assert_eq!(again.stats().files, 1);
+        assert_eq!(
+            &again.load(&hash("/a")).await.expect("kept").body[..],
+            b"hello"
+        );
+    }
+
+    #[tokio::test]
+    async fn short_lived_and_non_200_objects_are_not_written() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let tier = DiskTier::open(dir.path(), 1 << 20).expect("open");
+        tier.store(
+            hash("/live"),
+            Some("/live"),
+            meta(Duration::from_secs(5)),
+            Bytes::from_static(b"x"),
+        );
+        assert!(tier.flush(Duration::from_secs(10)));
+        assert_eq!(tier.stats().files, 0);
+    }
+
+    #[tokio::test]
+    async fn damaged_files_are_deleted_and_missed() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let tier = DiskTier::open(dir.path(), 1 << 20).expect("open");
+        store(&tier, "/cut", &[7u8; 5000]);
+        store(&tier, "/flip", &[7u8; 5000]);
+        let cut = tier.path_of(&hash("/cut"));
+        let len = fs::metadata(&cut).expect("file").len();
+        File::options()
+            .write(true)
+            .open(&cut)
+            .expect("open")
+            .set_len(len - 1)
+            .expect("truncate");
+        let flip = tier.path_of(&hash("/flip"));
+        let mut data = fs::read(&flip).expect("read");
+        let i = data.len() - 1;
+        data[i] ^= 1;
+        fs::write(&flip, data).expect("write");
+        assert!(tier.load(&hash("/cut")).await.is_none());
+        assert!(tier.load(&hash("/flip")).await.is_none());
+        assert_eq!(tier.stats().corrupt, 2);
+        assert!(!cut.exists() && !flip.exists());
+        assert_eq!(tier.stats().files, 0);
+    }
+
+    #[tokio::test]
+    async fn bounded_by_evicting_the_least_recently_used() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let tier = DiskTier::open(dir.path(), 4000).expect("open");
+        store(&tier, "/1", &[1u8; 1000]);
+        store(&tier, "/2", &[2u8; 1000]);
+        store(&tier, "/3", &[3u8; 1000]);
+        // Reading /1 makes /2 the least recently used.
+        assert!(tier.load(&hash("/1")).await.is_some());
+        store(&tier, "/4", &[4u8; 1000]);
+        let stats = tier.stats();
+        assert!(stats.bytes <= 4000, "{stats:?}");
+        assert!(stats.evictions >= 1);
+        assert!(tier.load(&hash("/2")).await.is_none());
+        assert!(tier.load(&hash("/1")).await.is_some());
+        assert!(tier.load(&hash("/4")).await.is_some());
+        // Reopened, the bound still holds and torn temp files are gone.
+        fs::write(dir.path().join("tmp").join("x.1"), b"torn").expect("tmp file");
+        drop(tier);
+        let again = DiskTier::open(dir.path(), 2500).expect("reopen");
+        assert!(again.stats().bytes <= 2500);
+        assert_eq!(
+            fs::read_dir(dir.path().join("tmp")).expect("tmp").count(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn removals_win_over_queued_writes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let tier = DiskTier::open(dir.path(), 1 << 20).expect("open");
+        store(&tier, "/p/a", b"a");
+        store(&tier, "/p/b", b"b");
+        store(&tier, "/q/c", b"c");
+        assert_eq!(tier.remove_prefix("/p/"), 2);
+        assert!(tier.remove(&hash("/q/c")));
+        assert_eq!(tier.stats().files, 0);
+        // A write queued before an invalidation does not bring the object back.
+        tier.store(
+            hash("/r"),
+            Some("/r"),
+            meta(Duration::from_secs(3600)),
+            Bytes::from_static(b"r"),
+        );
+        tier.remove(&hash("/r"));
+        assert!(tier.flush(Duration::from_secs(10)));
+        assert!(tier.load(&hash("/r")).await.is_none());
+    }
+}
