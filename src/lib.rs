@@ -22,6 +22,7 @@ pub mod housekeeping;
 pub mod http_client;
 pub mod instance;
 pub mod lifecycle;
+pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod origin_dir;
