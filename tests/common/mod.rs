@@ -353,6 +353,8 @@ impl Sluice {
                 pid = dir.path().join("sluice.pid").display(),
                 sock = dir.path().join("upgrade.sock").display(),
             );
+            // `{EDGE}` in the test's YAML is this instance's own edge address.
+            let text = text.replace("{EDGE}", &edge.to_string());
             std::fs::write(&config_path, text).expect("write config");
             let log_path = dir.path().join(format!("sluice-{attempt}.log"));
             let log = std::fs::File::create(&log_path).expect("log file");
