@@ -195,3 +195,68 @@ fn shaka_plays_a_clearkey_dash_channel_from_the_signed_channel_api() {
     assert!(stuck || decode_error, "played with a wrong key: {r}");
     assert!(t < 2.0, "advanced {t} s with a wrong key: {r}");
 }
+
+/// A gated multi-variant stream (declared 480p / 720p / 1080p): hls.js adapts across the
+/// variants it is allowed, and a `720p` token never fetches the 1080p variant (sluice lists
+/// only allowed variants, and the playback credential is scoped to them).
+#[test]
+fn hls_js_adapts_across_variants_and_a_720p_token_never_gets_1080p() {
+    let s = Sluice::start(
+        "origins:\n  bucket: dir:./tests/fixtures/abr/media\nstreaming:\n  secret: browser-abr-secret-0123456\n  \
+         contents:\n    - {id: abr, hash: abr, token_required: true, max_uses: 4}\n",
+    );
+    let key = common::admin_key(&s);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let token_url = |quality: &str| -> String {
+        let minted: Value = rt.block_on(async {
+            client()
+                .post(s.edge_url("/api/v2/streaming/token"))
+                .bearer_auth(&key)
+                .json(&serde_json::json!({"contentId": "abr", "quality": quality}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        });
+        minted["streamUrl"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{minted}"))
+            .to_string()
+    };
+    let fetched = |variant: &str| {
+        s.log()
+            .lines()
+            .filter(|l| {
+                l.contains("sluice::access") && l.contains(&format!("/stream/abr/{variant}/seg_"))
+            })
+            .count()
+    };
+
+    let r = play(&token_url("720p"), 7);
+    eprintln!("720p token: {r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert_eq!(r["levels"], 2, "a 720p token lists 480p and 720p only: {r}");
+    assert!(r["currentTime"].as_f64().unwrap_or(0.0) > 2.0, "{r}");
+    // Adaptive: it climbed from the start level to 720p.
+    assert!(
+        r["fragLevels"]
+            .as_array()
+            .is_some_and(|l| l.len() >= 2 && l.last() == Some(&Value::from("720p"))),
+        "no switch up to 720p: {r}"
+    );
+    assert!(fetched("720p") >= 1);
+    assert_eq!(
+        fetched("1080p"),
+        0,
+        "the 1080p variant was fetched with a 720p token"
+    );
+
+    // The same content with an `auto` token reaches 1080p.
+    let r = play(&token_url("auto"), 7);
+    eprintln!("auto token: {r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert_eq!(r["levels"], 3, "{r}");
+    assert!(fetched("1080p") >= 1, "auto never reached 1080p: {r}");
+}
