@@ -440,9 +440,9 @@ pub(crate) fn is_plain_relative(raw: &str) -> bool {
         }
         segment_start = c == b'/';
     }
-    // Empty, or a trailing `/` (an empty last segment: joins fine, but is left to the
-    // generic path).
-    !segment_start
+    // A trailing `/` (a DASH `BaseURL` directory) joins by concatenation too; an empty
+    // string is not a reference to rewrite.
+    !b.is_empty()
 }
 
 const BAD: u8 = 0;
