@@ -75,6 +75,13 @@ pub fn router(state: AppState, listener: Listener) -> Router {
             .merge(admin::routes())
             .merge(content_keys::routes());
     }
+    if listener == Listener::Edge && state.fleet.is_some() {
+        // Purges from the fleet's other nodes (signed; see `crate::fleet::purge`).
+        r = r.route(
+            crate::fleet::purge::PATH,
+            axum::routing::post(purge::fleet_purge),
+        );
+    }
     r = r
         .merge(streaming::routes())
         .merge(playback::routes())
