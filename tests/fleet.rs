@@ -383,14 +383,20 @@ async fn a_hung_owner_is_bypassed_after_owner_timeout() {
     let t = Instant::now();
     let (status, _, b) = get(&nodes.url(1, &format!("/stream/{path}"))).await;
     let took = t.elapsed();
-    let _ = std::process::Command::new("kill")
-        .args(["-CONT", &pid])
-        .status();
-    assert_eq!((status, b), (200, body));
+    // (Left stopped: resumed, it would still answer the request it was sent, from the
+    // origin. SIGKILL ends it at the end of the test.)
+    assert_eq!(
+        (status, b.len()),
+        (200, body.len()),
+        "{}",
+        nodes.nodes[1].log()
+    );
+    assert_eq!(b, body);
     assert_eq!(origin.hits(&format!("/{path}")), 1);
     assert!(
         took >= Duration::from_millis(450) && took < Duration::from_secs(4),
-        "{took:?}"
+        "{took:?}\n{}",
+        nodes.nodes[1].log()
     );
     assert_eq!(
         fleet_metric(
@@ -691,4 +697,92 @@ async fn nodes_are_exempt_from_per_client_limits() {
         statuses.push(player.get(&stats).send().await.unwrap().status().as_u16());
     }
     assert_eq!(statuses[2], 429, "{statuses:?}");
+}
+
+/// A process killed when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn peers_change_by_graceful_upgrade_without_a_cold_fleet() {
+    let origin = TestOrigin::new().start();
+    let mut nodes = Nodes::start(&origin, "", "");
+    // Node 1 is upgraded to a fleet without node 2.
+    let after = Ring::new(&nodes.addrs[..2]);
+    let owner_after = |p: &str| {
+        let primary = format!("http://{}/{p}", nodes.origin_host);
+        after.owner(&primary).unwrap()
+    };
+    let pick = |before: usize| {
+        (0..1000)
+            .map(|i| format!("up/seg_{i}.m4s"))
+            .find(|p| nodes.owner_of(p) == before && owner_after(p) == nodes.addrs[0])
+            .unwrap()
+    };
+    // Owned by node 0 before and after; owned by node 2 before, node 0 after.
+    let (kept, moved) = (pick(0), pick(2));
+    let body = random_bytes(8192, 7);
+    for p in [&kept, &moved] {
+        origin.set_route(&format!("/{p}"), Reply::ok(body.clone(), SEGMENT));
+    }
+    let (status, cache, _) = get(&nodes.url(1, &format!("/stream/{kept}"))).await;
+    assert_eq!((status, cache.as_str()), (200, "miss"));
+    let served = "sluice_fleet_peer_requests_total{result=\"served\"}";
+    assert_eq!(fleet_metric(&nodes.nodes[0], served).await, 1.0);
+
+    // The new configuration, then Pingora's graceful upgrade: the new process takes the
+    // listening sockets over, the old one exits.
+    let path = nodes.nodes[1].config_path.clone();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let old_peers: Vec<String> = nodes.addrs.iter().map(|a| format!("\"{a}\"")).collect();
+    let new_peers: Vec<String> = nodes.addrs[..2]
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect();
+    let text = text.replace(&old_peers.join(", "), &new_peers.join(", "));
+    std::fs::write(&path, text).unwrap();
+    let log = std::fs::File::create(nodes.nodes[1].state_dir().join("upgraded.log")).unwrap();
+    let _upgraded = KillOnDrop(
+        std::process::Command::new(common::sluice_bin())
+            .args(["serve", "--upgrade", "-c"])
+            .arg(&path)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("RUST_LOG", "info")
+            .env("FLEET_SECRET", FLEET_SECRET)
+            .stdout(std::process::Stdio::from(log.try_clone().unwrap()))
+            .stderr(std::process::Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    );
+    let pid = nodes.nodes[1].pid().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-QUIT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let old = &mut nodes.nodes[1];
+    tokio::task::block_in_place(|| old.wait_exit(Duration::from_secs(20)));
+
+    // The upgraded node starts with an empty memory cache, and its owner still has the
+    // object: no origin fetch.
+    let (status, cache, b) = get(&nodes.url(1, &format!("/stream/{kept}"))).await;
+    assert_eq!((status, cache.as_str(), b.len()), (200, "miss", body.len()));
+    assert_eq!(
+        origin.hits(&format!("/{kept}")),
+        1,
+        "the upgrade made the fleet cold"
+    );
+    assert_eq!(fleet_metric(&nodes.nodes[0], served).await, 2.0);
+    // The new ring is in force: what node 2 owned is node 0's now, for this node.
+    let (status, _, _) = get(&nodes.url(1, &format!("/stream/{moved}"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(fleet_metric(&nodes.nodes[0], served).await, 3.0);
+    assert_eq!(fleet_metric(&nodes.nodes[2], served).await, 0.0);
+    assert_eq!(origin.hits(&format!("/{moved}")), 1);
 }

@@ -353,7 +353,10 @@ impl ProxyHttp for Edge {
     ) -> Result<()> {
         fleet::owner_answered(resp, ctx)?;
         response_modifiers::upstream(resp, ctx)?;
-        prefetch::start(self, resp, ctx);
+        // A node asking for a live playlist prefetches its parts itself.
+        if ctx.fleet.from_peer.is_none() {
+            prefetch::start(self, resp, ctx);
+        }
         Ok(())
     }
 

@@ -80,6 +80,11 @@ pub static PURGE_FANOUT: Lazy<IntCounterVec> = Lazy::new(|| {
 pub enum FleetError {
     #[error("fleet: cannot build the node-to-node HTTP client: {0}")]
     Client(String),
+    #[error(
+        "fleet.self: {0} is not an address of this machine ({1}); node-to-node requests leave \
+         from it so that the other nodes recognise this one"
+    )]
+    NotLocal(std::net::IpAddr, std::io::Error),
 }
 
 /// Who fetches an object on a miss.
@@ -119,6 +124,8 @@ impl Fleet {
     /// # Errors
     /// When the fan-out HTTP client cannot be built.
     pub fn new(config: &FleetConfig) -> Result<Fleet, FleetError> {
+        let ip = config.this.ip();
+        std::net::TcpListener::bind((ip, 0)).map_err(|e| FleetError::NotLocal(ip, e))?;
         let others: Vec<SocketAddr> = config.others().collect();
         let client = reqwest::Client::builder()
             .timeout(purge::TIMEOUT)
@@ -288,6 +295,12 @@ mod tests {
         // Marking this node or a stranger changes nothing.
         asker.mark_down("127.0.0.1:9".parse().unwrap());
         assert!(!asker.is_down("127.0.0.1:9".parse().unwrap()));
+    }
+
+    #[test]
+    fn this_node_must_be_local() {
+        let e = Fleet::new(&config("192.0.2.1:1")).unwrap_err();
+        assert!(matches!(e, FleetError::NotLocal(..)), "{e}");
     }
 
     #[test]
