@@ -786,3 +786,58 @@ async fn peers_change_by_graceful_upgrade_without_a_cold_fleet() {
     assert_eq!(fleet_metric(&nodes.nodes[2], served).await, 0.0);
     assert_eq!(origin.hits(&format!("/{moved}")), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stats_report_the_fleets_figures() {
+    let origin = TestOrigin::new().start();
+    let nodes = Nodes::start(&origin, "", "");
+    let body = random_bytes(1000, 9);
+    origin.set_route("/st/v/seg_1.m4s", Reply::ok(body.clone(), SEGMENT));
+    // One player's requests, spread over the three nodes (as a load balancer would).
+    for i in 0..9 {
+        let (status, _, _) = get(&nodes.url(i % 3, "/stream/st/v/seg_1.m4s")).await;
+        assert_eq!(status, 200);
+    }
+    let key = admin_key(&nodes.nodes[0]);
+    let stats = |q: &'static str| {
+        let url = nodes.nodes[0].admin_url(&format!("/stats/st{q}"));
+        let key = key.clone();
+        async move {
+            let r = client().get(url).bearer_auth(key).send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    // Figures are recorded once each answer is done: polled, bounded.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let answer = loop {
+        let (status, v) = stats("").await;
+        if status == 200 && v["publisher"]["requests"] == 9 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "{status} {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        answer["publisher"]["bytes_sent"],
+        9 * body.len(),
+        "{answer}"
+    );
+    assert_eq!(
+        answer["fleet"],
+        serde_json::json!({"nodes": 3, "answered": 3})
+    );
+    assert_eq!(answer["status"], "ok");
+    // A reset clears every node's figures.
+    assert_eq!(stats("?reset").await.0, 200);
+    assert_eq!(stats("").await.0, 404);
+    // Only nodes may ask a node for its figures.
+    let r = client()
+        .get(nodes.url(1, "/_fleet/stats/st"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}

@@ -26,6 +26,7 @@
 pub mod auth;
 pub mod purge;
 pub mod ring;
+pub mod stats;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -254,6 +255,69 @@ impl Fleet {
     pub fn others(&self) -> &[SocketAddr] {
         &self.others
     }
+
+    /// Send a signed request to every other node's edge listener, concurrently (each bounded
+    /// by [`purge::TIMEOUT`]), and read each JSON answer as `T`: one result per node, in
+    /// `fleet.peers` order. Operator operations only (purge, stats); objects travel through
+    /// the proxy.
+    pub async fn ask_all<T>(
+        &self,
+        method: http::Method,
+        path_and_query: &str,
+        body: Vec<u8>,
+    ) -> Vec<(SocketAddr, Result<T, String>)>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, &node) in self.others.iter().enumerate() {
+            let request = self
+                .client
+                .request(method.clone(), format!("http://{node}{path_and_query}"))
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+            let header = self.sign(method.as_str(), path_and_query, &body);
+            tasks.spawn(async move {
+                let result = match header {
+                    Ok(h) => ask(request.header(auth::HEADER, h)).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                (i, node, result)
+            });
+        }
+        let mut answers = Vec::with_capacity(self.others.len());
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(a) => answers.push(a),
+                Err(e) => tracing::error!(error = %e, "fleet request task failed"),
+            }
+        }
+        answers.sort_by_key(|(i, _, _)| *i);
+        answers
+            .into_iter()
+            .map(|(_, node, result)| (node, result))
+            .collect()
+    }
+}
+
+/// Largest answer read from another node (purge and stats answers are a few hundred bytes).
+const MAX_ANSWER: usize = 16 * 1024;
+
+async fn ask<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+) -> Result<T, String> {
+    let resp = request
+        .send()
+        .await
+        .map_err(|e| format!("unreachable: {e}"))?;
+    let status = resp.status();
+    let body = crate::http_client::read_bounded(resp, MAX_ANSWER)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("answered {status}"));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("unexpected answer: {e}"))
 }
 
 #[cfg(test)]

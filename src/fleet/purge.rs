@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{auth, Fleet, PURGE_FANOUT};
+use super::{Fleet, PURGE_FANOUT};
 use crate::cache::runtime::PurgeOp;
 
 /// The edge route other nodes send purges to.
 pub const PATH: &str = "/_fleet/purge";
 
-/// How long the fan-out waits for each node (they are asked concurrently).
+/// How long a fan-out waits for each node (they are asked concurrently).
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A fleet purge's body.
@@ -40,8 +40,7 @@ struct Answer {
 }
 
 impl Fleet {
-    /// Send `ops` to every other node, concurrently; one answer per node, in `fleet.peers`
-    /// order.
+    /// Send `ops` to every other node; one answer per node, in `fleet.peers` order.
     pub async fn fan_out_purge(&self, ops: &PurgeOps) -> Vec<NodePurge> {
         let body = match serde_json::to_vec(ops) {
             Ok(b) => b,
@@ -56,65 +55,20 @@ impl Fleet {
                     .collect()
             }
         };
-        let mut tasks = tokio::task::JoinSet::new();
-        for (i, &node) in self.others.iter().enumerate() {
-            let client = self.client.clone();
-            let body = body.clone();
-            let header = self.sign("POST", PATH, &body);
-            tasks.spawn(async move {
-                let result = match header {
-                    Ok(h) => send(&client, node, h, body).await,
-                    Err(e) => Err(e.to_string()),
-                };
-                (i, NodePurge { node, result })
-            });
-        }
-        let mut answers: Vec<(usize, NodePurge)> = Vec::with_capacity(self.others.len());
-        while let Some(done) = tasks.join_next().await {
-            match done {
-                Ok(a) => answers.push(a),
-                Err(e) => tracing::error!(error = %e, "fleet purge task failed"),
-            }
-        }
-        answers.sort_by_key(|(i, _)| *i);
-        answers
+        self.ask_all::<Answer>(http::Method::POST, PATH, body)
+            .await
             .into_iter()
-            .map(|(_, a)| {
-                let label = if a.result.is_ok() { "ok" } else { "failed" };
+            .map(|(node, result)| {
+                let result = result.map(|a| a.purged);
+                let label = if result.is_ok() { "ok" } else { "failed" };
                 PURGE_FANOUT.with_label_values(&[label]).inc();
-                if let Err(e) = &a.result {
-                    tracing::warn!(node = %a.node, error = %e, "fleet purge not applied on a node");
+                if let Err(e) = &result {
+                    tracing::warn!(%node, error = %e, "fleet purge not applied on a node");
                 }
-                a
+                NodePurge { node, result }
             })
             .collect()
     }
-}
-
-async fn send(
-    client: &reqwest::Client,
-    node: SocketAddr,
-    header: String,
-    body: Vec<u8>,
-) -> Result<usize, String> {
-    let resp = client
-        .post(format!("http://{node}{PATH}"))
-        .header(auth::HEADER, header)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| format!("unreachable: {e}"))?;
-    let status = resp.status();
-    let body = crate::http_client::read_bounded(resp, 4096)
-        .await
-        .map_err(|e| e.to_string())?;
-    if !status.is_success() {
-        return Err(format!("answered {status}"));
-    }
-    serde_json::from_slice::<Answer>(&body)
-        .map(|a| a.purged)
-        .map_err(|e| format!("unexpected answer: {e}"))
 }
 
 #[cfg(test)]
