@@ -543,6 +543,18 @@ async fn a_node_request_is_served_locally_and_never_forwarded() {
     assert!(r.headers().get("access-control-allow-origin").is_none());
     assert_eq!(r.bytes().await.unwrap(), body);
     assert_eq!(origin.hits(&format!("/{path}")), 1);
+    // A hit tells the asking node how old the copy is (its copy expires with this one).
+    let r = client()
+        .get(nodes.url(1, &stream_path))
+        .header(
+            auth::HEADER,
+            signed_as(nodes.addrs[2], &stream_path, unix_now()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-cache-status"], "hit");
+    assert!(r.headers().contains_key("age"), "{:?}", r.headers());
     let owner_metrics = metrics(&nodes.nodes[0]).await;
     assert_eq!(
         metric(
@@ -555,7 +567,7 @@ async fn a_node_request_is_served_locally_and_never_forwarded() {
     // Counted as a node's request (after its answer: polled, bounded).
     let series = "sluice_requests_total{class=\"fleet\",listener=\"edge\",status=\"200\"}";
     let deadline = Instant::now() + Duration::from_secs(5);
-    while fleet_metric(&nodes.nodes[1], series).await != 1.0 {
+    while fleet_metric(&nodes.nodes[1], series).await != 2.0 {
         assert!(
             Instant::now() < deadline,
             "{}",
@@ -840,4 +852,39 @@ async fn stats_report_the_fleets_figures() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn heads_and_ranges_through_an_owner() {
+    let origin = TestOrigin::new().start();
+    let nodes = Nodes::start(&origin, "", "");
+    let body = random_bytes(100_000, 12);
+    let head_path = nodes.object_owned_by(0, "hd");
+    let range_path = nodes.object_owned_by(0, "rg");
+    for p in [&head_path, &range_path] {
+        origin.set_route(&format!("/{p}"), Reply::ok(body.clone(), SEGMENT));
+    }
+    // A HEAD of a cold object on a node that does not own it.
+    let r = client()
+        .head(nodes.url(1, &format!("/stream/{head_path}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], body.len().to_string());
+    // A range of a cold object on a node that does not own it, then of its copy.
+    for _ in 0..2 {
+        let r = client()
+            .get(nodes.url(2, &format!("/stream/{range_path}")))
+            .header("range", "bytes=1000-1999")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 206);
+        assert_eq!(r.bytes().await.unwrap(), body.slice(1000..2000));
+    }
+    let (status, _, b) = get(&nodes.url(2, &format!("/stream/{range_path}"))).await;
+    assert_eq!((status, b), (200, body.clone()));
+    assert_eq!(origin.hits(&format!("/{range_path}")), 1);
+    assert_eq!(origin.hits(&format!("/{head_path}")), 1);
 }
