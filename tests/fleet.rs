@@ -15,7 +15,8 @@ use futures::StreamExt;
 use sluice::fleet::auth;
 use sluice::fleet::ring::Ring;
 
-const FLEET_SECRET: &str = "fleet-secret-for-the-tests-0123456789";
+/// Fleets started by this test binary (each gets its own secret).
+static FLEETS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 const NODE_IPS: [&str; 3] = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
 const SEGMENT: &str = "video/iso.segment";
 
@@ -25,6 +26,9 @@ struct Nodes {
     addrs: Vec<SocketAddr>,
     ring: Ring,
     origin_host: String,
+    /// This fleet's own secret: a node of another test's fleet (which may reuse a port a
+    /// killed node freed) refuses this one's requests instead of answering them.
+    secret: String,
 }
 
 impl Nodes {
@@ -35,12 +39,18 @@ impl Nodes {
             .iter()
             .map(|ip| format!("{ip}:{}", free_port_on(ip)).parse().unwrap())
             .collect();
+        let secret = format!(
+            "fleet-secret-{}-{}",
+            std::process::id(),
+            FLEETS.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
         let starts: Vec<_> = addrs
             .iter()
             .map(|&this| {
                 let cfg = node_config(origin, &addrs, this, fleet_extra, extra);
+                let secret = secret.clone();
                 std::thread::spawn(move || {
-                    Sluice::start_at(this, &cfg, &[("FLEET_SECRET", FLEET_SECRET)])
+                    Sluice::start_at(this, &cfg, &[("FLEET_SECRET", secret.as_str())])
                 })
             })
             .collect();
@@ -49,7 +59,23 @@ impl Nodes {
             ring: Ring::new(&addrs),
             addrs,
             origin_host: origin.addr.to_string(),
+            secret,
         }
+    }
+
+    /// A node's signature, made with the fleet secret as that node would.
+    fn signed_as(&self, node: SocketAddr, path: &str, at: i64) -> String {
+        auth::sign(
+            self.secret.as_bytes(),
+            &auth::Signed {
+                method: "GET",
+                path_and_query: path,
+                body: b"",
+            },
+            &node,
+            at,
+        )
+        .unwrap()
     }
 
     /// Which node owns `/stream/{path}` (the bucket is the origin's root).
@@ -119,21 +145,6 @@ fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-/// A node's signature, made with the fleet secret as that node would.
-fn signed_as(node: SocketAddr, path: &str, at: i64) -> String {
-    auth::sign(
-        FLEET_SECRET.as_bytes(),
-        &auth::Signed {
-            method: "GET",
-            path_and_query: path,
-            body: b"",
-        },
-        &node,
-        at,
-    )
-    .unwrap()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -298,13 +309,15 @@ async fn owner_killed_players_still_served_from_the_origin() {
     origin.set_route(&format!("/{next}"), Reply::ok(body.clone(), SEGMENT));
     let (status, _, b) = get(&nodes.url(1, &format!("/stream/{next}"))).await;
     assert_eq!((status, b.len()), (200, body.len()));
+    let m = metrics(&nodes.nodes[1]).await;
     assert_eq!(
-        fleet_metric(
-            &nodes.nodes[1],
+        metric(
+            &m,
             "sluice_fleet_owner_fetches_total{result=\"skipped_down\"}"
-        )
-        .await,
-        1.0
+        ),
+        1.0,
+        "{m}\n{}",
+        nodes.nodes[1].log()
     );
     eprintln!("fleet: owner killed, 60 players on the other two nodes served in {took:?}, origin fetches 2");
 }
@@ -359,7 +372,13 @@ async fn owner_failure_after_its_body_started_aborts_without_caching() {
     // Nothing truncated was stored: the next request is a miss, fetched whole from the origin.
     origin.set_route(&format!("/{path}"), Reply::ok(body.clone(), SEGMENT));
     let (status, cache, b) = get(&nodes.url(1, &format!("/stream/{path}"))).await;
-    assert_eq!((status, cache.as_str()), (200, "miss"));
+    assert_eq!(
+        (status, cache.as_str()),
+        (200, "miss"),
+        "{}\n{:?}",
+        nodes.nodes[1].log(),
+        origin.requests()
+    );
     assert_eq!(b, body);
     assert_eq!(origin.hits(&format!("/{path}")), 2);
     let (_, cache, b) = get(&nodes.url(1, &format!("/stream/{path}"))).await;
@@ -442,13 +461,13 @@ async fn players_cannot_pass_as_nodes() {
     let forged = format!("v1 {} {now} {}", nodes.addrs[1], "0".repeat(64));
     assert_eq!(send(0, seg, Some(forged)).await, (403, true));
     // A real signature of another object, replayed on this one.
-    let other = signed_as(nodes.addrs[1], "/stream/movie-gated/v/seg_2.m4s", now);
+    let other = nodes.signed_as(nodes.addrs[1], "/stream/movie-gated/v/seg_2.m4s", now);
     assert_eq!(send(0, seg, Some(other)).await, (403, true));
     // A real signature for this object, too old.
-    let stale = signed_as(nodes.addrs[1], seg, now - 120);
+    let stale = nodes.signed_as(nodes.addrs[1], seg, now - 120);
     assert_eq!(send(0, seg, Some(stale)).await, (403, true));
     // A real, fresh signature in the name of the receiving node itself.
-    let own = signed_as(nodes.addrs[0], seg, now);
+    let own = nodes.signed_as(nodes.addrs[0], seg, now);
     assert_eq!(send(0, seg, Some(own)).await, (403, true));
     // Garbage.
     assert_eq!(send(0, seg, Some("v1 x".into())).await, (403, true));
@@ -527,7 +546,7 @@ async fn a_node_request_is_served_locally_and_never_forwarded() {
         .get(nodes.url(1, &stream_path))
         .header(
             auth::HEADER,
-            signed_as(nodes.addrs[2], &stream_path, unix_now()),
+            nodes.signed_as(nodes.addrs[2], &stream_path, unix_now()),
         )
         .send()
         .await
@@ -548,7 +567,7 @@ async fn a_node_request_is_served_locally_and_never_forwarded() {
         .get(nodes.url(1, &stream_path))
         .header(
             auth::HEADER,
-            signed_as(nodes.addrs[2], &stream_path, unix_now()),
+            nodes.signed_as(nodes.addrs[2], &stream_path, unix_now()),
         )
         .send()
         .await
@@ -766,7 +785,7 @@ async fn peers_change_by_graceful_upgrade_without_a_cold_fleet() {
             .arg(&path)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("RUST_LOG", "info")
-            .env("FLEET_SECRET", FLEET_SECRET)
+            .env("FLEET_SECRET", &nodes.secret)
             .stdout(std::process::Stdio::from(log.try_clone().unwrap()))
             .stderr(std::process::Stdio::from(log))
             .spawn()

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use pingora_cache::{CacheMeta, CachePhase, RespCacheable};
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, ErrorType, Result};
+use pingora_error::{Error, ErrorSource, ErrorType, Result, RetryType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 
@@ -201,14 +201,29 @@ pub(super) fn owner_answered(resp: &mut ResponseHeader, ctx: &mut RequestCtx) ->
 /// `fail_to_connect` and `error_while_proxy` of an attempt at the owner: before its header,
 /// retry against the origin (and skip the owner for a while if it did not answer); after it,
 /// the response is aborted (its partial body is never stored: the storage drops a fill that
-/// does not finish).
-pub(super) fn owner_failed(edge: &Edge, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+/// does not finish). `reused`: the attempt was on a pooled connection.
+pub(super) fn owner_failed(
+    edge: &Edge,
+    ctx: &mut RequestCtx,
+    mut e: Box<Error>,
+    reused: bool,
+) -> Box<Error> {
     let Some((owner, _)) = ctx.fleet.owner.take() else {
         return e;
     };
     if ctx.fleet.owner_answered {
         OWNER_FETCHES.with_label_values(&["aborted"]).inc();
         e.set_retry(false);
+        return e;
+    }
+    if matches!(e.esource(), ErrorSource::Downstream) {
+        // The player went away: nothing to retry for, and nothing wrong with the owner.
+        e.set_retry(false);
+        return e;
+    }
+    if reused && matches!(e.retry, RetryType::ReusedOnly) {
+        // A pooled connection the owner had closed: ask it again on a new one.
+        e.set_retry(true);
         return e;
     }
     let (result, down) = match e.etype() {

@@ -399,7 +399,7 @@ impl ProxyHttp for Edge {
         mut e: Box<Error>,
     ) -> Box<Error> {
         if ctx.fleet.owner.is_some() {
-            return fleet::owner_failed(self, ctx, e);
+            return fleet::owner_failed(self, ctx, e, false);
         }
         ctx.upstream_error = true;
         // The bucket has more addresses: try the next one.
@@ -425,7 +425,7 @@ impl ProxyHttp for Edge {
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
         if ctx.fleet.owner.is_some() {
-            return fleet::owner_failed(self, ctx, e);
+            return fleet::owner_failed(self, ctx, e, client_reused);
         }
         if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
         {
