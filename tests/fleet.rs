@@ -907,3 +907,36 @@ async fn heads_and_ranges_through_an_owner() {
     assert_eq!(origin.hits(&format!("/{range_path}")), 1);
     assert_eq!(origin.hits(&format!("/{head_path}")), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_blocking_playlist_reload_is_held_at_its_owner_not_timed_out() {
+    let origin = TestOrigin::new().start();
+    // An owner_timeout far below how long the origin holds the reload.
+    // (No prefetch of the parts: it would ask their owners too.)
+    let nodes = Nodes::start(
+        &origin,
+        "  owner_timeout: 300ms\n",
+        "stream:\n  prefetch: 0\n",
+    );
+    let q = "_HLS_msn=5&_HLS_part=0";
+    let playlist = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PART-INF:PART-TARGET=0.5\n#EXTINF:2,\nseg_4.m4s\n#EXT-X-PART:DURATION=0.5,URI=\"part_5.0.m4s\"\n";
+    origin.set_route(
+        &format!("/ll/index.m3u8?{q}"),
+        Reply::ok(playlist, "application/vnd.apple.mpegurl").delay(Duration::from_millis(1200)),
+    );
+    let owner = nodes.owner_of(&format!("ll/index.m3u8?{q}"));
+    let asker = (owner + 1) % 3;
+    let (status, _, b) = get(&nodes.url(asker, &format!("/stream/ll/index.m3u8?{q}"))).await;
+    assert_eq!((status, b.as_ref()), (200, playlist.as_bytes()));
+    assert_eq!(origin.hits("/ll/index.m3u8"), 1);
+    let m = metrics(&nodes.nodes[asker]).await;
+    assert_eq!(
+        metric(&m, "sluice_fleet_owner_fetches_total{result=\"answered\"}"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "sluice_fleet_owner_fetches_total{result=\"timed_out\"}"),
+        0.0
+    );
+}

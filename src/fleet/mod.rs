@@ -43,6 +43,17 @@ use crate::config::fleet::FleetConfig;
 /// before it is tried again.
 pub const DOWN_FOR: Duration = Duration::from_secs(5);
 
+/// The `result` labels of [`OWNER_FETCHES`].
+pub const OWNER_RESULTS: [&str; 7] = [
+    "answered",
+    "connect_failed",
+    "timed_out",
+    "refused",
+    "failed",
+    "skipped_down",
+    "aborted",
+];
+
 /// A non-owner's fetches from owners, by result: `answered` (the owner's header came),
 /// `connect_failed`, `timed_out`, `refused` (the owner refused our signature: secrets or
 /// clocks differ), `failed` (then fetched from the origin), `skipped_down` (owner skipped
@@ -137,6 +148,16 @@ impl Fleet {
             .no_proxy()
             .build()
             .map_err(|e| FleetError::Client(e.to_string()))?;
+        // Every series exists from the start (at 0), so dashboards and alerts see them.
+        for (metric, results) in [
+            (&OWNER_FETCHES, &OWNER_RESULTS[..]),
+            (&PEER_REQUESTS, &["served", "refused"][..]),
+            (&PURGE_FANOUT, &["ok", "failed"][..]),
+        ] {
+            for r in results {
+                metric.with_label_values(&[r]).inc_by(0);
+            }
+        }
         Ok(Fleet {
             ring: ring::Ring::new(&config.peers),
             down_until: others.iter().map(|_| AtomicU64::new(0)).collect(),
