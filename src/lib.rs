@@ -18,6 +18,7 @@ pub mod config;
 pub mod conn;
 pub mod crypto;
 pub mod edge;
+pub mod fleet;
 pub mod housekeeping;
 pub mod http_client;
 pub mod instance;

@@ -137,6 +137,12 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
             std::sync::Arc::new(crate::store::use_counts::MemoryUseCounter::default()),
         )
         .map_err(StartError::Setup)?,
+        fleet: config
+            .fleet
+            .as_ref()
+            .map(crate::fleet::Fleet::new)
+            .transpose()
+            .map_err(|e| StartError::Setup(e.to_string()))?,
     });
     ensure_admin_key(&shared.db)?;
 
@@ -212,7 +218,7 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
                 "admin",
                 config.limits.max_connections_per_ip,
                 config.limits.max_connections.unwrap_or(4096),
-                config.trusted_proxies.clone(),
+                config.exempt_from_client_limits(),
             ),
             crate::conn::guard::GuardLimits::from_config(&config.limits),
         ),
@@ -270,7 +276,7 @@ fn edge_admission(config: &Config) -> std::sync::Arc<crate::conn::admission::Adm
         "edge",
         config.limits.max_connections_per_ip,
         max_total,
-        config.trusted_proxies.clone(),
+        config.exempt_from_client_limits(),
     )
 }
 

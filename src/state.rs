@@ -27,6 +27,8 @@ pub struct Shared {
     pub provider_jwt: Option<crate::auth::jwt::BearerVerifier>,
     /// Stream-token admission state (signer, revocations, use counts).
     pub access: crate::access::AccessState,
+    /// The cache fleet this node belongs to (`fleet:`); `None`: a single node.
+    pub fleet: Option<crate::fleet::Fleet>,
 }
 
 pub type AppState = Arc<Shared>;

@@ -272,7 +272,12 @@ impl Drop for RunningOrigin {
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    free_port_on("127.0.0.1")
+}
+
+/// A port that was free on `ip` (another loopback address) a moment ago.
+pub fn free_port_on(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
@@ -337,14 +342,33 @@ impl Sluice {
     }
 
     pub fn start_in_full(
-        mut dir: tempfile::TempDir,
+        dir: tempfile::TempDir,
         extra: &str,
         env: &[(&str, &str)],
         server: &str,
         listen: &str,
     ) -> Sluice {
+        Self::start_inner(dir, extra, env, server, listen, None)
+    }
+
+    /// Start with the edge listening on `edge`: a fleet node, whose address every node's
+    /// `fleet.peers` names before any of them starts.
+    pub fn start_at(edge: SocketAddr, extra: &str, env: &[(&str, &str)]) -> Sluice {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_inner(dir, extra, env, QUICK_STOP, "", Some(edge))
+    }
+
+    fn start_inner(
+        mut dir: tempfile::TempDir,
+        extra: &str,
+        env: &[(&str, &str)],
+        server: &str,
+        listen: &str,
+        fixed_edge: Option<SocketAddr>,
+    ) -> Sluice {
         for attempt in 0..3 {
-            let edge: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+            let edge: SocketAddr = fixed_edge
+                .unwrap_or_else(|| format!("127.0.0.1:{}", free_port()).parse().expect("addr"));
             let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
             let config_path = dir.path().join("sluice.yaml");
             let text = format!(
