@@ -45,6 +45,7 @@ impl BackgroundService for Housekeeping {
                 tokio::select! {
                     _ = tick.tick() => {
                         shared.rate_limits.prune();
+                        shared.ctx_store.prune();
                         // Use counts and revocations of expired stream tokens are dead weight.
                         let now = chrono::Utc::now().timestamp();
                         shared.access.uses.prune(now).await;
