@@ -49,8 +49,15 @@ impl BackgroundService for Housekeeping {
                         // Use counts and revocations of expired stream tokens are dead weight.
                         let now = chrono::Utc::now().timestamp();
                         shared.access.uses.prune(now).await;
-                        if let Err(e) = shared.access.revocations.prune(now).await {
-                            tracing::warn!(error = %e, "pruning revoked stream tokens failed");
+                        match shared.access.revocations.prune(now).await {
+                            Ok(()) => {}
+                            // Said once by the redis supervisor; retried next minute.
+                            Err(e) if e.is_unavailable() => {
+                                tracing::debug!(error = %e, "pruning revoked stream tokens deferred");
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "pruning revoked stream tokens failed");
+                            }
                         }
                     }
                     _ = shutdown.changed() => return,

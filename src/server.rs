@@ -328,7 +328,8 @@ fn fleet_registry(
     } else {
         tracing::error!(
             redis = %redis.shown(),
-            "shared state: redis not reachable yet; serving degraded (gated playback and key              delivery fail closed) until it is"
+            "shared state: redis not reachable yet; serving degraded (gated playback and key \
+             delivery fail closed) until it is"
         );
     }
     Ok(registry)

@@ -860,3 +860,104 @@ async fn state_migrate_sqlite_to_redis_and_back() {
     check(&single).await;
     assert!(!single.log().contains("Generated default admin API key"));
 }
+
+#[tokio::test]
+async fn a_hung_redis_costs_at_most_the_timeout() {
+    let f = Fleet::start(&[""]);
+    let a = &f.nodes[0];
+    let hung = token(a, &f.key).await;
+    let later = token(a, &f.key).await;
+    f.redis.pause();
+    // Every answer that needs Redis comes back 503 within state.redis_timeout (200 ms) plus
+    // the request's own work, never later.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let (st, body) = get(a, &entry(&hung)).await;
+        slowest = slowest.max(t0.elapsed());
+        assert_eq!(st, 503, "{body}");
+    }
+    eprintln!(
+        "measured: slowest gated answer while redis-server was stopped (SIGSTOP): {slowest:?}"
+    );
+    assert!(
+        slowest < Duration::from_millis(700),
+        "a request waited {slowest:?} on a hung redis (timeout 200 ms)"
+    );
+    until(
+        "health says redis is unavailable",
+        Duration::from_secs(5),
+        || async move { health(a).await["redis"] == "unavailable" },
+    )
+    .await;
+    f.redis.resume();
+    until("healthy again", Duration::from_secs(10), || async move {
+        health(a).await["status"] == "ok"
+    })
+    .await;
+    assert_eq!(get(a, &entry(&later)).await.0, 200);
+}
+
+#[tokio::test]
+async fn the_redis_password_never_reaches_a_log() {
+    const PW: &str = "fleet-redis-pw-s3cr3t";
+    let redis = RedisServer::start_with_password(Some(PW));
+    let o = origin();
+    let cfg = config(&o, 1000);
+    let mut with_pw = env();
+    with_pw.push(("FLEET_REDIS_PW", PW));
+    let shown = format!("redis://127.0.0.1:{}/0", redis.port);
+    // From the environment on A, in the URL on B; a wrong one on C.
+    let start = |state: String, env: &[(&str, &str)]| {
+        Sluice::start_in_with_state(
+            tempfile::tempdir().unwrap(),
+            &cfg,
+            env,
+            common::QUICK_STOP,
+            "",
+            &state,
+        )
+    };
+    let a = start(
+        format!(
+            "  redis: {}\n  redis_password_env: FLEET_REDIS_PW\n",
+            redis.url()
+        ),
+        &with_pw,
+    );
+    let b = start(
+        format!("  redis: redis://:{PW}@127.0.0.1:{}/0\n", redis.port),
+        &env(),
+    );
+    let c = start(
+        format!(
+            "  redis: redis://:wrong-pw-{PW}@127.0.0.1:{}/0\n",
+            redis.port
+        ),
+        &env(),
+    );
+    let key = fleet_admin_key(&[&a, &b]);
+    let t = token(&a, &key).await;
+    assert_eq!(get(&b, &entry(&t)).await.0, 200);
+    assert_eq!(get(&c, &entry(&t)).await.0, 503);
+    assert_eq!(health(&c).await["status"], "degraded");
+    let (ok, out, err) = cli(&b.config_path, &["check"]);
+    assert!(ok, "{err}");
+    for (name, text) in [
+        ("A", a.log()),
+        ("B", b.log()),
+        ("C", c.log()),
+        ("check", format!("{out}{err}")),
+    ] {
+        assert!(
+            !text.contains(PW),
+            "{name} printed the redis password:\n{text}"
+        );
+    }
+    assert!(a.log().contains(&shown), "{}", a.log());
+    assert!(
+        c.log().contains(&shown) && c.log().contains("redis unreachable"),
+        "{}",
+        c.log()
+    );
+}

@@ -572,19 +572,46 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     bin: String,
+    password: Option<String>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        Self::start_with_password(None)
+    }
+
+    /// With `requirepass` set: clients must authenticate.
+    pub fn start_with_password(password: Option<&str>) -> RedisServer {
         let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let mut r = RedisServer {
             child: None,
             port: free_port(),
             dir: tempfile::tempdir().expect("tempdir"),
             bin,
+            password: password.map(String::from),
         };
         r.spawn();
         r
+    }
+
+    /// `SIGSTOP`: the process keeps its sockets but answers nothing (a hung Redis).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// `SIGCONT` after [`Self::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("redis-server running").id();
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig} {pid} failed");
     }
 
     fn spawn(&mut self) {
@@ -602,6 +629,11 @@ impl RedisServer {
                 "",
             ])
             .args(["--daemonize", "no", "--protected-mode", "no"])
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|p| ["--requirepass".to_string(), p.clone()]),
+            )
             .arg("--logfile")
             .arg(&log)
             .stdout(Stdio::null())
@@ -655,11 +687,13 @@ impl RedisServer {
         let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().ok()?;
         let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        let mut req = format!("*{}\r\n", args.len());
-        for a in args {
-            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        (&s).write_all(req.as_bytes()).ok()?;
+        let encode = |args: &[&str]| {
+            let mut req = format!("*{}\r\n", args.len());
+            for a in args {
+                req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+            }
+            req
+        };
         fn read(r: &mut BufReader<&std::net::TcpStream>) -> Option<Option<String>> {
             let mut line = String::new();
             r.read_line(&mut line).ok()?;
@@ -689,7 +723,13 @@ impl RedisServer {
                 _ => None,
             }
         }
-        read(&mut BufReader::new(&s))?
+        let mut reader = BufReader::new(&s);
+        if let Some(p) = &self.password {
+            (&s).write_all(encode(&["AUTH", p]).as_bytes()).ok()?;
+            read(&mut reader)?;
+        }
+        (&s).write_all(encode(args).as_bytes()).ok()?;
+        read(&mut reader)?
     }
 }
 
