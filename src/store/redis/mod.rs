@@ -304,6 +304,21 @@ impl Redis {
         }
     }
 
+    /// Run one Redis operation without waiting for its answer (a give-back the request's
+    /// answer does not depend on); bounded by `state.redis_timeout` all the same.
+    pub fn detach<F, Fut>(self: &Arc<Self>, op: &'static str, f: F)
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut + Send + 'static,
+        Fut: Future<Output = RedisResult<()>> + Send + 'static,
+    {
+        let me = self.clone();
+        self.rt.spawn(async move {
+            if let Err(e) = me.run(op, f).await {
+                tracing::debug!(op, error = %e, "detached redis operation failed");
+            }
+        });
+    }
+
     /// Connect, watch, reconnect — forever, on the redis runtime.
     async fn supervise(self: Arc<Self>) {
         let config = AsyncConnectionConfig::new()
