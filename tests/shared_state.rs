@@ -961,3 +961,67 @@ async fn the_redis_password_never_reaches_a_log() {
         c.log()
     );
 }
+
+#[tokio::test]
+async fn rediss_with_a_private_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+    let pki = tempfile::tempdir().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "sluice fleet test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let (ca_pem, cert_pem, key_pem) = (
+        pki.path().join("ca.pem"),
+        pki.path().join("redis.pem"),
+        pki.path().join("redis.key"),
+    );
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    std::fs::write(&cert_pem, cert.pem()).unwrap();
+    std::fs::write(&key_pem, key.serialize_pem()).unwrap();
+    let redis = RedisServer::start_tls(&cert_pem, &key_pem);
+    let tls_port = redis.tls_port.unwrap();
+    let o = origin();
+    let cfg = config(&o, 1000);
+    let state = format!("  redis: rediss://localhost:{tls_port}/0\n");
+    let start = |env: &[(&str, &str)]| {
+        Sluice::start_in_with_state(
+            tempfile::tempdir().unwrap(),
+            &cfg,
+            env,
+            common::QUICK_STOP,
+            "",
+            &state,
+        )
+    };
+    // Trusting the private CA (SSL_CERT_FILE, as for any rustls-native-certs client).
+    let mut trusting = env();
+    let ca_path = ca_pem.display().to_string();
+    trusting.push(("SSL_CERT_FILE", &ca_path));
+    let a = start(&trusting);
+    let key = fleet_admin_key(&[&a]);
+    let t = token(&a, &key).await;
+    assert_eq!(get(&a, &entry(&t)).await.0, 200);
+    assert!(
+        a.log().contains(&format!(
+            "redis connected redis=rediss://localhost:{tls_port}/0"
+        )) || a
+            .log()
+            .contains(&format!("rediss://localhost:{tls_port}/0")),
+        "{}",
+        a.log()
+    );
+    // Without it the server's certificate is not trusted: no connection, fail closed.
+    let b = start(&env());
+    assert_eq!(health(&b).await["redis"], "unavailable");
+    assert_eq!(get(&b, &entry(&t)).await.0, 503);
+    assert!(b.log().contains("redis unreachable"), "{}", b.log());
+}

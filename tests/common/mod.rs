@@ -573,6 +573,10 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     bin: String,
     password: Option<String>,
+    /// Its TLS port, when started with [`Self::start_tls`] (the plain port stays for the
+    /// harness).
+    pub tls_port: Option<u16>,
+    tls: Vec<String>,
 }
 
 impl RedisServer {
@@ -589,6 +593,35 @@ impl RedisServer {
             dir: tempfile::tempdir().expect("tempdir"),
             bin,
             password: password.map(String::from),
+            tls_port: None,
+            tls: Vec::new(),
+        };
+        r.spawn();
+        r
+    }
+
+    /// Also listening for TLS (`rediss://`) with this certificate and key; clients are not
+    /// asked for certificates.
+    pub fn start_tls(cert: &Path, key: &Path) -> RedisServer {
+        let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let tls_port = free_port();
+        let mut r = RedisServer {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            bin,
+            password: None,
+            tls_port: Some(tls_port),
+            tls: vec![
+                "--tls-port".into(),
+                tls_port.to_string(),
+                "--tls-cert-file".into(),
+                cert.display().to_string(),
+                "--tls-key-file".into(),
+                key.display().to_string(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
         };
         r.spawn();
         r
@@ -634,6 +667,7 @@ impl RedisServer {
                     .iter()
                     .flat_map(|p| ["--requirepass".to_string(), p.clone()]),
             )
+            .args(&self.tls)
             .arg("--logfile")
             .arg(&log)
             .stdout(Stdio::null())
