@@ -95,6 +95,23 @@ pub async fn migrate(config: &Config, from: Backend, to: Backend) -> Result<Move
 async fn copy(src: &Stores, dst: &Stores) -> Result<Moved, StoreError> {
     let mut moved = Moved::default();
     let keys = src.api_keys.export().await?;
+    // Ids name keys (`sluice keys revoke 3`): never let two different keys share one.
+    let taken: std::collections::HashMap<i64, String> = dst
+        .api_keys
+        .export()
+        .await?
+        .into_iter()
+        .map(|r| (r.id, r.key_hash))
+        .collect();
+    if let Some(k) = keys
+        .iter()
+        .find(|k| taken.get(&k.id).is_some_and(|h| *h != k.key_hash))
+    {
+        return Err(StoreError::Redis(format!(
+            "the target already holds another API key with id {}: migrate into an empty store",
+            k.id
+        )));
+    }
     dst.api_keys.import(&keys).await?;
     moved.api_keys = keys.len();
     for row in src.stream_ids.list().await? {
