@@ -20,13 +20,16 @@
 # model is printed first. Everything listens on free loopback ports; every process started
 # here is killed on exit.
 #
-# Knobs: THREADS (1), CONNS (50), DURATION (5 s per run), REPEATS (2), KEEP_TMP=1.
+# Knobs: THREADS (1), CONNS (50; 1 gives the added latency without queueing), DURATION (5 s
+# per run), REPEATS (2), APPENDFSYNC (always; everysec shows what the fsync costs), KEEP_TMP=1,
+# SLUICE_BIN (a built binary: skip the release build).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$ROOT/benches/load"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 THREADS="${THREADS:-1}"; CONNS="${CONNS:-50}"; DURATION="${DURATION:-5}"; REPEATS="${REPEATS:-2}"
+APPENDFSYNC="${APPENDFSYNC:-always}"
 
 log() { printf '\033[1m[gated]\033[0m %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -46,9 +49,13 @@ if ((${#need[@]})); then
 fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-log "building sluice (release)"
-(cd "$ROOT" && timeout 1800 cargo build --release --quiet --bin sluice)
-SLUICE="$TARGET_DIR/release/sluice"
+if [[ -n "${SLUICE_BIN:-}" ]]; then
+  SLUICE="$SLUICE_BIN"
+else
+  log "building sluice (release)"
+  (cd "$ROOT" && timeout 1800 cargo build --release --quiet --bin sluice)
+  SLUICE="$TARGET_DIR/release/sluice"
+fi
 [[ -x "$SLUICE" ]] || die "no binary at $SLUICE"
 
 TMP="$(mktemp -d /tmp/sluice-gated.XXXXXX)"
@@ -89,7 +96,7 @@ printf '#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=2800000,RESOLUTION=1280x720\nv720/p
 REDIS_PORT=$(free_port)
 mkdir -p "$TMP/redis"
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$TMP/redis" --appendonly yes \
-  --appendfsync always --save "" --daemonize no --logfile "$TMP/redis/redis.log" &
+  --appendfsync "$APPENDFSYNC" --save "" --daemonize no --logfile "$TMP/redis/redis.log" &
 REDIS_PID=$!
 PIDS+=("$REDIS_PID")
 for _ in $(seq 1 100); do
@@ -188,11 +195,12 @@ print(ops, s, n)'
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 RESULTS="$TMP/results.jsonl"
-python3 - "$THREADS" "$CONNS" "$DURATION" "$REPEATS" "$(redis-server --version | awk '{print $3}')" >"$RESULTS" <<'EOF'
+python3 - "$THREADS" "$CONNS" "$DURATION" "$REPEATS" "$(redis-server --version | awk '{print $3}')" "$APPENDFSYNC" >"$RESULTS" <<'EOF'
 import json, os, sys
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(json.dumps({"kind": "info", "threads": int(sys.argv[1]), "conns": int(sys.argv[2]),
                   "duration": int(sys.argv[3]), "repeats": int(sys.argv[4]), "redis": sys.argv[5],
+                  "appendfsync": sys.argv[6],
                   "nproc": os.cpu_count(), "cpu": cpu}))
 EOF
 
@@ -245,7 +253,7 @@ info = next(r for r in rows if r["kind"] == "info")
 runs = [r for r in rows if r["kind"] == "wrk"]
 print(f"CPU: {info['cpu']} ({info['nproc']} cores); sluice workers: {info['threads']}; "
       f"wrk -t1 -c{info['conns']}, {info['duration']} s × {info['repeats']} repeats (medians); "
-      f"redis-server {info['redis']} (AOF, appendfsync always)\n")
+      f"redis-server {info['redis']} (AOF, appendfsync {info['appendfsync']})\n")
 def med(srv, kind, key):
     v = [r[key] for r in runs if r["server"] == srv and r["path"] == kind and r[key] is not None]
     return statistics.median(v) if v else None
