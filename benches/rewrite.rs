@@ -138,6 +138,14 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+    // The floor: quick-xml reading the same MPD and doing nothing with it.
+    let mpd = dash_manifest(3);
+    let mut group = c.benchmark_group("xml_floor");
+    group.throughput(Throughput::Bytes(mpd.len() as u64));
+    group.bench_function("dash_3_periods_read_only", |b| {
+        b.iter(|| sluice::rewrite::dash::has_alternative_base_urls(black_box(&mpd)))
+    });
+    group.finish();
 }
 
 criterion_group!(benches, bench);

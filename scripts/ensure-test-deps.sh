@@ -41,7 +41,7 @@ if ! python3 -c 'import requests' 2>/dev/null; then
 fi
 
 missing_mod=""
-for m in axios hls.js playwright-core; do
+for m in axios hls.js playwright-core shaka-player; do
   [ -d "tests/clients/node_modules/$m" ] || missing_mod="$missing_mod $m"
 done
 if [ -n "$missing_mod" ]; then

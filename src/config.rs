@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+pub mod fleet;
 pub mod limits;
 pub mod redis;
 pub mod tokens;
@@ -78,6 +79,8 @@ pub mod file {
         pub key_delivery: super::tokens::file::KeyDelivery,
         pub streaming: super::tokens::file::Streaming,
         pub signed_channels: super::tokens::file::SignedChannels,
+        /// The nodes sharing one cache (see [`super::fleet`]).
+        pub fleet: Option<super::fleet::file::Fleet>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -499,6 +502,8 @@ pub struct Config {
     pub server: serde_yaml::Value,
     /// Key delivery, stream tokens, signed channels and the KEK keyring.
     pub access: tokens::AccessConfig,
+    /// The nodes sharing one cache (`fleet:`); `None`: a single node.
+    pub fleet: Option<fleet::FleetConfig>,
 }
 
 impl Config {
@@ -541,10 +546,12 @@ impl Config {
         };
         let access = tokens::AccessFile::take(&mut raw);
         let shared_state = redis::RedisFile::take(&mut raw);
+        let fleet = raw.fleet.take();
         let validator = Validator { file, text };
         let mut config = validator.validate(raw)?;
         config.access = tokens::validate(&validator, access, env)?;
         config.redis = redis::validate(&validator, shared_state, env)?;
+        config.fleet = validator.fleet(fleet, env, config.cache.enabled)?;
         config.rate_limits.key = config.access.key_delivery.rate_limit;
         validator.distinct_secrets(&config)?;
         Ok(config)
@@ -722,7 +729,7 @@ impl Validator<'_> {
     /// another (a stream token, which travels in URLs and playlists, as a user bearer).
     fn distinct_secrets(&self, c: &Config) -> Result<(), ConfigError> {
         let a = &c.access;
-        let secrets: [(&str, Option<&[u8]>); 5] = [
+        let secrets: [(&str, Option<&[u8]>); 6] = [
             (
                 "streaming.secret",
                 a.streaming.secret.as_ref().map(|s| s.as_bytes()),
@@ -742,6 +749,10 @@ impl Validator<'_> {
             (
                 "provider_auth.jwt_secret",
                 c.provider_auth.jwt_secret.as_ref().map(|s| s.0.as_slice()),
+            ),
+            (
+                "fleet.secret_env",
+                c.fleet.as_ref().map(|f| f.secret.0.as_slice()),
             ),
         ];
         for (i, (key, secret)) in secrets.iter().enumerate() {
@@ -988,8 +999,9 @@ impl Validator<'_> {
             limits,
             upgrade_wait: raw.shutdown.upgrade_wait,
             server,
-            // Filled in by `from_str_named` (it needs the environment).
+            // Filled in by `from_str_named` (they need the environment).
             access: Default::default(),
+            fleet: None,
         })
     }
 }

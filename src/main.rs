@@ -248,22 +248,6 @@ fn keys_command(config: &std::path::Path, action: KeysAction) -> Result<(), Stri
     Ok(())
 }
 
-fn init_logging(level: &str, json: bool) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    // Every line passes the redactor, whoever wrote it (Pingora's own lines included).
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| sluice::redact::Redacting::new(std::io::stderr()));
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = cli.config;
@@ -324,7 +308,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            init_logging(&config.log.level, config.log.json);
+            sluice::logging::init(&config.log.level, config.log.json);
             tracing::info!(
                 version = env!("CARGO_PKG_VERSION"),
                 config = %config.source,

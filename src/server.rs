@@ -144,6 +144,12 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
         api_keys: stores.api_keys.clone(),
         content_keys: stores.content_keys.clone(),
         redis: stores.redis.clone(),
+        fleet: config
+            .fleet
+            .as_ref()
+            .map(crate::fleet::Fleet::new)
+            .transpose()
+            .map_err(|e| StartError::Setup(e.to_string()))?,
     });
     if stores.redis.is_none() {
         ensure_admin_key(&shared.db)?;
@@ -221,7 +227,7 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
                 "admin",
                 config.limits.max_connections_per_ip,
                 config.limits.max_connections.unwrap_or(4096),
-                config.trusted_proxies.clone(),
+                config.exempt_from_client_limits(),
             ),
             crate::conn::guard::GuardLimits::from_config(&config.limits),
         ),
@@ -279,7 +285,7 @@ fn edge_admission(config: &Config) -> std::sync::Arc<crate::conn::admission::Adm
         "edge",
         config.limits.max_connections_per_ip,
         max_total,
-        config.trusted_proxies.clone(),
+        config.exempt_from_client_limits(),
     )
 }
 

@@ -33,6 +33,8 @@ pub struct Shared {
     pub content_keys: Arc<dyn crate::store::content_keys::ContentKeyStore>,
     /// The fleet's shared-state connection (`state.redis`), for health and metrics.
     pub redis: Option<Arc<crate::store::redis::Redis>>,
+    /// The cache fleet this node belongs to (`fleet:`); `None`: a single node.
+    pub fleet: Option<crate::fleet::Fleet>,
 }
 
 pub type AppState = Arc<Shared>;

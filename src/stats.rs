@@ -51,8 +51,8 @@ pub struct Sample {
     pub cache_hit: bool,
 }
 
-/// A snapshot for the API.
-#[derive(Debug, Clone, PartialEq)]
+/// A snapshot for the API (and for the fleet's other nodes, which sum them).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     pub bitrate_kbps: u64,
     pub bytes: u64,

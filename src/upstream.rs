@@ -138,6 +138,13 @@ impl Upstream {
         self.cache_primary(&self.object_path(dir, rest_encoded))
     }
 
+    /// The `/stream/{dir}/{rest}[?query]` path naming the object at `upstream_path` (the
+    /// inverse of [`Upstream::object_path`]): how one fleet node asks another for it.
+    pub fn stream_path_of(&self, upstream_path: &str) -> Option<String> {
+        let rest = upstream_path.strip_prefix(self.prefix.as_str())?;
+        rest.starts_with('/').then(|| format!("/stream{rest}"))
+    }
+
     pub fn host_header(&self) -> &str {
         &self.host_header
     }
@@ -258,5 +265,14 @@ mod tests {
         assert_eq!(u.host_header(), "cdn.example");
         let u = Upstream::new(&origins("dir:./x"), PathBuf::from("/tmp/o.sock"));
         assert_eq!(u.object_path("demo", "master.m3u8"), "/demo/master.m3u8");
+        // And back to the path another fleet node is asked for.
+        let u = Upstream::new(&origins("http://cdn.example:9000/media/"), PathBuf::new());
+        let p = u.object_path("h", "v/seg.m4s");
+        assert_eq!(u.stream_path_of(&p).unwrap(), "/stream/h/v/seg.m4s");
+        assert_eq!(
+            u.stream_path_of("/media/h/live.m3u8?_HLS_msn=3").unwrap(),
+            "/stream/h/live.m3u8?_HLS_msn=3"
+        );
+        assert_eq!(u.stream_path_of("/other/h/x.ts"), None);
     }
 }

@@ -129,3 +129,142 @@ fn hls_js_plays_the_demo_and_a_provider_stream() {
         .iter()
         .all(|r| r.headers.get("x-auth").map(String::as_str) == Some("abc")));
 }
+
+/// Shaka Player plays a ClearKey-encrypted DASH stream (packaged by Shaka Packager, see
+/// tests/fixtures/clearkey/make.sh) from what the signed channel API returns — the URL points
+/// at sluice's `/stream`, the keys are the channel's — and with a wrong key for the right
+/// KID playback does not advance.
+#[test]
+fn shaka_plays_a_clearkey_dash_channel_from_the_signed_channel_api() {
+    const SECRET: &str = "shaka-channel-secret-0123456789";
+    let s = Sluice::start_with_env(
+        "origins:\n  bucket: dir:./tests/fixtures/clearkey/media\n\
+         signed_channels:\n  secret_env: CHANNEL_SECRET\n  channels:\n    - key: cktv\n      \
+         name: ClearKey TV\n      url: http://{EDGE}/stream/ck/manifest.mpd\n      type: dash\n      \
+         drm: clearkey\n      keys:\n        0123456789abcdef0123456789abcdef: fedcba9876543210fedcba9876543210\n",
+        &[("CHANNEL_SECRET", SECRET)],
+    );
+    let shaka = |wrong: bool| -> Value {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/player/shaka.js");
+        let mut cmd = Command::new("node");
+        cmd.arg(script)
+            .arg(s.edge_url(""))
+            .arg("cktv")
+            .arg("6")
+            .env("SECRET", SECRET);
+        if wrong {
+            cmd.env("WRONG_KEY", "1");
+        }
+        let out = cmd.output().expect("node runs");
+        assert!(
+            out.status.success(),
+            "shaka failed (run scripts/ensure-test-deps.sh): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("shaka report {line:?}: {e}"))
+    };
+    let r = shaka(false);
+    eprintln!("shaka, right key: {r}");
+    assert_eq!(r["drm"], "clearkey", "{r}");
+    assert!(
+        r["url"]
+            .as_str()
+            .unwrap()
+            .contains("/stream/ck/manifest.mpd"),
+        "{r}"
+    );
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert_eq!(r["loaded"], true, "{r}");
+    assert!(r["currentTime"].as_f64().unwrap_or(0.0) > 2.0, "{r}");
+    // The segments came through sluice.
+    assert!(s.log().contains("/stream/ck/seg_2.m4s"), "{}", s.log());
+
+    // The right KID with a wrong key: decryption yields garbage, playback must not advance.
+    let r = shaka(true);
+    eprintln!("shaka, wrong key: {r}");
+    let t = r["currentTime"].as_f64().unwrap_or(0.0);
+    let stuck = t < 0.5;
+    let decode_error = r["errors"].as_array().is_some_and(|e| {
+        e.iter().any(|x| {
+            x.as_str()
+                .is_some_and(|x| x.starts_with("video:") || x.starts_with("shaka:"))
+        })
+    });
+    assert!(stuck || decode_error, "played with a wrong key: {r}");
+    assert!(t < 2.0, "advanced {t} s with a wrong key: {r}");
+}
+
+/// A gated multi-variant stream (declared 480p / 720p / 1080p): hls.js adapts across the
+/// variants it is allowed, and a `720p` token never fetches the 1080p variant (sluice lists
+/// only allowed variants, and the playback credential is scoped to them).
+#[test]
+fn hls_js_adapts_across_variants_and_a_720p_token_never_gets_1080p() {
+    let s = Sluice::start(
+        "origins:\n  bucket: dir:./tests/fixtures/abr/media\nstreaming:\n  secret: browser-abr-secret-0123456\n  \
+         contents:\n    - {id: abr, hash: abr, token_required: true, max_uses: 4}\n",
+    );
+    let key = common::admin_key(&s);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let token_url = |quality: &str| -> String {
+        let minted: Value = rt.block_on(async {
+            client()
+                .post(s.edge_url("/api/v2/streaming/token"))
+                .bearer_auth(&key)
+                .json(&serde_json::json!({"contentId": "abr", "quality": quality}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        });
+        minted["streamUrl"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{minted}"))
+            .to_string()
+    };
+    let fetched = |variant: &str| {
+        s.log()
+            .lines()
+            .filter(|l| {
+                l.contains("sluice::access") && l.contains(&format!("/stream/abr/{variant}/seg_"))
+            })
+            .count()
+    };
+
+    let r = play(&token_url("720p"), 8);
+    eprintln!("720p token: {r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert_eq!(r["levels"], 2, "a 720p token lists 480p and 720p only: {r}");
+    assert!(r["currentTime"].as_f64().unwrap_or(0.0) > 2.0, "{r}");
+    // Adaptive: fragments from more than one variant (hls.js starts low and climbs).
+    let distinct = |r: &Value| {
+        let mut l: Vec<String> = r["fragLevels"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        l.sort();
+        l.dedup();
+        l
+    };
+    assert!(distinct(&r).len() >= 2, "no switch between variants: {r}");
+    assert!(fetched("720p") >= 1);
+    assert_eq!(
+        fetched("1080p"),
+        0,
+        "the 1080p variant was fetched with a 720p token"
+    );
+
+    // The same content with an `auto` token lists (and may reach) 1080p.
+    let r = play(&token_url("auto"), 8);
+    eprintln!("auto token: {r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert_eq!(r["levels"], 3, "{r}");
+    assert!(distinct(&r).len() >= 2, "no switch between variants: {r}");
+}

@@ -313,3 +313,26 @@ fn version_and_help() {
         assert!(help.contains(word), "{help}");
     }
 }
+
+#[tokio::test]
+async fn logs_written_to_a_file_carry_no_colour_codes() {
+    for extra in ["", "log:\n  format: json\n"] {
+        let s = Sluice::start(extra);
+        let r = client().get(s.edge_url("/health")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let start = std::time::Instant::now();
+        while !s.log().contains("sluice::access") {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(5),
+                "{}",
+                s.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let log = s.log();
+        assert!(
+            !log.contains('\u{1b}'),
+            "escape codes in a log file:\n{log}"
+        );
+    }
+}

@@ -346,7 +346,7 @@ async fn player_stats(
     Query(q): Query<StatsQuery>,
 ) -> Result<Response, ApiError> {
     let registered = state.streams.publisher_for(&player).is_some();
-    let snap = state.stats.snapshot(&player);
+    let (snap, cached_bytes, fleet) = stats_of(&state, &player, q.reset.is_some()).await;
     if snap.is_none() && !registered {
         return Err(ApiError::NotFound("Stream not found".into()));
     }
@@ -360,15 +360,7 @@ async fn player_stats(
         uptime_secs: 0,
         cache_hits: 0,
     });
-    let cached_kib = state
-        .cache
-        .map(|c| {
-            let prefix = state
-                .upstream
-                .cache_primary_of(&state.streams.dir_for(&player), "");
-            c.storage.bytes_with_prefix(&prefix) / 1024
-        })
-        .unwrap_or(0);
+    let cached_kib = cached_bytes / 1024;
     let legacy = q.legacy.as_deref() == Some("1");
     let body = if legacy {
         let mbps = s.bitrate_kbps as f64 / 1000.0;
@@ -407,10 +399,56 @@ async fn player_stats(
             "status": "ok"
         })
     };
+    let mut body = body;
+    if let (Some((answered, nodes)), Some(o)) = (fleet, body.as_object_mut()) {
+        o.insert(
+            "fleet".into(),
+            json!({"nodes": nodes, "answered": answered}),
+        );
+    }
     if q.reset.is_some() {
         state.stats.reset(&player);
     }
     Ok(Json(body).into_response())
+}
+
+/// This node's figures for a player: its stats and the bytes of its objects in this cache.
+pub fn local_stats(state: &AppState, player: &str) -> crate::fleet::stats::NodeStats {
+    let cached_bytes = state
+        .cache
+        .map(|c| {
+            let prefix = state
+                .upstream
+                .cache_primary_of(&state.streams.dir_for(player), "");
+            c.storage.bytes_with_prefix(&prefix) as u64
+        })
+        .unwrap_or(0);
+    crate::fleet::stats::NodeStats {
+        snapshot: state.stats.snapshot(player),
+        cached_bytes,
+    }
+}
+
+/// The figures `/stats` reports: this node's, or in a fleet the sum over every node that
+/// answered (with how many answered, of how many).
+async fn stats_of(
+    state: &AppState,
+    player: &str,
+    reset: bool,
+) -> (Option<crate::stats::Snapshot>, u64, Option<(usize, usize)>) {
+    let local = local_stats(state, player);
+    let Some(fleet) = &state.fleet else {
+        return (local.snapshot, local.cached_bytes, None);
+    };
+    let others = fleet.gather_stats(player, reset).await;
+    let nodes = others.len() + 1;
+    let answered: Vec<crate::fleet::stats::NodeStats> = std::iter::once(local)
+        .chain(others.into_iter().filter_map(|(_, r)| r.ok()))
+        .collect();
+    let count = answered.len();
+    let cached = answered.iter().map(|a| a.cached_bytes).sum();
+    let snapshot = crate::fleet::stats::combine(answered.into_iter().filter_map(|a| a.snapshot));
+    (snapshot, cached, Some((count, nodes)))
 }
 
 #[cfg(test)]

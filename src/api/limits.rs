@@ -114,6 +114,15 @@ pub async fn admit(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Spent, u64> {
+    // Fleet nodes carry every player of the node that sent them (and are authenticated).
+    if state
+        .config
+        .fleet
+        .as_ref()
+        .is_some_and(|f| f.is_peer_client(client))
+    {
+        return Ok(Spent::default());
+    }
     let (class, failures) = classify(method, path);
     let refuse = |class: RateClass, wait: std::time::Duration| {
         crate::metrics::RATE_LIMITED

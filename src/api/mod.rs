@@ -9,6 +9,7 @@
 //! | `GET /api/key/{hash}`         |  ✓   |   ✓   | [`playback`]  |
 //! | `/api/v1/*` (signed channels) |  ✓   |   ✓   | [`channels`]  |
 //! | `PUT /api/content-keys/{hash}`|      |   ✓   | [`content_keys`] |
+//! | `/_fleet/*` (signed, fleet only) | ✓ |       | [`fleet`]     |
 //!
 //! Each surface keeps the error shape of its own document; [`error::ApiError`] maps typed
 //! errors to that shape once, at this edge.
@@ -17,6 +18,7 @@ pub mod admin;
 pub mod channels;
 pub mod content_keys;
 pub mod error;
+pub mod fleet;
 pub mod health;
 pub mod limits;
 pub mod playback;
@@ -74,6 +76,10 @@ pub fn router(state: AppState, listener: Listener) -> Router {
             .route("/metrics", axum::routing::get(health::metrics))
             .merge(admin::routes())
             .merge(content_keys::routes());
+    }
+    if listener == Listener::Edge && state.fleet.is_some() {
+        // Purges and stats for the fleet's other nodes (signed).
+        r = r.merge(fleet::routes());
     }
     r = r
         .merge(streaming::routes())

@@ -9,6 +9,11 @@
 //!   provider and every query variant of that URL.
 //!
 //! Answers `{"status":"success","purged":N}`. Needs an API key with `write`.
+//!
+//! In a fleet (`fleet:` set) the purge is resolved here to cache-key operations, applied,
+//! and sent to every other node ([`crate::fleet::purge`]): `purged` is the fleet's total and
+//! `nodes` what each node removed. When a node could not be reached the answer is `502`
+//! `{"status":"error","message":…,"purged":N,"nodes":{…}}` naming it (retry the purge).
 
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -17,6 +22,8 @@ use serde::Deserialize;
 
 use super::{ApiError, AppState};
 use crate::auth::api_keys::Permission;
+use crate::cache::runtime::PurgeOp;
+use crate::fleet::purge::PurgeOps;
 use crate::media::path::parse_stream_path;
 
 #[derive(Debug, Deserialize)]
@@ -41,29 +48,71 @@ pub async fn purge(
 async fn purge_authorized(
     state: &AppState,
     body: &[u8],
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let req: PurgeRequest = super::error::parse_json(body)?;
+    let ops = resolve(state, req)?;
     let Some(cache) = state.cache else {
-        return Ok(Json(serde_json::json!({"status": "success", "purged": 0})));
+        return Ok(Json(serde_json::json!({"status": "success", "purged": 0})).into_response());
     };
-    let purged = match (req.path, req.hash, req.url) {
+    let local: usize = ops.iter().map(|op| cache.purge(op)).sum();
+    tracing::info!(purged = local, "cache purge");
+    let Some(fleet) = &state.fleet else {
+        return Ok(Json(serde_json::json!({"status": "success", "purged": local})).into_response());
+    };
+    // Every other node too: the answer says what each removed, and which could not be asked.
+    let others = fleet.fan_out_purge(&PurgeOps { ops }).await;
+    let mut purged = local;
+    let mut nodes = serde_json::Map::new();
+    nodes.insert(fleet.config.this.to_string(), local.into());
+    let mut failed = Vec::new();
+    for o in others {
+        match o.result {
+            Ok(n) => {
+                purged += n;
+                nodes.insert(o.node.to_string(), n.into());
+            }
+            Err(e) => {
+                nodes.insert(o.node.to_string(), serde_json::json!({ "error": e }));
+                failed.push(o.node.to_string());
+            }
+        }
+    }
+    if failed.is_empty() {
+        return Ok(Json(
+            serde_json::json!({"status": "success", "purged": purged, "nodes": nodes}),
+        )
+        .into_response());
+    }
+    // Not every node is purged: an error the operator can retry, with what was done.
+    Ok((
+        http::StatusCode::BAD_GATEWAY,
+        Json(serde_json::json!({
+            "status": "error",
+            "message": format!("purge not applied on {}: retry", failed.join(", ")),
+            "purged": purged,
+            "nodes": nodes,
+        })),
+    )
+        .into_response())
+}
+
+/// A purge request as cache-key operations (the same on every node).
+fn resolve(state: &AppState, req: PurgeRequest) -> Result<Vec<PurgeOp>, ApiError> {
+    match (req.path, req.hash, req.url) {
         (Some(path), None, None) => {
             let path = path.split('?').next().unwrap_or_default();
             match path
                 .strip_prefix("/stream/")
                 .map(|rest| parse_stream_path(rest, &state.config.stream.extensions))
             {
-                Some(Ok(sp)) => {
-                    let primary = state
+                Some(Ok(sp)) => Ok(vec![PurgeOp::Variants(
+                    state
                         .upstream
-                        .cache_primary_of(&state.streams.dir_for(&sp.hash), &sp.rest_encoded());
-                    cache.purge_variants(&primary)
-                }
-                _ => {
-                    return Err(ApiError::BadRequest(
-                        "path: expected /stream/{hash}/{file}".into(),
-                    ))
-                }
+                        .cache_primary_of(&state.streams.dir_for(&sp.hash), &sp.rest_encoded()),
+                )]),
+                _ => Err(ApiError::BadRequest(
+                    "path: expected /stream/{hash}/{file}".into(),
+                )),
             }
         }
         (None, None, Some(url)) => {
@@ -71,41 +120,32 @@ async fn purge_authorized(
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https"))
                 .ok_or_else(|| ApiError::BadRequest("url: expected an http(s) URL".into()))?;
-            state
+            Ok(state
                 .providers
                 .by_id
                 .values()
                 .map(|p| {
-                    let mut bare = url.clone();
-                    bare.set_query(None);
-                    let primary = p.cache_primary(&bare);
                     if url.query().is_some() {
-                        usize::from(cache.purge_primary(&p.cache_primary(&url)))
+                        PurgeOp::Exact(p.cache_primary(&url))
                     } else {
-                        cache.purge_variants(&primary)
+                        PurgeOp::Variants(p.cache_primary(&url))
                     }
                 })
-                .sum()
+                .collect())
         }
         (None, Some(hash), None) => {
             if !crate::media::valid_hash(&hash) {
                 return Err(ApiError::BadRequest("hash: invalid media hash".into()));
             }
             // The trailing slash keeps `abc` from purging `abcd`.
-            cache.purge_prefix(
-                &state
+            Ok(vec![PurgeOp::Prefix(
+                state
                     .upstream
                     .cache_primary_of(&state.streams.dir_for(&hash), ""),
-            )
+            )])
         }
-        _ => {
-            return Err(ApiError::BadRequest(
-                "give exactly one of `path`, `hash` or `url`".into(),
-            ))
-        }
-    };
-    tracing::info!(purged, "cache purge");
-    Ok(Json(
-        serde_json::json!({"status": "success", "purged": purged}),
-    ))
+        _ => Err(ApiError::BadRequest(
+            "give exactly one of `path`, `hash` or `url`".into(),
+        )),
+    }
 }

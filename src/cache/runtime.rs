@@ -135,6 +135,15 @@ impl CacheRuntime {
         self.storage.purge_prefix(prefix, Some(self.eviction))
     }
 
+    /// Apply one purge operation; how many objects it removed.
+    pub fn purge(&self, op: &PurgeOp) -> usize {
+        match op {
+            PurgeOp::Exact(p) => usize::from(self.purge_primary(p)),
+            PurgeOp::Variants(p) => self.purge_variants(p),
+            PurgeOp::Prefix(p) => self.purge_prefix(p),
+        }
+    }
+
     /// Copy storage counters into the metrics registry (called at scrape time).
     pub fn refresh_metrics(&self) {
         let stats = self.storage.stats();
@@ -167,6 +176,20 @@ impl CacheRuntime {
             );
         }
     }
+}
+
+/// What a purge removes, by cache key primary: the form a purge request is resolved to
+/// before it is applied, here and on every other node of a fleet (keys name the upstream
+/// object, so they are the same on every node).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PurgeOp {
+    /// The object with exactly this primary key.
+    Exact(String),
+    /// The object in every variant of its key ([`CacheRuntime::purge_variants`]).
+    Variants(String),
+    /// Every object whose primary key starts with this.
+    Prefix(String),
 }
 
 /// Bring a Prometheus counter up to a storage counter (both only grow).

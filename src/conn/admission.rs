@@ -3,7 +3,8 @@
 //! A connection is admitted with a [`Permit`] that gives its place back when dropped (when
 //! the connection ends, whatever ended it). Clients are counted under
 //! [`crate::client::connection_key`] (an IPv4 address or an IPv6 /64); `trusted_proxies`
-//! carry many clients on few addresses and are only subject to the global ceiling.
+//! and the nodes of a fleet (`fleet.peers`) carry many clients on few addresses and are only
+//! subject to the global ceiling.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -10,7 +10,8 @@
 //!                              │                   rewritten and answered with its length
 //!                              └─ media ─▶ caching (key, lookup, lock) ─hit─▶ response_modifiers ─▶ player
 //!                                                  │miss
-//!                                             upstream_peer (bucket | pinned provider address)
+//!                                             upstream_peer (bucket | pinned provider address | the object's
+//!                                                            owner node in a fleet: fleet.rs)
 //!                                             upstream_modifiers (path, Host, header allow-list, provider headers and cookies)
 //!                                             response_modifiers::upstream (redirects, Set-Cookie kept out of the cache) ─▶ [cache store]
 //!                                             response_modifiers::downstream (CORS, Cache-Control, content type, error bodies)
@@ -18,6 +19,7 @@
 //! ```
 
 mod caching;
+mod fleet;
 mod gate;
 mod observe;
 pub mod playlist;
@@ -83,6 +85,8 @@ pub enum RouteClass {
     Proxy,
     Api,
     Rejected,
+    /// `/stream` requests from other nodes of the fleet.
+    Fleet,
 }
 
 impl RouteClass {
@@ -92,6 +96,7 @@ impl RouteClass {
             RouteClass::Proxy => "proxy",
             RouteClass::Api => "api",
             RouteClass::Rejected => "rejected",
+            RouteClass::Fleet => "fleet",
         }
     }
 }
@@ -128,6 +133,8 @@ pub struct RequestCtx {
     /// connection moves to the next address).
     connect_attempt: usize,
     bucket_addresses: usize,
+    /// This request's part in the cache fleet ([`fleet`]).
+    fleet: fleet::Hop,
 }
 
 /// The state of a body replacement.
@@ -232,6 +239,7 @@ impl ProxyHttp for Edge {
             prefetch: None,
             connect_attempt: 0,
             bucket_addresses: 1,
+            fleet: fleet::Hop::default(),
         }
     }
 
@@ -284,7 +292,10 @@ impl ProxyHttp for Edge {
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
-        Ok(caching::cacheability(self.cache, ctx, resp))
+        Ok(fleet::backdate(
+            caching::cacheability(self.cache, ctx, resp),
+            ctx.fleet.age,
+        ))
     }
 
     async fn upstream_peer(
@@ -294,11 +305,14 @@ impl ProxyHttp for Edge {
     ) -> Result<Box<HttpPeer>> {
         ctx.upstream_started = Some(Instant::now());
         let mut peer = match &ctx.target {
-            Some(Target::Stream(_)) => {
-                let (peer, count) = self.upstream.peer(ctx.connect_attempt).await?;
-                ctx.bucket_addresses = count;
-                peer
-            }
+            Some(Target::Stream(m)) => match fleet::owner_peer(self, m, &mut ctx.fleet) {
+                Some(owner) => owner,
+                None => {
+                    let (peer, count) = self.upstream.peer(ctx.connect_attempt).await?;
+                    ctx.bucket_addresses = count;
+                    peer
+                }
+            },
             Some(Target::Proxy(t)) => self.upstream.pinned_peer(t.addr, t.tls, &t.sni),
             None => {
                 return Error::e_explain(ErrorType::InternalError, "no upstream for this route")
@@ -327,7 +341,8 @@ impl ProxyHttp for Edge {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream_modifiers::request(&self.upstream, req, ctx)
+        upstream_modifiers::request(&self.upstream, req, ctx)?;
+        fleet::to_owner(self, req, ctx)
     }
 
     async fn upstream_response_filter(
@@ -336,8 +351,12 @@ impl ProxyHttp for Edge {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        fleet::owner_answered(resp, ctx)?;
         response_modifiers::upstream(resp, ctx)?;
-        prefetch::start(self, resp, ctx);
+        // A node asking for a live playlist prefetches its parts itself.
+        if ctx.fleet.from_peer.is_none() {
+            prefetch::start(self, resp, ctx);
+        }
         Ok(())
     }
 
@@ -379,6 +398,9 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        if ctx.fleet.owner.is_some() {
+            return fleet::owner_failed(self, ctx, e, false);
+        }
         ctx.upstream_error = true;
         // The bucket has more addresses: try the next one.
         if matches!(ctx.target, Some(Target::Stream(_)))
@@ -386,6 +408,30 @@ impl ProxyHttp for Edge {
         {
             ctx.connect_attempt += 1;
             e.set_retry(true);
+        }
+        e
+    }
+
+    /// Pingora's default policy (retry only idempotent requests with an intact body buffer,
+    /// reused connections only for `ReusedOnly` errors), except at a fleet owner, where
+    /// [`fleet::owner_failed`] decides.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if ctx.fleet.owner.is_some() {
+            return fleet::owner_failed(self, ctx, e, client_reused);
+        }
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
         }
         e
     }

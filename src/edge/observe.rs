@@ -65,7 +65,8 @@ pub(super) async fn finished(edge: &Edge, session: &mut Session, ctx: &mut Reque
     if let Some(admission) = &ctx.gate {
         gate::settle(&edge.state, admission, status).await;
     }
-    if let Some(Target::Stream(media)) = &ctx.target {
+    // A node's request is its player's, counted where that player was served.
+    if let (Some(Target::Stream(media)), None) = (&ctx.target, ctx.fleet.from_peer) {
         edge.state.stats.record(
             &media.path.hash,
             crate::stats::Sample {

@@ -7,6 +7,8 @@
 //! - `/stream/{hash}/…`: the path is parsed once ([`crate::media::path`]), the hash resolved
 //!   once (stream id → publisher, a configured content always itself), and that one
 //!   resolution feeds the token gate ([`super::gate`]) and the fetch.
+//! - A `/stream` request from another node of the fleet (signed) skips the gate and the
+//!   stream-id resolution: its node did both ([`super::fleet`]).
 //! - Playlists that must be rewritten — every `/api/proxy` answer that is or may be one, and
 //!   gated `/stream` playlists — are answered by [`super::playlist::serve`] from a fill
 //!   subrequest; everything else goes on to the cache phases.
@@ -18,7 +20,9 @@ use pingora_proxy::Session;
 
 use super::playlist::{self, Buffering};
 use super::route::{self, PathRejection, Route};
-use super::{gate, protocol, proxy, respond, Edge, MediaTarget, RequestCtx, RouteClass, Target};
+use super::{
+    fleet, gate, protocol, proxy, respond, Edge, MediaTarget, RequestCtx, RouteClass, Target,
+};
 use crate::{api, metrics};
 
 pub(super) async fn request(
@@ -115,10 +119,26 @@ pub(super) async fn request(
             if method_gate(session, ctx).await? {
                 return Ok(true);
             }
+            // Another node of the fleet names the bucket directory it resolved and has
+            // gated its player already; a bad signature is refused ([`super::fleet`]).
+            let from_peer = match fleet::arrival(edge, session) {
+                fleet::Arrival::Player => None,
+                fleet::Arrival::Peer(p) => Some(p),
+                fleet::Arrival::Refused => {
+                    fleet::refuse(session, ctx).await?;
+                    return Ok(true);
+                }
+            };
             // One resolution of the hash (stream id → publisher, configured content wins)
             // feeds both the gate and the fetch: they judge and fetch the same object.
-            let dir = edge.state.streams.dir_for(&sp.hash);
-            if gate::enforce(&edge.state, session, &sp, &dir, ctx).await? {
+            let dir = match from_peer {
+                Some(_) => sp.hash.clone(),
+                None => edge.state.streams.dir_for(&sp.hash),
+            };
+            if from_peer.is_some() {
+                ctx.class = RouteClass::Fleet;
+                ctx.fleet.from_peer = from_peer;
+            } else if gate::enforce(&edge.state, session, &sp, &dir, ctx).await? {
                 return Ok(true);
             }
             let mut upstream_path = edge.upstream.object_path(&dir, &sp.rest_encoded());

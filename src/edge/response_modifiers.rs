@@ -186,6 +186,10 @@ pub(super) fn downstream(
     let Some(target) = &ctx.target else {
         return Ok(());
     };
+    if ctx.fleet.from_peer.is_some() {
+        // Another node stores and rewrites it for its own players.
+        return super::fleet::to_peer(session, resp);
+    }
     let phase = session.cache.phase();
     resp.insert_header("x-cache-status", super::cache_status(phase))?;
     if matches!(phase, CachePhase::Stale) && ctx.upstream_error {

@@ -74,6 +74,8 @@ enum Edit<'s> {
         /// Resolved against a base a `BaseURL` established (not the document URL), or is
         /// itself a `BaseURL`.
         site: Site,
+        /// A second (or later) `BaseURL` of one element: an alternative location.
+        alternative: bool,
     },
     /// Insert ` name="template"` attributes (into an existing `SegmentTemplate` tag), or a
     /// whole `<{prefix}SegmentTemplate …/>` element when `element_prefix` is set.
@@ -285,6 +287,20 @@ fn element_urls<'s>(
     let mut own: [Option<String>; 3] = [None, None, None];
     let base_index = top(stack)?.effective;
     let mut any_url = false;
+    // Most elements (`S`, `Representation`, `ContentProtection`, …) carry no URL attribute:
+    // skip parsing their attributes unless they are a URL element or may hold `xlink:href`.
+    let url_element = matches!(
+        local,
+        b"SegmentTemplate"
+            | b"SegmentURL"
+            | b"Initialization"
+            | b"RepresentationIndex"
+            | b"BitstreamSwitching"
+            | b"UTCTiming"
+    );
+    if !url_element && memchr::memmem::find(e.as_ref(), b"href").is_none() {
+        return Ok(());
+    }
     for attr in e.attributes() {
         let attr = attr.map_err(xml_err)?;
         let key = attr.key.as_ref();
@@ -316,6 +332,7 @@ fn element_urls<'s>(
             base: &bases[base_index],
             embed,
             site: site_of(base_index),
+            alternative: false,
         })?;
     }
     if any_url {
@@ -434,6 +451,7 @@ fn text_url(
             TextUrl::BaseUrl => Site::BaseUrl,
             TextUrl::Location => Site::Document,
         },
+        alternative: kind == TextUrl::BaseUrl && parent.has_base,
     })?;
     if kind == TextUrl::Location || parent.has_base {
         // Only the first of several alternative BaseURLs decides resolution.
@@ -495,7 +513,57 @@ pub fn rewrite_dash(
     base: &Url,
     map: &mut dyn FnMut(&Url) -> Result<String, String>,
 ) -> Result<String, RewriteError> {
-    rewrite_dash_with(input, base, map, None)
+    rewrite_dash_with(input, base, map, None, None).map(|o| o.unwrap_or_default())
+}
+
+/// [`rewrite_dash`] with the edge's mapping (every URL through `/api/proxy` with the
+/// mapper's ctx), writing plain relative URLs and plain `SegmentTemplate` values straight
+/// into the output under their level's encoded base (no `Url::join`, no re-encoding of the
+/// whole URL, no escaping pass: see [`super::ProxyMapper`]). Byte-identical to
+/// `rewrite_dash(input, base, |u| mapper.map(u))` (a property test checks that).
+///
+/// # Errors
+/// As [`rewrite_dash`].
+/// `None` when the MPD has alternative `BaseURL`s (found in the same pass, instead of a
+/// separate parse): those need [`rewrite_dash_failover`].
+pub(crate) fn rewrite_dash_fast(
+    input: &str,
+    base: &Url,
+    mapper: &super::ProxyMapper<'_>,
+) -> Result<Option<String>, RewriteError> {
+    rewrite_dash_with(input, base, &mut |u| mapper.map(u), None, Some(mapper))
+}
+
+/// A `SegmentTemplate` value that is a plain relative path with `$…$` identifiers in it
+/// (`$RepresentationID$/seg-$Number%05d$.m4s`): resolving it is concatenation, and its
+/// proxied form is the plain encoding with each identifier written literally (what
+/// [`restore_placeholders`] makes of the generic output).
+fn is_plain_template(value: &str) -> bool {
+    let mut shape = String::with_capacity(value.len());
+    let mut parts = 0;
+    for (i, part) in value.split('$').enumerate() {
+        parts += 1;
+        if i % 2 == 0 {
+            shape.push_str(part);
+        } else if part.is_empty() || !is_placeholder(part) {
+            return false;
+        } else {
+            shape.push('x');
+        }
+    }
+    parts % 2 == 1 && super::is_plain_relative(&shape)
+}
+
+fn push_template_encoded(value: &str, out: &mut String) {
+    for (i, part) in value.split('$').enumerate() {
+        if i % 2 == 0 {
+            super::push_plain_encoded(part, out);
+        } else {
+            out.push('$');
+            out.push_str(part);
+            out.push('$');
+        }
+    }
 }
 
 /// Whether some element of the MPD has several `BaseURL` children (alternative locations a
@@ -540,7 +608,7 @@ pub fn rewrite_dash_failover(
     map: &mut dyn FnMut(&Url) -> Result<String, String>,
     base_map: &mut dyn FnMut(&Url) -> Result<String, String>,
 ) -> Result<String, RewriteError> {
-    rewrite_dash_with(input, base, map, Some(base_map))
+    rewrite_dash_with(input, base, map, Some(base_map), None).map(|o| o.unwrap_or_default())
 }
 
 /// A URL mapping (see [`rewrite_dash`]).
@@ -551,18 +619,62 @@ fn rewrite_dash_with(
     base: &Url,
     map: Map<'_>,
     mut base_map: Option<Map<'_>>,
-) -> Result<String, RewriteError> {
+    fast: Option<&super::ProxyMapper<'_>>,
+) -> Result<Option<String>, RewriteError> {
     check_size(input.len())?;
+    // In fast mode, alternative BaseURLs end the pass (`Ok(None)`): the caller redoes it in
+    // failover mode.
+    let mut alternatives = false;
     let mut out = String::with_capacity(input.len().saturating_mul(2));
     let mut copied = 0;
-    scan(input, base, |edit| match edit {
+    // The fast path's pieces: `&ctx=…` escaped for XML (the only XML-special byte a proxied
+    // URL holds is that `&`), and each level's encoded base directory, by base URL.
+    let suffix_xml = fast.map(|f| f.suffix().replace('&', "&amp;"));
+    let mut prefixes: Vec<(String, Option<String>)> = Vec::new();
+    let scanned = scan(input, base, |edit| match edit {
         Edit::Replace {
             range,
             value,
             base,
             embed,
             site,
+            alternative,
         } => {
+            if alternative && fast.is_some() && base_map.is_none() {
+                alternatives = true;
+                return Err(RewriteError::Malformed("alternative BaseURLs".into()));
+            }
+            if let (Some(suffix), None) = (&suffix_xml, &base_map) {
+                let template = match embed {
+                    Embed::Attr | Embed::Text if super::is_plain_relative(value) => Some(false),
+                    Embed::Template if is_plain_template(value) => Some(true),
+                    _ => None,
+                };
+                if let Some(template) = template {
+                    let at = match prefixes.iter().position(|(b, _)| b == base.as_str()) {
+                        Some(i) => i,
+                        None => {
+                            prefixes.push((
+                                base.as_str().to_owned(),
+                                super::ProxyMapper::prefix_for(base),
+                            ));
+                            prefixes.len() - 1
+                        }
+                    };
+                    if let Some(prefix) = &prefixes[at].1 {
+                        out.push_str(&input[copied..range.start]);
+                        out.push_str(prefix);
+                        if template {
+                            push_template_encoded(value, &mut out);
+                        } else {
+                            super::push_plain_encoded(value, &mut out);
+                        }
+                        out.push_str(suffix);
+                        copied = range.end;
+                        return Ok(());
+                    }
+                }
+            }
             let failover = base_map.is_some();
             if failover && site == Site::BelowBase && scheme_of(value).is_none() {
                 // Resolved by the player against the (path-form) BaseURL it chose.
@@ -637,9 +749,14 @@ fn rewrite_dash_with(
             }
             Ok(())
         }
-    })?;
+    });
+    match scanned {
+        Err(_) if alternatives => return Ok(None),
+        Err(e) => return Err(e),
+        Ok(()) => {}
+    }
     out.push_str(&input[copied..]);
-    Ok(out)
+    Ok(Some(out))
 }
 
 fn rewrite_one(

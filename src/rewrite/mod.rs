@@ -346,7 +346,20 @@ pub struct ProxyMapper<'a> {
 
 impl<'a> ProxyMapper<'a> {
     pub fn new(base: &url::Url, ctx: &'a str) -> ProxyMapper<'a> {
-        let prefix = (is_fetchable(base) && !base.cannot_be_a_base()).then(|| {
+        let mut suffix = String::from("&ctx=");
+        suffix.extend(utf8_percent_encode(ctx, COMPONENT));
+        ProxyMapper {
+            ctx,
+            prefix: Self::prefix_for(base),
+            suffix,
+        }
+    }
+
+    /// `/api/proxy?url=` + the encoded directory of `base` (everything a plain relative
+    /// reference keeps), or `None` when `base` is not a plain http(s) URL. DASH asks for each
+    /// `BaseURL` level's own.
+    pub(crate) fn prefix_for(base: &url::Url) -> Option<String> {
+        (is_fetchable(base) && !base.cannot_be_a_base()).then(|| {
             let s = base.as_str();
             // The serialisation is `scheme://authority/path[?query][#fragment]`; a relative
             // reference replaces the last path segment and drops query and fragment.
@@ -359,14 +372,12 @@ impl<'a> ProxyMapper<'a> {
             p.push_str("?url=");
             p.extend(utf8_percent_encode(&s[..dir_end], COMPONENT));
             p
-        });
-        let mut suffix = String::from("&ctx=");
-        suffix.extend(utf8_percent_encode(ctx, COMPONENT));
-        ProxyMapper {
-            ctx,
-            prefix,
-            suffix,
-        }
+        })
+    }
+
+    /// `&ctx=` + the encoded ctx: what follows every proxied URL.
+    pub(crate) fn suffix(&self) -> &str {
+        &self.suffix
     }
 
     /// The generic mapping: what the edge's `map` closure returns for a resolved URL.
@@ -386,24 +397,34 @@ impl<'a> ProxyMapper<'a> {
     /// Append the proxied form of `raw`, which [`Self::accepts`] said yes to.
     pub(crate) fn write_plain(&self, raw: &str, out: &mut String) {
         let prefix = self.prefix.as_deref().unwrap_or_default();
-        out.reserve(prefix.len() + raw.len() + 8 + self.suffix.len());
-        out.push_str(prefix);
-        // Every byte of a plain path is unreserved except `/`.
-        let mut run = 0;
-        for i in memchr::memchr_iter(b'/', raw.as_bytes()) {
-            out.push_str(&raw[run..i]);
-            out.push_str("%2F");
-            run = i + 1;
-        }
-        out.push_str(&raw[run..]);
-        out.push_str(&self.suffix);
+        write_proxied_plain(prefix, raw, &self.suffix, out);
     }
+}
+
+/// `prefix` + `raw` (a plain relative path, [`is_plain_relative`]) encoded as a query
+/// component + `suffix`.
+pub(crate) fn write_proxied_plain(prefix: &str, raw: &str, suffix: &str, out: &mut String) {
+    out.reserve(prefix.len() + raw.len() + 8 + suffix.len());
+    out.push_str(prefix);
+    push_plain_encoded(raw, out);
+    out.push_str(suffix);
+}
+
+/// A plain path as a query component: every byte is unreserved except `/`.
+pub(crate) fn push_plain_encoded(raw: &str, out: &mut String) {
+    let mut run = 0;
+    for i in memchr::memchr_iter(b'/', raw.as_bytes()) {
+        out.push_str(&raw[run..i]);
+        out.push_str("%2F");
+        run = i + 1;
+    }
+    out.push_str(&raw[run..]);
 }
 
 /// `seg.ts`, `720p/seg_001.m4s`: resolving these against a base is pure concatenation.
 /// Allowed bytes only (one table lookup per byte), and no segment that is empty, `.` or
 /// `..` (checked only when a segment starts with `.` or `/`, which is rare).
-fn is_plain_relative(raw: &str) -> bool {
+pub(crate) fn is_plain_relative(raw: &str) -> bool {
     let b = raw.as_bytes();
     let mut segment_start = true;
     for (i, &c) in b.iter().enumerate() {
@@ -419,9 +440,9 @@ fn is_plain_relative(raw: &str) -> bool {
         }
         segment_start = c == b'/';
     }
-    // Empty, or a trailing `/` (an empty last segment: joins fine, but is left to the
-    // generic path).
-    !segment_start
+    // A trailing `/` (a DASH `BaseURL` directory) joins by concatenation too; an empty
+    // string is not a reference to rewrite.
+    !b.is_empty()
 }
 
 const BAD: u8 = 0;
@@ -462,16 +483,18 @@ pub fn rewrite_proxied(
         PlaylistKind::Hls => {
             hls::rewrite_hls_with(text, base, &mut |u| mapper.map(u), Some(&mapper))?
         }
-        // Alternative BaseURLs keep their failover: path-form BaseURLs, relative children.
-        PlaylistKind::Dash if dash::has_alternative_base_urls(text) => {
-            dash::rewrite_dash_failover(text, base, &mut |u| mapper.map(u), &mut |u| match u
-                .scheme()
-            {
-                "http" | "https" => Ok(proxy_path_url(u, ctx)),
-                other => Err(format!("scheme {other} is not proxied")),
-            })?
-        }
-        PlaylistKind::Dash => rewrite_dash(text, base, &mut |u| mapper.map(u))?,
+        PlaylistKind::Dash => match dash::rewrite_dash_fast(text, base, &mapper)? {
+            Some(out) => out,
+            // Alternative BaseURLs keep their failover: path-form BaseURLs, relative children.
+            None => {
+                dash::rewrite_dash_failover(text, base, &mut |u| mapper.map(u), &mut |u| match u
+                    .scheme()
+                {
+                    "http" | "https" => Ok(proxy_path_url(u, ctx)),
+                    other => Err(format!("scheme {other} is not proxied")),
+                })?
+            }
+        },
     };
     Ok(out.into_bytes())
 }

@@ -1171,3 +1171,129 @@ fn alternative_base_urls_keep_failover_through_the_proxy() {
     .unwrap();
     assert!(out.contains("media=\"/api/proxy?url="), "{out}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 14: the DASH fast path is byte-identical to the generic rewrite
+
+fn template_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("$RepresentationID$/seg-$Number%05d$.m4s".to_string()),
+        Just("seg_$Number$.m4s".to_string()),
+        Just("$$x.m4s".to_string()),
+        Just("seg$Time$".to_string()),
+        Just("a/$Bandwidth$/b.m4s".to_string()),
+        Just("$Number$$Time$.m4s".to_string()),
+        Just("x$Unknown$.m4s".to_string()),
+        Just("seg_$Number.m4s".to_string()),
+        Just("../seg_$Number$.m4s".to_string()),
+        Just("https://o.example/$Number$.m4s".to_string()),
+        Just("a//$Number$.m4s".to_string()),
+        Just("./$Number$.m4s".to_string()),
+        Just("$RepresentationID$/".to_string()),
+        Just("seg %20$Number$.m4s".to_string()),
+        Just("seg&amp;$Number$.m4s".to_string()),
+        ("[a-z0-9_.~-]{1,8}", "(/[a-z0-9]{1,4}){0,2}")
+            .prop_map(|(a, b)| format!("{a}{b}_$Number%0{}d$.m4s", a.len() % 9)),
+    ]
+}
+
+fn base_element() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        Just("<BaseURL>https://cdn.example/d/</BaseURL>".to_string()),
+        Just("<BaseURL>sub/</BaseURL>".to_string()),
+        Just("<BaseURL>../up/</BaseURL>".to_string()),
+        Just("<BaseURL>plain</BaseURL>".to_string()),
+        uri().prop_map(|u| format!("<BaseURL>{}</BaseURL>", u.replace('&', "&amp;"))),
+    ]
+}
+
+fn mpd() -> impl Strategy<Value = String> {
+    (
+        base_element(),
+        base_element(),
+        template_value(),
+        template_value(),
+        prop::collection::vec(uri(), 0..6),
+        base_element(),
+    )
+        .prop_map(|(mpd_base, period_base, media, init, urls, rep_base)| {
+            let esc = |s: &str| s.replace('&', "&amp;");
+            let mut s = format!(
+                "<?xml version=\"1.0\"?>\n<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\">{mpd_base}<Location>manifest.mpd</Location><Period>{period_base}<AdaptationSet><SegmentTemplate media=\"{}\" initialization=\"{}\"/><Representation id=\"v1\">{rep_base}</Representation></AdaptationSet><AdaptationSet><Representation id=\"a\"><SegmentList><Initialization sourceURL=\"init.mp4\"/>",
+                esc(&media),
+                esc(&init)
+            );
+            for u in urls {
+                s.push_str(&format!("<SegmentURL media=\"{}\"/>", esc(&u)));
+            }
+            s.push_str("</SegmentList></Representation></AdaptationSet></Period></MPD>\n");
+            s
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
+    #[test]
+    fn dash_fast_path_matches_generic(input in mpd(), base in base_url()) {
+        prop_assert_eq!(
+            fast_proxied(PlaylistKind::Dash, &input, &base),
+            generic_proxied(PlaylistKind::Dash, &input, &base)
+        );
+    }
+}
+
+#[test]
+fn dash_fast_path_matches_generic_on_the_bench_shapes() {
+    let base = url("https://origin.example.com/live/channel1/manifest.mpd");
+    for media in [
+        "$RepresentationID$/seg-$Number%05d$.m4s",
+        "$$x.m4s",
+        "seg$Time$",
+        "x$Unknown$.m4s",
+        "seg_$Number.m4s",
+    ] {
+        let input = format!(
+            "<MPD><BaseURL>https://cdn.example.com/dash/</BaseURL><Period><BaseURL>p0/</BaseURL><AdaptationSet><SegmentTemplate media=\"{media}\" initialization=\"$RepresentationID$/init.mp4\"/><Representation id=\"v\"/></AdaptationSet><AdaptationSet><Representation id=\"a\"><BaseURL>audio/en/</BaseURL><SegmentList><Initialization sourceURL=\"init.mp4\"/><SegmentURL media=\"s1.m4s\"/></SegmentList></Representation></AdaptationSet></Period></MPD>"
+        );
+        assert_eq!(
+            fast_proxied(PlaylistKind::Dash, &input, &base),
+            generic_proxied(PlaylistKind::Dash, &input, &base),
+            "{media}"
+        );
+    }
+}
+
+/// What the edge did before the one-pass alternative detection: a separate parse to find
+/// alternative BaseURLs, then the failover or the generic rewrite.
+fn two_pass_proxied(input: &str, base: &Url) -> Result<Vec<u8>, String> {
+    let mapper = ProxyMapper::new(base, CTX);
+    if dash::has_alternative_base_urls(input) {
+        dash::rewrite_dash_failover(input, base, &mut |u| mapper.map(u), &mut |u| {
+            Ok(super::proxy_path_url(u, CTX))
+        })
+        .map(String::into_bytes)
+        .map_err(|e| e.to_string())
+    } else {
+        generic_proxied(PlaylistKind::Dash, input, base)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+    #[test]
+    fn alternative_base_urls_are_found_in_the_same_pass(
+        input in mpd(),
+        extra in base_element(),
+        base in base_url(),
+    ) {
+        // A second BaseURL beside the Period's first one (or none).
+        let input = input.replacen("<Period>", &format!("<Period>{extra}"), 1);
+        prop_assert_eq!(
+            fast_proxied(PlaylistKind::Dash, &input, &base),
+            two_pass_proxied(&input, &base)
+        );
+    }
+}

@@ -272,7 +272,12 @@ impl Drop for RunningOrigin {
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    free_port_on("127.0.0.1")
+}
+
+/// A port that was free on `ip` (another loopback address) a moment ago.
+pub fn free_port_on(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
@@ -343,7 +348,7 @@ impl Sluice {
         server: &str,
         listen: &str,
     ) -> Sluice {
-        Self::start_in_with_state(dir, extra, env, server, listen, "")
+        Self::start_inner(dir, extra, env, server, listen, "", None)
     }
 
     /// One node of a fleet: `state.redis` set to `redis`, plus `state` lines (indented two
@@ -356,20 +361,41 @@ impl Sluice {
     ) -> Sluice {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = format!("  redis: {}\n{state}", redis.url());
-        Self::start_in_with_state(dir, extra, env, QUICK_STOP, "", &state)
+        Self::start_inner(dir, extra, env, QUICK_STOP, "", &state, None)
     }
 
     /// Start with more keys under `state:` (indented two spaces) as well.
     pub fn start_in_with_state(
-        mut dir: tempfile::TempDir,
+        dir: tempfile::TempDir,
         extra: &str,
         env: &[(&str, &str)],
         server: &str,
         listen: &str,
         state: &str,
     ) -> Sluice {
+        Self::start_inner(dir, extra, env, server, listen, state, None)
+    }
+
+    /// Start with the edge listening on `edge`: a fleet node, whose address every node's
+    /// `fleet.peers` names before any of them starts.
+    pub fn start_at(edge: SocketAddr, extra: &str, env: &[(&str, &str)]) -> Sluice {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_inner(dir, extra, env, QUICK_STOP, "", "", Some(edge))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_inner(
+        mut dir: tempfile::TempDir,
+        extra: &str,
+        env: &[(&str, &str)],
+        server: &str,
+        listen: &str,
+        state: &str,
+        fixed_edge: Option<SocketAddr>,
+    ) -> Sluice {
         for attempt in 0..3 {
-            let edge: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+            let edge: SocketAddr = fixed_edge
+                .unwrap_or_else(|| format!("127.0.0.1:{}", free_port()).parse().expect("addr"));
             let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
             let config_path = dir.path().join("sluice.yaml");
             let text = format!(
@@ -378,6 +404,8 @@ impl Sluice {
                 pid = dir.path().join("sluice.pid").display(),
                 sock = dir.path().join("upgrade.sock").display(),
             );
+            // `{EDGE}` in the test's YAML is this instance's own edge address.
+            let text = text.replace("{EDGE}", &edge.to_string());
             std::fs::write(&config_path, text).expect("write config");
             let log_path = dir.path().join(format!("sluice-{attempt}.log"));
             let log = std::fs::File::create(&log_path).expect("log file");
