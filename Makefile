@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 APT_PACKAGES_BUILD := cmake
 
-.PHONY: run test deps test-deps bench release
+.PHONY: run test deps test-deps bench bench-gated release
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES_BUILD); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -27,3 +27,7 @@ test: test-deps
 
 bench: deps
 	bash benches/load/run.sh
+
+# The gated hit path on one node vs a Redis fleet node (README "Running a fleet").
+bench-gated: deps
+	bash benches/load/gated.sh

@@ -6,6 +6,8 @@
 #     from Debian with apt-get;
 #   - python `requests` (the documents' Python snippets) with pip;
 #   - chromium (the real-player test) from Debian;
+#   - redis-server (the fleet tests start a real one per test; tests/shared_state.rs) from
+#     Debian, its system service left stopped (the tests never use it);
 #   - axios (signed-channel-api's Node snippet), hls.js and playwright-core (the real-player
 #     test) with npm, into tests/clients.
 set -euo pipefail
@@ -20,10 +22,15 @@ have curl || need_apt+=(curl)
 have python3 || need_apt+=(python3 python3-pip)
 have node || need_apt+=(nodejs npm)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+have redis-server || [ -n "${REDIS_SERVER:-}" ] || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "ensure-test-deps: apt-get install ${need_apt[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+# The package starts a system instance on 6379; the tests run their own on free ports.
+if [[ " ${need_apt[*]} " == *" redis-server "* ]]; then
+  service redis-server stop >/dev/null 2>&1 || true
 fi
 
 if ! python3 -c 'import requests' 2>/dev/null; then

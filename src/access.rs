@@ -26,6 +26,11 @@
 //! content directory, the credential's scope (the variants the token's quality allows), the
 //! bound address and device, and not revoked — on every request.
 //!
+//! On a fleet the stores are Redis ([`crate::store::redis::tokens`]): an entry load asks the
+//! revocation and counts the use in one round trip; a credential checks this node's copy of
+//! the revocation set, kept current through pub/sub. A store that cannot answer refuses
+//! (`503`, [`Refusal::Unavailable`]) unless `state.redis_fail_open` lists `playback`.
+//!
 //! "Abonnement actif" is checked when the token is issued (the token is the proof of
 //! entitlement for its life).
 
@@ -41,7 +46,7 @@ use crate::config::tokens::{AccessConfig, Content, StreamingConfig};
 use crate::media::MediaKind;
 use crate::rewrite::quality::Quality;
 use crate::store::revocations::RevocationStore;
-use crate::store::use_counts::{UseCounter, UseOutcome};
+use crate::store::use_counts::{EntryOutcome, UseCounter};
 
 /// Why a stream token was not accepted; each has the document's status and message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +68,9 @@ pub enum Refusal {
     BadCredential,
     /// A valid credential for an object outside its scope (a variant the quality excludes).
     OutOfScope,
+    /// The shared state (Redis) cannot answer the revocation or use-count question: fail
+    /// closed, unless `state.redis_fail_open` lists `playback`.
+    Unavailable,
 }
 
 impl Refusal {
@@ -78,6 +86,7 @@ impl Refusal {
             | Refusal::OutOfScope => StatusCode::FORBIDDEN,
             Refusal::ContentNotFound => StatusCode::NOT_FOUND,
             Refusal::Revoked => StatusCode::GONE,
+            Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -96,6 +105,7 @@ impl Refusal {
             Refusal::NotEntry => "Playback credential required",
             Refusal::BadCredential => "Invalid playback credential",
             Refusal::OutOfScope => "Not allowed by this token's quality",
+            Refusal::Unavailable => "Service temporarily unavailable",
         }
     }
 
@@ -114,6 +124,7 @@ impl Refusal {
             Refusal::NotEntry => "stream_token_not_entry",
             Refusal::BadCredential => "playback_credential_invalid",
             Refusal::OutOfScope => "playback_scope",
+            Refusal::Unavailable => "state_unavailable",
         }
     }
 }
@@ -127,6 +138,9 @@ pub struct AccessState {
     pub uses: Arc<dyn UseCounter>,
     /// For `POST /drm/license` forwarding.
     pub http: reqwest::Client,
+    /// `state.redis_fail_open` lists `playback`: admit on this node's own knowledge while
+    /// the shared state cannot answer.
+    pub fail_open: bool,
 }
 
 impl AccessState {
@@ -153,6 +167,7 @@ impl AccessState {
             revocations,
             uses,
             http,
+            fail_open: false,
         })
     }
 
@@ -165,12 +180,34 @@ impl AccessState {
         })
     }
 
-    /// Fail closed: a revocation store that cannot answer refuses the request.
+    /// Fail closed: a revocation store that cannot answer refuses the request (503), unless
+    /// the operator let playback fail open — then this node's own knowledge decides.
     async fn check_revoked(&self, jti: &str) -> Result<(), Refusal> {
-        if self.revocations.is_revoked(jti).await.unwrap_or(true) {
-            return Err(Refusal::Revoked);
+        match self.revocations.is_revoked(jti).await {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(Refusal::Revoked),
+            Err(e) => {
+                self.fail_open_or_refuse(&e)?;
+                if self.revocations.known_revoked(jti) {
+                    return Err(Refusal::Revoked);
+                }
+                Ok(())
+            }
         }
-        Ok(())
+    }
+
+    /// A store error: `Ok` when playback may fail open (counted, logged at debug), else the
+    /// fail-closed refusal (a store that answered wrongly is never an "open").
+    fn fail_open_or_refuse(&self, e: &crate::store::StoreError) -> Result<(), Refusal> {
+        if self.fail_open && e.is_unavailable() {
+            crate::metrics::REDIS_FALLBACKS
+                .with_label_values(&["fail_open_playback"])
+                .inc();
+            tracing::debug!(error = %e, "gated playback admitted without the shared state (state.redis_fail_open)");
+            return Ok(());
+        }
+        tracing::warn!(error = %e, "gated playback refused: shared state unavailable (fail closed)");
+        Err(Refusal::Unavailable)
     }
 
     /// The full admission of a request for gated media of `content`.
@@ -200,30 +237,43 @@ impl AccessState {
         let issued_for = cfg
             .content(&claims.content_id)
             .ok_or(Refusal::ContentNotFound)?;
-        self.check_revoked(&claims.jti).await?;
-        if issued_for.hash != content.hash {
-            return Err(Refusal::Invalid);
-        }
-        if req.rest != content.entry {
-            return Err(Refusal::NotEntry);
-        }
-        let ip = check_token_binding(&claims, req)?;
-        let reserved = match req.spend {
-            Spend::Reserve => match self
-                .uses
-                .try_use(
-                    &claims.jti,
-                    claims.max_uses,
-                    cfg.use_count_horizon(claims.exp),
-                )
-                .await
-            {
-                UseOutcome::Allowed { .. } => true,
-                UseOutcome::Exhausted => return Err(Refusal::MaxUses),
-            },
-            Spend::CheckOnly => {
-                if self.uses.used(&claims.jti).await >= claims.max_uses {
-                    return Err(Refusal::MaxUses);
+        // The checks that need no state, in the document's order after revocation.
+        let local = if issued_for.hash != content.hash {
+            Err(Refusal::Invalid)
+        } else if req.rest != content.entry {
+            Err(Refusal::NotEntry)
+        } else {
+            check_token_binding(&claims, req)
+        };
+        let ip = match local {
+            Ok(ip) => ip,
+            Err(refusal) => {
+                // Revocation is answered first, as it always was.
+                self.check_revoked(&claims.jti).await?;
+                return Err(refusal);
+            }
+        };
+        // Revocation and use count in one step: one round trip on a shared store.
+        let reserve = req.spend == Spend::Reserve;
+        let outcome = self
+            .uses
+            .admit_entry(
+                self.revocations.as_ref(),
+                &claims.jti,
+                claims.max_uses,
+                cfg.use_count_horizon(claims.exp),
+                reserve,
+            )
+            .await;
+        let reserved = match outcome {
+            Ok(EntryOutcome::Admitted) => reserve,
+            Ok(EntryOutcome::Revoked) => return Err(Refusal::Revoked),
+            Ok(EntryOutcome::Exhausted) => return Err(Refusal::MaxUses),
+            Err(e) => {
+                // Failing open admits without counting: there is nowhere to count.
+                self.fail_open_or_refuse(&e)?;
+                if self.revocations.known_revoked(&claims.jti) {
+                    return Err(Refusal::Revoked);
                 }
                 false
             }
@@ -280,9 +330,12 @@ impl AccessState {
         })
     }
 
-    /// Give back a use reserved by [`Self::admit`] (the answer was not a success).
+    /// Give back a use reserved by [`Self::admit`] (the answer was not a success). A store
+    /// that cannot answer keeps the use spent (the safe side).
     pub async fn release(&self, jti: &str) {
-        self.uses.release(jti).await;
+        if let Err(e) = self.uses.release(jti).await {
+            tracing::warn!(error = %e, "a reserved use could not be given back");
+        }
     }
 }
 

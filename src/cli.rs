@@ -7,16 +7,68 @@
 //! - `sluice secret seal-clearkey --kid KID --key-hex K`: a "v2" envelope for a ClearKey key
 //!   in `signed_channels.channels[].keys`.
 //!
+//! - `sluice keys create|list|revoke`: admin-API keys;
+//! - `sluice state migrate --from sqlite --to redis` (or back): move a node's state.
+//!
 //! They work while `sluice serve` runs (SQLite WAL); a running server sees imported keys on
-//! the next request.
+//! the next request. With `state.redis` set they work on the fleet's Redis instead, and every
+//! node sees the change.
 
 use std::path::Path;
 
+use crate::auth::api_keys::Permission;
 use crate::config::Config;
-use crate::store::content_keys;
+use crate::store::api_keys::ApiKeyRow;
+use crate::store::{content_keys, Db, Stores};
 
 fn load(config: &Path) -> Result<Config, String> {
     Config::load(config).map_err(|e| e.to_string())
+}
+
+/// The stores the config names (Redis connected, when set).
+fn stores(config: &Config) -> Result<Stores, String> {
+    let db = Db::open(&config.sqlite_path).map_err(|e| e.to_string())?;
+    Stores::open_connected(&db, config).map_err(|e| e.to_string())
+}
+
+/// Run a store call to completion on a small runtime of this command's own.
+fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map(|rt| rt.block_on(f))
+        .map_err(|e| format!("runtime: {e}"))
+}
+
+/// A new admin-API key: `(id, key)`.
+pub fn api_key_create(
+    config: &Path,
+    name: &str,
+    permission: Permission,
+) -> Result<(i64, String), String> {
+    let s = stores(&load(config)?)?;
+    block_on(s.api_keys.create(name, permission))?.map_err(|e| e.to_string())
+}
+
+pub fn api_key_list(config: &Path) -> Result<Vec<ApiKeyRow>, String> {
+    let s = stores(&load(config)?)?;
+    block_on(s.api_keys.list())?.map_err(|e| e.to_string())
+}
+
+/// Deactivate by id or display prefix; how many keys changed.
+pub fn api_key_revoke(config: &Path, id_or_prefix: &str) -> Result<usize, String> {
+    let s = stores(&load(config)?)?;
+    block_on(s.api_keys.deactivate(id_or_prefix))?.map_err(|e| e.to_string())
+}
+
+/// `sluice state migrate`: what was moved, as a sentence.
+pub fn state_migrate(config: &Path, from: &str, to: &str) -> Result<String, String> {
+    use crate::store::migrate::{migrate, Backend};
+    let config = load(config)?;
+    let from: Backend = from.parse().map_err(|e| format!("--from {e}"))?;
+    let to: Backend = to.parse().map_err(|e| format!("--to {e}"))?;
+    let moved = block_on(migrate(&config, from, to))?.map_err(|e| e.to_string())?;
+    Ok(format!("moved {moved}"))
 }
 
 fn keyring(config: &Config) -> Result<&crate::crypto::Keyring, String> {
@@ -40,10 +92,8 @@ pub fn content_key(config: &Path, hash: &str, key_hex: Option<&str>) -> Result<S
     };
     let sealed = content_keys::seal(ring, hash, &key).map_err(|e| e.to_string())?;
     let kek = sealed.kek_id.clone();
-    let db = crate::store::Db::open(&config.sqlite_path).map_err(|e| e.to_string())?;
-    let h = hash.to_string();
-    db.call_blocking(move |c| content_keys::upsert(c, &h, &sealed))
-        .map_err(|e| e.to_string())?;
+    let s = stores(&config)?;
+    block_on(s.content_keys.put(hash, &sealed))?.map_err(|e| e.to_string())?;
     eprintln!("stored content key for {hash} sealed under KEK {kek}");
     Ok(if generated {
         hex::encode(key.as_slice())
@@ -57,10 +107,8 @@ pub fn rotate_kek(config: &Path) -> Result<String, String> {
     let config = load(config)?;
     let ring = keyring(&config)?.clone();
     let current = ring.current_id().to_string();
-    let db = crate::store::Db::open(&config.sqlite_path).map_err(|e| e.to_string())?;
-    let (changed, total) = db
-        .call_blocking(move |c| Ok(content_keys::rotate_all(c, &ring).map_err(|e| e.to_string())))
-        .map_err(|e| e.to_string())??;
+    let s = stores(&config)?;
+    let (changed, total) = block_on(s.content_keys.rotate(&ring))?.map_err(|e| e.to_string())?;
     Ok(format!(
         "re-sealed {changed} of {total} content key(s) under KEK {current}"
     ))

@@ -16,6 +16,7 @@ use thiserror::Error;
 
 pub mod fleet;
 pub mod limits;
+pub mod redis;
 pub mod tokens;
 
 /// A configuration problem, always naming where it is.
@@ -134,12 +135,26 @@ pub mod file {
     #[serde(deny_unknown_fields, default)]
     pub struct State {
         pub sqlite: String,
+        /// The fleet's shared state (`redis://host:port/db`, `rediss://` for TLS); unset:
+        /// SQLite and memory, one node.
+        pub redis: Option<String>,
+        /// Environment variable holding the Redis password (instead of one in the URL).
+        pub redis_password_env: Option<String>,
+        /// The longest a request waits on Redis.
+        #[serde(with = "humantime_serde")]
+        pub redis_timeout: std::time::Duration,
+        /// What may keep answering while Redis is unreachable: `playback`, `key_delivery`.
+        pub redis_fail_open: Vec<String>,
     }
 
     impl Default for State {
         fn default() -> Self {
             State {
                 sqlite: "./data/sluice.db".into(),
+                redis: None,
+                redis_password_env: None,
+                redis_timeout: std::time::Duration::from_millis(200),
+                redis_fail_open: Vec::new(),
             }
         }
     }
@@ -466,6 +481,8 @@ pub struct Config {
     /// PROXY protocol from `trusted_proxies` on the edge listeners (`listen.proxy_protocol`).
     pub proxy_protocol: bool,
     pub sqlite_path: PathBuf,
+    /// The fleet's shared state (`state.redis`); `None`: SQLite and memory, one node.
+    pub redis: Option<redis::RedisConfig>,
     pub origins: Origins,
     pub cache: CacheConfig,
     pub stream: StreamConfig,
@@ -528,10 +545,12 @@ impl Config {
             })?
         };
         let access = tokens::AccessFile::take(&mut raw);
+        let shared_state = redis::RedisFile::take(&mut raw);
         let fleet = raw.fleet.take();
         let validator = Validator { file, text };
         let mut config = validator.validate(raw)?;
         config.access = tokens::validate(&validator, access, env)?;
+        config.redis = redis::validate(&validator, shared_state, env)?;
         config.fleet = validator.fleet(fleet, env, config.cache.enabled)?;
         config.rate_limits.key = config.access.key_delivery.rate_limit;
         validator.distinct_secrets(&config)?;
@@ -916,6 +935,8 @@ impl Validator<'_> {
             edge_tls,
             proxy_protocol: raw.listen.proxy_protocol,
             sqlite_path: PathBuf::from(raw.state.sqlite),
+            // Filled in by `from_str_named` (it needs the environment).
+            redis: None,
             origins: Origins {
                 bucket,
                 connect_timeout: raw.origins.connect_timeout,

@@ -45,11 +45,19 @@ impl BackgroundService for Housekeeping {
                 tokio::select! {
                     _ = tick.tick() => {
                         shared.rate_limits.prune();
+                        shared.ctx_store.prune();
                         // Use counts and revocations of expired stream tokens are dead weight.
                         let now = chrono::Utc::now().timestamp();
                         shared.access.uses.prune(now).await;
-                        if let Err(e) = shared.access.revocations.prune(now).await {
-                            tracing::warn!(error = %e, "pruning revoked stream tokens failed");
+                        match shared.access.revocations.prune(now).await {
+                            Ok(()) => {}
+                            // Said once by the redis supervisor; retried next minute.
+                            Err(e) if e.is_unavailable() => {
+                                tracing::debug!(error = %e, "pruning revoked stream tokens deferred");
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "pruning revoked stream tokens failed");
+                            }
                         }
                     }
                     _ = shutdown.changed() => return,

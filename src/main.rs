@@ -27,6 +27,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
         sluice check -c conf/sluice.yaml    validate a config and exit\n  \
         sluice keys create --name ci --permissions write\n  \
         sluice keys list | sluice keys revoke 3\n  \
+        sluice state migrate --from sqlite --to redis\n  \
         sluice content-key generate --hash movie-2026-04-01\n  \
         sluice token key --hash movie-2026-04-01 --ttl 3600\n\n\
         ENVIRONMENT:\n  \
@@ -92,6 +93,11 @@ enum Command {
         #[command(subcommand)]
         action: SecretAction,
     },
+    /// Shared state of a fleet (state.redis).
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
     /// Validate a configuration file and exit.
     ///
     /// Exits 0 when the file is valid. Otherwise prints the file, line and key at fault
@@ -119,6 +125,21 @@ enum KeysAction {
     },
     /// Re-seal every content key under kek.current (run with the old KEK in kek.previous).
     RotateKek,
+}
+
+#[derive(Subcommand)]
+enum StateAction {
+    /// Move API keys, stream ids, content keys and live revocations between the SQLite file
+    /// (state.sqlite) and Redis (state.redis), both read from the config. Run it with the
+    /// nodes stopped; running it twice changes nothing.
+    Migrate {
+        /// sqlite or redis
+        #[arg(long)]
+        from: String,
+        /// redis or sqlite
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -177,13 +198,10 @@ fn print_result(name: &str, r: Result<String, String>) -> ExitCode {
 
 fn keys_command(config: &std::path::Path, action: KeysAction) -> Result<(), String> {
     use sluice::auth::api_keys::Permission;
-    use sluice::store::api_keys as rows;
     if let KeysAction::RotateKek = action {
         println!("{}", sluice::cli::rotate_kek(config)?);
         return Ok(());
     }
-    let config = Config::load(config).map_err(|e| e.to_string())?;
-    let db = sluice::store::Db::open(&config.sqlite_path).map_err(|e| e.to_string())?;
     match action {
         KeysAction::Create { name, permissions } => {
             let perm: Permission = permissions
@@ -192,9 +210,7 @@ fn keys_command(config: &std::path::Path, action: KeysAction) -> Result<(), Stri
             if name.trim().is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
                 return Err("--name must be 1 to 128 printable characters".into());
             }
-            let (id, key) = db
-                .call_blocking(move |c| rows::create(c, &name, perm))
-                .map_err(|e| e.to_string())?;
+            let (id, key) = sluice::cli::api_key_create(config, &name, perm)?;
             println!("{key}");
             eprintln!(
                 "created key {id} ({}); save it now, it cannot be shown again",
@@ -202,7 +218,7 @@ fn keys_command(config: &std::path::Path, action: KeysAction) -> Result<(), Stri
             );
         }
         KeysAction::List => {
-            let list = db.call_blocking(rows::list).map_err(|e| e.to_string())?;
+            let list = sluice::cli::api_key_list(config)?;
             println!(
                 "{:<5} {:<9} {:<24} {:<12} {:<21} {:<21} ACTIVE",
                 "ID", "PREFIX", "NAME", "PERMISSIONS", "CREATED", "LAST USED"
@@ -221,12 +237,9 @@ fn keys_command(config: &std::path::Path, action: KeysAction) -> Result<(), Stri
             }
         }
         KeysAction::Revoke { key } => {
-            let shown = key.clone();
-            let n = db
-                .call_blocking(move |c| rows::deactivate(c, &key))
-                .map_err(|e| e.to_string())?;
+            let n = sluice::cli::api_key_revoke(config, &key)?;
             if n == 0 {
-                return Err(format!("no active key matches `{shown}`"));
+                return Err(format!("no active key matches `{key}`"));
             }
             println!("revoked {n} key(s)");
         }
@@ -270,6 +283,12 @@ fn main() -> ExitCode {
                 }
             },
         ),
+        Command::State { action } => match action {
+            StateAction::Migrate { from, to } => print_result(
+                "state migrate",
+                sluice::cli::state_migrate(&config, &from, &to),
+            ),
+        },
         Command::Token { action } => match action {
             TokenAction::Key { hash, ttl } => {
                 print_result("token", sluice::cli::key_token(&config, &hash, ttl))

@@ -217,6 +217,78 @@ pub static ACCESS_LOG_DROPPED: Lazy<IntCounter> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// 1 while the shared state (Redis, `state.redis`) answers, 0 while it does not.
+pub static REDIS_UP: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "sluice_redis_up",
+        "1 while the shared state (Redis) answers, 0 while it does not"
+    )
+    .expect("metric registers once")
+});
+
+/// 1 while this node's local snapshots (revocations, stream ids, ctx cache) follow Redis
+/// through pub/sub within the staleness bound.
+pub static REDIS_SYNCED: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "sluice_redis_synced",
+        "1 while local snapshots follow Redis through pub/sub within the staleness bound"
+    )
+    .expect("metric registers once")
+});
+
+/// Redis commands (scripts count as one), by operation and outcome (`ok`, `error`,
+/// `timeout`, `unavailable`).
+pub static REDIS_OPS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "sluice_redis_ops_total",
+        "Redis round trips, by operation and outcome",
+        &["op", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
+/// Round-trip time of Redis operations as seen by the request (runtime hop included).
+pub static REDIS_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "sluice_redis_op_duration_seconds",
+        "Redis round trip as seen by the request, by operation",
+        &["op"],
+        vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5]
+    )
+    .expect("metric registers once")
+});
+
+/// Reconnections of the Redis command connection and of the subscription.
+pub static REDIS_RECONNECTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "sluice_redis_reconnects_total",
+        "Reconnections to Redis after a loss, by connection (command, subscription)",
+        &["connection"]
+    )
+    .expect("metric registers once")
+});
+
+/// Answers given without Redis: `fail_open` (a `state.redis_fail_open` surface) and
+/// `local_rate_limit` (limits counted on this node only).
+pub static REDIS_FALLBACKS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "sluice_redis_fallbacks_total",
+        "Requests answered without Redis, by kind (fail_open_playback, fail_open_key_delivery, local_rate_limit)",
+        &["kind"]
+    )
+    .expect("metric registers once")
+});
+
+/// Age of the newest pub/sub heartbeat this node received: how stale its revocation set may
+/// be (-1 while not subscribed).
+pub static REDIS_VIEW_AGE: Lazy<prometheus::Gauge> = Lazy::new(|| {
+    prometheus::register_gauge!(
+        "sluice_redis_view_age_seconds",
+        "Age of the newest pub/sub heartbeat received: the bound on local snapshot staleness (-1: not subscribed)"
+    )
+    .expect("metric registers once")
+});
+
 /// Status codes as label values without allocating.
 pub fn status_label(status: u16) -> &'static str {
     match status {

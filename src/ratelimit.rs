@@ -14,6 +14,10 @@
 //! oversized body is counted like any other request. Classes that count *failures* (the
 //! auth-failure budget) reserve a slot at admission and [`RateLimits::release`] it when the
 //! answer turns out not to be a failure, which keeps the count exact under concurrency.
+//!
+//! On a fleet (`state.redis`) the same windows live in Redis ([`SharedWindows`]), so the
+//! documents' numbers are per client across every node; when Redis cannot answer, each node
+//! counts in its own windows meanwhile ([`RateLimits::admit`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -203,9 +207,43 @@ impl SlidingWindow {
     }
 }
 
+/// Windows kept where every node sees them (Redis on a fleet,
+/// [`crate::store::redis::rate`]): the same exact sliding-window rule, one log per class and
+/// client for the whole fleet.
+#[async_trait::async_trait]
+pub trait SharedWindows: Send + Sync {
+    /// Admit one request: `Ok(Ok(ticket))` (the ticket gives the slot back), `Ok(Err(wait))`
+    /// when over the limit.
+    async fn admit(
+        &self,
+        class: &'static str,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<Result<String, Duration>, crate::store::StoreError>;
+    async fn release(
+        &self,
+        class: &'static str,
+        key: &str,
+        ticket: &str,
+    ) -> Result<(), crate::store::StoreError>;
+}
+
+/// Where an admission was counted, to give it back in the same place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admitted {
+    Local,
+    Shared(String),
+}
+
 /// One limiter per class.
 pub struct RateLimits {
     limiters: HashMap<RateClass, SlidingWindow>,
+    limits: Limits,
+    /// The fleet's windows; `None` on a single node.
+    shared: Option<std::sync::Arc<dyn SharedWindows>>,
+    /// Whether the last shared admission failed (to log the switch once each way).
+    local_fallback: std::sync::atomic::AtomicBool,
 }
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -217,6 +255,56 @@ impl RateLimits {
                 .iter()
                 .map(|c| (*c, SlidingWindow::new(limits.of(*c), MINUTE)))
                 .collect(),
+            limits,
+            shared: None,
+            local_fallback: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Count in the fleet's windows; this node's own windows only while they cannot answer.
+    pub fn with_shared(mut self, shared: std::sync::Arc<dyn SharedWindows>) -> RateLimits {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// Admit one request of `class` for `key`: in the fleet's windows when there are some
+    /// (falling back to this node's when Redis cannot answer: a limit is never skipped), else
+    /// in this node's. `Err(retry_after)` when over the limit.
+    pub async fn admit(&self, class: RateClass, key: &str) -> Result<Admitted, Duration> {
+        use std::sync::atomic::Ordering;
+        if let Some(shared) = &self.shared {
+            match shared
+                .admit(class.as_str(), key, self.limits.of(class), MINUTE)
+                .await
+            {
+                Ok(r) => {
+                    if self.local_fallback.swap(false, Ordering::Relaxed) {
+                        tracing::info!("rate limits counted fleet-wide again");
+                    }
+                    return r.map(Admitted::Shared);
+                }
+                Err(e) => {
+                    crate::metrics::REDIS_FALLBACKS
+                        .with_label_values(&["local_rate_limit"])
+                        .inc();
+                    if !self.local_fallback.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(error = %e, "rate limits counted on this node only until redis answers");
+                    }
+                }
+            }
+        }
+        self.check(class, key).map(|()| Admitted::Local)
+    }
+
+    /// Give back an admission made by [`Self::admit`].
+    pub async fn give_back(&self, class: RateClass, key: &str, admitted: &Admitted) {
+        match (admitted, &self.shared) {
+            (Admitted::Shared(ticket), Some(shared)) => {
+                if let Err(e) = shared.release(class.as_str(), key, ticket).await {
+                    tracing::debug!(error = %e, "rate-limit slot not given back");
+                }
+            }
+            _ => self.release(class, key),
         }
     }
 

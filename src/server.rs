@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pingora_core::server::Server;
 use pingora_core::services::listening::Service;
@@ -14,7 +14,7 @@ use crate::config::{Bucket, Config};
 use crate::edge::Edge;
 use crate::origin_dir::DirOrigin;
 use crate::state::Shared;
-use crate::store::{Db, StoreError, StreamRegistry};
+use crate::store::{Db, StoreError, Stores, StreamRegistry};
 use crate::upstream::Upstream;
 
 #[derive(Debug, Error)]
@@ -83,24 +83,39 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
         crate::instance::check_listeners(&listeners).map_err(StartError::Setup)?;
     }
     let db = Db::open(&config.sqlite_path)?;
-    let streams = StreamRegistry::load(
-        db.clone(),
-        config
-            .access
-            .streaming
-            .contents
-            .iter()
-            .map(|c| c.hash.clone()),
-    )?;
-    let db_for_access = db.clone();
+    let stores = Stores::open(&db, &config)?;
+    let reserved = config
+        .access
+        .streaming
+        .contents
+        .iter()
+        .map(|c| c.hash.clone());
+    let streams = match &stores.redis {
+        None => StreamRegistry::load(db.clone(), reserved)?,
+        Some(redis) => fleet_registry(&db, &stores, redis, reserved)?,
+    };
     // The dir origin's socket lives in a private directory: nothing but this process may
     // reach the bucket behind the gate.
     let dir_socket = crate::instance::private_run_dir(&state_dir(&config))
         .map_err(StartError::Setup)?
         .join("origin.sock");
     let upstream = Upstream::new(&config.origins, dir_socket.clone());
-    let (access_log, access_log_writer) =
+    let (access_log, mut access_log_writer) =
         crate::store::access_log::AccessLog::new(db.clone(), config.admin.access_log_retention);
+    if stores.redis.is_some() {
+        access_log_writer = access_log_writer.with_shared_keys(stores.api_keys.clone());
+    }
+    let mut rate_limits = crate::ratelimit::RateLimits::new(config.rate_limits);
+    if let Some(w) = &stores.windows {
+        rate_limits = rate_limits.with_shared(w.clone());
+    }
+    let mut access = crate::access::AccessState::new(
+        &config.access,
+        stores.revocations.clone(),
+        stores.uses.clone(),
+    )
+    .map_err(StartError::Setup)?;
+    access.fail_open = config.redis.as_ref().is_some_and(|r| r.fail_open.playback);
     let shared = Arc::new(Shared {
         config: config.clone(),
         db,
@@ -113,14 +128,11 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
             .then(|| crate::cache::runtime::CacheRuntime::install(&config.cache))
             .transpose()
             .map_err(|e| StartError::Setup(e.to_string()))?,
-        rate_limits: crate::ratelimit::RateLimits::new(config.rate_limits),
+        rate_limits,
         access_log,
         stats: crate::stats::StatsTable::new(),
         providers: config.providers.clone(),
-        ctx_store: Arc::new(crate::store::ctx::MemoryCtxStore::new(
-            config.provider_auth.ctx_capacity,
-            config.provider_auth.ctx_per_subject,
-        )),
+        ctx_store: stores.ctx.clone(),
         provider_jwt: config.provider_auth.jwt_secret.as_ref().map(|s| {
             crate::auth::jwt::BearerVerifier::new(
                 &s.0,
@@ -128,15 +140,10 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
                 config.provider_auth.audience.clone(),
             )
         }),
-        access: crate::access::AccessState::new(
-            &config.access,
-            crate::store::revocations::SqliteRevocations::load(
-                db_for_access,
-                chrono::Utc::now().timestamp(),
-            )?,
-            std::sync::Arc::new(crate::store::use_counts::MemoryUseCounter::default()),
-        )
-        .map_err(StartError::Setup)?,
+        access,
+        api_keys: stores.api_keys.clone(),
+        content_keys: stores.content_keys.clone(),
+        redis: stores.redis.clone(),
         fleet: config
             .fleet
             .as_ref()
@@ -144,7 +151,9 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
             .transpose()
             .map_err(|e| StartError::Setup(e.to_string()))?,
     });
-    ensure_admin_key(&shared.db)?;
+    if stores.redis.is_none() {
+        ensure_admin_key(&shared.db)?;
+    }
 
     let server_conf = config.server_conf();
     // `server.daemon: true` forks into the background after binding (systemd Type=forking with
@@ -281,7 +290,8 @@ fn edge_admission(config: &Config) -> std::sync::Arc<crate::conn::admission::Adm
 }
 
 /// On first start (no API keys at all), create the default admin key and print it once, in
-/// the words admin-api.md documents. Only its hash is stored.
+/// the words admin-api.md documents. Only its hash is stored. (On a fleet, the first node to
+/// reach Redis with an empty key table does it: [`crate::store::redis::records`].)
 fn ensure_admin_key(db: &Db) -> Result<(), StartError> {
     use crate::auth::api_keys;
     let count = db.call_blocking(crate::store::api_keys::count_all)?;
@@ -291,9 +301,44 @@ fn ensure_admin_key(db: &Db) -> Result<(), StartError> {
     let (_, key) = db.call_blocking(|c| {
         crate::store::api_keys::create(c, "default admin", api_keys::Permission::Admin)
     })?;
+    announce_default_admin_key(&key);
+    Ok(())
+}
+
+/// The two lines admin-api.md shows on first start.
+pub fn announce_default_admin_key(key: &str) {
     println!("Generated default admin API key: {key}");
     println!("IMPORTANT: Save this key securely. It will not be shown again.");
-    Ok(())
+}
+
+/// A fleet node's stream registry: filled from Redis and kept current by its change notices.
+/// Start-up waits (briefly) for the first snapshot so a healthy fleet serves aliases from the
+/// first request; a node that cannot reach Redis starts anyway — degraded, failing closed
+/// where shared state is needed — and catches up when Redis answers.
+fn fleet_registry(
+    db: &Db,
+    stores: &Stores,
+    redis: &Arc<crate::store::redis::Redis>,
+    reserved: impl IntoIterator<Item = String>,
+) -> Result<StreamRegistry, StartError> {
+    // The local file keeps only access logs here; their key ids name keys held in Redis.
+    db.call_blocking(|c| c.pragma_update(None, "foreign_keys", "OFF"))?;
+    let registry = StreamRegistry::empty(stores.stream_ids.clone(), reserved);
+    redis.register(Arc::new(crate::store::redis::records::StreamIdSync(
+        registry.clone(),
+    )));
+    redis.start_sync();
+    let wait = redis.timeout().max(Duration::from_secs(3));
+    if redis.wait_synced(wait) {
+        tracing::info!(redis = %redis.shown(), "shared state: redis");
+    } else {
+        tracing::error!(
+            redis = %redis.shown(),
+            "shared state: redis not reachable yet; serving degraded (gated playback and key \
+             delivery fail closed) until it is"
+        );
+    }
+    Ok(registry)
 }
 
 fn absolute(p: &Path) -> PathBuf {

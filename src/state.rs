@@ -27,6 +27,12 @@ pub struct Shared {
     pub provider_jwt: Option<crate::auth::jwt::BearerVerifier>,
     /// Stream-token admission state (signer, revocations, use counts).
     pub access: crate::access::AccessState,
+    /// Admin-API keys (SQLite, or Redis on a fleet).
+    pub api_keys: Arc<dyn crate::store::api_keys::ApiKeyStore>,
+    /// Sealed content keys (SQLite, or Redis on a fleet).
+    pub content_keys: Arc<dyn crate::store::content_keys::ContentKeyStore>,
+    /// The fleet's shared-state connection (`state.redis`), for health and metrics.
+    pub redis: Option<Arc<crate::store::redis::Redis>>,
     /// The cache fleet this node belongs to (`fleet:`); `None`: a single node.
     pub fleet: Option<crate::fleet::Fleet>,
 }

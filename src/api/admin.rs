@@ -23,7 +23,6 @@ use serde_json::{json, Map, Value};
 
 use super::{ApiError, AppState, Client};
 use crate::auth::api_keys::{self, Permission};
-use crate::store::api_keys as key_rows;
 
 /// The key a request authenticated with, left in the response for the access log.
 #[derive(Debug, Clone, Copy)]
@@ -93,11 +92,7 @@ pub async fn authorize(
     if key.len() > 256 {
         return Err(ApiError::Unauthorized);
     }
-    let hash = api_keys::hash(key);
-    let row = state
-        .db
-        .call(move |c| key_rows::find_active(c, &hash))
-        .await?;
+    let row = state.api_keys.find_active(&api_keys::hash(key)).await?;
     let Some((id, perm)) = row else {
         crate::metrics::AUTH_REJECTIONS
             .with_label_values(&["bad_api_key"])
@@ -232,27 +227,16 @@ async fn add_stream_id(
                 "Stream ID with player '{player}' would shadow {what}"
             )));
         }
-        let inserted = state
-            .db
-            .call(move |c| {
-                c.execute(
-                    "INSERT INTO stream_ids (publisher, player, description) VALUES (?1, ?2, ?3)",
-                    rusqlite::params![new.publisher, new.player, new.description],
-                )
-            })
-            .await;
-        match inserted {
-            Ok(_) => {}
-            Err(crate::store::StoreError::Sql(rusqlite::Error::SqliteFailure(e, _)))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                return Err(ApiError::Conflict(format!(
-                    "Stream ID with player '{player}' already exists"
-                )));
-            }
-            Err(e) => return Err(e.into()),
+        let row = crate::store::stream_ids::StreamId {
+            publisher: new.publisher,
+            player: new.player,
+            description: new.description,
+        };
+        if !state.streams.insert(&row).await? {
+            return Err(ApiError::Conflict(format!(
+                "Stream ID with player '{player}' already exists"
+            )));
         }
-        state.streams.reload().await?;
         Ok(success("Stream ID added successfully"))
     }
     .await;
@@ -280,14 +264,9 @@ async fn delete_stream_id(
 ) -> Result<Response, ApiError> {
     let key = authorize(&state, &headers, Permission::Admin).await?;
     let result = async {
-        let removed = state
-            .db
-            .call(move |c| c.execute("DELETE FROM stream_ids WHERE player = ?1", [player]))
-            .await?;
-        if removed == 0 {
+        if !state.streams.delete(&player).await? {
             return Err(ApiError::NotFound("Stream ID not found".into()));
         }
-        state.streams.reload().await?;
         Ok(success("Stream ID deleted successfully"))
     }
     .await;
@@ -343,10 +322,7 @@ async fn create_key(
                 ))
             }
         };
-        let (_, new_key) = state
-            .db
-            .call(move |c| key_rows::create(c, &name, permission))
-            .await?;
+        let (_, new_key) = state.api_keys.create(&name, permission).await?;
         Ok(Json(json!({
             "status": "success",
             "api_key": new_key,

@@ -30,6 +30,7 @@ impl From<ContentKeyError> for ApiError {
             ContentKeyError::NoKeyring => ApiError::Conflict(
                 "No KEK configured: set kek.current to store content keys".into(),
             ),
+            ContentKeyError::Store(e) => ApiError::from(e),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -72,11 +73,7 @@ async fn put_key_authorized(
         .ok_or(ContentKeyError::NoKeyring)?;
     let sealed = content_keys::seal(ring, &hash, &key)?;
     let kek_id = sealed.kek_id.clone();
-    let h = hash.clone();
-    state
-        .db
-        .call(move |c| content_keys::upsert(c, &h, &sealed))
-        .await?;
+    state.content_keys.put(&hash, &sealed).await?;
     let mut out = json!({"status": "success", "hash": hash, "kek_id": kek_id});
     if generated {
         out["key_hex"] = Value::String(hex::encode(key.as_slice()));

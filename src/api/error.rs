@@ -33,6 +33,9 @@ pub enum ApiError {
     /// Any other refusal a document defines: its status and its message.
     #[error("{message}")]
     Refused { status: StatusCode, message: String },
+    /// The shared state (Redis) cannot answer: fail closed, the cause logged, not sent.
+    #[error("Service temporarily unavailable")]
+    Unavailable(String),
 }
 
 /// What an error response says, for the surface renderer.
@@ -54,6 +57,7 @@ impl ApiError {
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Refused { status, .. } => *status,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -75,6 +79,10 @@ impl ApiError {
             ApiError::BadGateway(detail) => {
                 tracing::warn!(error = %detail, "upstream error");
                 "Upstream error".into()
+            }
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "shared state unavailable: refused (fail closed)");
+                "Service temporarily unavailable".into()
             }
             other => other.to_string(),
         }
@@ -111,7 +119,11 @@ impl ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError::Internal(e.to_string())
+        if e.is_unavailable() {
+            ApiError::Unavailable(e.to_string())
+        } else {
+            ApiError::Internal(e.to_string())
+        }
     }
 }
 

@@ -9,18 +9,33 @@ use super::AppState;
 
 /// `{"status":"ok","service":"sluice","version":"…"}`, the shape admin-api.md documents.
 /// `200 ok` while serving; `503 draining` once a graceful stop or upgrade began, so load
-/// balancers move away while in-flight responses finish.
-pub async fn health() -> axum::response::Response {
+/// balancers move away while in-flight responses finish. On a fleet (`state.redis`), `200
+/// degraded` while Redis cannot answer or local snapshots lag it: the node still serves
+/// non-gated and cached media, so load balancers should keep it, while gated playback and key
+/// delivery fail closed (`"redis"` says which part is missing).
+pub async fn health(State(state): State<AppState>) -> axum::response::Response {
     let draining = crate::lifecycle::draining();
-    let body = Json(serde_json::json!({
-        "status": if draining { "draining" } else { "ok" },
+    let redis = state.redis.as_ref().map(|r| r.health());
+    let degraded = redis.is_some_and(|h| !h.connected || !h.synced);
+    let mut body = serde_json::json!({
+        "status": if draining { "draining" } else if degraded { "degraded" } else { "ok" },
         "service": "sluice",
         "version": env!("CARGO_PKG_VERSION"),
-    }));
+    });
+    if let Some(h) = redis {
+        body["redis"] = serde_json::Value::String(
+            match (h.connected, h.synced) {
+                (true, true) => "ok",
+                (true, false) => "syncing",
+                (false, _) => "unavailable",
+            }
+            .into(),
+        );
+    }
     if draining {
-        (http::StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+        (http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     } else {
-        body.into_response()
+        Json(body).into_response()
     }
 }
 

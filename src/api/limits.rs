@@ -31,7 +31,7 @@ use crate::state::AppState;
 /// The budgets a request spent at admission.
 #[derive(Debug, Default)]
 pub struct Spent {
-    failures: Option<(String, Failures)>,
+    failures: Option<(String, Failures, crate::ratelimit::Admitted)>,
 }
 
 /// The answers that mean "this credential is not valid" on a route.
@@ -106,7 +106,7 @@ pub fn key_for(
 
 /// Admit a request through its class's limit and, where refusals count, the client's
 /// auth-failure budget. `Err(retry_after_secs)` when either is spent.
-pub fn admit(
+pub async fn admit(
     state: &AppState,
     method: &Method,
     path: &str,
@@ -133,16 +133,17 @@ pub fn admit(
     let mut spent = Spent::default();
     if !failures.is_empty() {
         let key = key_for(state, RateClass::AuthFailures, client, headers, query);
-        state
+        let admitted = state
             .rate_limits
-            .check(RateClass::AuthFailures, &key)
+            .admit(RateClass::AuthFailures, &key)
+            .await
             .map_err(|w| refuse(RateClass::AuthFailures, w))?;
-        spent.failures = Some((key, failures));
+        spent.failures = Some((key, failures, admitted));
     }
     if let Some(class) = class {
         let key = key_for(state, class, client, headers, query);
-        if let Err(w) = state.rate_limits.check(class, &key) {
-            settle(state, &spent, 0);
+        if let Err(w) = state.rate_limits.admit(class, &key).await {
+            settle(state, &spent, 0).await;
             return Err(refuse(class, w));
         }
     }
@@ -150,10 +151,13 @@ pub fn admit(
 }
 
 /// After the answer: the failure slot reserved at admission stays spent only for a refusal.
-pub fn settle(state: &AppState, spent: &Spent, status: u16) {
-    if let Some((key, failures)) = &spent.failures {
+pub async fn settle(state: &AppState, spent: &Spent, status: u16) {
+    if let Some((key, failures, admitted)) = &spent.failures {
         if !failures.contains(&status) {
-            state.rate_limits.release(RateClass::AuthFailures, key);
+            state
+                .rate_limits
+                .give_back(RateClass::AuthFailures, key, admitted)
+                .await;
         }
     }
 }

@@ -120,7 +120,9 @@ pub async fn handle(router: &Router, session: &mut ServerSession, state: &AppSta
             &client,
             &head.headers,
             head.uri.query(),
-        ) {
+        )
+        .await
+        {
             Err(retry_after_secs) => ApiError::RateLimited { retry_after_secs }.into_reply(),
             Ok(s) => {
                 spent = s;
@@ -135,7 +137,7 @@ pub async fn handle(router: &Router, session: &mut ServerSession, state: &AppSta
         }
     };
     let status = response.status().as_u16();
-    limits::settle(state, &spent, status);
+    limits::settle(state, &spent, status).await;
     if admin::is_admin_route(&path) {
         admin::log_access(state, &response, &path, &method, &client);
     }

@@ -10,6 +10,7 @@
 //! | 404 | no key stored for the hash |
 //! | 429 | over `key_delivery.rate_limit` per minute, keyed by token (else client IP) |
 //! | 500 | unwrap failure (KEK missing or record corrupt): logged, nothing leaked |
+//! | 503 | the fleet's shared state (Redis) cannot answer (unless `state.redis_fail_open` lists `key_delivery`) |
 //!
 //! Errors are playback's short JSON, `{"error": "…"}` (rendered by [`super::surface`]). The
 //! rate limit (per token, else per IP) and the client's auth-failure budget are applied by
@@ -64,9 +65,33 @@ async fn key(
         reject("key_token_invalid");
         return reply(StatusCode::FORBIDDEN, "Forbidden");
     }
-    let h = hash.clone();
-    let row = match state.db.call(move |c| content_keys::get(c, &h)).await {
+    let row = match state.content_keys.get(&hash).await {
         Ok(r) => r,
+        // The shared state cannot answer: fail closed, or — when the operator allowed it —
+        // serve the record this node last read.
+        Err(e) if e.is_unavailable() => {
+            match state.content_keys.last_known(&hash).filter(|_| {
+                state
+                    .config
+                    .redis
+                    .as_ref()
+                    .is_some_and(|r| r.fail_open.key_delivery)
+            }) {
+                Some(sealed) => {
+                    crate::metrics::REDIS_FALLBACKS
+                        .with_label_values(&["fail_open_key_delivery"])
+                        .inc();
+                    Some(Some(sealed))
+                }
+                None => {
+                    tracing::warn!(error = %e, "key delivery refused: shared state unavailable (fail closed)");
+                    return reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Service temporarily unavailable",
+                    );
+                }
+            }
+        }
         Err(e) => {
             tracing::error!(error = %e, "content key lookup failed");
             return reply(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");

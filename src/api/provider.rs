@@ -19,7 +19,7 @@ use serde_json::json;
 use super::AppState;
 use crate::provider::{ChannelSource, Provider};
 use crate::ssrf;
-use crate::store::ctx::ProxyContext;
+use crate::store::ctx::{CtxInsertError, ProxyContext};
 
 fn error(status: StatusCode, message: &str) -> Response {
     super::ApiError::refused(status, message).into_reply()
@@ -68,19 +68,30 @@ pub async fn stream(
             }
         },
     };
-    let ctx = match state.ctx_store.insert(ProxyContext::new(
-        &id,
-        &channel_id,
-        &subject,
-        provider.ctx_ttl,
-        provider.ctx_max_session,
-    )) {
+    let ctx = match state
+        .ctx_store
+        .insert(ProxyContext::new(
+            &id,
+            &channel_id,
+            &subject,
+            provider.ctx_ttl,
+            provider.ctx_max_session,
+        ))
+        .await
+    {
         Ok(ctx) => ctx,
-        Err(full) => {
+        Err(CtxInsertError::Full(full)) => {
             tracing::warn!(provider = %id, error = %full, "Stream Info refused");
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Too many active streams, try again later",
+            );
+        }
+        Err(CtxInsertError::Store(e)) => {
+            tracing::warn!(provider = %id, error = %e, "Stream Info refused: shared state unavailable");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service temporarily unavailable",
             );
         }
     };

@@ -341,16 +341,26 @@ async fn verify(
     {
         return Err(Refusal::ContentNotFound.into());
     }
+    // A store that cannot answer says so (503): `verify` never guesses.
+    let unavailable = |e: crate::store::StoreError| {
+        tracing::warn!(error = %e, "verify: shared state unavailable");
+        StreamingError::from(Refusal::Unavailable)
+    };
     if state
         .access
         .revocations
         .is_revoked(&claims.jti)
         .await
-        .unwrap_or(true)
+        .map_err(unavailable)?
     {
         return Err(Refusal::Revoked.into());
     }
-    let used = state.access.uses.used(&claims.jti).await;
+    let used = state
+        .access
+        .uses
+        .used(&claims.jti)
+        .await
+        .map_err(unavailable)?;
     if used >= claims.max_uses {
         return Err(Refusal::MaxUses.into());
     }

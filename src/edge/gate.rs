@@ -70,11 +70,28 @@ pub(super) async fn enforce(
     }
 }
 
+/// Whether an answer delivered what the use was reserved for.
+fn delivered(status: u16) -> bool {
+    (200..300).contains(&status) || status == 304
+}
+
 /// At the end of a request: a use reserved at admission is given back unless the player got
 /// the playlist (2xx, or 304 for a copy it already holds).
 pub(super) async fn settle(state: &AppState, admission: &Admission, status: u16) {
-    let delivered = (200..300).contains(&status) || status == 304;
-    if let (Some(jti), false) = (&admission.reserved, delivered) {
+    if let (Some(jti), false) = (&admission.reserved, delivered(status)) {
         state.access.release(jti).await;
+    }
+}
+
+/// Before a failed answer is written: give the use back now, not in the logging phase after
+/// the answer, so a player (or backend) that asks `verify` the moment it sees the failure
+/// finds the use unspent — on a fleet the give-back is a Redis round trip, which widened that
+/// window. The logging phase then has nothing left to give back.
+pub(super) async fn settle_before_answer(state: &AppState, ctx: &mut RequestCtx, status: u16) {
+    if delivered(status) {
+        return;
+    }
+    if let Some(jti) = ctx.gate.as_mut().and_then(|a| a.reserved.take()) {
+        state.access.release(&jti).await;
     }
 }

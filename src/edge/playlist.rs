@@ -230,6 +230,15 @@ pub(super) async fn serve(
     let pingora_core::protocols::http::subrequest::server::SubrequestHandle { tx, mut rx, .. } =
         handle;
     let outcome = tokio::time::timeout(deadline, collect(&mut rx, plan.buffering)).await;
+    let failed = match &outcome {
+        Err(_) => Some(504),
+        Ok(Err(_)) => Some(502),
+        Ok(Ok(Collected::Relay { header, .. })) => Some(header.status.as_u16()),
+        Ok(Ok(Collected::Whole { .. })) => None,
+    };
+    if let Some(status) = failed {
+        super::gate::settle_before_answer(&edge.state, ctx, status).await;
+    }
     let result = match outcome {
         Err(_) => answer_error(session, ctx, 504, "Upstream timed out").await,
         Ok(Err(e)) => {

@@ -1,7 +1,8 @@
 //! `/api/proxy?url=&ctx=` (provider-proxy-api.txt "Stream Proxy"): from the query to a pinned
 //! upstream target, or a refusal with the document's status.
 //!
-//! Order of checks: `url` and `ctx` present (400) → ctx known and live (404) → URL parses
+//! Order of checks: `url` and `ctx` present (400) → ctx known and live (404; 503 when a
+//! fleet's shared state cannot answer) → URL parses
 //! (400) → scheme, credentials, host allow-list and literal-IP rules (403, [`crate::ssrf`]) →
 //! DNS → every resolved address allowed (403) → connect to the first checked address only.
 //! The upstream connection is made to that address, so a second DNS answer cannot move it.
@@ -131,7 +132,7 @@ pub fn params_to_cookies(url: &mut Url, names: &[String]) -> Vec<(String, String
 /// Everything up to DNS: the context, the provider and the URL checks. `path` is the request
 /// path: `/api/proxy` (url and ctx in the query) or the path form
 /// `/api/proxy/{ctx}/{scheme}/{authority}/{path}` (the query is the upstream URL's).
-pub fn check_request(
+pub async fn check_request(
     path: &str,
     query: Option<&str>,
     store: &dyn CtxStore,
@@ -144,8 +145,14 @@ pub fn check_request(
         crate::rewrite::unwrap_proxy_path(path, query)
             .ok_or_else(|| ProxyRefusal::new(400, "Invalid proxy path"))?
     };
+    // A fleet's ctx store that cannot answer fails closed.
     let ctx = store
         .get(&token)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "proxy context lookup failed: shared state unavailable");
+            ProxyRefusal::new(503, "Service temporarily unavailable")
+        })?
         .ok_or_else(|| ProxyRefusal::new(404, "Invalid or expired proxy context"))?;
     let provider = providers
         .by_id

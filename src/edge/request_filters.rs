@@ -84,7 +84,8 @@ pub(super) async fn request(
                 edge.state.ctx_store.as_ref(),
                 &edge.state.providers,
                 &edge.state.config.own_listeners(),
-            );
+            )
+            .await;
             let target = match checked {
                 Ok(c) => proxy::resolve(c, &edge.state.config.own_listeners()).await,
                 Err(r) => Err(r),

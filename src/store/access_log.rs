@@ -142,6 +142,7 @@ impl AccessLog {
                 retention,
                 refusals,
                 batch: Vec::with_capacity(BATCH),
+                shared_keys: None,
             },
         )
     }
@@ -164,9 +165,20 @@ pub struct AccessLogWriter {
     refusals: Arc<Mutex<Refusals>>,
     /// Received, not yet written (kept here so a drop can still write it).
     batch: Vec<Row>,
+    /// On a fleet, API keys live in Redis: their `last_used` is written there, not here.
+    shared_keys: Option<std::sync::Arc<dyn super::api_keys::ApiKeyStore>>,
 }
 
 impl AccessLogWriter {
+    /// Record key use in the fleet's key store instead of the local table.
+    pub fn with_shared_keys(
+        mut self,
+        keys: std::sync::Arc<dyn super::api_keys::ApiKeyStore>,
+    ) -> AccessLogWriter {
+        self.shared_keys = Some(keys);
+        self
+    }
+
     /// Write batches until every sender is gone or `stop` resolves, then write what is left.
     pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -189,7 +201,7 @@ impl AccessLogWriter {
             // Outside the select: a stop never cancels a write half done.
             let mut rows = std::mem::take(&mut self.batch);
             rows.extend(self.refusals.lock().take(minute_now(), false));
-            flush(&self.db, rows).await;
+            flush(&self.db, self.shared_keys.as_deref(), rows).await;
             if last_prune.elapsed() > Duration::from_secs(600) {
                 last_prune = std::time::Instant::now();
                 let cutoff = format!("-{} seconds", self.retention.as_secs());
@@ -205,7 +217,7 @@ impl AccessLogWriter {
             }
         }
         let rows = self.remaining();
-        flush(&self.db, rows).await;
+        flush(&self.db, self.shared_keys.as_deref(), rows).await;
     }
 
     /// Everything not yet written: the batch, the queue, every pending aggregate.
@@ -227,22 +239,40 @@ impl Drop for AccessLogWriter {
         if rows.is_empty() {
             return;
         }
-        if let Err(e) = self.db.call_blocking(move |c| write_rows(c, &rows)) {
+        let touch_locally = self.shared_keys.is_none();
+        if let Err(e) = self
+            .db
+            .call_blocking(move |c| write_rows(c, &rows, touch_locally))
+        {
             tracing::warn!(error = %e, "access log rows not written at shutdown");
         }
     }
 }
 
-async fn flush(db: &Db, rows: Vec<Row>) {
+async fn flush(db: &Db, shared_keys: Option<&dyn super::api_keys::ApiKeyStore>, rows: Vec<Row>) {
     if rows.is_empty() {
         return;
     }
-    if let Err(e) = db.call(move |c| write_rows(c, &rows)).await {
-        tracing::warn!(error = %e, "access log batch not written");
+    let touch_locally = shared_keys.is_none();
+    match db.call(move |c| write_rows(c, &rows, touch_locally)).await {
+        Ok(keys) => {
+            if let Some(store) = shared_keys {
+                if let Err(e) = store.touch(&keys).await {
+                    tracing::debug!(error = %e, "api key last use not recorded");
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "access log batch not written"),
     }
 }
 
-fn write_rows(c: &mut rusqlite::Connection, rows: &[Row]) -> Result<(), rusqlite::Error> {
+/// Write the rows; the ids of the keys they name are returned (and their `last_used` set
+/// here when `touch_locally`).
+fn write_rows(
+    c: &mut rusqlite::Connection,
+    rows: &[Row],
+    touch_locally: bool,
+) -> Result<Vec<i64>, rusqlite::Error> {
     let tx = c.transaction()?;
     let mut keys = Vec::new();
     {
@@ -267,7 +297,10 @@ fn write_rows(c: &mut rusqlite::Connection, rows: &[Row]) -> Result<(), rusqlite
         }
     }
     tx.commit()?;
-    super::api_keys::touch(c, &keys)
+    if touch_locally {
+        super::api_keys::touch(c, &keys)?;
+    }
+    Ok(keys)
 }
 
 #[cfg(test)]

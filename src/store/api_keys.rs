@@ -1,6 +1,9 @@
 //! `api_keys` rows: only the SHA-256 of a key and a short display prefix are stored.
+//! [`ApiKeyStore`] is the seam between the SQLite table and the fleet's Redis.
 
 use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{Db, StoreError};
 
 /// A stored key, never the key itself.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -104,5 +107,158 @@ pub fn deactivate(c: &mut Connection, id_or_prefix: &str) -> Result<usize, rusql
             "UPDATE api_keys SET active = 0 WHERE key_prefix = ?1 AND active = 1",
             params![id_or_prefix],
         ),
+    }
+}
+
+/// A whole `api_keys` row, hash included (never the key): what `sluice state migrate` moves.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ApiKeyRecord {
+    pub id: i64,
+    pub key_hash: String,
+    pub key_prefix: String,
+    pub name: String,
+    pub permissions: String,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<String>,
+    pub active: bool,
+}
+
+impl ApiKeyRecord {
+    pub fn row(&self) -> ApiKeyRow {
+        ApiKeyRow {
+            id: self.id,
+            name: self.name.clone(),
+            key_prefix: self.key_prefix.clone(),
+            permissions: self.permissions.clone(),
+            created_at: self.created_at.clone(),
+            last_used: self.last_used.clone(),
+            active: self.active,
+        }
+    }
+}
+
+/// Where API keys live: the SQLite table on one node ([`SqliteApiKeys`]), Redis for a fleet
+/// ([`crate::store::redis::records`]), chosen at start. Every path that creates, checks or
+/// revokes a key (admin API, stream-token API, CLI) goes through it.
+#[async_trait::async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    /// The active key with this hash: `(id, permissions)`.
+    async fn find_active(&self, key_hash: &str) -> Result<Option<(i64, String)>, StoreError>;
+    /// A new key: `(id, key)`, the only moment the key exists in clear.
+    async fn create(
+        &self,
+        name: &str,
+        permission: crate::auth::api_keys::Permission,
+    ) -> Result<(i64, String), StoreError>;
+    async fn list(&self) -> Result<Vec<ApiKeyRow>, StoreError>;
+    /// Deactivate by id or display prefix; how many keys changed.
+    async fn deactivate(&self, id_or_prefix: &str) -> Result<usize, StoreError>;
+    /// Record that these keys were just used.
+    async fn touch(&self, ids: &[i64]) -> Result<(), StoreError>;
+    /// With no key at all, create the default admin key, once however many processes start
+    /// together; the key goes to the one that created it.
+    async fn ensure_default_admin(&self) -> Result<Option<String>, StoreError>;
+    async fn export(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Write these rows as they are (ids kept).
+    async fn import(&self, rows: &[ApiKeyRecord]) -> Result<(), StoreError>;
+}
+
+/// API keys in the SQLite state file.
+pub struct SqliteApiKeys {
+    pub db: Db,
+}
+
+#[async_trait::async_trait]
+impl ApiKeyStore for SqliteApiKeys {
+    async fn find_active(&self, key_hash: &str) -> Result<Option<(i64, String)>, StoreError> {
+        let h = key_hash.to_string();
+        self.db.call(move |c| find_active(c, &h)).await
+    }
+
+    async fn create(
+        &self,
+        name: &str,
+        permission: crate::auth::api_keys::Permission,
+    ) -> Result<(i64, String), StoreError> {
+        let name = name.to_string();
+        self.db.call(move |c| create(c, &name, permission)).await
+    }
+
+    async fn list(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
+        self.db.call(list).await
+    }
+
+    async fn deactivate(&self, id_or_prefix: &str) -> Result<usize, StoreError> {
+        let k = id_or_prefix.to_string();
+        self.db.call(move |c| deactivate(c, &k)).await
+    }
+
+    async fn touch(&self, ids: &[i64]) -> Result<(), StoreError> {
+        let ids = ids.to_vec();
+        self.db.call(move |c| touch(c, &ids)).await
+    }
+
+    async fn ensure_default_admin(&self) -> Result<Option<String>, StoreError> {
+        self.db
+            .call(|c| {
+                if count_all(c)? > 0 {
+                    return Ok(None);
+                }
+                create(c, "default admin", crate::auth::api_keys::Permission::Admin)
+                    .map(|(_, k)| Some(k))
+            })
+            .await
+    }
+
+    async fn export(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.db
+            .call(|c| {
+                let mut st = c.prepare(
+                    "SELECT id, key_hash, key_prefix, name, permissions, created_at, last_used, active
+                     FROM api_keys ORDER BY id",
+                )?;
+                let rows = st.query_map([], |r| {
+                    Ok(ApiKeyRecord {
+                        id: r.get(0)?,
+                        key_hash: r.get(1)?,
+                        key_prefix: r.get(2)?,
+                        name: r.get(3)?,
+                        permissions: r.get(4)?,
+                        created_at: r.get(5)?,
+                        last_used: r.get(6)?,
+                        active: r.get::<_, i64>(7)? != 0,
+                    })
+                })?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn import(&self, rows: &[ApiKeyRecord]) -> Result<(), StoreError> {
+        let rows = rows.to_vec();
+        self.db
+            .call(move |c| {
+                let tx = c.transaction()?;
+                for r in &rows {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO api_keys
+                           (id, key_hash, key_prefix, name, permissions, created_at, last_used, active)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        params![
+                            r.id,
+                            r.key_hash,
+                            r.key_prefix,
+                            r.name,
+                            r.permissions,
+                            r.created_at,
+                            r.last_used,
+                            r.active as i64
+                        ],
+                    )?;
+                }
+                tx.commit()
+            })
+            .await
     }
 }

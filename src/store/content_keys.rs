@@ -33,6 +33,8 @@ pub enum ContentKeyError {
     Crypto(#[from] CryptoError),
     #[error(transparent)]
     Sql(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Store(#[from] super::StoreError),
 }
 
 /// Parse 32 hex characters into a key.
@@ -134,6 +136,71 @@ pub fn rotate_all(c: &mut Connection, ring: &Keyring) -> Result<(usize, usize), 
     }
     tx.commit()?;
     Ok((changed, total))
+}
+
+/// Where sealed content keys live: the SQLite table on one node ([`SqliteContentKeys`]),
+/// Redis for a fleet ([`crate::store::redis::records`]). Records are sealed before they reach
+/// either; neither ever sees a key in clear.
+#[async_trait::async_trait]
+pub trait ContentKeyStore: Send + Sync {
+    /// The sealed key of `hash`; `Some(None)`: a record that cannot be read (a 500, not 404).
+    async fn get(&self, hash: &str) -> Result<Option<Option<Sealed>>, super::StoreError>;
+    /// Insert or replace the sealed key of `hash`.
+    async fn put(&self, hash: &str, sealed: &Sealed) -> Result<(), super::StoreError>;
+    /// Re-seal every key not under the keyring's current KEK: (re-sealed, total).
+    async fn rotate(&self, ring: &Keyring) -> Result<(usize, usize), ContentKeyError>;
+    /// Every record (for `sluice state migrate`); unreadable ones are skipped.
+    async fn all(&self) -> Result<Vec<(String, Sealed)>, super::StoreError>;
+    /// The record this node last read for `hash`, without asking anyone (key delivery's
+    /// fallback under `state.redis_fail_open: [key_delivery]`).
+    fn last_known(&self, _hash: &str) -> Option<Sealed> {
+        None
+    }
+}
+
+/// Content keys in the SQLite state file.
+pub struct SqliteContentKeys {
+    pub db: super::Db,
+}
+
+#[async_trait::async_trait]
+impl ContentKeyStore for SqliteContentKeys {
+    async fn get(&self, hash: &str) -> Result<Option<Option<Sealed>>, super::StoreError> {
+        let h = hash.to_string();
+        self.db.call(move |c| get(c, &h)).await
+    }
+
+    async fn put(&self, hash: &str, sealed: &Sealed) -> Result<(), super::StoreError> {
+        let (h, sealed) = (hash.to_string(), sealed.clone());
+        self.db.call(move |c| upsert(c, &h, &sealed)).await
+    }
+
+    async fn rotate(&self, ring: &Keyring) -> Result<(usize, usize), ContentKeyError> {
+        let ring = ring.clone();
+        self.db
+            .call(move |c| Ok(rotate_all(c, &ring)))
+            .await
+            .map_err(ContentKeyError::Store)?
+    }
+
+    async fn all(&self) -> Result<Vec<(String, Sealed)>, super::StoreError> {
+        self.db
+            .call(|c| {
+                let mut st = c.prepare("SELECT hash, kek_id, nonce, sealed FROM content_keys")?;
+                let rows = st.query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (hash, kek, nonce, ct) = row?;
+                    if let Some(s) = row_to_sealed(kek, nonce, ct) {
+                        out.push((hash, s));
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -55,7 +55,7 @@ impl ProxyContext {
     }
 
     /// The expiry a use at `now` gives.
-    fn expiry_at(&self, now: Instant) -> Instant {
+    pub fn expiry_at(&self, now: Instant) -> Instant {
         (now + self.ttl).min(self.max_until)
     }
 }
@@ -65,15 +65,40 @@ impl ProxyContext {
 #[error("the proxy context store is full")]
 pub struct CtxFull;
 
-/// Where contexts live.
+/// Why a context was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum CtxInsertError {
+    #[error(transparent)]
+    Full(#[from] CtxFull),
+    #[error(transparent)]
+    Store(#[from] super::StoreError),
+}
+
+/// Where contexts live: [`MemoryCtxStore`] on one node, [`crate::store::redis::ctx`] for a
+/// fleet (mint on one node, use on any).
+#[async_trait::async_trait]
 pub trait CtxStore: Send + Sync {
     /// Store a context; returns its token.
     ///
     /// # Errors
-    /// [`CtxFull`] when the store is full of live contexts of other subjects.
-    fn insert(&self, ctx: ProxyContext) -> Result<String, CtxFull>;
-    /// The live context for a token.
-    fn get(&self, token: &str) -> Option<Arc<ProxyContext>>;
+    /// [`CtxInsertError::Full`] when the store is full of live contexts of other subjects;
+    /// [`CtxInsertError::Store`] when a shared store cannot answer.
+    async fn insert(&self, ctx: ProxyContext) -> Result<String, CtxInsertError>;
+    /// The live context for a token (its expiry slides with this use).
+    ///
+    /// # Errors
+    /// When a shared store cannot answer (the request fails closed).
+    async fn get(&self, token: &str) -> Result<Option<Arc<ProxyContext>>, super::StoreError>;
+    /// Drop what has expired from local memory.
+    fn prune(&self) {}
+}
+
+/// Whether `token` has the shape [`new_token`] gives (anything else is never looked up).
+pub fn well_formed(token: &str) -> bool {
+    token.len() == 32
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A fresh token: 24 random bytes from the OS, base64url without padding (32 characters).
@@ -144,8 +169,27 @@ impl MemoryCtxStore {
     }
 }
 
+#[async_trait::async_trait]
 impl CtxStore for MemoryCtxStore {
-    fn insert(&self, ctx: ProxyContext) -> Result<String, CtxFull> {
+    async fn insert(&self, ctx: ProxyContext) -> Result<String, CtxInsertError> {
+        Ok(MemoryCtxStore::insert(self, ctx)?)
+    }
+
+    async fn get(&self, token: &str) -> Result<Option<Arc<ProxyContext>>, super::StoreError> {
+        Ok(MemoryCtxStore::get(self, token))
+    }
+
+    fn prune(&self) {
+        Self::sweep(&mut self.inner.lock(), Instant::now());
+    }
+}
+
+impl MemoryCtxStore {
+    /// Store a context; returns its token.
+    ///
+    /// # Errors
+    /// [`CtxFull`] when the store is full of live contexts of other subjects.
+    pub fn insert(&self, ctx: ProxyContext) -> Result<String, CtxFull> {
         let token = new_token();
         let mut inner = self.inner.lock();
         Self::sweep(&mut inner, Instant::now());
@@ -173,13 +217,10 @@ impl CtxStore for MemoryCtxStore {
         Ok(token)
     }
 
-    fn get(&self, token: &str) -> Option<Arc<ProxyContext>> {
+    /// The live context for a token; its expiry slides with this use.
+    pub fn get(&self, token: &str) -> Option<Arc<ProxyContext>> {
         // Tokens have a fixed shape; anything else is not looked up at all.
-        if token.len() != 32
-            || !token
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if !well_formed(token) {
             return None;
         }
         let now = Instant::now();

@@ -6,8 +6,8 @@
 //! ([`crate::config::tokens::StreamingConfig::revocation_horizon`]). The `exp` column holds
 //! that horizon.
 //!
-//! [`RevocationStore`] is the seam for a shared store (Redis, when `state.redis` arrives);
-//! [`SqliteRevocations`] is the single-node one: a SQLite table for durability plus an
+//! [`RevocationStore`] is the seam for the shared store ([`crate::store::redis::tokens`],
+//! when `state.redis` is set); [`SqliteRevocations`] is the single-node one: a SQLite table for durability plus an
 //! in-memory set that the edge reads on every gated request without I/O. A revocation is
 //! written to SQLite first and then to memory, so once `POST /revoke` answers, every later
 //! request on this node sees it. Entries are dropped once their token has expired anyway.
@@ -31,6 +31,11 @@ pub trait RevocationStore: Send + Sync {
     async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError>;
     /// Forget revocations whose horizon passed before `now`.
     async fn prune(&self, now: i64) -> Result<(), StoreError>;
+    /// What this node knows without asking anyone (never fails, never waits): the answer a
+    /// `state.redis_fail_open: [playback]` node falls back to while the shared store is down.
+    fn known_revoked(&self, jti: &str) -> bool;
+    /// Every live revocation, `(jti, keep_until)` (for `sluice state migrate`).
+    async fn all(&self) -> Result<Vec<(String, i64)>, StoreError>;
 }
 
 pub struct SqliteRevocations {
@@ -75,6 +80,19 @@ impl RevocationStore for SqliteRevocations {
 
     async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError> {
         Ok(self.set.read().contains_key(jti))
+    }
+
+    fn known_revoked(&self, jti: &str) -> bool {
+        self.set.read().contains_key(jti)
+    }
+
+    async fn all(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(self
+            .set
+            .read()
+            .iter()
+            .map(|(j, e)| (j.clone(), *e))
+            .collect())
     }
 
     async fn prune(&self, now: i64) -> Result<(), StoreError> {

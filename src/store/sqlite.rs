@@ -28,6 +28,20 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("sqlite thread has stopped")]
     Gone,
+    /// The shared store (Redis) did not answer: down, unreachable, or slower than
+    /// `state.redis_timeout`. Requests that need it fail closed (503).
+    #[error("redis unavailable: {0}")]
+    Unavailable(String),
+    /// The shared store answered with an error, or with a record sluice cannot read.
+    #[error("redis: {0}")]
+    Redis(String),
+}
+
+impl StoreError {
+    /// Whether the store could not be reached (as opposed to a bad record or query).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
 }
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;

@@ -2,7 +2,8 @@
 //!
 //! `/stream/{player}/…` is fetched from `{bucket}/{publisher}/…` when `{player}` is registered.
 //! The request path reads an in-memory snapshot (one atomic load, no lock, no I/O); every write
-//! through the admin API reloads it, so changes take effect without a restart.
+//! through the admin API reloads it, so changes take effect without a restart. On a fleet the
+//! rows live in Redis and every node reloads its snapshot when one announces a write.
 //!
 //! A stream id is an alias, and aliases must not become a way around the gate: the edge gates
 //! on the directory a hash *resolves to* ([`StreamRegistry::dir_for`]), and a hash that names a
@@ -17,16 +18,72 @@ use arc_swap::ArcSwap;
 use super::{Db, StoreError};
 
 /// One row of `stream_ids`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StreamId {
     pub publisher: String,
     pub player: String,
     pub description: Option<String>,
 }
 
+/// Where stream ids live: the SQLite table on one node ([`SqliteStreamIds`]), Redis for a
+/// fleet ([`crate::store::redis::records`]: a write on any node reaches every node's snapshot
+/// through pub/sub).
+#[async_trait::async_trait]
+pub trait StreamIdStore: Send + Sync {
+    /// Every row, in insertion order.
+    async fn list(&self) -> Result<Vec<StreamId>, StoreError>;
+    /// Add a row; `false` when the player id exists already.
+    async fn insert(&self, row: &StreamId) -> Result<bool, StoreError>;
+    /// Remove a row; `false` when there was none.
+    async fn delete(&self, player: &str) -> Result<bool, StoreError>;
+}
+
+/// Stream ids in the SQLite state file.
+pub struct SqliteStreamIds {
+    pub db: Db,
+}
+
+#[async_trait::async_trait]
+impl StreamIdStore for SqliteStreamIds {
+    async fn list(&self) -> Result<Vec<StreamId>, StoreError> {
+        self.db.call(list_rows).await
+    }
+
+    async fn insert(&self, row: &StreamId) -> Result<bool, StoreError> {
+        let r = row.clone();
+        let inserted = self
+            .db
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO stream_ids (publisher, player, description) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![r.publisher, r.player, r.description],
+                )
+            })
+            .await;
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(StoreError::Sql(rusqlite::Error::SqliteFailure(e, _)))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete(&self, player: &str) -> Result<bool, StoreError> {
+        let p = player.to_string();
+        let n = self
+            .db
+            .call(move |c| c.execute("DELETE FROM stream_ids WHERE player = ?1", [p]))
+            .await?;
+        Ok(n > 0)
+    }
+}
+
 #[derive(Clone)]
 pub struct StreamRegistry {
-    db: Db,
+    store: Arc<dyn StreamIdStore>,
     snapshot: Arc<ArcSwap<HashMap<String, String>>>,
     /// Hashes of configured contents: never resolved through a stream id.
     reserved: Arc<HashSet<String>>,
@@ -39,8 +96,21 @@ impl StreamRegistry {
         db: Db,
         reserved: impl IntoIterator<Item = String>,
     ) -> Result<StreamRegistry, StoreError> {
-        let reg = StreamRegistry {
-            db,
+        let reg = Self::empty(Arc::new(SqliteStreamIds { db: db.clone() }), reserved);
+        let rows = db.call_blocking(list_rows)?;
+        reg.warn_shadowing(&rows);
+        reg.install(&rows);
+        Ok(reg)
+    }
+
+    /// A registry over `store` with an empty snapshot: the shared store fills it on its
+    /// first sync ([`Self::reload`]).
+    pub fn empty(
+        store: Arc<dyn StreamIdStore>,
+        reserved: impl IntoIterator<Item = String>,
+    ) -> StreamRegistry {
+        StreamRegistry {
+            store,
             snapshot: Arc::new(ArcSwap::from_pointee(HashMap::new())),
             reserved: Arc::new(
                 reserved
@@ -48,19 +118,19 @@ impl StreamRegistry {
                     .map(|h| h.to_ascii_lowercase())
                     .collect(),
             ),
-        };
-        let rows = reg.db.call_blocking(list_rows)?;
+        }
+    }
+
+    fn warn_shadowing(&self, rows: &[StreamId]) {
         for r in rows
             .iter()
-            .filter(|r| reg.reserved.contains(&r.player.to_ascii_lowercase()))
+            .filter(|r| self.reserved.contains(&r.player.to_ascii_lowercase()))
         {
             tracing::warn!(
                 player = %r.player,
                 "stream id shadows a configured content; the content wins (delete the stream id)"
             );
         }
-        reg.install(&rows);
-        Ok(reg)
     }
 
     /// Why `player` may not be registered (it would shadow something), if it may not.
@@ -96,19 +166,43 @@ impl StreamRegistry {
         self.publisher_for(hash).unwrap_or_else(|| hash.to_string())
     }
 
-    /// Re-read the table (after a write, or on operator request).
+    /// Re-read the table (after a write, on a shared store's change notice, or on operator
+    /// request).
     pub async fn reload(&self) -> Result<(), StoreError> {
-        let rows = self.db.call(list_rows).await?;
+        let rows = self.store.list().await?;
+        self.install(&rows);
+        Ok(())
+    }
+
+    /// Re-read the table, warning about rows a configured content shadows (at start, and
+    /// when a shared store's snapshot is taken again).
+    pub async fn reload_checked(&self) -> Result<(), StoreError> {
+        let rows = self.store.list().await?;
+        self.warn_shadowing(&rows);
         self.install(&rows);
         Ok(())
     }
 
     pub async fn list(&self) -> Result<Vec<StreamId>, StoreError> {
-        self.db.call(list_rows).await
+        self.store.list().await
     }
 
-    pub fn db(&self) -> &Db {
-        &self.db
+    /// Add a row and refresh this node's snapshot; `false` when the player id exists.
+    pub async fn insert(&self, row: &StreamId) -> Result<bool, StoreError> {
+        let inserted = self.store.insert(row).await?;
+        self.reload().await?;
+        Ok(inserted)
+    }
+
+    /// Remove a row and refresh this node's snapshot; `false` when there was none.
+    pub async fn delete(&self, player: &str) -> Result<bool, StoreError> {
+        let removed = self.store.delete(player).await?;
+        self.reload().await?;
+        Ok(removed)
+    }
+
+    pub fn store(&self) -> &Arc<dyn StreamIdStore> {
+        &self.store
     }
 }
 

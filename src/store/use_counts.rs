@@ -6,13 +6,17 @@
 //! is atomic per `jti`: of N concurrent requests on a fresh token exactly `maxUses` succeed.
 //!
 //! [`MemoryUseCounter`] keeps counts in this process (a restart forgets them, which only
-//! matters for tokens minted before it, at most one hour); the trait is the seam for a shared
-//! store (Redis `INCR` with `EXPIRE` at the token's `exp`).
+//! matters for tokens minted before it, at most one hour); the trait is the seam for the
+//! shared store ([`crate::store::redis::tokens`]: a script that checks the revocation and
+//! counts the use in one round trip, the count expiring at the token's `exp + leeway`).
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
+
+use super::revocations::RevocationStore;
+use super::StoreError;
 
 /// The outcome of counting one use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,18 +27,57 @@ pub enum UseOutcome {
     Exhausted,
 }
 
+/// What the entry load's state question answered ([`UseCounter::admit_entry`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryOutcome {
+    /// The token is revoked; nothing counted.
+    Revoked,
+    /// `count >= maxUses` already; nothing counted.
+    Exhausted,
+    /// Not revoked, and a use was counted (reserve) or one is left (check only).
+    Admitted,
+}
+
 #[async_trait]
 pub trait UseCounter: Send + Sync {
     /// Count one use of `jti` if fewer than `max` were counted. `exp` (unix seconds) bounds
     /// how long the count must be kept.
-    async fn try_use(&self, jti: &str, max: u32, exp: i64) -> UseOutcome;
+    async fn try_use(&self, jti: &str, max: u32, exp: i64) -> Result<UseOutcome, StoreError>;
     /// Give back one use counted by [`Self::try_use`] (the request it admitted failed).
-    async fn release(&self, jti: &str);
+    async fn release(&self, jti: &str) -> Result<(), StoreError>;
     /// Uses counted so far (reservations in flight included).
-    async fn used(&self, jti: &str) -> u32;
+    async fn used(&self, jti: &str) -> Result<u32, StoreError>;
     /// Forget counts kept until before `now` (the `exp` given to `try_use` is the horizon:
     /// the token's `exp + leeway`).
     async fn prune(&self, now: i64);
+
+    /// An entry load's state question in one step: `jti` is not revoked and, with `reserve`,
+    /// one use is counted (else: one is left). A shared store answers it in one round trip
+    /// (the Redis implementation runs one script over both keys); this default asks the two
+    /// stores in turn, which is what a single node always did.
+    async fn admit_entry(
+        &self,
+        revocations: &dyn RevocationStore,
+        jti: &str,
+        max: u32,
+        exp: i64,
+        reserve: bool,
+    ) -> Result<EntryOutcome, StoreError> {
+        if revocations.is_revoked(jti).await? {
+            return Ok(EntryOutcome::Revoked);
+        }
+        if reserve {
+            return Ok(match self.try_use(jti, max, exp).await? {
+                UseOutcome::Allowed { .. } => EntryOutcome::Admitted,
+                UseOutcome::Exhausted => EntryOutcome::Exhausted,
+            });
+        }
+        Ok(if self.used(jti).await? >= max {
+            EntryOutcome::Exhausted
+        } else {
+            EntryOutcome::Admitted
+        })
+    }
 }
 
 /// In-process counters, sharded to keep lock hold times and contention small.
@@ -77,18 +120,19 @@ impl MemoryUseCounter {
 
 #[async_trait]
 impl UseCounter for MemoryUseCounter {
-    async fn try_use(&self, jti: &str, max: u32, exp: i64) -> UseOutcome {
-        Self::count(&mut self.shard(jti).lock(), jti, max, exp)
+    async fn try_use(&self, jti: &str, max: u32, exp: i64) -> Result<UseOutcome, StoreError> {
+        Ok(Self::count(&mut self.shard(jti).lock(), jti, max, exp))
     }
 
-    async fn release(&self, jti: &str) {
+    async fn release(&self, jti: &str) -> Result<(), StoreError> {
         if let Some(e) = self.shard(jti).lock().get_mut(jti) {
             e.0 = e.0.saturating_sub(1);
         }
+        Ok(())
     }
 
-    async fn used(&self, jti: &str) -> u32 {
-        self.shard(jti).lock().get(jti).map(|e| e.0).unwrap_or(0)
+    async fn used(&self, jti: &str) -> Result<u32, StoreError> {
+        Ok(self.shard(jti).lock().get(jti).map(|e| e.0).unwrap_or(0))
     }
 
     async fn prune(&self, now: i64) {
@@ -106,24 +150,24 @@ mod tests {
     #[tokio::test]
     async fn counts_up_to_max_then_refuses() {
         let c = MemoryUseCounter::default();
-        assert_eq!(c.used("j").await, 0);
+        assert_eq!(c.used("j").await.unwrap(), 0);
         for left in (0..3).rev() {
             assert_eq!(
-                c.try_use("j", 3, 100).await,
+                c.try_use("j", 3, 100).await.unwrap(),
                 UseOutcome::Allowed { remaining: left }
             );
         }
-        assert_eq!(c.try_use("j", 3, 100).await, UseOutcome::Exhausted);
-        assert_eq!(c.used("j").await, 3);
-        c.release("j").await;
-        assert_eq!(c.used("j").await, 2);
+        assert_eq!(c.try_use("j", 3, 100).await.unwrap(), UseOutcome::Exhausted);
+        assert_eq!(c.used("j").await.unwrap(), 3);
+        c.release("j").await.unwrap();
+        assert_eq!(c.used("j").await.unwrap(), 2);
         assert_eq!(
-            c.try_use("j", 3, 100).await,
+            c.try_use("j", 3, 100).await.unwrap(),
             UseOutcome::Allowed { remaining: 0 }
         );
-        assert_eq!(c.used("other").await, 0);
+        assert_eq!(c.used("other").await.unwrap(), 0);
         c.prune(101).await;
-        assert_eq!(c.used("j").await, 0);
+        assert_eq!(c.used("j").await.unwrap(), 0);
     }
 
     #[test]
@@ -137,7 +181,7 @@ mod tests {
             let tasks: Vec<_> = (0..200)
                 .map(|_| {
                     let c = c.clone();
-                    tokio::spawn(async move { c.try_use("jti", 7, 100).await })
+                    tokio::spawn(async move { c.try_use("jti", 7, 100).await.unwrap() })
                 })
                 .collect();
             let mut ok = 0;

@@ -348,22 +348,49 @@ impl Sluice {
         server: &str,
         listen: &str,
     ) -> Sluice {
-        Self::start_inner(dir, extra, env, server, listen, None)
+        Self::start_inner(dir, extra, env, server, listen, "", None)
+    }
+
+    /// One node of a fleet: `state.redis` set to `redis`, plus `state` lines (indented two
+    /// spaces, e.g. `  redis_fail_open: [playback]\n`), in a fresh state directory.
+    pub fn start_node(
+        redis: &RedisServer,
+        state: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Sluice {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = format!("  redis: {}\n{state}", redis.url());
+        Self::start_inner(dir, extra, env, QUICK_STOP, "", &state, None)
+    }
+
+    /// Start with more keys under `state:` (indented two spaces) as well.
+    pub fn start_in_with_state(
+        dir: tempfile::TempDir,
+        extra: &str,
+        env: &[(&str, &str)],
+        server: &str,
+        listen: &str,
+        state: &str,
+    ) -> Sluice {
+        Self::start_inner(dir, extra, env, server, listen, state, None)
     }
 
     /// Start with the edge listening on `edge`: a fleet node, whose address every node's
     /// `fleet.peers` names before any of them starts.
     pub fn start_at(edge: SocketAddr, extra: &str, env: &[(&str, &str)]) -> Sluice {
         let dir = tempfile::tempdir().expect("tempdir");
-        Self::start_inner(dir, extra, env, QUICK_STOP, "", Some(edge))
+        Self::start_inner(dir, extra, env, QUICK_STOP, "", "", Some(edge))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn start_inner(
         mut dir: tempfile::TempDir,
         extra: &str,
         env: &[(&str, &str)],
         server: &str,
         listen: &str,
+        state: &str,
         fixed_edge: Option<SocketAddr>,
     ) -> Sluice {
         for attempt in 0..3 {
@@ -372,7 +399,7 @@ impl Sluice {
             let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
             let config_path = dir.path().join("sluice.yaml");
             let text = format!(
-                "listen:\n  edge: {edge}\n  admin: {admin}\n{listen}state:\n  sqlite: {db}\nserver:\n  threads: 2\n  pid_file: {pid}\n  upgrade_sock: {sock}\n{server}{extra}\n",
+                "listen:\n  edge: {edge}\n  admin: {admin}\n{listen}state:\n  sqlite: {db}\n{state}server:\n  threads: 2\n  pid_file: {pid}\n  upgrade_sock: {sock}\n{server}{extra}\n",
                 db = dir.path().join("state/sluice.db").display(),
                 pid = dir.path().join("sluice.pid").display(),
                 sock = dir.path().join("upgrade.sock").display(),
@@ -563,4 +590,240 @@ pub fn seed(name: &str) -> String {
     std::fs::read_to_string(&beside)
         .or_else(|_| std::fs::read_to_string(format!("/work/shared/seeds/{name}")))
         .unwrap_or_else(|e| panic!("seed document {name} not found beside the repository: {e}"))
+}
+
+/// A real `redis-server` (the `redis-server` package; `REDIS_SERVER` names another binary) on
+/// a free loopback port, with its own directory and AOF `appendfsync always` — the durability
+/// README recommends for a fleet. Killed on drop.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    bin: String,
+    password: Option<String>,
+    /// Its TLS port, when started with [`Self::start_tls`] (the plain port stays for the
+    /// harness).
+    pub tls_port: Option<u16>,
+    tls: Vec<String>,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        Self::start_with_password(None)
+    }
+
+    /// With `requirepass` set: clients must authenticate.
+    pub fn start_with_password(password: Option<&str>) -> RedisServer {
+        let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let mut r = RedisServer {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            bin,
+            password: password.map(String::from),
+            tls_port: None,
+            tls: Vec::new(),
+        };
+        r.spawn();
+        r
+    }
+
+    /// Also listening for TLS (`rediss://`) with this certificate and key; clients are not
+    /// asked for certificates.
+    pub fn start_tls(cert: &Path, key: &Path) -> RedisServer {
+        let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let tls_port = free_port();
+        let mut r = RedisServer {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            bin,
+            password: None,
+            tls_port: Some(tls_port),
+            tls: vec![
+                "--tls-port".into(),
+                tls_port.to_string(),
+                "--tls-cert-file".into(),
+                cert.display().to_string(),
+                "--tls-key-file".into(),
+                key.display().to_string(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+        };
+        r.spawn();
+        r
+    }
+
+    /// `SIGSTOP`: the process keeps its sockets but answers nothing (a hung Redis).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// `SIGCONT` after [`Self::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("redis-server running").id();
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig} {pid} failed");
+    }
+
+    fn spawn(&mut self) {
+        let log = self.dir.path().join("redis.log");
+        let child = Command::new(&self.bin)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .args(["--daemonize", "no", "--protected-mode", "no"])
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|p| ["--requirepass".to_string(), p.clone()]),
+            )
+            .args(&self.tls)
+            .arg("--logfile")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run `{}`: {e}. The fleet tests need a real Redis: install the \
+                     redis-server package (scripts/ensure-test-deps.sh does) or set REDIS_SERVER \
+                     to a redis-server binary",
+                    self.bin
+                )
+            });
+        self.child = Some(child);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if self.command(&["PING"]).as_deref() == Some("PONG") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "redis-server did not answer PING on port {} within 15 s:\n{}",
+            self.port,
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// `kill -9`: no shutdown, no final write.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start again on the same port and directory (its AOF is replayed).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// One command over a plain RESP connection: the reply as text (integers and strings as
+    /// themselves, arrays one element per line, nil as `None`).
+    pub fn command(&self, args: &[&str]) -> Option<String> {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().ok()?;
+        let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let encode = |args: &[&str]| {
+            let mut req = format!("*{}\r\n", args.len());
+            for a in args {
+                req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+            }
+            req
+        };
+        fn read(r: &mut BufReader<&std::net::TcpStream>) -> Option<Option<String>> {
+            let mut line = String::new();
+            r.read_line(&mut line).ok()?;
+            let line = line.trim_end_matches("\r\n");
+            let (kind, rest) = line.split_at(1.min(line.len()));
+            match kind {
+                "+" | ":" => Some(Some(rest.to_string())),
+                "-" => Some(Some(format!("ERR {rest}"))),
+                "$" => {
+                    let n: i64 = rest.parse().ok()?;
+                    if n < 0 {
+                        return Some(None);
+                    }
+                    let mut buf = vec![0u8; n as usize + 2];
+                    r.read_exact(&mut buf).ok()?;
+                    buf.truncate(n as usize);
+                    Some(Some(String::from_utf8_lossy(&buf).into_owned()))
+                }
+                "*" => {
+                    let n: i64 = rest.parse().ok()?;
+                    let mut items = Vec::new();
+                    for _ in 0..n.max(0) {
+                        items.push(read(r)?.unwrap_or_default());
+                    }
+                    Some(Some(items.join("\n")))
+                }
+                _ => None,
+            }
+        }
+        let mut reader = BufReader::new(&s);
+        if let Some(p) = &self.password {
+            (&s).write_all(encode(&["AUTH", p]).as_bytes()).ok()?;
+            read(&mut reader)?;
+        }
+        (&s).write_all(encode(args).as_bytes()).ok()?;
+        read(&mut reader)?
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The default admin key of a fleet: printed once, by whichever node made it.
+pub fn fleet_admin_key(nodes: &[&Sluice]) -> String {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        let found: Vec<String> = nodes
+            .iter()
+            .flat_map(|s| {
+                s.log()
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("Generated default admin API key: "))
+                    .map(|k| k.trim().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if let Some(k) = found.first() {
+            assert_eq!(
+                found.len(),
+                1,
+                "the default admin key was made more than once"
+            );
+            return k.clone();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no node printed the default admin key");
 }
