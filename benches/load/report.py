@@ -11,7 +11,7 @@ import statistics
 import sys
 from collections import defaultdict
 
-SIZE_ORDER = {"16k": 0, "256k": 1, "1m": 2, "2m": 3}
+SIZE_ORDER = {"pl": 0, "16k": 1, "60k": 2, "256k": 3, "1m": 4, "2m": 5}
 
 
 def med(xs):
@@ -63,7 +63,8 @@ def main():
             cells.append(f"{fmt(s, d)} / {fmt(n, d)} {ratio(s, n)}")
         errs = sum(r.get("socket_errors", 0) + r.get("non2xx", 0)
                    for srv in by.values() for r in srv)
-        label = size.upper().replace("K", " KB").replace("M", " MB")
+        label = ("live playlist (~1 KB)" if size == "pl"
+                 else size.upper().replace("K", " KB").replace("M", " MB"))
         out.append(f"| {label}{' (errors: %d)' % errs if errs else ''} | {conns} | "
                    + " | ".join(cells) + " |")
     out.append("")

@@ -26,7 +26,9 @@
 # read the ratios, not the absolute numbers.
 #
 # Knobs (environment): QUICK=1, THREADS (1), WORK_STEALING (false), LISTENER_TASKS (4), REPEATS, DURATION (seconds per wrk run),
-# CONNS ("50 500"), SIZES ("16k 256k 1m 2m"), CONCURRENCY (1000), KEEP_TMP=1,
+# CONNS ("50 500"), SIZES ("pl 16k 60k 256k 1m 2m"; `pl` = a ~1 KB live playlist, 60k = an LL-HLS part),
+# SLUICE_BIN (a prebuilt sluice instead of building this tree), WRITE_BUFFER (sluice's
+# `listen.write_buffer`; unset: its default), CONCURRENCY (1000), KEEP_TMP=1,
 # PROFILE=1 (perf-record each server during the first repeat; reports land next to the table
 # in $CARGO_TARGET_DIR/bench-load/perf-*.txt).
 set -euo pipefail
@@ -38,11 +40,11 @@ THREADS="${THREADS:-1}"
 if [[ "${QUICK:-0}" == 1 ]]; then
   MODE=quick
   REPEATS="${REPEATS:-2}"; DURATION="${DURATION:-3}"; CONNS="${CONNS:-50}"
-  SIZES="${SIZES:-16k 1m}"; CONCURRENCY="${CONCURRENCY:-1000}"; IPERF_SECS=3
+  SIZES="${SIZES:-pl 16k 60k 1m}"; CONCURRENCY="${CONCURRENCY:-1000}"; IPERF_SECS=3
 else
   MODE=full
   REPEATS="${REPEATS:-3}"; DURATION="${DURATION:-6}"; CONNS="${CONNS:-50 500}"
-  SIZES="${SIZES:-16k 256k 1m 2m}"; CONCURRENCY="${CONCURRENCY:-1000}"; IPERF_SECS=5
+  SIZES="${SIZES:-pl 16k 60k 256k 1m 2m}"; CONCURRENCY="${CONCURRENCY:-1000}"; IPERF_SECS=5
 fi
 
 log() { printf '\033[1m[bench]\033[0m %s\n' "$*" >&2; }
@@ -66,9 +68,14 @@ NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 # --- build -------------------------------------------------------------------------------
-log "building sluice (release)"
-(cd "$ROOT" && timeout 1800 cargo build --release --quiet --bin sluice)
-SLUICE="$TARGET_DIR/release/sluice"
+if [[ -n "${SLUICE_BIN:-}" ]]; then
+  SLUICE="$SLUICE_BIN"
+  log "sluice binary from SLUICE_BIN: $SLUICE (not rebuilt)"
+else
+  log "building sluice (release)"
+  (cd "$ROOT" && timeout 1800 cargo build --release --quiet --bin sluice)
+  SLUICE="$TARGET_DIR/release/sluice"
+fi
 [[ -x "$SLUICE" ]] || die "no binary at $SLUICE"
 
 # --- scratch dir, cleanup ----------------------------------------------------------------
@@ -108,6 +115,7 @@ NGINX_PORT=$(free_port); IPERF_PORT=$(free_port); MEM_PORT=$(free_port); MEM_ADM
 MEDIA="$TMP/media/bench"
 mkdir -p "$MEDIA" "$TMP/nginx-cache" "$TMP/ngx-tmp"
 head -c $((16 * 1024)) /dev/urandom >"$MEDIA/seg-16k.m4s"
+head -c $((60 * 1024)) /dev/urandom >"$MEDIA/seg-60k.m4s"
 head -c $((256 * 1024)) /dev/urandom >"$MEDIA/seg-256k.m4s"
 head -c $((1024 * 1024)) /dev/urandom >"$MEDIA/seg-1m.m4s"
 head -c $((2 * 1024 * 1024)) /dev/urandom >"$MEDIA/seg-2m.m4s"
@@ -116,6 +124,15 @@ head -c $((2 * 1024 * 1024)) /dev/urandom >"$MEDIA/seg-2m.m4s"
   for i in $(seq 0 99); do printf '#EXTINF:6.000,\nseg-256k.m4s\n'; done
   printf '#EXT-X-ENDLIST\n'
 } >"$MEDIA/index.m3u8"
+# A live playlist (no ENDLIST): 6 segments of 2 s with program dates, ~1 KB — what a live
+# player reloads every couple of seconds. Both servers cache it for about a second (sluice
+# by its content, nginx by `proxy_cache_valid` below).
+{
+  printf '#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:1000\n'
+  for i in $(seq 1000 1005); do
+    printf '#EXT-X-PROGRAM-DATE-TIME:2026-11-29T12:%02d:%02d.000Z\n#EXTINF:2.000,\n1080p/segment-%010d.m4s\n' $((i / 30 % 60)) $((i * 2 % 60)) "$i"
+  done
+} >"$MEDIA/live.m3u8"
 # Distinct names for cold objects (coalescing) and the memory fill: symlinks to one file.
 for s in sluice nginx; do ln -s seg-2m.m4s "$MEDIA/cold-$s.m4s"; done
 for i in $(seq 1 128); do ln -s seg-1m.m4s "$MEDIA/fill-$i.m4s"; done
@@ -165,6 +182,20 @@ http {
   upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 64; }
   server {
     listen 127.0.0.1:$NGINX_PORT backlog=4096;
+    location ~ ^/stream/.*\.m3u8\$ {
+      rewrite ^/stream/(.*)\$ /\$1 break;
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache media;
+      proxy_cache_key \$scheme\$proxy_host\$uri;
+      proxy_cache_valid 200 1s;
+      proxy_cache_lock on;
+      add_header X-Cache-Status \$upstream_cache_status;
+      add_header Access-Control-Allow-Origin *;
+      add_header Access-Control-Expose-Headers "Content-Length, Content-Range, Accept-Ranges, x-cache-status";
+      add_header Cache-Control "no-cache";
+    }
     location /stream/ {
       proxy_pass http://origin/;
       proxy_http_version 1.1;
@@ -189,6 +220,7 @@ sluice_conf() { # $1 name, $2 edge port, $3 admin port
 listen:
   edge: 127.0.0.1:$2
   admin: 127.0.0.1:$3
+${WRITE_BUFFER:+  write_buffer: $WRITE_BUFFER}
 state:
   sqlite: $TMP/$1-state/sluice.db
 origins:
@@ -258,6 +290,8 @@ hwm_kb() { # VmHWM summed over the server's processes
   done
   echo "$t"
 }
+# The object a size token names: `pl` is the live playlist, the rest segments.
+obj() { [[ $1 == pl ]] && echo "bench/live.m3u8" || echo "bench/seg-$1.m4s"; }
 port_of() { [[ $1 == sluice ]] && echo "$SLUICE_PORT" || echo "$NGINX_PORT"; }
 
 RESULTS="$TMP/results.jsonl"
@@ -274,10 +308,10 @@ EOF
 log "warming both caches"
 for srv in sluice nginx; do
   for size in $SIZES; do
-    url="http://127.0.0.1:$(port_of $srv)/stream/bench/seg-$size.m4s"
+    url="http://127.0.0.1:$(port_of $srv)/stream/$(obj "$size")"
     curl -s -o /dev/null --max-time 10 "$url"
     status=$(curl -s -o /dev/null -D - --max-time 10 "$url" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache-status" {print tolower($2)}')
-    [[ $status == hit ]] || die "$srv: second request for seg-$size.m4s was not a cache hit (x-cache-status: '$status')"
+    [[ $status == hit ]] || die "$srv: second request for $(obj "$size") was not a cache hit (x-cache-status: '$status')"
   done
 done
 
@@ -296,7 +330,7 @@ run_wrk() { # $1 server, $2 size, $3 conns, $4 rep
     perf_pid=$!
   fi
   out=$(timeout $((DURATION + 30)) wrk -t1 -c"$conns" -d"${DURATION}s" --timeout 10s --latency \
-    -s "$HERE/wrk_report.lua" "http://127.0.0.1:$port/stream/bench/seg-$size.m4s" | awk '/^WRKJSON/ {print $2}')
+    -s "$HERE/wrk_report.lua" "http://127.0.0.1:$port/stream/$(obj "$size")" | awk '/^WRKJSON/ {print $2}')
   c1=$(cpu_ticks "$srv")
   if [[ -n $perf_pid ]]; then
     wait "$perf_pid" || true
@@ -323,7 +357,7 @@ EOF
 # A short unrecorded run per server and size warms connection pools and allocators.
 for size in $SIZES; do
   for srv in sluice nginx; do
-    timeout 20 wrk -t1 -c50 -d1s "http://127.0.0.1:$(port_of $srv)/stream/bench/seg-$size.m4s" >/dev/null
+    timeout 20 wrk -t1 -c50 -d1s "http://127.0.0.1:$(port_of $srv)/stream/$(obj "$size")" >/dev/null
   done
 done
 
