@@ -140,6 +140,16 @@ pub static CACHE_BYTES: Lazy<IntGauge> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// The memory cache's byte budget (`cache.memory_bytes`; 0 with the cache off), for
+/// "cache at budget" ratios.
+pub static CACHE_BUDGET_BYTES: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "sluice_cache_memory_budget_bytes",
+        "The memory cache's byte budget (cache.memory_bytes; 0 with the cache off)"
+    )
+    .expect("metric registers once")
+});
+
 /// Token and auth refusals, by surface and reason ([`refused`]).
 pub static AUTH_REJECTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
@@ -536,6 +546,7 @@ fn touch_known() {
     }
     Lazy::force(&CACHE_EVICTIONS);
     Lazy::force(&CACHE_BYTES);
+    Lazy::force(&CACHE_BUDGET_BYTES);
     Lazy::force(&CACHE_INFLIGHT_BYTES);
     Lazy::force(&CACHE_DISK_BYTES);
     for e in ["hit", "write", "dropped", "corrupt", "evicted"] {

@@ -154,6 +154,11 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
     if stores.redis.is_none() {
         ensure_admin_key(&shared.db)?;
     }
+    crate::metrics::CACHE_BUDGET_BYTES.set(if config.cache.enabled {
+        config.cache.memory_bytes as i64
+    } else {
+        0
+    });
     crate::metrics::init(
         config.metrics.top_streams,
         config

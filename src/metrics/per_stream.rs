@@ -101,6 +101,11 @@ impl BoundedLabels {
     /// The label for `name`: itself once admitted, else [`OTHER`]. With `admit` (the request
     /// was served successfully) a well-formed name takes a free slot.
     pub fn label(&self, name: &str, admit: bool) -> String {
+        self.label_with(name, admit, |_| {})
+    }
+
+    /// [`Self::label`], calling `admitted` once when `name` takes its slot.
+    pub fn label_with(&self, name: &str, admit: bool, admitted: impl FnOnce(&str)) -> String {
         if self.admitted.read().contains(name) {
             return name.to_string();
         }
@@ -108,8 +113,13 @@ impl BoundedLabels {
             return OTHER.to_string();
         }
         let mut set = self.admitted.write();
-        if set.len() < self.capacity || set.contains(name) {
+        if set.contains(name) {
+            return name.to_string();
+        }
+        if set.len() < self.capacity {
             set.insert(name.to_string());
+            drop(set);
+            admitted(name);
             return name.to_string();
         }
         OTHER.to_string()
@@ -183,7 +193,10 @@ fn touch(route: &str, stream: &str) {
 pub fn stream_label(hash: &str, known: Option<&str>, admit: bool) -> String {
     match known {
         Some(k) => k.to_string(),
-        None => admitted().stream.label(hash, admit),
+        // An admitted name gets all its series at once (a hit ratio needs both counters).
+        None => admitted()
+            .stream
+            .label_with(hash, admit, |n| touch("stream", n)),
     }
 }
 
@@ -238,6 +251,16 @@ mod tests {
         // Admitted names stay, with or without a success.
         assert_eq!(l.label("a", false), "a");
         assert_eq!(l.len(), 2);
+    }
+
+    #[test]
+    fn admission_is_announced_once() {
+        let l = BoundedLabels::new(1);
+        let mut calls = Vec::new();
+        l.label_with("a", true, |n| calls.push(n.to_string()));
+        l.label_with("a", true, |n| calls.push(n.to_string()));
+        l.label_with("b", true, |n| calls.push(n.to_string()));
+        assert_eq!(calls, ["a"]);
     }
 
     #[test]
