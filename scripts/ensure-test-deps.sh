@@ -8,6 +8,9 @@
 #   - chromium (the real-player test) from Debian;
 #   - redis-server (the fleet tests start a real one per test; tests/shared_state.rs) from
 #     Debian, its system service left stopped (the tests never use it);
+#   - prometheus (promtool checks /metrics and the shipped rules; a real prometheus server
+#     evaluates the dashboard's and the rules' queries; tests/operating.rs) from Debian, its
+#     system service (and the node exporter it pulls in) left stopped;
 #   - axios (signed-channel-api's Node snippet), hls.js and playwright-core (the real-player
 #     test) with npm, into tests/clients.
 set -euo pipefail
@@ -23,6 +26,7 @@ have python3 || need_apt+=(python3 python3-pip)
 have node || need_apt+=(nodejs npm)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 have redis-server || [ -n "${REDIS_SERVER:-}" ] || need_apt+=(redis-server)
+{ [ -x /usr/bin/promtool ] && [ -x /usr/bin/prometheus ]; } || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "ensure-test-deps: apt-get install ${need_apt[*]}"
   apt-get update -qq
@@ -31,6 +35,12 @@ fi
 # The package starts a system instance on 6379; the tests run their own on free ports.
 if [[ " ${need_apt[*]} " == *" redis-server "* ]]; then
   service redis-server stop >/dev/null 2>&1 || true
+fi
+# Likewise prometheus (on 9090) and its node exporter: the tests start their own.
+if [[ " ${need_apt[*]} " == *" prometheus "* ]]; then
+  echo "ensure-test-deps: stopping the prometheus package's system services (tests run their own)"
+  service prometheus stop >/dev/null 2>&1 || true
+  service prometheus-node-exporter stop >/dev/null 2>&1 || true
 fi
 
 if ! python3 -c 'import requests' 2>/dev/null; then

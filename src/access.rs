@@ -74,6 +74,23 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every refusal, for creating its metric series at start.
+    pub const ALL: [Refusal; 13] = [
+        Refusal::Missing,
+        Refusal::Invalid,
+        Refusal::Expired,
+        Refusal::SubscriptionRequired,
+        Refusal::MaxUses,
+        Refusal::IpMismatch,
+        Refusal::DeviceMismatch,
+        Refusal::ContentNotFound,
+        Refusal::Revoked,
+        Refusal::NotEntry,
+        Refusal::BadCredential,
+        Refusal::OutOfScope,
+        Refusal::Unavailable,
+    ];
+
     pub fn status(self) -> StatusCode {
         match self {
             Refusal::Missing | Refusal::Invalid | Refusal::Expired => StatusCode::UNAUTHORIZED,

@@ -36,6 +36,7 @@ impl ServeHttp for AdminApp {
         // Answered (the write follows at once): idle time starts.
         crate::conn::request_finished(session);
         let resp = answer.response;
+        let request_id = answer.request_id;
         let status = resp.status().as_u16();
         let class = if session.req_header().uri.path() == "/metrics" {
             "metrics"
@@ -62,6 +63,7 @@ impl ServeHttp for AdminApp {
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 cache = "none",
                 class,
+                request_id = %request_id,
             );
         }
         // HEAD: the GET's headers and length; Pingora writes no body for a HEAD.

@@ -65,6 +65,7 @@ pub mod file {
         pub cache: Cache,
         pub stream: Stream,
         pub log: Log,
+        pub metrics: Metrics,
         pub admin: Admin,
         pub providers: std::collections::BTreeMap<String, crate::provider::ProviderFile>,
         pub provider_auth: ProviderAuth,
@@ -362,6 +363,22 @@ pub mod file {
         pub format: String,
     }
 
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Metrics {
+        /// Unconfigured hashes (and `/api/proxy` provider/channels) given their own
+        /// per-stream series; the rest share `other`.
+        pub top_streams: usize,
+    }
+
+    impl Default for Metrics {
+        fn default() -> Self {
+            Metrics {
+                top_streams: super::DEFAULT_TOP_STREAMS,
+            }
+        }
+    }
+
     impl Default for Log {
         fn default() -> Self {
             Log {
@@ -459,6 +476,18 @@ pub struct ProviderAuthConfig {
     pub ctx_capacity: usize,
 }
 
+/// `metrics.top_streams` when unset.
+pub const DEFAULT_TOP_STREAMS: usize = 20;
+
+/// The most `metrics.top_streams` may be: each admitted name is five series per route.
+pub const MAX_TOP_STREAMS: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// Unconfigured streams admitted to per-stream labels ([`crate::metrics::per_stream`]).
+    pub top_streams: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     pub level: String,
@@ -500,6 +529,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub stream: StreamConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
     pub admin: AdminConfig,
     pub providers: crate::provider::Providers,
     pub provider_auth: ProviderAuthConfig,
@@ -928,6 +958,15 @@ impl Validator<'_> {
             "json" => true,
             other => return Err(self.err("log.format", format!("`{other}`: use text or json"))),
         };
+        if raw.metrics.top_streams > MAX_TOP_STREAMS {
+            return Err(self.err(
+                "metrics.top_streams",
+                format!(
+                    "{}: at most {MAX_TOP_STREAMS} (each name is a handful of series)",
+                    raw.metrics.top_streams
+                ),
+            ));
+        }
         let server = raw.server.unwrap_or(serde_yaml::Value::Null);
         let conf = server_conf_from(&server).map_err(|e| {
             // Point at the unknown key itself when that is the problem.
@@ -990,6 +1029,9 @@ impl Validator<'_> {
                 level: raw.log.level,
                 access_log: raw.log.access_log,
                 json: log_json,
+            },
+            metrics: MetricsConfig {
+                top_streams: raw.metrics.top_streams,
             },
             admin: AdminConfig {
                 rate_limit_api: raw.admin.rate_limit_api,
@@ -1089,6 +1131,25 @@ mod tests {
         assert_eq!(c.sqlite_path, PathBuf::from("./data/sluice.db"));
         assert_eq!(c.origins.bucket, Bucket::Dir("./demo/media".into()));
         assert!(c.stream.extensions.contains(&"m3u8".to_string()));
+    }
+
+    #[test]
+    fn top_streams_defaults_and_is_bounded() {
+        assert_eq!(parse("").unwrap().metrics.top_streams, DEFAULT_TOP_STREAMS);
+        assert_eq!(
+            parse("metrics:\n  top_streams: 5\n")
+                .unwrap()
+                .metrics
+                .top_streams,
+            5
+        );
+        let e = parse("metrics:\n  top_streams: 100000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("metrics.top_streams") && e.contains("line 2"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod origin_dir;
 pub mod provider;
 pub mod ratelimit;
 pub mod redact;
+pub mod request_id;
 pub mod rewrite;
 pub mod server;
 pub mod ssrf;

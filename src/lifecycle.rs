@@ -117,6 +117,9 @@ impl Signals {
     /// is in flight after the listeners closed.
     fn begin_drain(&self, why: &'static str) {
         DRAINING.store(true, Ordering::Release);
+        crate::metrics::LIFECYCLE_EVENTS
+            .with_label_values(&["drain_started"])
+            .inc();
         tracing::info!(
             reason = why,
             in_flight = in_flight(),
@@ -188,9 +191,15 @@ impl ShutdownSignalWatch for Signals {
                         "SIGQUIT: waiting for the new process to listen on the upgrade socket"
                     );
                     if self.wait_for_successor().await {
+                        crate::metrics::LIFECYCLE_EVENTS
+                            .with_label_values(&["upgrade_handover"])
+                            .inc();
                         self.begin_drain("upgrade");
                         return ShutdownSignal::GracefulUpgrade;
                     }
+                    crate::metrics::LIFECYCLE_EVENTS
+                        .with_label_values(&["upgrade_no_successor"])
+                        .inc();
                     tracing::error!(
                         upgrade_sock = %self.upgrade_sock.display(),
                         waited = ?self.upgrade_wait,

@@ -1,6 +1,10 @@
 //! Prometheus metrics: one registry, handles created once, scraped at `/metrics` on the
 //! admin listener. Label values are drawn from small fixed sets (route class, status) so the
-//! series count stays bounded whatever players send.
+//! series count stays bounded whatever players send. Per-stream series ([`per_stream`]) take
+//! their `stream` label through a bounded admission. [`init`] creates every series of a known
+//! label set at start, so each exists (at zero) before its first event.
+
+pub mod per_stream;
 
 use once_cell::sync::Lazy;
 use prometheus::{
@@ -30,7 +34,7 @@ pub static REQUEST_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
-/// Upstream (origin) failures, by kind: connect, timeout, read, status_5xx.
+/// Upstream (origin) failures, by kind ([`UPSTREAM_ERROR_KINDS`]).
 pub static UPSTREAM_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
         "sluice_upstream_errors_total",
@@ -136,12 +140,193 @@ pub static CACHE_BYTES: Lazy<IntGauge> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
-/// Token and auth refusals, by reason.
+/// The memory cache's byte budget (`cache.memory_bytes`; 0 with the cache off), for
+/// "cache at budget" ratios.
+pub static CACHE_BUDGET_BYTES: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "sluice_cache_memory_budget_bytes",
+        "The memory cache's byte budget (cache.memory_bytes; 0 with the cache off)"
+    )
+    .expect("metric registers once")
+});
+
+/// Token and auth refusals, by surface and reason ([`refused`]).
 pub static AUTH_REJECTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
         "sluice_auth_rejections_total",
-        "Requests refused by an auth check, by reason",
+        "Requests refused by a token, signature or access check, by surface and reason",
+        &["surface", "reason"]
+    )
+    .expect("metric registers once")
+});
+
+/// Where a refusal was decided: the `surface` label of [`AUTH_REJECTIONS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateSurface {
+    /// The `/stream/{hash}/…` gate and path rules.
+    Stream,
+    /// `GET /api/key/{hash}` (key tokens).
+    Key,
+    /// `/api/proxy` and the provider API that mints its contexts.
+    Proxy,
+    /// The streaming API (`/api/v2/streaming/*`: tokens, verify, license).
+    Api,
+    /// Signed channels (`/api/v1/channels/*`).
+    Channels,
+    /// The admin API (API keys).
+    Admin,
+    /// Node-to-node requests of a cache fleet.
+    Fleet,
+}
+
+impl GateSurface {
+    pub const ALL: [GateSurface; 7] = [
+        GateSurface::Stream,
+        GateSurface::Key,
+        GateSurface::Proxy,
+        GateSurface::Api,
+        GateSurface::Channels,
+        GateSurface::Admin,
+        GateSurface::Fleet,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateSurface::Stream => "stream",
+            GateSurface::Key => "key",
+            GateSurface::Proxy => "proxy",
+            GateSurface::Api => "api",
+            GateSurface::Channels => "channels",
+            GateSurface::Admin => "admin",
+            GateSurface::Fleet => "fleet",
+        }
+    }
+
+    /// The reasons this surface refuses with (every one is created at start).
+    pub fn reasons(self) -> Vec<&'static str> {
+        let tokens = crate::access::Refusal::ALL.map(|r| r.metric_label());
+        match self {
+            GateSurface::Stream => {
+                let mut r = tokens.to_vec();
+                r.push("bad_path");
+                r
+            }
+            GateSurface::Api => {
+                let mut r = tokens.to_vec();
+                r.push("bad_bearer_jwt");
+                r
+            }
+            GateSurface::Key => vec![
+                "key_token_missing",
+                "key_token_invalid",
+                "state_unavailable",
+            ],
+            GateSurface::Proxy => vec!["proxy_refused", "proxy_redirect", "ssrf", "provider_jwt"],
+            GateSurface::Channels => vec!["channel_signature"],
+            GateSurface::Admin => vec!["bad_api_key"],
+            GateSurface::Fleet => vec!["fleet_signature"],
+        }
+    }
+}
+
+/// Count one refusal. `reason` is always a fixed string, never request data.
+pub fn refused(surface: GateSurface, reason: &'static str) {
+    AUTH_REJECTIONS
+        .with_label_values(&[surface.as_str(), reason])
+        .inc();
+}
+
+/// How long requests waited on the cache lock for another request's origin fetch.
+pub static CACHE_LOCK_WAIT: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "sluice_cache_lock_wait_seconds",
+        "Time requests waited for another request's fetch of the same object, by route class",
+        &["class"],
+        vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+    )
+    .expect("metric registers once")
+});
+
+/// LL-HLS blocking playlist reloads (`_HLS_msn`): how long players were held.
+pub static LLHLS_BLOCKING: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "sluice_llhls_blocking_reload_seconds",
+        "LL-HLS blocking playlist reloads (_HLS_msn), time until answered, by route class",
+        &["class"],
+        vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+    )
+    .expect("metric registers once")
+});
+
+/// Player requests answered from the cache for an object prefetched in the last 10 s.
+pub static PREFETCH_HITS: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "sluice_prefetch_hits_total",
+        "Player requests that hit an object prefetched in the last 10 s"
+    )
+    .expect("metric registers once")
+});
+
+/// Live `/api/proxy` contexts held by this node's memory ctx store.
+pub static CTX_CONTEXTS: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "sluice_ctx_store_contexts",
+        "Live /api/proxy contexts in this node's memory store"
+    )
+    .expect("metric registers once")
+});
+
+/// Contexts removed from the memory ctx store, by reason: `expired`, `subject_quota` (the
+/// subject's oldest replaced by its new one).
+pub static CTX_EVICTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "sluice_ctx_store_evictions_total",
+        "Contexts removed from the memory ctx store, by reason (expired, subject_quota)",
         &["reason"]
+    )
+    .expect("metric registers once")
+});
+
+/// New contexts refused because the store was full of live ones.
+pub static CTX_REFUSED: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "sluice_ctx_store_refused_total",
+        "New /api/proxy contexts refused because the store was full of live ones"
+    )
+    .expect("metric registers once")
+});
+
+/// Stop and upgrade events: `drain_started`, `upgrade_handover`, `upgrade_no_successor`.
+pub static LIFECYCLE_EVENTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "sluice_lifecycle_events_total",
+        "Stop and upgrade events, by event (drain_started, upgrade_handover, upgrade_no_successor)",
+        &["event"]
+    )
+    .expect("metric registers once")
+});
+
+/// 1 while this process drains (stop or upgrade).
+pub static DRAINING: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "sluice_draining",
+        "1 while this process drains for a stop or an upgrade"
+    )
+    .expect("metric registers once")
+});
+
+/// Requests in flight now.
+pub static IN_FLIGHT: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!("sluice_requests_in_flight", "Requests in flight now")
+        .expect("metric registers once")
+});
+
+/// Cache fleet peers going down: marked after a failure while up (then skipped for a few
+/// seconds, their objects fetched from the origin).
+pub static FLEET_PEER_DOWN: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "sluice_fleet_peer_down_total",
+        "Times a fleet peer was marked down after a failed fetch (skipped for a few seconds)"
     )
     .expect("metric registers once")
 });
@@ -322,25 +507,72 @@ pub fn status_label(status: u16) -> &'static str {
     }
 }
 
-/// Render the registry in the Prometheus text format.
-pub fn render() -> Vec<u8> {
-    // Touch every handle so each metric appears (at zero) before its first event.
+/// The `kind` labels of [`UPSTREAM_ERRORS`].
+pub const UPSTREAM_ERROR_KINDS: [&str; 7] = [
+    "connect",
+    "connect_timeout",
+    "timeout",
+    "tls",
+    "read",
+    "status_5xx",
+    "rewrite",
+];
+
+/// Create every series whose labels are known before the first event, and size the
+/// per-stream admission. Called once at start; `known_streams` are the configured content
+/// hashes and the registered stream ids.
+pub fn init(top_streams: usize, known_streams: impl IntoIterator<Item = String>) {
+    touch_known();
+    per_stream::init(top_streams, known_streams);
+}
+
+fn touch_known() {
     Lazy::force(&REQUESTS);
     Lazy::force(&REQUEST_DURATION);
-    Lazy::force(&UPSTREAM_ERRORS);
     Lazy::force(&UPSTREAM_DURATION);
-    Lazy::force(&BYTES_OUT);
-    Lazy::force(&CACHE_LOOKUPS);
+    for k in UPSTREAM_ERROR_KINDS {
+        UPSTREAM_ERRORS.with_label_values(&[k]);
+    }
+    for c in ["stream", "proxy", "api", "rejected", "fleet"] {
+        BYTES_OUT.with_label_values(&[c]);
+    }
+    for s in ["hit", "miss", "stale", "expired", "revalidated", "bypass"] {
+        CACHE_LOOKUPS.with_label_values(&[s]);
+    }
     Lazy::force(&CACHE_LOCK_WAITS);
+    for c in ["stream", "proxy"] {
+        CACHE_LOCK_WAIT.with_label_values(&[c]);
+        LLHLS_BLOCKING.with_label_values(&[c]);
+    }
     Lazy::force(&CACHE_EVICTIONS);
     Lazy::force(&CACHE_BYTES);
+    Lazy::force(&CACHE_BUDGET_BYTES);
     Lazy::force(&CACHE_INFLIGHT_BYTES);
+    Lazy::force(&CACHE_DISK_BYTES);
+    for e in ["hit", "write", "dropped", "corrupt", "evicted"] {
+        CACHE_DISK_EVENTS.with_label_values(&[e]);
+    }
     for reason in ["too_large", "over_budget"] {
         CACHE_UNCACHED.with_label_values(&[reason]);
     }
-    Lazy::force(&AUTH_REJECTIONS);
+    for surface in GateSurface::ALL {
+        for reason in surface.reasons() {
+            AUTH_REJECTIONS.with_label_values(&[surface.as_str(), reason]);
+        }
+    }
     Lazy::force(&ACCESS_LOG_DROPPED);
     Lazy::force(&PREFETCHES);
+    Lazy::force(&PREFETCH_HITS);
+    Lazy::force(&CTX_CONTEXTS);
+    Lazy::force(&CTX_REFUSED);
+    for r in ["expired", "subject_quota"] {
+        CTX_EVICTIONS.with_label_values(&[r]);
+    }
+    for e in ["drain_started", "upgrade_handover", "upgrade_no_successor"] {
+        LIFECYCLE_EVENTS.with_label_values(&[e]);
+    }
+    Lazy::force(&DRAINING);
+    Lazy::force(&IN_FLIGHT);
     for l in ["edge", "admin"] {
         CONNECTIONS_OPEN.with_label_values(&[l]);
         for r in ["per_ip", "global", "proxy_protocol", "tls"] {
@@ -361,6 +593,31 @@ pub fn render() -> Vec<u8> {
     for c in crate::ratelimit::RateClass::ALL {
         RATE_LIMITED.with_label_values(&[c.as_str()]);
     }
+    for k in [
+        "fail_open_playback",
+        "fail_open_key_delivery",
+        "local_rate_limit",
+    ] {
+        REDIS_FALLBACKS.with_label_values(&[k]);
+    }
+    for r in crate::fleet::OWNER_RESULTS {
+        crate::fleet::OWNER_FETCHES.with_label_values(&[r]);
+    }
+    for r in ["served", "refused"] {
+        crate::fleet::PEER_REQUESTS.with_label_values(&[r]);
+    }
+    for r in ["ok", "failed"] {
+        crate::fleet::PURGE_FANOUT.with_label_values(&[r]);
+    }
+    Lazy::force(&FLEET_PEER_DOWN);
+}
+
+/// Render the registry in the Prometheus text format.
+pub fn render() -> Vec<u8> {
+    // Known series exist even when `init` was not called (tests, tools).
+    touch_known();
+    DRAINING.set(i64::from(crate::lifecycle::draining()));
+    IN_FLIGHT.set(crate::lifecycle::in_flight());
     let mut buf = Vec::with_capacity(8 * 1024);
     // Encoding into a Vec cannot fail for well-formed families.
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);

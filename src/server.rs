@@ -154,6 +154,21 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
     if stores.redis.is_none() {
         ensure_admin_key(&shared.db)?;
     }
+    crate::metrics::CACHE_BUDGET_BYTES.set(if config.cache.enabled {
+        config.cache.memory_bytes as i64
+    } else {
+        0
+    });
+    crate::metrics::init(
+        config.metrics.top_streams,
+        config
+            .access
+            .streaming
+            .contents
+            .iter()
+            .map(|c| c.hash.clone())
+            .chain(shared.streams.players()),
+    );
 
     let server_conf = config.server_conf();
     // `server.daemon: true` forks into the background after binding (systemd Type=forking with

@@ -479,7 +479,7 @@ async fn players_cannot_pass_as_nodes() {
     assert_eq!(
         fleet_metric(
             &nodes.nodes[0],
-            "sluice_auth_rejections_total{reason=\"fleet_signature\"}"
+            "sluice_auth_rejections_total{reason=\"fleet_signature\",surface=\"fleet\"}"
         )
         .await,
         5.0

@@ -61,6 +61,7 @@ pub fn log_access(
     endpoint: &str,
     method: &http::Method,
     client: &Client,
+    request_id: &str,
 ) {
     let status = resp.status().as_u16();
     let key = resp.extensions().get::<AuthedKey>().map(|k| k.0);
@@ -75,6 +76,7 @@ pub fn log_access(
             method: method.to_string(),
             ip: client.ip.to_string(),
             status,
+            request_id: Some(request_id.to_string()),
         });
 }
 
@@ -94,9 +96,7 @@ pub async fn authorize(
     }
     let row = state.api_keys.find_active(&api_keys::hash(key)).await?;
     let Some((id, perm)) = row else {
-        crate::metrics::AUTH_REJECTIONS
-            .with_label_values(&["bad_api_key"])
-            .inc();
+        crate::metrics::refused(crate::metrics::GateSurface::Admin, "bad_api_key");
         return Err(ApiError::Unauthorized);
     };
     let perm: Permission = perm

@@ -168,9 +168,7 @@ async fn stream(
         now,
         cfg.skew_secs,
     ) {
-        crate::metrics::AUTH_REJECTIONS
-            .with_label_values(&["channel_signature"])
-            .inc();
+        crate::metrics::refused(crate::metrics::GateSurface::Channels, "channel_signature");
         let (status, message) = sig_refusal(e);
         return fail(status, message);
     }

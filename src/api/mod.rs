@@ -93,6 +93,8 @@ pub fn router(state: AppState, listener: Listener) -> Router {
 pub struct Answer {
     pub response: http::Response<Bytes>,
     pub head_only: bool,
+    /// The request's `X-Request-Id` ([`crate::request_id`]), also on the response.
+    pub request_id: String,
 }
 
 /// Read the request from a Pingora session, run it through `router`, return the answer.
@@ -107,6 +109,9 @@ pub async fn handle(router: &Router, session: &mut ServerSession, state: &AppSta
     let head = session.req_header();
     let method = head.method.clone();
     let path = head.uri.path().to_string();
+    // On the edge the id was settled at the request's start; the admin listener settles it
+    // here.
+    let request_id = crate::request_id::accept(head.headers.get(crate::request_id::HEADER));
     let surface = Surface::of(&path);
     let head_only = method == http::Method::HEAD;
     let mut spent = limits::Spent::default();
@@ -139,12 +144,16 @@ pub async fn handle(router: &Router, session: &mut ServerSession, state: &AppSta
     let status = response.status().as_u16();
     limits::settle(state, &spent, status).await;
     if admin::is_admin_route(&path) {
-        admin::log_access(state, &response, &path, &method, &client);
+        admin::log_access(state, &response, &path, &method, &client, &request_id);
     }
-    let response = finish(surface, response).await;
+    let mut response = finish(surface, response).await;
+    if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(crate::request_id::HEADER, v);
+    }
     Answer {
         response,
         head_only,
+        request_id,
     }
 }
 

@@ -36,9 +36,7 @@ fn reply(status: StatusCode, message: &str) -> Response {
 }
 
 fn reject(reason: &'static str) {
-    crate::metrics::AUTH_REJECTIONS
-        .with_label_values(&[reason])
-        .inc();
+    crate::metrics::refused(crate::metrics::GateSurface::Key, reason);
 }
 
 async fn key(
@@ -84,6 +82,7 @@ async fn key(
                     Some(Some(sealed))
                 }
                 None => {
+                    reject("state_unavailable");
                     tracing::warn!(error = %e, "key delivery refused: shared state unavailable (fail closed)");
                     return reply(
                         StatusCode::SERVICE_UNAVAILABLE,

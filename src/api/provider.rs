@@ -39,9 +39,7 @@ pub async fn stream(
         _ => None,
     };
     let Some(claims) = claims else {
-        crate::metrics::AUTH_REJECTIONS
-            .with_label_values(&["provider_jwt"])
-            .inc();
+        crate::metrics::refused(crate::metrics::GateSurface::Proxy, "provider_jwt");
         return error(StatusCode::UNAUTHORIZED, "Missing or invalid JWT token");
     };
     // The ctx quota's key: the JWT's subject, else the token itself (digest).

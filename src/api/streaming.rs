@@ -60,9 +60,7 @@ impl StreamingError {
 
 impl From<Refusal> for StreamingError {
     fn from(r: Refusal) -> Self {
-        crate::metrics::AUTH_REJECTIONS
-            .with_label_values(&[r.metric_label()])
-            .inc();
+        crate::metrics::refused(crate::metrics::GateSurface::Api, r.metric_label());
         StreamingError::new(r.status(), r.message())
     }
 }
@@ -141,9 +139,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, S
         )
         .with_leeway(jwt.leeway_secs);
         let claims = verifier.verify(token).map_err(|e| {
-            crate::metrics::AUTH_REJECTIONS
-                .with_label_values(&["bad_bearer_jwt"])
-                .inc();
+            crate::metrics::refused(crate::metrics::GateSurface::Api, "bad_bearer_jwt");
             tracing::debug!(error = %e, "streaming bearer refused");
             StreamingError::unauthorized()
         })?;
@@ -154,9 +150,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, S
         // `apikey:N` names the tokens an operator key minted: a user may not take that name
         // (and with it the right to revoke them).
         if sub.starts_with(OPERATOR_SUB_PREFIX) {
-            crate::metrics::AUTH_REJECTIONS
-                .with_label_values(&["bad_bearer_jwt"])
-                .inc();
+            crate::metrics::refused(crate::metrics::GateSurface::Api, "bad_bearer_jwt");
             return Err(StreamingError::unauthorized());
         }
         let entitled = entitled(claims.extra.get(&cfg.entitlement_claim));

@@ -77,9 +77,7 @@ pub(super) fn arrival(edge: &Edge, session: &Session) -> Arrival {
         }
         Err(e) => {
             PEER_REQUESTS.with_label_values(&["refused"]).inc();
-            crate::metrics::AUTH_REJECTIONS
-                .with_label_values(&["fleet_signature"])
-                .inc();
+            crate::metrics::refused(crate::metrics::GateSurface::Fleet, "fleet_signature");
             let from = session
                 .as_downstream()
                 .client_addr()

@@ -56,9 +56,7 @@ pub(super) async fn enforce(
             Ok(false)
         }
         Err(refusal) => {
-            crate::metrics::AUTH_REJECTIONS
-                .with_label_values(&[refusal.metric_label()])
-                .inc();
+            crate::metrics::refused(crate::metrics::GateSurface::Stream, refusal.metric_label());
             let status = refusal.status();
             ctx.local_status = Some(status.as_u16());
             let body = Surface::Streaming

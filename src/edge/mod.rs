@@ -135,6 +135,8 @@ pub struct RequestCtx {
     bucket_addresses: usize,
     /// This request's part in the cache fleet ([`fleet`]).
     fleet: fleet::Hop,
+    /// `X-Request-Id` ([`crate::request_id`]): the player's, or made here.
+    request_id: String,
 }
 
 /// The state of a body replacement.
@@ -240,6 +242,7 @@ impl ProxyHttp for Edge {
             connect_attempt: 0,
             bucket_addresses: 1,
             fleet: fleet::Hop::default(),
+            request_id: String::new(),
         }
     }
 
@@ -252,10 +255,15 @@ impl ProxyHttp for Edge {
     async fn early_request_filter(
         &self,
         session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
         // The header is in: the connection's header deadline no longer applies.
         crate::conn::request_started(session.as_downstream());
+        // The request's id replaces whatever the player sent, so every later phase (the API
+        // handlers, fills, local answers) reads the one id from the request header.
+        let req = session.req_header_mut();
+        ctx.request_id = crate::request_id::accept(req.headers.get(crate::request_id::HEADER));
+        req.insert_header(crate::request_id::HEADER, &ctx.request_id)?;
         Ok(())
     }
 

@@ -35,14 +35,17 @@ pub(super) async fn finished(edge: &Edge, session: &mut Session, ctx: &mut Reque
         "none".to_string()
     };
     if ctx.fill {
-        // The fill of a playlist answer: its parent logs the request; the cache lookup is
-        // this one's.
+        // The fill of a playlist answer (or a prefetch): its parent logs the request; the
+        // cache lookup and the origin fetch are this one's.
         if edge.cache.is_some() {
             metrics::CACHE_LOOKUPS
                 .with_label_values(&[cache.as_str()])
                 .inc();
-            if session.cache.lock_duration().is_some() {
-                metrics::CACHE_LOCK_WAITS.inc();
+            lock_waited(session, ctx);
+        }
+        if went_to_origin(ctx) {
+            if let Some((route, stream)) = stream_label(edge, ctx, false) {
+                metrics::per_stream::record_fill_fetch(route, &stream);
             }
         }
         return;
@@ -54,12 +57,33 @@ pub(super) async fn finished(edge: &Edge, session: &mut Session, ctx: &mut Reque
         .unwrap_or(0);
     let class = ctx.class.as_str();
     let elapsed = ctx.started.elapsed();
-    if ctx.target.is_some() && edge.cache.is_some() && ctx.fill_cache_status.is_none() {
+    let looked_up = ctx.target.is_some() && edge.cache.is_some();
+    if looked_up && ctx.fill_cache_status.is_none() {
         metrics::CACHE_LOOKUPS
             .with_label_values(&[cache.as_str()])
             .inc();
-        if session.cache.lock_duration().is_some() {
-            metrics::CACHE_LOCK_WAITS.inc();
+        lock_waited(session, ctx);
+    }
+    if let Some(target) = &ctx.target {
+        if target.blocking() {
+            metrics::LLHLS_BLOCKING
+                .with_label_values(&[class])
+                .observe(elapsed.as_secs_f64());
+        }
+        if cache == "hit" && edge.prefetched.recently(target.cache_primary()) {
+            metrics::PREFETCH_HITS.inc();
+        }
+    }
+    // A node's request is counted where its player was served.
+    if ctx.fleet.from_peer.is_none() {
+        if let Some((route, stream)) = stream_label(edge, ctx, succeeded(status)) {
+            metrics::per_stream::record(&metrics::per_stream::Served {
+                route,
+                stream: &stream,
+                bytes: ctx.bytes_out as u64,
+                lookup: looked_up.then_some(cache == "hit"),
+                origin_fetch: went_to_origin(ctx),
+            });
         }
     }
     if let Some(admission) = &ctx.gate {
@@ -107,6 +131,54 @@ pub(super) async fn finished(edge: &Edge, session: &mut Session, ctx: &mut Reque
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             cache = %cache,
             class,
+            request_id = %ctx.request_id,
         );
+    }
+}
+
+/// The answer a per-stream label may be admitted on: the player got the object.
+fn succeeded(status: u16) -> bool {
+    (200..300).contains(&status) || status == 304
+}
+
+/// This request (not a fleet owner) fetched from the origin.
+fn went_to_origin(ctx: &RequestCtx) -> bool {
+    ctx.upstream_started.is_some() && (ctx.fleet.owner.is_none() || ctx.fleet.fallback)
+}
+
+fn lock_waited(session: &Session, ctx: &RequestCtx) {
+    if let Some(waited) = session.cache.lock_duration() {
+        metrics::CACHE_LOCK_WAITS.inc();
+        metrics::CACHE_LOCK_WAIT
+            .with_label_values(&[ctx.class.as_str()])
+            .observe(waited.as_secs_f64());
+    }
+}
+
+/// The per-stream route and label of a media request ([`metrics::per_stream`]): a
+/// configured content by its configured hash, a registered stream id by itself, any other
+/// hash or provider/channel through the bounded admission.
+fn stream_label(edge: &Edge, ctx: &RequestCtx, admit: bool) -> Option<(&'static str, String)> {
+    match ctx.target.as_ref()? {
+        Target::Stream(media) => {
+            let hash = media.path.hash.as_str();
+            let known = match edge.state.config.access.streaming.content_by_hash(hash) {
+                Some(c) => Some(c.hash.as_str()),
+                None => edge
+                    .state
+                    .streams
+                    .publisher_for(hash)
+                    .is_some()
+                    .then_some(hash),
+            };
+            Some((
+                "stream",
+                metrics::per_stream::stream_label(hash, known, admit),
+            ))
+        }
+        Target::Proxy(p) => Some((
+            "proxy",
+            metrics::per_stream::proxy_label(&p.provider.id, &p.context.channel, admit),
+        )),
     }
 }

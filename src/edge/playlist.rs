@@ -493,6 +493,8 @@ async fn relay(
     head_only: bool,
 ) -> Result<()> {
     ctx.local_status = Some(header.status.as_u16());
+    let mut header = header;
+    super::respond::echo_request_id(session, &mut header)?;
     if end {
         return relay_whole(session, ctx, header, prefix, head_only).await;
     }

@@ -34,6 +34,14 @@ pub struct Recent {
 }
 
 impl Recent {
+    /// Whether `key` was prefetched in the last [`RECENT`] (a hit on it is a prefetch hit).
+    pub fn recently(&self, key: &str) -> bool {
+        self.seen
+            .lock()
+            .get(key)
+            .is_some_and(|t| t.elapsed() < RECENT)
+    }
+
     /// Whether `key` should be prefetched now (and remember that it was).
     fn claim(&self, key: &str) -> bool {
         let now = Instant::now();
@@ -243,7 +251,9 @@ mod tests {
     #[test]
     fn recent_claims_once() {
         let r = Recent::default();
+        assert!(!r.recently("a"));
         assert!(r.claim("a"));
+        assert!(r.recently("a"));
         assert!(!r.claim("a"));
         assert!(r.claim("b"));
     }

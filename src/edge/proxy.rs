@@ -228,18 +228,14 @@ pub async fn resolve(checked: Checked, own: &[SocketAddr]) -> Result<ProxiedTarg
         return Err(Refusal::Unresolvable.into());
     }
     if addrs.iter().any(|a| ssrf::is_own_listener(*a, own)) {
-        crate::metrics::AUTH_REJECTIONS
-            .with_label_values(&["ssrf"])
-            .inc();
+        crate::metrics::refused(crate::metrics::GateSurface::Proxy, "ssrf");
         return Err(Refusal::OwnListener.into());
     }
     if addrs
         .iter()
         .any(|a| !ssrf::address_allowed(a.ip(), provider.allow_private))
     {
-        crate::metrics::AUTH_REJECTIONS
-            .with_label_values(&["ssrf"])
-            .inc();
+        crate::metrics::refused(crate::metrics::GateSurface::Proxy, "ssrf");
         return Err(Refusal::PrivateAddress.into());
     }
     let mut cookies = params_to_cookies(&mut url, &provider.url_params_to_cookies);

@@ -94,9 +94,10 @@ pub(super) async fn request(
                 Ok(t) => t,
                 Err(r) => {
                     if r.status == 403 {
-                        metrics::AUTH_REJECTIONS
-                            .with_label_values(&["proxy_refused"])
-                            .inc();
+                        crate::metrics::refused(
+                            crate::metrics::GateSurface::Proxy,
+                            "proxy_refused",
+                        );
                     }
                     ctx.local_status = Some(r.status);
                     respond::json(session, r.status, super::json_error_body(&r.message)).await?;
@@ -176,9 +177,7 @@ pub(super) async fn request(
                 PathRejection::Malformed(why) => (400, format!("invalid media path: {why}")),
                 PathRejection::ExtensionNotAllowed => (403, "file type not allowed".to_string()),
             };
-            metrics::AUTH_REJECTIONS
-                .with_label_values(&["bad_path"])
-                .inc();
+            crate::metrics::refused(crate::metrics::GateSurface::Stream, "bad_path");
             ctx.local_status = Some(status);
             respond::json(session, status, super::json_error_body(&msg)).await?;
             Ok(true)

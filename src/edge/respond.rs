@@ -15,6 +15,7 @@ pub async fn write(
     head_only: bool,
 ) -> Result<usize> {
     head.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    echo_request_id(session, &mut head)?;
     let no_body = head_only || body.is_empty();
     session
         .write_response_header(Box::new(head), no_body)
@@ -25,6 +26,15 @@ pub async fn write(
     let n = body.len();
     session.write_response_body(Some(body), true).await?;
     Ok(n)
+}
+
+/// The request's id ([`crate::request_id`], set on the request header at its start) on
+/// an answer.
+pub fn echo_request_id(session: &Session, head: &mut ResponseHeader) -> Result<()> {
+    if let Some(id) = session.req_header().headers.get(crate::request_id::HEADER) {
+        head.insert_header(crate::request_id::HEADER, id.clone())?;
+    }
+    Ok(())
 }
 
 /// A JSON answer with `status` (media surfaces: CORS open to any origin).

@@ -86,9 +86,10 @@ pub(super) fn upstream(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Resul
                         resp.insert_header(http::header::LOCATION, proxied)?;
                     }
                     Err(r) => {
-                        metrics::AUTH_REJECTIONS
-                            .with_label_values(&["proxy_redirect"])
-                            .inc();
+                        crate::metrics::refused(
+                            crate::metrics::GateSurface::Proxy,
+                            "proxy_redirect",
+                        );
                         ctx.refusal = Some((r.status, r.message.clone()));
                         return Error::e_explain(ErrorType::HTTPStatus(r.status), r.message);
                     }
@@ -183,6 +184,9 @@ pub(super) fn downstream(
     resp: &mut ResponseHeader,
     ctx: &mut RequestCtx,
 ) -> Result<()> {
+    if !ctx.request_id.is_empty() {
+        resp.insert_header(crate::request_id::HEADER, &ctx.request_id)?;
+    }
     let Some(target) = &ctx.target else {
         return Ok(());
     };

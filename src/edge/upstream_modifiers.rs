@@ -53,6 +53,9 @@ pub(super) fn request(
     req.set_uri(uri);
     retain_forwarded(req);
     req.insert_header(http::header::HOST, host)?;
+    if !ctx.request_id.is_empty() {
+        req.insert_header(crate::request_id::HEADER, &ctx.request_id)?;
+    }
     if let Some(Target::Proxy(t)) = &ctx.target {
         for (name, value) in &t.provider.headers {
             req.insert_header(name.clone(), value.clone())?;

@@ -198,6 +198,7 @@ impl Fleet {
         if let Some(s) = self.slot(peer) {
             let until = self.now_ms() + DOWN_FOR.as_millis() as u64;
             if s.swap(until, Ordering::Relaxed) <= self.now_ms() {
+                crate::metrics::FLEET_PEER_DOWN.inc();
                 tracing::warn!(%peer, skip_for = ?DOWN_FOR, "fleet node did not answer: its objects come from the origin for now");
             }
         }

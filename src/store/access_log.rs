@@ -33,6 +33,8 @@ pub struct AccessEntry {
     pub method: String,
     pub ip: String,
     pub status: u16,
+    /// The request's `X-Request-Id` (none on aggregated refusal rows).
+    pub request_id: Option<String>,
 }
 
 /// A row as written: an entry, or an aggregate of `count` refusals.
@@ -101,6 +103,7 @@ impl Refusals {
                     method: "*".into(),
                     ip,
                     status,
+                    request_id: None,
                 },
                 count,
             });
@@ -277,7 +280,7 @@ fn write_rows(
     let mut keys = Vec::new();
     {
         let mut st = tx.prepare_cached(
-            "INSERT INTO access_logs (api_key_id, endpoint, method, ip_address, response_code, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO access_logs (api_key_id, endpoint, method, ip_address, response_code, count, request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         for r in rows {
             let e = &r.entry;
@@ -287,7 +290,8 @@ fn write_rows(
                 e.method,
                 e.ip,
                 e.status,
-                r.count as i64
+                r.count as i64,
+                e.request_id
             ])?;
             if let Some(id) = e.api_key_id {
                 if !keys.contains(&id) {
@@ -314,6 +318,7 @@ mod tests {
             method: "GET".into(),
             ip: ip.into(),
             status,
+            request_id: Some("req-1".into()),
         }
     }
 

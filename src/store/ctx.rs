@@ -165,7 +165,11 @@ impl MemoryCtxStore {
                 break;
             }
             inner.remove((exp, seq));
+            crate::metrics::CTX_EVICTIONS
+                .with_label_values(&["expired"])
+                .inc();
         }
+        crate::metrics::CTX_CONTEXTS.set(inner.by_token.len() as i64);
     }
 }
 
@@ -201,8 +205,12 @@ impl MemoryCtxStore {
             .and_then(|m| m.keys().next().copied())
         {
             inner.remove(oldest);
+            crate::metrics::CTX_EVICTIONS
+                .with_label_values(&["subject_quota"])
+                .inc();
         }
         if inner.by_token.len() >= self.capacity {
+            crate::metrics::CTX_REFUSED.inc();
             return Err(CtxFull);
         }
         inner.seq += 1;
@@ -214,6 +222,7 @@ impl MemoryCtxStore {
             .or_default()
             .insert(key, token.clone());
         inner.by_token.insert(token.clone(), (Arc::new(ctx), key));
+        crate::metrics::CTX_CONTEXTS.set(inner.by_token.len() as i64);
         Ok(token)
     }
 

@@ -107,6 +107,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE access_logs ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
     "#,
+    // 4: the request's X-Request-Id, to follow an admin request across logs.
+    r#"
+    ALTER TABLE access_logs ADD COLUMN request_id TEXT;
+    "#,
 ];
 
 impl Db {

@@ -160,6 +160,11 @@ impl StreamRegistry {
         self.snapshot.load().get(player).cloned()
     }
 
+    /// The registered player ids in this node's snapshot.
+    pub fn players(&self) -> Vec<String> {
+        self.snapshot.load().keys().cloned().collect()
+    }
+
     /// The bucket directory of `/stream/{hash}/…`: the publisher of a registered player id,
     /// else the hash itself.
     pub fn dir_for(&self, hash: &str) -> String {
