@@ -25,8 +25,11 @@ run: release
 test: test-deps
 	cargo test --no-fail-fast
 
+# Cache hits vs nginx (playlist, 16 KB, 60 KB part, ... 2 MB), the ctx path (/api/proxy; vs
+# mediaflow-proxy-light when MEDIAFLOW_BIN names its binary), then gated hits vs ungated.
 bench: deps
 	bash benches/load/run.sh
+	bash benches/load/gated.sh
 
 # The gated hit path on one node vs a Redis fleet node (README "Running a fleet").
 bench-gated: deps

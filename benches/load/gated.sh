@@ -85,6 +85,9 @@ wait_http() {
 MEDIA="$TMP/media/movie-bench"
 mkdir -p "$MEDIA/v720"
 head -c $((16 * 1024)) /dev/urandom >"$MEDIA/v720/seg.m4s"
+# The same segment in an ungated folder: the baseline a gated hit is compared with.
+mkdir -p "$TMP/media/open-bench/v720"
+cp "$MEDIA/v720/seg.m4s" "$TMP/media/open-bench/v720/seg.m4s"
 printf '#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=2800000,RESOLUTION=1280x720\nv720/playlist.m3u8\n' >"$MEDIA/master.m3u8"
 {
   printf '#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n#EXT-X-PLAYLIST-TYPE:VOD\n'
@@ -204,9 +207,17 @@ print(json.dumps({"kind": "info", "threads": int(sys.argv[1]), "conns": int(sys.
                   "nproc": os.cpu_count(), "cpu": cpu}))
 EOF
 
-run() { # $1 server, $2 path kind (credential|entry), $3 rep
+url_of() { # $1 server, $2 path kind (ungated|credential|entry)
+  case $2 in
+    ungated) echo "http://127.0.0.1:$(eval echo "\$EDGE_$1")/stream/open-bench/v720/seg.m4s" ;;
+    credential) eval echo "\$CRED_$1" ;;
+    entry) eval echo "\$ENTRY_$1" ;;
+  esac
+}
+
+run() { # $1 server, $2 path kind (ungated|credential|entry), $3 rep
   local srv=$1 kind=$2 rep=$3 url pid admin c0 c1 r0 r1 o0 o1 out
-  if [[ $kind == credential ]]; then url=$(eval echo "\$CRED_$srv"); else url=$(eval echo "\$ENTRY_$srv"); fi
+  url=$(url_of "$srv" "$kind")
   pid=$(eval echo "\$PID_$srv"); admin=$(eval echo "\$ADMIN_$srv")
   o0=$(redis_ops "$admin"); c0=$(ticks "$pid"); r0=$(ticks "$REDIS_PID")
   out=$(timeout $((DURATION + 30)) wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 10s --latency \
@@ -232,15 +243,16 @@ EOF
 }
 
 for srv in single fleet; do
-  for kind in credential entry; do
-    url=$([[ $kind == credential ]] && eval echo "\$CRED_$srv" || eval echo "\$ENTRY_$srv")
+  for kind in ungated credential entry; do
+    url=$(url_of "$srv" "$kind")
+    [[ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" == 200 ]] || die "$srv $kind: $url refused"
     timeout 20 wrk -t1 -c"$CONNS" -d1s "$url" >/dev/null
   done
 done
-log "runs: credential and entry paths, $REPEATS repeats × ${DURATION}s, $CONNS connections"
+log "runs: ungated, credential and entry paths, $REPEATS repeats × ${DURATION}s, $CONNS connections"
 for rep in $(seq 1 "$REPEATS"); do
   if ((rep % 2)); then order="single fleet"; else order="fleet single"; fi
-  for kind in credential entry; do
+  for kind in ungated credential entry; do
     for srv in $order; do run "$srv" "$kind" "$rep"; done
   done
 done
@@ -259,7 +271,7 @@ def med(srv, kind, key):
     return statistics.median(v) if v else None
 print("| path | server | req/s | p50 ms | p99 ms | sluice CPU s/1k req | redis CPU s/1k req | redis round trips/req | entry round trip ms (mean) | non-2xx |")
 print("|---|---|---|---|---|---|---|---|---|---|")
-for kind in ("credential", "entry"):
+for kind in ("ungated", "credential", "entry"):
     for srv in ("single", "fleet"):
         rtt = med(srv, kind, "entry_rtt_ms")
         print(f"| {kind} | {srv} | {med(srv, kind, 'req_s'):,.0f} | {med(srv, kind, 'p50_ms'):.2f} | "
@@ -272,5 +284,9 @@ for kind in ("credential", "entry"):
     ps, pf = med("single", kind, "p50_ms"), med("fleet", kind, "p50_ms")
     cs, cf = med("single", kind, "cpu_s_per_1k"), med("fleet", kind, "cpu_s_per_1k")
     print(f"- {kind}: fleet/single req/s {f / s:.2f}, p50 {pf - ps:+.3f} ms, sluice CPU per request {cf / cs:.2f}×")
+for srv in ("single", "fleet"):
+    g, u = med(srv, "credential", "req_s"), med(srv, "ungated", "req_s")
+    cg, cu = med(srv, "credential", "cpu_s_per_1k"), med(srv, "ungated", "cpu_s_per_1k")
+    print(f"- gated hit (credential) / ungated hit, {srv}: req/s **{g / u:.2f}×**, CPU per request {cg / cu:.2f}×")
 EOF
 log "report saved to $TARGET_DIR/bench-load/gated.md"

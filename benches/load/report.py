@@ -68,6 +68,19 @@ def main():
         out.append(f"| {label}{' (errors: %d)' % errs if errs else ''} | {conns} | "
                    + " | ".join(cells) + " |")
     out.append("")
+    out.append("CPU per request, user + system µs (sluice / nginx), 50 conns:")
+    out.append("")
+    for (size, conns) in sorted(wrk, key=lambda k: (SIZE_ORDER.get(k[0], 9), k[1])):
+        if conns != 50:
+            continue
+        by = wrk[(size, conns)]
+        cell = []
+        for srv in ("sluice", "nginx"):
+            u = med([r.get("user_us_per_req") for r in by.get(srv, [])])
+            y = med([r.get("sys_us_per_req") for r in by.get(srv, [])])
+            cell.append(f"{fmt(u, 1)} + {fmt(y, 1)}")
+        out.append(f"- {size}: " + " / ".join(cell))
+    out.append("")
 
     iperf = next((r for r in rows if r["kind"] == "iperf"), None)
     if iperf:
@@ -80,6 +93,35 @@ def main():
                     parts.append(f"{srv} at {conns} conns {fmt(v)} MB/s = **{v / lim:.2f}×**")
         out.append(f"Loopback limit (iperf3, 1 stream): {fmt(lim)} MB/s. 1 MB hits as a "
                    f"fraction of it: " + "; ".join(parts) + ".")
+        out.append("")
+
+    px = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r["kind"] == "proxy":
+            px[r["object"]][r["server"]].append(r)
+    if px:
+        has_mf = any("mediaflow" in by for by in px.values())
+        out.append("The ctx path, 50 conns: sluice `/api/proxy?url&ctx` (cached, playlist "
+                   "rewritten per request)"
+                   + (" / mediaflow-proxy-light (`/proxy/hls/manifest.m3u8`, `/proxy/stream`; "
+                      "fetches from the origin each time), then the sluice/mediaflow ratio:"
+                      if has_mf else " (set MEDIAFLOW_BIN for mediaflow-proxy-light's row):"))
+        out.append("")
+        out.append("| object | req/s | p50 ms | p99 ms | CPU s per 1k req |")
+        out.append("|---|---|---|---|---|")
+        for obj in sorted(px, key=lambda o: SIZE_ORDER.get(o, 9)):
+            by = px[obj]
+            cells = []
+            for m, d in [("req_s", None), ("p50_ms", 2), ("p99_ms", 2), ("cpu_s_per_1k", 3)]:
+                s_ = med([r.get(m) for r in by.get("sluice", [])])
+                if has_mf:
+                    n = med([r.get(m) for r in by.get("mediaflow", [])])
+                    cells.append(f"{fmt(s_, d)} / {fmt(n, d)} {ratio(s_, n)}")
+                else:
+                    cells.append(fmt(s_, d))
+            errs = sum(r.get("errors", 0) for srv in by.values() for r in srv)
+            label = "live playlist (~1 KB)" if obj == "pl" else obj.upper().replace("K", " KB")
+            out.append(f"| {label}{' (errors: %d)' % errs if errs else ''} | " + " | ".join(cells) + " |")
         out.append("")
 
     co = [r for r in rows if r["kind"] == "coalesce"]

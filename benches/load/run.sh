@@ -228,6 +228,13 @@ origins:
 cache:
   enabled: true
   memory_bytes: $((256 * 1024 * 1024))
+provider_auth:
+  jwt_secret: bench-provider-jwt-secret-0123456789
+providers:
+  bench:
+    allow_private: true
+    channels:
+      live: {url: "http://127.0.0.1:$ORIGIN_PORT/bench/live.m3u8", type: hls}
 log:
   level: warn
   access_log: false
@@ -292,6 +299,13 @@ hwm_kb() { # VmHWM summed over the server's processes
 }
 # The object a size token names: `pl` is the live playlist, the rest segments.
 obj() { [[ $1 == pl ]] && echo "bench/live.m3u8" || echo "bench/seg-$1.m4s"; }
+user_ticks() { # utime (field 14) summed over the server's processes
+  local t=0 p
+  for p in $(server_pids "$1"); do
+    [[ -r /proc/$p/stat ]] && t=$((t + $(awk '{print $14}' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
 port_of() { [[ $1 == sluice ]] && echo "$SLUICE_PORT" || echo "$NGINX_PORT"; }
 
 RESULTS="$TMP/results.jsonl"
@@ -316,11 +330,11 @@ for srv in sluice nginx; do
 done
 
 run_wrk() { # $1 server, $2 size, $3 conns, $4 rep
-  local srv=$1 size=$2 conns=$3 rep=$4 port c0 c1 out
+  local srv=$1 size=$2 conns=$3 rep=$4 port c0 c1 u0 u1 out
   port=$(port_of "$srv")
   # Reset VmHWM (clear_refs 5, Linux ≥4.0) so each row's peak RSS is that run's own.
   for p in $(server_pids "$srv"); do echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true; done
-  c0=$(cpu_ticks "$srv")
+  c0=$(cpu_ticks "$srv"); u0=$(user_ticks "$srv")
   local perf_pid=""
   if [[ "${PROFILE:-0}" == 1 && $rep == 1 ]] && command -v perf >/dev/null; then
     # Sampling costs a little CPU on the profiled server: the rep-1 figures are then
@@ -331,7 +345,7 @@ run_wrk() { # $1 server, $2 size, $3 conns, $4 rep
   fi
   out=$(timeout $((DURATION + 30)) wrk -t1 -c"$conns" -d"${DURATION}s" --timeout 10s --latency \
     -s "$HERE/wrk_report.lua" "http://127.0.0.1:$port/stream/$(obj "$size")" | awk '/^WRKJSON/ {print $2}')
-  c1=$(cpu_ticks "$srv")
+  c1=$(cpu_ticks "$srv"); u1=$(user_ticks "$srv")
   if [[ -n $perf_pid ]]; then
     wait "$perf_pid" || true
     mkdir -p "$TARGET_DIR/bench-load"
@@ -340,9 +354,9 @@ run_wrk() { # $1 server, $2 size, $3 conns, $4 rep
     cp "$TMP/perf-$srv-$size-$conns.data" "$TARGET_DIR/bench-load/" 2>/dev/null || true
   fi
   [[ -n $out ]] || die "wrk produced no report for $srv $size c=$conns"
-  python3 - "$srv" "$size" "$conns" "$rep" "$out" "$((c1 - c0))" "$(getconf CLK_TCK)" "$(hwm_kb "$srv")" <<'EOF' | tee -a "$RESULTS" >&2
+  python3 - "$srv" "$size" "$conns" "$rep" "$out" "$((c1 - c0))" "$(getconf CLK_TCK)" "$(hwm_kb "$srv")" "$((u1 - u0))" <<'EOF' | tee -a "$RESULTS" >&2
 import json, sys
-srv, size, conns, rep, w, ticks, hz, hwm = sys.argv[1:9]
+srv, size, conns, rep, w, ticks, hz, hwm, uticks = sys.argv[1:10]
 w = json.loads(w)
 secs = w["duration_us"] / 1e6
 req = max(w["requests"], 1)
@@ -350,6 +364,8 @@ print(json.dumps({"kind": "wrk", "server": srv, "size": size, "conns": int(conns
                   "req_s": w["requests"] / secs, "mb_s": w["bytes"] / secs / 1e6,
                   "p50_ms": w["p50_us"] / 1000, "p99_ms": w["p99_us"] / 1000,
                   "cpu_s_per_1k": int(ticks) / int(hz) / req * 1000, "hwm_mb": int(hwm) / 1024,
+                  "user_us_per_req": int(uticks) / int(hz) / req * 1e6,
+                  "sys_us_per_req": (int(ticks) - int(uticks)) / int(hz) / req * 1e6,
                   "socket_errors": w["socket_errors"], "non2xx": w["non2xx"]}))
 EOF
 }
@@ -368,6 +384,81 @@ for rep in $(seq 1 "$REPEATS"); do
   for size in $SIZES; do
     for conns in $CONNS; do
       for srv in $order; do run_wrk "$srv" "$size" "$conns" "$rep"; done
+    done
+  done
+done
+
+# --- the ctx path: /api/proxy vs mediaflow-proxy-light ----------------------------------
+# The same live playlist (rewritten: every URI back through the proxy) and a 16 KB segment,
+# through sluice's `/api/proxy?url&ctx` (cached) and, when MEDIAFLOW_BIN names a built
+# mediaflow-proxy-light, through its `/proxy/hls/manifest.m3u8?d=` and `/proxy/stream?d=`
+# (it caches nothing: each request goes to the origin). One worker each.
+proxy_url() { # $1 server, $2 pl|16k -> the URL a player of that server asks for
+  local o="http://127.0.0.1:$ORIGIN_PORT/$(obj "$2")"
+  case $1 in
+    sluice)
+      if [[ $2 == pl ]]; then echo "http://127.0.0.1:$SLUICE_PORT$PROXY_PL"
+      else echo "http://127.0.0.1:$SLUICE_PORT/api/proxy?url=$(python3 -c 'import sys,urllib.parse;print(urllib.parse.quote(sys.argv[1],safe=""))' "$o")&ctx=$CTX"; fi ;;
+    mediaflow)
+      if [[ $2 == pl ]]; then echo "http://127.0.0.1:$MF_PORT/proxy/hls/manifest.m3u8?d=$o&api_password=bench"
+      else echo "http://127.0.0.1:$MF_PORT/proxy/stream?d=$o&api_password=bench"; fi ;;
+  esac
+}
+JWT=$(python3 - <<'PY'
+import base64, hashlib, hmac, json, time
+b = lambda x: base64.urlsafe_b64encode(x).rstrip(b"=").decode()
+h = b(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+p = b(json.dumps({"sub": "bench", "exp": int(time.time()) + 3600}).encode())
+sig = hmac.new(b"bench-provider-jwt-secret-0123456789", f"{h}.{p}".encode(), hashlib.sha256).digest()
+print(f"{h}.{p}.{b(sig)}")
+PY
+)
+PROXY_PL=$(curl -s --max-time 5 -H "Authorization: Bearer $JWT" "http://127.0.0.1:$SLUICE_PORT/api/providers/bench/channels/live/stream" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])')
+CTX=$(python3 -c 'import sys,urllib.parse as u; print(u.parse_qs(u.urlparse(sys.argv[1]).query)["ctx"][0])' "$PROXY_PL")
+[[ -n $CTX ]] || die "no ctx from the provider stream endpoint"
+PROXY_SERVERS="sluice"
+if [[ -n "${MEDIAFLOW_BIN:-}" ]]; then
+  [[ -x $MEDIAFLOW_BIN ]] || die "MEDIAFLOW_BIN=$MEDIAFLOW_BIN is not an executable"
+  MF_PORT=$(free_port)
+  APP__SERVER__HOST=127.0.0.1 APP__SERVER__PORT=$MF_PORT APP__SERVER__WORKERS=$THREADS \
+    APP__AUTH__API_PASSWORD=bench RUST_LOG=error "$MEDIAFLOW_BIN" >"$TMP/mediaflow.log" 2>&1 &
+  MF_PID=$!
+  PIDS+=("$MF_PID")
+  wait_http "http://127.0.0.1:$MF_PORT/health"
+  PROXY_SERVERS="sluice mediaflow"
+  log "mediaflow-proxy-light on :$MF_PORT ($MEDIAFLOW_BIN)"
+else
+  log "MEDIAFLOW_BIN unset: the /api/proxy rows are sluice's alone"
+fi
+for srv in $PROXY_SERVERS; do
+  for what in pl 16k; do
+    code=$(curl -s -o "$TMP/proxy-check" -w '%{http_code}' --max-time 10 "$(proxy_url "$srv" "$what")")
+    [[ $code == 200 ]] || die "$srv: $(proxy_url "$srv" "$what") answered $code"
+    if [[ $what == pl ]] && ! grep -q 'segment-0000001005' "$TMP/proxy-check"; then die "$srv: the proxied playlist is not the live one"; fi
+    timeout 20 wrk -t1 -c50 -d1s "$(proxy_url "$srv" "$what")" >/dev/null
+  done
+done
+log "/api/proxy runs: [$PROXY_SERVERS], $REPEATS repeats × ${DURATION}s, 50 conns"
+for rep in $(seq 1 "$REPEATS"); do
+  for what in pl 16k; do
+    for srv in $PROXY_SERVERS; do
+      c0=$( [[ $srv == sluice ]] && cpu_ticks sluice || awk '{print $14 + $15}' "/proc/$MF_PID/stat")
+      out=$(timeout $((DURATION + 30)) wrk -t1 -c50 -d"${DURATION}s" --timeout 10s --latency \
+        -s "$HERE/wrk_report.lua" "$(proxy_url "$srv" "$what")" | awk '/^WRKJSON/ {print $2}')
+      c1=$( [[ $srv == sluice ]] && cpu_ticks sluice || awk '{print $14 + $15}' "/proc/$MF_PID/stat")
+      [[ -n $out ]] || die "wrk produced no report for $srv /api/proxy $what"
+      python3 - "$srv" "$what" "$rep" "$out" "$((c1 - c0))" "$(getconf CLK_TCK)" <<'PY' | tee -a "$RESULTS" >&2
+import json, sys
+srv, what, rep, w, ticks, hz = sys.argv[1:7]
+w = json.loads(w)
+secs = w["duration_us"] / 1e6
+req = max(w["requests"], 1)
+print(json.dumps({"kind": "proxy", "server": srv, "object": what, "rep": int(rep),
+                  "req_s": w["requests"] / secs, "p50_ms": w["p50_us"] / 1000,
+                  "p99_ms": w["p99_us"] / 1000, "cpu_s_per_1k": int(ticks) / int(hz) / req * 1000,
+                  "errors": w["socket_errors"] + w["non2xx"]}))
+PY
     done
   done
 done

@@ -169,6 +169,8 @@ pub struct GuardedStream {
     write_timer: Pin<Box<Sleep>>,
     /// The raw 431 being written, and how much of it is out.
     refusing: Option<(Bytes, usize)>,
+    /// Bytes read by [`Peek::try_peek`] (already seen by the header watch), read again first.
+    peeked: Vec<u8>,
     _permit: Permit,
 }
 
@@ -204,6 +206,7 @@ impl GuardedStream {
             write_stalled: false,
             write_timer: Box::pin(tokio::time::sleep_until(now + limits.send_timeout)),
             refusing: None,
+            peeked: Vec::new(),
             limits,
             _permit: permit,
         }
@@ -351,7 +354,14 @@ impl AsyncRead for GuardedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.get_mut().poll_guarded_read(cx, buf)
+        let this = self.get_mut();
+        if !this.peeked.is_empty() {
+            let n = this.peeked.len().min(buf.remaining());
+            buf.put_slice(&this.peeked[..n]);
+            this.peeked.drain(..n);
+            return Poll::Ready(Ok(()));
+        }
+        this.poll_guarded_read(cx, buf)
     }
 }
 
@@ -457,8 +467,23 @@ impl GetSocketDigest for GuardedStream {
 
 #[async_trait]
 impl Peek for GuardedStream {
+    /// Wait for `buf.len()` bytes through the guard (its header deadline applies: a client
+    /// that sends nothing in time gets end of file, counted as a `header_timeout` close) and
+    /// keep them to be read again.
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
+        use tokio::io::AsyncReadExt;
+        let mut got = vec![0u8; buf.len()];
+        let mut filled = std::mem::take(&mut self.peeked);
+        // Bytes already peeked count first.
+        let have = filled.len().min(got.len());
+        got[..have].copy_from_slice(&filled[..have]);
+        if have < got.len() {
+            self.read_exact(&mut got[have..]).await?;
+        }
+        filled.splice(..have, got.iter().copied());
+        buf.copy_from_slice(&got);
+        self.peeked = filled;
+        Ok(true)
     }
 }
 
