@@ -228,6 +228,9 @@ origins:
 cache:
   enabled: true
   memory_bytes: $((256 * 1024 * 1024))
+limits:
+  # One loopback client stands for many players here (the coalescing burst opens 1,000).
+  max_connections_per_ip: 4096
 provider_auth:
   jwt_secret: bench-provider-jwt-secret-0123456789
 providers:
