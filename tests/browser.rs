@@ -12,11 +12,18 @@ use serde_json::Value;
 
 /// Play `url` for `secs` seconds; the player's report.
 fn play(url: &str, secs: u32) -> Value {
+    play_mode(url, secs, "")
+}
+
+/// [`play`] with the page's `mode` (`ll`: low-latency hls.js; `abr`: start on the lowest
+/// variant with a fixed bandwidth prior).
+fn play_mode(url: &str, secs: u32, mode: &str) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/player/run.js");
     let out = Command::new("node")
         .arg(script)
         .arg(url)
         .arg(secs.to_string())
+        .arg(mode)
         .output()
         .expect("node runs");
     assert!(
@@ -234,7 +241,7 @@ fn hls_js_adapts_across_variants_and_a_720p_token_never_gets_1080p() {
             .count()
     };
 
-    let r = play(&token_url("720p"), 8);
+    let r = play_mode(&token_url("720p"), 8, "abr");
     eprintln!("720p token: {r}");
     assert_eq!(r["errors"], serde_json::json!([]), "{r}");
     assert_eq!(r["levels"], 2, "a 720p token lists 480p and 720p only: {r}");
@@ -262,7 +269,7 @@ fn hls_js_adapts_across_variants_and_a_720p_token_never_gets_1080p() {
     );
 
     // The same content with an `auto` token lists (and may reach) 1080p.
-    let r = play(&token_url("auto"), 8);
+    let r = play_mode(&token_url("auto"), 8, "abr");
     eprintln!("auto token: {r}");
     assert_eq!(r["errors"], serde_json::json!([]), "{r}");
     assert_eq!(r["levels"], 3, "{r}");
