@@ -93,8 +93,7 @@ pub mod file {
         pub edge_tls: Option<EdgeTls>,
         /// Accept PROXY protocol headers from `trusted_proxies` on the edge listeners.
         pub proxy_protocol: bool,
-        /// Bytes of an edge connection's write buffer: an answer whose header and body fit
-        /// leaves in one send.
+        /// Bytes of small writes an edge connection holds to send with the next write.
         pub write_buffer: usize,
     }
 
@@ -504,10 +503,10 @@ pub struct EdgeTlsConfig {
     pub key: PathBuf,
 }
 
-/// `listen.write_buffer` default: a response header with a playlist, a key, an init segment
-/// or a 16 KB segment leaves in one send; bigger bodies are written from their own buffers
-/// (no copy) after the header. Measured in README "Performance".
-pub const DEFAULT_WRITE_BUFFER: usize = 32 * 1024;
+/// `listen.write_buffer` default: small writes (a response header, a chunk header, a small
+/// body) held to leave with the next write in one vectored send or at the flush. Measured in
+/// README "Performance".
+pub const DEFAULT_WRITE_BUFFER: usize = 4 * 1024;
 /// The largest `listen.write_buffer`.
 pub const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 
@@ -520,7 +519,7 @@ pub struct Config {
     pub edge_tls: Option<EdgeTlsConfig>,
     /// PROXY protocol from `trusted_proxies` on the edge listeners (`listen.proxy_protocol`).
     pub proxy_protocol: bool,
-    /// An edge connection's write buffer in bytes (`listen.write_buffer`).
+    /// Small writes an edge connection holds, in bytes (`listen.write_buffer`).
     pub write_buffer: usize,
     pub sqlite_path: PathBuf,
     /// The fleet's shared state (`state.redis`); `None`: SQLite and memory, one node.

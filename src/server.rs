@@ -216,7 +216,8 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
     } else {
         Vec::new()
     };
-    let guard_limits = crate::conn::guard::GuardLimits::from_config(limits);
+    let guard_limits =
+        crate::conn::guard::GuardLimits::from_config(limits).with_write_hold(config.write_buffer);
     // One service (one runtime) for both edge listeners; TLS is terminated by the guarded
     // app on the TLS listener's connections (after any PROXY header), so both are plain TCP.
     let mut app = crate::conn::GuardedApp::new(proxy, admission, guard_limits)
@@ -227,9 +228,9 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
         app = app.with_tls(acceptor, t.addr);
     }
     let mut edge = Service::new("sluice edge".into(), app);
-    edge.add_listener(edge_listener(config.edge_addr, config.write_buffer));
+    edge.add_listener(edge_listener(config.edge_addr));
     if let Some(t) = &config.edge_tls {
-        edge.add_listener(edge_listener(t.addr, config.write_buffer));
+        edge.add_listener(edge_listener(t.addr));
     }
     server.add_service(edge);
 
@@ -262,20 +263,16 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
     })
 }
 
-/// An edge listening socket. Pingora's default write buffer is 1,460 bytes, so a response
-/// header and its body left in separate TCP sends; with `listen.write_buffer` bytes, an answer
-/// whose header and body fit leaves in one (measured: a 1 KB playlist or a 16 KB segment hit
-/// costs ~15% less CPU). A body at least that large is written from its own buffer after the
-/// header, as before: copying it would cost more than the send it saves (a 60 KB part was
-/// slower through a 64 KiB buffer). The read buffer stays Pingora's.
-fn edge_listener(
-    addr: std::net::SocketAddr,
-    write_buffer: usize,
-) -> pingora_core::listeners::ListenerConfig {
+/// An edge listening socket. Its write buffer is off: the connection guard holds small
+/// writes and sends them with the next one in one vectored send
+/// ([`crate::conn::guard::GuardedStream`]), which a copying buffer cannot do without copying
+/// every body. (Pingora's default 1,460-byte buffer sent a header and its body in two sends;
+/// a 32/64 KiB buffer sent them in one but copied the body: 60 KB parts got slower.)
+fn edge_listener(addr: std::net::SocketAddr) -> pingora_core::listeners::ListenerConfig {
     use pingora_core::protocols::l4::stream::L4BufferSettings;
     pingora_core::listeners::ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings {
         read: None,
-        write: Some(write_buffer),
+        write: Some(0),
     })
 }
 
