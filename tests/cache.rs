@@ -5,7 +5,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::{admin_key, client, metric, random_bytes, Reply, Sluice, TestOrigin};
+use common::{admin_key, client, metric, metrics, random_bytes, Reply, Sluice, TestOrigin};
 use futures::StreamExt;
 
 fn cfg(origin: &common::RunningOrigin, extra: &str) -> String {
@@ -13,17 +13,6 @@ fn cfg(origin: &common::RunningOrigin, extra: &str) -> String {
         "origins:\n  bucket: {}\n  read_timeout: 10s\n{extra}",
         origin.url()
     )
-}
-
-async fn metrics(s: &Sluice) -> String {
-    client()
-        .get(s.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{client, metric, random_bytes, Reply, Sluice, TestOrigin};
+use common::{client, metric, metrics, random_bytes, Reply, Sluice, TestOrigin};
 use futures::StreamExt;
 
 fn cfg(origin: &common::RunningOrigin, extra: &str) -> String {
@@ -17,17 +17,6 @@ fn cfg(origin: &common::RunningOrigin, extra: &str) -> String {
         "origins:\n  bucket: {}\n  read_timeout: 10s\n{extra}",
         origin.url()
     )
-}
-
-async fn metrics(s: &Sluice) -> String {
-    client()
-        .get(s.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 /// A player on a bad network: sends its request, reads the header and the first `first`

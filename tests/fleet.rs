@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{
-    admin_key, client, free_port_on, metric, random_bytes, Reply, RunningOrigin, Sluice, TestOrigin,
+    admin_key, client, free_port_on, metric, metrics, random_bytes, Reply, RunningOrigin, Sluice,
+    TestOrigin,
 };
 use futures::StreamExt;
 use sluice::fleet::auth;
@@ -111,17 +112,6 @@ fn node_config(
         origin.url(),
         peers.join(", "),
     )
-}
-
-async fn metrics(s: &Sluice) -> String {
-    client()
-        .get(s.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 async fn fleet_metric(s: &Sluice, series: &str) -> f64 {

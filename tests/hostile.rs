@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{admin_key, client, metric, random_bytes, Reply, Sluice, TestOrigin};
+use common::{admin_key, client, metric, metrics, random_bytes, Reply, Sluice, TestOrigin};
 
 fn limits(origin: &common::RunningOrigin, extra: &str) -> String {
     format!(
@@ -39,17 +39,6 @@ fn origin() -> common::RunningOrigin {
         )
         .route("/h/v/broken.ts", Reply::status(503))
         .start()
-}
-
-async fn metrics(s: &Sluice) -> String {
-    client()
-        .get(s.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{admin_key, client, free_port, Reply, RunningOrigin, Sluice, TestOrigin};
+use common::{admin_key, client, free_port, metrics, Reply, RunningOrigin, Sluice, TestOrigin};
 use serde_json::Value;
 
 const STREAM_SECRET: &str = "operating-test-stream-secret-0123456789";
@@ -105,17 +105,6 @@ async fn drive(s: &Sluice) {
         limited += usize::from(r.status() == 429);
     }
     assert!(limited > 0, "admin.rate_limit_api did not refuse");
-}
-
-async fn scrape(s: &Sluice) -> String {
-    client()
-        .get(s.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 /// Every PromQL expression of the dashboard (panel targets).
@@ -220,7 +209,7 @@ async fn metrics_pass_promtool_and_contain_every_name_the_dashboard_and_rules_us
     let o = origin();
     let s = Sluice::start(&config(&o, ""));
     drive(&s).await;
-    let text = scrape(&s).await;
+    let text = metrics(&s).await;
 
     let mut check = tool("promtool")
         .args(["check", "metrics"])
@@ -554,7 +543,7 @@ async fn per_stream_series_stay_bounded_against_invented_hashes() {
     // And the configured content spelled another way is still the configured series.
     assert_eq!(get(&s, "/stream/MOVIE-OPEN/seg1.ts").await, 200);
 
-    let text = scrape(&s).await;
+    let text = metrics(&s).await;
     let configured = 2;
     for family in [
         "sluice_stream_requests_total",

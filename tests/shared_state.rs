@@ -13,8 +13,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    client, fleet_admin_key, metric, random_bytes, sluice_bin, RedisServer, Reply, RunningOrigin,
-    Sluice, TestOrigin,
+    client, fleet_admin_key, metric, metrics, random_bytes, sluice_bin, RedisServer, Reply,
+    RunningOrigin, Sluice, TestOrigin,
 };
 use serde_json::{json, Value};
 
@@ -200,17 +200,6 @@ async fn health(s: &Sluice) -> Value {
         .await
         .unwrap()
         .json()
-        .await
-        .unwrap()
-}
-
-async fn metrics(s: &Sluice) -> String {
-    client()
-        .get(s.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
         .await
         .unwrap()
 }

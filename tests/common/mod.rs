@@ -559,6 +559,18 @@ pub fn random_bytes(len: usize, seed: u64) -> Bytes {
     Bytes::from(v)
 }
 
+/// A scrape of the admin listener's `/metrics`.
+pub async fn metrics(s: &Sluice) -> String {
+    client()
+        .get(s.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The value of a metric line (exact label string) in Prometheus text, or 0.
 pub fn metric(text: &str, series: &str) -> f64 {
     text.lines()
