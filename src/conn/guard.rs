@@ -395,6 +395,54 @@ impl GuardedStream {
         }
         Poll::Ready(Ok(()))
     }
+
+    /// A write (one slice from `poll_write`, several from `poll_write_vectored`): held when
+    /// it fits the hold, else sent after the held bytes, together with them below
+    /// [`COMBINE_BELOW`]. Ready with how many of `bufs`' bytes were taken.
+    fn poll_write_slices(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if self.held.len() + total <= self.limits.write_hold {
+            for b in bufs {
+                self.held.extend_from_slice(b);
+            }
+            return Poll::Ready(Ok(total));
+        }
+        if total >= COMBINE_BELOW {
+            match self.poll_send_held(cx) {
+                Poll::Ready(Ok(())) => {}
+                other => return other.map(|r| r.map(|()| 0)),
+            }
+        }
+        while !self.held.is_empty() {
+            // The held bytes first, then as many of `bufs` as one call takes.
+            let mut all = [io::IoSlice::new(&[]); 8];
+            all[0] = io::IoSlice::new(&self.held);
+            let n = bufs.len().min(all.len() - 1);
+            all[1..=n].copy_from_slice(&bufs[..n]);
+            let r = Pin::new(&mut self.inner).poll_write_vectored(cx, &all[..=n]);
+            match self.stall(cx, r) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(sent)) if sent > self.held.len() => {
+                    let of_bufs = sent - self.held.len();
+                    self.held.clear();
+                    return Poll::Ready(Ok(of_bufs));
+                }
+                Poll::Ready(Ok(sent)) => {
+                    self.held.drain(..sent);
+                }
+                other => return other,
+            }
+        }
+        let r = match bufs {
+            [one] => Pin::new(&mut self.inner).poll_write(cx, one),
+            _ => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
+        };
+        self.stall(cx, r)
+    }
 }
 
 /// Writes of at least this many bytes leave in their own send, after the held bytes: measured
@@ -417,35 +465,8 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.held.len() + buf.len() <= this.limits.write_hold {
-            this.held.extend_from_slice(buf);
-            return Poll::Ready(Ok(buf.len()));
-        }
-        if buf.len() >= COMBINE_BELOW {
-            match this.poll_send_held(cx) {
-                Poll::Ready(Ok(())) => {}
-                other => return other.map(|r| r.map(|()| 0)),
-            }
-        }
-        while !this.held.is_empty() {
-            let bufs = [io::IoSlice::new(&this.held), io::IoSlice::new(buf)];
-            let r = Pin::new(&mut this.inner).poll_write_vectored(cx, &bufs);
-            match this.stall(cx, r) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) if n > this.held.len() => {
-                    let of_buf = n - this.held.len();
-                    this.held.clear();
-                    return Poll::Ready(Ok(of_buf));
-                }
-                Poll::Ready(Ok(n)) => {
-                    this.held.drain(..n);
-                }
-                other => return other,
-            }
-        }
-        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.stall(cx, r)
+        self.get_mut()
+            .poll_write_slices(cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -453,41 +474,7 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if this.held.len() + total <= this.limits.write_hold {
-            for b in bufs {
-                this.held.extend_from_slice(b);
-            }
-            return Poll::Ready(Ok(total));
-        }
-        if total >= COMBINE_BELOW {
-            match this.poll_send_held(cx) {
-                Poll::Ready(Ok(())) => {}
-                other => return other.map(|r| r.map(|()| 0)),
-            }
-        }
-        while !this.held.is_empty() {
-            let mut all = Vec::with_capacity(bufs.len() + 1);
-            all.push(io::IoSlice::new(&this.held));
-            all.extend(bufs.iter().map(|b| io::IoSlice::new(b)));
-            let r = Pin::new(&mut this.inner).poll_write_vectored(cx, &all);
-            drop(all);
-            match this.stall(cx, r) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) if n > this.held.len() => {
-                    let of_bufs = n - this.held.len();
-                    this.held.clear();
-                    return Poll::Ready(Ok(of_bufs));
-                }
-                Poll::Ready(Ok(n)) => {
-                    this.held.drain(..n);
-                }
-                other => return other,
-            }
-        }
-        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.stall(cx, r)
+        self.get_mut().poll_write_slices(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -584,17 +571,15 @@ impl Peek for GuardedStream {
     /// keep them to be read again.
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         use tokio::io::AsyncReadExt;
-        let mut got = vec![0u8; buf.len()];
-        let mut filled = std::mem::take(&mut self.peeked);
-        // Bytes already peeked count first.
-        let have = filled.len().min(got.len());
-        got[..have].copy_from_slice(&filled[..have]);
-        if have < got.len() {
-            self.read_exact(&mut got[have..]).await?;
+        // Taken out while reading, so the read below comes from the socket, not from them.
+        let mut peeked = std::mem::take(&mut self.peeked);
+        let have = peeked.len();
+        if have < buf.len() {
+            peeked.resize(buf.len(), 0);
+            self.read_exact(&mut peeked[have..]).await?;
         }
-        filled.splice(..have, got.iter().copied());
-        buf.copy_from_slice(&got);
-        self.peeked = filled;
+        buf.copy_from_slice(&peeked[..buf.len()]);
+        self.peeked = peeked;
         Ok(true)
     }
 }
