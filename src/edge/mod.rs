@@ -200,6 +200,9 @@ impl Target {
 #[derive(Debug, Clone)]
 pub struct MediaTarget {
     pub path: StreamPath,
+    /// The publisher directory the hash resolved to when it is a registered stream id
+    /// (resolved once, in `request_filter`; `None` for a node's request: its node resolved).
+    pub publisher: Option<String>,
     /// Path and query sent to the origin.
     pub upstream_path: String,
     /// Primary cache key: scheme, host and path of the upstream object (and the LL-HLS

@@ -162,14 +162,10 @@ fn stream_label(edge: &Edge, ctx: &RequestCtx, admit: bool) -> Option<(&'static 
     match ctx.target.as_ref()? {
         Target::Stream(media) => {
             let hash = media.path.hash.as_str();
+            // The stream-id resolution is the one the request was routed by.
             let known = match edge.state.config.access.streaming.content_by_hash(hash) {
                 Some(c) => Some(c.hash.as_str()),
-                None => edge
-                    .state
-                    .streams
-                    .publisher_for(hash)
-                    .is_some()
-                    .then_some(hash),
+                None => media.publisher.is_some().then_some(hash),
             };
             Some((
                 "stream",

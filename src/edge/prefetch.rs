@@ -198,12 +198,14 @@ fn fill_for(edge: &Edge, playlist: &Target, uri: &str) -> Option<Fill> {
             if sp.hash != m.path.hash || sp.kind.is_manifest() {
                 return None;
             }
-            let dir = edge.state.streams.dir_for(&sp.hash);
-            let upstream_path = edge.upstream.object_path(&dir, &sp.rest_encoded());
+            // The same hash as the playlist's: its resolution holds.
+            let dir = m.publisher.as_deref().unwrap_or(&sp.hash);
+            let upstream_path = edge.upstream.object_path(dir, &sp.rest_encoded());
             let cache_primary = edge.upstream.cache_primary(&upstream_path);
             Some(Fill {
                 target: FillTarget::Ready(Target::Stream(MediaTarget {
                     path: sp,
+                    publisher: m.publisher.clone(),
                     upstream_path,
                     cache_primary,
                     blocking: false,

@@ -132,10 +132,11 @@ pub(super) async fn request(
             };
             // One resolution of the hash (stream id → publisher, configured content wins)
             // feeds both the gate and the fetch: they judge and fetch the same object.
-            let dir = match from_peer {
-                Some(_) => sp.hash.clone(),
-                None => edge.state.streams.dir_for(&sp.hash),
+            let publisher = match from_peer {
+                Some(_) => None,
+                None => edge.state.streams.publisher_for(&sp.hash),
             };
+            let dir = publisher.clone().unwrap_or_else(|| sp.hash.clone());
             if from_peer.is_some() {
                 ctx.class = RouteClass::Fleet;
                 ctx.fleet.from_peer = from_peer;
@@ -158,6 +159,7 @@ pub(super) async fn request(
             let gated_playlist = ctx.gate.is_some() && sp.kind.is_manifest();
             let target = Target::Stream(MediaTarget {
                 path: sp,
+                publisher,
                 upstream_path,
                 cache_primary,
                 blocking,
