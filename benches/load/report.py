@@ -14,6 +14,13 @@ from collections import defaultdict
 SIZE_ORDER = {"pl": 0, "16k": 1, "60k": 2, "256k": 3, "1m": 4, "2m": 5}
 
 
+def object_label(size):
+    """The table label of a size token of run.sh (`pl`: the live playlist)."""
+    if size == "pl":
+        return "live playlist (~1 KB)"
+    return size.upper().replace("K", " KB").replace("M", " MB")
+
+
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -63,8 +70,7 @@ def main():
             cells.append(f"{fmt(s, d)} / {fmt(n, d)} {ratio(s, n)}")
         errs = sum(r.get("socket_errors", 0) + r.get("non2xx", 0)
                    for srv in by.values() for r in srv)
-        label = ("live playlist (~1 KB)" if size == "pl"
-                 else size.upper().replace("K", " KB").replace("M", " MB"))
+        label = object_label(size)
         out.append(f"| {label}{' (errors: %d)' % errs if errs else ''} | {conns} | "
                    + " | ".join(cells) + " |")
     out.append("")
@@ -120,7 +126,7 @@ def main():
                 else:
                     cells.append(fmt(s_, d))
             errs = sum(r.get("errors", 0) for srv in by.values() for r in srv)
-            label = "live playlist (~1 KB)" if obj == "pl" else obj.upper().replace("K", " KB")
+            label = object_label(obj)
             out.append(f"| {label}{' (errors: %d)' % errs if errs else ''} | " + " | ".join(cells) + " |")
         out.append("")
 

@@ -284,6 +284,7 @@ server_pids() {
   case $1 in
     sluice) echo "$SLUICE_PID" ;;
     nginx) echo "$NGINX_MASTER" $(pgrep -P "$NGINX_MASTER" || true) ;;
+    mediaflow) echo "$MF_PID" ;;
   esac
 }
 cpu_ticks() { # utime+stime (fields 14, 15) summed over the server's processes
@@ -446,10 +447,10 @@ log "/api/proxy runs: [$PROXY_SERVERS], $REPEATS repeats × ${DURATION}s, 50 con
 for rep in $(seq 1 "$REPEATS"); do
   for what in pl 16k; do
     for srv in $PROXY_SERVERS; do
-      c0=$( [[ $srv == sluice ]] && cpu_ticks sluice || awk '{print $14 + $15}' "/proc/$MF_PID/stat")
+      c0=$(cpu_ticks "$srv")
       out=$(timeout $((DURATION + 30)) wrk -t1 -c50 -d"${DURATION}s" --timeout 10s --latency \
         -s "$HERE/wrk_report.lua" "$(proxy_url "$srv" "$what")" | awk '/^WRKJSON/ {print $2}')
-      c1=$( [[ $srv == sluice ]] && cpu_ticks sluice || awk '{print $14 + $15}' "/proc/$MF_PID/stat")
+      c1=$(cpu_ticks "$srv")
       [[ -n $out ]] || die "wrk produced no report for $srv /api/proxy $what"
       python3 - "$srv" "$what" "$rep" "$out" "$((c1 - c0))" "$(getconf CLK_TCK)" <<'PY' | tee -a "$RESULTS" >&2
 import json, sys
