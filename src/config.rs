@@ -603,8 +603,20 @@ impl Config {
 impl Config {
     /// sluice's own listening addresses: never a proxy target.
     pub fn own_listeners(&self) -> Vec<SocketAddr> {
-        let mut v = vec![self.edge_addr, self.admin_addr];
-        v.extend(self.edge_tls.as_ref().map(|t| t.addr));
+        self.listeners().into_iter().map(|(_, a)| a).collect()
+    }
+
+    /// Every TCP listener with the key that configures it.
+    pub fn listeners(&self) -> Vec<(&'static str, SocketAddr)> {
+        let mut v = vec![
+            ("listen.edge", self.edge_addr),
+            ("listen.admin", self.admin_addr),
+        ];
+        v.extend(
+            self.edge_tls
+                .as_ref()
+                .map(|t| ("listen.edge_tls.address", t.addr)),
+        );
         v
     }
 

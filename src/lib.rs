@@ -17,6 +17,7 @@ pub mod client;
 pub mod config;
 pub mod conn;
 pub mod crypto;
+pub mod daemon;
 pub mod edge;
 pub mod fleet;
 pub mod housekeeping;

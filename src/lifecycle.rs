@@ -6,7 +6,7 @@
 //! | `SIGTERM` | graceful stop: stop accepting, `/health` answers `503 draining`, in-flight responses finish (up to `server.grace_period_seconds`, default 30), then exit — as soon as nothing is in flight |
 //! | `SIGQUIT` | graceful upgrade: once a new `sluice serve --upgrade` listens on `server.upgrade_sock`, hand it the listening sockets, then drain as for `SIGTERM`. If none listens within `shutdown.upgrade_wait` (30 s), keep serving and log an error (never probe by connecting: the new process accepts exactly once) |
 //! | `SIGHUP` | reopen `server.error_log` (daemon mode) for logrotate; configuration reloads go through the graceful upgrade |
-//! | `SIGINT` | fast stop |
+//! | `SIGINT` | fast stop: the access log is flushed (at most 2 s) and the process exits at once, without waiting for in-flight responses |
 //!
 //! Pingora broadcasts the shutdown and then sleeps the whole grace period; the drain watcher
 //! here ends the process as soon as the listeners are closed and no request is in flight
@@ -44,6 +44,43 @@ pub fn work_started() {
 
 pub fn work_done() {
     IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// `server.pid_file` once this process wrote it ([`crate::daemon`]): removed on exit unless a
+/// successor has written its own pid there since.
+static PID_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Remember the pid file this process wrote, for [`exit_process`].
+pub fn own_pid_file(path: PathBuf) {
+    let _ = PID_FILE.set(path);
+}
+
+/// End the process now: the one way sluice exits once it serves. The pid file goes (when it
+/// still names this process), and nothing waits on Pingora's runtimes: a runtime shut down
+/// under load can leave an accept loop spinning on `Accept() failed` forever, and the
+/// process with it (Pingora's fast shutdown never tells the accept loops to stop).
+pub fn exit_process(code: i32) -> ! {
+    if let Some(p) = PID_FILE.get() {
+        crate::daemon::remove_pid_file_if_ours(p);
+    }
+    std::process::exit(code)
+}
+
+/// SIGINT: flush the access log (at most 2 s), then exit without draining.
+fn fast_stop() -> ! {
+    tracing::info!("SIGINT: fast stop; flushing the access log and exiting");
+    drained_channel().send_replace(true);
+    wait_flushed(Duration::from_secs(2));
+    tracing::info!("exiting");
+    exit_process(0)
+}
+
+fn wait_flushed(limit: Duration) {
+    let mut flushed = flushed_channel().subscribe();
+    let deadline = Instant::now() + limit;
+    while !*flushed.borrow_and_update() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Set once the process has drained: the access-log writer flushes and stops on it.
@@ -212,7 +249,8 @@ impl ShutdownSignalWatch for Signals {
                     return ShutdownSignal::GracefulTerminate;
                 }
                 _ = int.recv() => {
-                    drained_channel().send_replace(true);
+                    // Off the runtime: the flush it waits for runs on a runtime too.
+                    let _ = tokio::task::spawn_blocking(|| fast_stop()).await;
                     return ShutdownSignal::FastShutdown;
                 }
                 _ = hup.recv() => self.reopen_logs(),
@@ -253,13 +291,9 @@ fn watch_drain(mut phases: broadcast::Receiver<ExecutionPhase>) {
         "drained: nothing in flight; flushing the access log and exiting"
     );
     drained_channel().send_replace(true);
-    let mut flushed = flushed_channel().subscribe();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !*flushed.borrow_and_update() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_flushed(Duration::from_secs(5));
     tracing::info!("exiting");
-    std::process::exit(0);
+    exit_process(0);
 }
 
 #[cfg(test)]

@@ -63,12 +63,19 @@ enum Command {
     ///
     /// Opens (and migrates) the SQLite state file, starts the edge listener (listen.edge),
     /// the admin listener (listen.admin) and, for a `dir:` bucket, the built-in file origin.
-    /// Runs until signalled.
+    /// Runs until signalled. Once every listener listens, writes server.pid_file.
+    ///
+    /// With server.daemon: true (the shipped systemd unit, Type=forking) it starts itself
+    /// again in the background and exits 0 once that daemon serves, or 1 with the daemon's
+    /// reason when it cannot start; the daemon's output then goes to server.error_log.
     Serve {
         /// Take the listening sockets over from a running sluice (after SIGQUIT to it);
         /// needs server.upgrade_sock to match.
         #[arg(long)]
         upgrade: bool,
+        /// Internal: this process is the daemon a `server.daemon: true` start detached.
+        #[arg(long, hide = true)]
+        detached: bool,
     },
     /// Manage admin API keys in the state database (works while sluice is running).
     ///
@@ -300,32 +307,43 @@ fn main() -> ExitCode {
                 sluice::cli::seal_clearkey(&config, &kid, &key_hex),
             ),
         },
-        Command::Serve { upgrade } => {
-            let config = match Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            sluice::logging::init(&config.log.level, config.log.json);
-            tracing::info!(
-                version = env!("CARGO_PKG_VERSION"),
-                config = %config.source,
-                edge = %config.edge_addr,
-                admin = %config.admin_addr,
-                "starting sluice"
-            );
-            match sluice::server::build(config, upgrade) {
-                Ok(s) => {
-                    s.run();
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("sluice: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+        Command::Serve { upgrade, detached } => serve(&config, upgrade, detached),
+    }
+}
+
+/// `sluice serve`: validate, detach when `server.daemon` asks for it, build and run.
+fn serve(path: &std::path::Path, upgrade: bool, detached: bool) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
         }
+    };
+    let server = config.server_conf();
+    let settings = sluice::daemon::DaemonSettings::from_server_conf(&server);
+    if server.daemon && !detached {
+        // Nothing has been opened yet: the daemon opens everything itself.
+        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        return sluice::daemon::detach(&settings, &args);
+    }
+    let startup = sluice::daemon::Startup::new(
+        detached,
+        &settings,
+        PathBuf::from(&server.pid_file),
+        config.listeners(),
+    );
+    sluice::logging::init(&config.log.level, config.log.json);
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %config.source,
+        edge = %config.edge_addr,
+        admin = %config.admin_addr,
+        daemon = detached,
+        "starting sluice"
+    );
+    match sluice::server::build(config, upgrade) {
+        Ok(s) => s.run(startup),
+        Err(e) => startup.fail(&e.to_string()),
     }
 }

@@ -44,10 +44,13 @@ pub struct Sluice {
 impl Sluice {
     /// Serve until stopped: sluice's own signal handling ([`crate::lifecycle`]) in place of
     /// Pingora's, so a stop drains in-flight responses and exits as soon as they are done.
-    pub fn run(self) {
+    /// `startup` reports readiness (pid file; the daemon's parent) once every listener listens.
+    pub fn run(self, startup: crate::daemon::Startup) -> ! {
         let conf = self.server.configuration.clone();
         let phases = self.server.watch_execution_phase();
-        let error_log = if conf.daemon {
+        // The daemon's stderr is server.error_log (reopened on SIGHUP); in the foreground it
+        // is whatever the operator gave it.
+        let error_log = if startup.detached() {
             conf.error_log.as_ref().map(PathBuf::from)
         } else {
             None
@@ -58,11 +61,13 @@ impl Sluice {
             self.shared.config.upgrade_wait,
             phases,
         );
+        startup.report_when_listening();
         self.server.run(pingora_core::server::RunArgs {
             shutdown_signal: Box::new(signals),
         });
         tracing::info!("stopped");
         drop(self.lock);
+        crate::lifecycle::exit_process(0)
     }
 }
 
@@ -73,14 +78,7 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
     // is written, and no socket replaced, before both hold.
     let lock = crate::instance::acquire(&state_dir(&config), upgrade).map_err(StartError::Setup)?;
     if !upgrade {
-        let mut listeners = vec![
-            ("listen.edge", config.edge_addr),
-            ("listen.admin", config.admin_addr),
-        ];
-        if let Some(t) = &config.edge_tls {
-            listeners.push(("listen.edge_tls.address", t.addr));
-        }
-        crate::instance::check_listeners(&listeners).map_err(StartError::Setup)?;
+        crate::instance::check_listeners(&config.listeners()).map_err(StartError::Setup)?;
     }
     let db = Db::open(&config.sqlite_path)?;
     let stores = Stores::open(&db, &config)?;
@@ -170,12 +168,13 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
             .chain(shared.streams.players()),
     );
 
-    let server_conf = config.server_conf();
-    // `server.daemon: true` forks into the background after binding (systemd Type=forking with
-    // PIDFile=server.pid_file, which is how Pingora's graceful upgrade works under systemd).
+    let mut server_conf = config.server_conf();
+    // `server.daemon: true` has been handled before anything was opened ([`crate::daemon`]):
+    // Pingora's own daemon mode would fork here, leaving every thread started above behind.
+    server_conf.daemon = false;
     let opt = pingora_core::server::configuration::Opt {
         upgrade,
-        daemon: server_conf.daemon,
+        daemon: false,
         ..Default::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);

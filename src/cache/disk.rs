@@ -25,6 +25,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -207,7 +208,8 @@ impl DiskTier {
             path: root.to_path_buf(),
             source,
         };
-        fs::create_dir_all(root.join("tmp")).map_err(open_err)?;
+        private_dir(root).map_err(open_err)?;
+        private_dir(&root.join("tmp")).map_err(open_err)?;
         // Temp files are writes a crash interrupted: never renamed, never valid.
         for entry in fs::read_dir(root.join("tmp")).map_err(open_err)?.flatten() {
             let _ = fs::remove_file(entry.path());
@@ -472,7 +474,13 @@ impl Inner {
             self.counters.writes.load(Ordering::Relaxed)
         ));
         {
-            let mut f = File::create(&tmp)?;
+            // Cached media may be gated content: owner only, whatever the umask.
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
             for part in [
                 &fixed[..],
                 primary,
@@ -488,7 +496,7 @@ impl Inner {
             + job.body.len() as u64;
         let dest = self.path_of(&job.hash);
         let dir = self.root.join(&name[..2]);
-        fs::create_dir_all(&dir)?;
+        private_dir(&dir)?;
         // Checked and renamed under the index lock, so an invalidation either sees the file
         // (and deletes it) or is seen here (and the write is dropped).
         let mut index = self.index.lock();
@@ -623,6 +631,16 @@ fn index_entry(path: &Path) -> Option<(HashBinary, u64, SystemTime, Option<Box<s
         .then(|| String::from_utf8(primary).ok().map(String::into_boxed_str))
         .flatten();
     Some((hash, meta.len(), meta.modified().ok()?, primary))
+}
+
+/// Create `dir` (and its missing parents) `0700` whatever the umask: the disk tier's files
+/// are the cache's bodies, for sluice alone. A directory that exists keeps its mode.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 #[cfg(test)]

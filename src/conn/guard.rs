@@ -202,11 +202,13 @@ impl GuardedStream {
         let http2 = matches!(inner.selected_alpn_proto(), Some(ALPN::H2));
         let now = Instant::now();
         let signal = RequestSignal::default();
-        if http2 {
-            // HTTP/2 streams are not reported one by one: the connection is the work (on a
-            // graceful stop Pingora sends GOAWAY and it ends with its last stream).
-            signal.set_busy(true);
-        }
+        // A fresh connection is work from its accept: its first request is on the way (a
+        // client descheduled between connect and send is still a player), so a drain waits
+        // for it — within the header deadline — instead of exiting under it (the close
+        // would reset a request that was about to be sent). HTTP/2 streams are not reported
+        // one by one: the connection is the work (on a graceful stop Pingora sends GOAWAY
+        // and it ends with its last stream).
+        signal.set_busy(true);
         GuardedStream {
             inner,
             signal,
@@ -561,6 +563,33 @@ impl GetSocketDigest for GuardedStream {
 
     fn set_socket_digest(&mut self, digest: SocketDigest) {
         self.inner.set_socket_digest(digest)
+    }
+}
+
+impl GuardedStream {
+    /// Read a fresh connection's first request header through the guard (its deadline and
+    /// size ceiling apply) and keep the bytes to be read again, so Pingora parses a complete
+    /// header at once. Pingora gives up a request header still arriving when its service
+    /// begins to shut down: without this, a drain or a graceful upgrade reset every new
+    /// connection whose header came in more than one read. HTTP/2 waits for the first bytes
+    /// of its preface only (its streams are Pingora's to bound). `false`: the client closed,
+    /// or sent no complete header in time (counted where that was decided).
+    pub async fn read_first_header(&mut self) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 4096];
+        loop {
+            // Taken out while reading, so the read comes from the socket, not from them.
+            let mut peeked = std::mem::take(&mut self.peeked);
+            let n = match self.read(&mut chunk).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => n,
+            };
+            peeked.extend_from_slice(&chunk[..n]);
+            self.peeked = peeked;
+            if self.http2 || self.header.ended {
+                return true;
+            }
+        }
     }
 }
 

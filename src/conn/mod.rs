@@ -182,33 +182,17 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
                 }
             }
         };
-        let guarded: Stream = Box::new(GuardedStream::new(stream, permit, self.limits.clone()));
+        let mut guarded = GuardedStream::new(stream, permit, self.limits.clone());
         // Through the guard: its header deadline (started with it) bounds the wait.
-        let guarded = first_byte(guarded).await?;
-        ServerApp::process_new(&self.inner, guarded, shutdown).await
+        if !guarded.read_first_header().await {
+            return None;
+        }
+        ServerApp::process_new(&self.inner, Box::new(guarded), shutdown).await
     }
 
     async fn cleanup(&self) {
         // Wakes the proxy's kept-alive connections waiting for a request, so they close.
         ServerApp::cleanup(&*self.inner).await;
-    }
-}
-
-/// Wait (within the connection's header deadline) until a fresh connection's first request byte is in,
-/// then hand the connection on with that byte put back.
-///
-/// Pingora drops a connection that is still waiting for a request header when the service
-/// begins to shut down (a drain or a graceful upgrade). That is right for an idle kept-alive
-/// connection — its client retries — but a *new* connection accepted a moment before the
-/// shutdown has a request on the way whose client sees it fail (`IncompleteMessage`, a
-/// request lost in an upgrade under load). With the first byte already in, Pingora's read of
-/// the request header wins its race with the shutdown and the request is answered. `None`:
-/// the client closed, or sent nothing before the header deadline (counted there).
-async fn first_byte(mut stream: Stream) -> Option<Stream> {
-    let mut one = [0u8; 1];
-    match stream.try_peek(&mut one).await {
-        Ok(_) => Some(stream),
-        Err(_) => None,
     }
 }
 

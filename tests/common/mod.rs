@@ -293,8 +293,158 @@ pub fn sluice_bin() -> String {
 /// Tests stop sluice at once unless they test stopping.
 pub const QUICK_STOP: &str = "  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\n";
 
+/// How the harness runs sluice: in the foreground (a child of the test), or as the shipped
+/// unit does, `server.daemon: true` (the started process exits once its daemon serves).
+/// `SLUICE_TEST_MODE=daemon` runs every harness start of a test binary as a daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Foreground,
+    Daemon,
+}
+
+impl Mode {
+    /// The mode of this run: `SLUICE_TEST_MODE` (`daemon` or `foreground`, default).
+    pub fn from_env() -> Mode {
+        match std::env::var("SLUICE_TEST_MODE").as_deref() {
+            Ok("daemon") => Mode::Daemon,
+            _ => Mode::Foreground,
+        }
+    }
+
+    /// Both modes, for tests parametrized over them.
+    pub const ALL: [Mode; 2] = [Mode::Foreground, Mode::Daemon];
+}
+
+/// A sluice process: the test's child (foreground) or the daemon its child started.
+pub enum Proc {
+    Child(Child),
+    /// The daemon, reparented to this test process (a child subreaper), so it can be waited for;
+    /// `None` once reaped.
+    Daemon(i32, Option<std::process::ExitStatus>),
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        match self {
+            Proc::Child(c) => c.id(),
+            Proc::Daemon(pid, _) => *pid as u32,
+        }
+    }
+
+    pub fn kill(&mut self) {
+        match self {
+            Proc::Child(c) => {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            Proc::Daemon(_, Some(_)) => {}
+            Proc::Daemon(pid, exited) => {
+                // SAFETY: kill(2) and waitpid(2) on a pid this process reaps (not yet reaped).
+                unsafe {
+                    if libc::kill(*pid, libc::SIGKILL) == 0 {
+                        let mut status = 0;
+                        libc::waitpid(*pid, &mut status, 0);
+                        *exited = Some(std::os::unix::process::ExitStatusExt::from_raw(status));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The exit status, once the process has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        use std::os::unix::process::ExitStatusExt;
+        match self {
+            Proc::Child(c) => c.try_wait().ok().flatten(),
+            Proc::Daemon(_, Some(status)) => Some(*status),
+            Proc::Daemon(pid, exited) => {
+                let mut status = 0;
+                // SAFETY: waitpid(2) on a pid this process reaps; WNOHANG never blocks.
+                let r = unsafe { libc::waitpid(*pid, &mut status, libc::WNOHANG) };
+                if r == *pid {
+                    *exited = Some(std::process::ExitStatus::from_raw(status));
+                }
+                *exited
+            }
+        }
+    }
+}
+
+/// Make this test process the reaper of its orphaned descendants: a daemon whose starting
+/// process exited becomes its child, so its exit status can be read.
+pub fn become_subreaper() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: prctl(2) with PR_SET_CHILD_SUBREAPER takes an integer argument.
+        let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        assert_eq!(r, 0, "prctl(PR_SET_CHILD_SUBREAPER)");
+    });
+}
+
+/// Start `sluice serve -c config` in `mode`; its stdout and stderr (and, as a daemon, what it
+/// printed before it was ready) go to `log`. A daemon start waits for the starting process to
+/// exit and returns the daemon it started; `None` when it failed.
+pub fn spawn_sluice(
+    mode: Mode,
+    config: &Path,
+    extra_args: &[&str],
+    log: &Path,
+    env: &[(&str, &str)],
+) -> Option<Proc> {
+    let log = std::fs::File::create(log).expect("log file");
+    let mut cmd = Command::new(sluice_bin());
+    cmd.arg("serve")
+        .arg("-c")
+        .arg(config)
+        .args(extra_args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::from(log.try_clone().expect("dup log")))
+        .stderr(Stdio::from(log));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if mode == Mode::Foreground {
+        return Some(Proc::Child(cmd.spawn().expect("spawn sluice")));
+    }
+    become_subreaper();
+    let mut parent = cmd.spawn().expect("spawn sluice");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = parent.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = parent.kill();
+            let _ = parent.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    if !status.success() {
+        return None;
+    }
+    let pid_file = pid_file_of(config);
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap_or_else(|e| panic!("the daemon is ready but {}: {e}", pid_file.display()))
+        .trim()
+        .parse()
+        .expect("pid file holds a pid");
+    Some(Proc::Daemon(pid, None))
+}
+
+/// `server.pid_file` of a harness config (the line the harness writes).
+fn pid_file_of(config: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(config).expect("config");
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("pid_file: "))
+        .map(PathBuf::from)
+        .expect("pid_file in the config")
+}
+
 pub struct Sluice {
-    child: Child,
+    proc: Proc,
+    pub mode: Mode,
     pub edge: SocketAddr,
     pub admin: SocketAddr,
     dir: Option<tempfile::TempDir>,
@@ -384,7 +534,32 @@ impl Sluice {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)]
     fn start_inner(
+        dir: tempfile::TempDir,
+        extra: &str,
+        env: &[(&str, &str)],
+        server: &str,
+        listen: &str,
+        state: &str,
+        fixed_edge: Option<SocketAddr>,
+    ) -> Sluice {
+        Self::start_mode(
+            Mode::from_env(),
+            dir,
+            extra,
+            env,
+            server,
+            listen,
+            state,
+            fixed_edge,
+        )
+    }
+
+    /// Start in `mode` (see [`Mode`]); the other arguments as for [`Sluice::start_in_full`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_mode(
+        mode: Mode,
         mut dir: tempfile::TempDir,
         extra: &str,
         env: &[(&str, &str)],
@@ -393,6 +568,17 @@ impl Sluice {
         state: &str,
         fixed_edge: Option<SocketAddr>,
     ) -> Sluice {
+        let daemon_lines = match mode {
+            Mode::Foreground => String::new(),
+            Mode::Daemon => format!(
+                "  daemon: true\n  error_log: {}\n",
+                dir.path().join("sluice-error.log").display()
+            ),
+        };
+        // A restart in the same directory starts with an empty log.
+        let _ = std::fs::remove_file(dir.path().join("sluice-error.log"));
+        let server = format!("{daemon_lines}{server}");
+        let server = server.as_str();
         for attempt in 0..3 {
             let edge: SocketAddr = fixed_edge
                 .unwrap_or_else(|| format!("127.0.0.1:{}", free_port()).parse().expect("addr"));
@@ -408,21 +594,16 @@ impl Sluice {
             let text = text.replace("{EDGE}", &edge.to_string());
             std::fs::write(&config_path, text).expect("write config");
             let log_path = dir.path().join(format!("sluice-{attempt}.log"));
-            let log = std::fs::File::create(&log_path).expect("log file");
-            let mut cmd = Command::new(sluice_bin());
-            cmd.arg("serve")
-                .arg("-c")
-                .arg(&config_path)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .env("RUST_LOG", "info")
-                .stdout(Stdio::from(log.try_clone().expect("dup log")))
-                .stderr(Stdio::from(log));
-            for (k, v) in env {
-                cmd.env(k, v);
-            }
-            let child = cmd.spawn().expect("spawn sluice");
+            let Some(proc) = spawn_sluice(mode, &config_path, &[], &log_path, env) else {
+                eprintln!(
+                    "sluice (daemon) did not start (attempt {attempt}):\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+                continue;
+            };
             let mut s = Sluice {
-                child,
+                proc,
+                mode,
                 edge,
                 admin,
                 dir: Some(dir),
@@ -432,8 +613,7 @@ impl Sluice {
             if s.wait_ready(Duration::from_secs(15)) {
                 return s;
             }
-            let _ = s.child.kill();
-            let _ = s.child.wait();
+            s.proc.kill();
             eprintln!("sluice did not start (attempt {attempt}):\n{}", s.log());
             dir = s.take_dir();
         }
@@ -441,15 +621,14 @@ impl Sluice {
     }
 
     fn take_dir(mut self) -> tempfile::TempDir {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.kill();
         self.dir.take().expect("state dir present until taken")
     }
 
     fn wait_ready(&mut self, limit: Duration) -> bool {
         let start = Instant::now();
         while start.elapsed() < limit {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if self.proc.try_wait().is_some() {
                 return false;
             }
             if http_ok(self.edge) && http_ok(self.admin) {
@@ -468,8 +647,18 @@ impl Sluice {
         format!("http://{}{}", self.admin, path)
     }
 
+    /// Everything sluice wrote: its stdout and stderr, and as a daemon its `server.error_log`.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        let mut log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        if self.mode == Mode::Daemon {
+            if let Some(dir) = &self.dir {
+                log.push_str(
+                    &std::fs::read_to_string(dir.path().join("sluice-error.log"))
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        log
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -481,8 +670,7 @@ impl Sluice {
 
     /// SIGKILL, no cleanup: for durability tests.
     pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.kill();
     }
 
     /// Stop and hand back the state directory for a restart.
@@ -491,14 +679,14 @@ impl Sluice {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     /// Wait for the process to exit by itself (after a signal); panics past `limit`.
     pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let start = Instant::now();
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(status) = self.proc.try_wait() {
                 return status;
             }
             assert!(
@@ -513,8 +701,7 @@ impl Sluice {
 
 impl Drop for Sluice {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.kill();
     }
 }
 
