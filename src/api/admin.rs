@@ -1,24 +1,18 @@
-//! admin-api.md: API keys, stream ids, stats — on the admin listener.
+//! admin-api.md: API keys, stream ids, stats — on the admin listener. Each route's permission,
+//! rate class and audit are in the route table ([`super::routes::ROUTES`]).
 //!
-//! | route                              | permission | rate class |
-//! |------------------------------------|------------|------------|
-//! | `GET /api/stream-ids`              | read       | api        |
-//! | `POST /api/stream-ids`             | write      | api        |
-//! | `DELETE /api/stream-ids/{player}`  | admin      | api        |
-//! | `POST /api/cache/purge`            | write      | api        |
-//! | `POST /api/keys`                   | admin      | config     |
-//! | `GET /stats/{player}`              | none       | stats      |
-//!
-//! Rate limits (the API layer, [`super::limits`]) are checked before authentication and
-//! before the body is read, so key guessing and oversized bodies are throttled too. Every
-//! request that presented a valid key, and every refusal, is written to `access_logs`
+//! The API-key check ([`require_key`]) runs before the handler, for every route whose entry
+//! names a permission ([`super::routes::Auth::ApiKey`]): a handler cannot forget it. Rate
+//! limits (the API layer, [`super::limits`]) are checked before authentication and before the
+//! body is read, so key guessing and oversized bodies are throttled too. Every request to an
+//! audited route that presented a valid key, and every refusal, is written to `access_logs`
 //! ([`log_access`], batched off the path).
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::routing::MethodRouter;
+use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::{ApiError, AppState, Client};
@@ -27,30 +21,6 @@ use crate::auth::api_keys::{self, Permission};
 /// The key a request authenticated with, left in the response for the access log.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthedKey(pub i64);
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/stream-ids", get(list_stream_ids).post(add_stream_id))
-        .route("/api/stream-ids/{player_id}", delete(delete_stream_id))
-        .route("/api/cache/purge", post(super::purge::purge))
-        .route("/api/keys", post(create_key))
-        .route("/stats/{player_id}", get(player_stats))
-}
-
-/// The routes of admin-api.md (and sluice's operator additions), whose requests are written
-/// to `access_logs`.
-pub fn is_admin_route(path: &str) -> bool {
-    let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    matches!(
-        seg.as_slice(),
-        ["api", "stream-ids"]
-            | ["api", "stream-ids", _]
-            | ["api", "keys"]
-            | ["stats", _]
-            | ["api", "cache", "purge"]
-            | ["api", "content-keys", _]
-    )
-}
 
 /// `access_logs` (admin-api.md "Database Schema"): every request made with a valid key, and
 /// every refusal (401, 403, 429) with `api_key_id` NULL when no key matched — the document
@@ -108,32 +78,46 @@ pub async fn authorize(
     Ok(AuthedKey(id))
 }
 
+/// `endpoint` behind the API-key check for `needed` ([`require_key`]), as the route table says.
+pub fn behind_key(
+    state: &AppState,
+    needed: Permission,
+    endpoint: MethodRouter<AppState>,
+) -> MethodRouter<AppState> {
+    let state = state.clone();
+    endpoint.route_layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            require_key(state.clone(), needed, req, next)
+        },
+    ))
+}
+
+/// The router's API-key check for a route that needs `needed`: refused in the surface's shape
+/// before the handler runs, or passed on with the key left in the response for the access log.
+pub async fn require_key(
+    state: AppState,
+    needed: Permission,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match authorize(&state, req.headers(), needed).await {
+        Err(e) => e.into_response(),
+        Ok(key) => {
+            let mut resp = next.run(req).await;
+            resp.extensions_mut().insert(key);
+            resp
+        }
+    }
+}
+
 /// `{"status":"success","message":…}`, the document's acknowledgement.
 fn success(message: &str) -> Response {
     Json(json!({"status": "success", "message": message})).into_response()
 }
 
-/// A handler's result with the authenticated key attached either way.
-fn with_key(key: AuthedKey, r: Result<Response, ApiError>) -> Response {
-    let mut resp = match r {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    };
-    resp.extensions_mut().insert(key);
-    resp
-}
-
-async fn list_stream_ids(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let key = authorize(&state, &headers, Permission::Read).await?;
-    let rows = state.streams.list().await;
-    Ok(with_key(
-        key,
-        rows.map(|rows| Json(json!({"status": "success", "data": rows})).into_response())
-            .map_err(ApiError::from),
-    ))
+pub(super) async fn list_stream_ids(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let rows = state.streams.list().await?;
+    Ok(Json(json!({"status": "success", "data": rows})).into_response())
 }
 
 /// A new stream id, validated field by field.
@@ -213,34 +197,28 @@ fn required_id(obj: &Map<String, Value>, field: &str) -> Result<String, ApiError
     }
 }
 
-async fn add_stream_id(
+pub(super) async fn add_stream_id(
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let key = authorize(&state, &headers, Permission::Write).await?;
-    let result = async {
-        let new = parse_new_stream_id(&body)?;
-        let player = new.player.clone();
-        if let Some(what) = shadowed(&state, &player) {
-            return Err(ApiError::Conflict(format!(
-                "Stream ID with player '{player}' would shadow {what}"
-            )));
-        }
-        let row = crate::store::stream_ids::StreamId {
-            publisher: new.publisher,
-            player: new.player,
-            description: new.description,
-        };
-        if !state.streams.insert(&row).await? {
-            return Err(ApiError::Conflict(format!(
-                "Stream ID with player '{player}' already exists"
-            )));
-        }
-        Ok(success("Stream ID added successfully"))
+    let new = parse_new_stream_id(&body)?;
+    let player = new.player.clone();
+    if let Some(what) = shadowed(&state, &player) {
+        return Err(ApiError::Conflict(format!(
+            "Stream ID with player '{player}' would shadow {what}"
+        )));
     }
-    .await;
-    Ok(with_key(key, result))
+    let row = crate::store::stream_ids::StreamId {
+        publisher: new.publisher,
+        player: new.player,
+        description: new.description,
+    };
+    if !state.streams.insert(&row).await? {
+        return Err(ApiError::Conflict(format!(
+            "Stream ID with player '{player}' already exists"
+        )));
+    }
+    Ok(success("Stream ID added successfully"))
 }
 
 /// What registering `player` would shadow: a configured content, a registered publisher, or
@@ -257,81 +235,69 @@ fn shadowed(state: &AppState, player: &str) -> Option<String> {
     }
 }
 
-async fn delete_stream_id(
+pub(super) async fn delete_stream_id(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(player): Path<String>,
 ) -> Result<Response, ApiError> {
-    let key = authorize(&state, &headers, Permission::Admin).await?;
-    let result = async {
-        if !state.streams.delete(&player).await? {
-            return Err(ApiError::NotFound("Stream ID not found".into()));
-        }
-        Ok(success("Stream ID deleted successfully"))
+    if !state.streams.delete(&player).await? {
+        return Err(ApiError::NotFound("Stream ID not found".into()));
     }
-    .await;
-    Ok(with_key(key, result))
+    Ok(success("Stream ID deleted successfully"))
 }
 
-async fn create_key(
+pub(super) async fn create_key(
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let key = authorize(&state, &headers, Permission::Admin).await?;
-    let result = async {
-        let v: Value = super::error::parse_json(&body)?;
-        let Value::Object(obj) = &v else {
-            return Err(ApiError::BadRequest(
-                "Request body must be a JSON object".into(),
-            ));
-        };
-        // `"active": false` must not silently create an active key: unknown fields are errors.
-        if let Some(extra) = obj
-            .keys()
-            .find(|k| !matches!(k.as_str(), "name" | "permissions"))
-        {
-            return Err(ApiError::BadRequest(format!("Unknown field '{extra}'")));
-        }
-        let name = match v.get("name") {
-            Some(Value::String(s))
-                if !s.trim().is_empty() && s.len() <= 128 && !s.chars().any(char::is_control) =>
-            {
-                s.clone()
-            }
-            Some(Value::String(_)) => {
-                return Err(ApiError::BadRequest(
-                    "Field 'name' must be 1 to 128 printable characters".into(),
-                ))
-            }
-            Some(_) => return Err(ApiError::BadRequest("Field 'name' must be a string".into())),
-            None => return Err(ApiError::BadRequest("Missing required field 'name'".into())),
-        };
-        let permission: Permission = match v.get("permissions") {
-            Some(Value::String(s)) => s.parse().map_err(|_| {
-                ApiError::BadRequest("Field 'permissions' must be one of admin, write, read".into())
-            })?,
-            Some(_) => {
-                return Err(ApiError::BadRequest(
-                    "Field 'permissions' must be a string".into(),
-                ))
-            }
-            None => {
-                return Err(ApiError::BadRequest(
-                    "Missing required field 'permissions'".into(),
-                ))
-            }
-        };
-        let (_, new_key) = state.api_keys.create(&name, permission).await?;
-        Ok(Json(json!({
-            "status": "success",
-            "api_key": new_key,
-            "message": "Save this key securely. It cannot be retrieved again."
-        }))
-        .into_response())
+    let v: Value = super::error::parse_json(&body)?;
+    let Value::Object(obj) = &v else {
+        return Err(ApiError::BadRequest(
+            "Request body must be a JSON object".into(),
+        ));
+    };
+    // `"active": false` must not silently create an active key: unknown fields are errors.
+    if let Some(extra) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "name" | "permissions"))
+    {
+        return Err(ApiError::BadRequest(format!("Unknown field '{extra}'")));
     }
-    .await;
-    Ok(with_key(key, result))
+    let name = match v.get("name") {
+        Some(Value::String(s))
+            if !s.trim().is_empty() && s.len() <= 128 && !s.chars().any(char::is_control) =>
+        {
+            s.clone()
+        }
+        Some(Value::String(_)) => {
+            return Err(ApiError::BadRequest(
+                "Field 'name' must be 1 to 128 printable characters".into(),
+            ))
+        }
+        Some(_) => return Err(ApiError::BadRequest("Field 'name' must be a string".into())),
+        None => return Err(ApiError::BadRequest("Missing required field 'name'".into())),
+    };
+    let permission: Permission = match v.get("permissions") {
+        Some(Value::String(s)) => s.parse().map_err(|_| {
+            ApiError::BadRequest("Field 'permissions' must be one of admin, write, read".into())
+        })?,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "Field 'permissions' must be a string".into(),
+            ))
+        }
+        None => {
+            return Err(ApiError::BadRequest(
+                "Missing required field 'permissions'".into(),
+            ))
+        }
+    };
+    let (_, new_key) = state.api_keys.create(&name, permission).await?;
+    Ok(Json(json!({
+        "status": "success",
+        "api_key": new_key,
+        "message": "Save this key securely. It cannot be retrieved again."
+    }))
+    .into_response())
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -340,7 +306,7 @@ pub struct StatsQuery {
     pub legacy: Option<String>,
 }
 
-async fn player_stats(
+pub(super) async fn player_stats(
     State(state): State<AppState>,
     Path(player): Path<String>,
     Query(q): Query<StatsQuery>,

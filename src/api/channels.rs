@@ -1,12 +1,7 @@
-//! signed-channel-api.txt: `/api/v1/*` on both listeners.
-//!
-//! | route                                | auth |
-//! |--------------------------------------|------|
-//! | `GET /api/v1/health`                 | none |
-//! | `GET /api/v1/matches`                | none |
-//! | `GET /api/v1/channels`               | none (never lists URLs or ClearKey keys) |
-//! | `GET /api/v1/stats`                  | none |
-//! | `GET /api/v1/channels/{key}/stream`  | `X-Signature-Token` = hex HMAC-SHA256(secret, `"{ts}:{path}"`), `X-Signature-Timestamp` |
+//! signed-channel-api.txt: `/api/v1/*` on both listeners (the routes: [`super::routes::ROUTES`]).
+//! `health`, `matches`, `channels` (never listing URLs or ClearKey keys) and `stats` are open;
+//! `channels/{key}/stream` needs `X-Signature-Token` = hex HMAC-SHA256(secret,
+//! `"{ts}:{path}"`) and `X-Signature-Timestamp`.
 //!
 //! Every answer is the document's envelope `{"success", "data", "error": {"code", "message"}}`
 //! with codes `HTTP_<status>`. The signature covers the request path (no query), so a
@@ -20,22 +15,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::AppState;
 use crate::auth::request_sig::{self, SigError};
 use crate::config::tokens::Match;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/health", get(health))
-        .route("/api/v1/matches", get(matches))
-        .route("/api/v1/channels", get(channels))
-        .route("/api/v1/stats", get(stats))
-        .route("/api/v1/channels/{key}/stream", get(stream))
-}
 
 /// Stream answers served since start, for `/api/v1/stats`.
 static STREAMS_SERVED: AtomicU64 = AtomicU64::new(0);
@@ -61,7 +46,7 @@ pub fn sig_refusal(e: SigError) -> (StatusCode, &'static str) {
     }
 }
 
-async fn health(State(state): State<AppState>) -> Response {
+pub(super) async fn health(State(state): State<AppState>) -> Response {
     ok(json!({
         "status": "ok",
         "service": "sluice",
@@ -91,7 +76,7 @@ fn iso(t: Option<i64>) -> Value {
         .unwrap_or(Value::Null)
 }
 
-async fn matches(State(state): State<AppState>) -> Response {
+pub(super) async fn matches(State(state): State<AppState>) -> Response {
     let now = chrono::Utc::now().timestamp();
     let list: Vec<Value> = state
         .config
@@ -115,7 +100,7 @@ async fn matches(State(state): State<AppState>) -> Response {
     ok(Value::Array(list))
 }
 
-async fn channels(State(state): State<AppState>) -> Response {
+pub(super) async fn channels(State(state): State<AppState>) -> Response {
     let list: Vec<Value> = state
         .config
         .access
@@ -127,7 +112,7 @@ async fn channels(State(state): State<AppState>) -> Response {
     ok(Value::Array(list))
 }
 
-async fn stats(State(state): State<AppState>) -> Response {
+pub(super) async fn stats(State(state): State<AppState>) -> Response {
     let now = chrono::Utc::now().timestamp();
     let cfg = &state.config.access.channels;
     let count = |s: &str| {
@@ -145,7 +130,7 @@ async fn stats(State(state): State<AppState>) -> Response {
     }))
 }
 
-async fn stream(
+pub(super) async fn stream(
     State(state): State<AppState>,
     Path(key): Path<String>,
     uri: Uri,

@@ -7,19 +7,12 @@
 //! admin surface's `{"status":"error","message":…}`.
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::routing::put;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 
 use super::{ApiError, AppState};
-use crate::auth::api_keys::Permission;
 use crate::store::content_keys::{self, ContentKeyError};
-
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/content-keys/{hash}", put(put_key))
-}
 
 impl From<ContentKeyError> for ApiError {
     fn from(e: ContentKeyError) -> Self {
@@ -36,25 +29,18 @@ impl From<ContentKeyError> for ApiError {
     }
 }
 
-async fn put_key(
+/// `PUT /api/content-keys/{hash}`, behind the route's `admin` key check ([`super::routes`]).
+pub(super) async fn put_key(
     State(state): State<AppState>,
     Path(hash): Path<String>,
-    headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    let key = super::admin::authorize(&state, &headers, Permission::Admin).await?;
-    let mut resp = put_key_authorized(&state, hash, &body)
+) -> Response {
+    store_key(&state, hash, &body)
         .await
-        .unwrap_or_else(IntoResponse::into_response);
-    resp.extensions_mut().insert(key);
-    Ok(resp)
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn put_key_authorized(
-    state: &AppState,
-    hash: String,
-    body: &[u8],
-) -> Result<Response, ApiError> {
+async fn store_key(state: &AppState, hash: String, body: &[u8]) -> Result<Response, ApiError> {
     let v: Value = super::error::parse_json(body)?;
     let (key, generated) = match (v.get("key_hex"), v.get("generate")) {
         (Some(Value::String(h)), None) => (content_keys::parse_key_hex(h)?, false),

@@ -1,10 +1,9 @@
-//! The edge routes other nodes of a fleet call (present only when `fleet:` is set), each
-//! answering only a request signed by another node ([`crate::fleet::auth`]; `403` otherwise):
-//!
-//! | route | what |
-//! |---|---|
-//! | `POST /_fleet/purge` | apply a purge another node resolved to cache-key operations, and send it nowhere else ([`crate::fleet::purge`]) |
-//! | `GET /_fleet/stats/{player}[?reset]` | this node's figures for a player, for the node reporting the fleet's ([`crate::fleet::stats`]) |
+//! The edge routes other nodes of a fleet call, mounted only when `fleet:` is set (the routes:
+//! [`super::routes::ROUTES`]), each answering only a request signed by another node
+//! ([`crate::fleet::auth`]; `403` otherwise): `POST /_fleet/purge` applies a purge another node
+//! resolved to cache-key operations and sends it nowhere else ([`crate::fleet::purge`]);
+//! `GET /_fleet/stats/{player}[?reset]` answers this node's figures for a player, for the node
+//! reporting the fleet's ([`crate::fleet::stats`]).
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, Uri};
@@ -15,15 +14,6 @@ use super::{ApiError, AppState};
 use crate::fleet::purge::PurgeOps;
 use crate::fleet::stats::NodeStats;
 use crate::fleet::PEER_REQUESTS;
-
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route(crate::fleet::purge::PATH, axum::routing::post(purge))
-        .route(
-            &format!("{}{{player}}", crate::fleet::stats::PATH_PREFIX),
-            axum::routing::get(player_stats),
-        )
-}
 
 /// The request is another node's, signed over exactly this method, target and body.
 fn signed_by_a_node(
@@ -63,7 +53,7 @@ fn signed_by_a_node(
 }
 
 /// `POST /_fleet/purge`: applied here, never sent on.
-async fn purge(
+pub(super) async fn purge(
     State(state): State<AppState>,
     method: Method,
     uri: Uri,
@@ -81,12 +71,12 @@ async fn purge(
 }
 
 #[derive(Debug, serde::Deserialize)]
-struct StatsQuery {
+pub(super) struct StatsQuery {
     reset: Option<String>,
 }
 
 /// `GET /_fleet/stats/{player}`: this node's figures (reset after reading with `?reset`).
-async fn player_stats(
+pub(super) async fn player_stats(
     State(state): State<AppState>,
     Path(player): Path<String>,
     Query(q): Query<StatsQuery>,

@@ -1,15 +1,16 @@
 //! The rate-limit layer: which class a request belongs to and whose budget it spends.
 //! Applied by [`super::handle`] to every API request the same way, before the body is read.
 //!
-//! | routes | class | keyed by |
-//! |---|---|---|
-//! | `/api/stream-ids*`, `/api/cache/purge` | `api` | client IP |
-//! | `/stats/*` | `stats` | client IP |
-//! | `/api/keys`, `/api/content-keys/*` | `config` | client IP |
-//! | `GET /api/key/{hash}` | `key` | bearer token (digest), else client IP (`key_delivery.rate_limit_key`) |
-//! | `POST /api/v2/streaming/{token,revoke,drm/license}` | `streaming` | bearer credential (digest), else client IP |
-//! | `GET /api/v2/streaming/verify` | `verify` | the token (digest), else client IP |
-//! | `GET /api/providers/…/stream` | `stream_info` | bearer JWT (digest), else client IP |
+//! Each route's class, and which of its answers spend the auth-failure budget, are in the route
+//! table ([`super::routes::ROUTES`]); the key a class spends:
+//!
+//! | class | keyed by |
+//! |---|---|
+//! | `api`, `stats`, `config` | client IP |
+//! | `key` | bearer token (digest), else client IP (`key_delivery.rate_limit_key`) |
+//! | `streaming` | bearer credential (digest), else client IP |
+//! | `verify` | the token (digest), else client IP |
+//! | `stream_info` | bearer JWT (digest), else client IP |
 //!
 //! Backends call `/token` and `verify` for many viewers from one address, so those are keyed
 //! by credential first. Guessing credentials is throttled separately: an answer that says
@@ -22,6 +23,7 @@
 
 use axum::http::{HeaderMap, Method};
 
+use super::routes::{Failures, NONE};
 use crate::auth::api_keys;
 use crate::client::Client;
 use crate::config::tokens::RateKey;
@@ -34,33 +36,15 @@ pub struct Spent {
     failures: Option<(String, Failures, crate::ratelimit::Admitted)>,
 }
 
-/// The answers that mean "this credential is not valid" on a route.
-pub type Failures = &'static [u16];
-const NONE: Failures = &[];
-const BAD_CREDENTIAL: Failures = &[401, 403];
-const BAD_BEARER: Failures = &[401];
-
-/// The class of a request, and which of its answers spend the auth-failure budget.
+/// The class of a request, and which of its answers spend the auth-failure budget: those of
+/// its route ([`super::routes::route_for`]). Preflights are never limited.
 pub fn classify(method: &Method, path: &str) -> (Option<RateClass>, Failures) {
     if method == Method::OPTIONS {
         return (None, NONE);
     }
-    let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match seg.as_slice() {
-        ["api", "stream-ids"] | ["api", "stream-ids", _] | ["api", "cache", "purge"] => {
-            (Some(RateClass::Api), NONE)
-        }
-        ["stats", _] => (Some(RateClass::Stats), NONE),
-        ["api", "keys"] | ["api", "content-keys", _] => (Some(RateClass::Config), NONE),
-        ["api", "key", _] => (Some(RateClass::Key), BAD_CREDENTIAL),
-        ["api", "v2", "streaming", "verify"] => (Some(RateClass::Verify), NONE),
-        ["api", "v2", "streaming", "token" | "revoke"]
-        | ["api", "v2", "streaming", "drm", "license"] => (Some(RateClass::Streaming), BAD_BEARER),
-        ["api", "providers", _, "channels", _, "stream"] => {
-            (Some(RateClass::StreamInfo), BAD_BEARER)
-        }
-        ["api", "v1", "channels", _, "stream"] => (None, BAD_CREDENTIAL),
-        _ => (None, NONE),
+    match super::routes::route_for(method, path) {
+        Some(route) => (route.rate.class(), route.failures),
+        None => (None, NONE),
     }
 }
 
@@ -165,6 +149,7 @@ pub async fn settle(state: &AppState, spent: &Spent, status: u16) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::routes::{BAD_BEARER, BAD_CREDENTIAL};
 
     #[test]
     fn route_classes() {

@@ -1,15 +1,7 @@
 //! The API router: every non-media route of both listeners, one axum `Router` per listener
-//! built from the same route table, called in-process as a tower service (no loopback hop).
-//!
-//! | route                         | edge | admin | module        |
-//! |-------------------------------|------|-------|---------------|
-//! | `GET /health`                 |  ✓   |   ✓   | [`health`]    |
-//! | `GET /metrics`                |      |   ✓   | [`health`]    |
-//! | `/api/v2/streaming/*`         |  ✓   |   ✓   | [`streaming`] |
-//! | `GET /api/key/{hash}`         |  ✓   |   ✓   | [`playback`]  |
-//! | `/api/v1/*` (signed channels) |  ✓   |   ✓   | [`channels`]  |
-//! | `PUT /api/content-keys/{hash}`|      |   ✓   | [`content_keys`] |
-//! | `/_fleet/*` (signed, fleet only) | ✓ |       | [`fleet`]     |
+//! built from the one route table ([`routes::ROUTES`]: methods, path, listeners, surface, rate
+//! class, permission, audit and handler of every route), called in-process as a tower service
+//! (no loopback hop).
 //!
 //! Each surface keeps the error shape of its own document; [`error::ApiError`] maps typed
 //! errors to that shape once, at this edge.
@@ -24,6 +16,7 @@ pub mod limits;
 pub mod playback;
 pub mod provider;
 pub mod purge;
+pub mod routes;
 pub mod streaming;
 pub mod surface;
 
@@ -63,29 +56,21 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// connection is closed on the client).
 const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
 
-/// Build the router for one listener.
+/// Build the router for one listener from the route table: each route it serves, behind the
+/// API-key check its entry names ([`routes::Auth::ApiKey`]).
 pub fn router(state: AppState, listener: Listener) -> Router {
-    let mut r = Router::new()
-        .route("/health", axum::routing::get(health::health))
-        .route(
-            "/api/providers/{id}/channels/{channel_id}/stream",
-            axum::routing::get(provider::stream),
-        );
-    if listener == Listener::Admin {
-        r = r
-            .route("/metrics", axum::routing::get(health::metrics))
-            .merge(admin::routes())
-            .merge(content_keys::routes());
-    }
-    if listener == Listener::Edge && state.fleet.is_some() {
-        // Purges and stats for the fleet's other nodes (signed).
-        r = r.merge(fleet::routes());
-    }
-    r = r
-        .merge(streaming::routes())
-        .merge(playback::routes())
-        .merge(channels::routes());
-    r.fallback(error::not_found).with_state(state)
+    routes::mount(
+        listener,
+        state.fleet.is_some(),
+        |route, handler, methods| {
+            let endpoint = handler(methods);
+            match route.auth {
+                routes::Auth::ApiKey(needed) => admin::behind_key(&state, needed, endpoint),
+                _ => endpoint,
+            }
+        },
+    )
+    .with_state(state)
 }
 
 /// One API request, answered: the response with its complete body and `Content-Length`.
@@ -103,7 +88,8 @@ pub struct Answer {
 /// surfaces; the rate-limit layer ([`limits`], before the body is read, so refused and
 /// oversized requests cost nothing and count the same); the body (413 over [`MAX_BODY`]);
 /// the router (`HEAD` runs as `GET`); then every error is rendered in its surface's shape
-/// ([`surface`]), and admin-API requests are written to `access_logs`.
+/// ([`surface`]), and requests to audited routes ([`routes::audited`]) are written to
+/// `access_logs`.
 pub async fn handle(router: &Router, session: &mut ServerSession, state: &AppState) -> Answer {
     let client = crate::client::client_of(session, &state.config.trusted_proxies);
     let head = session.req_header();
@@ -143,7 +129,7 @@ pub async fn handle(router: &Router, session: &mut ServerSession, state: &AppSta
     };
     let status = response.status().as_u16();
     limits::settle(state, &spent, status).await;
-    if admin::is_admin_route(&path) {
+    if routes::audited(&method, &path) {
         admin::log_access(state, &response, &path, &method, &client, &request_id);
     }
     let mut response = finish(surface, response).await;

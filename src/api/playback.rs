@@ -20,16 +20,10 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 
 use super::{ApiError, AppState};
 use crate::auth::key_token;
 use crate::store::content_keys;
-
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/key/{hash}", get(key))
-}
 
 fn reply(status: StatusCode, message: &str) -> Response {
     ApiError::refused(status, message).into_reply()
@@ -39,7 +33,7 @@ fn reject(reason: &'static str) {
     crate::metrics::refused(crate::metrics::GateSurface::Key, reason);
 }
 
-async fn key(
+pub(super) async fn key(
     State(state): State<AppState>,
     Path(hash): Path<String>,
     headers: HeaderMap,

@@ -8,7 +8,8 @@
 //! - `{"url": "https://cdn…/x.m3u8"}`: a `/api/proxy` object by its upstream URL, for every
 //!   provider and every query variant of that URL.
 //!
-//! Answers `{"status":"success","purged":N}`. Needs an API key with `write`.
+//! Answers `{"status":"success","purged":N}`. Needs an API key with `write` (the route
+//! table, [`super::routes`]).
 //!
 //! In a fleet (`fleet:` set) the purge is resolved here to cache-key operations, applied,
 //! and sent to every other node ([`crate::fleet::purge`]): `purged` is the fleet's total and
@@ -21,7 +22,6 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::{ApiError, AppState};
-use crate::auth::api_keys::Permission;
 use crate::cache::runtime::PurgeOp;
 use crate::fleet::purge::PurgeOps;
 use crate::media::path::parse_stream_path;
@@ -34,21 +34,15 @@ pub struct PurgeRequest {
     pub url: Option<String>,
 }
 
+/// `POST /api/cache/purge`, behind the route's `write` key check ([`super::routes`]).
 pub async fn purge(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<axum::response::Response, ApiError> {
-    let key = super::admin::authorize(&state, &headers, Permission::Write).await?;
-    let mut resp = purge_authorized(&state, &body).await.into_response();
-    resp.extensions_mut().insert(key);
-    Ok(resp)
+    purge_body(&state, &body).await
 }
 
-async fn purge_authorized(
-    state: &AppState,
-    body: &[u8],
-) -> Result<axum::response::Response, ApiError> {
+async fn purge_body(state: &AppState, body: &[u8]) -> Result<axum::response::Response, ApiError> {
     let req: PurgeRequest = super::error::parse_json(body)?;
     let ops = resolve(state, req)?;
     let Some(cache) = state.cache else {

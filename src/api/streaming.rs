@@ -1,11 +1,7 @@
-//! stream-token-api.txt: `/api/v2/streaming/*` on both listeners.
-//!
-//! | route                   | auth                                  |
-//! |-------------------------|---------------------------------------|
-//! | `POST /token`           | bearer: user JWT, or API key (write)  |
-//! | `GET /verify?token=`    | none                                  |
-//! | `POST /revoke`          | bearer: user JWT (own tokens), or API key (write) |
-//! | `POST /drm/license`     | bearer: user JWT, or API key (write)  |
+//! stream-token-api.txt: `/api/v2/streaming/*` on both listeners (routes, rate classes and
+//! the permission an operator's API key needs: [`super::routes::ROUTES`]). A bearer is a user
+//! JWT or an API key (a user revokes only their own tokens); `verify` takes the token in its
+//! query.
 //!
 //! Errors use the NestJS shape the document's backend answers with,
 //! `{"statusCode": 403, "message": "Max uses exceeded", "error": "Forbidden"}`, with the
@@ -14,25 +10,16 @@
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::routes::Matched;
 use super::{ApiError, AppState, Client};
 use crate::access::{iso_millis, Refusal};
-use crate::auth::api_keys::Permission;
 use crate::auth::stream_token::{new_claims, StreamTokenError};
 use crate::config::tokens::{Content, DRM_TYPES, QUALITIES};
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v2/streaming/token", post(issue_token))
-        .route("/api/v2/streaming/verify", get(verify))
-        .route("/api/v2/streaming/revoke", post(revoke))
-        .route("/api/v2/streaming/drm/license", post(drm_license))
-}
 
 /// An error of this surface: a status and the message clients see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,8 +107,13 @@ pub fn entitled(v: Option<&Value>) -> bool {
     }
 }
 
-/// A JWT has two dots; an API key (32 alphanumerics) has none.
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, StreamingError> {
+/// A JWT has two dots; an API key (32 alphanumerics) has none. A key needs the permission
+/// the route's entry names ([`super::routes::Auth::JwtOrApiKey`]).
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    Matched(route): Matched,
+) -> Result<Caller, StreamingError> {
     let token = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -156,7 +148,11 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, S
         let entitled = entitled(claims.extra.get(&cfg.entitlement_claim));
         return Ok(Caller::User { sub, entitled });
     }
-    let key = super::admin::authorize(state, headers, Permission::Write).await?;
+    let needed = route
+        .auth
+        .permission()
+        .ok_or_else(StreamingError::unauthorized)?;
+    let key = super::admin::authorize(state, headers, needed).await?;
     Ok(Caller::Operator { key_id: key.0 })
 }
 
@@ -204,13 +200,14 @@ fn find_content<'a>(
     Ok(content)
 }
 
-async fn issue_token(
+pub(super) async fn issue_token(
     State(state): State<AppState>,
+    Extension(route): Extension<Matched>,
     Extension(client): Extension<Client>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, StreamingError> {
-    let caller = authenticate(&state, &headers).await?;
+    let caller = authenticate(&state, &headers, route).await?;
     let req: TokenRequest = parse_body(&body)?;
     let content = find_content(&state, &req.content_id, req.content_type.as_deref())?;
     let quality = req
@@ -313,13 +310,13 @@ fn request_base(headers: &HeaderMap, client: &Client) -> String {
 }
 
 #[derive(Debug, Deserialize)]
-struct VerifyQuery {
+pub(super) struct VerifyQuery {
     token: Option<String>,
 }
 
 /// Signature, expiry, content, revocation and remaining uses; no IP check (the caller is
 /// typically a CDN or backend asking on the player's behalf) and no use is spent.
-async fn verify(
+pub(super) async fn verify(
     State(state): State<AppState>,
     Query(q): Query<VerifyQuery>,
 ) -> Result<Response, StreamingError> {
@@ -375,12 +372,13 @@ struct RevokeRequest {
     stream_token: String,
 }
 
-async fn revoke(
+pub(super) async fn revoke(
     State(state): State<AppState>,
+    Extension(route): Extension<Matched>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, StreamingError> {
-    let caller = authenticate(&state, &headers).await?;
+    let caller = authenticate(&state, &headers, route).await?;
     let req: RevokeRequest = parse_body(&body)?;
     let now = chrono::Utc::now().timestamp();
     let cfg = &state.config.access.streaming;
@@ -431,12 +429,13 @@ struct LicenseRequest {
 /// Largest license answer relayed.
 const MAX_LICENSE_BYTES: usize = 1024 * 1024;
 
-async fn drm_license(
+pub(super) async fn drm_license(
     State(state): State<AppState>,
+    Extension(route): Extension<Matched>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, StreamingError> {
-    let caller = authenticate(&state, &headers).await?;
+    let caller = authenticate(&state, &headers, route).await?;
     let req: LicenseRequest = parse_body(&body)?;
     let drm_type = req.drm_type.to_ascii_lowercase();
     if !DRM_TYPES.contains(&drm_type.as_str()) {

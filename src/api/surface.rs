@@ -5,13 +5,16 @@
 //! decided before any handler runs — through [`Surface::error_body`] for the surface the
 //! path belongs to, so each document's clients always get their own shape:
 //!
-//! | surface | paths | error body |
-//! |---|---|---|
-//! | stream-token-api | `/api/v2/streaming/*` | `{"statusCode", "message", "error"}` (NestJS) |
-//! | signed-channel-api | `/api/v1/*` | `{"success": false, "data": null, "error": {"code": "HTTP_<status>", "message"}}` |
-//! | playback-api | `/api/key/*` (and `/stream/*` at the edge) | `{"error": "…"}` |
-//! | provider-proxy-api | `/api/providers/*` (and `/api/proxy` at the edge) | `{"error": "…"}` |
-//! | admin-api | everything else | `{"status": "error", "message": "…"}` |
+//! | surface | error body |
+//! |---|---|
+//! | stream-token-api | `{"statusCode", "message", "error"}` (NestJS) |
+//! | signed-channel-api | `{"success": false, "data": null, "error": {"code": "HTTP_<status>", "message"}}` |
+//! | playback-api | `{"error": "…"}` |
+//! | provider-proxy-api | `{"error": "…"}` |
+//! | admin-api | `{"status": "error", "message": "…"}` |
+//!
+//! Which surface a path belongs to is its route's, in the route table
+//! ([`super::routes::surface_of`]).
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
@@ -27,23 +30,20 @@ pub enum Surface {
 }
 
 impl Surface {
+    /// The surface of a path: its route's in [`super::routes::ROUTES`], else that of the path
+    /// family it falls under ([`super::routes::FAMILIES`]).
     pub fn of(path: &str) -> Surface {
-        let under = |prefix: &str| {
-            path == prefix
-                || path
-                    .strip_prefix(prefix)
-                    .is_some_and(|rest| rest.starts_with('/'))
-        };
-        if under("/api/v2/streaming") {
-            Surface::Streaming
-        } else if under("/api/v1") {
-            Surface::Channels
-        } else if under("/api/key") || under("/stream") {
-            Surface::Playback
-        } else if under("/api/providers") || under("/api/proxy") {
-            Surface::Provider
-        } else {
-            Surface::Admin
+        super::routes::surface_of(path)
+    }
+
+    /// The document this surface's routes come from.
+    pub fn document(self) -> &'static str {
+        match self {
+            Surface::Admin => "admin-api.md",
+            Surface::Streaming => "stream-token-api.txt",
+            Surface::Channels => "signed-channel-api.txt",
+            Surface::Playback => "playback-api.txt",
+            Surface::Provider => "provider-proxy-api.txt",
         }
     }
 

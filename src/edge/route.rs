@@ -1,6 +1,8 @@
-//! First step of every edge request: which route is this. Media paths are parsed by
-//! [`crate::media::path`]; nothing here does I/O.
+//! First step of every edge request: which route is this. The media routes and the prefixes
+//! they own come from the route table ([`crate::api::routes::media_at`]); media paths are
+//! parsed by [`crate::media::path`]; nothing here does I/O.
 
+use crate::api::routes::{self, Media};
 pub use crate::media::path::{encode_segments, parse_stream_path, PathRejection, StreamPath};
 
 /// Where an edge request goes.
@@ -8,7 +10,8 @@ pub use crate::media::path::{encode_segments, parse_stream_path, PathRejection, 
 pub enum Route {
     /// `/stream/{hash}/{rest}`: proxied (and cached) from the bucket.
     Stream(StreamPath),
-    /// `/api/proxy?url&ctx`: proxied for a provider context.
+    /// `/api/proxy?url&ctx`, and its path form `/api/proxy/{ctx}/{scheme}/{authority}/…`:
+    /// proxied for a provider context.
     ProviderProxy,
     /// Everything else: the in-process API router.
     Api,
@@ -16,17 +19,14 @@ pub enum Route {
 
 /// Classify a request path (the URI path only, query excluded).
 pub fn classify(path: &str, allowed_ext: &[String]) -> Result<Route, PathRejection> {
-    if let Some(rest) = path.strip_prefix("/stream/") {
-        return parse_stream_path(rest, allowed_ext).map(Route::Stream);
+    match routes::media_at(path) {
+        Some((Media::Stream, rest)) => match rest.strip_prefix('/') {
+            Some(rest) => parse_stream_path(rest, allowed_ext).map(Route::Stream),
+            None => Err(PathRejection::Malformed("missing media path")),
+        },
+        Some((Media::Proxy, _)) => Ok(Route::ProviderProxy),
+        None => Ok(Route::Api),
     }
-    if path == "/stream" {
-        return Err(PathRejection::Malformed("missing media path"));
-    }
-    // `/api/proxy?url=&ctx=`, and its path form `/api/proxy/{ctx}/{scheme}/{authority}/…`.
-    if path == "/api/proxy" || path.starts_with("/api/proxy/") {
-        return Ok(Route::ProviderProxy);
-    }
-    Ok(Route::Api)
 }
 
 #[cfg(test)]
@@ -130,6 +130,16 @@ mod tests {
     #[test]
     fn other_routes() {
         assert_eq!(classify("/api/proxy", &exts()), Ok(Route::ProviderProxy));
+        assert_eq!(
+            classify("/api/proxy/c/https/cdn.example/x.m4s", &exts()),
+            Ok(Route::ProviderProxy)
+        );
+        assert_eq!(classify("/api/proxyx", &exts()), Ok(Route::Api));
+        assert_eq!(classify("/streamx/h/x.ts", &exts()), Ok(Route::Api));
+        assert_eq!(
+            classify("/stream", &exts()),
+            Err(PathRejection::Malformed("missing media path"))
+        );
         assert_eq!(classify("/health", &exts()), Ok(Route::Api));
         assert_eq!(classify("/api/key/x", &exts()), Ok(Route::Api));
     }
