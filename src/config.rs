@@ -93,6 +93,11 @@ pub mod file {
         pub signed_channels: super::tokens::file::SignedChannels,
         /// The nodes sharing one cache (see [`super::fleet`]).
         pub fleet: Option<super::fleet::file::Fleet>,
+        /// Pingora's own `ServerConf`: taken out of the document before this struct is read
+        /// and typed by Pingora's struct itself (`Validator::server`); named here so it is a
+        /// known key.
+        #[serde(skip_serializing)]
+        pub server: Option<serde::de::IgnoredAny>,
     }
 
     #[derive(Debug, Clone, Deserialize, Serialize)]

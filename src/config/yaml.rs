@@ -263,6 +263,21 @@ impl<'a> De<'a> {
 
     fn unexpected(&self) -> Unexpected<'a> {
         match self.item {
+            Item::Scalar(_) if self.is_null() => Unexpected::Unit,
+            Item::Scalar(s) if s.may_coerce() => {
+                let text = s.as_str();
+                if let Some(b) = parse_bool(text) {
+                    Unexpected::Bool(b)
+                } else if let Some(n) = parse_int(text).and_then(|n| u64::try_from(n).ok()) {
+                    Unexpected::Unsigned(n)
+                } else if let Some(n) = parse_int(text).and_then(|n| i64::try_from(n).ok()) {
+                    Unexpected::Signed(n)
+                } else if let Some(f) = parse_float(text) {
+                    Unexpected::Float(f)
+                } else {
+                    Unexpected::Str(text)
+                }
+            }
             Item::Scalar(s) => Unexpected::Str(s.as_str()),
             Item::Map(_) => Unexpected::Map,
             Item::Seq(_) => Unexpected::Seq,
