@@ -109,7 +109,8 @@ enum Command {
     /// write them; the IPs of listen.* and fleet.self are addresses of this machine (a port in
     /// use is fine: `systemctl reload` runs check while sluice holds it). What only run time
     /// can tell is printed as `warning: ...` without failing (Redis not reachable now, a
-    /// missing dir: bucket).
+    /// missing dir: bucket, a missing directory of server.upgrade_sock, pid_file or
+    /// error_log).
     Check {
         /// Check a config meant for another host: the file only, none of this host's
         /// directories, addresses or services.

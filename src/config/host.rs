@@ -10,7 +10,9 @@
 //! TLS files are read by the file checks already ([`super::Validator`]).
 //!
 //! Warned about (what only run time can tell): Redis not reachable now, a `dir:` bucket that
-//! does not exist.
+//! does not exist, a missing directory of `server.upgrade_sock` (and, in daemon mode, of
+//! `server.pid_file` and `server.error_log`), which systemd may create only when it starts
+//! the service.
 
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -70,6 +72,32 @@ pub fn warnings(c: &Config) -> Vec<String> {
                 "state.redis: {} is not reachable from this host now ({e}); serve starts, and \
                  what needs Redis fails closed until it is",
                 r.url
+            ));
+        }
+    }
+    // Pingora creates none of these directories; systemd's RuntimeDirectory=/LogsDirectory=
+    // usually do, when the service starts (so a check before then may see them missing).
+    let conf = c.server_conf();
+    let mut files = vec![("server.upgrade_sock", Some(conf.upgrade_sock.clone()))];
+    if conf.daemon {
+        files.push(("server.pid_file", Some(conf.pid_file.clone())));
+        files.push(("server.error_log", conf.error_log.clone()));
+    }
+    for (key, file) in files {
+        let Some(file) = file.filter(|f| !f.is_empty()) else {
+            continue;
+        };
+        let dir = parent_dir(Path::new(&file));
+        if !dir.is_dir() {
+            out.push(format!(
+                "{key}: directory `{}` does not exist (Pingora does not create it)",
+                dir.display()
+            ));
+        } else if let Err(e) = access(&dir, AccessFlags::W_OK | AccessFlags::X_OK) {
+            out.push(format!(
+                "{key}: directory `{}` is not writable by this user: {}",
+                dir.display(),
+                e.desc()
             ));
         }
     }
@@ -232,6 +260,20 @@ mod tests {
         // TEST-NET-3 (RFC 5737): never configured on a host.
         let e = local_ip("203.0.113.7".parse().unwrap()).unwrap_err();
         assert!(e.contains("not an address of this machine"), "{e}");
+    }
+
+    #[test]
+    fn missing_runtime_directories_are_warnings() {
+        let c = Config::from_str_named(
+            "origins:\n  bucket: http://h\nserver:\n  daemon: true\n  pid_file: /nonexistent-sluice/p.pid\n  upgrade_sock: /tmp/u.sock\n",
+            "t.yaml",
+            &|_| None,
+        )
+        .unwrap();
+        let w = warnings(&c);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("server.pid_file: directory `/nonexistent-sluice`"));
+        assert!(problems(&c).is_empty());
     }
 
     #[test]
