@@ -4,9 +4,10 @@
 //! [`Config::load`] turns it into the internal, validated [`Config`]. Every error names the
 //! file, the line and the dotted key, so `sluice check` can point at the mistake.
 //!
-//! Secrets never need to sit in the file: `${NAME}` anywhere in the text is replaced by the
-//! environment variable `NAME` before parsing (a missing variable is an error naming the line),
-//! and keys ending in `_env` name a variable to read a secret from.
+//! Secrets never need to sit in the file: `${NAME}` in a value is replaced by the environment
+//! variable `NAME` after parsing, the value then typed by its key ([`yaml`]; a missing variable
+//! is an error naming the line), and keys ending in `_env` name a variable to read a secret
+//! from.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,10 +15,14 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+pub mod dump;
 pub mod fleet;
+pub mod host;
 pub mod limits;
 pub mod redis;
+pub mod size;
 pub mod tokens;
+pub mod yaml;
 
 /// A configuration problem, always naming where it is.
 #[derive(Debug, Error)]
@@ -34,6 +39,14 @@ pub enum ConfigError {
         file: String,
         line: usize,
         var: String,
+    },
+    /// The text is not YAML (or uses what sluice does not read: anchors, tags).
+    #[error("{file}: line {line}, column {column}: {message}")]
+    Syntax {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
     },
     #[error("{file}: line {line}, column {column}: key `{key}`: {message}")]
     Parse {
@@ -54,9 +67,9 @@ pub enum ConfigError {
 
 /// The YAML shape, one struct per section. Defaults live here so an empty file is valid.
 pub mod file {
-    use serde::Deserialize;
+    use serde::{Deserialize, Serialize};
 
-    #[derive(Debug, Default, Deserialize)]
+    #[derive(Debug, Default, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields, default)]
     pub struct ConfigFile {
         pub listen: Listen,
@@ -73,8 +86,6 @@ pub mod file {
         pub trusted_proxies: Vec<String>,
         pub limits: super::limits::file::Limits,
         pub shutdown: Shutdown,
-        /// Pingora's own `ServerConf`, passed through untouched.
-        pub server: Option<serde_yaml::Value>,
         /// Token surfaces (see [`super::tokens`]).
         pub kek: super::tokens::file::Kek,
         pub key_delivery: super::tokens::file::KeyDelivery,
@@ -82,9 +93,14 @@ pub mod file {
         pub signed_channels: super::tokens::file::SignedChannels,
         /// The nodes sharing one cache (see [`super::fleet`]).
         pub fleet: Option<super::fleet::file::Fleet>,
+        /// Pingora's own `ServerConf`: taken out of the document before this struct is read
+        /// and typed by Pingora's struct itself (`Validator::server`); named here so it is a
+        /// known key.
+        #[serde(skip_serializing)]
+        pub server: Option<serde::de::IgnoredAny>,
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields, default)]
     pub struct Listen {
         pub edge: String,
@@ -94,6 +110,7 @@ pub mod file {
         /// Accept PROXY protocol headers from `trusted_proxies` on the edge listeners.
         pub proxy_protocol: bool,
         /// Bytes of small writes an edge connection holds to send with the next write.
+        #[serde(with = "super::size")]
         pub write_buffer: usize,
     }
 
@@ -109,7 +126,7 @@ pub mod file {
         }
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields)]
     pub struct EdgeTls {
         pub address: String,
@@ -119,7 +136,7 @@ pub mod file {
         pub key: String,
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields, default)]
     pub struct Shutdown {
         /// How long `SIGQUIT` waits for a new process on `server.upgrade_sock`.
@@ -135,7 +152,7 @@ pub mod file {
         }
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields, default)]
     pub struct State {
         pub sqlite: String,
@@ -163,7 +180,7 @@ pub mod file {
         }
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields, default)]
     pub struct Origins {
         pub bucket: String,
@@ -189,11 +206,13 @@ pub mod file {
         }
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields, default)]
     pub struct Cache {
         pub enabled: bool,
+        #[serde(with = "super::size")]
         pub memory_bytes: u64,
+        #[serde(with = "super::size")]
         pub max_object_bytes: u64,
         pub shards: usize,
         #[serde(with = "humantime_serde")]
@@ -217,10 +236,11 @@ pub mod file {
         pub disk: Option<CacheDisk>,
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields)]
     pub struct CacheDisk {
         pub path: std::path::PathBuf,
+        #[serde(with = "super::size")]
         pub bytes: u64,
     }
 
@@ -244,7 +264,7 @@ pub mod file {
         }
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields, default)]
     pub struct Stream {
         pub extensions: Vec<String>,
@@ -271,7 +291,7 @@ pub mod file {
         }
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields, default)]
     pub struct Admin {
         /// Requests per minute per client for stream-id routes (admin-api.md `rate_limit_api`).
@@ -298,7 +318,7 @@ pub mod file {
 
     /// Limits of the public routes, requests per minute (admin and key-delivery classes are
     /// under `admin:` and `key_delivery:`, where their documents put them).
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields, default)]
     pub struct RateLimits {
         /// `POST /api/v2/streaming/{token,revoke,drm/license}`, per bearer credential.
@@ -323,7 +343,7 @@ pub mod file {
     }
 
     /// How the provider stream endpoint checks `Authorization: Bearer <JWT>`.
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields, default)]
     pub struct ProviderAuth {
         /// The HS256 secret (use `${VAR}`), or:
@@ -351,7 +371,7 @@ pub mod file {
         }
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields, default)]
     pub struct Log {
         /// A tracing `EnvFilter` directive; `RUST_LOG` overrides it.
@@ -362,7 +382,7 @@ pub mod file {
         pub format: String,
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields, default)]
     pub struct Metrics {
         /// Unconfigured hashes (and `/api/proxy` provider/channels) given their own
@@ -551,11 +571,7 @@ pub struct Config {
 impl Config {
     /// Read, expand, parse and validate `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            file: name.clone(),
-            source,
-        })?;
+        let (name, text) = read_file(path)?;
         Self::from_str_named(&text, &name, &|v| std::env::var(v).ok())
     }
 
@@ -565,38 +581,42 @@ impl Config {
         file: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let expanded = expand_env(text, file, env)?;
-        let mut raw: file::ConfigFile = if expanded.trim().is_empty() {
-            file::ConfigFile::default()
-        } else {
-            let de = serde_yaml::Deserializer::from_str(&expanded);
-            serde_path_to_error::deserialize(de).map_err(|e| {
-                let key = e.path().to_string();
-                let inner = e.into_inner();
-                let (line, column) = inner
-                    .location()
-                    .map(|l| (l.line(), l.column()))
-                    .unwrap_or((0, 0));
-                ConfigError::Parse {
-                    file: file.into(),
-                    line,
-                    column,
-                    key,
-                    message: strip_location(&inner.to_string()),
-                }
-            })?
-        };
+        Self::read(text, file, env).map(|(config, _)| config)
+    }
+
+    /// Parse, substitute and validate; also the file structs as read (defaults filled in), for
+    /// `sluice check --dump`.
+    fn read(
+        text: &str,
+        file: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(Config, file::ConfigFile), ConfigError> {
+        let mut root = yaml::parse(text, file)?;
+        yaml::substitute(&mut root, file, env)?;
+        // Pingora's section is typed by Pingora's own `ServerConf` (see `server_conf_from`).
+        let server = yaml::take_key(&mut root, "server");
+        let parse_error =
+            |(key, line, column, message): (String, usize, usize, String)| ConfigError::Parse {
+                file: file.into(),
+                line,
+                column,
+                key,
+                message,
+            };
+        let mut raw: file::ConfigFile = yaml::from_node(&root).map_err(parse_error)?;
+        let dump = raw.clone();
         let access = tokens::AccessFile::take(&mut raw);
         let shared_state = redis::RedisFile::take(&mut raw);
         let fleet = raw.fleet.take();
         let validator = Validator { file, text };
-        let mut config = validator.validate(raw)?;
+        let server = validator.server(server.as_ref())?;
+        let mut config = validator.validate(raw, server)?;
         config.access = tokens::validate(&validator, access, env)?;
         config.redis = redis::validate(&validator, shared_state, env)?;
         config.fleet = validator.fleet(fleet, env, config.cache.enabled)?;
         config.rate_limits.key = config.access.key_delivery.rate_limit;
         validator.distinct_secrets(&config)?;
-        Ok(config)
+        Ok((config, dump))
     }
 }
 
@@ -656,88 +676,80 @@ impl Config {
 fn server_conf_from(
     v: &serde_yaml::Value,
 ) -> Result<pingora_core::server::configuration::ServerConf, String> {
-    // Pingora ignores unknown keys; a misspelt `thredas: 2` must not pass silently.
-    if let serde_yaml::Value::Mapping(m) = v {
-        let known =
-            serde_yaml::to_value(pingora_core::server::configuration::ServerConf::default())
-                .map_err(|e| e.to_string())?;
-        for k in m.keys() {
-            let name = k.as_str().unwrap_or_default();
-            if !matches!(&known, serde_yaml::Value::Mapping(km) if km.contains_key(name)) {
-                return Err(format!(
-                    "unknown key `{name}` (not a Pingora server setting)"
-                ));
-            }
-        }
-    }
-    let mut conf: pingora_core::server::configuration::ServerConf = match v {
-        serde_yaml::Value::Null => Default::default(),
-        v => serde_yaml::from_value(v.clone()).map_err(|e| e.to_string())?,
-    };
-    // Pingora defaults to work-stealing runtimes; measured here (benches/load, one worker,
-    // 500 connections of 16 KB hits) that gives a 5x nginx p99, against 1.3x with per-thread
-    // runtimes at the same throughput. Operators can still ask for stealing explicitly.
-    // With per-thread runtimes, several accept tasks per listener keep a burst of new
-    // connections from queueing behind established ones (1,000 players joining at once:
-    // first-byte max 1.0 s with one accept task, 0.2 s with four).
-    let set = |key: &str| matches!(v, serde_yaml::Value::Mapping(m) if m.contains_key(key));
-    if !set("work_stealing") {
-        conf.work_stealing = false;
-    }
-    if !set("listener_tasks_per_fd") {
-        conf.listener_tasks_per_fd = 4;
-    }
-    // The longest a graceful stop or upgrade lets in-flight responses run (a 20 MiB segment
-    // to a slow phone); the process exits as soon as nothing is in flight
-    // (crate::lifecycle), so this is only an upper bound.
-    conf.grace_period_seconds.get_or_insert(30);
-    conf.graceful_shutdown_timeout_seconds.get_or_insert(5);
-    Ok(conf)
+    serde_yaml::from_value(v.clone()).map_err(|e| e.to_string())
 }
 
-/// serde_yaml appends " at line X column Y" itself; we print that in front instead.
-fn strip_location(msg: &str) -> String {
-    match msg.find(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg.to_string(),
+impl Validator<'_> {
+    /// Pingora's `server:` section, typed by Pingora's `ServerConf` (a `${VAR}` there is a
+    /// number where Pingora takes one) with sluice's defaults applied: the effective settings,
+    /// every key present.
+    fn server(&self, node: Option<&yaml::Node>) -> Result<serde_yaml::Value, ConfigError> {
+        use pingora_core::server::configuration::ServerConf;
+        let mapping = node.and_then(|n| n.as_mapping());
+        // Pingora ignores unknown keys; a misspelt `thredas: 2` must not pass silently.
+        let known = serde_yaml::to_value(ServerConf::default()).unwrap_or_default();
+        for k in mapping.into_iter().flat_map(|m| m.keys()) {
+            if !matches!(&known, serde_yaml::Value::Mapping(km) if km.contains_key(k.as_str())) {
+                return Err(ConfigError::Invalid {
+                    file: self.file.into(),
+                    line: k.span().start().map(|m| m.line()).unwrap_or(0),
+                    key: format!("server.{}", k.as_str()),
+                    message: format!(
+                        "unknown key `{}` (not a Pingora server setting)",
+                        k.as_str()
+                    ),
+                });
+            }
+        }
+        let mut conf: ServerConf = match node {
+            None => ServerConf::default(),
+            Some(n) => {
+                yaml::from_node(n).map_err(|(key, line, column, message)| ConfigError::Parse {
+                    file: self.file.into(),
+                    line,
+                    column,
+                    key: if key.is_empty() || key == "." {
+                        "server".into()
+                    } else {
+                        format!("server.{key}")
+                    },
+                    message,
+                })?
+            }
+        };
+        let set = |key: &str| mapping.is_some_and(|m| m.keys().any(|k| k.as_str() == key));
+        // Pingora defaults to work-stealing runtimes; measured here (benches/load, one worker,
+        // 500 connections of 16 KB hits) that gives a 5x nginx p99, against 1.3x with
+        // per-thread runtimes at the same throughput. Operators can still ask for stealing
+        // explicitly. With per-thread runtimes, several accept tasks per listener keep a burst
+        // of new connections from queueing behind established ones (1,000 players joining at
+        // once: first-byte max 1.0 s with one accept task, 0.2 s with four).
+        if !set("work_stealing") {
+            conf.work_stealing = false;
+        }
+        if !set("listener_tasks_per_fd") {
+            conf.listener_tasks_per_fd = 4;
+        }
+        // The longest a graceful stop or upgrade lets in-flight responses run (a 20 MiB
+        // segment to a slow phone); the process exits as soon as nothing is in flight
+        // (crate::lifecycle), so this is only an upper bound.
+        conf.grace_period_seconds.get_or_insert(30);
+        conf.graceful_shutdown_timeout_seconds.get_or_insert(5);
+        if conf.threads == 0 {
+            return Err(self.err("server.threads", "must be at least 1"));
+        }
+        serde_yaml::to_value(conf).map_err(|e| self.err("server", e.to_string()))
     }
 }
 
-/// Replace `${NAME}` with the environment variable's value. `$${` escapes a literal `${`.
-pub fn expand_env(
-    text: &str,
-    file: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, ConfigError> {
-    let mut out = String::with_capacity(text.len());
-    for (i, line) in text.split_inclusive('\n').enumerate() {
-        let mut rest = line;
-        while let Some(pos) = rest.find("${") {
-            if pos > 0 && rest.as_bytes()[pos - 1] == b'$' {
-                out.push_str(&rest[..pos - 1]);
-                out.push_str("${");
-                rest = &rest[pos + 2..];
-                continue;
-            }
-            out.push_str(&rest[..pos]);
-            let after = &rest[pos + 2..];
-            let Some(end) = after.find('}') else {
-                out.push_str(&rest[pos..]);
-                rest = "";
-                break;
-            };
-            let var = &after[..end];
-            let value = env(var).ok_or_else(|| ConfigError::MissingEnv {
-                file: file.into(),
-                line: i + 1,
-                var: var.into(),
-            })?;
-            out.push_str(&value);
-            rest = &after[end + 1..];
-        }
-        out.push_str(rest);
-    }
-    Ok(out)
+/// The file's name (for messages) and text.
+fn read_file(path: &Path) -> Result<(String, String), ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: name.clone(),
+        source,
+    })?;
+    Ok((name, text))
 }
 
 struct Validator<'a> {
@@ -829,7 +841,11 @@ impl Validator<'_> {
             .map_err(|_| self.err(key, format!("`{v}` is not an address like 0.0.0.0:8080")))
     }
 
-    fn validate(&self, raw: file::ConfigFile) -> Result<Config, ConfigError> {
+    fn validate(
+        &self,
+        raw: file::ConfigFile,
+        server: serde_yaml::Value,
+    ) -> Result<Config, ConfigError> {
         let edge_addr = self.addr("listen.edge", &raw.listen.edge)?;
         let admin_addr = self.addr("listen.admin", &raw.listen.admin)?;
         if edge_addr == admin_addr {
@@ -964,6 +980,7 @@ impl Validator<'_> {
                 "providers are configured, so a JWT secret is required",
             ));
         }
+        check_log_level(&raw.log.level).map_err(|m| self.err("log.level", m))?;
         let log_json = match raw.log.format.as_str() {
             "text" => false,
             "json" => true,
@@ -977,19 +994,6 @@ impl Validator<'_> {
                     raw.metrics.top_streams
                 ),
             ));
-        }
-        let server = raw.server.unwrap_or(serde_yaml::Value::Null);
-        let conf = server_conf_from(&server).map_err(|e| {
-            // Point at the unknown key itself when that is the problem.
-            let key = e
-                .strip_prefix("unknown key `")
-                .and_then(|r| r.split('`').next())
-                .map(|k| format!("server.{k}"))
-                .unwrap_or_else(|| "server".into());
-            self.err(&key, e)
-        })?;
-        if conf.threads == 0 {
-            return Err(self.err("server.threads", "must be at least 1"));
         }
         if raw.listen.write_buffer > MAX_WRITE_BUFFER {
             return Err(self.err(
@@ -1077,6 +1081,36 @@ impl Validator<'_> {
             fleet: None,
         })
     }
+}
+
+/// The levels a `log.level` directive may name.
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// `log.level`: a tracing `EnvFilter` directive list (`info`, `info,sluice=debug`) whose every
+/// level is one of [`LOG_LEVELS`]. EnvFilter itself reads a bare word that is not a level as a
+/// target (`warning` = "everything under a module named warning, at trace"), which turned
+/// logging off for a typo; here a bare word must be a level.
+pub fn check_log_level(v: &str) -> Result<(), String> {
+    let usage = "use off, error, warn, info, debug or trace, or target=level (info,sluice=debug)";
+    if v.trim().is_empty() {
+        return Err(format!("must name a level: {usage}"));
+    }
+    for directive in v.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = match directive.rsplit_once('=') {
+            Some((target, level)) if !target.trim().is_empty() => level,
+            Some(_) => return Err(format!("`{directive}` names no target: {usage}")),
+            None => directive,
+        };
+        if !LOG_LEVELS.contains(&level.trim().to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "`{level}` in `{directive}` is not a level: {usage}"
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(v)
+        .map(|_| ())
+        .map_err(|e| format!("`{v}`: {e}"))
 }
 
 /// `http://host[:port][/prefix]`, `https://…` or `dir:PATH`.
@@ -1236,8 +1270,8 @@ mod tests {
         let e = parse("a: 1\nb: ${NOPE}\n").unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("NOPE"), "{e}");
         assert_eq!(
-            expand_env("x: $${LIT}", "f", &|_| None).unwrap(),
-            "x: ${LIT}"
+            yaml::expand("$${LIT}", &|_| None).unwrap().as_deref(),
+            Some("${LIT}")
         );
     }
 
@@ -1307,6 +1341,99 @@ mod tests {
             "key_delivery:\n  secret: one-secret-0123456789\nsigned_channels:\n  secret: two-secret-0123456789\n"
         )
         .is_ok());
+    }
+
+    #[test]
+    fn log_level_is_a_filter_of_known_levels() {
+        for ok in [
+            "info",
+            "WARN",
+            "off",
+            "info,sluice=debug",
+            "sluice::access=off, warn",
+        ] {
+            assert!(check_log_level(ok).is_ok(), "{ok}");
+            parse(&format!("log:\n  level: \"{ok}\"\n")).unwrap();
+        }
+        for bad in [
+            "warning",
+            "",
+            "info,sluice=verbose",
+            "=info",
+            "inf0",
+            "5",
+            "sluice",
+        ] {
+            assert!(check_log_level(bad).is_err(), "{bad}");
+        }
+        let e = parse("log:\n  format: text\n  level: warning\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("log.level") && e.contains("line 3") && e.contains("`warning`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sizes_take_units_everywhere() {
+        let c = parse(
+            "listen:\n  write_buffer: 8KiB\ncache:\n  memory_bytes: 512MiB\n  max_object_bytes: 64 MiB\n  disk:\n    path: /x\n    bytes: 10GB\nlimits:\n  max_header_bytes: 32kib\n",
+        )
+        .unwrap();
+        assert_eq!(c.write_buffer, 8 << 10);
+        assert_eq!(c.cache.memory_bytes, 512 << 20);
+        assert_eq!(c.cache.max_object_bytes, 64 << 20);
+        assert_eq!(c.cache.disk.unwrap().bytes, 10_000_000_000);
+        assert_eq!(c.limits.max_header_bytes, 32 << 10);
+        // Plain bytes, and a substituted value (typed by its key, units too).
+        assert_eq!(
+            parse("cache:\n  memory_bytes: 268435456\n")
+                .unwrap()
+                .cache
+                .memory_bytes,
+            268435456
+        );
+        for (var, want) in [("268435456", 268435456), ("1GiB", 1 << 30)] {
+            let c = Config::from_str_named("cache:\n  memory_bytes: ${MEM}\n", "t.yaml", &|v| {
+                (v == "MEM").then(|| var.to_string())
+            })
+            .unwrap();
+            assert_eq!(c.cache.memory_bytes, want);
+        }
+        let e = parse("cache:\n  enabled: true\n  max_object_bytes: 12 parsecs\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cache.max_object_bytes") && e.contains("line 3") && e.contains("256MiB"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn substituted_values_are_typed_by_their_key() {
+        let env = |v: &str| match v {
+            "S" => Some("abc #x: [1 0123456789".to_string()),
+            "E" => Some("false".to_string()),
+            "T" => Some("3".to_string()),
+            _ => None,
+        };
+        let c = Config::from_str_named(
+            "# ${UNSET} in a comment\nkey_delivery:\n  secret: ${S} # comment\ncache:\n  enabled: ${E}\n  memory_bytes: 2MiB\n  max_object_bytes: 1MiB\nserver:\n  threads: ${T}\n",
+            "t.yaml",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            c.access.key_delivery.secret.as_ref().unwrap().as_bytes(),
+            b"abc #x: [1 0123456789"
+        );
+        assert!(!c.cache.enabled);
+        assert_eq!(c.server_conf().threads, 3);
+        let e = Config::from_str_named("\ncache:\n  enabled: ${S}\n", "t.yaml", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cache.enabled") && e.contains("line 3"), "{e}");
     }
 
     #[test]

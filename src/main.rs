@@ -24,7 +24,9 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
     after_long_help = "EXAMPLES:\n  \
         sluice serve                        run with conf/sluice.yaml\n  \
         sluice serve -c /etc/sluice/sluice.yaml\n  \
-        sluice check -c conf/sluice.yaml    validate a config and exit\n  \
+        sluice check -c conf/sluice.yaml    validate a config for this host and exit\n  \
+        sluice check -c FILE --offline      … for another host (the file only)\n  \
+        sluice check -c FILE --dump         print the effective config, secrets redacted\n  \
         sluice keys create --name ci --permissions write\n  \
         sluice keys list | sluice keys revoke 3\n  \
         sluice state migrate --from sqlite --to redis\n  \
@@ -32,7 +34,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
         sluice token key --hash movie-2026-04-01 --ttl 3600\n\n\
         ENVIRONMENT:\n  \
         RUST_LOG     overrides log.level (a tracing filter, e.g. info,sluice=debug)\n  \
-        ${NAME}      any ${NAME} in the config file is replaced by that variable\n\n\
+        ${NAME}      ${NAME} in a config value is replaced by that variable\n\n\
         SIGNALS:\n  \
         SIGTERM      graceful stop: stop accepting, /health answers 503 draining, in-flight\n               \
         responses finish (at most server.grace_period_seconds, default 30), exit\n  \
@@ -105,11 +107,29 @@ enum Command {
         #[command(subcommand)]
         action: StateAction,
     },
-    /// Validate a configuration file and exit.
+    /// Validate a configuration file, for this host, and exit.
     ///
-    /// Exits 0 when the file is valid. Otherwise prints the file, line and key at fault
-    /// and exits 1.
-    Check,
+    /// Exits 0 when the file is valid and `serve` could run it here. Otherwise prints the
+    /// file, line and key at fault and exits 1. Besides the file itself this checks what
+    /// `serve` needs of this host (and `serve` refuses the same at start): the state directory
+    /// (parent of state.sqlite) and cache.disk.path exist or can be created, and this user can
+    /// write them; the IPs of listen.* and fleet.self are addresses of this machine (a port in
+    /// use is fine: `systemctl reload` runs check while sluice holds it). What only run time
+    /// can tell is printed as `warning: ...` without failing (Redis not reachable now, a
+    /// missing dir: bucket, a missing directory of server.upgrade_sock, pid_file or
+    /// error_log).
+    Check {
+        /// Check a config meant for another host: the file only, none of this host's
+        /// directories, addresses or services.
+        #[arg(long)]
+        offline: bool,
+        /// Print the effective configuration as YAML: every key at the value serve would use
+        /// (defaults included, ${VAR} substituted), every secret shown as REDACTED (variable
+        /// names are shown, their values never). It reads back as a config, except where a
+        /// secret was written inline or by ${VAR}.
+        #[arg(long)]
+        dump: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -255,23 +275,49 @@ fn keys_command(config: &std::path::Path, action: KeysAction) -> Result<(), Stri
     Ok(())
 }
 
+/// `sluice check [--offline] [--dump]`.
+fn check_command(path: &std::path::Path, offline: bool, dump: bool) -> ExitCode {
+    let loaded = if offline {
+        Config::load(path)
+    } else {
+        Config::load_for_this_host(path)
+    };
+    let dumped = match &loaded {
+        Ok(_) if dump => Config::dump(path).map(Some),
+        _ => Ok(None),
+    };
+    let (c, yaml) = match (loaded, dumped) {
+        (Ok(c), Ok(yaml)) => (c, yaml),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(yaml) = yaml {
+        // stdout is the YAML alone; notes go to stderr.
+        print!("{yaml}");
+        for note in c.notes() {
+            eprintln!("note: {note}");
+        }
+    } else {
+        println!("{}: ok", path.display());
+        for note in c.notes() {
+            println!("note: {note}");
+        }
+    }
+    if !offline {
+        for w in sluice::config::host::warnings(&c) {
+            eprintln!("warning: {w}");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = cli.config;
     match cli.command {
-        Command::Check => match Config::load(&config) {
-            Ok(c) => {
-                println!("{}: ok", config.display());
-                for note in c.notes() {
-                    println!("note: {note}");
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Check { offline, dump } => check_command(&config, offline, dump),
         Command::Keys { action } => match keys_command(&config, action) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -313,7 +359,8 @@ fn main() -> ExitCode {
 
 /// `sluice serve`: validate, detach when `server.daemon` asks for it, build and run.
 fn serve(path: &std::path::Path, upgrade: bool, detached: bool) -> ExitCode {
-    let config = match Config::load(path) {
+    // The same refusals as `sluice check` (config::host), before anything starts.
+    let config = match Config::load_for_this_host(path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");

@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
-/// `providers.<id>` as written.
-#[derive(Debug, Clone, Deserialize)]
+/// `providers.<id>` as written (`Serialize` for `sluice check --dump`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderFile {
     /// Base URL of the provider's API; `channels.*.api` paths are resolved against it.
@@ -81,7 +81,7 @@ pub fn default_cache_key_ignore() -> Vec<String> {
 }
 
 /// `providers.<id>.channels.<channel_id>` as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelFile {
     /// A fixed upstream stream URL.

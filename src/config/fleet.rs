@@ -20,9 +20,9 @@ use crate::config::tokens::MIN_SECRET_LEN;
 pub mod file {
     use std::time::Duration;
 
-    use serde::Deserialize;
+    use serde::{Deserialize, Serialize};
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields)]
     pub struct Fleet {
         /// The edge listeners (`IP:port`) of every node, this one included.

@@ -13,9 +13,9 @@ use super::{ConfigError, Validator};
 pub mod file {
     use std::time::Duration;
 
-    use serde::Deserialize;
+    use serde::{Deserialize, Serialize};
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields, default)]
     pub struct Limits {
         /// The whole request header must arrive within this (from its first byte, or from
@@ -29,6 +29,7 @@ pub mod file {
         #[serde(with = "humantime_serde")]
         pub send_timeout: Duration,
         /// Largest request header (request line and fields) answered; larger gets 431.
+        #[serde(with = "crate::config::size")]
         pub max_header_bytes: u64,
         /// Open connections per client address (`trusted_proxies` exempt).
         pub max_connections_per_ip: u32,

@@ -29,9 +29,9 @@ pub mod file {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
-    use serde::Deserialize;
+    use serde::{Deserialize, Serialize};
 
-    #[derive(Debug, Default, Deserialize)]
+    #[derive(Debug, Default, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields, default)]
     pub struct Kek {
         /// The KEK new records are sealed with.
@@ -40,7 +40,7 @@ pub mod file {
         pub previous: Vec<KekRef>,
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields)]
     pub struct KekRef {
         pub id: String,
@@ -48,7 +48,7 @@ pub mod file {
         pub env: String,
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields, default)]
     pub struct KeyDelivery {
         pub secret: Option<String>,
@@ -70,7 +70,7 @@ pub mod file {
         }
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields, default)]
     pub struct Streaming {
         pub secret: Option<String>,
@@ -109,7 +109,7 @@ pub mod file {
         }
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields, default)]
     pub struct StreamingJwt {
         pub secret: Option<String>,
@@ -134,7 +134,7 @@ pub mod file {
         }
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields)]
     pub struct Content {
         pub id: String,
@@ -160,7 +160,7 @@ pub mod file {
         "MOVIE".into()
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields)]
     pub struct DrmServer {
         pub url: String,
@@ -168,7 +168,7 @@ pub mod file {
         pub headers: BTreeMap<String, String>,
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields, default)]
     pub struct SignedChannels {
         pub secret: Option<String>,
@@ -191,7 +191,7 @@ pub mod file {
         }
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields)]
     pub struct Channel {
         pub key: String,
@@ -214,7 +214,7 @@ pub mod file {
         "none".into()
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize, Serialize)]
     #[serde(deny_unknown_fields)]
     pub struct Match {
         pub id: String,
