@@ -31,8 +31,9 @@ impl AdminApp {
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let started = Instant::now();
-        crate::conn::request_started(session);
-        let answer = api::handle(&self.router, session, &self.state).await;
+        // The admin listener exempts no one (nothing to end).
+        let _ = crate::conn::request_started(session, false);
+        let answer = api::handle(&self.router, session, &self.state, false).await;
         // Answered (the write follows at once): idle time starts.
         crate::conn::request_finished(session);
         let resp = answer.response;

@@ -238,11 +238,13 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
         "sluice admin".into(),
         crate::conn::GuardedApp::new(
             std::sync::Arc::new(AdminApp::new(shared.clone())),
+            // The admin listener exempts no one: fleet traffic never goes there.
             crate::conn::admission::Admission::new(
                 "admin",
                 config.limits.max_connections_per_ip,
                 config.limits.max_connections.unwrap_or(4096),
-                config.exempt_from_client_limits(),
+                Vec::new(),
+                Vec::new(),
             ),
             crate::conn::guard::GuardLimits::from_config(&config.limits),
         ),
@@ -313,7 +315,8 @@ fn edge_admission(config: &Config) -> std::sync::Arc<crate::conn::admission::Adm
         "edge",
         config.limits.max_connections_per_ip,
         max_total,
-        config.exempt_from_client_limits(),
+        config.trusted_proxies.clone(),
+        config.fleet_node_addresses(),
     )
 }
 

@@ -659,9 +659,15 @@ async fn purge_on_one_node_purges_every_node() {
     assert_eq!(r.status(), 403);
 }
 
+/// Nodes are exempt from per-client limits by their signature, never by their address
+/// (tests/peer_trust.rs has the refusals): a node's signed requests hold as many connections
+/// as it needs; the same address unsigned is any client, and so is every address on the
+/// admin listener.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn nodes_are_exempt_from_per_client_limits() {
-    let origin = TestOrigin::new().start();
+async fn nodes_are_exempt_from_per_client_limits_by_signature() {
+    let origin = TestOrigin::new()
+        .route("/v/seg.m4s", Reply::ok(random_bytes(1024, 9), SEGMENT))
+        .start();
     let nodes = Nodes::start(
         &origin,
         "",
@@ -669,12 +675,17 @@ async fn nodes_are_exempt_from_per_client_limits() {
     );
     let edge = nodes.nodes[0].edge;
     // Connections that have sent a whole request and been answered, held open.
-    async fn open_from(local: &str, to: SocketAddr) -> (tokio::net::TcpStream, String) {
+    async fn open_from(
+        local: &str,
+        to: SocketAddr,
+        target: &str,
+        header: &str,
+    ) -> (tokio::net::TcpStream, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let sock = tokio::net::TcpSocket::new_v4().unwrap();
         sock.bind(format!("{local}:0").parse().unwrap()).unwrap();
         let mut s = sock.connect(to).await.unwrap();
-        s.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        s.write_all(format!("GET {target} HTTP/1.1\r\nHost: t\r\n{header}\r\n").as_bytes())
             .await
             .unwrap();
         let mut buf = vec![0u8; 512];
@@ -687,19 +698,30 @@ async fn nodes_are_exempt_from_per_client_limits() {
     // A player: two connections, the third refused.
     let mut held = Vec::new();
     for _ in 0..2 {
-        let (s, head) = open_from("127.0.0.1", edge).await;
+        let (s, head) = open_from("127.0.0.1", edge, "/health", "").await;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         held.push(s);
     }
-    let (_, head) = open_from("127.0.0.1", edge).await;
+    let (_, head) = open_from("127.0.0.1", edge, "/health", "").await;
     assert!(head.starts_with("HTTP/1.1 503"), "{head}");
-    // Another node: as many as it needs.
+    // Another node, signing its requests: as many as it needs.
+    let target = "/stream/v/seg.m4s";
     for _ in 0..6 {
-        let (s, head) = open_from(NODE_IPS[1], edge).await;
+        let sig = nodes.signed_as(nodes.addrs[1], target, chrono::Utc::now().timestamp());
+        let header = format!("{}: {sig}\r\n", auth::HEADER);
+        let (s, head) = open_from(NODE_IPS[1], edge, target, &header).await;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         held.push(s);
     }
-    // Rate limits: a player's third /stats request is refused, a node's never.
+    // Its address unsigned is any client: its share of 2, then refused.
+    let mut heads = Vec::new();
+    for _ in 0..3 {
+        let (s, head) = open_from(NODE_IPS[1], edge, "/health", "").await;
+        heads.push(head.get(..12).unwrap_or_default().to_string());
+        held.push(s);
+    }
+    assert_eq!(heads, ["HTTP/1.1 200", "HTTP/1.1 200", "HTTP/1.1 503"]);
+    // Rate limits on the admin listener: a node's address is limited like a player's.
     let from = |ip: &str| {
         reqwest::Client::builder()
             .local_address(ip.parse::<std::net::IpAddr>().unwrap())
@@ -707,17 +729,14 @@ async fn nodes_are_exempt_from_per_client_limits() {
             .unwrap()
     };
     let stats = nodes.nodes[0].admin_url("/stats/p");
-    let node_client = from(NODE_IPS[2]);
-    for _ in 0..5 {
-        let r = node_client.get(&stats).send().await.unwrap();
-        assert_ne!(r.status(), 429);
+    for ip in [NODE_IPS[2], "127.0.0.1"] {
+        let client = from(ip);
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(client.get(&stats).send().await.unwrap().status().as_u16());
+        }
+        assert_eq!(statuses[2], 429, "{ip}: {statuses:?}");
     }
-    let player = from("127.0.0.1");
-    let mut statuses = Vec::new();
-    for _ in 0..3 {
-        statuses.push(player.get(&stats).send().await.unwrap().status().as_u16());
-    }
-    assert_eq!(statuses[2], 429, "{statuses:?}");
 }
 
 /// A process killed when the test ends, however it ends.

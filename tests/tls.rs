@@ -7,61 +7,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use common::{random_bytes, Reply, Sluice, TestOrigin};
-use sha2::Digest;
-
-/// A test CA and an edge certificate it issued for `localhost` and 127.0.0.1.
-struct Pki {
-    _dir: tempfile::TempDir,
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-    /// base64 SHA-256 of the edge certificate's SubjectPublicKeyInfo (Chromium's pin).
-    spki: String,
-    ca_der: Vec<u8>,
-}
-
-fn pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
-    let dir = tempfile::tempdir().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "sluice test CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    let (ca_path, cert_path, key_path) = (
-        dir.path().join("ca.pem"),
-        dir.path().join("edge.pem"),
-        dir.path().join("edge.key"),
-    );
-    std::fs::write(&ca_path, ca.pem()).unwrap();
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    let spki = base64::engine::general_purpose::STANDARD
-        .encode(sha2::Sha256::digest(key.public_key_der()));
-    Pki {
-        ca: ca_path,
-        cert: cert_path,
-        key: key_path,
-        spki,
-        ca_der: ca.der().to_vec(),
-        _dir: dir,
-    }
-}
+use common::{pki, random_bytes, Pki, Reply, Sluice, TestOrigin};
 
 fn tls_listen(p: &Pki, port: u16) -> String {
     format!(

@@ -97,14 +97,12 @@ pub async fn admit(
     client: &Client,
     headers: &HeaderMap,
     query: Option<&str>,
+    from_node: bool,
 ) -> Result<Spent, u64> {
-    // Fleet nodes carry every player of the node that sent them (and are authenticated).
-    if state
-        .config
-        .fleet
-        .as_ref()
-        .is_some_and(|f| f.is_peer_client(client))
-    {
+    // A fleet node carries every player of the node that sent it: a request it signed
+    // (checked once at the request's start, edge listener only) is not limited per client.
+    // Never by address: a node's address without its signature is any client.
+    if from_node {
         return Ok(Spent::default());
     }
     let (class, failures) = classify(method, path);

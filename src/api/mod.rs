@@ -90,7 +90,15 @@ pub struct Answer {
 /// the router (`HEAD` runs as `GET`); then every error is rendered in its surface's shape
 /// ([`surface`]), and requests to audited routes ([`routes::audited`]) are written to
 /// `access_logs`.
-pub async fn handle(router: &Router, session: &mut ServerSession, state: &AppState) -> Answer {
+///
+/// `from_node`: the request carries a valid fleet signature (edge listener only): fleet
+/// nodes carry all of their players and are not rate-limited per client.
+pub async fn handle(
+    router: &Router,
+    session: &mut ServerSession,
+    state: &AppState,
+    from_node: bool,
+) -> Answer {
     let client = crate::client::client_of(session, &state.config.trusted_proxies);
     let head = session.req_header();
     let method = head.method.clone();
@@ -111,6 +119,7 @@ pub async fn handle(router: &Router, session: &mut ServerSession, state: &AppSta
             &client,
             &head.headers,
             head.uri.query(),
+            from_node,
         )
         .await
         {

@@ -7,10 +7,11 @@
 //! [`Validator::fleet`] turns it into [`FleetConfig`] with errors naming the key.
 //!
 //! Peers are written as `IP:port`, not host names: the owner of an object is chosen by
-//! hashing onto the peers' addresses (every node must compute the same ring), and peers are
-//! recognised by their address when they connect (exempt from per-client limits).
+//! hashing onto the peers' addresses (every node must compute the same ring). A peer is
+//! trusted by its signature, never by its address ([`crate::conn::admission`] only admits a
+//! connection from its address provisionally).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{Config, ConfigError, Secret, Validator};
@@ -63,18 +64,6 @@ pub struct FleetConfig {
 }
 
 impl FleetConfig {
-    /// Whether `ip` (a connection's socket peer) is one of the fleet's nodes.
-    pub fn is_peer_ip(&self, ip: IpAddr) -> bool {
-        let ip = crate::client::canonical_ip(ip);
-        self.peers.iter().any(|p| p.ip() == ip)
-    }
-
-    /// Whether a client is a fleet node talking to us directly (not through a proxy, whose
-    /// forwarded address could name anyone).
-    pub fn is_peer_client(&self, client: &crate::client::Client) -> bool {
-        !client.via_trusted_proxy && client.peer.is_some_and(|p| self.is_peer_ip(p.ip()))
-    }
-
     /// The other nodes.
     pub fn others(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         self.peers.iter().copied().filter(move |p| *p != self.this)
@@ -82,15 +71,14 @@ impl FleetConfig {
 }
 
 impl Config {
-    /// Addresses exempt from per-client connection and rate limits: `trusted_proxies`
-    /// (they carry many clients) and the fleet's nodes (their requests carry every player
-    /// of the node that sent them).
-    pub fn exempt_from_client_limits(&self) -> Vec<ipnet::IpNet> {
-        let mut v = self.trusted_proxies.clone();
-        if let Some(f) = &self.fleet {
-            v.extend(f.peers.iter().map(|p| ipnet::IpNet::from(p.ip())));
-        }
-        v
+    /// The fleet's nodes' addresses: a connection from one is admitted uncounted until a
+    /// request on it shows it is not a node's ([`crate::conn::admission`]); nothing else
+    /// about a node is decided by its address.
+    pub fn fleet_node_addresses(&self) -> Vec<ipnet::IpNet> {
+        self.fleet
+            .iter()
+            .flat_map(|f| f.peers.iter().map(|p| ipnet::IpNet::from(p.ip())))
+            .collect()
     }
 }
 
@@ -223,10 +211,8 @@ mod tests {
         assert_eq!(f.secret.0, SECRET.as_bytes());
         assert_eq!(f.owner_timeout, std::time::Duration::from_secs(5));
         assert_eq!(f.others().count(), 2);
-        assert!(f.is_peer_ip("::ffff:10.0.0.1".parse().unwrap()));
-        assert!(!f.is_peer_ip("10.0.0.9".parse().unwrap()));
-        // Peers join trusted proxies in the limits' exempt list.
-        let exempt = c.exempt_from_client_limits();
+        // Peers' addresses are admitted provisionally.
+        let exempt = c.fleet_node_addresses();
         assert!(exempt
             .iter()
             .any(|n| n.contains(&"10.0.0.3".parse::<std::net::IpAddr>().unwrap())));

@@ -1,10 +1,17 @@
-//! How many edge connections one client, and the edge as a whole, may hold open.
+//! How many connections one client, and a listener as a whole, may hold open.
 //!
 //! A connection is admitted with a [`Permit`] that gives its place back when dropped (when
 //! the connection ends, whatever ended it). Clients are counted under
-//! [`crate::client::connection_key`] (an IPv4 address or an IPv6 /64); `trusted_proxies`
-//! and the nodes of a fleet (`fleet.peers`) carry many clients on few addresses and are only
-//! subject to the global ceiling.
+//! [`crate::client::connection_key`] (an IPv4 address or an IPv6 /64).
+//!
+//! Two kinds of addresses carry many clients on few connections' worth of share:
+//! `trusted_proxies` (exempt from the per-client count on the edge, meeting only the global
+//! ceiling) and the fleet's nodes. A node is trusted by its signature, never by its address:
+//! a connection from a node's address is admitted *provisionally* uncounted, and the
+//! exemption ends — the connection is counted under its address, and refused if that is
+//! over its share — at its first request that carries no valid fleet signature, or at once
+//! when it speaks HTTP/2 (nodes talk to each other over HTTP/1.1). The admin listener
+//! exempts no one.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -42,6 +49,8 @@ pub struct Admission {
     max_per_client: u32,
     max_total: u64,
     exempt: Vec<IpNet>,
+    /// Addresses admitted uncounted until a request shows the connection is not a node's.
+    provisional: Vec<IpNet>,
 }
 
 /// One admitted connection's place; dropping it frees the place.
@@ -49,15 +58,20 @@ pub struct Admission {
 pub struct Permit {
     admission: Arc<Admission>,
     /// The key counted under, when counted per client.
-    client: Option<IpAddr>,
+    client: Mutex<Option<IpAddr>>,
+    /// A fleet node's address while its exemption holds.
+    provisional: Mutex<Option<IpAddr>>,
 }
 
 impl Admission {
+    /// `exempt`: never counted per client (`trusted_proxies`); `provisional`: uncounted until
+    /// [`Permit::end_exemption`] (the fleet's nodes).
     pub fn new(
         listener: &'static str,
         max_per_client: u32,
         max_total: u64,
         exempt: Vec<IpNet>,
+        provisional: Vec<IpNet>,
     ) -> Arc<Admission> {
         Arc::new(Admission {
             listener,
@@ -66,6 +80,7 @@ impl Admission {
             max_per_client,
             max_total,
             exempt,
+            provisional,
         })
     }
 
@@ -75,27 +90,41 @@ impl Admission {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::Global);
         }
-        let client = peer
+        let ip = peer
             .map(crate::client::canonical_ip)
-            .filter(|ip| !crate::client::is_trusted(ip, &self.exempt))
-            .map(crate::client::connection_key);
-        if let Some(key) = client {
-            let mut map = self.per_client.lock();
-            let n = map.entry(key).or_insert(0);
-            if *n >= self.max_per_client {
-                drop(map);
+            .filter(|ip| !crate::client::is_trusted(ip, &self.exempt));
+        let provisional = ip.filter(|ip| crate::client::is_trusted(ip, &self.provisional));
+        let mut client = None;
+        if let (Some(ip), None) = (ip, provisional) {
+            let key = crate::client::connection_key(ip);
+            if let Err(r) = self.count(key) {
                 self.open.fetch_sub(1, Ordering::AcqRel);
-                return Err(Refusal::PerIp);
+                return Err(r);
             }
-            *n += 1;
+            client = Some(key);
         }
         crate::metrics::CONNECTIONS_OPEN
             .with_label_values(&[self.listener])
             .inc();
         Ok(Permit {
             admission: self.clone(),
-            client,
+            client: Mutex::new(client),
+            provisional: Mutex::new(provisional),
         })
+    }
+
+    /// Take one of `key`'s places.
+    fn count(&self, key: IpAddr) -> Result<(), Refusal> {
+        let mut map = self.per_client.lock();
+        let n = map.entry(key).or_insert(0);
+        if *n >= self.max_per_client {
+            if *n == 0 {
+                map.remove(&key);
+            }
+            return Err(Refusal::PerIp);
+        }
+        *n += 1;
+        Ok(())
     }
 
     /// The listener's metric label.
@@ -115,9 +144,33 @@ impl Admission {
     }
 }
 
+impl Permit {
+    /// A fleet node's exemption ends (a request without a valid fleet signature, or a
+    /// protocol nodes do not use): the connection is counted under its address from now on.
+    /// `Err` when that address already holds its share: the connection must be refused.
+    pub fn end_exemption(&self) -> Result<(), Refusal> {
+        let Some(ip) = self.provisional.lock().take() else {
+            return Ok(());
+        };
+        let key = crate::client::connection_key(ip);
+        self.admission.count(key).inspect_err(|r| {
+            crate::metrics::CONNECTIONS_REFUSED
+                .with_label_values(&[self.admission.listener, r.as_str()])
+                .inc();
+        })?;
+        *self.client.lock() = Some(key);
+        Ok(())
+    }
+
+    /// Whether the connection is still admitted as a fleet node's (uncounted).
+    pub fn provisional(&self) -> bool {
+        self.provisional.lock().is_some()
+    }
+}
+
 impl Drop for Permit {
     fn drop(&mut self) {
-        if let Some(key) = self.client {
+        if let Some(key) = *self.client.lock() {
             let mut map = self.admission.per_client.lock();
             if let Some(n) = map.get_mut(&key) {
                 *n -= 1;
@@ -143,7 +196,7 @@ mod tests {
 
     #[test]
     fn one_client_is_held_to_its_share_and_gets_it_back() {
-        let a = Admission::new("test", 2, 100, vec![]);
+        let a = Admission::new("test", 2, 100, vec![], vec![]);
         let p1 = a.admit(ip("203.0.113.1")).unwrap();
         let _p2 = a.admit(ip("203.0.113.1")).unwrap();
         assert_eq!(a.admit(ip("203.0.113.1")).unwrap_err(), Refusal::PerIp);
@@ -156,7 +209,7 @@ mod tests {
 
     #[test]
     fn ipv6_clients_count_per_64_and_mapped_ipv4_as_ipv4() {
-        let a = Admission::new("test", 1, 100, vec![]);
+        let a = Admission::new("test", 1, 100, vec![], vec![]);
         let _p = a.admit(ip("2001:db8:0:1::1")).unwrap();
         assert_eq!(a.admit(ip("2001:db8:0:1::2")).unwrap_err(), Refusal::PerIp);
         let _v4 = a.admit(ip("198.51.100.7")).unwrap();
@@ -169,12 +222,41 @@ mod tests {
     #[test]
     fn trusted_proxies_only_meet_the_global_ceiling() {
         let trusted = vec![crate::config::parse_cidr("10.0.0.0/8").unwrap()];
-        let a = Admission::new("test", 1, 3, trusted);
+        let a = Admission::new("test", 1, 3, trusted, vec![]);
         let _a = a.admit(ip("10.1.1.1")).unwrap();
         let _b = a.admit(ip("10.1.1.1")).unwrap();
         let _c = a.admit(ip("10.1.1.1")).unwrap();
         assert_eq!(a.admit(ip("10.1.1.1")).unwrap_err(), Refusal::Global);
         assert_eq!(a.admit(ip("203.0.113.1")).unwrap_err(), Refusal::Global);
         assert_eq!(a.held_by("10.1.1.1".parse().unwrap()), 0);
+    }
+
+    #[test]
+    fn a_fleet_nodes_address_is_exempt_until_its_exemption_ends() {
+        let peers = vec![crate::config::parse_cidr("10.9.9.9").unwrap()];
+        let a = Admission::new("test", 1, 100, vec![], peers);
+        let p1 = a.admit(ip("10.9.9.9")).unwrap();
+        let p2 = a.admit(ip("10.9.9.9")).unwrap();
+        let p3 = a.admit(ip("10.9.9.9")).unwrap();
+        assert_eq!(a.held_by("10.9.9.9".parse().unwrap()), 0);
+        assert!(p1.provisional());
+        // The first unsigned request: counted, and within the share of one.
+        p1.end_exemption().unwrap();
+        assert!(!p1.provisional());
+        assert_eq!(a.held_by("10.9.9.9".parse().unwrap()), 1);
+        // Ending twice counts once.
+        p1.end_exemption().unwrap();
+        assert_eq!(a.held_by("10.9.9.9".parse().unwrap()), 1);
+        // The next one is over the share: refused, and not counted.
+        assert_eq!(p2.end_exemption().unwrap_err(), Refusal::PerIp);
+        assert_eq!(a.held_by("10.9.9.9".parse().unwrap()), 1);
+        drop(p2);
+        drop(p1);
+        assert_eq!(a.held_by("10.9.9.9".parse().unwrap()), 0);
+        p3.end_exemption().unwrap();
+        assert_eq!(a.held_by("10.9.9.9".parse().unwrap()), 1);
+        drop(p3);
+        assert_eq!(a.held_by("10.9.9.9".parse().unwrap()), 0);
+        assert_eq!(a.open(), 0);
     }
 }

@@ -184,7 +184,7 @@ pub struct GuardedStream {
     /// header, a small body. They leave with the next larger write in one vectored send (the
     /// larger write is not copied) or at the next flush.
     held: Vec<u8>,
-    _permit: Permit,
+    permit: Permit,
 }
 
 impl std::fmt::Debug for GuardedStream {
@@ -224,8 +224,18 @@ impl GuardedStream {
             peeked: Vec::new(),
             held: Vec::new(),
             limits,
-            _permit: permit,
+            permit,
         }
+    }
+
+    /// This connection's place in its listener's admission.
+    pub fn permit(&self) -> &Permit {
+        &self.permit
+    }
+
+    /// Whether the connection speaks HTTP/2 (ALPN `h2`).
+    pub fn is_http2(&self) -> bool {
+        self.http2
     }
 
     /// The request boundaries of this connection (for the proxy phases).
@@ -634,7 +644,7 @@ mod tests {
         // Pingora's default 1,460-byte write buffer under the guard: writes at least that
         // large pass through it.
         let raw = pingora_core::protocols::l4::stream::Stream::from(server);
-        let admission = super::super::admission::Admission::new("edge", 10, 10, vec![]);
+        let admission = super::super::admission::Admission::new("edge", 10, 10, vec![], vec![]);
         let permit = admission.admit(None).unwrap();
         let limits = GuardLimits {
             header_timeout: Duration::from_secs(5),

@@ -183,6 +183,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
             }
         };
         let mut guarded = GuardedStream::new(stream, permit, self.limits.clone());
+        // Fleet nodes talk to each other over HTTP/1.1: an HTTP/2 connection is no node's.
+        if guarded.is_http2() && guarded.permit().end_exemption().is_err() {
+            tracing::debug!(peer = ?peer, "HTTP/2 connection over its address's share");
+            return None;
+        }
         // Through the guard: its header deadline (started with it) bounds the wait.
         if !guarded.read_first_header().await {
             return None;
@@ -236,9 +241,18 @@ fn guard_of(session: &ServerSession) -> Option<&GuardedStream> {
 }
 
 /// A request header is in and its handling began: the header deadline no longer applies.
-pub fn request_started(session: &ServerSession) {
-    if let Some(g) = guard_of(session) {
-        g.signal().started();
+/// `from_node`: the request carries a valid fleet signature; any other request ends a fleet
+/// node's connection exemption ([`admission`]), and `Err` says the connection is now over its
+/// address's share: answer the request with a refusal and close.
+pub fn request_started(session: &ServerSession, from_node: bool) -> Result<(), admission::Refusal> {
+    let Some(g) = guard_of(session) else {
+        return Ok(());
+    };
+    g.signal().started();
+    if from_node {
+        Ok(())
+    } else {
+        g.permit().end_exemption()
     }
 }
 

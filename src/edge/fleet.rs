@@ -36,6 +36,8 @@ pub const REFUSED_HEADER: &str = "x-sluice-fleet-refused";
 /// A request's part in the fleet.
 #[derive(Debug, Default)]
 pub struct Hop {
+    /// The request's fleet signature, checked at its start.
+    pub signature: Signature,
     /// The node this request came from (signature checked): served here, never forwarded.
     pub from_peer: Option<SocketAddr>,
     /// The owner this attempt asks, and the path it is asked for.
@@ -48,6 +50,43 @@ pub struct Hop {
     pub age: Option<Duration>,
 }
 
+/// What a request's `x-sluice-fleet` header says: checked once, at the request's start
+/// ([`signature`]), and read by every decision that trusts a node — its connection's share
+/// ([`crate::conn::admission`]), the rate limits ([`crate::api::limits`]) and the gate
+/// ([`arrival`]). A node is trusted by this, never by its address.
+#[derive(Debug, Default, Clone)]
+pub enum Signature {
+    /// No header (or no `fleet:`, where the header means nothing).
+    #[default]
+    Absent,
+    /// Signed by this node of the fleet, over the method, the target and an empty body.
+    Valid(SocketAddr),
+    Invalid(AuthError),
+}
+
+impl Signature {
+    pub fn is_valid(&self) -> bool {
+        matches!(self, Signature::Valid(_))
+    }
+}
+
+/// `early_request_filter`: check a request's fleet header. (A request with a body — a
+/// purge — is checked over its body by its handler; here it is not a node's.)
+pub(super) fn signature(edge: &Edge, req: &RequestHeader) -> Signature {
+    let (Some(fleet), Some(header)) = (&edge.state.fleet, req.headers.get(auth::HEADER)) else {
+        return Signature::Absent;
+    };
+    let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    match header
+        .to_str()
+        .map_err(|_| AuthError::Malformed)
+        .and_then(|h| fleet.verify(h, req.method.as_str(), path_and_query, b""))
+    {
+        Ok(peer) => Signature::Valid(peer),
+        Err(e) => Signature::Invalid(e),
+    }
+}
+
 /// Who sent a `/stream` request.
 pub(super) enum Arrival {
     Player,
@@ -57,25 +96,14 @@ pub(super) enum Arrival {
 
 /// `request_filter`: a `/stream` request carrying `x-sluice-fleet` is another node's, or
 /// refused. Without `fleet:` the header means nothing (and never goes upstream).
-pub(super) fn arrival(edge: &Edge, session: &Session) -> Arrival {
-    let (Some(fleet), Some(header)) = (
-        &edge.state.fleet,
-        session.req_header().headers.get(auth::HEADER),
-    ) else {
-        return Arrival::Player;
-    };
-    let req = session.req_header();
-    let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
-    let verdict = header
-        .to_str()
-        .map_err(|_| AuthError::Malformed)
-        .and_then(|h| fleet.verify(h, req.method.as_str(), path_and_query, b""));
-    match verdict {
-        Ok(peer) => {
+pub(super) fn arrival(signature: &Signature, session: &Session) -> Arrival {
+    match signature {
+        Signature::Absent => Arrival::Player,
+        Signature::Valid(peer) => {
             PEER_REQUESTS.with_label_values(&["served"]).inc();
-            Arrival::Peer(peer)
+            Arrival::Peer(*peer)
         }
-        Err(e) => {
+        Signature::Invalid(e) => {
             PEER_REQUESTS.with_label_values(&["refused"]).inc();
             crate::metrics::refused(crate::metrics::GateSurface::Fleet, "fleet_signature");
             let from = session

@@ -135,6 +135,9 @@ pub struct RequestCtx {
     bucket_addresses: usize,
     /// This request's part in the cache fleet ([`fleet`]).
     fleet: fleet::Hop,
+    /// The request came on a fleet node's connection that lost its exemption over its
+    /// address's share: refused in `request_filter`.
+    over_connection_share: bool,
     /// `X-Request-Id` ([`crate::request_id`]): the player's, or made here.
     request_id: String,
 }
@@ -245,6 +248,7 @@ impl ProxyHttp for Edge {
             connect_attempt: 0,
             bucket_addresses: 1,
             fleet: fleet::Hop::default(),
+            over_connection_share: false,
             request_id: String::new(),
         }
     }
@@ -260,8 +264,12 @@ impl ProxyHttp for Edge {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        // The header is in: the connection's header deadline no longer applies.
-        crate::conn::request_started(session.as_downstream());
+        // The header is in: the connection's header deadline no longer applies. A request
+        // that is not a fleet node's (signed) ends its connection's node exemption.
+        ctx.fleet.signature = fleet::signature(self, session.req_header());
+        ctx.over_connection_share =
+            crate::conn::request_started(session.as_downstream(), ctx.fleet.signature.is_valid())
+                .is_err();
         // The request's id replaces whatever the player sent, so every later phase (the API
         // handlers, fills, local answers) reads the one id from the request header.
         let req = session.req_header_mut();

@@ -53,6 +53,9 @@ pub(super) async fn request(
         return Ok(false);
     }
     let path = session.req_header().uri.path().to_string();
+    if ctx.over_connection_share {
+        return refuse_connection(session, ctx, &path).await;
+    }
     let max_header = edge.state.config.limits.max_header_bytes;
     if let Some(refusal) = protocol::check(session.req_header(), max_header) {
         return refuse(session, ctx, &path, refusal).await;
@@ -66,7 +69,14 @@ pub(super) async fn request(
     match route {
         Ok(Route::Api) => {
             ctx.class = RouteClass::Api;
-            let answer = api::handle(&edge.router, session.as_downstream_mut(), &edge.state).await;
+            let from_node = ctx.fleet.signature.is_valid();
+            let answer = api::handle(
+                &edge.router,
+                session.as_downstream_mut(),
+                &edge.state,
+                from_node,
+            )
+            .await;
             let (parts, body) = answer.response.into_parts();
             ctx.local_status = Some(parts.status.as_u16());
             let head: ResponseHeader = parts.into();
@@ -122,7 +132,7 @@ pub(super) async fn request(
             }
             // Another node of the fleet names the bucket directory it resolved and has
             // gated its player already; a bad signature is refused ([`super::fleet`]).
-            let from_peer = match fleet::arrival(edge, session) {
+            let from_peer = match fleet::arrival(&ctx.fleet.signature, session) {
                 fleet::Arrival::Player => None,
                 fleet::Arrival::Peer(p) => Some(p),
                 fleet::Arrival::Refused => {
@@ -206,6 +216,25 @@ async fn refuse(
         .error_body(code, refusal.message())
         .to_string();
     respond::json(session, status, body.into()).await?;
+    Ok(true)
+}
+
+/// A fleet node's address whose connection lost its exemption over its share: `503` in the
+/// route's shape, and the connection closes.
+async fn refuse_connection(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    path: &str,
+) -> Result<bool> {
+    ctx.local_status = Some(503);
+    session.set_keepalive(None);
+    let body = api::Surface::of(path)
+        .error_body(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "Too many connections",
+        )
+        .to_string();
+    respond::json(session, 503, body.into()).await?;
     Ok(true)
 }
 
