@@ -11,6 +11,8 @@
 #   - prometheus (promtool checks /metrics and the shipped rules; a real prometheus server
 #     evaluates the dashboard's and the rules' queries; tests/operating.rs) from Debian, its
 #     system service (and the node exporter it pulls in) left stopped;
+#   - logrotate (the shipped systemd/sluice.logrotate rotates a running sluice's access log;
+#     tests/logs.rs) from Debian;
 #   - axios (signed-channel-api's Node snippet), hls.js and playwright-core (the real-player
 #     test) with npm, into tests/clients.
 set -euo pipefail
@@ -27,6 +29,7 @@ have node || need_apt+=(nodejs npm)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 have redis-server || [ -n "${REDIS_SERVER:-}" ] || need_apt+=(redis-server)
 { [ -x /usr/bin/promtool ] && [ -x /usr/bin/prometheus ]; } || need_apt+=(prometheus)
+have logrotate || [ -x /usr/sbin/logrotate ] || need_apt+=(logrotate)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "ensure-test-deps: apt-get install ${need_apt[*]}"
   apt-get update -qq

@@ -308,7 +308,10 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            sluice::logging::init(&config.log.level, config.log.json);
+            if let Err(e) = sluice::logging::init(&config.log) {
+                eprintln!("{}: {e}", config.source);
+                return ExitCode::FAILURE;
+            }
             tracing::info!(
                 version = env!("CARGO_PKG_VERSION"),
                 config = %config.source,
