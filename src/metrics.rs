@@ -474,6 +474,49 @@ pub static REDIS_VIEW_AGE: Lazy<prometheus::Gauge> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// This build: `sluice_build_info{version, commit} 1` (join on it to label other series by
+/// the running version). `commit` is `SLUICE_BUILD_COMMIT` at build time (`make release`
+/// sets it from git), else `unknown`.
+pub static BUILD_INFO: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "sluice_build_info",
+        "Always 1, labelled with the running build's version and git commit",
+        &["version", "commit"]
+    )
+    .expect("metric registers once")
+});
+
+/// The `commit` label of [`BUILD_INFO`].
+pub fn build_commit() -> &'static str {
+    match option_env!("SLUICE_BUILD_COMMIT") {
+        Some(c) if !c.is_empty() => c,
+        _ => "unknown",
+    }
+}
+
+/// The edge's route classes and the admin listener's (`listener`, `class`) pairs of
+/// [`REQUESTS`] and [`REQUEST_DURATION`].
+const LISTENER_CLASSES: [(&str, &str); 7] = [
+    ("edge", "stream"),
+    ("edge", "proxy"),
+    ("edge", "api"),
+    ("edge", "rejected"),
+    ("edge", "fleet"),
+    ("admin", "api"),
+    ("admin", "metrics"),
+];
+
+/// Create the series of the shared state (`state.redis`) that exist before their first
+/// event; called once the Redis client is made.
+pub fn init_redis() {
+    REDIS_UP.set(0);
+    REDIS_SYNCED.set(0);
+    REDIS_VIEW_AGE.set(-1.0);
+    for c in ["command", "subscription"] {
+        REDIS_RECONNECTS.with_label_values(&[c]);
+    }
+}
+
 /// Status codes as label values without allocating.
 pub fn status_label(status: u16) -> &'static str {
     match status {
@@ -527,9 +570,19 @@ pub fn init(top_streams: usize, known_streams: impl IntoIterator<Item = String>)
 }
 
 fn touch_known() {
-    Lazy::force(&REQUESTS);
-    Lazy::force(&REQUEST_DURATION);
-    Lazy::force(&UPSTREAM_DURATION);
+    BUILD_INFO
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), build_commit()])
+        .set(1);
+    for (listener, class) in LISTENER_CLASSES {
+        REQUEST_DURATION.with_label_values(&[listener, class]);
+        // Answers by status appear as they happen; the successful one exists from start.
+        if class != "rejected" {
+            REQUESTS.with_label_values(&[listener, class, "200"]);
+        }
+    }
+    for c in ["stream", "proxy", "fleet"] {
+        UPSTREAM_DURATION.with_label_values(&[c]);
+    }
     for k in UPSTREAM_ERROR_KINDS {
         UPSTREAM_ERRORS.with_label_values(&[k]);
     }

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{admin_key, client, free_port, metrics, Reply, RunningOrigin, Sluice, TestOrigin};
+use common::{
+    admin_key, client, free_port, metrics, RedisServer, Reply, RunningOrigin, Sluice, TestOrigin,
+};
 use serde_json::Value;
 
 const STREAM_SECRET: &str = "operating-test-stream-secret-0123456789";
@@ -287,6 +289,209 @@ async fn metrics_pass_promtool_and_contain_every_name_the_dashboard_and_rules_us
         4.0
     );
     assert!(common::metric(&text, "sluice_upstream_errors_total{kind=\"status_5xx\"}") >= 1.0);
+}
+
+/// A metric family as README's "Every metric" table documents it.
+#[derive(Debug)]
+struct DocumentedFamily {
+    kind: String,
+    labels: BTreeSet<String>,
+    /// Exposed only with `state.redis`.
+    redis_only: bool,
+}
+
+/// Backticked words of `cell` outside parentheses: `` `a` (`x`, `y`), `b` `` → a, b.
+fn backticked_outside_parens(cell: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut word: Option<String> = None;
+    for c in cell.chars() {
+        match (c, word.as_mut()) {
+            ('`', Some(w)) => {
+                if depth == 0 {
+                    out.push(std::mem::take(w));
+                }
+                word = None;
+            }
+            (c, Some(w)) => w.push(c),
+            ('`', None) => word = Some(String::new()),
+            ('(', None) => depth += 1,
+            (')', None) => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// README's "Every metric" table: family name → what it documents.
+fn documented_families() -> std::collections::BTreeMap<String, DocumentedFamily> {
+    let readme = std::fs::read_to_string(conf("README.md")).unwrap();
+    let at = readme
+        .find("**Every metric**")
+        .expect("README has no \"Every metric\" table");
+    let mut out = std::collections::BTreeMap::new();
+    let rows = readme[at..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2);
+    for row in rows {
+        let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+        assert_eq!(cells.len(), 4, "README metric row: {row}");
+        let names = backticked_outside_parens(cells[0]);
+        assert_eq!(names.len(), 1, "one family per README row: {row}");
+        let labels = if cells[2] == "—" {
+            BTreeSet::new()
+        } else {
+            backticked_outside_parens(cells[2]).into_iter().collect()
+        };
+        let family = DocumentedFamily {
+            kind: cells[1].to_string(),
+            labels,
+            redis_only: cells[3].starts_with("`state.redis` only"),
+        };
+        assert!(
+            out.insert(names[0].clone(), family).is_none(),
+            "{} documented twice",
+            names[0]
+        );
+    }
+    assert!(
+        out.len() >= 40,
+        "the README metric table lost rows: {out:?}"
+    );
+    out
+}
+
+/// The label names of one sample line's `{…}` (values may hold any escaped character).
+fn sample_label_names(labels: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut chars = labels.chars().peekable();
+    loop {
+        let name: String = chars.by_ref().take_while(|&c| c != '=').collect();
+        if name.is_empty() {
+            return names;
+        }
+        names.push(name.trim_start_matches(',').to_string());
+        assert_eq!(chars.next(), Some('"'), "label value in {labels}");
+        let mut escaped = false;
+        for c in chars.by_ref() {
+            match (c, escaped) {
+                ('\\', false) => escaped = true,
+                ('"', false) => break,
+                _ => escaped = false,
+            }
+        }
+    }
+}
+
+/// A scrape's families: name → (type, label names of its samples, `le` aside).
+fn exposed_families(text: &str) -> std::collections::BTreeMap<String, (String, BTreeSet<String>)> {
+    let mut out = std::collections::BTreeMap::new();
+    for l in text.lines() {
+        if let Some(rest) = l.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            out.insert(name.to_string(), (kind.to_string(), BTreeSet::new()));
+        }
+    }
+    for l in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let end = l.find(['{', ' ']).unwrap();
+        let sample = &l[..end];
+        let family = std::iter::once(sample)
+            .chain(
+                ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .filter_map(|s| sample.strip_suffix(s)),
+            )
+            .find(|f| out.contains_key(*f))
+            .unwrap_or_else(|| panic!("sample of no family: {l}"))
+            .to_string();
+        if l[end..].starts_with('{') {
+            let close = l.rfind('}').unwrap();
+            let labels = &mut out.get_mut(&family).unwrap().1;
+            labels.extend(
+                sample_label_names(&l[end + 1..close])
+                    .into_iter()
+                    .filter(|n| n != "le"),
+            );
+        }
+    }
+    out
+}
+
+/// Every family exposed is documented with its type and labels, and every documented
+/// family is exposed (`state.redis` ones when `redis` is set).
+fn assert_matches_readme(text: &str, redis: bool) {
+    let documented = documented_families();
+    let exposed = exposed_families(text);
+    let wanted: BTreeSet<&String> = documented
+        .iter()
+        .filter(|(_, d)| redis || !d.redis_only)
+        .map(|(n, _)| n)
+        .collect();
+    let got: BTreeSet<&String> = exposed.keys().collect();
+    let undocumented: Vec<_> = got.difference(&wanted).collect();
+    let missing: Vec<_> = wanted.difference(&got).collect();
+    assert!(
+        undocumented.is_empty() && missing.is_empty(),
+        "redis={redis}: exposed but not in README's metric table: {undocumented:?}; \
+         in README but not exposed: {missing:?}"
+    );
+    for (name, (kind, labels)) in &exposed {
+        let d = &documented[name];
+        assert_eq!(
+            &d.kind, kind,
+            "{name}: README says {}, /metrics {kind}",
+            d.kind
+        );
+        assert_eq!(&d.labels, labels, "{name}: labels in README vs /metrics");
+    }
+}
+
+#[test]
+fn readme_metric_table_parser() {
+    assert_eq!(
+        backticked_outside_parens("`listener` (`edge`, `admin`), `class`, `status`"),
+        ["listener", "class", "status"]
+    );
+    assert_eq!(
+        sample_label_names(r#"a="x,y",b="q\"}",c="""#),
+        ["a", "b", "c"]
+    );
+    let f = exposed_families(
+        "# TYPE h histogram\nh_bucket{c=\"s\",le=\"0.5\"} 1\nh_sum{c=\"s\"} 1\nh_count{c=\"s\"} 1\n# TYPE g gauge\ng 3\n",
+    );
+    assert_eq!(f["h"], ("histogram".into(), ["c".to_string()].into()));
+    assert_eq!(f["g"], ("gauge".into(), BTreeSet::new()));
+}
+
+/// README's metric table and `/metrics` agree: on a fresh sluice, and on one with Redis.
+#[tokio::test]
+async fn readme_metric_table_matches_a_fresh_scrape() {
+    let o = origin();
+    let s = Sluice::start(&config(&o, ""));
+    let text = metrics(&s).await;
+    assert_matches_readme(&text, false);
+    // The process and the build are there.
+    assert!(common::metric(&text, "process_resident_memory_bytes") > 0.0);
+    assert!(common::metric(&text, "process_open_fds") > 0.0);
+    assert!(common::metric(&text, "process_start_time_seconds") > 1.7e9);
+    let build = format!(
+        "sluice_build_info{{commit=\"{}\",version=\"{}\"}} 1",
+        option_env!("SLUICE_BUILD_COMMIT")
+            .filter(|c| !c.is_empty())
+            .unwrap_or("unknown"),
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(text.lines().any(|l| l == build), "no `{build}`");
+    drop(s);
+
+    let redis = RedisServer::start();
+    let node = Sluice::start_node(&redis, "", &config(&o, ""), &[]);
+    assert_matches_readme(&metrics(&node).await, true);
 }
 
 #[test]
