@@ -2,7 +2,9 @@
 //! the shipped rules pass `promtool check rules` and their unit tests; every metric the
 //! Grafana dashboard (`conf/grafana/sluice.json`) and the rules (`conf/prometheus/`) name
 //! exists in a scrape; and a real Prometheus that scraped a test sluice answers every
-//! dashboard and rule expression without error and with data. Per-stream series stay
+//! dashboard and rule expression without error and with data; every shipped alert fires on
+//! a real scrape of a sluice in trouble, for that node, and none on a fresh one. README's
+//! metric table matches `/metrics` family by family. Per-stream series stay
 //! bounded against invented hashes. Request ids travel from the player to the origin, the
 //! logs, `access_logs` and back.
 //!
@@ -521,8 +523,20 @@ fn promtool_checks_the_rules_and_runs_their_unit_tests() {
         out.status.success() && said.contains("SUCCESS"),
         "promtool test rules:\n{said}"
     );
-    // Each alert is tested firing and not firing.
+    // Each alert is tested firing and not firing, on series labelled as a real scrape
+    // labels them.
     let tests = std::fs::read_to_string(conf("conf/prometheus/sluice-rules.test.yml")).unwrap();
+    let series: Vec<&str> = tests
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- series:"))
+        .collect();
+    assert!(series.len() >= 10, "{series:?}");
+    for l in series {
+        assert!(
+            l.contains("job=\"sluice\"") && l.contains("instance=\""),
+            "an input series without the scrape's job and instance labels: {l}"
+        );
+    }
     for (name, _, alert) in rules() {
         if alert {
             let blocks: Vec<&str> = tests
@@ -550,15 +564,19 @@ impl Prometheus {
     /// second (the file's 15 s intervals shortened for the test; the expressions are as
     /// shipped).
     fn start(target: &str) -> Prometheus {
+        Self::start_with(&[target.to_string()], &shipped_rules(false))
+    }
+
+    /// Scraping `targets` every second, evaluating `rules` (a rules file's text).
+    fn start_with(targets: &[String], rules: &str) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
-        let rules = std::fs::read_to_string(conf("conf/prometheus/sluice-rules.yml"))
-            .unwrap()
-            .replace("interval: 15s", "interval: 1s");
         std::fs::write(dir.path().join("sluice-rules.yml"), rules).unwrap();
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         std::fs::write(
             dir.path().join("prometheus.yml"),
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [sluice-rules.yml]\nscrape_configs:\n  - job_name: sluice\n    metrics_path: /metrics\n    static_configs:\n      - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [sluice-rules.yml]\nscrape_configs:\n  - job_name: sluice\n    metrics_path: /metrics\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
             ),
         )
         .unwrap();
@@ -636,6 +654,32 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The shipped rules file with its 15 s intervals shortened to 1 s (the expressions as
+/// shipped); with `no_for`, every alert's `for:` is 0 s, so an alert fires on the first
+/// evaluation its condition holds (each `for:` line replaced is checked: one per alert).
+fn shipped_rules(no_for: bool) -> String {
+    let text = std::fs::read_to_string(conf("conf/prometheus/sluice-rules.yml"))
+        .unwrap()
+        .replace("interval: 15s", "interval: 1s");
+    if !no_for {
+        return text;
+    }
+    let mut replaced = 0;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("for: ") {
+            Some(_) => {
+                replaced += 1;
+                format!("{}for: 0s", &l[..l.len() - l.trim_start().len()])
+            }
+            None => l.to_string(),
+        })
+        .collect();
+    let alerts = rules().iter().filter(|(_, _, alert)| *alert).count();
+    assert_eq!(replaced, alerts, "one `for:` per alert");
+    lines.join("\n") + "\n"
 }
 
 /// Grafana's interval variables as Prometheus sees them.
@@ -892,4 +936,140 @@ async fn request_ids_reach_the_origin_the_logs_access_logs_and_the_answer() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Every shipped alert fires on a real Prometheus scraping a real sluice driven into each
+/// condition, labelled with that node's `instance`; a fresh sluice scraped by the same
+/// Prometheus fires none. The rules are the shipped file's with `for:` set to 0 s (a test
+/// cannot wait out 15 minutes) and 1 s intervals; the expressions are as shipped, so their
+/// `[5m]` rates divide what happened by 300 s: the traffic is 300 × each threshold.
+#[tokio::test]
+async fn every_alert_fires_on_a_real_scrape_of_a_sluice_in_trouble_and_not_on_a_fresh_one() {
+    const OBJECTS: usize = 4000;
+    let mut o = TestOrigin::new()
+        .route("/movie-broken/seg1.ts", Reply::status(503))
+        .route(
+            "/movie-open/seg1.ts",
+            Reply::ok(vec![7u8; 100], "video/mp2t"),
+        );
+    for i in 0..OBJECTS {
+        o = o.route(
+            &format!("/movie-open/s{i}.ts"),
+            Reply::ok(common::random_bytes(4 * 1024, i as u64), "video/mp2t"),
+        );
+    }
+    let o = o.start();
+    // A 1 MiB cache: 4000 objects of 4 KiB fill it and evict ~3800 (> 10/s over 5 min).
+    let small_cache = "cache:\n  memory_bytes: 1048576\n  max_object_bytes: 65536\n";
+    let troubled = Sluice::start(&config(&o, small_cache));
+    let fresh = Sluice::start(&config(&o, small_cache));
+    let (t, f) = (troubled.admin.to_string(), fresh.admin.to_string());
+    let prom = Prometheus::start_with(&[t.clone(), f.clone()], &shipped_rules(true));
+    // Both scraped before the trouble starts: the counters' rise falls inside the windows.
+    for target in [&t, &f] {
+        prom.wait_for(
+            &format!("count_over_time(up{{instance=\"{target}\"}}[1m])"),
+            2.0,
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+
+    // The trouble, all on one node: a working set larger than the cache (misses, a low hit
+    // ratio, evictions), a failing origin, gate refusals, an admin client over its limit.
+    let paths: Vec<String> = (0..OBJECTS)
+        .map(|i| format!("/stream/movie-open/s{i}.ts"))
+        .collect();
+    for chunk in paths.chunks(50) {
+        let answers =
+            futures::future::join_all(chunk.iter().map(|p| get(&troubled, p.as_str()))).await;
+        assert!(answers.iter().all(|&a| a == 200), "{answers:?}");
+    }
+    // Over 5 % of origin fetches fail, and over 0.1/s.
+    let broken = vec!["/stream/movie-broken/seg1.ts"; 300];
+    for chunk in broken.chunks(50) {
+        let answers = futures::future::join_all(chunk.iter().map(|p| get(&troubled, p))).await;
+        assert!(answers.iter().all(|&a| a >= 500), "{answers:?}");
+    }
+    // Over 5 gate refusals/s.
+    let gated = vec!["/stream/movie-gated/master.m3u8"; 1800];
+    for chunk in gated.chunks(50) {
+        let answers = futures::future::join_all(chunk.iter().map(|p| get(&troubled, p))).await;
+        assert!(answers.iter().all(|&a| a == 401), "{answers:?}");
+    }
+    // Over 1 admin rate-limit refusal/s.
+    let admin = |_| async {
+        client()
+            .get(troubled.admin_url("/api/stream-ids"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let mut limited = 0;
+    for _ in 0..8 {
+        let answers = futures::future::join_all((0..50).map(admin)).await;
+        limited += answers.iter().filter(|&&a| a == 429).count();
+    }
+    assert!(limited >= 390, "{limited} admin requests limited");
+    let m = metrics(&troubled).await;
+    let fill = common::metric(&m, "sluice_cache_bytes")
+        / common::metric(&m, "sluice_cache_memory_budget_bytes");
+    assert!(
+        fill > 0.8 && fill <= 1.0,
+        "the cache did not fill past the alert's threshold: {fill}"
+    );
+    assert!(common::metric(&m, "sluice_cache_evictions_total") >= 3300.0);
+
+    // Each alert fired, for the troubled node.
+    let alerts: BTreeSet<String> = rules()
+        .into_iter()
+        .filter(|(_, _, alert)| *alert)
+        .map(|(name, _, _)| name)
+        .collect();
+    assert_eq!(alerts.len(), 5, "{alerts:?}");
+    let fired = |instance: String| {
+        let prom = &prom;
+        async move {
+            let q = format!(
+                "max by (alertname) (max_over_time(ALERTS{{alertstate=\"firing\",job=\"sluice\",instance=\"{instance}\"}}[5m]))"
+            );
+            prom.query(&q)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r["metric"]["alertname"].as_str().unwrap().to_string())
+                .collect::<BTreeSet<String>>()
+        }
+    };
+    let start = Instant::now();
+    loop {
+        let got = fired(t.clone()).await;
+        if got == alerts {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "fired for the troubled node: {got:?}, not {:?}\n{}",
+            alerts.difference(&got).collect::<Vec<_>>(),
+            prom.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // The fresh node: scraped, its recording rules evaluated (so silence is its values,
+    // not missing data), no alert.
+    for rule in [
+        "sluice:cache_memory_fill:ratio",
+        "sluice:origin_error_ratio:rate5m",
+    ] {
+        let rows = prom
+            .query(&format!("{rule}{{instance=\"{f}\"}}"))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{rule} for the fresh node: {rows:?}");
+    }
+    let silent = fired(f.clone()).await;
+    assert!(silent.is_empty(), "fired for a fresh sluice: {silent:?}");
 }
