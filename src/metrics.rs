@@ -665,14 +665,44 @@ fn touch_known() {
     Lazy::force(&FLEET_PEER_DOWN);
 }
 
+/// The `process_*` families of the process answering the scrape.
+///
+/// The `prometheus` crate's own process collector (its `process` feature) is bound to the
+/// pid of whoever first touched the default registry; in daemon mode that can be the parent
+/// that forked and exited, and its families would be empty — or, with the pid reused,
+/// another process's. So the scrape reads a collector made for the current pid.
+fn process_families() -> Vec<prometheus::proto::MetricFamily> {
+    use prometheus::core::Collector;
+    use prometheus::process_collector::ProcessCollector;
+    static PROCESS: Lazy<parking_lot::Mutex<Option<(u32, ProcessCollector)>>> =
+        Lazy::new(|| parking_lot::Mutex::new(None));
+    let pid = std::process::id();
+    let mut held = PROCESS.lock();
+    match &*held {
+        Some((p, c)) if *p == pid => c.collect(),
+        _ => {
+            let c = ProcessCollector::for_self();
+            let families = c.collect();
+            *held = Some((pid, c));
+            families
+        }
+    }
+}
+
 /// Render the registry in the Prometheus text format.
 pub fn render() -> Vec<u8> {
     // Known series exist even when `init` was not called (tests, tools).
     touch_known();
     DRAINING.set(i64::from(crate::lifecycle::draining()));
     IN_FLIGHT.set(crate::lifecycle::in_flight());
+    let mut families: Vec<_> = prometheus::gather()
+        .into_iter()
+        .filter(|f| !f.name().starts_with("process_"))
+        .collect();
+    families.extend(process_families());
+    families.sort_by(|a, b| a.name().cmp(b.name()));
     let mut buf = Vec::with_capacity(8 * 1024);
     // Encoding into a Vec cannot fail for well-formed families.
-    let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);
+    let _ = TextEncoder::new().encode(&families, &mut buf);
     buf
 }

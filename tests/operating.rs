@@ -1073,3 +1073,71 @@ async fn every_alert_fires_on_a_real_scrape_of_a_sluice_in_trouble_and_not_on_a_
     let silent = fired(f.clone()).await;
     assert!(silent.is_empty(), "fired for a fresh sluice: {silent:?}");
 }
+
+/// In daemon mode (the shipped unit's) the `process_*` families describe the process that
+/// serves, not the parent that forked it and exited.
+#[tokio::test]
+async fn process_metrics_describe_the_serving_process_in_daemon_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let pid_file = dir.path().join("sluice.pid");
+    let config = dir.path().join("sluice.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen:\n  edge: 127.0.0.1:{edge}\n  admin: {admin}\nstate:\n  sqlite: {db}\nserver:\n  daemon: true\n  threads: 1\n  pid_file: {pid}\n  error_log: {err}\n  upgrade_sock: {sock}\n{quick}",
+            edge = free_port(),
+            db = dir.path().join("state/sluice.db").display(),
+            pid = pid_file.display(),
+            err = dir.path().join("sluice.err.log").display(),
+            sock = dir.path().join("upgrade.sock").display(),
+            quick = common::QUICK_STOP,
+        ),
+    )
+    .unwrap();
+    let status = Command::new(common::sluice_bin())
+        .args(["serve", "-c"])
+        .arg(&config)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the daemonizing parent failed");
+    /// Stops the daemon however the test ends.
+    struct Daemon(PathBuf);
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            if let Ok(pid) = std::fs::read_to_string(&self.0) {
+                let _ = Command::new("kill").args(["-INT", pid.trim()]).status();
+            }
+        }
+    }
+    let _daemon = Daemon(pid_file.clone());
+    let start = Instant::now();
+    let text = loop {
+        if let Ok(r) = client().get(format!("http://{admin}/metrics")).send().await {
+            if r.status() == 200 {
+                break r.text().await.unwrap();
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the daemon did not serve:\n{}",
+            std::fs::read_to_string(dir.path().join("sluice.err.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", pid.trim()))
+        .unwrap()
+        .count() as f64;
+    let open = common::metric(&text, "process_open_fds");
+    assert!(
+        (open - fds).abs() <= 16.0,
+        "process_open_fds {open}, the serving process (pid {}) has {fds}:\n{text}",
+        pid.trim()
+    );
+    assert!(common::metric(&text, "process_resident_memory_bytes") > 0.0);
+    assert!(common::metric(&text, "process_threads") >= 1.0);
+}
