@@ -16,8 +16,9 @@ deps:
 test-deps: deps
 	@bash scripts/ensure-test-deps.sh
 
+# The commit goes into sluice_build_info{commit} (README "Operating sluice").
 release: deps
-	cargo build --release
+	SLUICE_BUILD_COMMIT=$$(git rev-parse --short=12 HEAD 2>/dev/null) cargo build --release
 
 run: release
 	./target/release/sluice serve -c conf/sluice.yaml

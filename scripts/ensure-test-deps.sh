@@ -12,6 +12,8 @@
 #     evaluates the dashboard's and the rules' queries; tests/operating.rs) from Debian, its
 #     system service (and the node exporter it pulls in) left stopped;
 #   - systemd (systemd-analyze verify/security on the shipped unit; tests/systemd_unit.rs);
+#   - logrotate (the shipped systemd/sluice.logrotate rotates a running sluice's access log;
+#     tests/logs.rs) from Debian;
 #   - axios (signed-channel-api's Node snippet), hls.js and playwright-core (the real-player
 #     test) with npm, into tests/clients.
 set -euo pipefail
@@ -31,6 +33,7 @@ have redis-server || [ -n "${REDIS_SERVER:-}" ] || need_apt+=(redis-server)
 # systemd-analyze verifies the shipped unit (tests/systemd_unit.rs); the unit's own command
 # lines run without systemd.
 have systemd-analyze || need_apt+=(systemd)
+have logrotate || [ -x /usr/sbin/logrotate ] || need_apt+=(logrotate)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "ensure-test-deps: apt-get install ${need_apt[*]}"
   apt-get update -qq

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use http::Response;
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
+use tracing::Instrument;
 
 use crate::api;
 use crate::metrics;
@@ -33,11 +34,22 @@ impl ServeHttp for AdminApp {
         let started = Instant::now();
         // The admin listener exempts no one (nothing to end).
         let _ = crate::conn::request_started(session, false);
-        let answer = api::handle(&self.router, session, &self.state, false).await;
+        // The request's id, settled once (on the request header, where the API layer reads
+        // it), and the span every line logged while answering carries it in.
+        let request_id =
+            crate::request_id::accept(session.req_header().headers.get(crate::request_id::HEADER));
+        if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+            session
+                .req_header_mut()
+                .insert_header(crate::request_id::HEADER, v)
+                .ok();
+        }
+        let answer = api::handle(&self.router, session, &self.state, false)
+            .instrument(crate::logging::request_span(&request_id))
+            .await;
         // Answered (the write follows at once): idle time starts.
         crate::conn::request_finished(session);
         let resp = answer.response;
-        let request_id = answer.request_id;
         let status = resp.status().as_u16();
         let class = if session.req_header().uri.path() == "/metrics" {
             "metrics"
@@ -52,27 +64,29 @@ impl ServeHttp for AdminApp {
             .with_label_values(&["admin", class])
             .observe(elapsed.as_secs_f64());
         let (parts, body) = resp.into_parts();
-        if self.state.config.log.access_log {
-            let req = session.req_header();
-            tracing::info!(
-                target: "sluice::access",
-                listener = "admin",
-                method = %req.method,
-                path = %req.uri.path(),
-                status,
-                bytes = body.len(),
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                cache = "none",
-                class,
-                request_id = %request_id,
-            );
-        }
         // HEAD: the GET's headers and length; Pingora writes no body for a HEAD.
         let body = if answer.head_only {
             Vec::new()
         } else {
             body.to_vec()
         };
+        if self.state.config.log.access_log.on() {
+            let req = session.req_header();
+            let client = crate::client::client_of(session, &self.state.config.trusted_proxies);
+            crate::logging::access(&crate::logging::AccessLine {
+                listener: "admin",
+                client: client.ip,
+                version: req.version,
+                method: &req.method,
+                path: req.uri.path(),
+                status,
+                bytes: body.len(),
+                duration: elapsed,
+                cache: "none",
+                class,
+                request_id: &answer.request_id,
+            });
+        }
         Response::from_parts(parts, body)
     }
 }

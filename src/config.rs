@@ -376,10 +376,51 @@ pub mod file {
     pub struct Log {
         /// A tracing `EnvFilter` directive; `RUST_LOG` overrides it.
         pub level: String,
-        /// One line per request on the `sluice::access` target.
-        pub access_log: bool,
+        /// One line per request: `true` (the main log, target `sluice::access`), `false`,
+        /// `stdout`, or an absolute file path.
+        pub access_log: AccessLog,
         /// `text` or `json`.
         pub format: String,
+    }
+
+    /// `log.access_log` as written: a bool, or `stdout` / a path.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum AccessLog {
+        Enabled(bool),
+        Sink(String),
+    }
+
+    impl<'de> Deserialize<'de> for AccessLog {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visitor;
+            impl serde::de::Visitor<'_> for Visitor {
+                type Value = AccessLog;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("true, false, stdout or an absolute file path")
+                }
+                fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<AccessLog, E> {
+                    Ok(AccessLog::Enabled(v))
+                }
+                fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<AccessLog, E> {
+                    // A substituted `${VAR}` arrives as a string.
+                    Ok(match v {
+                        "true" => AccessLog::Enabled(true),
+                        "false" => AccessLog::Enabled(false),
+                        other => AccessLog::Sink(other.to_string()),
+                    })
+                }
+            }
+            d.deserialize_any(Visitor)
+        }
+    }
+
+    impl Serialize for AccessLog {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match self {
+                AccessLog::Enabled(b) => s.serialize_bool(*b),
+                AccessLog::Sink(v) => s.serialize_str(v),
+            }
+        }
     }
 
     #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -402,7 +443,7 @@ pub mod file {
         fn default() -> Self {
             Log {
                 level: "info".into(),
-                access_log: true,
+                access_log: AccessLog::Enabled(true),
                 format: "text".into(),
             }
         }
@@ -510,8 +551,29 @@ pub struct MetricsConfig {
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     pub level: String,
-    pub access_log: bool,
+    /// `log.access_log`: where the one line per request goes.
+    pub access_log: AccessLogSink,
     pub json: bool,
+}
+
+/// Where access-log lines go (`log.access_log`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogSink {
+    /// `false`: no access lines.
+    Off,
+    /// `true`: in the main log, on target `sluice::access`.
+    MainLog,
+    /// `stdout`: on standard output, apart from the main log (stderr).
+    Stdout,
+    /// A file, opened for appending and reopened on SIGHUP (logrotate).
+    File(PathBuf),
+}
+
+impl AccessLogSink {
+    /// Whether access lines are written at all.
+    pub fn on(&self) -> bool {
+        *self != AccessLogSink::Off
+    }
 }
 
 /// The validated configuration the server runs with.
@@ -986,6 +1048,20 @@ impl Validator<'_> {
             "json" => true,
             other => return Err(self.err("log.format", format!("`{other}`: use text or json"))),
         };
+        let access_log = match &raw.log.access_log {
+            file::AccessLog::Enabled(true) => AccessLogSink::MainLog,
+            file::AccessLog::Enabled(false) => AccessLogSink::Off,
+            file::AccessLog::Sink(s) if s == "stdout" => AccessLogSink::Stdout,
+            file::AccessLog::Sink(s) if Path::new(s).is_absolute() => {
+                AccessLogSink::File(PathBuf::from(s))
+            }
+            file::AccessLog::Sink(other) => {
+                return Err(self.err(
+                    "log.access_log",
+                    format!("`{other}`: use true, false, stdout or an absolute file path"),
+                ))
+            }
+        };
         if raw.metrics.top_streams > MAX_TOP_STREAMS {
             return Err(self.err(
                 "metrics.top_streams",
@@ -1042,7 +1118,7 @@ impl Validator<'_> {
             },
             log: LogConfig {
                 level: raw.log.level,
-                access_log: raw.log.access_log,
+                access_log,
                 json: log_json,
             },
             metrics: MetricsConfig {
@@ -1195,6 +1271,27 @@ mod tests {
             e.contains("metrics.top_streams") && e.contains("line 2"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn access_log_is_a_bool_stdout_or_an_absolute_path() {
+        let sink = |v: &str| parse(&format!("log:\n  access_log: {v}\n")).map(|c| c.log.access_log);
+        assert_eq!(parse("").unwrap().log.access_log, AccessLogSink::MainLog);
+        assert_eq!(sink("true").unwrap(), AccessLogSink::MainLog);
+        assert_eq!(sink("false").unwrap(), AccessLogSink::Off);
+        assert_eq!(sink("stdout").unwrap(), AccessLogSink::Stdout);
+        assert_eq!(
+            sink("/var/log/sluice/access.log").unwrap(),
+            AccessLogSink::File("/var/log/sluice/access.log".into())
+        );
+        // A typo or a relative path is refused, naming the key and the line.
+        for bad in ["off", "access.log", "\"\"", "5"] {
+            let e = sink(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("access_log") && e.contains("line 2"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

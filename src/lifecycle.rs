@@ -174,6 +174,7 @@ impl Signals {
     }
 
     fn reopen_logs(&self) {
+        crate::logging::reopen();
         let Some(path) = &self.error_log else {
             tracing::info!(
                 "SIGHUP: logs go to stderr (the journal under systemd), nothing to reopen; \

@@ -380,7 +380,9 @@ fn serve(path: &std::path::Path, upgrade: bool, detached: bool) -> ExitCode {
         PathBuf::from(&server.pid_file),
         config.listeners(),
     );
-    sluice::logging::init(&config.log.level, config.log.json);
+    if let Err(e) = sluice::logging::init(&config.log) {
+        return startup.fail(&format!("{}: {e}", config.source));
+    }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         config = %config.source,

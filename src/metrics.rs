@@ -474,6 +474,49 @@ pub static REDIS_VIEW_AGE: Lazy<prometheus::Gauge> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// This build: `sluice_build_info{version, commit} 1` (join on it to label other series by
+/// the running version). `commit` is `SLUICE_BUILD_COMMIT` at build time (`make release`
+/// sets it from git), else `unknown`.
+pub static BUILD_INFO: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "sluice_build_info",
+        "Always 1, labelled with the running build's version and git commit",
+        &["version", "commit"]
+    )
+    .expect("metric registers once")
+});
+
+/// The `commit` label of [`BUILD_INFO`].
+pub fn build_commit() -> &'static str {
+    match option_env!("SLUICE_BUILD_COMMIT") {
+        Some(c) if !c.is_empty() => c,
+        _ => "unknown",
+    }
+}
+
+/// The edge's route classes and the admin listener's (`listener`, `class`) pairs of
+/// [`REQUESTS`] and [`REQUEST_DURATION`].
+const LISTENER_CLASSES: [(&str, &str); 7] = [
+    ("edge", "stream"),
+    ("edge", "proxy"),
+    ("edge", "api"),
+    ("edge", "rejected"),
+    ("edge", "fleet"),
+    ("admin", "api"),
+    ("admin", "metrics"),
+];
+
+/// Create the series of the shared state (`state.redis`) that exist before their first
+/// event; called once the Redis client is made.
+pub fn init_redis() {
+    REDIS_UP.set(0);
+    REDIS_SYNCED.set(0);
+    REDIS_VIEW_AGE.set(-1.0);
+    for c in ["command", "subscription"] {
+        REDIS_RECONNECTS.with_label_values(&[c]);
+    }
+}
+
 /// Status codes as label values without allocating.
 pub fn status_label(status: u16) -> &'static str {
     match status {
@@ -527,9 +570,19 @@ pub fn init(top_streams: usize, known_streams: impl IntoIterator<Item = String>)
 }
 
 fn touch_known() {
-    Lazy::force(&REQUESTS);
-    Lazy::force(&REQUEST_DURATION);
-    Lazy::force(&UPSTREAM_DURATION);
+    BUILD_INFO
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), build_commit()])
+        .set(1);
+    for (listener, class) in LISTENER_CLASSES {
+        REQUEST_DURATION.with_label_values(&[listener, class]);
+        // Answers by status appear as they happen; the successful one exists from start.
+        if class != "rejected" {
+            REQUESTS.with_label_values(&[listener, class, "200"]);
+        }
+    }
+    for c in ["stream", "proxy", "fleet"] {
+        UPSTREAM_DURATION.with_label_values(&[c]);
+    }
     for k in UPSTREAM_ERROR_KINDS {
         UPSTREAM_ERRORS.with_label_values(&[k]);
     }
@@ -612,14 +665,44 @@ fn touch_known() {
     Lazy::force(&FLEET_PEER_DOWN);
 }
 
+/// The `process_*` families of the process answering the scrape.
+///
+/// The `prometheus` crate's own process collector (its `process` feature) is bound to the
+/// pid of whoever first touched the default registry; in daemon mode that can be the parent
+/// that forked and exited, and its families would be empty — or, with the pid reused,
+/// another process's. So the scrape reads a collector made for the current pid.
+fn process_families() -> Vec<prometheus::proto::MetricFamily> {
+    use prometheus::core::Collector;
+    use prometheus::process_collector::ProcessCollector;
+    static PROCESS: Lazy<parking_lot::Mutex<Option<(u32, ProcessCollector)>>> =
+        Lazy::new(|| parking_lot::Mutex::new(None));
+    let pid = std::process::id();
+    let mut held = PROCESS.lock();
+    match &*held {
+        Some((p, c)) if *p == pid => c.collect(),
+        _ => {
+            let c = ProcessCollector::for_self();
+            let families = c.collect();
+            *held = Some((pid, c));
+            families
+        }
+    }
+}
+
 /// Render the registry in the Prometheus text format.
 pub fn render() -> Vec<u8> {
     // Known series exist even when `init` was not called (tests, tools).
     touch_known();
     DRAINING.set(i64::from(crate::lifecycle::draining()));
     IN_FLIGHT.set(crate::lifecycle::in_flight());
+    let mut families: Vec<_> = prometheus::gather()
+        .into_iter()
+        .filter(|f| !f.name().starts_with("process_"))
+        .collect();
+    families.extend(process_families());
+    families.sort_by(|a, b| a.name().cmp(b.name()));
     let mut buf = Vec::with_capacity(8 * 1024);
     // Encoding into a Vec cannot fail for well-formed families.
-    let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);
+    let _ = TextEncoder::new().encode(&families, &mut buf);
     buf
 }

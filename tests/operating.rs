@@ -2,7 +2,9 @@
 //! the shipped rules pass `promtool check rules` and their unit tests; every metric the
 //! Grafana dashboard (`conf/grafana/sluice.json`) and the rules (`conf/prometheus/`) name
 //! exists in a scrape; and a real Prometheus that scraped a test sluice answers every
-//! dashboard and rule expression without error and with data. Per-stream series stay
+//! dashboard and rule expression without error and with data; every shipped alert fires on
+//! a real scrape of a sluice in trouble, for that node, and none on a fresh one. README's
+//! metric table matches `/metrics` family by family. Per-stream series stay
 //! bounded against invented hashes. Request ids travel from the player to the origin, the
 //! logs, `access_logs` and back.
 //!
@@ -16,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{admin_key, client, free_port, metrics, Reply, RunningOrigin, Sluice, TestOrigin};
+use common::{
+    admin_key, client, free_port, metrics, RedisServer, Reply, RunningOrigin, Sluice, TestOrigin,
+};
 use serde_json::Value;
 
 const STREAM_SECRET: &str = "operating-test-stream-secret-0123456789";
@@ -289,6 +293,209 @@ async fn metrics_pass_promtool_and_contain_every_name_the_dashboard_and_rules_us
     assert!(common::metric(&text, "sluice_upstream_errors_total{kind=\"status_5xx\"}") >= 1.0);
 }
 
+/// A metric family as README's "Every metric" table documents it.
+#[derive(Debug)]
+struct DocumentedFamily {
+    kind: String,
+    labels: BTreeSet<String>,
+    /// Exposed only with `state.redis`.
+    redis_only: bool,
+}
+
+/// Backticked words of `cell` outside parentheses: `` `a` (`x`, `y`), `b` `` → a, b.
+fn backticked_outside_parens(cell: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut word: Option<String> = None;
+    for c in cell.chars() {
+        match (c, word.as_mut()) {
+            ('`', Some(w)) => {
+                if depth == 0 {
+                    out.push(std::mem::take(w));
+                }
+                word = None;
+            }
+            (c, Some(w)) => w.push(c),
+            ('`', None) => word = Some(String::new()),
+            ('(', None) => depth += 1,
+            (')', None) => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// README's "Every metric" table: family name → what it documents.
+fn documented_families() -> std::collections::BTreeMap<String, DocumentedFamily> {
+    let readme = std::fs::read_to_string(conf("README.md")).unwrap();
+    let at = readme
+        .find("**Every metric**")
+        .expect("README has no \"Every metric\" table");
+    let mut out = std::collections::BTreeMap::new();
+    let rows = readme[at..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2);
+    for row in rows {
+        let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+        assert_eq!(cells.len(), 4, "README metric row: {row}");
+        let names = backticked_outside_parens(cells[0]);
+        assert_eq!(names.len(), 1, "one family per README row: {row}");
+        let labels = if cells[2] == "—" {
+            BTreeSet::new()
+        } else {
+            backticked_outside_parens(cells[2]).into_iter().collect()
+        };
+        let family = DocumentedFamily {
+            kind: cells[1].to_string(),
+            labels,
+            redis_only: cells[3].starts_with("`state.redis` only"),
+        };
+        assert!(
+            out.insert(names[0].clone(), family).is_none(),
+            "{} documented twice",
+            names[0]
+        );
+    }
+    assert!(
+        out.len() >= 40,
+        "the README metric table lost rows: {out:?}"
+    );
+    out
+}
+
+/// The label names of one sample line's `{…}` (values may hold any escaped character).
+fn sample_label_names(labels: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut chars = labels.chars().peekable();
+    loop {
+        let name: String = chars.by_ref().take_while(|&c| c != '=').collect();
+        if name.is_empty() {
+            return names;
+        }
+        names.push(name.trim_start_matches(',').to_string());
+        assert_eq!(chars.next(), Some('"'), "label value in {labels}");
+        let mut escaped = false;
+        for c in chars.by_ref() {
+            match (c, escaped) {
+                ('\\', false) => escaped = true,
+                ('"', false) => break,
+                _ => escaped = false,
+            }
+        }
+    }
+}
+
+/// A scrape's families: name → (type, label names of its samples, `le` aside).
+fn exposed_families(text: &str) -> std::collections::BTreeMap<String, (String, BTreeSet<String>)> {
+    let mut out = std::collections::BTreeMap::new();
+    for l in text.lines() {
+        if let Some(rest) = l.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            out.insert(name.to_string(), (kind.to_string(), BTreeSet::new()));
+        }
+    }
+    for l in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let end = l.find(['{', ' ']).unwrap();
+        let sample = &l[..end];
+        let family = std::iter::once(sample)
+            .chain(
+                ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .filter_map(|s| sample.strip_suffix(s)),
+            )
+            .find(|f| out.contains_key(*f))
+            .unwrap_or_else(|| panic!("sample of no family: {l}"))
+            .to_string();
+        if l[end..].starts_with('{') {
+            let close = l.rfind('}').unwrap();
+            let labels = &mut out.get_mut(&family).unwrap().1;
+            labels.extend(
+                sample_label_names(&l[end + 1..close])
+                    .into_iter()
+                    .filter(|n| n != "le"),
+            );
+        }
+    }
+    out
+}
+
+/// Every family exposed is documented with its type and labels, and every documented
+/// family is exposed (`state.redis` ones when `redis` is set).
+fn assert_matches_readme(text: &str, redis: bool) {
+    let documented = documented_families();
+    let exposed = exposed_families(text);
+    let wanted: BTreeSet<&String> = documented
+        .iter()
+        .filter(|(_, d)| redis || !d.redis_only)
+        .map(|(n, _)| n)
+        .collect();
+    let got: BTreeSet<&String> = exposed.keys().collect();
+    let undocumented: Vec<_> = got.difference(&wanted).collect();
+    let missing: Vec<_> = wanted.difference(&got).collect();
+    assert!(
+        undocumented.is_empty() && missing.is_empty(),
+        "redis={redis}: exposed but not in README's metric table: {undocumented:?}; \
+         in README but not exposed: {missing:?}"
+    );
+    for (name, (kind, labels)) in &exposed {
+        let d = &documented[name];
+        assert_eq!(
+            &d.kind, kind,
+            "{name}: README says {}, /metrics {kind}",
+            d.kind
+        );
+        assert_eq!(&d.labels, labels, "{name}: labels in README vs /metrics");
+    }
+}
+
+#[test]
+fn readme_metric_table_parser() {
+    assert_eq!(
+        backticked_outside_parens("`listener` (`edge`, `admin`), `class`, `status`"),
+        ["listener", "class", "status"]
+    );
+    assert_eq!(
+        sample_label_names(r#"a="x,y",b="q\"}",c="""#),
+        ["a", "b", "c"]
+    );
+    let f = exposed_families(
+        "# TYPE h histogram\nh_bucket{c=\"s\",le=\"0.5\"} 1\nh_sum{c=\"s\"} 1\nh_count{c=\"s\"} 1\n# TYPE g gauge\ng 3\n",
+    );
+    assert_eq!(f["h"], ("histogram".into(), ["c".to_string()].into()));
+    assert_eq!(f["g"], ("gauge".into(), BTreeSet::new()));
+}
+
+/// README's metric table and `/metrics` agree: on a fresh sluice, and on one with Redis.
+#[tokio::test]
+async fn readme_metric_table_matches_a_fresh_scrape() {
+    let o = origin();
+    let s = Sluice::start(&config(&o, ""));
+    let text = metrics(&s).await;
+    assert_matches_readme(&text, false);
+    // The process and the build are there.
+    assert!(common::metric(&text, "process_resident_memory_bytes") > 0.0);
+    assert!(common::metric(&text, "process_open_fds") > 0.0);
+    assert!(common::metric(&text, "process_start_time_seconds") > 1.7e9);
+    let build = format!(
+        "sluice_build_info{{commit=\"{}\",version=\"{}\"}} 1",
+        option_env!("SLUICE_BUILD_COMMIT")
+            .filter(|c| !c.is_empty())
+            .unwrap_or("unknown"),
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(text.lines().any(|l| l == build), "no `{build}`");
+    drop(s);
+
+    let redis = RedisServer::start();
+    let node = Sluice::start_node(&redis, "", &config(&o, ""), &[]);
+    assert_matches_readme(&metrics(&node).await, true);
+}
+
 #[test]
 fn promtool_checks_the_rules_and_runs_their_unit_tests() {
     let out = tool("promtool")
@@ -316,8 +523,20 @@ fn promtool_checks_the_rules_and_runs_their_unit_tests() {
         out.status.success() && said.contains("SUCCESS"),
         "promtool test rules:\n{said}"
     );
-    // Each alert is tested firing and not firing.
+    // Each alert is tested firing and not firing, on series labelled as a real scrape
+    // labels them.
     let tests = std::fs::read_to_string(conf("conf/prometheus/sluice-rules.test.yml")).unwrap();
+    let series: Vec<&str> = tests
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- series:"))
+        .collect();
+    assert!(series.len() >= 10, "{series:?}");
+    for l in series {
+        assert!(
+            l.contains("job=\"sluice\"") && l.contains("instance=\""),
+            "an input series without the scrape's job and instance labels: {l}"
+        );
+    }
     for (name, _, alert) in rules() {
         if alert {
             let blocks: Vec<&str> = tests
@@ -345,15 +564,19 @@ impl Prometheus {
     /// second (the file's 15 s intervals shortened for the test; the expressions are as
     /// shipped).
     fn start(target: &str) -> Prometheus {
+        Self::start_with(&[target.to_string()], &shipped_rules(false))
+    }
+
+    /// Scraping `targets` every second, evaluating `rules` (a rules file's text).
+    fn start_with(targets: &[String], rules: &str) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
-        let rules = std::fs::read_to_string(conf("conf/prometheus/sluice-rules.yml"))
-            .unwrap()
-            .replace("interval: 15s", "interval: 1s");
         std::fs::write(dir.path().join("sluice-rules.yml"), rules).unwrap();
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         std::fs::write(
             dir.path().join("prometheus.yml"),
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [sluice-rules.yml]\nscrape_configs:\n  - job_name: sluice\n    metrics_path: /metrics\n    static_configs:\n      - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [sluice-rules.yml]\nscrape_configs:\n  - job_name: sluice\n    metrics_path: /metrics\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
             ),
         )
         .unwrap();
@@ -431,6 +654,32 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The shipped rules file with its 15 s intervals shortened to 1 s (the expressions as
+/// shipped); with `no_for`, every alert's `for:` is 0 s, so an alert fires on the first
+/// evaluation its condition holds (each `for:` line replaced is checked: one per alert).
+fn shipped_rules(no_for: bool) -> String {
+    let text = std::fs::read_to_string(conf("conf/prometheus/sluice-rules.yml"))
+        .unwrap()
+        .replace("interval: 15s", "interval: 1s");
+    if !no_for {
+        return text;
+    }
+    let mut replaced = 0;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("for: ") {
+            Some(_) => {
+                replaced += 1;
+                format!("{}for: 0s", &l[..l.len() - l.trim_start().len()])
+            }
+            None => l.to_string(),
+        })
+        .collect();
+    let alerts = rules().iter().filter(|(_, _, alert)| *alert).count();
+    assert_eq!(replaced, alerts, "one `for:` per alert");
+    lines.join("\n") + "\n"
 }
 
 /// Grafana's interval variables as Prometheus sees them.
@@ -687,4 +936,208 @@ async fn request_ids_reach_the_origin_the_logs_access_logs_and_the_answer() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Every shipped alert fires on a real Prometheus scraping a real sluice driven into each
+/// condition, labelled with that node's `instance`; a fresh sluice scraped by the same
+/// Prometheus fires none. The rules are the shipped file's with `for:` set to 0 s (a test
+/// cannot wait out 15 minutes) and 1 s intervals; the expressions are as shipped, so their
+/// `[5m]` rates divide what happened by 300 s: the traffic is 300 × each threshold.
+#[tokio::test]
+async fn every_alert_fires_on_a_real_scrape_of_a_sluice_in_trouble_and_not_on_a_fresh_one() {
+    const OBJECTS: usize = 4000;
+    let mut o = TestOrigin::new()
+        .route("/movie-broken/seg1.ts", Reply::status(503))
+        .route(
+            "/movie-open/seg1.ts",
+            Reply::ok(vec![7u8; 100], "video/mp2t"),
+        );
+    for i in 0..OBJECTS {
+        o = o.route(
+            &format!("/movie-open/s{i}.ts"),
+            Reply::ok(common::random_bytes(4 * 1024, i as u64), "video/mp2t"),
+        );
+    }
+    let o = o.start();
+    // A 1 MiB cache: 4000 objects of 4 KiB fill it and evict ~3800 (> 10/s over 5 min).
+    let small_cache = "cache:\n  memory_bytes: 1048576\n  max_object_bytes: 65536\n";
+    let troubled = Sluice::start(&config(&o, small_cache));
+    let fresh = Sluice::start(&config(&o, small_cache));
+    let (t, f) = (troubled.admin.to_string(), fresh.admin.to_string());
+    let prom = Prometheus::start_with(&[t.clone(), f.clone()], &shipped_rules(true));
+    // Both scraped before the trouble starts: the counters' rise falls inside the windows.
+    for target in [&t, &f] {
+        prom.wait_for(
+            &format!("count_over_time(up{{instance=\"{target}\"}}[1m])"),
+            2.0,
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+
+    // The trouble, all on one node: a working set larger than the cache (misses, a low hit
+    // ratio, evictions), a failing origin, gate refusals, an admin client over its limit.
+    let paths: Vec<String> = (0..OBJECTS)
+        .map(|i| format!("/stream/movie-open/s{i}.ts"))
+        .collect();
+    for chunk in paths.chunks(50) {
+        let answers =
+            futures::future::join_all(chunk.iter().map(|p| get(&troubled, p.as_str()))).await;
+        assert!(answers.iter().all(|&a| a == 200), "{answers:?}");
+    }
+    // Over 5 % of origin fetches fail, and over 0.1/s.
+    let broken = vec!["/stream/movie-broken/seg1.ts"; 300];
+    for chunk in broken.chunks(50) {
+        let answers = futures::future::join_all(chunk.iter().map(|p| get(&troubled, p))).await;
+        assert!(answers.iter().all(|&a| a >= 500), "{answers:?}");
+    }
+    // Over 5 gate refusals/s.
+    let gated = vec!["/stream/movie-gated/master.m3u8"; 1800];
+    for chunk in gated.chunks(50) {
+        let answers = futures::future::join_all(chunk.iter().map(|p| get(&troubled, p))).await;
+        assert!(answers.iter().all(|&a| a == 401), "{answers:?}");
+    }
+    // Over 1 admin rate-limit refusal/s.
+    let admin = |_| async {
+        client()
+            .get(troubled.admin_url("/api/stream-ids"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let mut limited = 0;
+    for _ in 0..8 {
+        let answers = futures::future::join_all((0..50).map(admin)).await;
+        limited += answers.iter().filter(|&&a| a == 429).count();
+    }
+    assert!(limited >= 390, "{limited} admin requests limited");
+    let m = metrics(&troubled).await;
+    let fill = common::metric(&m, "sluice_cache_bytes")
+        / common::metric(&m, "sluice_cache_memory_budget_bytes");
+    assert!(
+        fill > 0.8 && fill <= 1.0,
+        "the cache did not fill past the alert's threshold: {fill}"
+    );
+    assert!(common::metric(&m, "sluice_cache_evictions_total") >= 3300.0);
+
+    // Each alert fired, for the troubled node.
+    let alerts: BTreeSet<String> = rules()
+        .into_iter()
+        .filter(|(_, _, alert)| *alert)
+        .map(|(name, _, _)| name)
+        .collect();
+    assert_eq!(alerts.len(), 5, "{alerts:?}");
+    let fired = |instance: String| {
+        let prom = &prom;
+        async move {
+            let q = format!(
+                "max by (alertname) (max_over_time(ALERTS{{alertstate=\"firing\",job=\"sluice\",instance=\"{instance}\"}}[5m]))"
+            );
+            prom.query(&q)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r["metric"]["alertname"].as_str().unwrap().to_string())
+                .collect::<BTreeSet<String>>()
+        }
+    };
+    let start = Instant::now();
+    loop {
+        let got = fired(t.clone()).await;
+        if got == alerts {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "fired for the troubled node: {got:?}, not {:?}\n{}",
+            alerts.difference(&got).collect::<Vec<_>>(),
+            prom.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // The fresh node: scraped, its recording rules evaluated (so silence is its values,
+    // not missing data), no alert.
+    for rule in [
+        "sluice:cache_memory_fill:ratio",
+        "sluice:origin_error_ratio:rate5m",
+    ] {
+        let rows = prom
+            .query(&format!("{rule}{{instance=\"{f}\"}}"))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{rule} for the fresh node: {rows:?}");
+    }
+    let silent = fired(f.clone()).await;
+    assert!(silent.is_empty(), "fired for a fresh sluice: {silent:?}");
+}
+
+/// In daemon mode (the shipped unit's) the `process_*` families describe the process that
+/// serves, not the parent that forked it and exited.
+#[tokio::test]
+async fn process_metrics_describe_the_serving_process_in_daemon_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let pid_file = dir.path().join("sluice.pid");
+    let config = dir.path().join("sluice.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen:\n  edge: 127.0.0.1:{edge}\n  admin: {admin}\nstate:\n  sqlite: {db}\nserver:\n  daemon: true\n  threads: 1\n  pid_file: {pid}\n  error_log: {err}\n  upgrade_sock: {sock}\n{quick}",
+            edge = free_port(),
+            db = dir.path().join("state/sluice.db").display(),
+            pid = pid_file.display(),
+            err = dir.path().join("sluice.err.log").display(),
+            sock = dir.path().join("upgrade.sock").display(),
+            quick = common::QUICK_STOP,
+        ),
+    )
+    .unwrap();
+    let status = Command::new(common::sluice_bin())
+        .args(["serve", "-c"])
+        .arg(&config)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the daemonizing parent failed");
+    /// Stops the daemon however the test ends.
+    struct Daemon(PathBuf);
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            if let Ok(pid) = std::fs::read_to_string(&self.0) {
+                let _ = Command::new("kill").args(["-INT", pid.trim()]).status();
+            }
+        }
+    }
+    let _daemon = Daemon(pid_file.clone());
+    let start = Instant::now();
+    let text = loop {
+        if let Ok(r) = client().get(format!("http://{admin}/metrics")).send().await {
+            if r.status() == 200 {
+                break r.text().await.unwrap();
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the daemon did not serve:\n{}",
+            std::fs::read_to_string(dir.path().join("sluice.err.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", pid.trim()))
+        .unwrap()
+        .count() as f64;
+    let open = common::metric(&text, "process_open_fds");
+    assert!(
+        (open - fds).abs() <= 16.0,
+        "process_open_fds {open}, the serving process (pid {}) has {fds}:\n{text}",
+        pid.trim()
+    );
+    assert!(common::metric(&text, "process_resident_memory_bytes") > 0.0);
+    assert!(common::metric(&text, "process_threads") >= 1.0);
 }

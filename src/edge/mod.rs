@@ -48,6 +48,7 @@ use crate::cache::runtime::CacheRuntime;
 use crate::state::AppState;
 use crate::upstream::Upstream;
 use route::StreamPath;
+use tracing::Instrument;
 
 /// The edge proxy; one per process, shared by all worker threads.
 pub struct Edge {
@@ -110,7 +111,6 @@ pub struct RequestCtx {
     /// Time from upstream request to its response header.
     upstream_latency: Option<std::time::Duration>,
     upstream_error: bool,
-    bytes_out: usize,
     /// Status written by a local answer (API or refusal), for logging.
     local_status: Option<u16>,
     /// Replacing the origin's body (origin errors on media paths get our JSON).
@@ -140,6 +140,9 @@ pub struct RequestCtx {
     over_connection_share: bool,
     /// `X-Request-Id` ([`crate::request_id`]): the player's, or made here.
     request_id: String,
+    /// The span the phases run in, so every line logged for this request names its id
+    /// ([`crate::logging::request_span`]).
+    span: tracing::Span,
 }
 
 /// The state of a body replacement.
@@ -237,7 +240,6 @@ impl ProxyHttp for Edge {
             upstream_started: None,
             upstream_latency: None,
             upstream_error: false,
-            bytes_out: 0,
             local_status: None,
             body_swap: BodySwap::Keep,
             gate: None,
@@ -250,6 +252,7 @@ impl ProxyHttp for Edge {
             fleet: fleet::Hop::default(),
             over_connection_share: false,
             request_id: String::new(),
+            span: tracing::Span::none(),
         }
     }
 
@@ -275,11 +278,15 @@ impl ProxyHttp for Edge {
         let req = session.req_header_mut();
         ctx.request_id = crate::request_id::accept(req.headers.get(crate::request_id::HEADER));
         req.insert_header(crate::request_id::HEADER, &ctx.request_id)?;
+        ctx.span = crate::logging::request_span(&ctx.request_id);
         Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        request_filters::request(self, session, ctx).await
+        let span = ctx.span.clone();
+        request_filters::request(self, session, ctx)
+            .instrument(span)
+            .await
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
@@ -418,6 +425,7 @@ impl ProxyHttp for Edge {
         mut e: Box<Error>,
     ) -> Box<Error> {
         if ctx.fleet.owner.is_some() {
+            let _in = ctx.span.clone().entered();
             return fleet::owner_failed(self, ctx, e, false);
         }
         ctx.upstream_error = true;
@@ -444,6 +452,7 @@ impl ProxyHttp for Edge {
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
         if ctx.fleet.owner.is_some() {
+            let _in = ctx.span.clone().entered();
             return fleet::owner_failed(self, ctx, e, client_reused);
         }
         if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
@@ -461,16 +470,20 @@ impl ProxyHttp for Edge {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        response_modifiers::failure(session, e, ctx).await
+        let span = ctx.span.clone();
+        response_modifiers::failure(session, e, ctx)
+            .instrument(span)
+            .await
     }
 
-    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
-        observe::summary(session)
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        observe::summary(session, ctx)
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         crate::conn::request_finished(session.as_downstream());
-        observe::finished(self, session, ctx).await;
+        let span = ctx.span.clone();
+        observe::finished(self, session, ctx).instrument(span).await;
     }
 }
 

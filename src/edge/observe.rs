@@ -3,26 +3,35 @@
 //!
 //! Queries carry credentials (`token=`, `pc=`, `ctx=`, and provider tokens inside `url=`),
 //! so nothing here logs one: the access log has the path only, and the summary Pingora puts
-//! in its own WARN/ERROR lines is the method, path and host ([`summary`]).
+//! in its own WARN/ERROR lines is the method, path, host and request id ([`summary`]).
+//!
+//! The bytes counted (access line, `sluice_bytes_out_total`, per-stream egress, stats) are
+//! the response body bytes the downstream session wrote, whoever wrote them: a proxied or
+//! cached body, an API answer, a local refusal, a proxy failure's error body.
 
 use pingora_proxy::Session;
 
 use super::{gate, Edge, RequestCtx, Target};
 use crate::metrics;
 
-/// What Pingora's own error lines say about a request: no query, no credentials.
-pub(super) fn summary(session: &Session) -> String {
+/// What Pingora's own error lines say about a request: no query, no credentials; the
+/// request id once it is settled.
+pub(super) fn summary(session: &Session, ctx: &RequestCtx) -> String {
     let req = session.req_header();
     let host = req
         .headers
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    format!(
-        "{} {}, Host: {host}",
-        req.method,
-        crate::redact::redact_path(req.uri.path())
-    )
+    let path = crate::redact::redact_path(req.uri.path());
+    if ctx.request_id.is_empty() {
+        format!("{} {path}, Host: {host}", req.method)
+    } else {
+        format!(
+            "{} {path}, Host: {host}, request_id={}",
+            req.method, ctx.request_id
+        )
+    }
 }
 
 pub(super) async fn finished(edge: &Edge, session: &mut Session, ctx: &mut RequestCtx) {
@@ -57,6 +66,7 @@ pub(super) async fn finished(edge: &Edge, session: &mut Session, ctx: &mut Reque
         .unwrap_or(0);
     let class = ctx.class.as_str();
     let elapsed = ctx.started.elapsed();
+    let bytes_out = session.as_downstream().body_bytes_sent();
     let looked_up = ctx.target.is_some() && edge.cache.is_some();
     if looked_up && ctx.fill_cache_status.is_none() {
         metrics::CACHE_LOOKUPS
@@ -80,7 +90,7 @@ pub(super) async fn finished(edge: &Edge, session: &mut Session, ctx: &mut Reque
             metrics::per_stream::record(&metrics::per_stream::Served {
                 route,
                 stream: &stream,
-                bytes: ctx.bytes_out as u64,
+                bytes: bytes_out as u64,
                 lookup: looked_up.then_some(cache == "hit"),
                 origin_fetch: went_to_origin(ctx),
             });
@@ -94,7 +104,7 @@ pub(super) async fn finished(edge: &Edge, session: &mut Session, ctx: &mut Reque
         edge.state.stats.record(
             &media.path.hash,
             crate::stats::Sample {
-                bytes: ctx.bytes_out as u64,
+                bytes: bytes_out as u64,
                 duration: elapsed,
                 upstream: ctx.upstream_latency,
                 upstream_error: ctx.upstream_error,
@@ -110,29 +120,26 @@ pub(super) async fn finished(edge: &Edge, session: &mut Session, ctx: &mut Reque
         .observe(elapsed.as_secs_f64());
     metrics::BYTES_OUT
         .with_label_values(&[class])
-        .inc_by(ctx.bytes_out as u64);
-    if edge.state.config.log.access_log {
-        let client =
-            crate::client::client_of(session.as_downstream(), &edge.state.config.trusted_proxies);
+        .inc_by(bytes_out as u64);
+    if edge.state.config.log.access_log.on() {
         let req = session.req_header();
-        tracing::info!(
-            target: "sluice::access",
-            listener = "edge",
-            // The one client address every decision uses (PROXY protocol and trusted
-            // X-Forwarded-For applied).
-            client = %client.ip,
-            version = ?req.version,
-            method = %req.method,
-            // The path only (queries carry tokens, credentials and ctx ids), path-form ctx
-            // redacted.
-            path = %crate::redact::redact_path(req.uri.path()),
+        crate::logging::access(&crate::logging::AccessLine {
+            listener: "edge",
+            client: crate::client::client_of(
+                session.as_downstream(),
+                &edge.state.config.trusted_proxies,
+            )
+            .ip,
+            version: req.version,
+            method: &req.method,
+            path: req.uri.path(),
             status,
-            bytes = ctx.bytes_out,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            cache = %cache,
+            bytes: bytes_out,
+            duration: elapsed,
+            cache: &cache,
             class,
-            request_id = %ctx.request_id,
-        );
+            request_id: &ctx.request_id,
+        });
     }
 }
 

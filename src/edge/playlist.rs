@@ -435,7 +435,7 @@ async fn finish(
         resp.insert_header("x-cache-status", s.as_str())?;
     }
     ctx.local_status = Some(200);
-    ctx.bytes_out = respond::write(session, resp, Bytes::from(rewritten), head_only).await?;
+    respond::write(session, resp, Bytes::from(rewritten), head_only).await?;
     Ok(())
 }
 
@@ -478,7 +478,7 @@ async fn relay_whole(
 ) -> Result<()> {
     header.remove_header(&http::header::TRANSFER_ENCODING);
     ctx.local_status = Some(header.status.as_u16());
-    ctx.bytes_out = respond::write(session, header, body, head_only).await?;
+    respond::write(session, header, body, head_only).await?;
     Ok(())
 }
 
@@ -505,14 +505,12 @@ async fn relay(
         return Ok(());
     }
     if !prefix.is_empty() {
-        ctx.bytes_out += prefix.len();
         session.write_response_body(Some(prefix), false).await?;
     }
     while !end {
         match rx.recv().await {
             Some(HttpTask::Body(Some(b), e)) => {
                 end = e;
-                ctx.bytes_out += b.len();
                 session.write_response_body(Some(b), e).await?;
                 continue;
             }

@@ -80,7 +80,7 @@ pub(super) async fn request(
             let (parts, body) = answer.response.into_parts();
             ctx.local_status = Some(parts.status.as_u16());
             let head: ResponseHeader = parts.into();
-            ctx.bytes_out = respond::write(session, head, body, answer.head_only).await?;
+            respond::write(session, head, body, answer.head_only).await?;
             Ok(true)
         }
         Ok(Route::ProviderProxy) => {

@@ -286,9 +286,6 @@ pub(super) fn body(
         }
         other => ctx.body_swap = other,
     }
-    if let Some(b) = body {
-        ctx.bytes_out += b.len();
-    }
 }
 
 /// `fail_to_proxy`: the answer for a failure before the response header went out.

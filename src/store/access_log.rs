@@ -2,8 +2,9 @@
 //! 429), written in batches off the request path.
 //!
 //! Handlers `record` into a bounded queue (never waiting); one task drains it every second or
-//! every 256 entries in a single transaction, and applies the retention period. `last_used`
-//! of API keys is updated by the same task.
+//! every 256 entries in a single transaction, and applies the retention period: rows older
+//! than `admin.access_log_retention` are deleted at the first write after start and every
+//! 10 minutes after. `last_used` of API keys is updated by the same task.
 //!
 //! A flood of refusals must not fill the disk or stall the writer: per client IP and minute
 //! the first [`ROWS_PER_IP_MINUTE`] refusals are rows of their own, and at most
@@ -208,7 +209,7 @@ impl AccessLogWriter {
             if last_prune.elapsed() > Duration::from_secs(600) {
                 last_prune = std::time::Instant::now();
                 let cutoff = format!("-{} seconds", self.retention.as_secs());
-                let _ = self
+                let pruned = self
                     .db
                     .call(move |c| {
                         c.execute(
@@ -217,6 +218,9 @@ impl AccessLogWriter {
                         )
                     })
                     .await;
+                if let Err(e) = pruned {
+                    tracing::warn!(error = %e, "access_logs: rows past admin.access_log_retention not pruned");
+                }
             }
         }
         let rows = self.remaining();

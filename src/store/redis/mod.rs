@@ -162,9 +162,7 @@ impl Redis {
             sinks: RwLock::new(Vec::new()),
             fail_open: cfg.fail_open,
         });
-        metrics::REDIS_UP.set(0);
-        metrics::REDIS_SYNCED.set(0);
-        metrics::REDIS_VIEW_AGE.set(-1.0);
+        metrics::init_redis();
         redis.rt.spawn(redis.clone().supervise());
         Ok(redis)
     }
