@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `SIGTERM` | graceful stop: stop accepting, `/health` answers `503 draining`, in-flight responses finish (up to `server.grace_period_seconds`, default 30), then exit — as soon as nothing is in flight |
 //! | `SIGQUIT` | graceful upgrade: once a new `sluice serve --upgrade` listens on `server.upgrade_sock`, hand it the listening sockets, then drain as for `SIGTERM`. If none listens within `shutdown.upgrade_wait` (30 s), keep serving and log an error (never probe by connecting: the new process accepts exactly once) |
-//! | `SIGHUP` | reopen `server.error_log` (daemon mode) for logrotate; configuration reloads go through the graceful upgrade |
+//! | `SIGHUP` | reopen `server.error_log` (daemon mode) and a `log.access_log` file for logrotate; configuration reloads go through the graceful upgrade |
 //! | `SIGINT` | fast stop: the access log is flushed (at most 2 s) and the process exits at once, without waiting for in-flight responses |
 //!
 //! Pingora broadcasts the shutdown and then sleeps the whole grace period; the drain watcher

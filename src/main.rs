@@ -41,9 +41,13 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
         SIGQUIT      graceful upgrade: once `sluice serve --upgrade` listens on\n               \
         server.upgrade_sock, hand it the sockets and drain as for SIGTERM; if none\n               \
         listens within 30 s, keep serving (logged)\n  \
-        SIGHUP       reopen server.error_log (daemon mode); reload the config with a\n               \
-        graceful upgrade\n  \
-        SIGINT       fast stop"
+        SIGHUP       reopen server.error_log (daemon mode) and a log.access_log file;\n               \
+        reload the config with a graceful upgrade\n  \
+        SIGINT       fast stop: flush the access log, exit at once\n\n\
+        DAEMON:\n  \
+        With server.daemon: true (the shipped systemd unit, Type=forking), `sluice serve`\n  \
+        starts the daemon and exits 0 once it listens on every listener and has written\n  \
+        server.pid_file, or 1 with its reason; its output then goes to server.error_log."
 )]
 struct Cli {
     /// Configuration file (YAML): every command reads it (state.sqlite, kek, secrets).
