@@ -23,8 +23,11 @@ release: deps
 run: release
 	./target/release/sluice serve -c conf/sluice.yaml
 
+# The suite twice: sluice in the foreground, then every integration test again with sluice
+# as the daemon the shipped systemd unit runs (server.daemon: true; tests/common Mode).
 test: test-deps
 	cargo test --no-fail-fast
+	SLUICE_TEST_MODE=daemon cargo test --no-fail-fast --test '*'
 
 # Cache hits vs nginx (playlist, 16 KB, 60 KB part, ... 2 MB), the ctx path (/api/proxy; vs
 # mediaflow-proxy-light when MEDIAFLOW_BIN names its binary), then gated hits vs ungated.

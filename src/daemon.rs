@@ -255,13 +255,19 @@ impl Startup {
             crate::lifecycle::exit_process(1);
         }
         crate::lifecycle::own_pid_file(self.pid_file.clone());
-        if self.detached {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{READY_LINE}");
-            let _ = out.flush();
-            drop(out);
+        // The daemon's output moves to the error log before the parent is told (whatever
+        // happens to the log once it is — a rotation — happens to the file the daemon
+        // writes); the parent's pipe is kept aside for the one line it waits for.
+        let parent = if self.detached {
+            let _ = std::io::stdout().flush();
+            let pipe = nix::unistd::dup(std::io::stdout())
+                .ok()
+                .map(std::fs::File::from);
             self.redirect_output();
-        }
+            pipe
+        } else {
+            None
+        };
         // As the daemon, the first line of server.error_log.
         tracing::info!(
             pid = std::process::id(),
@@ -269,6 +275,10 @@ impl Startup {
             daemon = self.detached,
             "ready: every listener is listening"
         );
+        if let Some(mut pipe) = parent {
+            let _ = writeln!(pipe, "{READY_LINE}");
+            let _ = pipe.flush();
+        }
     }
 
     /// Once ready, the daemon's output leaves the parent's pipe: stdout to the error log (or

@@ -518,25 +518,19 @@ async fn an_upgrade_takes_the_state_lock_over() {
             .to_string()
     };
     assert_eq!(pid_in_lock(), old.pid().to_string());
-    let log = std::fs::File::create(old.state_dir().join("new.log")).unwrap();
-    let mut new = Command::new(sluice_bin())
-        .args(["serve", "--upgrade", "-c"])
-        .arg(&old.config_path)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    // The new process waits for the sockets; the old one hands them over on SIGQUIT.
-    std::thread::sleep(Duration::from_millis(500));
+    // As the unit does it: SIGQUIT, then the new process, which the old one hands the
+    // sockets to (in either mode the harness runs: the daemon started is the new process).
     assert!(Command::new("kill")
         .args(["-QUIT", &old.pid().to_string()])
         .status()
         .unwrap()
         .success());
+    let new_log = old.state_dir().join("new.log");
+    let mut new = common::spawn_sluice(old.mode, &old.config_path, &["--upgrade"], &new_log, &[])
+        .expect("the new process starts");
     old.wait_exit(Duration::from_secs(20));
     let start = Instant::now();
-    while pid_in_lock() != new.id().to_string() {
+    while pid_in_lock() != new.pid().to_string() {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "the new process did not take the lock: {}\n{}",
@@ -551,6 +545,5 @@ async fn an_upgrade_takes_the_state_lock_over() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let _ = new.kill();
-    let _ = new.wait();
+    new.kill();
 }
