@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{admin_key, client, Mode, RedisServer, Reply, Sluice, TestOrigin, QUICK_STOP};
+use common::{
+    admin_key, client, signal, wait_for, Mode, RedisServer, Reply, Sluice, TestOrigin, QUICK_STOP,
+};
 use serde_json::{json, Value};
 
 const KEY_SECRET: &str = "daemon-test-key-token-secret";
@@ -34,22 +36,6 @@ fn start_in(
     server: &str,
 ) -> Sluice {
     Sluice::start_mode(mode, dir, extra, env, server, "", "", None)
-}
-
-fn signal(pid: u32, sig: &str) {
-    assert!(std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
-}
-
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
 }
 
 async fn admin_get(s: &Sluice, key: &str, path: &str) -> (u16, Value) {
@@ -290,13 +276,7 @@ fn the_state_lock_survives_an_upgrade_in_both_modes() {
 }
 
 fn health(addr: std::net::SocketAddr) -> Option<u16> {
-    let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    c.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut buf = [0u8; 12];
-    c.read_exact(&mut buf).ok()?;
-    std::str::from_utf8(&buf[9..12]).ok()?.parse().ok()
+    common::status_of(addr, "/health")
 }
 
 /// Clients opening connections as fast as they can, until stopped; counts answers.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{client, random_bytes, sluice_bin, Reply, Sluice, TestOrigin};
+use common::{client, random_bytes, signal, sluice_bin, wait_for, Reply, Sluice, TestOrigin};
 
 const DRAIN: &str = "  grace_period_seconds: 30\n  graceful_shutdown_timeout_seconds: 5\n";
 
@@ -21,14 +21,6 @@ fn cfg(origin: &common::RunningOrigin, extra: &str) -> String {
         "origins:\n  bucket: {}\n  read_timeout: 20s\n{extra}",
         origin.url()
     )
-}
-
-fn signal(pid: u32, sig: &str) {
-    assert!(Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
 }
 
 /// One request on a kept-alive socket, answered with a Content-Length body.
@@ -55,14 +47,6 @@ fn get_on(sock: &mut TcpStream, path: &str) -> (u16, String) {
         head[9..12].parse().unwrap(),
         String::from_utf8_lossy(&body).into(),
     )
-}
-
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -953,29 +953,9 @@ async fn the_redis_password_never_reaches_a_log() {
 
 #[tokio::test]
 async fn rediss_with_a_private_ca() {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
-    let pki = tempfile::tempdir().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "sluice fleet test CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    let (ca_pem, cert_pem, key_pem) = (
-        pki.path().join("ca.pem"),
-        pki.path().join("redis.pem"),
-        pki.path().join("redis.key"),
-    );
-    std::fs::write(&ca_pem, ca.pem()).unwrap();
-    std::fs::write(&cert_pem, cert.pem()).unwrap();
-    std::fs::write(&key_pem, key.serialize_pem()).unwrap();
+    // A private CA and a certificate for localhost and 127.0.0.1.
+    let pki = common::pki();
+    let (ca_pem, cert_pem, key_pem) = (pki.ca.clone(), pki.cert.clone(), pki.key.clone());
     let redis = RedisServer::start_tls(&cert_pem, &key_pem);
     let tls_port = redis.tls_port.unwrap();
     let o = origin();

@@ -11,8 +11,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -21,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Reply, TestOrigin};
+use common::{wait_for, Reply, TestOrigin};
 
 const UNIT: &str = include_str!("../systemd/sluice.service");
 const EXAMPLE: &str = include_str!("../conf/production.example.yaml");
@@ -131,29 +130,7 @@ fn health(addr: SocketAddr) -> Option<u16> {
 }
 
 fn status(addr: SocketAddr, path: &str) -> Option<u16> {
-    let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .map_err(|e| eprintln!("connect: {e}"))
-        .ok()?;
-    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        c,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| eprintln!("write: {e}"))
-    .ok()?;
-    let mut buf = [0u8; 12];
-    c.read_exact(&mut buf)
-        .map_err(|e| eprintln!("read: {e}"))
-        .ok()?;
-    std::str::from_utf8(&buf[9..12]).ok()?.parse().ok()
-}
-
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    common::status_of(addr, path)
 }
 
 fn seconds(v: &str) -> u64 {
