@@ -797,6 +797,19 @@ impl Validator<'_> {
         // (crate::lifecycle), so this is only an upper bound.
         conf.grace_period_seconds.get_or_insert(30);
         conf.graceful_shutdown_timeout_seconds.get_or_insert(5);
+        // Pingora switched users inside its own daemon fork, which sluice does not use
+        // (crate::daemon): the service manager runs sluice as its user instead.
+        for (key, set) in [
+            ("server.user", conf.user.is_some()),
+            ("server.group", conf.group.is_some()),
+        ] {
+            if set {
+                return Err(self.err(
+                    key,
+                    "not supported: start sluice as its user (the systemd unit's User= and Group=)",
+                ));
+            }
+        }
         if conf.threads == 0 {
             return Err(self.err("server.threads", "must be at least 1"));
         }
@@ -1391,6 +1404,19 @@ mod tests {
         assert!(parse_bucket("ftp://x").is_err());
         assert!(parse_bucket("dir:").is_err());
         assert!(parse_bucket("http://h/?q=1").is_err());
+    }
+
+    #[test]
+    fn server_user_and_group_are_the_service_managers() {
+        for key in ["user", "group"] {
+            let err = parse(&format!("server:\n  daemon: true\n  {key}: nobody\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("line 3: key `server.{key}`")) && err.contains("User="),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -42,16 +42,13 @@ pub const DETACHED_FLAG: &str = "--detached";
 /// How long the daemon may take from start to every listener listening.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Where the daemon's output goes and who it runs as, from the `server:` section.
+/// Where the daemon's output goes and where it runs, from the `server:` section.
 #[derive(Debug, Clone, Default)]
 pub struct DaemonSettings {
     /// `server.error_log`: stdout and stderr once ready (appended, `0640`).
     pub error_log: Option<PathBuf>,
     /// `server.working_directory`.
     pub working_directory: Option<PathBuf>,
-    /// `server.user` / `server.group`: resolved to ids before the daemon starts.
-    pub user: Option<String>,
-    pub group: Option<String>,
 }
 
 impl DaemonSettings {
@@ -59,8 +56,6 @@ impl DaemonSettings {
         DaemonSettings {
             error_log: c.error_log.as_ref().map(PathBuf::from),
             working_directory: c.working_directory.as_ref().map(PathBuf::from),
-            user: c.user.clone(),
-            group: c.group.clone(),
         }
     }
 }
@@ -97,7 +92,6 @@ fn spawn_and_wait(settings: &DaemonSettings, args: &[std::ffi::OsString]) -> Res
     if let Some(dir) = &settings.working_directory {
         cmd.current_dir(dir);
     }
-    apply_user(&mut cmd, settings)?;
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start the daemon ({}): {e}", exe.display()))?;
@@ -128,36 +122,6 @@ fn spawn_and_wait(settings: &DaemonSettings, args: &[std::ffi::OsString]) -> Res
             .map(|p| format!(" or in {}", p.display()))
             .unwrap_or_default()
     ))
-}
-
-/// `server.user` / `server.group` as the daemon's ids (set by the kernel at exec, with the
-/// supplementary groups dropped).
-fn apply_user(cmd: &mut Command, settings: &DaemonSettings) -> Result<(), String> {
-    use std::os::unix::process::CommandExt;
-    let user = match &settings.user {
-        None => None,
-        Some(name) => Some(
-            nix::unistd::User::from_name(name)
-                .map_err(|e| format!("server.user `{name}`: {e}"))?
-                .ok_or_else(|| format!("server.user `{name}`: no such user"))?,
-        ),
-    };
-    let gid = match &settings.group {
-        Some(name) => Some(
-            nix::unistd::Group::from_name(name)
-                .map_err(|e| format!("server.group `{name}`: {e}"))?
-                .ok_or_else(|| format!("server.group `{name}`: no such group"))?
-                .gid,
-        ),
-        None => user.as_ref().map(|u| u.gid),
-    };
-    if let Some(gid) = gid {
-        cmd.gid(gid.as_raw());
-    }
-    if let Some(u) = user {
-        cmd.uid(u.uid.as_raw());
-    }
-    Ok(())
 }
 
 fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
