@@ -937,10 +937,10 @@ impl Validator<'_> {
                     ));
                 }
                 let (cert, key) = (PathBuf::from(&t.cert), PathBuf::from(&t.key));
-                crate::conn::tls::server_config(&cert, &key).map_err(|e| {
+                crate::tls::server_config(&cert, &key).map_err(|e| {
                     let field = match e {
-                        crate::conn::tls::TlsError::NoKey(_) => "listen.edge_tls.key",
-                        crate::conn::tls::TlsError::Read(ref p, _) if *p == t.key => {
+                        crate::tls::TlsError::NoKey(_) => "listen.edge_tls.key",
+                        crate::tls::TlsError::Read(ref p, _) if *p == t.key => {
                             "listen.edge_tls.key"
                         }
                         _ => "listen.edge_tls.cert",

@@ -211,7 +211,7 @@ impl Startup {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        if let Err(e) = write_pid_file(&self.pid_file) {
+        if let Err(e) = crate::lifecycle::write_pid_file(&self.pid_file) {
             eprintln!(
                 "sluice: cannot write server.pid_file {}: {e}; stopping",
                 self.pid_file.display()
@@ -262,35 +262,6 @@ impl Startup {
         if let Some(f) = log {
             let _ = nix::unistd::dup2_stderr(&f);
         }
-    }
-}
-
-/// Write this process's pid to `path` (atomically: a reader never sees a half-written file).
-pub fn write_pid_file(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&tmp)?;
-    f.write_all(format!("{}\n", std::process::id()).as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
-/// Remove the pid file if it still names this process (after an upgrade it names the
-/// successor, which keeps it).
-pub fn remove_pid_file_if_ours(path: &Path) {
-    let ours = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        == Some(std::process::id());
-    if ours {
-        let _ = std::fs::remove_file(path);
     }
 }
 
@@ -417,22 +388,5 @@ mod tests {
         assert!(missing_listeners(&[addr]).is_empty());
         drop(l);
         assert_eq!(missing_listeners(&[addr]), vec![addr]);
-    }
-
-    #[test]
-    fn the_pid_file_is_written_whole_and_removed_only_by_its_process() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("s.pid");
-        write_pid_file(&p).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&p).unwrap(),
-            format!("{}\n", std::process::id())
-        );
-        std::fs::write(&p, "1\n").unwrap();
-        remove_pid_file_if_ours(&p);
-        assert!(p.exists(), "another process's pid file stays");
-        write_pid_file(&p).unwrap();
-        remove_pid_file_if_ours(&p);
-        assert!(!p.exists());
     }
 }

@@ -38,4 +38,5 @@ pub mod ssrf;
 pub mod state;
 pub mod stats;
 pub mod store;
+pub mod tls;
 pub mod upstream;

@@ -55,13 +55,43 @@ pub fn own_pid_file(path: PathBuf) {
     let _ = PID_FILE.set(path);
 }
 
+/// Write this process's pid to `path` (atomically: a reader never sees a half-written file).
+pub fn write_pid_file(path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)?;
+    f.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Remove the pid file if it still names this process (after an upgrade it names the
+/// successor, which keeps it).
+pub fn remove_pid_file_if_ours(path: &Path) {
+    let ours = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        == Some(std::process::id());
+    if ours {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// End the process now: the one way sluice exits once it serves. The pid file goes (when it
 /// still names this process), and nothing waits on Pingora's runtimes: a runtime shut down
 /// under load can leave an accept loop spinning on `Accept() failed` forever, and the
 /// process with it (Pingora's fast shutdown never tells the accept loops to stop).
 pub fn exit_process(code: i32) -> ! {
     if let Some(p) = PID_FILE.get() {
-        crate::daemon::remove_pid_file_if_ours(p);
+        remove_pid_file_if_ours(p);
     }
     std::process::exit(code)
 }
@@ -318,5 +348,22 @@ mod tests {
         assert!(!listening_in(PROC, Path::new("/run/sluice/other.sock")));
         assert!(!listening_in(PROC, Path::new("/run/sluice/none.sock")));
         assert!(!listening_in(PROC, Path::new("")));
+    }
+
+    #[test]
+    fn the_pid_file_is_written_whole_and_removed_only_by_its_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.pid");
+        write_pid_file(&p).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            format!("{}\n", std::process::id())
+        );
+        std::fs::write(&p, "1\n").unwrap();
+        remove_pid_file_if_ours(&p);
+        assert!(p.exists(), "another process's pid file stays");
+        write_pid_file(&p).unwrap();
+        remove_pid_file_if_ours(&p);
+        assert!(!p.exists());
     }
 }

@@ -222,7 +222,7 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
     let mut app = crate::conn::GuardedApp::new(proxy, admission, guard_limits)
         .with_proxy_protocol(proxy_protocol_from);
     if let Some(t) = &config.edge_tls {
-        let acceptor = crate::conn::tls::acceptor(&t.cert, &t.key)
+        let acceptor = crate::tls::acceptor(&t.cert, &t.key)
             .map_err(|e| StartError::Setup(format!("listen.edge_tls: {e}")))?;
         app = app.with_tls(acceptor, t.addr);
     }
@@ -332,14 +332,8 @@ fn ensure_admin_key(db: &Db) -> Result<(), StartError> {
     let (_, key) = db.call_blocking(|c| {
         crate::store::api_keys::create(c, "default admin", api_keys::Permission::Admin)
     })?;
-    announce_default_admin_key(&key);
+    crate::store::api_keys::announce_default_admin_key(&key);
     Ok(())
-}
-
-/// The two lines admin-api.md shows on first start.
-pub fn announce_default_admin_key(key: &str) {
-    println!("Generated default admin API key: {key}");
-    println!("IMPORTANT: Save this key securely. It will not be shown again.");
 }
 
 /// A fleet node's stream registry: filled from Redis and kept current by its change notices.

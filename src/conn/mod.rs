@@ -18,7 +18,6 @@
 pub mod admission;
 pub mod guard;
 pub mod proxy_protocol;
-pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -41,6 +41,14 @@ pub fn create(
     Ok((id, key))
 }
 
+/// The two lines admin-api.md shows on first start, once the default admin key is created
+/// (by the server at start on one node, by the first node to find the key table empty on a
+/// fleet: [`super::redis::records::DefaultAdminKey`]).
+pub fn announce_default_admin_key(key: &str) {
+    println!("Generated default admin API key: {key}");
+    println!("IMPORTANT: Save this key securely. It will not be shown again.");
+}
+
 fn insert(
     c: &mut Connection,
     key_hash: &str,

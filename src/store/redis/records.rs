@@ -283,7 +283,7 @@ impl EventSink for DefaultAdminKey {
 
     async fn resync(&self) -> Result<(), StoreError> {
         if let Some(key) = self.0.ensure_default_admin().await? {
-            crate::server::announce_default_admin_key(&key);
+            crate::store::api_keys::announce_default_admin_key(&key);
         }
         Ok(())
     }

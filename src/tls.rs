@@ -1,6 +1,10 @@
 //! The edge's TLS: certificate and key from PEM files, ALPN `h2` then `http/1.1`, on the
 //! rustls Pingora is built with. Loaded at start (a graceful upgrade starts a new process,
 //! which reads the files again: renewed certificates take effect on `systemctl reload`).
+//!
+//! A leaf below both of its users: the config validator loads the pair to refuse a bad
+//! `listen.edge_tls` before serving, and the edge's connections ([`crate::conn`]) terminate
+//! TLS with it.
 
 use std::path::Path;
 use std::sync::Arc;
