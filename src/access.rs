@@ -73,6 +73,18 @@ pub enum Refusal {
     Unavailable,
 }
 
+/// Create the `sluice_auth_rejections_total` series of every refusal, on the surfaces that
+/// check stream tokens (`stream` and `api`), so each exists (at zero) from the start. Called
+/// at start.
+pub fn init_metrics() {
+    use crate::metrics::{GateSurface, AUTH_REJECTIONS};
+    for surface in [GateSurface::Stream, GateSurface::Api] {
+        for r in Refusal::ALL {
+            AUTH_REJECTIONS.with_label_values(&[surface.as_str(), r.metric_label()]);
+        }
+    }
+}
+
 impl Refusal {
     /// Every refusal, for creating its metric series at start.
     pub const ALL: [Refusal; 13] = [

@@ -19,6 +19,7 @@ pub mod dump;
 pub mod fleet;
 pub mod host;
 pub mod limits;
+pub mod providers;
 pub mod redis;
 pub mod size;
 pub mod tokens;
@@ -80,7 +81,7 @@ pub mod file {
         pub log: Log,
         pub metrics: Metrics,
         pub admin: Admin,
-        pub providers: std::collections::BTreeMap<String, crate::provider::ProviderFile>,
+        pub providers: std::collections::BTreeMap<String, super::providers::ProviderFile>,
         pub provider_auth: ProviderAuth,
         pub rate_limits: RateLimits,
         pub trusted_proxies: Vec<String>,
@@ -527,6 +528,20 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Requests per minute of each rate-limit class (`admin.rate_limit_*`, `rate_limits.*`, and
+/// `key_delivery`'s); the limiter ([`crate::ratelimit`]) reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RateLimitsConfig {
+    pub api: u32,
+    pub stats: u32,
+    pub config: u32,
+    pub key: u32,
+    pub streaming: u32,
+    pub verify: u32,
+    pub stream_info: u32,
+    pub auth_failures: u32,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ProviderAuthConfig {
     pub jwt_secret: Option<Secret>,
@@ -612,11 +627,11 @@ pub struct Config {
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub admin: AdminConfig,
-    pub providers: crate::provider::Providers,
+    pub providers: providers::Providers,
     pub provider_auth: ProviderAuthConfig,
     /// Requests per minute of every rate-limit class (`key` is filled in with the token
     /// sections).
-    pub rate_limits: crate::ratelimit::Limits,
+    pub rate_limits: RateLimitsConfig,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// What one client connection may hold (`limits:`).
     pub limits: limits::LimitsConfig,
@@ -1019,7 +1034,7 @@ impl Validator<'_> {
             }
         }
         let limits = self.limits(raw.limits)?;
-        let providers = crate::provider::Providers::from_file(&raw.providers)
+        let providers = providers::Providers::from_file(&raw.providers)
             .map_err(|(key, msg)| self.err(&key, msg))?;
         let pa = raw.provider_auth;
         let jwt_secret = match (pa.jwt_secret, pa.jwt_secret_env) {
@@ -1151,7 +1166,7 @@ impl Validator<'_> {
                 ctx_per_subject: pa.ctx_per_subject,
                 ctx_capacity: pa.ctx_capacity,
             },
-            rate_limits: crate::ratelimit::Limits {
+            rate_limits: RateLimitsConfig {
                 api: raw.admin.rate_limit_api,
                 stats: raw.admin.rate_limit_stats,
                 config: raw.admin.rate_limit_config,

@@ -37,13 +37,17 @@ pub fn in_flight() -> i64 {
     IN_FLIGHT.load(Ordering::Acquire)
 }
 
-/// Count one unit of in-flight work (paired with [`work_done`]).
+/// Count one unit of in-flight work (paired with [`work_done`]). `sluice_requests_in_flight`
+/// follows the count, pushed from here (as `sluice_draining` is by the drain): the metrics
+/// layer reads nothing above it.
 pub fn work_started() {
     IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
+    crate::metrics::IN_FLIGHT.inc();
 }
 
 pub fn work_done() {
     IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+    crate::metrics::IN_FLIGHT.dec();
 }
 
 /// `server.pid_file` once this process wrote it ([`crate::daemon`]): removed on exit unless a
@@ -184,6 +188,7 @@ impl Signals {
     /// is in flight after the listeners closed.
     fn begin_drain(&self, why: &'static str) {
         DRAINING.store(true, Ordering::Release);
+        crate::metrics::DRAINING.set(1);
         crate::metrics::LIFECYCLE_EVENTS
             .with_label_values(&["drain_started"])
             .inc();

@@ -3,6 +3,11 @@
 //! series count stays bounded whatever players send. Per-stream series ([`per_stream`]) take
 //! their `stream` label through a bounded admission. [`init`] creates every series of a known
 //! label set at start, so each exists (at zero) before its first event.
+//!
+//! The families live here; a label set owned by a module above (the stream token's refusals,
+//! the rate-limit classes, the fleet's results) is created by that module's `init_metrics`,
+//! called at start beside [`init`], and values only a module above knows (draining, requests
+//! in flight) are pushed by it: nothing here imports a layer above (see `src/lib.rs`).
 
 pub mod per_stream;
 
@@ -202,20 +207,13 @@ impl GateSurface {
         }
     }
 
-    /// The reasons this surface refuses with (every one is created at start).
+    /// The reasons this surface refuses with (every one is created at start). The stream
+    /// token's own refusals, on `stream` and `api`, belong to the gate: `access::init_metrics`
+    /// creates them.
     pub fn reasons(self) -> Vec<&'static str> {
-        let tokens = crate::access::Refusal::ALL.map(|r| r.metric_label());
         match self {
-            GateSurface::Stream => {
-                let mut r = tokens.to_vec();
-                r.push("bad_path");
-                r
-            }
-            GateSurface::Api => {
-                let mut r = tokens.to_vec();
-                r.push("bad_bearer_jwt");
-                r
-            }
+            GateSurface::Stream => vec!["bad_path"],
+            GateSurface::Api => vec!["bad_bearer_jwt"],
             GateSurface::Key => vec![
                 "key_token_missing",
                 "key_token_invalid",
@@ -643,24 +641,12 @@ fn touch_known() {
     for r in ["upgrade", "body", "no_host", "header_too_large"] {
         REQUESTS_REFUSED.with_label_values(&[r]);
     }
-    for c in crate::ratelimit::RateClass::ALL {
-        RATE_LIMITED.with_label_values(&[c.as_str()]);
-    }
     for k in [
         "fail_open_playback",
         "fail_open_key_delivery",
         "local_rate_limit",
     ] {
         REDIS_FALLBACKS.with_label_values(&[k]);
-    }
-    for r in crate::fleet::OWNER_RESULTS {
-        crate::fleet::OWNER_FETCHES.with_label_values(&[r]);
-    }
-    for r in ["served", "refused"] {
-        crate::fleet::PEER_REQUESTS.with_label_values(&[r]);
-    }
-    for r in ["ok", "failed"] {
-        crate::fleet::PURGE_FANOUT.with_label_values(&[r]);
     }
     Lazy::force(&FLEET_PEER_DOWN);
 }
@@ -693,8 +679,6 @@ fn process_families() -> Vec<prometheus::proto::MetricFamily> {
 pub fn render() -> Vec<u8> {
     // Known series exist even when `init` was not called (tests, tools).
     touch_known();
-    DRAINING.set(i64::from(crate::lifecycle::draining()));
-    IN_FLIGHT.set(crate::lifecycle::in_flight());
     let mut families: Vec<_> = prometheus::gather()
         .into_iter()
         .filter(|f| !f.name().starts_with("process_"))

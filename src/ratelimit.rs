@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::config::RateLimitsConfig as Limits;
+use crate::store::rate_windows::SharedWindows;
+
 /// The endpoint classes with their own limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RateClass {
@@ -72,31 +75,24 @@ impl RateClass {
     }
 }
 
-/// Requests per minute for each class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Limits {
-    pub api: u32,
-    pub stats: u32,
-    pub config: u32,
-    pub key: u32,
-    pub streaming: u32,
-    pub verify: u32,
-    pub stream_info: u32,
-    pub auth_failures: u32,
+/// Create the `sluice_rate_limited_total` series of every class (at zero). Called at start.
+pub fn init_metrics() {
+    for c in RateClass::ALL {
+        crate::metrics::RATE_LIMITED.with_label_values(&[c.as_str()]);
+    }
 }
 
-impl Limits {
-    fn of(&self, class: RateClass) -> u32 {
-        match class {
-            RateClass::Api => self.api,
-            RateClass::Stats => self.stats,
-            RateClass::Config => self.config,
-            RateClass::Key => self.key,
-            RateClass::Streaming => self.streaming,
-            RateClass::Verify => self.verify,
-            RateClass::StreamInfo => self.stream_info,
-            RateClass::AuthFailures => self.auth_failures,
-        }
+/// The configured requests per minute of `class`.
+fn per_minute(limits: &Limits, class: RateClass) -> u32 {
+    match class {
+        RateClass::Api => limits.api,
+        RateClass::Stats => limits.stats,
+        RateClass::Config => limits.config,
+        RateClass::Key => limits.key,
+        RateClass::Streaming => limits.streaming,
+        RateClass::Verify => limits.verify,
+        RateClass::StreamInfo => limits.stream_info,
+        RateClass::AuthFailures => limits.auth_failures,
     }
 }
 
@@ -207,28 +203,6 @@ impl SlidingWindow {
     }
 }
 
-/// Windows kept where every node sees them (Redis on a fleet,
-/// [`crate::store::redis::rate`]): the same exact sliding-window rule, one log per class and
-/// client for the whole fleet.
-#[async_trait::async_trait]
-pub trait SharedWindows: Send + Sync {
-    /// Admit one request: `Ok(Ok(ticket))` (the ticket gives the slot back), `Ok(Err(wait))`
-    /// when over the limit.
-    async fn admit(
-        &self,
-        class: &'static str,
-        key: &str,
-        limit: u32,
-        window: Duration,
-    ) -> Result<Result<String, Duration>, crate::store::StoreError>;
-    async fn release(
-        &self,
-        class: &'static str,
-        key: &str,
-        ticket: &str,
-    ) -> Result<(), crate::store::StoreError>;
-}
-
 /// Where an admission was counted, to give it back in the same place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admitted {
@@ -253,7 +227,7 @@ impl RateLimits {
         RateLimits {
             limiters: RateClass::ALL
                 .iter()
-                .map(|c| (*c, SlidingWindow::new(limits.of(*c), MINUTE)))
+                .map(|c| (*c, SlidingWindow::new(per_minute(&limits, *c), MINUTE)))
                 .collect(),
             limits,
             shared: None,
@@ -274,7 +248,7 @@ impl RateLimits {
         use std::sync::atomic::Ordering;
         if let Some(shared) = &self.shared {
             match shared
-                .admit(class.as_str(), key, self.limits.of(class), MINUTE)
+                .admit(class.as_str(), key, per_minute(&self.limits, class), MINUTE)
                 .await
             {
                 Ok(r) => {

@@ -167,6 +167,10 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
             .map(|c| c.hash.clone())
             .chain(shared.streams.players()),
     );
+    // The label sets other modules own.
+    crate::access::init_metrics();
+    crate::ratelimit::init_metrics();
+    crate::fleet::init_metrics();
 
     let mut server_conf = config.server_conf();
     // `server.daemon: true` has been handled before anything was opened ([`crate::daemon`]):

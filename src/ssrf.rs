@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use url::Url;
 
-use crate::provider::HostList;
+use crate::config::providers::HostList;
 
 /// Why an upstream URL was refused (all are 403 to the player).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,7 +60,7 @@ pub fn check_url(url: &Url, hosts: &HostList, allow_private: bool) -> Result<(),
         url::Host::Ipv4(v4) => v4.to_string(),
         url::Host::Ipv6(v6) => v6.to_string(),
     };
-    let default = crate::provider::default_port(url.scheme()).ok_or(Refusal::Scheme)?;
+    let default = crate::config::providers::default_port(url.scheme()).ok_or(Refusal::Scheme)?;
     let port = url.port_or_known_default().unwrap_or(default);
     if !hosts.allows(&name, port, default) {
         return Err(Refusal::HostNotAllowed);

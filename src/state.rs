@@ -22,7 +22,7 @@ pub struct Shared {
     pub rate_limits: crate::ratelimit::RateLimits,
     pub access_log: crate::store::access_log::AccessLog,
     pub stats: crate::stats::StatsTable,
-    pub providers: crate::provider::Providers,
+    pub providers: crate::config::providers::Providers,
     pub ctx_store: Arc<dyn crate::store::ctx::CtxStore>,
     pub provider_jwt: Option<crate::auth::jwt::BearerVerifier>,
     /// Stream-token admission state (signer, revocations, use counts).

@@ -17,7 +17,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::AppState;
-use crate::provider::{ChannelSource, Provider};
+use crate::config::providers::{ChannelSource, Provider};
 use crate::ssrf;
 use crate::store::ctx::{CtxInsertError, ProxyContext};
 

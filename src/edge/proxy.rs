@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use url::Url;
 
-use crate::provider::{Provider, Providers};
+use crate::config::providers::{Provider, Providers};
 use crate::ssrf::{self, Refusal};
 use crate::store::ctx::{CtxStore, ProxyContext};
 
@@ -112,7 +112,7 @@ pub fn params_to_cookies(url: &mut Url, names: &[String]) -> Vec<(String, String
     let mut cookies = Vec::new();
     let mut kept = Vec::new();
     for (k, v) in url.query_pairs() {
-        if names.iter().any(|n| n == k.as_ref()) && crate::provider::is_cookie_value(&v) {
+        if names.iter().any(|n| n == k.as_ref()) && crate::config::providers::is_cookie_value(&v) {
             cookies.push((k.into_owned(), v.into_owned()));
         } else {
             kept.push((k.into_owned(), v.into_owned()));

@@ -54,6 +54,20 @@ pub const OWNER_RESULTS: [&str; 7] = [
     "aborted",
 ];
 
+/// Create every fleet series (at 0) so dashboards and alerts see them from the start, on a
+/// single node too. Called at start.
+pub fn init_metrics() {
+    for (metric, results) in [
+        (&OWNER_FETCHES, &OWNER_RESULTS[..]),
+        (&PEER_REQUESTS, &["served", "refused"][..]),
+        (&PURGE_FANOUT, &["ok", "failed"][..]),
+    ] {
+        for r in results {
+            metric.with_label_values(&[r]).inc_by(0);
+        }
+    }
+}
+
 /// A non-owner's fetches from owners, by result: `answered` (the owner's header came),
 /// `connect_failed`, `timed_out`, `refused` (the owner refused our signature: secrets or
 /// clocks differ), `failed` (then fetched from the origin), `skipped_down` (owner skipped
@@ -148,16 +162,7 @@ impl Fleet {
             .no_proxy()
             .build()
             .map_err(|e| FleetError::Client(e.to_string()))?;
-        // Every series exists from the start (at 0), so dashboards and alerts see them.
-        for (metric, results) in [
-            (&OWNER_FETCHES, &OWNER_RESULTS[..]),
-            (&PEER_REQUESTS, &["served", "refused"][..]),
-            (&PURGE_FANOUT, &["ok", "failed"][..]),
-        ] {
-            for r in results {
-                metric.with_label_values(&[r]).inc_by(0);
-            }
-        }
+        init_metrics();
         Ok(Fleet {
             ring: ring::Ring::new(&config.peers),
             down_until: others.iter().map(|_| AtomicU64::new(0)).collect(),

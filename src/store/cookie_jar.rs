@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::Mutex;
 use url::Url;
 
-use crate::provider::{is_cookie_token, is_cookie_value};
+use crate::config::providers::{is_cookie_token, is_cookie_value};
 
 pub const MAX_COOKIES: usize = 32;
 pub const MAX_VALUE: usize = 4096;

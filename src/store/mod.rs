@@ -9,7 +9,7 @@
 //! | [`revocations::RevocationStore`] | SQLite `revoked_tokens` + memory | [`redis::tokens::RedisRevocations`] |
 //! | [`use_counts::UseCounter`] | memory | [`redis::tokens::RedisUseCounter`] |
 //! | [`ctx::CtxStore`] | memory | [`redis::ctx::RedisCtxStore`] |
-//! | [`crate::ratelimit::SharedWindows`] | — (memory windows) | [`redis::rate::RedisWindows`] |
+//! | [`rate_windows::SharedWindows`] | — (memory windows) | [`redis::rate::RedisWindows`] |
 //!
 //! Chosen once at start ([`Stores::open`]). Access logs stay in each node's SQLite file.
 
@@ -19,6 +19,7 @@ pub mod content_keys;
 pub mod cookie_jar;
 pub mod ctx;
 pub mod migrate;
+pub mod rate_windows;
 pub mod redis;
 pub mod revocations;
 pub mod sqlite;
@@ -42,7 +43,7 @@ pub struct Stores {
     pub uses: Arc<dyn use_counts::UseCounter>,
     pub ctx: Arc<dyn ctx::CtxStore>,
     /// The fleet's rate-limit windows.
-    pub windows: Option<Arc<dyn crate::ratelimit::SharedWindows>>,
+    pub windows: Option<Arc<dyn rate_windows::SharedWindows>>,
     /// The shared-state connection, on a fleet.
     pub redis: Option<Arc<redis::Redis>>,
 }

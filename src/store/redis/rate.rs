@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use once_cell::sync::Lazy;
 
 use super::Redis;
-use crate::ratelimit::SharedWindows;
+use crate::store::rate_windows::SharedWindows;
 use crate::store::StoreError;
 
 pub fn window_key(class: &str, key: &str) -> String {
