@@ -677,7 +677,7 @@ fn process_families() -> Vec<prometheus::proto::MetricFamily> {
 
 /// Render the registry in the Prometheus text format.
 pub fn render() -> Vec<u8> {
-    // Known series exist even when `init` was not called (tests, tools).
+    // This module's known series exist even when `init` was not called (tests, tools).
     touch_known();
     let mut families: Vec<_> = prometheus::gather()
         .into_iter()
