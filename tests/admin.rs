@@ -422,7 +422,13 @@ async fn access_logs_and_stats() {
             .await
             .unwrap();
     }
-    let (st, v) = call(M::GET, s.admin_url("/stats/live"), None, None).await;
+    // Counted in the logging phase, which may run just after the player has its last byte.
+    let started = std::time::Instant::now();
+    let (mut st, mut v) = call(M::GET, s.admin_url("/stats/live"), None, None).await;
+    while v["publisher"]["bytes_sent"] != 150_000 && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        (st, v) = call(M::GET, s.admin_url("/stats/live"), None, None).await;
+    }
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["status"], "ok");
     let p = &v["publisher"];
