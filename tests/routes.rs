@@ -14,21 +14,9 @@ use sluice::api::routes::{Auth, Handler, Route, ROUTES};
 use sluice::api::Listener;
 use sluice::auth::api_keys::Permission;
 
-/// A request path matching `pattern`, every parameter filled in.
+/// A request path matching `pattern` (the table's own filler).
 fn example(pattern: &str) -> String {
-    pattern
-        .split('/')
-        .map(|seg| {
-            if seg.starts_with("{*") {
-                "x/y.m4s"
-            } else if seg.starts_with('{') {
-                "x"
-            } else {
-                seg
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
+    sluice::api::routes::example_path(pattern)
 }
 
 fn api_routes() -> impl Iterator<Item = &'static Route> {

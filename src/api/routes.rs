@@ -593,5 +593,23 @@ pub fn markdown() -> String {
     out
 }
 
+/// A request path that matches `pattern`, every parameter filled in (`x`, and `x/y.m4s` for a
+/// catch-all): how the tests reach each route of the table.
+pub fn example_path(pattern: &str) -> String {
+    pattern
+        .split('/')
+        .map(|seg| {
+            if seg.starts_with("{*") {
+                "x/y.m4s"
+            } else if seg.starts_with('{') {
+                "x"
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 #[cfg(test)]
 mod tests;

@@ -534,7 +534,6 @@ impl Sluice {
     }
 
     #[allow(clippy::too_many_arguments)]
-    #[allow(clippy::too_many_arguments)]
     fn start_inner(
         dir: tempfile::TempDir,
         extra: &str,

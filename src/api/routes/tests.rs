@@ -9,21 +9,9 @@ use tower::ServiceExt;
 
 use super::*;
 
-/// A request path matching `pattern`, every parameter filled in.
+/// A request path matching `pattern` (see [`example_path`]).
 fn example(pattern: &str) -> String {
-    pattern
-        .split('/')
-        .map(|seg| {
-            if seg.starts_with("{*") {
-                "x/y.m4s"
-            } else if seg.starts_with('{') {
-                "x"
-            } else {
-                seg
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
+    example_path(pattern)
 }
 
 fn is_api(r: &Route) -> bool {
