@@ -168,9 +168,9 @@ impl Startup {
         self.detached
     }
 
-    /// Start-up failed: say why (on stderr, which the parent shares until ready) and exit.
+    /// Start-up failed: say why (on stderr, which the daemon shares with its parent until it
+    /// is ready) and exit.
     pub fn fail(&self, reason: &str) -> ExitCode {
-        // On stderr, which the daemon shares with its parent until it is ready.
         eprintln!("sluice: {reason}");
         ExitCode::FAILURE
     }

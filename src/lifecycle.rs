@@ -14,7 +14,7 @@
 //! has flushed.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -23,30 +23,25 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, watch};
 
 static DRAINING: AtomicBool = AtomicBool::new(false);
-/// Requests in flight on every listener (and open HTTP/2 connections, whose streams end
-/// with the connection's GOAWAY).
-static IN_FLIGHT: AtomicI64 = AtomicI64::new(0);
 
 /// The process is stopping: `/health` says so and new work is not taken.
 pub fn draining() -> bool {
     DRAINING.load(Ordering::Acquire)
 }
 
-/// Requests in flight now.
+/// Requests in flight now, on every listener (and open HTTP/2 connections, whose streams
+/// end with the connection's GOAWAY). The count is the `sluice_requests_in_flight` gauge
+/// itself: one counter, which the drain waits on and Prometheus reads.
 pub fn in_flight() -> i64 {
-    IN_FLIGHT.load(Ordering::Acquire)
+    crate::metrics::IN_FLIGHT.get()
 }
 
-/// Count one unit of in-flight work (paired with [`work_done`]). `sluice_requests_in_flight`
-/// follows the count, pushed from here (as `sluice_draining` is by the drain): the metrics
-/// layer reads nothing above it.
+/// Count one unit of in-flight work (paired with [`work_done`]).
 pub fn work_started() {
-    IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
     crate::metrics::IN_FLIGHT.inc();
 }
 
 pub fn work_done() {
-    IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
     crate::metrics::IN_FLIGHT.dec();
 }
 

@@ -208,33 +208,34 @@ async fn refuse(
     metrics::REQUESTS_REFUSED
         .with_label_values(&[refusal.reason()])
         .inc();
-    let status = refusal.status();
-    ctx.local_status = Some(status);
-    session.set_keepalive(None);
-    let code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
-    let body = api::Surface::of(path)
-        .error_body(code, refusal.message())
-        .to_string();
-    respond::json(session, status, body.into()).await?;
-    Ok(true)
+    let code =
+        http::StatusCode::from_u16(refusal.status()).unwrap_or(http::StatusCode::BAD_REQUEST);
+    close_with(session, ctx, path, code, refusal.message()).await
 }
 
 /// A fleet node's address whose connection lost its exemption over its share: `503` in the
-/// route's shape, and the connection closes.
+/// route's shape, and the connection closes (counted where the share was refused).
 async fn refuse_connection(
     session: &mut Session,
     ctx: &mut RequestCtx,
     path: &str,
 ) -> Result<bool> {
-    ctx.local_status = Some(503);
+    let code = http::StatusCode::SERVICE_UNAVAILABLE;
+    close_with(session, ctx, path, code, "Too many connections").await
+}
+
+/// Answer `code` with `message` in the path's surface shape and close the connection.
+async fn close_with(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    path: &str,
+    code: http::StatusCode,
+    message: &str,
+) -> Result<bool> {
+    ctx.local_status = Some(code.as_u16());
     session.set_keepalive(None);
-    let body = api::Surface::of(path)
-        .error_body(
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            "Too many connections",
-        )
-        .to_string();
-    respond::json(session, 503, body.into()).await?;
+    let body = api::Surface::of(path).error_body(code, message).to_string();
+    respond::json(session, code.as_u16(), body.into()).await?;
     Ok(true)
 }
 
