@@ -23,8 +23,8 @@
 //!
 //! **A playback credential** (`pc=`, [`crate::auth::playback`]) minted into the playlist the
 //! entry load returned opens what that playlist links to: signature and expiry, the same
-//! content directory, the credential's scope (the variants the token's quality allows), the
-//! bound address and device, and not revoked — on every request.
+//! content directory, not revoked, the bound address and device, and — when the token's
+//! quality set a ceiling — the object proof its playlist minted for exactly that object.
 //!
 //! On a fleet the stores are Redis ([`crate::store::redis::tokens`]): an entry load asks the
 //! revocation and counts the use in one round trip; a credential checks this node's copy of
@@ -39,7 +39,9 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 
-use crate::auth::playback::{CredentialError, PlaybackClaims, PlaybackKey};
+use crate::auth::playback::{
+    new_playback_id, CredentialError, ObjectProof, PlaybackClaims, PlaybackKey,
+};
 use crate::auth::stream_token::{StreamClaims, StreamTokenError, StreamTokenSigner};
 use crate::client::canonical_ip;
 use crate::config::tokens::{AccessConfig, Content, StreamingConfig};
@@ -309,15 +311,16 @@ impl AccessState {
         };
         Ok(Admission {
             reserved: reserved.then(|| claims.jti.clone()),
-            quality: Quality::limit(&claims.quality),
             playback: PlaybackClaims {
+                version: 2,
+                playback_id: new_playback_id(),
                 jti: claims.jti,
                 dir: content.hash.clone(),
                 ip: ip.to_string(),
                 device: claims.device_id,
                 start: now,
                 exp: now.saturating_add(cfg.playback_max_secs),
-                scope: None,
+                quality: Quality::limit(&claims.quality).map(|q| q.label().to_string()),
             },
         })
     }
@@ -349,12 +352,12 @@ impl AccessState {
                 return Err(Refusal::DeviceMismatch);
             }
         }
-        if !claims.allows(req.rest, req.kind.is_manifest()) {
+        // A quality ceiling: the object must be one the playback's own playlists listed.
+        if claims.quality.is_some() && !key.proves(text, req.rest, req.proof) {
             return Err(Refusal::OutOfScope);
         }
         Ok(Admission {
             reserved: None,
-            quality: None,
             playback: claims,
         })
     }
@@ -396,6 +399,8 @@ pub struct MediaRequest<'a> {
     /// `X-Device-Id`, when sent.
     pub device_id: Option<&'a str>,
     pub spend: Spend,
+    /// The object proof shown with a credential (`ps=`, or a template proof).
+    pub proof: &'a ObjectProof,
 }
 
 /// An admitted request: what the edge needs to finish it.
@@ -403,8 +408,6 @@ pub struct MediaRequest<'a> {
 pub struct Admission {
     /// The `jti` whose use was reserved, to give back if the answer fails.
     pub reserved: Option<String>,
-    /// The ceiling on variants, for an entry load of a restricted-quality token.
-    pub quality: Option<Quality>,
     /// The playback this request belongs to: credentials in the playlist it returns are
     /// minted from it.
     pub playback: PlaybackClaims,
@@ -502,6 +505,7 @@ mod tests {
             client_ip: ip.parse().unwrap(),
             device_id: dev,
             spend: Spend::Reserve,
+            proof: &ObjectProof::None,
         }
     }
 

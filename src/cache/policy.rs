@@ -150,34 +150,12 @@ fn origin_ttl(
     Some(at.duration_since(base).unwrap_or(Duration::ZERO))
 }
 
-/// HLS: `#EXT-X-ENDLIST` (or `#EXT-X-PLAYLIST-TYPE:VOD`) means the playlist will not change;
-/// a master playlist (only `#EXT-X-STREAM-INF`) is also static.
+/// HLS: VOD or live as the one HLS model defines it ([`crate::media::hls::Playlist::liveness`]).
 pub fn hls_liveness(body: &[u8]) -> Liveness {
-    let mut target = None;
-    let mut master = false;
-    let mut media = false;
-    for line in body.split(|&b| b == b'\n') {
-        let line = trim_ascii(line);
-        if line.starts_with(b"#EXT-X-ENDLIST") || line == b"#EXT-X-PLAYLIST-TYPE:VOD" {
-            return Liveness::Vod;
-        }
-        if let Some(v) = line.strip_prefix(b"#EXT-X-TARGETDURATION:") {
-            target = std::str::from_utf8(v)
-                .ok()
-                .and_then(|s| s.trim().parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s > 0.0 && *s < 86_400.0)
-                .map(Duration::from_secs_f64);
-            media = true;
-        } else if line.starts_with(b"#EXT-X-STREAM-INF") {
-            master = true;
-        } else if line.starts_with(b"#EXTINF") {
-            media = true;
-        }
-    }
-    if master && !media {
-        Liveness::Vod
-    } else {
-        Liveness::Live(target)
+    let text = String::from_utf8_lossy(body);
+    match crate::media::hls::Playlist::parse(&text).liveness() {
+        crate::media::hls::Liveness::Vod => Liveness::Vod,
+        crate::media::hls::Liveness::Live(target) => Liveness::Live(target),
     }
 }
 
@@ -248,23 +226,6 @@ pub fn parse_iso_duration(s: &str) -> Option<Duration> {
     (num.is_empty() && secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
-fn trim_ascii(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if first.is_ascii_whitespace() {
-            s = rest;
-        } else {
-            break;
-        }
-    }
-    while let [rest @ .., last] = s {
-        if last.is_ascii_whitespace() {
-            s = rest;
-        } else {
-            break;
-        }
-    }
-    s
-}
 
 #[cfg(test)]
 mod tests {

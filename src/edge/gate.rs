@@ -14,6 +14,7 @@ use pingora_proxy::Session;
 use super::{respond, RequestCtx};
 use crate::access::{presented, Admission, MediaRequest, Spend};
 use crate::api::Surface;
+use crate::auth::playback::ObjectProof;
 use crate::edge::route::StreamPath;
 use crate::state::AppState;
 
@@ -37,6 +38,7 @@ pub(super) async fn enforce(
         req.headers.get("cookie").and_then(|v| v.to_str().ok()),
     );
     let rest = sp.rest_joined();
+    let proof = ObjectProof::from_query(req.uri.query());
     let media = MediaRequest {
         rest: &rest,
         kind: sp.kind,
@@ -48,6 +50,7 @@ pub(super) async fn enforce(
         } else {
             Spend::CheckOnly
         },
+        proof: &proof,
     };
     let now = chrono::Utc::now().timestamp();
     match state.access.admit(streaming, content, &media, now).await {

@@ -17,6 +17,7 @@
 //! the fill answers (an error, a redirect, a body that is not a playlist at a URL that did not
 //! say it was one) is relayed as the fill shaped it, streamed.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -28,7 +29,7 @@ use tokio::sync::mpsc;
 use url::Url;
 
 use super::{respond, Edge, RequestCtx, RouteClass, Target};
-use crate::auth::playback::{PlaybackClaims, PlaybackKey};
+use crate::auth::playback::{PlaybackClaims, PlaybackKey, Prover, Rep};
 use crate::rewrite::encoding::{self, Coding};
 use crate::rewrite::quality::Quality;
 use crate::rewrite::{self, PlaylistKind, Sniff, MAX_PLAYLIST_BYTES};
@@ -183,7 +184,6 @@ impl Plan {
             mapping: UriMapping::Playback(Box::new(PlaybackMapping {
                 key: key.clone(),
                 claims: admission.playback.clone(),
-                quality: admission.quality,
                 hash: m.path.hash.clone(),
                 extensions: edge.extensions.clone(),
             })),
@@ -444,6 +444,11 @@ async fn rewrite_failed(
     ctx: &mut RequestCtx,
     e: &rewrite::RewriteError,
 ) -> Result<()> {
+    if let rewrite::RewriteError::NotAllowed(_) = e {
+        // The viewer's answer, not an upstream fault; the use is given back (not a success).
+        return answer_error(session, ctx, 403, crate::access::Refusal::OutOfScope.message())
+            .await;
+    }
     crate::metrics::UPSTREAM_ERRORS
         .with_label_values(&["rewrite"])
         .inc();
@@ -541,11 +546,9 @@ pub enum UriMapping {
 #[derive(Debug, Clone)]
 pub struct PlaybackMapping {
     pub key: Arc<PlaybackKey>,
-    /// The playback this response belongs to (scope as admitted).
+    /// The playback this response belongs to; its quality ceiling, if any, restricts the
+    /// playlist and makes every object need a proof.
     pub claims: PlaybackClaims,
-    /// Set on an entry load of a restricted-quality token: variants above it are removed
-    /// and the credential's scope lists what remains.
-    pub quality: Option<Quality>,
     /// The `{hash}` of the request path (a stream id or the content hash): URIs below
     /// `/stream/{hash}/` are this content's.
     pub hash: String,
@@ -573,21 +576,68 @@ impl UriMapping {
     }
 }
 
+/// Which of a restricted playlist's own URIs get an object proof (unrestricted playbacks need
+/// none): what the playlist lists, never a playlist it only mentions.
+enum Proofs {
+    None,
+    /// A multivariant playlist: its non-playlist objects (session data, steering manifest)
+    /// and the playlists the quality model kept (canonical rests).
+    Master(HashSet<String>),
+    /// A media playlist: its segments, parts, maps and hints — not the playlists it points at
+    /// (rendition reports, interstitial assets), which only a master can open.
+    Media,
+    /// An MPD: its objects, itself (`Location`), and templates that may expand to the
+    /// Representations the quality kept.
+    Dash { reps: Vec<Rep>, own: String },
+}
+
+/// A URI of this content: its canonical rest (with `$…$` identifiers kept for a template),
+/// whether it is a playlist, whether it is a template.
+struct OwnUri {
+    rest: String,
+    manifest: bool,
+    template: bool,
+}
+
 impl PlaybackMapping {
     /// The canonical path below `/stream/{hash}/` of a resolved URI, if it is this
-    /// content's (on sluice itself, under the same hash, a valid media path).
-    fn own_path(&self, abs: &Url) -> Option<crate::media::path::StreamPath> {
+    /// content's (on sluice itself, under the same hash, a valid media path). A DASH
+    /// template is judged with its identifiers standing for what a player puts there.
+    fn own_uri(&self, abs: &Url) -> Option<OwnUri> {
         if abs.host_str() != Some(LOCAL_HOST) {
             return None;
         }
-        let rest = abs.path().strip_prefix("/stream/")?;
-        let sp = crate::media::path::parse_stream_path(rest, &self.extensions).ok()?;
-        (sp.hash == self.hash).then_some(sp)
+        let raw = abs.path().strip_prefix("/stream/")?;
+        let tokens = rewrite::dash::placeholders(raw);
+        if tokens.is_empty() {
+            let sp = crate::media::path::parse_stream_path(raw, &self.extensions).ok()?;
+            return (sp.hash == self.hash).then(|| OwnUri {
+                rest: sp.rest_joined(),
+                manifest: sp.kind.is_manifest(),
+                template: false,
+            });
+        }
+        // `$Number%05d$` must not be read as a percent escape: check a sample expansion,
+        // then decode the literal parts only.
+        let mut sample = raw.to_string();
+        for t in &tokens {
+            sample = sample.replace(t, if t.contains("RepresentationID") { "r" } else { "1" });
+        }
+        let sp = crate::media::path::parse_stream_path(&sample, &self.extensions).ok()?;
+        if sp.hash != self.hash {
+            return None;
+        }
+        let (_, rest_raw) = raw.split_once('/')?;
+        Some(OwnUri {
+            rest: decode_template(rest_raw, &tokens)?,
+            manifest: sp.kind.is_manifest(),
+            template: true,
+        })
     }
 
-    /// Rewrite a gated playlist: filter variants (entry loads of restricted tokens), widen
-    /// the scope with what this playlist links to, mint one credential, put it on every URI
-    /// of this content.
+    /// Rewrite a gated playlist: restrict it to the playback's quality (a multivariant
+    /// playlist by the HLS model, an MPD by its Representations), mint one credential, and put
+    /// it — with the object proofs a restricted playback needs — on every URI of this content.
     fn rewrite(
         &self,
         kind: PlaylistKind,
@@ -596,54 +646,76 @@ impl PlaybackMapping {
     ) -> Result<Vec<u8>, rewrite::RewriteError> {
         rewrite::check_size(body.len())?;
         let text = std::str::from_utf8(body).map_err(|_| rewrite::RewriteError::NotUtf8)?;
-        let mut text = std::borrow::Cow::Borrowed(text);
-        let mut claims = self.claims.clone();
-        if kind == PlaylistKind::Hls {
-            let multivariant = rewrite::quality::is_multivariant(&text);
-            if let (Some(q), true) = (self.quality, multivariant) {
-                text = std::borrow::Cow::Owned(rewrite::quality::filter_variants(&text, q));
-                claims.scope = Some(Vec::new());
-            }
-            if claims.scope.is_some() {
-                // A multivariant playlist opens exactly the playlists it still lists; a media
-                // playlist adds the directories of its segments (never playlists).
-                let mut extra = Vec::new();
-                for uri in rewrite::hls_uris(&text) {
-                    let Some(sp) = base.join(&uri).ok().and_then(|abs| self.own_path(&abs)) else {
-                        continue;
-                    };
-                    let rest = sp.rest_joined();
-                    if multivariant && sp.kind.is_manifest() {
-                        extra.push(rest);
-                    } else if !multivariant && !sp.kind.is_manifest() {
-                        extra.push(match rest.rfind('/') {
-                            Some(i) => rest[..=i].to_string(),
-                            // A segment beside the playlist at the content root.
-                            None => rest,
-                        });
-                    }
+        let ceiling = self.claims.quality.as_deref().and_then(Quality::limit);
+        let (text, proofs) = match (ceiling, kind) {
+            (None, _) => (std::borrow::Cow::Borrowed(text), Proofs::None),
+            (Some(q), PlaylistKind::Hls) => match rewrite::quality::restrict_master(text, q) {
+                None => (std::borrow::Cow::Borrowed(text), Proofs::Media),
+                Some(r) if r.variants == 0 => {
+                    return Err(rewrite::RewriteError::NotAllowed(q.label()));
                 }
-                claims = claims.widened(extra);
+                Some(r) => {
+                    let kept = r
+                        .playlists
+                        .iter()
+                        .filter_map(|u| base.join(u).ok())
+                        .filter_map(|abs| self.own_uri(&abs))
+                        .map(|o| o.rest)
+                        .collect();
+                    (std::borrow::Cow::Owned(r.text), Proofs::Master(kept))
+                }
+            },
+            (Some(q), PlaylistKind::Dash) => {
+                let filtered = rewrite::dash_quality::filter_representations(
+                    text,
+                    &rewrite::dash_quality::Ceiling {
+                        max_height: q.max_height(),
+                        max_bandwidth: q.max_bandwidth(),
+                    },
+                )?;
+                if filtered.kept.is_empty() && !filtered.removed.is_empty() {
+                    return Err(rewrite::RewriteError::NotAllowed(q.label()));
+                }
+                // An id also removed elsewhere (another Period) is not opened by the kept one.
+                let reps = filtered
+                    .kept
+                    .iter()
+                    .filter(|k| !filtered.removed.iter().any(|r| r.id == k.id))
+                    .map(|k| Rep(k.id.clone(), k.bandwidth))
+                    .collect();
+                let own = self.own_uri(base).map(|o| o.rest).unwrap_or_default();
+                (
+                    std::borrow::Cow::Owned(filtered.text),
+                    Proofs::Dash { reps, own },
+                )
             }
-        }
-        let credential = self.key.sign(&claims);
-        let mut map = |abs: &Url| Ok(self.map(abs, &credential));
+        };
+        let credential = self.key.sign(&self.claims);
+        let prover = self.key.prover(&credential);
+        let mut map = |abs: &Url| self.map(abs, &credential, &proofs, &prover);
         rewrite::rewrite(kind, text.as_bytes(), base, &mut map)
     }
 
-    /// A URI of this content on sluice gets `pc=` (any `token=`/`pc=` it had removed); other
-    /// URIs on sluice keep path and query; URIs elsewhere stay absolute and untouched.
-    fn map(&self, abs: &Url, credential: &str) -> String {
+    /// A URI of this content on sluice gets `pc=` (and its proof; any `token=`/`pc=`/proof it
+    /// had removed); other URIs on sluice keep path and query; URIs elsewhere stay absolute
+    /// and untouched.
+    fn map(
+        &self,
+        abs: &Url,
+        credential: &str,
+        proofs: &Proofs,
+        prover: &Prover,
+    ) -> Result<String, String> {
         if abs.host_str() != Some(LOCAL_HOST) {
-            return abs.to_string();
+            return Ok(abs.to_string());
         }
         let path = abs.path();
-        let mut out = String::with_capacity(path.len() + credential.len() + 16);
+        let own = self.own_uri(abs);
+        let mut out = String::with_capacity(path.len() + credential.len() + 64);
         out.push_str(path);
-        let own = self.own_path(abs).is_some();
         let mut sep = '?';
         for (k, v) in abs.query_pairs() {
-            if own && (k == "token" || k == "pc") {
+            if own.is_some() && OUR_PARAMS.contains(&k.as_ref()) {
                 continue;
             }
             out.push(sep);
@@ -652,12 +724,66 @@ impl PlaybackMapping {
             out.push('=');
             out.extend(url::form_urlencoded::byte_serialize(v.as_bytes()));
         }
-        if own {
-            out.push(sep);
-            out.push_str("pc=");
-            out.extend(url::form_urlencoded::byte_serialize(credential.as_bytes()));
+        let Some(own) = own else {
+            return Ok(out);
+        };
+        out.push(sep);
+        out.push_str("pc=");
+        out.push_str(credential);
+        let object_proof = match proofs {
+            Proofs::None => false,
+            Proofs::Master(kept) => !own.manifest || kept.contains(&own.rest),
+            Proofs::Media => !own.manifest,
+            Proofs::Dash { reps, own: mpd } => {
+                if own.template {
+                    let t = prover
+                        .template(&own.rest, reps)
+                        .map_err(|e| e.to_string())?;
+                    for (k, v) in [("pt", &t.pt), ("pr", &t.pr), ("pm", &t.pm)] {
+                        out.push('&');
+                        out.push_str(k);
+                        out.push('=');
+                        out.push_str(v);
+                    }
+                    return Ok(out);
+                }
+                !own.manifest || own.rest == *mpd
+            }
+        };
+        if object_proof && !own.template {
+            out.push_str("&ps=");
+            out.push_str(&prover.object(&own.rest));
         }
-        out
+        Ok(out)
+    }
+}
+
+/// Query parameters sluice itself puts on a content's URIs (a credential and its proofs, or
+/// a stream token): an upstream playlist's own values are dropped, never passed on.
+const OUR_PARAMS: [&str; 6] = ["token", "pc", "ps", "pt", "pr", "pm"];
+
+/// The decoded form of a template path (below the hash): literal parts percent-decoded,
+/// `$…$` identifiers kept as written. `None` when a literal does not decode to UTF-8.
+fn decode_template(raw: &str, tokens: &[&str]) -> Option<String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    loop {
+        let next = tokens
+            .iter()
+            .filter_map(|t| rest.find(t).map(|i| (i, *t)))
+            .min_by_key(|(i, _)| *i);
+        let (literal, tail) = match next {
+            Some((i, t)) => (&rest[..i], Some((t, &rest[i + t.len()..]))),
+            None => (rest, None),
+        };
+        out.push_str(&percent_encoding::percent_decode_str(literal).decode_utf8().ok()?);
+        match tail {
+            Some((t, after)) => {
+                out.push_str(t);
+                rest = after;
+            }
+            None => return Some(out),
+        }
     }
 }
 
@@ -665,22 +791,25 @@ impl PlaybackMapping {
 mod tests {
     use super::*;
 
-    fn playback(quality: Option<&str>, scope: Option<Vec<String>>) -> PlaybackMapping {
+    const SECRET: &[u8] = b"0123456789abcdef";
+
+    fn playback(quality: Option<&str>) -> PlaybackMapping {
         PlaybackMapping {
-            key: std::sync::Arc::new(PlaybackKey::derive(b"0123456789abcdef")),
+            key: std::sync::Arc::new(PlaybackKey::derive(SECRET)),
             claims: PlaybackClaims {
+                version: 2,
+                playback_id: "pb".into(),
                 jti: "j".into(),
                 dir: "h".into(),
                 ip: "192.0.2.1".into(),
                 device: String::new(),
                 start: 1,
                 exp: i64::MAX,
-                scope,
+                quality: quality.map(String::from),
             },
-            quality: quality.and_then(Quality::limit),
             hash: "h".into(),
             extensions: std::sync::Arc::new(
-                ["m3u8", "m4s", "mp4", "ts"]
+                ["m3u8", "m4s", "mp4", "ts", "mpd", "json"]
                     .iter()
                     .map(|s| s.to_string())
                     .collect(),
@@ -688,82 +817,145 @@ mod tests {
         }
     }
 
-    fn credential_of(uri: &str) -> PlaybackClaims {
-        let pc = url::Url::parse(&format!("http://x{uri}"))
+    fn rewritten(m: &PlaybackMapping, kind: PlaylistKind, base: &str, input: &str) -> String {
+        let base = Url::parse(base).unwrap();
+        String::from_utf8(m.rewrite(kind, input.as_bytes(), &base).unwrap()).unwrap()
+    }
+
+    /// Whether the edge would admit `uri` (a rewritten URI) with its own credential and proof.
+    fn opens(uri: &str) -> bool {
+        let url = Url::parse(&format!("http://x{uri}")).unwrap();
+        let pc = url
+            .query_pairs()
+            .find(|(k, _)| k == "pc")
+            .unwrap()
+            .1
+            .into_owned();
+        let key = PlaybackKey::derive(SECRET);
+        let claims = key.verify(&pc, 2).unwrap();
+        let rest = url.path().strip_prefix("/stream/h/").unwrap();
+        let rest = percent_encoding::percent_decode_str(rest).decode_utf8().unwrap();
+        claims.quality.is_none()
+            || key.proves(&pc, &rest, &crate::auth::playback::ObjectProof::from_query(url.query()))
+    }
+
+    #[test]
+    fn playback_mapping_puts_a_credential_on_own_uris_only() {
+        let mapping = playback(None);
+        let input = "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"/api/key/h?x=1\"\n#EXT-X-STREAM-INF:BANDWIDTH=1\nvideo/p.m3u8?x=1&token=old&ps=forged\n#EXTINF:2,\nhttps://other.cdn/seg.ts\n#EXTINF:2,\n/stream/other/seg.ts\n";
+        let out = rewritten(
+            &mapping,
+            PlaylistKind::Hls,
+            "http://sluice.local/stream/h/master.m3u8",
+            input,
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[1], "#EXT-X-KEY:METHOD=AES-128,URI=\"/api/key/h?x=1\"");
+        assert!(lines[3].starts_with("/stream/h/video/p.m3u8?x=1&pc="), "{out}");
+        assert!(!lines[3].contains("token=") && !lines[3].contains("ps="), "{out}");
+        assert_eq!(lines[5], "https://other.cdn/seg.ts");
+        assert_eq!(lines[7], "/stream/other/seg.ts");
+        assert!(opens(lines[3]));
+    }
+
+    #[test]
+    fn restricted_quality_proves_each_object_it_lists() {
+        let mapping = playback(Some("720p"));
+        let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,RESOLUTION=1280x720\nv720.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=1,RESOLUTION=1920x1080\nv1080.m3u8\n#EXT-X-SESSION-DATA:DATA-ID=\"x\",URI=\"meta.json\"\n";
+        let out = rewritten(
+            &mapping,
+            PlaylistKind::Hls,
+            "http://sluice.local/stream/h/master.m3u8",
+            master,
+        );
+        assert!(!out.contains("v1080"), "{out}");
+        let uri = out.lines().nth(2).unwrap();
+        assert!(uri.starts_with("/stream/h/v720.m3u8?pc=") && opens(uri), "{out}");
+        assert!(out.contains("meta.json?pc=") && out.contains("&ps="), "{out}");
+        // The 1080p playlist with the same credential and the 720p proof: refused.
+        assert!(!opens(&uri.replace("v720.m3u8", "v1080.m3u8")));
+        // ffmpeg's layout: segments beside their playlist at the content root, shared by
+        // every variant. The media playlist proves its own segments, one by one.
+        let pc = Url::parse(&format!("http://x{uri}"))
             .unwrap()
             .query_pairs()
             .find(|(k, _)| k == "pc")
             .unwrap()
             .1
             .into_owned();
-        PlaybackKey::derive(b"0123456789abcdef")
-            .verify(&pc, 2)
-            .unwrap()
-    }
-
-    #[test]
-    fn playback_mapping_puts_a_credential_on_own_uris_only() {
-        let mapping = UriMapping::Playback(Box::new(playback(None, None)));
-        let base = Url::parse("http://sluice.local/stream/h/master.m3u8").unwrap();
-        let input = "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"/api/key/h?x=1\"\n#EXT-X-STREAM-INF:BANDWIDTH=1\nvideo/p.m3u8?x=1&token=old\n#EXTINF:2,\nhttps://other.cdn/seg.ts\n#EXTINF:2,\n/stream/other/seg.ts\n";
-        let out = String::from_utf8(
-            mapping
-                .rewrite(PlaylistKind::Hls, input.as_bytes(), &base)
-                .unwrap(),
-        )
-        .unwrap();
-        let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[1], "#EXT-X-KEY:METHOD=AES-128,URI=\"/api/key/h?x=1\"");
-        assert!(
-            lines[3].starts_with("/stream/h/video/p.m3u8?x=1&pc="),
-            "{out}"
-        );
-        assert!(!lines[3].contains("token="), "{out}");
-        assert_eq!(lines[5], "https://other.cdn/seg.ts");
-        assert_eq!(lines[7], "/stream/other/seg.ts");
-        assert_eq!(credential_of(lines[3]).scope, None);
-    }
-
-    #[test]
-    fn restricted_quality_filters_and_scopes() {
-        let mapping = playback(Some("720p"), None);
-        let base = Url::parse("http://sluice.local/stream/h/master.m3u8").unwrap();
-        let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,RESOLUTION=1280x720\nv720/p.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=1,RESOLUTION=1920x1080\nv1080/p.m3u8\n";
-        let out = String::from_utf8(
-            mapping
-                .rewrite(PlaylistKind::Hls, master.as_bytes(), &base)
-                .unwrap(),
-        )
-        .unwrap();
-        let uri = out.lines().nth(2).unwrap();
-        assert!(!out.contains("v1080"), "{out}");
-        let c = credential_of(uri);
-        assert_eq!(c.scope, Some(vec!["v720/p.m3u8".to_string()]));
-        // The media playlist, loaded with that credential, widens it with its segments' dir.
         let media_map = PlaybackMapping {
-            claims: c,
-            quality: None,
-            ..playback(None, None)
+            claims: PlaybackKey::derive(SECRET).verify(&pc, 2).unwrap(),
+            ..playback(None)
         };
-        let base = Url::parse("http://sluice.local/stream/h/v720/p.m3u8").unwrap();
-        let media = "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:2,\nseg/1.m4s\n";
-        let out = String::from_utf8(
-            media_map
-                .rewrite(PlaylistKind::Hls, media.as_bytes(), &base)
-                .unwrap(),
-        )
-        .unwrap();
-        let seg = out.lines().nth(3).unwrap();
-        let c = credential_of(seg);
-        assert_eq!(
-            c.scope,
-            Some(vec![
-                "v720/p.m3u8".to_string(),
-                "v720/".to_string(),
-                "v720/seg/".to_string()
-            ])
+        let media = "#EXTM3U\n#EXT-X-MAP:URI=\"v720_init.mp4\"\n#EXTINF:2,\nv720_001.m4s\n#EXT-X-RENDITION-REPORT:URI=\"v1080.m3u8\",LAST-MSN=1\n";
+        let out = rewritten(
+            &media_map,
+            PlaylistKind::Hls,
+            "http://sluice.local/stream/h/v720.m3u8",
+            media,
         );
-        assert!(c.allows("v720/seg/1.m4s", false) && !c.allows("v1080/seg/1.m4s", false));
+        let seg = out.lines().nth(3).unwrap();
+        assert!(seg.starts_with("/stream/h/v720_001.m4s?pc=") && opens(seg), "{out}");
+        assert!(opens(out.lines().nth(1).unwrap().split('"').nth(1).unwrap()));
+        assert!(!opens(&seg.replace("v720_001", "v1080_001")));
+        // A playlist a media playlist only mentions gets no proof.
+        let report = out.lines().nth(4).unwrap().split('"').nth(1).unwrap();
+        assert!(!report.contains("ps=") && !opens(report), "{out}");
+    }
+
+    #[test]
+    fn nothing_within_the_ceiling_is_refused() {
+        let mapping = playback(Some("480p"));
+        let base = Url::parse("http://sluice.local/stream/h/master.m3u8").unwrap();
+        let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=9000000,RESOLUTION=3840x2160\nuhd.m3u8\n";
+        assert!(matches!(
+            mapping.rewrite(PlaylistKind::Hls, master.as_bytes(), &base),
+            Err(rewrite::RewriteError::NotAllowed("480p"))
+        ));
+    }
+
+    #[test]
+    fn dash_templates_keep_the_credential() {
+        // ffmpeg's default: `$Number%05d$` is not a percent escape.
+        let mpd = r#"<?xml version="1.0"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static"><Period>
+<AdaptationSet contentType="video">
+<Representation id="0" bandwidth="800000" width="640" height="360"><SegmentTemplate initialization="init-stream$RepresentationID$.m4s" media="chunk-stream$RepresentationID$-$Number%05d$.m4s" startNumber="1"/></Representation>
+<Representation id="1" bandwidth="6000000" width="1920" height="1080"><SegmentTemplate initialization="init-stream$RepresentationID$.m4s" media="chunk-stream$RepresentationID$-$Number%05d$.m4s" startNumber="1"/></Representation>
+</AdaptationSet></Period></MPD>"#;
+        let expand = |t: &str, id: &str| {
+            t.replace("$RepresentationID$", id)
+                .replace("$Number%05d$", "00042")
+                .replace("&amp;", "&")
+        };
+        for (quality, ids_open, ids_shut) in
+            [(None, vec!["0", "1"], vec![]), (Some("720p"), vec!["0"], vec!["1"])]
+        {
+            let out = rewritten(
+                &playback(quality),
+                PlaylistKind::Dash,
+                "http://sluice.local/stream/h/manifest.mpd",
+                mpd,
+            );
+            let media = out
+                .split("media=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            assert!(
+                media.starts_with("/stream/h/chunk-stream$RepresentationID$-$Number%05d$.m4s?pc="),
+                "{out}"
+            );
+            for id in ids_open {
+                assert!(opens(&expand(media, id)), "{quality:?} {id}: {out}");
+            }
+            for id in ids_shut {
+                assert!(!out.contains("height=\"1080\""), "{out}");
+                assert!(!opens(&expand(media, id)), "{quality:?} {id}");
+            }
+        }
     }
 
     #[test]

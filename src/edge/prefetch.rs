@@ -145,38 +145,17 @@ pub(super) fn body(
     }
 }
 
-/// What a live playlist announces as coming next: the preload hint, then the newest parts,
-/// then the newest segments — at most `n`, newest first. Nothing for a VOD playlist.
+/// What a live playlist announces as coming next (the one HLS model decides what is live and
+/// what is announced: [`crate::media::hls::Playlist::announced`]).
 pub fn announced(playlist: &str, n: usize) -> Vec<String> {
-    if !playlist.starts_with("#EXTM3U") || playlist.contains("#EXT-X-ENDLIST") {
+    if !playlist.starts_with("#EXTM3U") {
         return Vec::new();
     }
-    let mut hints = Vec::new();
-    let mut parts = Vec::new();
-    let mut segments = Vec::new();
-    for line in playlist.lines().map(str::trim) {
-        if let Some(attrs) = line.strip_prefix("#EXT-X-PRELOAD-HINT:") {
-            if attrs.contains("TYPE=PART") {
-                hints.extend(uri_attr(attrs));
-            }
-        } else if let Some(attrs) = line.strip_prefix("#EXT-X-PART:") {
-            parts.extend(uri_attr(attrs));
-        } else if !line.is_empty() && !line.starts_with('#') {
-            segments.push(line.to_string());
-        }
-    }
-    hints
+    crate::media::hls::Playlist::parse(playlist)
+        .announced(n)
         .into_iter()
-        .chain(parts.into_iter().rev())
-        .chain(segments.into_iter().rev())
-        .take(n)
+        .map(str::to_string)
         .collect()
-}
-
-fn uri_attr(attrs: &str) -> Option<String> {
-    let i = attrs.find("URI=\"")? + 5;
-    let end = attrs[i..].find('"')? + i;
-    Some(attrs[i..end].to_string())
 }
 
 /// The fill of an announced URI, if the route may fetch it.

@@ -1,6 +1,7 @@
 //! What a media object is, from its name: which drives content type, cache TTL and
 //! the `Cache-Control` players see. [`path`] parses and validates `/stream/…` paths.
 
+pub mod hls;
 pub mod llhls;
 pub mod path;
 

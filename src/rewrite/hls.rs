@@ -2,10 +2,10 @@
 //! tags): finds every URI in a multivariant or media playlist and splices in `map`'s output,
 //! leaving every other byte — tags, comments, blank lines, `\n` vs `\r\n` — untouched.
 //!
-//! The playlist is parsed line by line (RFC 8216 §4.1): a line is a tag (`#EXT…`), a
-//! comment (other `#…`), blank, or a URI. Tags that carry URIs have their attribute list
-//! parsed properly (§4.2: quoted strings may contain commas) and only the URI value is
-//! replaced.
+//! The playlist is read with the one HLS model ([`crate::media::hls`]): its line splitter,
+//! its table of the tags that carry URIs and its attribute-list parser (§4.2: quoted strings
+//! may contain commas); only the URI value is replaced. The rewriter keeps its own pass over
+//! the lines (no per-line allocation) because it runs on every playlist answer.
 //!
 //! `EXT-X-DEFINE` variable references (`{$name}`) inside URIs are carried through literally:
 //! they are set aside before the URI is resolved and mapped (resolution would percent-encode
@@ -16,6 +16,7 @@ use std::ops::Range;
 use url::Url;
 
 use super::{check_size, is_fetchable, map_checked, scheme_of, RewriteError};
+use crate::media::hls::{lines, parse_attributes, uri_attributes, AttrError};
 
 /// Where a URI sits, which decides how strictly it is treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,26 +27,6 @@ enum Site {
     /// A quoted attribute value. These may be identifiers rather than fetchable URLs
     /// (`skd://` FairPlay key IDs, `data:` URIs), which are left exactly as they are.
     Attribute,
-}
-
-/// Attribute names that hold a URI, per tag. Tags not listed have no URIs.
-fn uri_attributes(tag: &str) -> &'static [&'static str] {
-    match tag {
-        "EXT-X-KEY"
-        | "EXT-X-SESSION-KEY"
-        | "EXT-X-MAP"
-        | "EXT-X-MEDIA"
-        | "EXT-X-I-FRAME-STREAM-INF"
-        | "EXT-X-IMAGE-STREAM-INF"
-        | "EXT-X-PART"
-        | "EXT-X-PRELOAD-HINT"
-        | "EXT-X-RENDITION-REPORT"
-        | "EXT-X-SESSION-DATA" => &["URI"],
-        "EXT-X-CONTENT-STEERING" => &["SERVER-URI"],
-        // HLS Interstitials (Apple, 2021): the ad/asset the player fetches mid-stream.
-        "EXT-X-DATERANGE" => &["X-ASSET-URI", "X-ASSET-LIST"],
-        _ => &[],
-    }
 }
 
 /// Walk `input` and report the byte range of every URI (without quotes) with its site.
@@ -105,7 +86,7 @@ fn scan(
                 AttrError::Syntax(why) => {
                     RewriteError::Malformed(format!("line {}: {name}: {why}", line_no + 1))
                 }
-                AttrError::Rewrite(e) => e,
+                AttrError::Visitor(e) => e,
             })?;
         } else {
             // A lone CR inside a URI line could hide a second line from a player that
@@ -117,87 +98,6 @@ fn scan(
                 )));
             }
             f(at..at + trimmed.len(), Site::Line)?;
-        }
-    }
-    Ok(())
-}
-
-/// `s.split_inclusive('\n')` with `memchr`: the char searcher's per-call setup was ~30% of
-/// a VOD rewrite (playlist lines are short), a plain byte loop still ~25%.
-fn lines(s: &str) -> impl Iterator<Item = &str> {
-    let mut rest = s;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let end = memchr::memchr(b'\n', rest.as_bytes()).map_or(rest.len(), |i| i + 1);
-        // `\n` is ASCII, so `end` is a char boundary.
-        let (line, tail) = rest.split_at(end);
-        rest = tail;
-        Some(line)
-    })
-}
-
-enum AttrError {
-    Syntax(&'static str),
-    Rewrite(RewriteError),
-}
-
-impl From<RewriteError> for AttrError {
-    fn from(e: RewriteError) -> Self {
-        AttrError::Rewrite(e)
-    }
-}
-
-/// Parse an attribute list (RFC 8216 §4.2), calling `f(name, value_range, quoted)` for each
-/// attribute; `value_range` is relative to `list` and excludes the quotes. Lenient about
-/// whitespace around names, `=` and commas, which some packagers emit.
-fn parse_attributes(
-    list: &str,
-    mut f: impl FnMut(&str, Range<usize>, bool) -> Result<(), RewriteError>,
-) -> Result<(), AttrError> {
-    let b = list.as_bytes();
-    let skip_ws = |mut i: usize| {
-        while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
-            i += 1;
-        }
-        i
-    };
-    let mut i = skip_ws(0);
-    while i < b.len() {
-        let name_start = i;
-        while i < b.len() && b[i] != b'=' && b[i] != b',' {
-            i += 1;
-        }
-        if i == b.len() || b[i] != b'=' {
-            return Err(AttrError::Syntax("attribute without a value"));
-        }
-        let name = list[name_start..i].trim_end();
-        i = skip_ws(i + 1);
-        let (value, quoted) = if b.get(i) == Some(&b'"') {
-            let open = i + 1;
-            let close = b[open..]
-                .iter()
-                .position(|c| *c == b'"')
-                .map(|p| open + p)
-                .ok_or(AttrError::Syntax("unterminated quoted string"))?;
-            i = close + 1;
-            (open..close, true)
-        } else {
-            let v_start = i;
-            while i < b.len() && b[i] != b',' {
-                i += 1;
-            }
-            let v_end = v_start + list[v_start..i].trim_end().len();
-            (v_start..v_end, false)
-        };
-        f(name, value, quoted)?;
-        i = skip_ws(i);
-        if i < b.len() {
-            if b[i] != b',' {
-                return Err(AttrError::Syntax("expected a comma between attributes"));
-            }
-            i = skip_ws(i + 1);
         }
     }
     Ok(())

@@ -64,6 +64,10 @@ pub enum RewriteError {
     /// ctx inject playlist lines.
     #[error("rewritten URI contains CR or LF")]
     CrLfInOutput,
+    /// Nothing the playlist offers is within the playback's quality ceiling: not an upstream
+    /// fault, the viewer's answer (403).
+    #[error("nothing in this playlist is within quality {0}")]
+    NotAllowed(&'static str),
 }
 
 /// Percent-encode everything except RFC 3986 unreserved characters. This is
