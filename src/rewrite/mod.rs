@@ -16,6 +16,7 @@
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 pub mod dash;
+pub mod dash_quality;
 pub mod encoding;
 pub mod hls;
 pub mod quality;
