@@ -216,7 +216,10 @@ video/1080.m3u8\n\
     for (playlist, prefix) in objects {
         let dir = playlist.rsplit_once('/').unwrap().0;
         o = o
-            .route(&format!("/shared/{playlist}.m3u8"), Reply::ok(media(prefix), HLS))
+            .route(
+                &format!("/shared/{playlist}.m3u8"),
+                Reply::ok(media(prefix), HLS),
+            )
             .route(
                 &format!("/shared/{dir}/{prefix}_init.mp4"),
                 Reply::ok(vec![1u8; 64], "video/mp4"),
@@ -290,8 +293,8 @@ async fn a_hundred_renditions_never_crowd_out_the_allowed_variant() {
             );
     }
     o = o
-        .route(&format!("/many/audio/a.aac"), Reply::ok(vec![0u8; 10], "audio/aac"))
-        .route(&format!("/many/subs/s.vtt"), Reply::ok("WEBVTT\n", "text/vtt"));
+        .route("/many/audio/a.aac", Reply::ok(vec![0u8; 10], "audio/aac"))
+        .route("/many/subs/s.vtt", Reply::ok("WEBVTT\n", "text/vtt"));
     for (h, w) in [(1080, 1920), (720, 1280), (360, 640)] {
         master.push_str(&format!(
             "#EXT-X-STREAM-INF:BANDWIDTH={},RESOLUTION={w}x{h},AUDIO=\"aud\",SUBTITLES=\"sub\"\nv{h}/p.m3u8\n",
@@ -302,7 +305,10 @@ async fn a_hundred_renditions_never_crowd_out_the_allowed_variant() {
                 &format!("/many/v{h}/p.m3u8"),
                 Reply::ok("#EXTM3U\n#EXTINF:4,\ns1.ts\n#EXT-X-ENDLIST\n", HLS),
             )
-            .route(&format!("/many/v{h}/s1.ts"), Reply::ok(vec![1u8; 188], "video/mp2t"));
+            .route(
+                &format!("/many/v{h}/s1.ts"),
+                Reply::ok(vec![1u8; 188], "video/mp2t"),
+            );
     }
     let o = o.route("/many/master.m3u8", Reply::ok(master, HLS)).start();
     let s = Sluice::start(&config(&o, &[("many", "master.m3u8")]));
@@ -319,32 +325,56 @@ async fn a_hundred_renditions_never_crowd_out_the_allowed_variant() {
 
 #[tokio::test]
 async fn an_iframe_stream_is_judged_by_its_variant_not_its_bandwidth() {
-    // A small BANDWIDTH and no RESOLUTION, in the 1080p variant's directory: it addresses the
-    // 1080p segments (byte ranges), so it goes with that variant.
+    // Small BANDWIDTHs and no RESOLUTION, in a directory of their own: each addresses its
+    // variant's full segments (byte ranges), so each goes with its variant — the one whose
+    // name it carries — and one that names no variant is tied to none and removed.
     let master = "#EXTM3U\n\
 #EXT-X-STREAM-INF:BANDWIDTH=2500000,RESOLUTION=1280x720\nhd/index.m3u8\n\
 #EXT-X-STREAM-INF:BANDWIDTH=8000000,RESOLUTION=1920x1080\nfhd/index.m3u8\n\
-#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=120000,URI=\"hd/iframe_index.m3u8\"\n\
-#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=90000,URI=\"fhd/iframe_index.m3u8\"\n";
-    let seg = |d: &str| format!("#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6,\n{d}_0.ts\n#EXT-X-ENDLIST\n");
-    let ifr = |d: &str| format!("#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-I-FRAMES-ONLY\n#EXT-X-BYTERANGE:376@0\n#EXTINF:6,\n{d}_0.ts\n#EXT-X-ENDLIST\n");
-    let mut o = TestOrigin::new().route("/trick/master.m3u8", Reply::ok(master, HLS));
+#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=120000,URI=\"trick/hd_iframes.m3u8\"\n\
+#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=90000,URI=\"trick/fhd_iframes.m3u8\"\n\
+#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=60000,URI=\"trick/keyframes.m3u8\"\n";
+    let seg = |d: &str| {
+        format!("#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6,\n{d}_0.ts\n#EXT-X-ENDLIST\n")
+    };
+    let ifr = |d: &str| {
+        format!("#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-I-FRAMES-ONLY\n#EXT-X-BYTERANGE:376@0\n#EXTINF:6,\n../{d}/{d}_0.ts\n#EXT-X-ENDLIST\n")
+    };
+    let mut o = TestOrigin::new()
+        .route("/trick/master.m3u8", Reply::ok(master, HLS))
+        .route("/trick/trick/keyframes.m3u8", Reply::ok(ifr("fhd"), HLS));
     for d in ["hd", "fhd"] {
         o = o
             .route(&format!("/trick/{d}/index.m3u8"), Reply::ok(seg(d), HLS))
-            .route(&format!("/trick/{d}/iframe_index.m3u8"), Reply::ok(ifr(d), HLS))
-            .route(&format!("/trick/{d}/{d}_0.ts"), Reply::ok(vec![7u8; 376], "video/mp2t"));
+            .route(
+                &format!("/trick/trick/{d}_iframes.m3u8"),
+                Reply::ok(ifr(d), HLS),
+            )
+            .route(
+                &format!("/trick/{d}/{d}_0.ts"),
+                Reply::ok(vec![7u8; 376], "video/mp2t"),
+            );
     }
     let o = o.start();
     let s = Sluice::start(&config(&o, &[("trick", "master.m3u8")]));
     let t = token(&s, "trick", "720p").await;
     let pb = play_hls(&s, "trick", "master.m3u8", &t).await;
-    assert!(pb.paths.contains("/stream/trick/hd/iframe_index.m3u8"));
-    assert!(!pb.master.contains("fhd/"), "{}", pb.master);
-    let excluded: Vec<String> = ["fhd/iframe_index.m3u8", "fhd/index.m3u8", "fhd/fhd_0.ts"]
-        .iter()
-        .map(|p| format!("/stream/trick/{p}"))
-        .collect();
+    assert!(pb.paths.contains("/stream/trick/trick/hd_iframes.m3u8"));
+    assert!(pb.paths.contains("/stream/trick/hd/hd_0.ts"));
+    assert!(
+        !pb.master.contains("fhd") && !pb.master.contains("keyframes"),
+        "{}",
+        pb.master
+    );
+    let excluded: Vec<String> = [
+        "trick/fhd_iframes.m3u8",
+        "trick/keyframes.m3u8",
+        "fhd/index.m3u8",
+        "fhd/fhd_0.ts",
+    ]
+    .iter()
+    .map(|p| format!("/stream/trick/{p}"))
+    .collect();
     excluded_stay_shut(&s, &o, &pb, &excluded).await;
 }
 
@@ -392,12 +422,21 @@ fn dash_origin() -> RunningOrigin {
         .route("/dash/subs/fr.vtt", Reply::ok("WEBVTT\n", "text/vtt"));
     for id in ["avc360", "avc720", "avc1080", "aac"] {
         o = o
-            .route(&format!("/dash/{id}/init.mp4"), Reply::ok(vec![1u8; 64], "video/mp4"))
-            .route(&format!("/dash/{id}/seg-1.m4s"), Reply::ok(vec![2u8; 128], "video/iso.segment"));
+            .route(
+                &format!("/dash/{id}/init.mp4"),
+                Reply::ok(vec![1u8; 64], "video/mp4"),
+            )
+            .route(
+                &format!("/dash/{id}/seg-1.m4s"),
+                Reply::ok(vec![2u8; 128], "video/iso.segment"),
+            );
     }
     for id in ["1", "2"] {
         o = o
-            .route(&format!("/dash/init-stream{id}.m4s"), Reply::ok(vec![3u8; 64], "video/iso.segment"))
+            .route(
+                &format!("/dash/init-stream{id}.m4s"),
+                Reply::ok(vec![3u8; 64], "video/iso.segment"),
+            )
             .route(
                 &format!("/dash/chunk-stream{id}-00001.m4s"),
                 Reply::ok(vec![4u8; 128], "video/iso.segment"),
@@ -433,7 +472,10 @@ async fn dash_restricted_filters_representations_and_opens_only_its_manifest() {
     let (st, mpd) = get(&s, &format!("/stream/dash/manifest.mpd?token={t}")).await;
     assert_eq!(st, 200, "{mpd}");
     assert!(!mpd.contains("avc1080") && !mpd.contains("3840"), "{mpd}");
-    assert!(mpd.contains("avc720") && mpd.contains("hvc1.1.6.L93.90"), "{mpd}");
+    assert!(
+        mpd.contains("avc720") && mpd.contains("hvc1.1.6.L93.90"),
+        "{mpd}"
+    );
     let tpls = templates(&mpd);
     assert!(!tpls.is_empty());
     let mut queries = BTreeSet::new();
@@ -457,8 +499,18 @@ async fn dash_restricted_filters_representations_and_opens_only_its_manifest() {
         }
     }
     // The text track's BaseURL.
-    let vtt = mpd.split("<BaseURL>").nth(1).unwrap().split("</BaseURL>").next().unwrap();
-    let (st, _) = get(&s, &resolve("/stream/dash/manifest.mpd", &vtt.replace("&amp;", "&"))).await;
+    let vtt = mpd
+        .split("<BaseURL>")
+        .nth(1)
+        .unwrap()
+        .split("</BaseURL>")
+        .next()
+        .unwrap();
+    let (st, _) = get(
+        &s,
+        &resolve("/stream/dash/manifest.mpd", &vtt.replace("&amp;", "&")),
+    )
+    .await;
     assert_eq!(st, 200);
     // Excluded Representations, through every template and proof; the HLS master beside the
     // MPD (its own manifest never listed it).
@@ -477,7 +529,11 @@ async fn dash_restricted_filters_representations_and_opens_only_its_manifest() {
         let (st, _) = get(&s, &format!("/stream/dash/avc720/other.m4s?{q}")).await;
         assert_eq!(st, 403);
     }
-    for p in ["/dash/avc1080/seg-1.m4s", "/dash/chunk-stream2-00001.m4s", "/dash/master.m3u8"] {
+    for p in [
+        "/dash/avc1080/seg-1.m4s",
+        "/dash/chunk-stream2-00001.m4s",
+        "/dash/master.m3u8",
+    ] {
         assert_eq!(o.hits(p), 0, "{p}");
     }
 }
@@ -491,7 +547,10 @@ async fn ffmpeg_dash_templates_keep_the_credential() {
     let (st, mpd) = get(&s, &format!("/stream/dash/manifest.mpd?token={t}")).await;
     assert_eq!(st, 200, "{mpd}");
     let tpls = templates(&mpd);
-    for tpl in tpls.iter().filter(|t| t.contains("stream$RepresentationID$")) {
+    for tpl in tpls
+        .iter()
+        .filter(|t| t.contains("stream$RepresentationID$"))
+    {
         assert!(tpl.contains("pc="), "{tpl}");
         for id in ["1", "2"] {
             let p = resolve("/stream/dash/manifest.mpd", &expand(tpl, id));

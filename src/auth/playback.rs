@@ -274,11 +274,9 @@ impl ObjectProof {
         }
         match (ps, pt, pr, pm) {
             (Some(ps), ..) => ObjectProof::Object(ps),
-            (None, Some(pattern), Some(reps), Some(mac)) => ObjectProof::Template {
-                pattern,
-                reps,
-                mac,
-            },
+            (None, Some(pattern), Some(reps), Some(mac)) => {
+                ObjectProof::Template { pattern, reps, mac }
+            }
             _ => ObjectProof::None,
         }
     }
@@ -290,7 +288,9 @@ enum Piece<'a> {
     Literal(&'a str),
     /// `$Number$`, `$Time$`, `$SubNumber$` (any width/format): digits, or hex digits for
     /// `%x`/`%X` formats.
-    Digits { hex: bool },
+    Digits {
+        hex: bool,
+    },
     RepresentationId,
     Bandwidth,
 }
@@ -519,7 +519,10 @@ mod tests {
         assert!(!k.proves(&cred, "v720/seg_1.m4s", &ObjectProof::Object(String::new())));
         let q = format!("pc=x&ps={ps}&ps=zzz");
         assert_eq!(ObjectProof::from_query(Some(&q)), proof);
-        assert_eq!(ObjectProof::from_query(Some("pt=a&pr=b")), ObjectProof::None);
+        assert_eq!(
+            ObjectProof::from_query(Some("pt=a&pr=b")),
+            ObjectProof::None
+        );
     }
 
     #[test]
@@ -563,7 +566,11 @@ mod tests {
             "b/800000/90000.m4s",
             &reps
         ));
-        assert!(!template_matches("b/$Bandwidth$/$Time$.m4s", "b/5000000/9.m4s", &reps));
+        assert!(!template_matches(
+            "b/$Bandwidth$/$Time$.m4s",
+            "b/5000000/9.m4s",
+            &reps
+        ));
         assert!(!template_matches(
             "$RepresentationID$_$Bandwidth$.m4s",
             "v360_2800000.m4s",

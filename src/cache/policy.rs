@@ -226,7 +226,6 @@ pub fn parse_iso_duration(s: &str) -> Option<Duration> {
     (num.is_empty() && secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

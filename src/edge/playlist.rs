@@ -446,8 +446,13 @@ async fn rewrite_failed(
 ) -> Result<()> {
     if let rewrite::RewriteError::NotAllowed(_) = e {
         // The viewer's answer, not an upstream fault; the use is given back (not a success).
-        return answer_error(session, ctx, 403, crate::access::Refusal::OutOfScope.message())
-            .await;
+        return answer_error(
+            session,
+            ctx,
+            403,
+            crate::access::Refusal::OutOfScope.message(),
+        )
+        .await;
     }
     crate::metrics::UPSTREAM_ERRORS
         .with_label_values(&["rewrite"])
@@ -588,7 +593,10 @@ enum Proofs {
     Media,
     /// An MPD: its objects, itself (`Location`), and templates that may expand to the
     /// Representations the quality kept.
-    Dash { reps: Vec<Rep>, own: String },
+    Dash {
+        reps: Vec<Rep>,
+        own: String,
+    },
 }
 
 /// A URI of this content: its canonical rest (with `$…$` identifiers kept for a template),
@@ -621,7 +629,14 @@ impl PlaybackMapping {
         // then decode the literal parts only.
         let mut sample = raw.to_string();
         for t in &tokens {
-            sample = sample.replace(t, if t.contains("RepresentationID") { "r" } else { "1" });
+            sample = sample.replace(
+                t,
+                if t.contains("RepresentationID") {
+                    "r"
+                } else {
+                    "1"
+                },
+            );
         }
         let sp = crate::media::path::parse_stream_path(&sample, &self.extensions).ok()?;
         if sp.hash != self.hash {
@@ -680,6 +695,7 @@ impl PlaybackMapping {
                 let reps = filtered
                     .kept
                     .iter()
+                    .chain(&filtered.others)
                     .filter(|k| !filtered.removed.iter().any(|r| r.id == k.id))
                     .map(|k| Rep(k.id.clone(), k.bandwidth))
                     .collect();
@@ -776,7 +792,11 @@ fn decode_template(raw: &str, tokens: &[&str]) -> Option<String> {
             Some((i, t)) => (&rest[..i], Some((t, &rest[i + t.len()..]))),
             None => (rest, None),
         };
-        out.push_str(&percent_encoding::percent_decode_str(literal).decode_utf8().ok()?);
+        out.push_str(
+            &percent_encoding::percent_decode_str(literal)
+                .decode_utf8()
+                .ok()?,
+        );
         match tail {
             Some((t, after)) => {
                 out.push_str(t);
@@ -834,9 +854,15 @@ mod tests {
         let key = PlaybackKey::derive(SECRET);
         let claims = key.verify(&pc, 2).unwrap();
         let rest = url.path().strip_prefix("/stream/h/").unwrap();
-        let rest = percent_encoding::percent_decode_str(rest).decode_utf8().unwrap();
+        let rest = percent_encoding::percent_decode_str(rest)
+            .decode_utf8()
+            .unwrap();
         claims.quality.is_none()
-            || key.proves(&pc, &rest, &crate::auth::playback::ObjectProof::from_query(url.query()))
+            || key.proves(
+                &pc,
+                &rest,
+                &crate::auth::playback::ObjectProof::from_query(url.query()),
+            )
     }
 
     #[test]
@@ -851,8 +877,14 @@ mod tests {
         );
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[1], "#EXT-X-KEY:METHOD=AES-128,URI=\"/api/key/h?x=1\"");
-        assert!(lines[3].starts_with("/stream/h/video/p.m3u8?x=1&pc="), "{out}");
-        assert!(!lines[3].contains("token=") && !lines[3].contains("ps="), "{out}");
+        assert!(
+            lines[3].starts_with("/stream/h/video/p.m3u8?x=1&pc="),
+            "{out}"
+        );
+        assert!(
+            !lines[3].contains("token=") && !lines[3].contains("ps="),
+            "{out}"
+        );
         assert_eq!(lines[5], "https://other.cdn/seg.ts");
         assert_eq!(lines[7], "/stream/other/seg.ts");
         assert!(opens(lines[3]));
@@ -870,8 +902,14 @@ mod tests {
         );
         assert!(!out.contains("v1080"), "{out}");
         let uri = out.lines().nth(2).unwrap();
-        assert!(uri.starts_with("/stream/h/v720.m3u8?pc=") && opens(uri), "{out}");
-        assert!(out.contains("meta.json?pc=") && out.contains("&ps="), "{out}");
+        assert!(
+            uri.starts_with("/stream/h/v720.m3u8?pc=") && opens(uri),
+            "{out}"
+        );
+        assert!(
+            out.contains("meta.json?pc=") && out.contains("&ps="),
+            "{out}"
+        );
         // The 1080p playlist with the same credential and the 720p proof: refused.
         assert!(!opens(&uri.replace("v720.m3u8", "v1080.m3u8")));
         // ffmpeg's layout: segments beside their playlist at the content root, shared by
@@ -895,8 +933,13 @@ mod tests {
             media,
         );
         let seg = out.lines().nth(3).unwrap();
-        assert!(seg.starts_with("/stream/h/v720_001.m4s?pc=") && opens(seg), "{out}");
-        assert!(opens(out.lines().nth(1).unwrap().split('"').nth(1).unwrap()));
+        assert!(
+            seg.starts_with("/stream/h/v720_001.m4s?pc=") && opens(seg),
+            "{out}"
+        );
+        assert!(opens(
+            out.lines().nth(1).unwrap().split('"').nth(1).unwrap()
+        ));
         assert!(!opens(&seg.replace("v720_001", "v1080_001")));
         // A playlist a media playlist only mentions gets no proof.
         let report = out.lines().nth(4).unwrap().split('"').nth(1).unwrap();
@@ -907,7 +950,8 @@ mod tests {
     fn nothing_within_the_ceiling_is_refused() {
         let mapping = playback(Some("480p"));
         let base = Url::parse("http://sluice.local/stream/h/master.m3u8").unwrap();
-        let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=9000000,RESOLUTION=3840x2160\nuhd.m3u8\n";
+        let master =
+            "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=9000000,RESOLUTION=3840x2160\nuhd.m3u8\n";
         assert!(matches!(
             mapping.rewrite(PlaylistKind::Hls, master.as_bytes(), &base),
             Err(rewrite::RewriteError::NotAllowed("480p"))
@@ -928,9 +972,10 @@ mod tests {
                 .replace("$Number%05d$", "00042")
                 .replace("&amp;", "&")
         };
-        for (quality, ids_open, ids_shut) in
-            [(None, vec!["0", "1"], vec![]), (Some("720p"), vec!["0"], vec!["1"])]
-        {
+        for (quality, ids_open, ids_shut) in [
+            (None, vec!["0", "1"], vec![]),
+            (Some("720p"), vec!["0"], vec!["1"]),
+        ] {
             let out = rewritten(
                 &playback(quality),
                 PlaylistKind::Dash,

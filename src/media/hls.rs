@@ -127,7 +127,10 @@ pub fn uri_attributes(tag: &str) -> &'static [&'static str] {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineKind<'a> {
     /// `#EXT…`: the tag name and what follows its `:` (empty when none).
-    Tag { name: &'a str, value: &'a str },
+    Tag {
+        name: &'a str,
+        value: &'a str,
+    },
     /// A URI line.
     Uri,
     /// Any other `#…` line.
@@ -209,10 +212,13 @@ impl<'a> Playlist<'a> {
     }
 
     fn tags(&self) -> impl Iterator<Item = (usize, &'a str, &'a str)> + '_ {
-        self.lines.iter().enumerate().filter_map(|(i, l)| match l.kind {
-            LineKind::Tag { name, value } => Some((i, name, value)),
-            _ => None,
-        })
+        self.lines
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| match l.kind {
+                LineKind::Tag { name, value } => Some((i, name, value)),
+                _ => None,
+            })
     }
 
     /// A multivariant ("master") playlist lists variant streams (RFC 8216 §4.4.6).
@@ -301,8 +307,8 @@ impl<'a> Playlist<'a> {
             match name {
                 "EXT-X-STREAM-INF" => {
                     // The URI is the next line that is neither blank nor a tag/comment.
-                    let Some(uri_line) = (i + 1..self.lines.len())
-                        .find(|&j| self.lines[j].kind == LineKind::Uri)
+                    let Some(uri_line) =
+                        (i + 1..self.lines.len()).find(|&j| self.lines[j].kind == LineKind::Uri)
                     else {
                         continue;
                     };
@@ -506,7 +512,10 @@ mod tests {
     #[test]
     fn one_definition_of_vod() {
         let live = Playlist::parse("#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\na.ts\n");
-        assert_eq!(live.liveness(), Liveness::Live(Some(Duration::from_secs(4))));
+        assert_eq!(
+            live.liveness(),
+            Liveness::Live(Some(Duration::from_secs(4)))
+        );
         for vod in [
             "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\na.ts\n#EXT-X-ENDLIST\n",
             "#EXTM3U\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\na.ts\n",
@@ -518,8 +527,7 @@ mod tests {
         let junk = Playlist::parse("#EXTM3U\n#EXT-X-TARGETDURATION:NaN\n#EXTINF:2,\na.ts\n");
         assert_eq!(junk.liveness(), Liveness::Live(None));
         // An EVENT playlist is live until it ends.
-        let event =
-            Playlist::parse("#EXTM3U\n#EXT-X-PLAYLIST-TYPE:EVENT\n#EXTINF:2,\na.ts\n");
+        let event = Playlist::parse("#EXTM3U\n#EXT-X-PLAYLIST-TYPE:EVENT\n#EXTINF:2,\na.ts\n");
         assert!(matches!(event.liveness(), Liveness::Live(_)));
     }
 
@@ -528,7 +536,12 @@ mod tests {
         let p = Playlist::parse("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nseg_8.m4s\n#EXTINF:1,\nseg_9.m4s\n#EXT-X-PART:DURATION=0.2,URI=\"part_10.0.m4s\",INDEPENDENT=YES\n#EXT-X-PART:DURATION=0.2,URI=\"part_10.1.m4s\"\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part_10.2.m4s\"\n#EXT-X-PRELOAD-HINT:TYPE=MAP,URI=\"init.mp4\"\n");
         assert_eq!(
             p.announced(4),
-            vec!["part_10.2.m4s", "part_10.1.m4s", "part_10.0.m4s", "seg_9.m4s"]
+            vec![
+                "part_10.2.m4s",
+                "part_10.1.m4s",
+                "part_10.0.m4s",
+                "seg_9.m4s"
+            ]
         );
     }
 

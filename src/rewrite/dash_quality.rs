@@ -67,6 +67,9 @@ pub struct FilteredMpd {
     /// The video Representations cut, in document order (all Periods), including those of
     /// AdaptationSets removed whole.
     pub removed: Vec<Rep>,
+    /// The Representations that are not video (audio, text, images), never judged: a
+    /// restricted credential's DASH templates may expand to them too.
+    pub others: Vec<Rep>,
 }
 
 /// One video Representation as it was judged.
@@ -182,6 +185,7 @@ pub fn filter_representations(mpd: &str, ceiling: &Ceiling) -> Result<FilteredMp
     let mut cuts: Vec<Range<usize>> = Vec::new();
     let mut kept = Vec::new();
     let mut removed = Vec::new();
+    let mut others = Vec::new();
     loop {
         let before = position(&reader)? + shift;
         let event = reader.read_event().map_err(xml_err)?;
@@ -211,7 +215,15 @@ pub fn filter_representations(mpd: &str, ceiling: &Ceiling) -> Result<FilteredMp
                             reps: Vec::new(),
                         };
                         if empty {
-                            judge_set(seen, after, ceiling, &mut cuts, &mut kept, &mut removed);
+                            judge_set(
+                                seen,
+                                after,
+                                ceiling,
+                                &mut cuts,
+                                &mut kept,
+                                &mut removed,
+                                &mut others,
+                            );
                         } else {
                             set = Some(seen);
                         }
@@ -276,7 +288,15 @@ pub fn filter_representations(mpd: &str, ceiling: &Ceiling) -> Result<FilteredMp
                 }
                 Some(Open::AdaptationSet) => {
                     if let Some(seen) = set.take() {
-                        judge_set(seen, after, ceiling, &mut cuts, &mut kept, &mut removed);
+                        judge_set(
+                            seen,
+                            after,
+                            ceiling,
+                            &mut cuts,
+                            &mut kept,
+                            &mut removed,
+                            &mut others,
+                        );
                     }
                 }
                 Some(Open::PatchLocation(start)) => cuts.push(start..after),
@@ -299,6 +319,7 @@ pub fn filter_representations(mpd: &str, ceiling: &Ceiling) -> Result<FilteredMp
         text: splice(mpd, cuts)?,
         kept,
         removed,
+        others,
     })
 }
 
@@ -432,6 +453,7 @@ fn within(ceiling: &Ceiling, height: Num, bandwidth: Num, trick: bool) -> bool {
 }
 
 /// The AdaptationSet `seen` closed at `end`: judge its Representations and record the cuts.
+#[allow(clippy::too_many_arguments)]
 fn judge_set(
     seen: SetSeen,
     end: usize,
@@ -439,12 +461,18 @@ fn judge_set(
     cuts: &mut Vec<Range<usize>>,
     kept: &mut Vec<Rep>,
     removed: &mut Vec<Rep>,
+    others: &mut Vec<Rep>,
 ) {
     let mut left = 0usize;
     let mut own_cuts = Vec::new();
     for rep in seen.reps {
         if !is_video(&seen.signals, &rep.signals) {
             left += 1;
+            others.push(Rep {
+                id: rep.signals.id,
+                bandwidth: rep.signals.bandwidth.value(),
+                height: rep.signals.height.value(),
+            });
             continue;
         }
         let height = match rep.signals.height {

@@ -96,7 +96,11 @@ pub struct Restricted {
 pub fn restrict_master(playlist: &str, quality: Quality) -> Option<Restricted> {
     let model = Playlist::parse(playlist);
     let m = model.multivariant()?;
-    let keep_variant: Vec<bool> = m.variants.iter().map(|v| quality.allows(&v.stream)).collect();
+    let keep_variant: Vec<bool> = m
+        .variants
+        .iter()
+        .map(|v| quality.allows(&v.stream))
+        .collect();
     let mut drop = vec![false; model.lines().len()];
     let mut playlists = Vec::new();
     for (v, keep) in m.variants.iter().zip(&keep_variant) {
@@ -121,7 +125,9 @@ pub fn restrict_master(playlist: &str, quality: Quality) -> Option<Restricted> {
         let tied = tied_variants(&m, t);
         let keep = !tied.is_empty()
             && tied.iter().all(|&i| keep_variant[i])
-            && t.stream.resolution.is_none_or(|_| quality.allows(&t.stream));
+            && t.stream
+                .resolution
+                .is_none_or(|_| quality.allows(&t.stream));
         if keep {
             playlists.push(t.uri.to_string());
         } else {
@@ -172,33 +178,42 @@ fn tied_variants(m: &Multivariant<'_>, t: &hls::TrickStream<'_>) -> Vec<usize> {
             .collect();
     }
     let dir = hls::dir_of(t.uri);
-    let stem = |uri: &str| {
-        let path = uri.split(['?', '#']).next().unwrap_or(uri);
-        let name = &path[hls::dir_of(uri).len()..];
-        name.rsplit_once('.').map_or(name, |(s, _)| s).to_string()
-    };
-    let t_stem = stem(t.uri);
-    let same_dir: Vec<usize> = all()
-        .filter(|&i| hls::dir_of(m.variants[i].uri) == dir)
-        .collect();
-    // The longest variant file name this one extends (`v720` in `v720_iframes`).
-    let by_name: Vec<usize> = {
-        let extends: Vec<(usize, usize)> = same_dir
-            .iter()
-            .map(|&i| (i, stem(m.variants[i].uri)))
-            .filter(|(_, s)| !s.is_empty() && t_stem.len() > s.len() && t_stem.contains(s.as_str()))
-            .map(|(i, s)| (i, s.len()))
-            .collect();
-        let longest = extends.iter().map(|(_, l)| *l).max().unwrap_or(0);
-        extends
-            .into_iter()
-            .filter(|(_, l)| *l == longest)
-            .map(|(i, _)| i)
+    // A variant's name: its file stem when that tells the variants apart, else its
+    // directory's last component when that does (`v720/index.m3u8`).
+    let names: Vec<String> = {
+        let stems: Vec<&str> = m.variants.iter().map(|v| stem_of(v.uri)).collect();
+        let dirs: Vec<&str> = m.variants.iter().map(|v| last_dir_of(v.uri)).collect();
+        let unique =
+            |all: &[&str], x: &str| !x.is_empty() && all.iter().filter(|y| **y == x).count() == 1;
+        (0..m.variants.len())
+            .map(|i| {
+                if unique(&stems, stems[i]) {
+                    stems[i].to_string()
+                } else if unique(&dirs, dirs[i]) {
+                    dirs[i].to_string()
+                } else {
+                    String::new()
+                }
+            })
             .collect()
     };
+    let t_path = t.uri.split(['?', '#']).next().unwrap_or(t.uri);
+    let named: Vec<(usize, usize)> = all()
+        .filter(|&i| !names[i].is_empty() && t_path.contains(names[i].as_str()))
+        .map(|i| (i, names[i].len()))
+        .collect();
+    let longest = named.iter().map(|(_, l)| *l).max().unwrap_or(0);
+    let by_name: Vec<usize> = named
+        .into_iter()
+        .filter(|(_, l)| *l == longest)
+        .map(|(i, _)| i)
+        .collect();
     if !by_name.is_empty() {
         return by_name;
     }
+    let same_dir: Vec<usize> = all()
+        .filter(|&i| hls::dir_of(m.variants[i].uri) == dir)
+        .collect();
     let codecs = t.stream.video_codecs();
     let same_codec = |i: usize| {
         let vc = m.variants[i].stream.video_codecs();
@@ -210,13 +225,24 @@ fn tied_variants(m: &Multivariant<'_>, t: &hls::TrickStream<'_>) -> Vec<usize> {
             && same_codec(i)
     };
     if !same_dir.is_empty() {
-        let narrowed: Vec<usize> = same_dir.iter().copied().filter(|&i| same_picture(i)).collect();
-        return if narrowed.is_empty() { same_dir } else { narrowed };
+        let narrowed: Vec<usize> = same_dir
+            .iter()
+            .copied()
+            .filter(|&i| same_picture(i))
+            .collect();
+        return if narrowed.is_empty() {
+            same_dir
+        } else {
+            narrowed
+        };
     }
     let pictured: Vec<usize> = all().filter(|&i| same_picture(i)).collect();
     if !pictured.is_empty() || t.image {
         return pictured;
     }
+    // Last: every variant of its codec that could carry it — up to 200× its bandwidth (an
+    // I-frame stream is a few percent of its variant). A wide window ties to more variants,
+    // which only ever removes more.
     let Some(bw) = t.stream.bandwidth.filter(|b| *b > 0) else {
         return Vec::new();
     };
@@ -226,9 +252,22 @@ fn tied_variants(m: &Multivariant<'_>, t: &hls::TrickStream<'_>) -> Vec<usize> {
                 && m.variants[i]
                     .stream
                     .bandwidth
-                    .is_some_and(|v| v >= bw.saturating_mul(2) && v <= bw.saturating_mul(50))
+                    .is_some_and(|v| v >= bw && v <= bw.saturating_mul(200))
         })
         .collect()
+}
+
+/// A URI's file name without its extension.
+fn stem_of(uri: &str) -> &str {
+    let path = uri.split(['?', '#']).next().unwrap_or(uri);
+    let name = &path[hls::dir_of(uri).len().min(path.len())..];
+    name.rsplit_once('.').map_or(name, |(s, _)| s)
+}
+
+/// The last directory component of a URI (`v720` of `a/v720/index.m3u8`).
+fn last_dir_of(uri: &str) -> &str {
+    let dir = hls::dir_of(uri).trim_end_matches('/');
+    dir.rsplit('/').next().unwrap_or(dir)
 }
 
 /// Whether an HLS playlist is multivariant (lists variant streams).
@@ -265,21 +304,42 @@ mod tests {
             out.contains("v360/p.m3u8\r\n") && out.contains("v720/p.m3u8\r\n"),
             "{out}"
         );
-        assert!(out.contains("nores-a/p.m3u8"), "4 Mbps is within 720p: {out}");
-        assert!(!out.contains("v1080/p.m3u8") && !out.contains("nores-b"), "{out}");
+        assert!(
+            out.contains("nores-a/p.m3u8"),
+            "4 Mbps is within 720p: {out}"
+        );
+        assert!(
+            !out.contains("v1080/p.m3u8") && !out.contains("nores-b"),
+            "{out}"
+        );
         // Trick streams follow their variant; an untied one is not allowed.
-        assert!(out.contains("v720/i.m3u8") && !out.contains("v1080/i.m3u8"), "{out}");
-        assert!(!out.contains("i4k.m3u8") && !out.contains("thumbs/t.m3u8"), "{out}");
+        assert!(
+            out.contains("v720/i.m3u8") && !out.contains("v1080/i.m3u8"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("i4k.m3u8") && !out.contains("thumbs/t.m3u8"),
+            "{out}"
+        );
         assert!(!out.contains("v1080/t.m3u8"), "{out}");
         // The audio group of a kept variant and every other byte survive.
-        assert!(out.starts_with("#EXTM3U\r\n#EXT-X-VERSION:6\r\n#EXT-X-MEDIA:"), "{out}");
+        assert!(
+            out.starts_with("#EXTM3U\r\n#EXT-X-VERSION:6\r\n#EXT-X-MEDIA:"),
+            "{out}"
+        );
         assert!(out.contains(
             "#EXT-X-STREAM-INF:BANDWIDTH=2800000,RESOLUTION=1280x720\r\n\r\nv720/p.m3u8\r\n"
         ));
         assert_eq!(r.variants, 3);
         assert_eq!(
             r.playlists,
-            vec!["v360/p.m3u8", "v720/p.m3u8", "nores-a/p.m3u8", "audio/en.m3u8", "v720/i.m3u8"]
+            vec![
+                "v360/p.m3u8",
+                "v720/p.m3u8",
+                "nores-a/p.m3u8",
+                "audio/en.m3u8",
+                "v720/i.m3u8"
+            ]
         );
         let low = restrict(MASTER, "480p");
         assert!(low.text.contains("v360/p.m3u8") && !low.text.contains("v720/p.m3u8"));
@@ -308,7 +368,12 @@ v1080.m3u8\n\
 #EXT-X-STREAM-INF:BANDWIDTH=8100000,RESOLUTION=1920x1080,VIDEO=\"shared\"\n\
 v1080b.m3u8\n";
         let r = restrict(m, "720p");
-        for kept in ["a/lo.m3u8", "s/fr.m3u8", "angle2/720.m3u8", "INSTREAM-ID=\"CC1\""] {
+        for kept in [
+            "a/lo.m3u8",
+            "s/fr.m3u8",
+            "angle2/720.m3u8",
+            "INSTREAM-ID=\"CC1\"",
+        ] {
             assert!(r.text.contains(kept), "{kept}: {}", r.text);
         }
         for gone in [
@@ -321,7 +386,10 @@ v1080b.m3u8\n";
         ] {
             assert!(!r.text.contains(gone), "{gone}: {}", r.text);
         }
-        assert!(!r.playlists.iter().any(|p| p.contains("1080") || p.contains("angle3")));
+        assert!(!r
+            .playlists
+            .iter()
+            .any(|p| p.contains("1080") || p.contains("angle3")));
     }
 
     #[test]
@@ -345,9 +413,9 @@ uhd/p.m3u8\n\
         assert!(!r.text.contains("video_1080p_iframes.m3u8"), "{}", r.text);
         // The root directory holds a removed variant and nothing narrows it: removed.
         assert!(!r.text.contains("iframes_low.m3u8"), "{}", r.text);
-        // By codec and bandwidth ratio (the variant 2–50× the I-frame stream): the hevc one
-        // ties to the 4k variant, the avc one to the 720p variant (6 Mbps is 60×).
-        assert!(!r.text.contains("uhd_i.m3u8") && r.text.contains("avc_i.m3u8"));
+        // By codec and bandwidth (a variant up to 200× the I-frame stream): the hevc one ties
+        // to the 4k variant, the avc one to both the 720p and the 1080p variant.
+        assert!(!r.text.contains("uhd_i.m3u8") && !r.text.contains("avc_i.m3u8"));
         // An image stream of the 720p picture.
         assert!(r.text.contains("thumbs/720.m3u8"), "{}", r.text);
         let hd = restrict(m, "1080p");
@@ -385,7 +453,10 @@ uhd/p.m3u8\n\
         assert_eq!(restrict_master(media, q("480p")), None);
         assert!(!is_multivariant(media));
         assert!(is_multivariant(MASTER));
-        let none = restrict("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=9000000,RESOLUTION=3840x2160\nuhd.m3u8\n", "480p");
+        let none = restrict(
+            "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=9000000,RESOLUTION=3840x2160\nuhd.m3u8\n",
+            "480p",
+        );
         assert_eq!(none.variants, 0);
         assert!(none.playlists.is_empty());
     }
