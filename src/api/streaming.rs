@@ -19,7 +19,7 @@ use super::routes::Matched;
 use super::{ApiError, AppState, Client};
 use crate::access::{iso_millis, Refusal};
 use crate::auth::stream_token::{new_claims, StreamTokenError};
-use crate::config::tokens::{Content, DRM_TYPES, QUALITIES};
+use crate::config::tokens::{Content, PlanQualities, QualityTier, DRM_TYPES, QUALITIES};
 
 /// An error of this surface: a status and the message clients see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,9 +71,15 @@ pub const OPERATOR_SUB_PREFIX: &str = "apikey:";
 /// Who called an authenticated route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    /// A user bearer JWT: its `sub`, and whether it carries the entitlement claim.
-    User { sub: String, entitled: bool },
-    /// An operator API key with `write` permission: entitled to everything.
+    /// A user bearer JWT: its `sub`, whether its entitlement claim grants subscriber content,
+    /// and the quality ceiling of its plan (`streaming.jwt.plan_qualities`).
+    User {
+        sub: String,
+        entitled: bool,
+        ceiling: Option<QualityTier>,
+    },
+    /// An operator API key with `write` permission: entitled to everything, no ceiling (the
+    /// operator's backend decides what it asks for).
     Operator { key_id: i64 },
 }
 
@@ -91,20 +97,99 @@ impl Caller {
             Caller::Operator { .. } => true,
         }
     }
+
+    fn ceiling(&self) -> Option<QualityTier> {
+        match self {
+            Caller::User { ceiling, .. } => *ceiling,
+            Caller::Operator { .. } => None,
+        }
+    }
 }
 
-/// Whether an entitlement claim value grants subscriber content: `true`, a non-empty plan
-/// name other than `none`/`free`, or a non-empty list of plans.
-pub fn entitled(v: Option<&Value>) -> bool {
-    match v {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => {
-            let s = s.trim().to_ascii_lowercase();
-            !s.is_empty() && s != "none" && s != "free"
+/// What a user JWT's entitlement claim (`streaming.jwt.entitlement_claim`) says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entitlement {
+    /// Whether it grants `subscription_required` content.
+    pub granted: bool,
+    /// The plan it names, when the claim is a string (trimmed): the key into
+    /// `plan_qualities`. `true`, a list or no claim name no plan.
+    pub plan: Option<String>,
+}
+
+impl Entitlement {
+    /// Read the claim, granting only what is plainly granted: `true`, a plan name that is
+    /// not a word for "no" ([`is_granted_plan`]), or a list holding at least one of those.
+    /// Everything else — `false`, `null`, numbers, `"false"`, `[]`, `[false]`, `[""]`,
+    /// objects, no claim — grants nothing.
+    pub fn of(claim: Option<&Value>) -> Entitlement {
+        let granted_item = |v: &Value| match v {
+            Value::Bool(b) => *b,
+            Value::String(s) => is_granted_plan(s),
+            _ => false,
+        };
+        match claim {
+            Some(Value::String(s)) => Entitlement {
+                granted: is_granted_plan(s),
+                plan: Some(s.trim().to_string()),
+            },
+            Some(Value::Array(items)) => Entitlement {
+                granted: items.iter().any(granted_item),
+                plan: None,
+            },
+            Some(v) => Entitlement {
+                granted: granted_item(v),
+                plan: None,
+            },
+            None => Entitlement {
+                granted: false,
+                plan: None,
+            },
         }
-        Some(Value::Array(a)) => !a.is_empty(),
-        _ => false,
     }
+
+    /// The quality ceiling this entitlement has under `plans`: the plan's own entry, else
+    /// the `default` entry, else none.
+    pub fn ceiling(&self, plans: &PlanQualities) -> Option<QualityTier> {
+        plans.ceiling(self.plan.as_deref())
+    }
+}
+
+/// Words an identity provider writes for "no subscription" in a string claim, compared
+/// trimmed and without ASCII case (`free`: the free tier is no subscription).
+const NOT_GRANTED: [&str; 7] = ["", "false", "no", "none", "0", "off", "free"];
+
+/// Whether a plan string grants subscriber content: non-empty and not one of [`NOT_GRANTED`].
+pub fn is_granted_plan(s: &str) -> bool {
+    let s = s.trim();
+    !NOT_GRANTED.iter().any(|w| w.eq_ignore_ascii_case(s))
+}
+
+/// The quality a stream token is issued with: the highest quality the content offers that is
+/// above neither `requested` nor the plan's `ceiling` (`auto` requested: the ceiling).
+///
+/// `requested` is one of the content's `offered` qualities (checked before). With no ceiling
+/// the request stands (`auto` stays `auto`). A lowered quality the content does not list is
+/// replaced by the highest one it lists below it, or — when it offers `auto`, adaptive over
+/// whatever variants it has — kept as that adaptive stream's ceiling. `None` when the content
+/// offers nothing within the ceiling.
+pub fn issued_quality(
+    requested: &str,
+    ceiling: Option<QualityTier>,
+    offered: &[String],
+) -> Option<String> {
+    let limit = match (QualityTier::parse(requested), ceiling) {
+        (None, None) => return Some(requested.to_string()),
+        (Some(r), None) => return Some(r.as_str().to_string()),
+        (None, Some(c)) => c,
+        (Some(r), Some(c)) => r.min(c),
+    };
+    offered
+        .iter()
+        .filter_map(|q| QualityTier::parse(q))
+        .filter(|t| *t <= limit)
+        .max()
+        .or_else(|| offered.iter().any(|q| q == "auto").then_some(limit))
+        .map(|t| t.as_str().to_string())
 }
 
 /// A JWT has two dots; an API key (32 alphanumerics) has none. A key needs the permission
@@ -145,8 +230,12 @@ async fn authenticate(
             crate::metrics::refused(crate::metrics::GateSurface::Api, "bad_bearer_jwt");
             return Err(StreamingError::unauthorized());
         }
-        let entitled = entitled(claims.extra.get(&cfg.entitlement_claim));
-        return Ok(Caller::User { sub, entitled });
+        let entitlement = Entitlement::of(claims.extra.get(&cfg.entitlement_claim));
+        return Ok(Caller::User {
+            sub,
+            entitled: entitlement.granted,
+            ceiling: entitlement.ceiling(&cfg.plan_qualities),
+        });
     }
     let needed = route
         .auth
@@ -160,7 +249,35 @@ fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, StreamingE
     super::error::parse_json(body).map_err(StreamingError::from)
 }
 
-/// Optional free-text ids (`deviceId`, `profileId`): bounded, printable.
+/// Longest `deviceId` accepted at issuance.
+pub const MAX_DEVICE_ID_LEN: usize = 128;
+
+/// `deviceId` (the body's, else the `X-Device-Id` header's; empty: unbound). The edge compares
+/// it with the `X-Device-Id` header of every load, so it must be something a header carries
+/// unchanged: 1 to 128 visible ASCII characters (`!` to `~`; no space, which proxies may fold
+/// or trim). A header value that is not even text is refused too, never read as "no device"
+/// (that would mint an unbound token).
+fn device_id(
+    body: Option<String>,
+    header: Option<&http::HeaderValue>,
+) -> Result<String, StreamingError> {
+    let refuse = || {
+        StreamingError::bad_request(format!(
+            "deviceId must be at most {MAX_DEVICE_ID_LEN} visible ASCII characters (no spaces)"
+        ))
+    };
+    let v = match (body, header) {
+        (Some(b), _) => b,
+        (None, Some(h)) => h.to_str().map_err(|_| refuse())?.to_string(),
+        (None, None) => String::new(),
+    };
+    if v.len() > MAX_DEVICE_ID_LEN || !v.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(refuse());
+    }
+    Ok(v)
+}
+
+/// Optional free-text ids (`profileId`): bounded, printable.
 fn id_field(name: &str, v: Option<String>) -> Result<String, StreamingError> {
     let v = v.unwrap_or_default();
     if v.len() > 128 || v.chars().any(char::is_control) {
@@ -227,11 +344,11 @@ pub(super) async fn issue_token(
     if content.subscription_required && !caller.entitled() {
         return Err(Refusal::SubscriptionRequired.into());
     }
-    let device_from_header = headers
-        .get("x-device-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let device_id = id_field("deviceId", req.device_id.or(device_from_header))?;
+    // The plan's ceiling lowers what was asked; a plan that reaches nothing this content
+    // offers is the document's "Subscription required".
+    let quality = issued_quality(&quality, caller.ceiling(), &content.qualities)
+        .ok_or(Refusal::SubscriptionRequired)?;
+    let device_id = device_id(req.device_id, headers.get("x-device-id"))?;
     let profile_id = id_field("profileId", req.profile_id)?;
     let cfg = &state.config.access.streaming;
     let signer = state.access.signer.as_ref().ok_or_else(|| {
@@ -496,20 +613,122 @@ mod tests {
 
     #[test]
     fn entitlement_values() {
-        assert!(entitled(Some(&json!(true))));
-        assert!(entitled(Some(&json!("premium"))));
-        assert!(entitled(Some(&json!(["sport"]))));
-        for v in [
-            json!(false),
-            json!("free"),
-            json!("none"),
-            json!(""),
-            json!([]),
-            json!(1),
-        ] {
-            assert!(!entitled(Some(&v)), "{v}");
+        // (claim, grants subscriber content, plan looked up in plan_qualities)
+        let table: Vec<(Option<Value>, bool, Option<&str>)> = vec![
+            (Some(json!(true)), true, None),
+            (Some(json!("premium")), true, Some("premium")),
+            (Some(json!("  Basic ")), true, Some("Basic")),
+            (Some(json!("yes")), true, Some("yes")),
+            (Some(json!("1")), true, Some("1")),
+            (Some(json!(["sport"])), true, None),
+            (Some(json!([false, "sport"])), true, None),
+            (Some(json!([true])), true, None),
+            (Some(json!(false)), false, None),
+            (Some(json!(null)), false, None),
+            (Some(json!(0)), false, None),
+            (Some(json!(1)), false, None),
+            (Some(json!(1.5)), false, None),
+            (Some(json!("false")), false, Some("false")),
+            (Some(json!("FALSE")), false, Some("FALSE")),
+            (Some(json!("no")), false, Some("no")),
+            (Some(json!(" No ")), false, Some("No")),
+            (Some(json!("none")), false, Some("none")),
+            (Some(json!("0")), false, Some("0")),
+            (Some(json!("off")), false, Some("off")),
+            (Some(json!("free")), false, Some("free")),
+            (Some(json!("")), false, Some("")),
+            (Some(json!("   ")), false, Some("")),
+            (Some(json!([])), false, None),
+            (Some(json!([false])), false, None),
+            (Some(json!([""])), false, None),
+            (Some(json!(["no", "off", null, 0])), false, None),
+            (Some(json!([["premium"]])), false, None),
+            (Some(json!([{"plan": "premium"}])), false, None),
+            (Some(json!({"plan": "premium"})), false, None),
+            (None, false, None),
+        ];
+        for (claim, granted, plan) in table {
+            let e = Entitlement::of(claim.as_ref());
+            assert_eq!(e.granted, granted, "{claim:?}");
+            assert_eq!(e.plan.as_deref(), plan, "{claim:?}");
         }
-        assert!(!entitled(None));
+    }
+
+    #[test]
+    fn issued_quality_is_the_lower_of_request_and_plan() {
+        use QualityTier::{K4, P1080, P480, P720};
+        let all: Vec<String> = QUALITIES.iter().map(|q| q.to_string()).collect();
+        let some = |qs: &[&str]| qs.iter().map(|q| q.to_string()).collect::<Vec<_>>();
+        // (requested, ceiling, offered, issued)
+        type Case<'a> = (&'a str, Option<QualityTier>, Vec<String>, Option<&'a str>);
+        let table: Vec<Case> = vec![
+            ("auto", None, all.clone(), Some("auto")),
+            ("4k", None, all.clone(), Some("4k")),
+            ("1080p", None, all.clone(), Some("1080p")),
+            ("4k", Some(P720), all.clone(), Some("720p")),
+            ("1080p", Some(P720), all.clone(), Some("720p")),
+            ("720p", Some(P720), all.clone(), Some("720p")),
+            ("480p", Some(P720), all.clone(), Some("480p")),
+            ("auto", Some(P720), all.clone(), Some("720p")),
+            ("auto", Some(K4), all.clone(), Some("4k")),
+            ("1080p", Some(K4), all.clone(), Some("1080p")),
+            ("auto", Some(P480), all.clone(), Some("480p")),
+            // The highest offered quality within the limit.
+            (
+                "4k",
+                Some(P1080),
+                some(&["480p", "720p", "4k"]),
+                Some("720p"),
+            ),
+            (
+                "auto",
+                Some(P720),
+                some(&["auto", "480p", "1080p"]),
+                Some("480p"),
+            ),
+            // Adaptive content with no listed quality within the limit: adaptive up to it.
+            ("auto", Some(P720), some(&["auto", "1080p"]), Some("720p")),
+            ("1080p", Some(P720), some(&["auto", "1080p"]), Some("720p")),
+            // Nothing offered within the plan.
+            ("1080p", Some(P720), some(&["1080p", "4k"]), None),
+        ];
+        for (requested, ceiling, offered, want) in table {
+            assert_eq!(
+                issued_quality(requested, ceiling, &offered).as_deref(),
+                want,
+                "{requested} under {ceiling:?} of {offered:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn device_ids_are_what_a_header_carries() {
+        let hv = |b: &[u8]| http::HeaderValue::from_bytes(b).unwrap();
+        assert_eq!(device_id(None, None).unwrap(), "");
+        assert_eq!(device_id(Some(String::new()), None).unwrap(), "");
+        assert_eq!(
+            device_id(Some("dev-1:A_b.~".into()), Some(&hv(b"other"))).unwrap(),
+            "dev-1:A_b.~"
+        );
+        assert_eq!(device_id(None, Some(&hv(b"dev-2"))).unwrap(), "dev-2");
+        let longest = "d".repeat(MAX_DEVICE_ID_LEN);
+        assert_eq!(device_id(Some(longest.clone()), None).unwrap(), longest);
+        for bad in [
+            "téléphone",
+            "dev 1",
+            " dev",
+            "dev\t1",
+            "dev\n",
+            "dev\u{7f}",
+            "\u{202e}dev",
+            "ｄｅｖ",
+        ] {
+            assert!(device_id(Some(bad.into()), None).is_err(), "{bad:?}");
+        }
+        assert!(device_id(Some("d".repeat(MAX_DEVICE_ID_LEN + 1)), None).is_err());
+        let e = device_id(None, Some(&hv("téléphone".as_bytes()))).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.contains("deviceId"), "{}", e.message);
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! The document does not say who issues these tokens; sluice verifies them with a shared
 //! HS256 secret from config, `alg` pinned (no `none`, no RS/HS confusion, no other HMAC
 //! sizes), `exp` required, and optional `iss`/`aud` checks. `nbf`, when present, is honoured.
+//! `exp`, `nbf` and `iat` are NumericDates, which RFC 7519 §2 allows to be non-integer
+//! (`1767225600.5`): they are compared as real numbers, and refused when not a finite number
+//! between 0 and the end of year 9999 ([`MAX_NUMERIC_DATE`]).
 //! As with [`super::stream_token`], jsonwebtoken checks only the algorithm and signature;
 //! the time and claim rules are ours, against an explicit `now`.
 //!
@@ -26,12 +29,15 @@ use thiserror::Error;
 pub const MAX_TOKEN_LEN: usize = 8192;
 /// Upper bound for the configurable `exp`/`nbf` leeway.
 pub const MAX_LEEWAY_SECS: u32 = 300;
+/// Latest NumericDate accepted, 9999-12-31T23:59:59Z: a later one is no date an issuer meant
+/// (and beyond 2^53 a float no longer holds whole seconds).
+pub const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
 
 /// The verified claims of a provider bearer token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BearerClaims {
     pub sub: Option<String>,
-    /// Expiry, unix seconds (required).
+    /// Expiry, unix seconds (required), rounded down when the token's is fractional.
     pub exp: i64,
     pub iss: Option<String>,
     /// Every other claim (`aud`, `nbf`, `iat`, custom ones), as sent.
@@ -39,11 +45,12 @@ pub struct BearerClaims {
 }
 
 /// The wire form: `exp` optional here so a missing one is reported as [`JwtError::MissingExp`]
-/// rather than as a generic parse failure.
+/// rather than as a generic parse failure, and any JSON value so a fractional one is read by
+/// [`numeric_date`] rather than refused by serde.
 #[derive(Deserialize)]
 struct RawClaims {
     sub: Option<String>,
-    exp: Option<i64>,
+    exp: Option<serde_json::Value>,
     iss: Option<String>,
     #[serde(flatten)]
     extra: serde_json::Map<String, serde_json::Value>,
@@ -52,7 +59,7 @@ struct RawClaims {
 /// Why a bearer token was refused. All are a `401` for the client.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum JwtError {
-    /// Not a JWT, too long, or claims of the wrong type (e.g. a non-integer `exp`).
+    /// Not a JWT, too long, or claims of the wrong type (e.g. an `exp` that is no number).
     #[error("malformed bearer token: {0}")]
     Malformed(&'static str),
     /// The header's `alg` is not `HS256` (including `none`).
@@ -160,20 +167,23 @@ impl BearerVerifier {
             })?
             .claims;
 
-        let exp = raw.exp.ok_or(JwtError::MissingExp)?;
-        if exp.saturating_add(self.leeway) <= now {
+        let exp = numeric_date(raw.exp.as_ref().ok_or(JwtError::MissingExp)?)
+            .ok_or(JwtError::Malformed("exp is not a NumericDate"))?;
+        // As real numbers: `exp: 100.5` is still valid at 100 and expired at 101. Every operand
+        // is below 2^53 (or `now`, rounded alike), so the f64 comparison is exact enough.
+        let (now_f, leeway) = (now as f64, self.leeway as f64);
+        if exp + leeway <= now_f {
             return Err(JwtError::Expired);
         }
-        match raw.extra.get("nbf") {
-            None => {}
-            Some(v) => {
-                let nbf = v
-                    .as_i64()
-                    .ok_or(JwtError::Malformed("nbf is not an integer"))?;
-                if nbf > now.saturating_add(self.leeway) {
-                    return Err(JwtError::NotYetValid);
-                }
+        if let Some(v) = raw.extra.get("nbf") {
+            let nbf = numeric_date(v).ok_or(JwtError::Malformed("nbf is not a NumericDate"))?;
+            if nbf > now_f + leeway {
+                return Err(JwtError::NotYetValid);
             }
+        }
+        // Not checked against the clock, but it is a NumericDate or the token is malformed.
+        if let Some(v) = raw.extra.get("iat") {
+            numeric_date(v).ok_or(JwtError::Malformed("iat is not a NumericDate"))?;
         }
         if let Some(want) = &self.issuer {
             if raw.iss.as_deref() != Some(want.as_str()) {
@@ -195,11 +205,20 @@ impl BearerVerifier {
         }
         Ok(BearerClaims {
             sub: raw.sub,
-            exp,
+            // In range by `numeric_date`, so the conversion is exact.
+            exp: exp.floor() as i64,
             iss: raw.iss,
             extra: raw.extra,
         })
     }
+}
+
+/// A NumericDate (RFC 7519 §2: seconds since the epoch, "non-integer values can be
+/// represented"): a JSON number, integer or not, finite and within `0..=MAX_NUMERIC_DATE`.
+/// `None` for anything else (strings, `null`, negative or absurd values).
+pub fn numeric_date(v: &serde_json::Value) -> Option<f64> {
+    let n = v.as_f64()?;
+    (n.is_finite() && (0.0..=MAX_NUMERIC_DATE).contains(&n)).then_some(n)
 }
 
 /// The token in an `Authorization` header value of the form `Bearer <token>`.
@@ -394,11 +413,85 @@ mod tests {
         assert_eq!(verifier().verify_at(&t, NOW), Err(JwtError::MissingExp));
         let t = encode(Algorithm::HS256, &json!({"sub":"u1","exp":null}));
         assert_eq!(verifier().verify_at(&t, NOW), Err(JwtError::MissingExp));
-        for exp in [json!("1750000060"), json!(1750000060.5), json!([1])] {
+        for exp in [
+            json!("1750000060"),
+            json!([1]),
+            json!(true),
+            json!(-1),
+            json!(1e300),
+            json!(253_402_300_800_i64),
+            json!(u64::MAX),
+        ] {
             let t = encode(Algorithm::HS256, &json!({"exp":exp}));
             assert!(
                 matches!(verifier().verify_at(&t, NOW), Err(JwtError::Malformed(_))),
                 "{exp}"
+            );
+        }
+    }
+
+    #[test]
+    fn fractional_numeric_dates_compare_as_real_numbers() {
+        // RFC 7519 §2: "non-integer values can be represented".
+        let t = encode(
+            Algorithm::HS256,
+            &json!({"exp": NOW as f64 + 0.5, "nbf": NOW as f64 - 0.25, "iat": NOW as f64 - 1.75}),
+        );
+        let c = verifier().verify_at(&t, NOW).unwrap();
+        assert_eq!(c.exp, NOW);
+        assert_eq!(verifier().verify_at(&t, NOW + 1), Err(JwtError::Expired));
+        assert!(verifier().with_leeway(1).verify_at(&t, NOW + 1).is_ok());
+        let t = encode(
+            Algorithm::HS256,
+            &json!({"exp": NOW + 600, "nbf": NOW as f64 + 0.5}),
+        );
+        assert_eq!(verifier().verify_at(&t, NOW), Err(JwtError::NotYetValid));
+        assert!(verifier().verify_at(&t, NOW + 1).is_ok());
+        // Integers written as floats, and exponent notation, are numbers like any other.
+        for exp in ["1750000060.0", "1.75000006e9", "1750000060"] {
+            let v: serde_json::Value = serde_json::from_str(exp).unwrap();
+            let t = encode(Algorithm::HS256, &json!({"exp": v}));
+            assert_eq!(
+                verifier().verify_at(&t, NOW).unwrap().exp,
+                NOW + 60,
+                "{exp}"
+            );
+        }
+    }
+
+    #[test]
+    fn numeric_dates() {
+        for (v, want) in [
+            (json!(0), Some(0.0)),
+            (json!(1767225600), Some(1767225600.0)),
+            (json!(1767225600.5), Some(1767225600.5)),
+            (json!(MAX_NUMERIC_DATE), Some(MAX_NUMERIC_DATE)),
+            (json!(MAX_NUMERIC_DATE + 1.0), None),
+            (json!(-0.5), None),
+            (json!(i64::MIN), None),
+            (json!(1e300), None),
+            (json!("1767225600"), None),
+            (json!(null), None),
+            (json!([1767225600]), None),
+            (json!({"n": 1}), None),
+            (json!(f64::NAN), None),
+        ] {
+            assert_eq!(numeric_date(&v), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn iat_must_be_a_numeric_date() {
+        for iat in [json!(NOW), json!(NOW as f64 - 0.5)] {
+            let t = encode(Algorithm::HS256, &json!({"exp": NOW + 60, "iat": iat}));
+            assert!(verifier().verify_at(&t, NOW).is_ok(), "{iat}");
+        }
+        for iat in [json!("yesterday"), json!(-5), json!(1e300), json!([NOW])] {
+            let t = encode(Algorithm::HS256, &json!({"exp": NOW + 60, "iat": iat}));
+            assert_eq!(
+                verifier().verify_at(&t, NOW),
+                Err(JwtError::Malformed("iat is not a NumericDate")),
+                "{iat}"
             );
         }
     }

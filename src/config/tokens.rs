@@ -19,6 +19,62 @@ use crate::crypto::{Kek, Keyring, Sealed};
 
 /// The document's quality list (stream-token-api "Qualites disponibles").
 pub const QUALITIES: [&str; 5] = ["auto", "480p", "720p", "1080p", "4k"];
+/// A concrete quality of the document's list, ordered `480p < 720p < 1080p < 4k` (`auto`, the
+/// adaptive choice, is no tier: it means "no limit").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum QualityTier {
+    P480,
+    P720,
+    P1080,
+    K4,
+}
+
+impl QualityTier {
+    pub const ALL: [QualityTier; 4] = [
+        QualityTier::P480,
+        QualityTier::P720,
+        QualityTier::P1080,
+        QualityTier::K4,
+    ];
+
+    /// The tier a quality names (ASCII case ignored); `None` for `auto` and anything else.
+    pub fn parse(s: &str) -> Option<QualityTier> {
+        QualityTier::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// The document's spelling (`480p`, `720p`, `1080p`, `4k`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QualityTier::P480 => "480p",
+            QualityTier::P720 => "720p",
+            QualityTier::P1080 => "1080p",
+            QualityTier::K4 => "4k",
+        }
+    }
+}
+
+/// `streaming.jwt.plan_qualities`: the quality ceiling of each subscription plan.
+///
+/// Plan names are kept trimmed and lowercase, and looked up the same way: an identity
+/// provider writing `Premium` and a config writing `premium` mean one plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanQualities {
+    plans: BTreeMap<String, QualityTier>,
+    default: Option<QualityTier>,
+}
+
+impl PlanQualities {
+    /// The ceiling of `plan` (`None`: no plan name, e.g. a `true` or list claim): its own
+    /// entry, else the `default` entry, else no ceiling.
+    pub fn ceiling(&self, plan: Option<&str>) -> Option<QualityTier> {
+        plan.and_then(|p| self.plans.get(&p.trim().to_ascii_lowercase()))
+            .copied()
+            .or(self.default)
+    }
+}
+
 /// The DRM systems of stream-token-api's DRM table.
 pub const DRM_TYPES: [&str; 3] = ["widevine", "playready", "fairplay"];
 /// Shortest secret accepted for an HMAC key.
@@ -119,6 +175,8 @@ pub mod file {
         #[serde(with = "humantime_serde")]
         pub leeway: Duration,
         pub entitlement_claim: String,
+        /// Plan value of the entitlement claim → quality ceiling (`default`: any other plan).
+        pub plan_qualities: BTreeMap<String, String>,
     }
 
     impl Default for StreamingJwt {
@@ -130,6 +188,7 @@ pub mod file {
                 audience: None,
                 leeway: Duration::ZERO,
                 entitlement_claim: "subscription".into(),
+                plan_qualities: BTreeMap::new(),
             }
         }
     }
@@ -303,6 +362,8 @@ pub struct StreamingConfig {
     pub license_timeout: Duration,
     pub jwt: Option<StreamingJwtConfig>,
     pub entitlement_claim: String,
+    /// Quality ceilings by the entitlement claim's plan value (user JWTs only).
+    pub plan_qualities: PlanQualities,
     pub contents: Vec<Content>,
     /// Seconds a playback may run after its entry load (the credential's life).
     pub playback_max_secs: i64,
@@ -320,6 +381,7 @@ impl Default for StreamingConfig {
             license_timeout: Duration::from_secs(10),
             jwt: None,
             entitlement_claim: "subscription".into(),
+            plan_qualities: PlanQualities::default(),
             contents: Vec::new(),
             playback_max_secs: 6 * 3600,
         }
@@ -731,6 +793,7 @@ fn streaming(
     if j.entitlement_claim.is_empty() {
         return Err(v.err("streaming.jwt.entitlement_claim", "must be a claim name"));
     }
+    let plan_qualities = plan_qualities(v, j.plan_qualities)?;
     let jwt = jwt_secret.map(|secret| StreamingJwtConfig {
         secret,
         issuer: j.issuer,
@@ -855,9 +918,40 @@ fn streaming(
         license_timeout: raw.license_timeout,
         jwt,
         entitlement_claim: j.entitlement_claim,
+        plan_qualities,
         contents,
         playback_max_secs: playback_max as i64,
     })
+}
+
+/// `streaming.jwt.plan_qualities`: every value a concrete quality (`auto` is no ceiling: leave
+/// the plan out instead), plan names non-empty and distinct without case.
+fn plan_qualities(
+    v: &Validator<'_>,
+    raw: BTreeMap<String, String>,
+) -> Result<PlanQualities, ConfigError> {
+    let mut out = PlanQualities::default();
+    for (name, quality) in raw {
+        let key = format!("streaming.jwt.plan_qualities.{name}");
+        let plan = name.trim().to_ascii_lowercase();
+        if plan.is_empty() || plan.len() > 128 || plan.chars().any(char::is_control) {
+            return Err(v.err(&key, "a plan name is 1 to 128 printable characters"));
+        }
+        let tier = QualityTier::parse(quality.trim()).ok_or_else(|| {
+            v.err(
+                &key,
+                format!("`{quality}`: a ceiling is one of 480p, 720p, 1080p, 4k"),
+            )
+        })?;
+        if plan == "default" {
+            if out.default.replace(tier).is_some() {
+                return Err(v.err(&key, "appears twice (plan names ignore case)"));
+            }
+        } else if out.plans.insert(plan, tier).is_some() {
+            return Err(v.err(&key, "appears twice (plan names ignore case)"));
+        }
+    }
+    Ok(out)
 }
 
 /// An entry path below `/stream/{hash}/`, decoded and validated exactly as a request's
@@ -1114,6 +1208,72 @@ mod tests {
         let bad = ok.replace("widevine:", "clearkey:");
         assert!(parse_env(&bad, &[]).is_err());
         assert!(parse_env(&ok.replace("token_required", "token_requird"), &[]).is_err());
+    }
+
+    #[test]
+    fn quality_tiers_are_ordered() {
+        use super::QualityTier;
+        let tiers: Vec<QualityTier> = ["480p", "720P", "1080p", "4K"]
+            .iter()
+            .map(|q| QualityTier::parse(q).unwrap())
+            .collect();
+        assert!(tiers.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(tiers, QualityTier::ALL);
+        for q in ["auto", "", "8k", "720", " 720p"] {
+            assert_eq!(QualityTier::parse(q), None, "{q}");
+        }
+    }
+
+    #[test]
+    fn plan_qualities_validated_and_looked_up() {
+        use super::QualityTier::{K4, P480, P720};
+        let base = "streaming:\n  jwt:\n    plan_qualities:\n      basic: 720p\n      Premium: 4K\n      default: 480p\n";
+        let c = parse_env(base, &[]).unwrap();
+        let p = &c.access.streaming.plan_qualities;
+        assert_eq!(p.ceiling(Some("basic")), Some(P720));
+        assert_eq!(p.ceiling(Some(" BASIC ")), Some(P720));
+        assert_eq!(p.ceiling(Some("premium")), Some(K4));
+        assert_eq!(p.ceiling(Some("gold")), Some(P480));
+        assert_eq!(p.ceiling(None), Some(P480));
+        let c = parse_env(
+            "streaming:\n  jwt:\n    plan_qualities: {basic: 720p}\n",
+            &[],
+        )
+        .unwrap();
+        let p = &c.access.streaming.plan_qualities;
+        assert_eq!(p.ceiling(Some("basic")), Some(P720));
+        assert_eq!(p.ceiling(Some("gold")), None);
+        assert_eq!(p.ceiling(None), None);
+        // Absent: no ceiling for anyone.
+        let c = parse_env("", &[]).unwrap();
+        assert_eq!(
+            c.access.streaming.plan_qualities.ceiling(Some("basic")),
+            None
+        );
+
+        for (bad, key, line) in [
+            (base.replace("720p", "8k"), "plan_qualities.basic", 4),
+            (base.replace("720p", "auto"), "plan_qualities.basic", 4),
+            (base.replace("480p", "\"\""), "plan_qualities.default", 6),
+            (base.replace("Premium", "BASIC"), "plan_qualities.basic", 4),
+            (base.replace("Premium", "\" \""), "plan_qualities. ", 3),
+        ] {
+            let e = parse_env(&bad, &[]).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("streaming.jwt.{key}")) && e.contains("t.yaml"),
+                "{e}"
+            );
+            assert!(e.contains(&format!("line {line}")), "{bad}: {e}");
+        }
+        // The values are 480p, 720p, 1080p and 4k; the message says so.
+        let e = parse_env(&base.replace("720p", "8k"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("480p, 720p, 1080p, 4k") && e.contains("`8k`"),
+            "{e}"
+        );
+        assert!(parse_env(&base.replace("720p", "[720p]"), &[]).is_err());
     }
 
     #[test]
