@@ -7,8 +7,17 @@
 //! (`proxy_url` per URI, after `Url::join`), which is what the edge ran before issue 7;
 //! `rewrite_edge` is `rewrite_proxied`, what the edge runs now (a fast path for plain
 //! relative URIs, byte-identical output). Their ratio is the before/after of that change.
+//!
+//! `rewrite_gated` is a token-gated `/stream` playlist: `unrestricted` puts the playback
+//! credential on each URI, `720p` also restricts the playlist to the ceiling and mints a proof
+//! per URI (HMAC-SHA256, truncated) or per DASH template (issue 20). Their ratio is what
+//! per-object quality costs the rewrite.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use std::sync::Arc;
+
+use sluice::auth::playback::{PlaybackClaims, PlaybackKey};
+use sluice::edge::playlist::{PlaybackMapping, UriMapping};
 use sluice::rewrite::{proxy_url, rewrite, rewrite_proxied, PlaylistKind};
 use url::Url;
 
@@ -82,6 +91,53 @@ fn dash_manifest(periods: usize) -> String {
     s
 }
 
+/// A master with 60 audio and 60 subtitle renditions and a 5-rung ladder.
+fn big_master() -> String {
+    let mut m = String::from("#EXTM3U\n#EXT-X-VERSION:7\n");
+    for i in 0..60 {
+        m.push_str(&format!("#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"a{i}\",LANGUAGE=\"l{i}\",URI=\"audio/{i}/index.m3u8\"\n"));
+        m.push_str(&format!("#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"s\",NAME=\"s{i}\",LANGUAGE=\"l{i}\",URI=\"subs/{i}/index.m3u8\"\n"));
+    }
+    for (w, h, bw) in [
+        (640, 360, 800_000),
+        (854, 480, 1_400_000),
+        (1280, 720, 2_800_000),
+        (1920, 1080, 5_000_000),
+        (3840, 2160, 14_000_000),
+    ] {
+        m.push_str(&format!("#EXT-X-STREAM-INF:BANDWIDTH={bw},RESOLUTION={w}x{h},CODECS=\"avc1.640028,mp4a.40.2\",AUDIO=\"a\",SUBTITLES=\"s\"\nv{h}/index.m3u8\n"));
+        m.push_str(&format!(
+            "#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH={},RESOLUTION={w}x{h},URI=\"v{h}/iframes.m3u8\"\n",
+            bw / 10
+        ));
+    }
+    m
+}
+
+fn gated(quality: Option<&str>) -> UriMapping {
+    UriMapping::Playback(Box::new(PlaybackMapping {
+        key: Arc::new(PlaybackKey::derive(b"bench-stream-secret-0123456789")),
+        claims: PlaybackClaims {
+            version: 2,
+            playback_id: "Jm6b7OQ0hG8ncWpPZ0qY3w".into(),
+            jti: "5f0c7a52-8d7e-4c1f-9a51-3b0e2a1d9c77".into(),
+            dir: "movie".into(),
+            ip: "203.0.113.7".into(),
+            device: String::new(),
+            start: 1_767_225_600,
+            exp: 1_767_247_200,
+            quality: quality.map(str::to_string),
+        },
+        hash: "movie".into(),
+        extensions: Arc::new(
+            ["m3u8", "m4s", "mp4", "ts", "mpd", "vtt", "aac"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        ),
+    }))
+}
+
 fn bench(c: &mut Criterion) {
     let hls_base = Url::parse("https://cdn.example.com/live/channel1/720p/index.m3u8").unwrap();
     let dash_base = Url::parse("https://origin.example.com/live/channel1/manifest.mpd").unwrap();
@@ -136,6 +192,42 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
             })
         });
+    }
+    group.finish();
+    let local = |p: &str| Url::parse(&format!("http://sluice.local/stream/movie/{p}")).unwrap();
+    let gated_cases = [
+        (
+            "hls_master_120_renditions",
+            PlaylistKind::Hls,
+            big_master(),
+            local("master.m3u8"),
+        ),
+        (
+            "hls_vod_1000_segments",
+            PlaylistKind::Hls,
+            vod_playlist(1000),
+            local("v720/index.m3u8"),
+        ),
+        (
+            "dash_3_periods",
+            PlaylistKind::Dash,
+            dash_manifest(3).replace("https://cdn.example.com/dash/", "/stream/movie/dash/"),
+            local("manifest.mpd"),
+        ),
+    ];
+    let mut group = c.benchmark_group("rewrite_gated");
+    for (name, kind, input, base) in &gated_cases {
+        group.throughput(Throughput::Bytes(input.len() as u64));
+        for (label, quality) in [("unrestricted", None), ("720p", Some("720p"))] {
+            let mapping = gated(quality);
+            group.bench_function(format!("{name}/{label}"), |b| {
+                b.iter(|| {
+                    mapping
+                        .rewrite(*kind, black_box(input.as_bytes()), base)
+                        .unwrap()
+                })
+            });
+        }
     }
     group.finish();
     // The floor: quick-xml reading the same MPD and doing nothing with it.
