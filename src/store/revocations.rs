@@ -128,11 +128,10 @@ impl RevocationStore for SqliteRevocations {
         self.set.read().get(jti).copied()
     }
 
+    /// Read from the file each time (a revoke is rare): another process on the same file
+    /// (`sluice state migrate`) may have raised it.
     async fn credential_reach(&self, at_least: i64) -> Result<i64, StoreError> {
-        let known = self.reach.load(Ordering::Acquire);
-        if at_least <= known {
-            return Ok(known);
-        }
+        let at_least = at_least.max(self.reach.load(Ordering::Acquire));
         let mark = self.db.call(move |c| raise_reach(c, at_least)).await?;
         Ok(self.reach.fetch_max(mark, Ordering::AcqRel).max(mark))
     }

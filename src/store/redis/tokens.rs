@@ -3,7 +3,7 @@
 //!
 //! | key | type | TTL |
 //! |---|---|---|
-//! | `sluice:tok:{<jti>}:rev` | string `1` | `EXAT` the revocation horizon (`exp + leeway + playback_max`) |
+//! | `sluice:tok:{<jti>}:rev` | string `1` | `EXAT` the revocation horizon (`exp` + the credential reach below) |
 //! | `sluice:tok:{<jti>}:uses` | integer | `EXAT` the use-count horizon (`exp + leeway`) |
 //! | `sluice:revoked` | sorted set `jti → horizon` | none; pruned by score every minute |
 //! | `sluice:credential_reach` | integer: the largest `leeway + playback_max` any node ran with | none |
