@@ -213,8 +213,13 @@ impl AccessState {
 
     /// Fail closed: a revocation store that cannot answer refuses the request (503), unless
     /// the operator let playback fail open — then this node's own knowledge decides.
+    ///
+    /// What this node knows is revoked stays revoked whatever the store answers: a shared
+    /// store that lost data (Redis restarted without persistence, evicted, flushed) says
+    /// "not revoked" for a token this node saw revoked.
     async fn check_revoked(&self, jti: &str) -> Result<(), Refusal> {
         match self.revocations.is_revoked(jti).await {
+            Ok(false) if self.revocations.known_revoked(jti) => Err(Refusal::Revoked),
             Ok(false) => Ok(()),
             Ok(true) => Err(Refusal::Revoked),
             Err(e) => {
@@ -239,6 +244,27 @@ impl AccessState {
         }
         tracing::warn!(error = %e, "gated playback refused: shared state unavailable (fail closed)");
         Err(Refusal::Unavailable)
+    }
+
+    /// The shared store lost a revocation this node knows (it answered an entry load as if
+    /// the token were not revoked): give back the use it just counted, and write the
+    /// revocation back with this node's horizon, so that every node — those started after
+    /// the loss too — refuses the token again. Telling that the whole store was emptied is
+    /// the fleet's business; here the node only never contradicts what it knows.
+    async fn restore_revocation(&self, jti: &str, counted: bool) {
+        tracing::warn!(
+            jti,
+            "the shared state had lost a revocation this node knows (Redis restarted without \
+             persistence, evicted or flushed?): entry load refused, revocation written back"
+        );
+        if counted {
+            self.release(jti).await;
+        }
+        if let Some(horizon) = self.revocations.known_horizon(jti) {
+            if let Err(e) = self.revocations.revoke(jti, horizon).await {
+                tracing::warn!(jti, error = %e, "a lost revocation could not be written back");
+            }
+        }
     }
 
     /// The full admission of a request for gated media of `content`.
@@ -297,8 +323,14 @@ impl AccessState {
             )
             .await;
         let reserved = match outcome {
-            Ok(EntryOutcome::Admitted) => reserve,
             Ok(EntryOutcome::Revoked) => return Err(Refusal::Revoked),
+            // The store says "not revoked", this node knows better: never a new playback.
+            Ok(other) if self.revocations.known_revoked(&claims.jti) => {
+                let counted = other == EntryOutcome::Admitted && reserve;
+                self.restore_revocation(&claims.jti, counted).await;
+                return Err(Refusal::Revoked);
+            }
+            Ok(EntryOutcome::Admitted) => reserve,
             Ok(EntryOutcome::Exhausted) => return Err(Refusal::MaxUses),
             Err(e) => {
                 // Failing open admits without counting: there is nowhere to count.

@@ -507,7 +507,14 @@ pub(super) async fn revoke(
         .as_ref()
         .and_then(|s| s.verify_signature(&req.stream_token, now).ok())
         .ok_or_else(|| StreamingError::bad_request("Invalid token"))?;
-    let horizon = cfg.revocation_horizon(claims.exp);
+    // The longest credential life any config of this state minted with (not only this one's).
+    let reach = state
+        .access
+        .revocations
+        .credential_reach(cfg.credential_reach())
+        .await
+        .map_err(|e| StreamingError::from(ApiError::from(e)))?;
+    let horizon = cfg.revocation_horizon(claims.exp, reach);
     if horizon <= now {
         // Nothing it opened can still be used: nothing to revoke, and saying so is harmless.
         return Ok(Json(json!({"revoked": true, "expired": true})).into_response());

@@ -407,12 +407,21 @@ impl StreamingConfig {
         exp.saturating_add(i64::from(self.leeway_secs))
     }
 
-    /// How long a revocation must be kept for a token expiring at `exp`:
-    /// the token is accepted until `exp + leeway`, and a playback it started until
-    /// `playback_max` after that.
-    pub fn revocation_horizon(&self, exp: i64) -> i64 {
-        exp.saturating_add(i64::from(self.leeway_secs))
-            .saturating_add(self.playback_max_secs)
+    /// How long after a token's `exp` a playback credential minted for it may still be used
+    /// under this config: the token opens entry loads until `exp + leeway`, and each
+    /// credential lives `playback_max` from its entry load.
+    pub fn credential_reach(&self) -> i64 {
+        i64::from(self.leeway_secs).saturating_add(self.playback_max_secs)
+    }
+
+    /// How long a revocation must be kept for a token expiring at `exp`: until the last
+    /// credential minted for it has expired. `reach_hwm` is the largest
+    /// [`Self::credential_reach`] the state has run with
+    /// ([`crate::store::revocations::RevocationStore::credential_reach`]): a credential
+    /// minted before the operator lowered `playback_max` or `leeway` and restarted lives by
+    /// the longer values, so the current config alone would purge its revocation too early.
+    pub fn revocation_horizon(&self, exp: i64, reach_hwm: i64) -> i64 {
+        exp.saturating_add(self.credential_reach().max(reach_hwm))
     }
 
     /// The `streamUrl` path of a content: `/stream/{hash}/{entry}`.
@@ -1309,5 +1318,23 @@ mod tests {
         // A match naming an unknown channel.
         let bad = text.replace("channels: [fifatv]", "channels: [nope]");
         assert!(parse_env(&bad, &[("KEK_A", KEK_A)]).is_err());
+    }
+
+    #[test]
+    fn a_revocation_outlives_every_credential_the_state_has_minted() {
+        let mut c = super::StreamingConfig {
+            leeway_secs: 60,
+            playback_max_secs: 3600,
+            ..Default::default()
+        };
+        assert_eq!(c.credential_reach(), 3660);
+        assert_eq!(c.revocation_horizon(1000, 0), 4660);
+        // Lowered and restarted: the high-water mark of what ran before decides.
+        c.leeway_secs = 0;
+        c.playback_max_secs = 60;
+        assert_eq!(c.revocation_horizon(1000, 3660), 4660);
+        // Never shorter than this config's own reach.
+        assert_eq!(c.revocation_horizon(1000, 10), 1060);
+        assert_eq!(c.revocation_horizon(i64::MAX, 3660), i64::MAX);
     }
 }

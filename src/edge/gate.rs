@@ -7,7 +7,8 @@
 //! is gated when the content configured for that directory has `token_required: true`. The
 //! rules and their order are in [`crate::access`]; this module reads the request, writes the
 //! refusal, and leaves the admission in the request context for the response phases (the
-//! playlist rewrite mints playback credentials from it; a failed answer gives the use back).
+//! playlist rewrite mints playback credentials from it; a failed answer, or one the player
+//! left before any byte of the playlist was written, gives the use back).
 
 use pingora_proxy::Session;
 
@@ -89,9 +90,15 @@ pub(super) async fn settle(state: &AppState, admission: &Admission, status: u16)
 /// finds the use unspent — on a fleet the give-back is a Redis round trip, which widened that
 /// window. The logging phase then has nothing left to give back.
 pub(super) async fn settle_before_answer(state: &AppState, ctx: &mut RequestCtx, status: u16) {
-    if delivered(status) {
-        return;
+    if !delivered(status) {
+        give_back(state, ctx).await;
     }
+}
+
+/// The player will not get the playlist: a failed answer, or a player that went away before
+/// any byte of the playlist body was written (an abandoned start is not a playback). Give
+/// the reserved use back now; the logging phase then has nothing left to give back.
+pub(super) async fn give_back(state: &AppState, ctx: &mut RequestCtx) {
     if let Some(jti) = ctx.gate.as_mut().and_then(|a| a.reserved.take()) {
         state.access.release(&jti).await;
     }

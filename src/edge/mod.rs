@@ -113,6 +113,9 @@ pub struct RequestCtx {
     upstream_error: bool,
     /// Status written by a local answer (API or refusal), for logging.
     local_status: Option<u16>,
+    /// The player went away before any byte of a buffered answer's body was written
+    /// ([`playlist::serve`]): logged with status 0, as other answers that never went out.
+    player_gone: bool,
     /// Replacing the origin's body (origin errors on media paths get our JSON).
     body_swap: BodySwap,
     /// A gated request's admission ([`gate`]): the playback its playlist's credentials are
@@ -241,6 +244,7 @@ impl ProxyHttp for Edge {
             upstream_latency: None,
             upstream_error: false,
             local_status: None,
+            player_gone: false,
             body_swap: BodySwap::Keep,
             gate: None,
             fill: false,

@@ -59,11 +59,16 @@ pub(super) async fn finished(edge: &Edge, session: &mut Session, ctx: &mut Reque
         }
         return;
     }
-    let status = session
-        .response_written()
-        .map(|r| r.status.as_u16())
-        .or(ctx.local_status)
-        .unwrap_or(0);
+    // 0: no answer went out (the player left first), whatever was meant or buffered.
+    let status = if ctx.player_gone {
+        0
+    } else {
+        session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .or(ctx.local_status)
+            .unwrap_or(0)
+    };
     let class = ctx.class.as_str();
     let elapsed = ctx.started.elapsed();
     let bytes_out = session.as_downstream().body_bytes_sent();

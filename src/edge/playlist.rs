@@ -213,23 +213,53 @@ pub(super) async fn serve(
     plan: Plan,
 ) -> Result<()> {
     let head_only = session.req_header().method == http::Method::HEAD;
-    let (Some(spawner), Some(target)) = (session.subrequest_spawner.as_ref(), ctx.target.clone())
-    else {
+    // The fill is an HTTP/1 session parsed from this request's header as Pingora writes it:
+    // an HTTP/2 request comes out as `GET … HTTP/2`, which its HTTP/1 parser refuses (every
+    // buffered playlist over HTTP/2 was a 400). The fill is sluice's own fetch: it is asked
+    // as HTTP/1.1, and the player's request keeps its version.
+    let version = session.req_header().version;
+    if version == http::Version::HTTP_2 {
+        session.req_header_mut().set_version(http::Version::HTTP_11);
+    }
+    let created = match (session.subrequest_spawner.as_ref(), ctx.target.clone()) {
+        (Some(spawner), Some(target)) => {
+            let fill = Fill {
+                target: FillTarget::Ready(target),
+                class: ctx.class,
+            };
+            let deadline = edge.state.config.fill_deadline(fill.blocking());
+            let sub = pingora_proxy::subrequest::Ctx::builder()
+                .user_ctx(Box::new(fill))
+                .build();
+            Some((
+                deadline,
+                spawner.create_subrequest(session.as_downstream(), sub),
+            ))
+        }
+        _ => None,
+    };
+    session.req_header_mut().set_version(version);
+    let Some((deadline, (prepared, handle))) = created else {
         return answer_error(session, ctx, 500, "Internal error").await;
     };
-    let fill = Fill {
-        target: FillTarget::Ready(target),
-        class: ctx.class,
-    };
-    let deadline = edge.state.config.fill_deadline(fill.blocking());
-    let sub = pingora_proxy::subrequest::Ctx::builder()
-        .user_ctx(Box::new(fill))
-        .build();
-    let (prepared, handle) = spawner.create_subrequest(session.as_downstream(), sub);
     let job = tokio::spawn(prepared.run());
     let pingora_core::protocols::http::subrequest::server::SubrequestHandle { tx, mut rx, .. } =
         handle;
-    let outcome = tokio::time::timeout(deadline, collect(&mut rx, plan.buffering)).await;
+    // While the fill runs, watch the player as Pingora's own proxy does while it waits for
+    // an upstream: one that went away gets nothing written and its use back.
+    let outcome = tokio::select! {
+        biased;
+        o = tokio::time::timeout(deadline, collect(&mut rx, plan.buffering)) => Some(o),
+        e = player_gone(session) => {
+            tracing::debug!(error = %e, "the player went away before its playlist was ready");
+            None
+        }
+    };
+    let Some(outcome) = outcome else {
+        never_delivered(edge, session, ctx).await;
+        drain_fill(tx, rx, job);
+        return Ok(());
+    };
     let failed = match &outcome {
         Err(_) => Some(504),
         Ok(Err(_)) => Some(502),
@@ -248,7 +278,7 @@ pub(super) async fn serve(
         }
         Ok(Ok(Collected::Whole { header, body })) => {
             ctx.fill_cache_status = cache_status_of(&header);
-            finish(session, ctx, &plan, header, body, head_only).await
+            finish(edge, session, ctx, &plan, header, body, head_only).await
         }
         Ok(Ok(Collected::Relay {
             header,
@@ -259,13 +289,46 @@ pub(super) async fn serve(
             relay(session, ctx, header, prefix, end, &mut rx, head_only).await
         }
     };
-    // Let the fill finish its cache write whatever happened here.
+    drain_fill(tx, rx, job);
+    result
+}
+
+/// Let the fill finish its cache write whatever happened to its parent.
+fn drain_fill<T: Send + 'static, J: std::future::Future + Send + 'static>(
+    tx: T,
+    mut rx: mpsc::Receiver<HttpTask>,
+    job: J,
+) {
     tokio::spawn(async move {
         let _tx = tx;
         while rx.recv().await.is_some() {}
         let _ = job.await;
     });
-    result
+}
+
+/// Resolves when the player is gone: its connection closed or reset, its HTTP/2 stream
+/// reset (Pingora's `read_body_or_idle`, what its proxy selects on while waiting for an
+/// upstream). A request body, which a playlist request does not have, is read and dropped.
+async fn player_gone(session: &mut Session) -> Box<Error> {
+    let mut done = session.as_downstream_mut().is_body_done();
+    loop {
+        match session.as_downstream_mut().read_body_or_idle(done).await {
+            Ok(Some(_)) => {}
+            // Past the body the session idles until the player leaves; never spin here.
+            Ok(None) if done => return std::future::pending().await,
+            Ok(None) => done = true,
+            Err(e) => return e,
+        }
+    }
+}
+
+/// No byte of the answer's body reached the player (it went away while the fill ran, or
+/// the write failed): an entry load's use is given back, the log says 0 (as for any answer
+/// that never went out, not the 200 that was meant), and the connection is not reused.
+async fn never_delivered(edge: &Edge, session: &mut Session, ctx: &mut RequestCtx) {
+    ctx.player_gone = true;
+    super::gate::give_back(&edge.state, ctx).await;
+    session.set_keepalive(None);
 }
 
 fn cache_status_of(header: &ResponseHeader) -> Option<String> {
@@ -371,6 +434,7 @@ async fn drain_to_end(rx: &mut mpsc::Receiver<HttpTask>) {
 /// The whole 2xx answer: rewrite a playlist, refuse a non-playlist at a playlist URL,
 /// relay anything else.
 async fn finish(
+    edge: &Edge,
     session: &mut Session,
     ctx: &mut RequestCtx,
     plan: &Plan,
@@ -435,7 +499,14 @@ async fn finish(
         resp.insert_header("x-cache-status", s.as_str())?;
     }
     ctx.local_status = Some(200);
-    respond::write(session, resp, Bytes::from(rewritten), head_only).await?;
+    if let Err(e) = respond::write(session, resp, Bytes::from(rewritten), head_only).await {
+        // Part of the playlist went out: the player had its load (the use stays spent).
+        if session.as_downstream().body_bytes_sent() > 0 {
+            return Err(e);
+        }
+        tracing::debug!(error = %e, "the player went away before its playlist was written");
+        never_delivered(edge, session, ctx).await;
+    }
     Ok(())
 }
 

@@ -125,6 +125,10 @@ async fn copy(src: &Stores, dst: &Stores) -> Result<Moved, StoreError> {
         dst.content_keys.put(&hash, &sealed).await?;
         moved.content_keys += 1;
     }
+    // Credentials the source's nodes minted live by its reach: the target keeps revocations
+    // at least that long from now on.
+    let reach = src.revocations.credential_reach(0).await?;
+    dst.revocations.credential_reach(reach).await?;
     let now = chrono::Utc::now().timestamp();
     for (jti, keep_until) in src.revocations.all().await? {
         if keep_until > now {

@@ -58,6 +58,7 @@ impl Stores {
             revocations: revocations::SqliteRevocations::load(
                 db.clone(),
                 chrono::Utc::now().timestamp(),
+                config.access.streaming.credential_reach(),
             )?,
             uses: Arc::new(use_counts::MemoryUseCounter::default()),
             ctx: Arc::new(ctx::MemoryCtxStore::new(
@@ -75,7 +76,10 @@ impl Stores {
         use self::redis::{ctx::RedisCtxStore, rate::RedisWindows, records, tokens};
         let api_keys = records::RedisApiKeys::new(redis.clone());
         let content_keys = records::RedisContentKeys::new(redis.clone());
-        let revocations = tokens::RedisRevocations::new(redis.clone());
+        let revocations = tokens::RedisRevocations::new(
+            redis.clone(),
+            config.access.streaming.credential_reach(),
+        );
         let ctx = RedisCtxStore::new(
             redis.clone(),
             config.provider_auth.ctx_capacity,

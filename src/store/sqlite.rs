@@ -111,6 +111,14 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE access_logs ADD COLUMN request_id TEXT;
     "#,
+    // 5: facts about the state itself that only ever grow, e.g. the longest credential
+    // reach (`leeway + playback_max`) this state has run with (revocations' horizon).
+    r#"
+    CREATE TABLE state_meta (
+        name        TEXT PRIMARY KEY,
+        value       INTEGER NOT NULL
+    );
+    "#,
 ];
 
 impl Db {

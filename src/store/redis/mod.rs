@@ -336,7 +336,7 @@ impl Redis {
                 .await;
                 match attempt {
                     Ok(Ok(c)) => {
-                        self.conn.store(Some(Arc::new(c)));
+                        self.conn.store(Some(Arc::new(c.clone())));
                         metrics::REDIS_UP.set(1);
                         backoff = MIN_BACKOFF;
                         match down_since.take() {
@@ -353,6 +353,7 @@ impl Redis {
                             _ => tracing::info!(redis = %self.shown, "redis connected"),
                         }
                         ever_up = true;
+                        self.check_eviction_policy(&c).await;
                     }
                     failed => {
                         if down_since.is_none() {
@@ -404,6 +405,48 @@ impl Redis {
                 );
             }
         }
+    }
+
+    /// Say loudly, at every (re)connection, when Redis may evict keys under memory pressure:
+    /// an evicted revocation lets a revoked token start playbacks on nodes that never saw it,
+    /// an evicted use count gives spent uses back. `CONFIG GET` may be refused (ACLs,
+    /// managed services): then say the policy could not be checked.
+    async fn check_eviction_policy(&self, c: &MultiplexedConnection) {
+        let mut c = c.clone();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(1),
+            redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("maxmemory-policy")
+                .query_async::<std::collections::HashMap<String, String>>(&mut c),
+        )
+        .await;
+        let why = match answer {
+            Ok(Ok(m)) => match m.get("maxmemory-policy") {
+                Some(p) if p == "noeviction" => {
+                    tracing::info!(redis = %self.shown, "redis maxmemory-policy is noeviction");
+                    return;
+                }
+                Some(p) => {
+                    tracing::warn!(
+                        redis = %self.shown,
+                        "redis maxmemory-policy is {p}: under memory pressure Redis may evict \
+                         revocations and use counts (a revoked token could start playing again on \
+                         another node, spent uses come back); set maxmemory-policy noeviction"
+                    );
+                    return;
+                }
+                None => "CONFIG GET answered no maxmemory-policy".to_string(),
+            },
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer to CONFIG GET within 1s".to_string(),
+        };
+        tracing::warn!(
+            redis = %self.shown,
+            error = %why,
+            "could not check maxmemory-policy: make sure it is noeviction (an evicting Redis \
+             may drop revocations and use counts)"
+        );
     }
 
     /// Publish this node's heartbeat every [`HEARTBEAT_EVERY`].

@@ -3,9 +3,10 @@
 //!
 //! | key | type | TTL |
 //! |---|---|---|
-//! | `sluice:tok:{<jti>}:rev` | string `1` | `EXAT` the revocation horizon (`exp + leeway + playback_max`) |
+//! | `sluice:tok:{<jti>}:rev` | string `1` | `EXAT` the revocation horizon (`exp` + the credential reach below) |
 //! | `sluice:tok:{<jti>}:uses` | integer | `EXAT` the use-count horizon (`exp + leeway`) |
 //! | `sluice:revoked` | sorted set `jti → horizon` | none; pruned by score every minute |
+//! | `sluice:credential_reach` | integer: the largest `leeway + playback_max` any node ran with | none |
 //!
 //! Both keys of one token share the `{jti}` hash tag, so the entry load's script
 //! ([`ENTRY`]: revoked? then count the use) touches one slot: **one round trip** per entry
@@ -14,8 +15,13 @@
 //! trip: they check this node's copy of `sluice:revoked`, kept current through
 //! `rev <jti> <horizon>` messages ([`super::EVENTS`]) and trusted only while
 //! [`super::Redis::view_fresh`]; otherwise the one key is asked directly.
+//!
+//! Every node raises `sluice:credential_reach` to its own reach at each (re)subscription, and
+//! a revoke reads it (raising it again, in case Redis lost it): a horizon is computed with the
+//! longest reach any node of the fleet ran with ([`crate::store::revocations`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -28,6 +34,8 @@ use crate::store::use_counts::{EntryOutcome, UseCounter, UseOutcome};
 use crate::store::StoreError;
 
 pub const REVOKED_INDEX: &str = "sluice:revoked";
+/// The fleet's credential reach high-water mark.
+pub const REACH_KEY: &str = "sluice:credential_reach";
 
 pub fn revoked_key(jti: &str) -> String {
     format!("sluice:tok:{}:rev", super::tag(jti))
@@ -70,6 +78,21 @@ return max - used
     )
 });
 
+/// Raise the credential reach to `ARGV[1]` if it is lower; the mark after.
+static RAISE_REACH: Lazy<redis::Script> = Lazy::new(|| {
+    redis::Script::new(
+        r"
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local mine = tonumber(ARGV[1])
+if mine > cur then
+  redis.call('SET', KEYS[1], mine)
+  cur = mine
+end
+return cur
+",
+    )
+});
+
 /// Give a reserved use back (never below zero; the TTL stays).
 static RELEASE: Lazy<redis::Script> = Lazy::new(|| {
     redis::Script::new(
@@ -85,14 +108,41 @@ return 0
 pub struct RedisRevocations {
     redis: Arc<Redis>,
     set: RwLock<HashMap<String, i64>>,
+    /// The largest credential reach this node knows of: its own, and the fleet's as last
+    /// read (kept even if Redis loses it).
+    reach: AtomicI64,
 }
 
 impl RedisRevocations {
-    pub fn new(redis: Arc<Redis>) -> Arc<RedisRevocations> {
+    /// `reach`: this process's `leeway + playback_max`.
+    pub fn new(redis: Arc<Redis>, reach: i64) -> Arc<RedisRevocations> {
         Arc::new(RedisRevocations {
             redis,
             set: RwLock::new(HashMap::new()),
+            reach: AtomicI64::new(reach),
         })
+    }
+
+    /// Raise the fleet's mark to what this node knows (and `at_least`); the mark after.
+    async fn raise_reach(
+        &self,
+        at_least: i64,
+        limit: std::time::Duration,
+    ) -> Result<i64, StoreError> {
+        let mine = self.reach.load(Ordering::Acquire).max(at_least);
+        let mark: i64 = self
+            .redis
+            .run_within("credential_reach", limit, move |mut c| async move {
+                RAISE_REACH
+                    .key(REACH_KEY)
+                    .arg(mine)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        let mark = mark.max(mine);
+        self.reach.fetch_max(mark, Ordering::AcqRel);
+        Ok(mark)
     }
 
     fn remember(&self, jti: &str, keep_until: i64) {
@@ -156,8 +206,12 @@ impl RevocationStore for RedisRevocations {
         Ok(revoked)
     }
 
-    fn known_revoked(&self, jti: &str) -> bool {
-        self.set.read().contains_key(jti)
+    fn known_horizon(&self, jti: &str) -> Option<i64> {
+        self.set.read().get(jti).copied()
+    }
+
+    async fn credential_reach(&self, at_least: i64) -> Result<i64, StoreError> {
+        self.raise_reach(at_least, self.redis.timeout()).await
     }
 
     async fn all(&self) -> Result<Vec<(String, i64)>, StoreError> {
@@ -195,6 +249,8 @@ impl EventSink for RedisRevocations {
     }
 
     async fn resync(&self) -> Result<(), StoreError> {
+        // Before this node's credentials can be revoked elsewhere, the fleet knows its reach.
+        self.raise_reach(0, BULK_TIMEOUT).await?;
         let rows = self.load(chrono::Utc::now().timestamp()).await?;
         let mut set = self.set.write();
         for (jti, keep) in rows {
