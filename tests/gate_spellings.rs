@@ -1,4 +1,4 @@
-//! One content, one spelling (issue 20), over the real binary.
+//! One content, one spelling; providers never reach the bucket (issue 20), over the real binary.
 //!
 //! - Contents whose hashes (or ids) are equal without ASCII case are refused at load, by
 //!   `sluice check` and `serve`, naming file, line and key.
@@ -7,12 +7,16 @@
 //!   metrics, content keys and purge agree on that one name. Stream ids resolve the same way.
 //! - Stream ids equal without ASCII case to another one or to a content hash are refused
 //!   (409), on SQLite and on Redis — atomically, across two nodes.
+//! - A provider channel URL, allowed host or (derived) `api_base` on the bucket's origin is
+//!   refused at load; `/api/proxy` refuses the bucket in any spelling, after a redirect, and
+//!   through a playlist's URIs (403, `{"error": …}`); a provider API answering a bucket URL
+//!   hands out no ctx.
 
 mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{
     admin_key, client, fleet_admin_key, free_port, metric, metrics, random_bytes, sluice_bin,
@@ -21,6 +25,7 @@ use common::{
 use serde_json::{json, Value};
 
 const STREAM_SECRET: &str = "spell-stream-secret-0123456789";
+const PROVIDER_SECRET: &str = "spell-provider-jwt-secret-0123456";
 const KEY_SECRET: &str = "spell-key-token-secret-0123456789";
 const KEK: &str = "4444444444444444444444444444444444444444444444444444444444444444";
 const HLS: &str = "application/vnd.apple.mpegurl";
@@ -522,5 +527,309 @@ async fn stream_ids_equal_without_case_are_refused_on_redis() {
         let mut statuses = [x.0, y.0];
         statuses.sort();
         assert_eq!(statuses, [200, 409], "round {round}: {x:?} {y:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// providers
+
+fn jwt() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "viewer-1", "exp": now + 600}),
+        &jsonwebtoken::EncodingKey::from_secret(PROVIDER_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A config with `bucket` and the provider `acme` whose settings are `providers`.
+fn provider_yaml(bucket: &str, providers: &str) -> String {
+    format!(
+        "origins:\n  bucket: {bucket}\nprovider_auth:\n  jwt_secret: {PROVIDER_SECRET}\nproviders:\n  acme:\n{providers}"
+    )
+}
+
+/// A channel URL, allowed host or derived `api_base` on the bucket's origin — in any
+/// spelling of host and port — is refused by `check` and `serve`, naming the key.
+#[test]
+fn providers_on_the_bucket_origin_are_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = free_port();
+    let refused = [
+        (
+            format!("http://localhost:{p}"),
+            format!("    channels:\n      ch: {{url: 'http://LOCALHOST.:{p}/live/x.m3u8', type: hls}}\n"),
+            "providers.acme.channels.ch.url",
+        ),
+        (
+            "https://media.example.com/".to_string(),
+            "    channels:\n      ch: {url: 'https://Media.Example.COM:443/a.m3u8', type: hls}\n".to_string(),
+            "providers.acme.channels.ch.url",
+        ),
+        (
+            "https://xn--mdia-bpa.example".to_string(),
+            "    channels:\n      ch: {url: 'https://MÉDIA.example/a.m3u8', type: hls}\n".to_string(),
+            "providers.acme.channels.ch.url",
+        ),
+        (
+            format!("http://127.0.0.1:{p}/"),
+            format!("    allowed_hosts: ['cdn.example.com', '127.0.0.1:{p}']\n    channels:\n      ch: {{url: 'https://cdn.example.com/a.m3u8', type: hls}}\n"),
+            "providers.acme.allowed_hosts",
+        ),
+        (
+            format!("http://localhost:{p}/media"),
+            format!("    allowed_hosts: ['localhost:{p}']\n    channels:\n      ch: {{url: 'http://localhost:{p}/Media/movie-1/master.m3u8', type: hls}}\n"),
+            "providers.acme.channels.ch.url",
+        ),
+        (
+            format!("http://localhost:{p}"),
+            format!("    api_base: 'http://Localhost:{p}/'\n    channels:\n      ch: {{api: '/api/ch', type: hls}}\n"),
+            "providers.acme.api_base",
+        ),
+    ];
+    for (i, (bucket, providers, key)) in refused.iter().enumerate() {
+        let text = provider_yaml(bucket, providers);
+        let (path, _) = write_config(dir.path(), &format!("p{i}.yaml"), &text);
+        let (ok, err) = check(&path);
+        assert!(
+            !ok,
+            "check accepted a provider on the bucket:\n{text}\n{err}"
+        );
+        assert!(
+            err.contains(key) && err.contains(&format!("p{i}.yaml")) && err.contains("line "),
+            "{key} not named:\n{text}\n{err}"
+        );
+        assert!(err.contains("bucket"), "{err}");
+    }
+    let (path, _) = write_config(
+        dir.path(),
+        "serve.yaml",
+        &provider_yaml(&refused[0].0, &refused[0].1),
+    );
+    let err = serve_refused(&path);
+    assert!(
+        err.contains("providers.acme.channels.ch.url"),
+        "serve: {err}"
+    );
+
+    // Not the bucket: another port of its host, and the rest of a host it shares below a
+    // path prefix.
+    for (bucket, providers) in [
+        (
+            format!("http://localhost:{p}"),
+            format!("    channels:\n      ch: {{url: 'http://localhost:{}/live/x.m3u8', type: hls}}\n", p + 1),
+        ),
+        (
+            format!("http://localhost:{p}/media"),
+            format!("    allowed_hosts: ['localhost:{p}']\n    channels:\n      ch: {{url: 'http://localhost:{p}/live/x.m3u8', type: hls}}\n"),
+        ),
+    ] {
+        let text = provider_yaml(&bucket, &providers);
+        let (path, _) = write_config(dir.path(), "fine.yaml", &text);
+        let (ok, err) = check(&path);
+        assert!(ok, "{text}\n{err}");
+    }
+}
+
+/// A bucket sharing its host with a provider, below `/media`: `/api/proxy` with a valid ctx
+/// never fetches from it — in any spelling, after a redirect from the allowed part of the
+/// host, or through a URI of a provider playlist — while the provider's own objects play.
+#[tokio::test]
+async fn proxy_never_reaches_the_bucket() {
+    // One origin: the bucket below /media, the provider's channel beside it.
+    let gated = random_bytes(4000, 7);
+    let origin = TestOrigin::new()
+        .route(
+            "/media/Movie-1/v720/seg_1.m4s",
+            Reply::ok(gated, "video/iso.segment"),
+        )
+        .route("/media/Movie-1/master.m3u8", Reply::ok(MASTER, HLS))
+        .route(
+            "/live/ok.m4s",
+            Reply::ok(random_bytes(1000, 8), "video/iso.segment"),
+        )
+        .route(
+            "/live/redirect.m3u8",
+            Reply::status(302).header("location", "/media/Movie-1/master.m3u8"),
+        )
+        .start();
+    let port = origin.addr.port();
+    let host = format!("localhost:{port}");
+    origin.set_route(
+        "/live/ch.m3u8",
+        Reply::ok(
+            format!(
+                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nok.m4s\n#EXTINF:2,\n../media/Movie-1/v720/seg_1.m4s\n#EXTINF:2,\nhttp://LOCALHOST:{port}/MEDIA/Movie-1/v720/seg_1.m4s\n#EXT-X-ENDLIST\n"
+            ),
+            HLS,
+        ),
+    );
+    origin.set_route(
+        "/live/redirect.m4s",
+        Reply::status(302).header(
+            "location",
+            &format!("http://{host}/media/Movie-1/v720/seg_1.m4s"),
+        ),
+    );
+    origin.set_route(
+        "/api/ch",
+        Reply::ok(
+            format!(r#"{{"url":"http://{host}/media/Movie-1/master.m3u8"}}"#),
+            "application/json",
+        ),
+    );
+    let cfg = format!(
+        r#"origins:
+  bucket: http://{host}/media
+streaming:
+  secret: {STREAM_SECRET}
+  contents:
+    - id: film
+      hash: Movie-1
+      token_required: true
+provider_auth:
+  jwt_secret: {PROVIDER_SECRET}
+providers:
+  acme:
+    allowed_hosts: ["{host}"]
+    allow_private: true
+    channels:
+      ch: {{url: "http://{host}/live/ch.m3u8", type: hls}}
+      fromapi: {{api: "http://{host}/api/ch", type: hls}}
+"#
+    );
+    let s = Sluice::start(&cfg);
+    // The gated content itself needs its token.
+    assert_eq!(get(&s, "/stream/Movie-1/v720/seg_1.m4s").await.0, 401);
+
+    let resp = client()
+        .get(s.edge_url("/api/providers/acme/channels/ch/stream"))
+        .bearer_auth(jwt())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let info: Value = resp.json().await.unwrap();
+    let (_, ctx) = sluice::rewrite::unwrap_proxy_url(info["url"].as_str().unwrap()).unwrap();
+    let proxy = |url: &str| {
+        format!(
+            "/api/proxy?url={}&ctx={ctx}",
+            url::form_urlencoded::byte_serialize(url.as_bytes()).collect::<String>()
+        )
+    };
+
+    // The provider's own objects play.
+    let (st, body) = get(&s, &proxy(&format!("http://{host}/live/ok.m4s"))).await;
+    assert_eq!((st, body), (200, random_bytes(1000, 8).to_vec()));
+
+    let refused_as_bucket = |st: u16, body: &[u8], what: &str| {
+        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        assert_eq!(st, 403, "{what}: {}", String::from_utf8_lossy(body));
+        assert!(
+            v["error"].as_str().is_some_and(|e| e.contains("bucket")),
+            "{what}: {v}"
+        );
+    };
+    for target in [
+        format!("http://{host}/media/Movie-1/v720/seg_1.m4s"),
+        format!("http://LOCALHOST:{port}/media/Movie-1/v720/seg_1.m4s"),
+        format!("http://localhost.:{port}/media/Movie-1/v720/seg_1.m4s"),
+        format!("http://{host}/MEDIA/Movie-1/v720/seg_1.m4s"),
+        format!("http://{host}//media/Movie-1/v720/seg_1.m4s"),
+        format!("http://{host}/live/../media/Movie-1/v720/seg_1.m4s"),
+        format!("http://{host}/live/%2e%2e/media/Movie-1/v720/seg_1.m4s"),
+        format!("http://{host}/%6Dedia/Movie-1/v720/seg_1.m4s"),
+        format!("http://{host}/media/Movie-1/master.m3u8"),
+    ] {
+        let (st, body) = get(&s, &proxy(&target)).await;
+        refused_as_bucket(st, &body, &target);
+    }
+
+    // A redirect from the allowed part of the host into the bucket.
+    for start in ["live/redirect.m4s", "live/redirect.m3u8"] {
+        let (st, body) = get(&s, &proxy(&format!("http://{host}/{start}"))).await;
+        refused_as_bucket(st, &body, start);
+    }
+
+    // A provider playlist pointing into the bucket: its rewritten URIs are refused when
+    // fetched; the provider's own segment plays.
+    let (st, text) = get_text(&s, &proxy(&format!("http://{host}/live/ch.m3u8"))).await;
+    assert_eq!(st, 200, "{text}");
+    let lines = uris(&text);
+    assert_eq!(lines.len(), 3, "{text}");
+    for (i, u) in lines.iter().enumerate() {
+        let (upstream, _) = sluice::rewrite::unwrap_proxy_url(u).unwrap_or_default();
+        let (st, body) = get(&s, &absolute("/api/proxy", u)).await;
+        if i == 0 {
+            assert_eq!(st, 200, "{upstream}");
+        } else {
+            refused_as_bucket(st, &body, &upstream);
+        }
+    }
+
+    // A provider API answering a bucket URL hands out no ctx for it.
+    let resp = client()
+        .get(s.edge_url("/api/providers/acme/channels/fromapi/stream"))
+        .bearer_auth(jwt())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        400,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+
+    assert_eq!(
+        origin.hits("/media/Movie-1/v720/seg_1.m4s") + origin.hits("/media/Movie-1/master.m3u8"),
+        0,
+        "the bucket's gated objects were fetched for a provider"
+    );
+}
+
+/// The bucket on its scheme's default port, named with the port spelled out: refused
+/// before any connection (nothing needs to listen on port 80).
+#[tokio::test]
+async fn proxy_refuses_the_bucket_with_an_explicit_default_port() {
+    let cfg = format!(
+        r#"origins:
+  bucket: http://localhost/media
+provider_auth:
+  jwt_secret: {PROVIDER_SECRET}
+providers:
+  acme:
+    allowed_hosts: [localhost]
+    allow_private: true
+    channels:
+      ch: {{url: "http://localhost/live/ch.m3u8", type: hls}}
+"#
+    );
+    let s = Sluice::start(&cfg);
+    let resp = client()
+        .get(s.edge_url("/api/providers/acme/channels/ch/stream"))
+        .bearer_auth(jwt())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let info: Value = resp.json().await.unwrap();
+    let (_, ctx) = sluice::rewrite::unwrap_proxy_url(info["url"].as_str().unwrap()).unwrap();
+    for target in [
+        "http://localhost:80/media/Movie-1/seg.m4s",
+        "http://LocalHost:80/media/x.m4s",
+        "https://localhost:443/media/x.m4s",
+    ] {
+        let path = format!(
+            "/api/proxy?url={}&ctx={ctx}",
+            url::form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>()
+        );
+        let (st, body) = get_text(&s, &path).await;
+        assert_eq!(st, 403, "{target}: {body}");
+        assert!(body.contains("bucket"), "{target}: {body}");
     }
 }
