@@ -149,6 +149,22 @@ async fn stream_token(s: &Sluice, id: &str) -> String {
     v["streamToken"].as_str().unwrap().to_string()
 }
 
+/// Poll `probe` (every 25 ms, at most 5 s) until it reports done; its last value.
+async fn until<T, F, Fut>(mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = (bool, T)>,
+{
+    let start = Instant::now();
+    loop {
+        let (done, value) = probe().await;
+        if done || start.elapsed() > Duration::from_secs(5) {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// URIs of a playlist: URI lines and `URI="…"` attributes, in order.
 fn uris(playlist: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -344,32 +360,33 @@ async fn every_spelling_of_a_gated_hash_is_one_content() {
     }
     assert!(b.hits("/Movie-1/v720/seg_1.m4s") >= 1);
 
-    // Stats and per-stream metrics: one name, whatever the spelling asked.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut counts = Vec::new();
-    for name in ["Movie-1", "movie-1", "MOVIE-1"] {
-        let v: Value = client()
-            .get(s.admin_url(&format!("/stats/{name}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        counts.push(v["publisher"]["requests"].as_u64().unwrap_or(0));
-    }
+    // Stats and per-stream metrics: one name, whatever the spelling asked (counted in the
+    // logging phase, which may end just after the player has its answer).
+    let series = r#"sluice_stream_requests_total{route="stream",stream="Movie-1"}"#;
+    let (counts, text) = until(|| async {
+        let mut counts = Vec::new();
+        for name in ["Movie-1", "movie-1", "MOVIE-1"] {
+            let v: Value = client()
+                .get(s.admin_url(&format!("/stats/{name}")))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            counts.push(v["publisher"]["requests"].as_u64().unwrap_or(0));
+        }
+        let text = metrics(&s).await;
+        let done =
+            counts.iter().all(|c| *c >= requests) && metric(&text, series) >= requests as f64;
+        (done, (counts, text))
+    })
+    .await;
     assert!(
         counts.iter().all(|c| *c == counts[0]) && counts[0] >= requests,
         "stats by spelling: {counts:?}, requests made: {requests}"
     );
-    let text = metrics(&s).await;
-    assert!(
-        metric(
-            &text,
-            r#"sluice_stream_requests_total{route="stream",stream="Movie-1"}"#
-        ) >= requests as f64,
-        "{text}"
-    );
+    assert!(metric(&text, series) >= requests as f64, "{text}");
     for other in ["movie-1", "MOVIE-1"] {
         assert!(
             !text.contains(&format!("stream=\"{other}\"")),
@@ -451,15 +468,13 @@ async fn stream_ids_resolve_to_one_spelling() {
             r.path_and_query
         );
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let text = metrics(&s).await;
-    assert!(
-        metric(
-            &text,
-            r#"sluice_stream_requests_total{route="stream",stream="live"}"#
-        ) >= 3.0,
-        "{text}"
-    );
+    let series = r#"sluice_stream_requests_total{route="stream",stream="live"}"#;
+    let text = until(|| async {
+        let text = metrics(&s).await;
+        (metric(&text, series) >= 3.0, text)
+    })
+    .await;
+    assert!(metric(&text, series) >= 3.0, "{text}");
     assert!(!text.contains("stream=\"LIVE\"") && !text.contains("stream=\"Live\""));
 }
 
