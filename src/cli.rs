@@ -83,6 +83,12 @@ fn keyring(config: &Config) -> Result<&crate::crypto::Keyring, String> {
 pub fn content_key(config: &Path, hash: &str, key_hex: Option<&str>) -> Result<String, String> {
     let config = load(config)?;
     let ring = keyring(&config)?;
+    // A content's key is kept under its configured spelling, which key delivery looks up.
+    let hash = config
+        .access
+        .streaming
+        .content_by_hash(hash)
+        .map_or(hash, |c| c.hash.as_str());
     let (key, generated) = match key_hex {
         Some(h) => (
             content_keys::parse_key_hex(h).map_err(|e| e.to_string())?,

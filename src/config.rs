@@ -1034,7 +1034,11 @@ impl Validator<'_> {
             }
         }
         let limits = self.limits(raw.limits)?;
-        let providers = providers::Providers::from_file(&raw.providers)
+        // No provider may reach the media bucket (its objects are gated): refused here, and
+        // per request by each provider's host list.
+        let bucket_origin =
+            providers::BucketOrigin::of(&bucket, raw.origins.host_header.as_deref());
+        let providers = providers::Providers::from_file(&raw.providers, bucket_origin.as_ref())
             .map_err(|(key, msg)| self.err(&key, msg))?;
         let pa = raw.provider_auth;
         let jwt_secret = match (pa.jwt_secret, pa.jwt_secret_env) {

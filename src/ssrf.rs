@@ -30,6 +30,8 @@ pub enum Refusal {
     Unresolvable,
     #[error("sluice's own listeners are never a proxy target")]
     OwnListener,
+    #[error("the media bucket is never a proxy target")]
+    Bucket,
 }
 
 /// Whether `addr` reaches one of sluice's own listeners: the same port on the listener's
@@ -45,14 +47,20 @@ pub fn is_own_listener(addr: std::net::SocketAddr, own: &[std::net::SocketAddr])
     })
 }
 
-/// Check the parts of a URL that need no DNS: scheme, host allow-list, credentials, and a
-/// literal IP host against the address rules.
+/// Check the parts of a URL that need no DNS: scheme, host allow-list, credentials, the
+/// media bucket (never reachable, [`crate::config::providers::reaches_bucket`]), and a
+/// literal IP host against the address rules. Every URL a provider context fetches passes
+/// here: the player's, each redirect hop's, each URI of a rewritten playlist, a prefetch's,
+/// and the one a provider API answers.
 pub fn check_url(url: &Url, hosts: &HostList, allow_private: bool) -> Result<(), Refusal> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Refusal::Scheme);
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(Refusal::Credentials);
+    }
+    if hosts.reaches_bucket(url) {
+        return Err(Refusal::Bucket);
     }
     let host = url.host().ok_or(Refusal::NoHost)?;
     let name = match &host {
@@ -263,6 +271,23 @@ mod tests {
         }
         for a in ["127.0.0.1:9000", "203.0.113.5:8000", "10.1.2.3:8000"] {
             assert!(!is_own_listener(a.parse().unwrap(), &own), "{a}");
+        }
+    }
+
+    #[test]
+    fn the_bucket_is_closed_whatever_the_list_allows() {
+        let mut h = hosts(&["*.example.com", "storage.example.com"]);
+        let b = crate::config::parse_bucket("https://storage.example.com/media").unwrap();
+        h.exclude_bucket(&crate::config::providers::BucketOrigin::of(&b, None).unwrap());
+        let ok = |u: &str| check_url(&Url::parse(u).unwrap(), &h, false);
+        assert_eq!(ok("https://storage.example.com/live/a.m3u8"), Ok(()));
+        assert_eq!(ok("https://a.example.com/media/x.ts"), Ok(()));
+        for u in [
+            "https://storage.example.com/media/movie-1/seg.ts",
+            "https://STORAGE.example.com./Media/movie-1/seg.ts",
+            "https://storage.example.com:443/live/../media/x.ts",
+        ] {
+            assert_eq!(ok(u), Err(Refusal::Bucket), "{u}");
         }
     }
 

@@ -224,10 +224,13 @@ impl LiveOrigin {
 
 const SECRET: &str = "provider-jwt-secret-0123456789";
 
+/// One server plays the bucket (by the name `localhost`, pinned to its address) and the
+/// provider's CDN (by its address): a provider may never name the bucket's origin.
 fn config(o: &LiveOrigin, proxy_prefetch: bool) -> String {
     format!(
-        "origins:\n  bucket: http://{a}\nprovider_auth:\n  jwt_secret: {SECRET}\nproviders:\n  live:\n    allow_private: true\n{p}    channels:\n      ll: {{url: \"http://{a}/ll/index.m3u8\", type: hls}}\n",
+        "origins:\n  bucket: http://localhost:{port}\n  resolve: [127.0.0.1]\nprovider_auth:\n  jwt_secret: {SECRET}\nproviders:\n  live:\n    allow_private: true\n{p}    channels:\n      ll: {{url: \"http://{a}/ll/index.m3u8\", type: hls}}\n",
         a = o.addr,
+        port = o.addr.port(),
         p = if proxy_prefetch { "    prefetch: 3\n" } else { "" }
     )
 }

@@ -54,12 +54,16 @@ fn origin() -> RunningOrigin {
         .start_on("127.0.0.2")
 }
 
-/// Every node's config (the harness adds listen, state and server).
+/// Every node's config (the harness adds listen, state and server). One test server plays
+/// the bucket (by the name `bucket.test`, pinned to its address) and the provider's CDN (by
+/// its address): a provider may never name the bucket's origin.
 fn config(o: &RunningOrigin, rate_limit_api: u32) -> String {
     let a = o.addr;
+    let (ip, port) = (a.ip(), a.port());
     format!(
         r#"origins:
-  bucket: http://{a}
+  bucket: http://bucket.test:{port}
+  resolve: [{ip}]
 admin:
   rate_limit_api: {rate_limit_api}
 streaming:

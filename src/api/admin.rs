@@ -203,6 +203,12 @@ pub(super) async fn add_stream_id(
 ) -> Result<Response, ApiError> {
     let new = parse_new_stream_id(&body)?;
     let player = new.player.clone();
+    // One stream id per spelling: the edge resolves `/stream/LIVE` to `live`, so `LIVE` is
+    // taken once `live` is (the store refuses it too, atomically, for a fleet's race).
+    let taken = state.streams.resolve(&player);
+    if taken.alias {
+        return Err(ApiError::Conflict(already_exists(&player, &taken.name)));
+    }
     if let Some(what) = shadowed(&state, &player) {
         return Err(ApiError::Conflict(format!(
             "Stream ID with player '{player}' would shadow {what}"
@@ -214,11 +220,22 @@ pub(super) async fn add_stream_id(
         description: new.description,
     };
     if !state.streams.insert(&row).await? {
-        return Err(ApiError::Conflict(format!(
-            "Stream ID with player '{player}' already exists"
-        )));
+        return Err(ApiError::Conflict(already_exists(&player, "")));
     }
     Ok(success("Stream ID added successfully"))
+}
+
+/// The document's 409 message, saying which spelling holds the name when it is another.
+fn already_exists(player: &str, existing: &str) -> String {
+    let mut m = format!("Stream ID with player '{player}' already exists");
+    if existing != player {
+        m.push_str(" (");
+        if !existing.is_empty() {
+            m.push_str(&format!("as '{existing}'; "));
+        }
+        m.push_str("stream ids are compared without ASCII case)");
+    }
+    m
 }
 
 /// What registering `player` would shadow: a configured content, a registered publisher, or
@@ -311,8 +328,10 @@ pub(super) async fn player_stats(
     Path(player): Path<String>,
     Query(q): Query<StatsQuery>,
 ) -> Result<Response, ApiError> {
-    let registered = state.streams.publisher_for(&player).is_some();
-    let (snap, cached_bytes, fleet) = stats_of(&state, &player, q.reset.is_some()).await;
+    // Figures are kept under the one spelling the edge resolved requests to.
+    let name = state.streams.canonical(&player);
+    let registered = state.streams.publisher_for(&name).is_some();
+    let (snap, cached_bytes, fleet) = stats_of(&state, &name, q.reset.is_some()).await;
     if snap.is_none() && !registered {
         return Err(ApiError::NotFound("Stream not found".into()));
     }
@@ -373,13 +392,15 @@ pub(super) async fn player_stats(
         );
     }
     if q.reset.is_some() {
-        state.stats.reset(&player);
+        state.stats.reset(&name);
     }
     Ok(Json(body).into_response())
 }
 
 /// This node's figures for a player: its stats and the bytes of its objects in this cache.
 pub fn local_stats(state: &AppState, player: &str) -> crate::fleet::stats::NodeStats {
+    let player = state.streams.canonical(player);
+    let player = player.as_str();
     let cached_bytes = state
         .cache
         .map(|c| {

@@ -41,6 +41,8 @@ pub(super) async fn put_key(
 }
 
 async fn store_key(state: &AppState, hash: String, body: &[u8]) -> Result<Response, ApiError> {
+    // Stored under the content's one spelling, which key delivery looks up.
+    let hash = state.streams.canonical(&hash);
     let v: Value = super::error::parse_json(body)?;
     let (key, generated) = match (v.get("key_hex"), v.get("generate")) {
         (Some(Value::String(h)), None) => (content_keys::parse_key_hex(h)?, false),

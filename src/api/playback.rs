@@ -57,6 +57,8 @@ pub(super) async fn key(
         reject("key_token_invalid");
         return reply(StatusCode::FORBIDDEN, "Forbidden");
     }
+    // The key of a content is kept under its one spelling (`MOVIE-1` is `Movie-1`).
+    let hash = state.streams.canonical(&hash);
     let row = match state.content_keys.get(&hash).await {
         Ok(r) => r,
         // The shared state cannot answer: fail closed, or — when the operator allowed it —

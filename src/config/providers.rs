@@ -5,7 +5,8 @@
 //!
 //! Validation refuses anything that would let a provider entry turn sluice into an open proxy:
 //! header values with CR/LF, channel URLs on hosts outside the provider's allow-list,
-//! non-http(s) schemes.
+//! non-http(s) schemes — and any way to the media bucket ([`reaches_bucket`]): a provider's
+//! ctx is handed to every viewer, and the bucket holds gated objects.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -149,11 +150,85 @@ pub struct Provider {
 }
 
 /// Exact hosts and `*.suffix` patterns, lower-case, each on its scheme's default port or an
-/// explicit one.
+/// explicit one — minus the media bucket, which no entry can open ([`Self::reaches_bucket`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostList {
     exact: Vec<(String, Option<u16>)>,
     suffixes: Vec<(String, Option<u16>)>,
+    /// The bucket, never reachable whatever the entries say (a wildcard may cover its host).
+    bucket: Option<BucketOrigin>,
+}
+
+/// The media bucket (`origins.bucket`) as the origin no provider may reach, in canonical form.
+///
+/// It is named by its host names (the URL's, and `origins.host_header`'s: the virtual host it
+/// answers as) and its port — never by addresses, which unrelated hosts share on CDNs (so
+/// `origins.resolve` plays no part). A bucket on a web default port (80 or 443) is taken to
+/// answer on the other one too, as object stores do for `http`/`https`. With a path prefix,
+/// only paths below it are the bucket: the rest of a shared host stays reachable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketOrigin {
+    hosts: Vec<String>,
+    ports: Vec<u16>,
+    /// The prefix's segments as [`path_segments`] gives them (empty: the whole host).
+    prefix: Vec<String>,
+}
+
+impl BucketOrigin {
+    /// The origin of an HTTP bucket sent `host_header` (`origins.host_header`); `None` for a
+    /// `dir:` bucket (a private socket no URL names).
+    pub fn of(bucket: &super::Bucket, host_header: Option<&str>) -> Option<BucketOrigin> {
+        let super::Bucket::Http(u) = bucket else {
+            return None;
+        };
+        let mut hosts = vec![canonical_host(&u.host)];
+        if let Some(h) = host_header {
+            let name = split_port(h.trim()).map_or_else(|_| h.to_string(), |(n, _)| n);
+            hosts.push(canonical_host(&name));
+        }
+        hosts.sort();
+        hosts.dedup();
+        let ports = match u.port {
+            80 | 443 => vec![80, 443],
+            p => vec![p],
+        };
+        Some(BucketOrigin {
+            hosts,
+            ports,
+            prefix: path_segments(&u.prefix),
+        })
+    }
+}
+
+/// Whether `url` reaches the media bucket: its canonical host (lower-case, no trailing dot,
+/// IDNA, IP literals in one spelling) names the bucket, on a port the bucket answers, and —
+/// when the bucket has a path prefix — its path is at or below the prefix (decoded, dot
+/// segments and empty segments dropped, without ASCII case: what some origin might still
+/// take for the prefix). The one rule behind every check, at load and per request.
+pub fn reaches_bucket(url: &Url, bucket: &BucketOrigin) -> bool {
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return false;
+    };
+    bucket.hosts.contains(&canonical_host(host))
+        && bucket.ports.contains(&port)
+        && path_segments(url.path()).starts_with(&bucket.prefix)
+}
+
+/// A URL path as an origin may read it: percent-decoded, split on `/` and `\`, empty and `.`
+/// segments dropped, `..` applied, ASCII-lowercased.
+fn path_segments(path: &str) -> Vec<String> {
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let mut out: Vec<String> = Vec::new();
+    for seg in decoded.split(['/', '\\']) {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s.to_ascii_lowercase()),
+        }
+    }
+    out
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port`.
@@ -242,6 +317,37 @@ impl HostList {
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.suffixes.is_empty()
     }
+
+    /// Close the bucket to this list, whatever its entries allow.
+    pub fn exclude_bucket(&mut self, bucket: &BucketOrigin) {
+        self.bucket = Some(bucket.clone());
+    }
+
+    /// Whether `url` is on the bucket this list excludes ([`reaches_bucket`]).
+    pub fn reaches_bucket(&self, url: &Url) -> bool {
+        self.bucket.as_ref().is_some_and(|b| reaches_bucket(url, b))
+    }
+
+    /// The first exact entry that opens the bucket: its host, on the entry's port or either
+    /// scheme's default, at the root path (so a bucket with a path prefix leaves a shared
+    /// host's entry allowed; the prefix is refused per request).
+    fn entry_on_bucket(&self, bucket: &BucketOrigin) -> Option<String> {
+        self.exact.iter().find_map(|(host, port)| {
+            let shown = match host.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V6(_)) => format!("[{host}]"),
+                _ => host.clone(),
+            };
+            let reaches = ["http", "https"].iter().any(|scheme| {
+                let port = port.or(default_port(scheme)).unwrap_or(0);
+                Url::parse(&format!("{scheme}://{shown}:{port}/"))
+                    .is_ok_and(|u| reaches_bucket(&u, bucket))
+            });
+            reaches.then(|| match port {
+                Some(p) => format!("{shown}:{p}"),
+                None => shown,
+            })
+        })
+    }
 }
 
 /// The default port of a proxied scheme.
@@ -260,8 +366,18 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// Validate; errors are `(dotted key, message)` for the config layer to place.
-    pub fn from_file(raw: &BTreeMap<String, ProviderFile>) -> Result<Providers, (String, String)> {
+    /// Validate; errors are `(dotted key, message)` for the config layer to place. `bucket`:
+    /// the media bucket, which no provider URL or allowed host may reach.
+    pub fn from_file(
+        raw: &BTreeMap<String, ProviderFile>,
+        bucket: Option<&BucketOrigin>,
+    ) -> Result<Providers, (String, String)> {
+        let on_bucket = |url: &Url| bucket.is_some_and(|b| reaches_bucket(url, b));
+        let bucket_msg = |what: &str| {
+            format!(
+                "{what} is on the media bucket's origin (origins.bucket): a provider must never reach the bucket"
+            )
+        };
         let mut by_id = BTreeMap::new();
         for (id, p) in raw {
             let key = |k: &str| format!("providers.{id}.{k}");
@@ -320,9 +436,16 @@ impl Providers {
             }
             let mut allowed_hosts =
                 HostList::parse(&p.allowed_hosts).map_err(|m| (key("allowed_hosts"), m))?;
+            if let Some(entry) = bucket.and_then(|b| allowed_hosts.entry_on_bucket(b)) {
+                return Err((key("allowed_hosts"), bucket_msg(&format!("`{entry}`"))));
+            }
             let derive_hosts = allowed_hosts.is_empty();
             if derive_hosts {
                 if let Some(u) = &api_base {
+                    // Its host becomes reachable through `/api/proxy`: never the bucket's.
+                    if on_bucket(u) {
+                        return Err((key("api_base"), bucket_msg("`api_base`")));
+                    }
                     allowed_hosts.push_url(u);
                 }
             }
@@ -332,6 +455,9 @@ impl Providers {
                 let source = match (&c.url, &c.api) {
                     (Some(u), None) => {
                         let url = http_url(u).map_err(|m| (ckey("url"), m))?;
+                        if on_bucket(&url) {
+                            return Err((ckey("url"), bucket_msg(&format!("`{u}`"))));
+                        }
                         let host = url.host_str().unwrap_or_default().to_string();
                         let named = derive_hosts || {
                             let default = default_port(url.scheme()).unwrap_or(0);
@@ -404,6 +530,9 @@ impl Providers {
                     ));
                 }
             }
+            if let Some(b) = bucket {
+                allowed_hosts.exclude_bucket(b);
+            }
             by_id.insert(
                 id.clone(),
                 std::sync::Arc::new(Provider {
@@ -425,13 +554,27 @@ impl Providers {
     }
 }
 
-/// Lower-case, no trailing dot, no IPv6 brackets, IP literals in one spelling.
-fn canonical_host(host: &str) -> String {
-    let h = host.trim_end_matches('.').to_ascii_lowercase();
-    let h = h.trim_start_matches('[').trim_end_matches(']');
-    match h.parse::<std::net::IpAddr>() {
-        Ok(ip) => ip.to_string(),
-        Err(_) => h.to_string(),
+/// Lower-case, IDNA (the `url` crate's host parser: `MÉDIA.example` is
+/// `xn--mdia-bpa.example`), no trailing dot, no IPv6 brackets, IP literals in one spelling
+/// (IPv4-mapped IPv6 as IPv4).
+pub fn canonical_host(host: &str) -> String {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    let h = h.strip_suffix('.').unwrap_or(h);
+    let ip = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(ip, std::net::IpAddr::V4)
+            .to_string(),
+        v4 => v4.to_string(),
+    };
+    if let Ok(addr) = h.parse::<std::net::IpAddr>() {
+        return ip(addr);
+    }
+    match url::Host::parse(h) {
+        Ok(url::Host::Domain(d)) => d.trim_end_matches('.').to_string(),
+        Ok(url::Host::Ipv4(v4)) => ip(v4.into()),
+        Ok(url::Host::Ipv6(v6)) => ip(v6.into()),
+        Err(_) => h.trim_end_matches('.').to_ascii_lowercase(),
     }
 }
 
@@ -487,7 +630,7 @@ mod tests {
 
     fn parse(yaml: &str) -> Result<Providers, (String, String)> {
         let raw: BTreeMap<String, ProviderFile> = serde_yaml::from_str(yaml).unwrap();
-        Providers::from_file(&raw)
+        Providers::from_file(&raw, None)
     }
 
     #[test]
@@ -528,6 +671,138 @@ mod tests {
         assert!(!acme.allowed_hosts.allows("cdn.acme.example", 8080, 443));
         assert!(!acme.allowed_hosts.allows("lic.example", 443, 443));
         assert_eq!(acme.channels["ch2"].stream_type, StreamType::Dash);
+    }
+
+    fn bucket(url: &str, host_header: Option<&str>) -> BucketOrigin {
+        let b = crate::config::parse_bucket(url).unwrap();
+        BucketOrigin::of(&b, host_header).unwrap()
+    }
+
+    fn reaches(b: &BucketOrigin, url: &str) -> bool {
+        reaches_bucket(&Url::parse(url).unwrap(), b)
+    }
+
+    #[test]
+    fn canonical_hosts() {
+        assert_eq!(canonical_host("CDN.Example.COM."), "cdn.example.com");
+        assert_eq!(canonical_host("MÉDIA.example"), "xn--mdia-bpa.example");
+        assert_eq!(canonical_host("[::FFFF:127.0.0.1]"), "127.0.0.1");
+        assert_eq!(canonical_host("[2001:DB8::1]"), "2001:db8::1");
+        assert_eq!(canonical_host("0x7f.1"), "127.0.0.1");
+    }
+
+    #[test]
+    fn the_bucket_in_every_spelling() {
+        let b = bucket("https://media.example.com", None);
+        for u in [
+            "https://media.example.com/movie-1/seg.ts",
+            "https://MEDIA.Example.com/movie-1/seg.ts",
+            "https://media.example.com./movie-1/seg.ts",
+            "https://media.example.com:443/movie-1/seg.ts",
+            // The same host on the other web default port: object stores serve both.
+            "http://media.example.com/movie-1/seg.ts",
+            "http://media.example.com:80/",
+        ] {
+            assert!(reaches(&b, u), "{u}");
+        }
+        for u in [
+            "https://media.example.com:8443/x",
+            "https://cdn.example.com/x",
+            "https://media.example.com.evil.io/x",
+            "https://sub.media.example.com/x",
+        ] {
+            assert!(!reaches(&b, u), "{u}");
+        }
+        // IDNA: the bucket configured in Unicode or in punycode is one host.
+        let b = bucket("https://MÉDIA.example/", None);
+        assert!(reaches(&b, "https://xn--mdia-bpa.example/x"));
+        assert!(reaches(&b, "https://média.EXAMPLE./x"));
+        // IP literals in one spelling; a non-default port is that port only.
+        let b = bucket("http://127.0.0.1:9000", None);
+        assert!(reaches(&b, "http://[::ffff:127.0.0.1]:9000/x"));
+        assert!(reaches(&b, "http://2130706433:9000/x"));
+        assert!(reaches(&b, "https://127.0.0.1:9000/x"));
+        assert!(!reaches(&b, "http://127.0.0.1:9001/x"));
+        assert!(!reaches(&b, "http://127.0.0.2:9000/x"));
+        // Its other name, the Host it is sent; never an address another name resolves to.
+        let b = bucket("http://10.0.0.5:9000", Some("Media.Internal:9000"));
+        assert!(reaches(&b, "http://media.internal:9000/x"));
+        assert!(!reaches(&b, "http://media.internal:9001/x"));
+        assert!(!reaches(&b, "http://storage.internal:9000/x"));
+    }
+
+    #[test]
+    fn a_shared_host_is_the_bucket_below_its_prefix_only() {
+        let b = bucket("http://storage.example:9000/media/", None);
+        for u in [
+            "http://storage.example:9000/media",
+            "http://storage.example:9000/media/movie-1/seg.ts",
+            "http://STORAGE.example.:9000/MEDIA/movie-1/seg.ts",
+            "http://storage.example:9000//media//movie-1/seg.ts",
+            "http://storage.example:9000/live/../media/seg.ts",
+            "http://storage.example:9000/live/%2e%2e/media/seg.ts",
+            "http://storage.example:9000/live%2F..%2Fmedia/seg.ts",
+            "http://storage.example:9000/%6Dedia/seg.ts",
+            "http://storage.example:9000/./media/seg.ts",
+            "http://storage.example:9000/live\\..\\media/seg.ts",
+        ] {
+            assert!(reaches(&b, u), "{u}");
+        }
+        for u in [
+            "http://storage.example:9000/",
+            "http://storage.example:9000/live/ch1.m3u8",
+            "http://storage.example:9000/mediax/seg.ts",
+            "http://storage.example:9000/live/media/seg.ts",
+        ] {
+            assert!(!reaches(&b, u), "{u}");
+        }
+    }
+
+    #[test]
+    fn providers_never_reach_the_bucket() {
+        let b = bucket("https://media.example.com/", None);
+        let with = |yaml: &str| {
+            let raw: BTreeMap<String, ProviderFile> = serde_yaml::from_str(yaml).unwrap();
+            Providers::from_file(&raw, Some(&b))
+        };
+        let refused = [
+            ("x:\n  channels:\n    c: {url: 'https://MEDIA.example.com.:443/a.m3u8', type: hls}\n", "providers.x.channels.c.url"),
+            ("x:\n  channels:\n    c: {url: 'http://media.example.com/a.m3u8', type: hls}\n", "providers.x.channels.c.url"),
+            ("x:\n  api_base: 'https://Media.Example.com/'\n  channels:\n    c: {api: '/c', type: hls}\n", "providers.x.api_base"),
+            ("x:\n  allowed_hosts: [cdn.example.com, 'MEDIA.example.com.']\n  channels:\n    c: {url: 'https://cdn.example.com/a.m3u8', type: hls}\n", "providers.x.allowed_hosts"),
+            ("x:\n  allowed_hosts: ['media.example.com:80']\n", "providers.x.allowed_hosts"),
+        ];
+        for (yaml, key) in refused {
+            let e = with(yaml).unwrap_err();
+            assert_eq!(e.0, key, "{yaml}");
+            assert!(e.1.contains("bucket"), "{e:?}");
+        }
+        // A channel API is asked by sluice itself, never through `/api/proxy` (the URL it
+        // answers is checked per request): accepted, as is an `api_base` whose host is not
+        // derived into the list.
+        assert!(with(
+            "x:\n  channels:\n    c: {api: 'https://media.example.com/api/c', type: hls}\n"
+        )
+        .is_ok());
+        assert!(with("x:\n  api_base: 'https://media.example.com/api/'\n  allowed_hosts: [cdn.example.com]\n  channels:\n    c: {api: 'c', type: hls}\n").is_ok());
+        // Another port of the host, or a wildcard: accepted, and the wildcard cannot open
+        // the bucket per request.
+        let p = with("x:\n  allowed_hosts: ['*.example.com', 'media.example.com:8443']\n  channels:\n    c: {url: 'https://cdn.example.com/a.m3u8', type: hls}\n").unwrap();
+        let hosts = &p.by_id["x"].allowed_hosts;
+        assert!(hosts.allows_url(&Url::parse("https://media.example.com/a.ts").unwrap()));
+        assert!(hosts.reaches_bucket(&Url::parse("https://media.example.com/a.ts").unwrap()));
+        assert!(!hosts.reaches_bucket(&Url::parse("https://media.example.com:8443/a").unwrap()));
+        // A bucket with a prefix leaves the rest of a shared host to the provider.
+        let b = bucket("https://media.example.com/vod", None);
+        let raw: BTreeMap<String, ProviderFile> = serde_yaml::from_str(
+            "x:\n  allowed_hosts: [media.example.com]\n  channels:\n    c: {url: 'https://media.example.com/live/a.m3u8', type: hls}\n    d: {url: 'https://media.example.com/VOD/a.m3u8', type: hls}\n",
+        )
+        .unwrap();
+        let e = Providers::from_file(&raw, Some(&b)).unwrap_err();
+        assert_eq!(e.0, "providers.x.channels.d.url");
+        let mut raw = raw;
+        raw.get_mut("x").unwrap().channels.remove("d");
+        assert!(Providers::from_file(&raw, Some(&b)).is_ok());
     }
 
     #[test]

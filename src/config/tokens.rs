@@ -8,7 +8,7 @@
 //! appear in `Debug` output. ClearKey keys written as "v2" envelopes are unsealed here with the
 //! keyring, so a config file can be committed without its keys in clear.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -365,6 +365,8 @@ pub struct StreamingConfig {
     /// Quality ceilings by the entitlement claim's plan value (user JWTs only).
     pub plan_qualities: PlanQualities,
     pub contents: Vec<Content>,
+    /// `contents` by ASCII-lowercased hash, built once at load ([`HashIndex::of`]).
+    by_hash: HashIndex,
     /// Seconds a playback may run after its entry load (the credential's life).
     pub playback_max_secs: i64,
 }
@@ -383,6 +385,7 @@ impl Default for StreamingConfig {
             entitlement_claim: "subscription".into(),
             plan_qualities: PlanQualities::default(),
             contents: Vec::new(),
+            by_hash: HashIndex::default(),
             playback_max_secs: 6 * 3600,
         }
     }
@@ -395,11 +398,11 @@ impl StreamingConfig {
 
     /// The content a bucket directory holds. Compared without ASCII case: on an origin that
     /// ignores case (some object stores and CDNs do), `MOVIE-1` *is* `movie-1`, and a
-    /// spelling must never be a way around the gate.
+    /// spelling must never be a way around the gate. Hashes equal without ASCII case are
+    /// refused at load, so every spelling has exactly one answer; what is fetched is the
+    /// answer's configured `hash` (buckets are case-sensitive).
     pub fn content_by_hash(&self, hash: &str) -> Option<&Content> {
-        self.contents
-            .iter()
-            .find(|c| c.hash.eq_ignore_ascii_case(hash))
+        self.by_hash.get(hash).and_then(|i| self.contents.get(i))
     }
 
     /// How long a use count must be kept: tokens are accepted until `exp + leeway`.
@@ -466,6 +469,28 @@ pub struct Content {
     /// The entry playlist, decoded, below `/stream/{hash}/` (`master.m3u8`): the one object a
     /// stream token opens, and whose load spends a use.
     pub entry: String,
+}
+
+/// Positions in `streaming.contents` by ASCII-lowercased hash: the one canonical lookup of a
+/// `/stream/{hash}` spelling.
+#[derive(Debug, Clone, Default)]
+struct HashIndex(HashMap<String, usize>);
+
+impl HashIndex {
+    /// The index of `contents`, whose hashes are unique without ASCII case (validated).
+    fn of(contents: &[Content]) -> HashIndex {
+        HashIndex(
+            contents
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.hash.to_ascii_lowercase(), i))
+                .collect(),
+        )
+    }
+
+    fn get(&self, hash: &str) -> Option<usize> {
+        self.0.get(&hash.to_ascii_lowercase()).copied()
+    }
 }
 
 #[derive(Clone)]
@@ -811,14 +836,24 @@ fn streaming(
     });
 
     let mut contents = Vec::new();
-    let (mut ids, mut hashes) = (HashSet::new(), HashSet::new());
+    // Ids and hashes are unique without ASCII case: the gate resolves every spelling of a
+    // hash to one content, so `Movie-1` and `movie-1` cannot be two contents.
+    let (mut ids, mut hashes) = (HashMap::new(), HashMap::new());
     for c in raw.contents {
         let list = "streaming.contents";
         if c.id.is_empty() || c.id.len() > 128 || c.id.chars().any(char::is_control) {
             return Err(v.entry_err(list, &c.id, "id", "must be 1 to 128 printable characters"));
         }
-        if !ids.insert(c.id.clone()) {
-            return Err(v.entry_err(list, &c.id, "id", "appears twice"));
+        if let Some(other) = ids.insert(c.id.to_ascii_lowercase(), c.id.clone()) {
+            return Err(v.entry_err(
+                list,
+                &c.id,
+                "id",
+                format!(
+                    "`{}` appears twice (ids are compared without ASCII case: `{other}` is taken)",
+                    c.id
+                ),
+            ));
         }
         if !valid_hash(&c.hash) {
             return Err(v.entry_err(
@@ -828,8 +863,16 @@ fn streaming(
                 "1 to 128 of A-Z a-z 0-9 - _ . (not starting with .)",
             ));
         }
-        if !hashes.insert(c.hash.clone()) {
-            return Err(v.entry_err(list, &c.id, "hash", "two contents share this hash"));
+        if let Some(other) = hashes.insert(c.hash.to_ascii_lowercase(), c.id.clone()) {
+            return Err(v.entry_err(
+                list,
+                &c.id,
+                "hash",
+                format!(
+                    "`{}` is the hash of content `{other}` (hashes are compared without ASCII case)",
+                    c.hash
+                ),
+            ));
         }
         if c.content_type.is_empty() {
             return Err(v.entry_err(list, &c.id, "type", "must not be empty"));
@@ -928,6 +971,7 @@ fn streaming(
         jwt,
         entitlement_claim: j.entitlement_claim,
         plan_qualities,
+        by_hash: HashIndex::of(&contents),
         contents,
         playback_max_secs: playback_max as i64,
     })
@@ -1283,6 +1327,40 @@ mod tests {
             "{e}"
         );
         assert!(parse_env(&base.replace("720p", "[720p]"), &[]).is_err());
+    }
+
+    #[test]
+    fn one_content_per_spelling() {
+        let two = "streaming:\n  secret: stream-secret-0123456789\n  contents:\n    - id: gated\n      hash: Movie-1\n      token_required: true\n    - id: open\n      hash: movie-1\n";
+        let e = parse_env(two, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("streaming.contents[open].hash") && e.contains("line 8"),
+            "{e}"
+        );
+        assert!(e.contains("`gated`"), "{e}");
+        let ids = two
+            .replace("id: open", "id: GATED")
+            .replace("hash: movie-1", "hash: other");
+        let e = parse_env(&ids, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("streaming.contents[GATED].id") && e.contains("line 7"),
+            "{e}"
+        );
+        // One content: every spelling finds it, and it keeps its configured spelling.
+        let one = two.replace("hash: movie-1", "hash: other");
+        let c = parse_env(&one, &[]).unwrap();
+        for spelling in ["Movie-1", "MOVIE-1", "movie-1", "mOVIE-1"] {
+            let found = c.access.streaming.content_by_hash(spelling).unwrap();
+            assert_eq!(
+                (found.id.as_str(), found.hash.as_str()),
+                ("gated", "Movie-1")
+            );
+        }
+        assert_eq!(
+            c.access.streaming.content_by_hash("OTHER").unwrap().id,
+            "open"
+        );
+        assert!(c.access.streaming.content_by_hash("movie-2").is_none());
     }
 
     #[test]

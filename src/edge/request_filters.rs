@@ -5,8 +5,9 @@
 //! - API routes are answered in-process ([`crate::api::handle`]).
 //! - `/api/proxy`: the ctx, URL and address checks ([`super::proxy`]).
 //! - `/stream/{hash}/…`: the path is parsed once ([`crate::media::path`]), the hash resolved
-//!   once (stream id → publisher, a configured content always itself), and that one
-//!   resolution feeds the token gate ([`super::gate`]) and the fetch.
+//!   once, without ASCII case (stream id → publisher, a configured content always itself, in
+//!   its configured spelling), and that one resolution feeds the token gate
+//!   ([`super::gate`]) and the fetch.
 //! - A `/stream` request from another node of the fleet (signed) skips the gate and the
 //!   stream-id resolution: its node did both ([`super::fleet`]).
 //! - Playlists that must be rewritten — every `/api/proxy` answer that is or may be one, and
@@ -125,7 +126,7 @@ pub(super) async fn request(
             ctx.target = Some(target);
             Ok(false)
         }
-        Ok(Route::Stream(sp)) => {
+        Ok(Route::Stream(mut sp)) => {
             ctx.class = RouteClass::Stream;
             if method_gate(session, ctx).await? {
                 return Ok(true);
@@ -141,10 +142,16 @@ pub(super) async fn request(
                 }
             };
             // One resolution of the hash (stream id → publisher, configured content wins)
-            // feeds both the gate and the fetch: they judge and fetch the same object.
+            // feeds both the gate and the fetch: they judge and fetch the same object. It is
+            // made on the name without ASCII case, and from here on the name has its one
+            // spelling (credentials, stats, metrics and cache keys agree on it).
             let publisher = match from_peer {
                 Some(_) => None,
-                None => edge.state.streams.publisher_for(&sp.hash),
+                None => {
+                    let resolved = edge.state.streams.resolve(&sp.hash);
+                    sp.hash = resolved.name;
+                    resolved.alias.then_some(resolved.dir)
+                }
             };
             let dir = publisher.clone().unwrap_or_else(|| sp.hash.clone());
             if from_peer.is_some() {

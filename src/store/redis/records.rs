@@ -299,10 +299,15 @@ struct StoredStreamId {
     seq: i64,
 }
 
+/// One player id per spelling, checked in the script so two nodes cannot both register
+/// `live` and `LIVE` (Lua's `string.lower` folds ASCII only, as the edge's lookup does).
 static STREAM_INSERT: Lazy<redis::Script> = Lazy::new(|| {
     redis::Script::new(
         r"
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+local folded = string.lower(ARGV[1])
+for _, player in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.lower(player) == folded then return 0 end
+end
 local rec = cjson.decode(ARGV[2])
 rec['seq'] = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
