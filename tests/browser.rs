@@ -42,35 +42,136 @@ fn abr_origin() -> RunningOrigin {
     serve_dir(TestOrigin::new(), &root, "abr").start()
 }
 
-/// Requests the origin saw for objects of `variant` (`/abr/{variant}/…`: its playlist, init
-/// and media segments).
-fn origin_hits(origin: &RunningOrigin, variant: &str) -> usize {
-    let prefix = format!("/abr/{variant}/");
+/// Requests the origin saw for paths starting with `prefix` (`/abr/1080p/`: that variant's
+/// playlist, init and media segments).
+fn origin_hits(origin: &RunningOrigin, prefix: &str) -> usize {
     origin
         .requests()
         .iter()
-        .filter(|r| r.path_and_query.starts_with(&prefix))
+        .filter(|r| r.path_and_query.starts_with(prefix))
         .count()
 }
 
-/// Sluice in front of `origin` with one gated content `abr` whose entry is `entry`.
-fn abr_sluice(origin: &RunningOrigin, entry: &str) -> Sluice {
+/// The same ladder laid out as ffmpeg lays out a multi-variant HLS output by default
+/// (`-var_stream_map "v:0 v:1 v:2" -master_pl_name master.m3u8 out_%v.m3u8`, fMP4): every
+/// variant's playlist, init segment and media segments side by side at the content root —
+/// `out_0.m3u8`, `init_0.mp4`, `out_00.m4s`, `out_01.m4s`, …, variant 2 being 1080p — under
+/// `/flat/`. The bytes are the abr fixture's; only the names and the URIs that point at them
+/// differ.
+fn flat_origin() -> RunningOrigin {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/abr/media/abr");
+    let read = |rel: &str| std::fs::read(root.join(rel)).unwrap();
+    let text = |rel: &str| String::from_utf8(read(rel)).unwrap();
+    let mut master = text("master.m3u8");
+    let mut origin = TestOrigin::new();
+    for (i, v) in ["480p", "720p", "1080p"].into_iter().enumerate() {
+        master = master.replace(&format!("{v}/playlist.m3u8"), &format!("out_{i}.m3u8"));
+        let mut playlist = text(&format!("{v}/playlist.m3u8"))
+            .replace("URI=\"init.mp4\"", &format!("URI=\"init_{i}.mp4\""));
+        origin = origin.route(
+            &format!("/flat/init_{i}.mp4"),
+            Reply::ok(read(&format!("{v}/init.mp4")), "video/mp4"),
+        );
+        for n in 0..4 {
+            playlist = playlist.replace(&format!("seg_{n}.m4s"), &format!("out_{i}{n}.m4s"));
+            origin = origin.route(
+                &format!("/flat/out_{i}{n}.m4s"),
+                Reply::ok(read(&format!("{v}/seg_{n}.m4s")), "video/iso.segment"),
+            );
+        }
+        assert!(
+            !playlist.contains("seg_") && playlist.contains("init_"),
+            "{playlist}"
+        );
+        origin = origin.route(
+            &format!("/flat/out_{i}.m3u8"),
+            Reply::ok(playlist, "application/vnd.apple.mpegurl"),
+        );
+    }
+    assert!(!master.contains("/playlist.m3u8"), "{master}");
+    origin
+        .route(
+            "/flat/master.m3u8",
+            Reply::ok(master, "application/vnd.apple.mpegurl"),
+        )
+        .start()
+}
+
+/// The same ladder as ffmpeg's DASH muxer writes it by default (`-f dash`, fMP4): one
+/// AdaptationSet, Representations `0`/`1`/`2` (2 being 1080p) each with its own
+/// `SegmentTemplate` — `init-stream$RepresentationID$.m4s`,
+/// `chunk-stream$RepresentationID$-$Number%05d$.m4s` numbered from 1 — every file side by
+/// side at the content root, under `/flatdash/`. The bytes are the abr fixture's.
+fn flat_dash_origin() -> RunningOrigin {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/abr/media/abr");
+    let read = |rel: &str| std::fs::read(root.join(rel)).unwrap();
+    let mut reps = String::new();
+    let mut origin = TestOrigin::new();
+    let ladder = [
+        ("480p", 800000, 854, 480),
+        ("720p", 2500000, 1280, 720),
+        ("1080p", 5000000, 1920, 1080),
+    ];
+    for (i, (v, bandwidth, width, height)) in ladder.into_iter().enumerate() {
+        reps.push_str(&format!(
+            "\t\t\t<Representation id=\"{i}\" mimeType=\"video/mp4\" codecs=\"avc1.42c00d\" bandwidth=\"{bandwidth}\" width=\"{width}\" height=\"{height}\" sar=\"1:1\">\n\
+             \t\t\t\t<SegmentTemplate timescale=\"12800\" initialization=\"init-stream$RepresentationID$.m4s\" media=\"chunk-stream$RepresentationID$-$Number%05d$.m4s\" startNumber=\"1\">\n\
+             \t\t\t\t\t<SegmentTimeline>\n\t\t\t\t\t\t<S t=\"0\" d=\"25600\" r=\"3\" />\n\t\t\t\t\t</SegmentTimeline>\n\
+             \t\t\t\t</SegmentTemplate>\n\t\t\t</Representation>\n"
+        ));
+        origin = origin.route(
+            &format!("/flatdash/init-stream{i}.m4s"),
+            Reply::ok(read(&format!("{v}/init.mp4")), "video/mp4"),
+        );
+        for n in 0..4 {
+            origin = origin.route(
+                &format!("/flatdash/chunk-stream{i}-{:05}.m4s", n + 1),
+                Reply::ok(read(&format!("{v}/seg_{n}.m4s")), "video/iso.segment"),
+            );
+        }
+    }
+    let mpd = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
+         <MPD xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"\n\
+         \txmlns=\"urn:mpeg:dash:schema:mpd:2011\"\n\
+         \txmlns:xlink=\"http://www.w3.org/1999/xlink\"\n\
+         \tprofiles=\"urn:mpeg:dash:profile:isoff-live:2011\"\n\
+         \ttype=\"static\"\n\
+         \tmediaPresentationDuration=\"PT8.0S\"\n\
+         \tmaxSegmentDuration=\"PT2.0S\"\n\
+         \tminBufferTime=\"PT4.0S\">\n\
+         \t<ProgramInformation>\n\t</ProgramInformation>\n\
+         \t<Period id=\"0\" start=\"PT0.0S\">\n\
+         \t\t<AdaptationSet id=\"0\" contentType=\"video\" startWithSAP=\"1\" segmentAlignment=\"true\" frameRate=\"25/1\" maxWidth=\"1920\" maxHeight=\"1080\" par=\"16:9\">\n\
+         {reps}\t\t</AdaptationSet>\n\t</Period>\n</MPD>\n"
+    );
+    origin
+        .route(
+            "/flatdash/manifest.mpd",
+            Reply::ok(mpd, "application/dash+xml"),
+        )
+        .start()
+}
+
+/// Sluice in front of `origin` with one gated content `hash` (its id too) whose entry is
+/// `entry`.
+fn gated_sluice(origin: &RunningOrigin, hash: &str, entry: &str) -> Sluice {
     Sluice::start(&format!(
         "origins:\n  bucket: {}\nstreaming:\n  secret: browser-abr-secret-0123456\n  \
-         contents:\n    - {{id: abr, hash: abr, entry: {entry}, token_required: true, max_uses: 4}}\n",
+         contents:\n    - {{id: {hash}, hash: {hash}, entry: {entry}, token_required: true, max_uses: 4}}\n",
         origin.url()
     ))
 }
 
-/// A stream token's `streamUrl` for content `abr` at `quality`, minted with the admin key.
-fn abr_stream_url(s: &Sluice, quality: &str) -> String {
+/// A stream token's `streamUrl` for `content` at `quality`, minted with the admin key.
+fn stream_url(s: &Sluice, content: &str, quality: &str) -> String {
     let key = common::admin_key(s);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let minted: Value = rt.block_on(async {
         client()
             .post(s.edge_url("/api/v2/streaming/token"))
             .bearer_auth(&key)
-            .json(&serde_json::json!({"contentId": "abr", "quality": quality}))
+            .json(&serde_json::json!({"contentId": content, "quality": quality}))
             .send()
             .await
             .unwrap()
@@ -267,9 +368,9 @@ fn shaka_plays_a_clearkey_dash_channel_from_the_signed_channel_api() {
 #[test]
 fn hls_js_adapts_across_variants_and_a_720p_token_never_gets_1080p() {
     let origin = abr_origin();
-    let s = abr_sluice(&origin, "master.m3u8");
+    let s = gated_sluice(&origin, "abr", "master.m3u8");
 
-    let r = play_mode(&abr_stream_url(&s, "720p"), 8, "abr");
+    let r = play_mode(&stream_url(&s, "abr", "720p"), 8, "abr");
     eprintln!("720p token: {r}");
     assert_eq!(r["errors"], serde_json::json!([]), "{r}");
     assert_eq!(r["levels"], 2, "a 720p token lists 480p and 720p only: {r}");
@@ -289,16 +390,20 @@ fn hls_js_adapts_across_variants_and_a_720p_token_never_gets_1080p() {
         l
     };
     assert!(distinct(&r).len() >= 2, "no switch between variants: {r}");
-    assert!(origin_hits(&origin, "720p") >= 1, "{:?}", origin.requests());
+    assert!(
+        origin_hits(&origin, "/abr/720p/") >= 1,
+        "{:?}",
+        origin.requests()
+    );
     assert_eq!(
-        origin_hits(&origin, "1080p"),
+        origin_hits(&origin, "/abr/1080p/"),
         0,
         "the origin was asked for 1080p objects with a 720p token: {:?}",
         origin.requests()
     );
 
     // The same content with an `auto` token lists (and may reach) 1080p.
-    let r = play_mode(&abr_stream_url(&s, "auto"), 8, "abr");
+    let r = play_mode(&stream_url(&s, "abr", "auto"), 8, "abr");
     eprintln!("auto token: {r}");
     assert_eq!(r["errors"], serde_json::json!([]), "{r}");
     assert_eq!(r["levels"], 3, "{r}");
@@ -354,9 +459,9 @@ fn player_fetched(r: &Value, variant: &str) -> usize {
 /// shows the first run's zero is the ceiling's doing, not the player's choice.
 fn shaka_plays_the_ladder_within_its_token(entry: &str) {
     let origin = abr_origin();
-    let s = abr_sluice(&origin, entry);
+    let s = gated_sluice(&origin, "abr", entry);
 
-    let r = shaka_play(&abr_stream_url(&s, "720p"), 8, "top");
+    let r = shaka_play(&stream_url(&s, "abr", "720p"), 8, "top");
     eprintln!("shaka, {entry}, 720p token: {r}");
     assert_eq!(r["errors"], serde_json::json!([]), "{r}");
     assert_eq!(r["loaded"], true, "{r}");
@@ -369,22 +474,26 @@ fn shaka_plays_the_ladder_within_its_token(entry: &str) {
     assert_eq!(r["activeHeights"], serde_json::json!([720]), "{r}");
     assert!(player_fetched(&r, "720p") >= 2, "{r}");
     assert_eq!(player_fetched(&r, "1080p"), 0, "{r}");
-    assert!(origin_hits(&origin, "720p") >= 2, "{:?}", origin.requests());
+    assert!(
+        origin_hits(&origin, "/abr/720p/") >= 2,
+        "{:?}",
+        origin.requests()
+    );
     assert_eq!(
-        origin_hits(&origin, "1080p"),
+        origin_hits(&origin, "/abr/1080p/"),
         0,
         "the origin was asked for 1080p objects with a 720p token: {:?}",
         origin.requests()
     );
 
-    let r = shaka_play(&abr_stream_url(&s, "auto"), 8, "top");
+    let r = shaka_play(&stream_url(&s, "abr", "auto"), 8, "top");
     eprintln!("shaka, {entry}, auto token: {r}");
     assert_eq!(r["errors"], serde_json::json!([]), "{r}");
     assert!(r["currentTime"].as_f64().unwrap_or(0.0) > 2.0, "{r}");
     assert_eq!(track_heights(&r), [480, 720, 1080], "{r}");
     assert_eq!(r["activeHeights"], serde_json::json!([1080]), "{r}");
     assert!(
-        origin_hits(&origin, "1080p") >= 2,
+        origin_hits(&origin, "/abr/1080p/") >= 2,
         "{:?}",
         origin.requests()
     );
@@ -401,4 +510,89 @@ fn shaka_plays_the_hls_ladder_with_a_720p_token_and_never_gets_1080p() {
 #[test]
 fn shaka_plays_the_dash_ladder_with_a_720p_token_and_never_gets_1080p() {
     shaka_plays_the_ladder_within_its_token("manifest.mpd");
+}
+
+/// ffmpeg's default layout (every variant's playlist and segments at the content root, see
+/// [`flat_origin`]) with a `720p` token: hls.js and Shaka both play it — the first version of
+/// the credential scoped by directory, so here every segment was refused although its
+/// playlist listed it — and neither ever gets a 1080p object (`out_2*`, `init_2.mp4`) out of
+/// the origin, though they sit in the same directory as what they play. With `auto`, Shaka is
+/// offered 1080p and plays it from the same origin.
+#[test]
+fn hls_js_and_shaka_play_ffmpegs_flat_ladder_with_a_720p_token_and_never_get_1080p() {
+    let origin = flat_origin();
+    let s = gated_sluice(&origin, "flat", "master.m3u8");
+    let hits_1080p = || origin_hits(&origin, "/flat/out_2") + origin_hits(&origin, "/flat/init_2");
+
+    let r = play_mode(&stream_url(&s, "flat", "720p"), 8, "abr");
+    eprintln!("hls.js, flat, 720p token: {r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert_eq!(r["levels"], 2, "a 720p token lists 480p and 720p only: {r}");
+    assert!(r["frags"].as_u64().unwrap_or(0) >= 3, "{r}");
+    assert!(r["currentTime"].as_f64().unwrap_or(0.0) > 2.0, "{r}");
+
+    let r = shaka_play(&stream_url(&s, "flat", "720p"), 8, "top");
+    eprintln!("shaka, flat, 720p token: {r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert!(r["currentTime"].as_f64().unwrap_or(0.0) > 2.0, "{r}");
+    assert_eq!(track_heights(&r), [480, 720], "{r}");
+    assert_eq!(r["activeHeights"], serde_json::json!([720]), "{r}");
+    assert!(
+        origin_hits(&origin, "/flat/out_1") >= 3,
+        "{:?}",
+        origin.requests()
+    );
+    assert_eq!(
+        hits_1080p(),
+        0,
+        "the origin was asked for 1080p objects with a 720p token: {:?}",
+        origin.requests()
+    );
+
+    let r = shaka_play(&stream_url(&s, "flat", "auto"), 8, "top");
+    eprintln!("shaka, flat, auto token: {r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert_eq!(track_heights(&r), [480, 720, 1080], "{r}");
+    assert_eq!(r["activeHeights"], serde_json::json!([1080]), "{r}");
+    assert!(hits_1080p() >= 3, "{:?}", origin.requests());
+}
+
+/// ffmpeg's default DASH output (see [`flat_dash_origin`]: per-Representation templates with
+/// `$Number%05d$`, every file at the content root) with a `720p` token: Shaka plays 720p —
+/// the first version lost the credential on `$Number%05d$` (every segment 401) and did not
+/// filter DASH at all — is offered 480p and 720p only, and the origin is never asked for a
+/// 1080p object; with `auto` it is offered 1080p and plays it.
+#[test]
+fn shaka_plays_ffmpegs_dash_ladder_with_a_720p_token_and_never_gets_1080p() {
+    let origin = flat_dash_origin();
+    let s = gated_sluice(&origin, "flatdash", "manifest.mpd");
+    let hits_1080p = || {
+        origin_hits(&origin, "/flatdash/init-stream2")
+            + origin_hits(&origin, "/flatdash/chunk-stream2-")
+    };
+
+    let r = shaka_play(&stream_url(&s, "flatdash", "720p"), 8, "top");
+    eprintln!("shaka, ffmpeg dash, 720p token: {r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert!(r["currentTime"].as_f64().unwrap_or(0.0) > 2.0, "{r}");
+    assert_eq!(track_heights(&r), [480, 720], "{r}");
+    assert_eq!(r["activeHeights"], serde_json::json!([720]), "{r}");
+    assert!(
+        origin_hits(&origin, "/flatdash/chunk-stream1-") >= 3,
+        "{:?}",
+        origin.requests()
+    );
+    assert_eq!(
+        hits_1080p(),
+        0,
+        "the origin was asked for 1080p objects with a 720p token: {:?}",
+        origin.requests()
+    );
+
+    let r = shaka_play(&stream_url(&s, "flatdash", "auto"), 8, "top");
+    eprintln!("shaka, ffmpeg dash, auto token: {r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert_eq!(track_heights(&r), [480, 720, 1080], "{r}");
+    assert_eq!(r["activeHeights"], serde_json::json!([1080]), "{r}");
+    assert!(hits_1080p() >= 3, "{:?}", origin.requests());
 }
