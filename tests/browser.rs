@@ -1,14 +1,189 @@
-//! A real player: hls.js in headless Chromium plays streams through sluice — the demo over
-//! `/stream`, and the same media over a provider's `/api/proxy` with rewritten playlists.
+//! Real players: hls.js and Shaka Player in headless Chromium play streams through sluice —
+//! the demo over `/stream`, the same media over a provider's `/api/proxy` with rewritten
+//! playlists, a ClearKey DASH channel, and a 480p/720p/1080p ladder (HLS and DASH) with
+//! quality-restricted tokens, the origin's own request log showing what was fetched.
 //! Needs Debian's `chromium` and `tests/clients` node modules (scripts/ensure-test-deps.sh).
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{client, Reply, Sluice, TestOrigin};
+use common::{client, Reply, RunningOrigin, Sluice, TestOrigin};
 use serde_json::Value;
+
+/// `origin` with a route `/{prefix}/{rel}` for every file `rel` under `root`.
+fn serve_dir(mut origin: TestOrigin, root: &Path, prefix: &str) -> TestOrigin {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().to_string();
+                let ct = sluice::media::content_type(&rel);
+                origin = origin.route(
+                    &format!("/{prefix}/{rel}"),
+                    Reply::ok(std::fs::read(&p).unwrap(), ct),
+                );
+            }
+        }
+    }
+    origin
+}
+
+/// The media bucket of the ABR tests: a real HTTP origin holding tests/fixtures/abr (the
+/// 480p/720p/1080p ladder, its HLS master and its DASH manifest) under `/abr/`. Its request
+/// log is the origin log: what sluice fetched for the players.
+fn abr_origin() -> RunningOrigin {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/abr/media/abr");
+    serve_dir(TestOrigin::new(), &root, "abr").start()
+}
+
+/// Requests the origin saw for paths starting with `prefix` (`/abr/1080p/`: that variant's
+/// playlist, init and media segments).
+fn origin_hits(origin: &RunningOrigin, prefix: &str) -> usize {
+    origin
+        .requests()
+        .iter()
+        .filter(|r| r.path_and_query.starts_with(prefix))
+        .count()
+}
+
+/// The same ladder laid out as ffmpeg lays out a multi-variant HLS output by default
+/// (`-var_stream_map "v:0 v:1 v:2" -master_pl_name master.m3u8 out_%v.m3u8`, fMP4): every
+/// variant's playlist, init segment and media segments side by side at the content root —
+/// `out_0.m3u8`, `init_0.mp4`, `out_00.m4s`, `out_01.m4s`, …, variant 2 being 1080p — under
+/// `/flat/`. The bytes are the abr fixture's; only the names and the URIs that point at them
+/// differ.
+fn flat_origin() -> RunningOrigin {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/abr/media/abr");
+    let read = |rel: &str| std::fs::read(root.join(rel)).unwrap();
+    let text = |rel: &str| String::from_utf8(read(rel)).unwrap();
+    let mut master = text("master.m3u8");
+    let mut origin = TestOrigin::new();
+    for (i, v) in ["480p", "720p", "1080p"].into_iter().enumerate() {
+        master = master.replace(&format!("{v}/playlist.m3u8"), &format!("out_{i}.m3u8"));
+        let mut playlist = text(&format!("{v}/playlist.m3u8"))
+            .replace("URI=\"init.mp4\"", &format!("URI=\"init_{i}.mp4\""));
+        origin = origin.route(
+            &format!("/flat/init_{i}.mp4"),
+            Reply::ok(read(&format!("{v}/init.mp4")), "video/mp4"),
+        );
+        for n in 0..4 {
+            playlist = playlist.replace(&format!("seg_{n}.m4s"), &format!("out_{i}{n}.m4s"));
+            origin = origin.route(
+                &format!("/flat/out_{i}{n}.m4s"),
+                Reply::ok(read(&format!("{v}/seg_{n}.m4s")), "video/iso.segment"),
+            );
+        }
+        assert!(
+            !playlist.contains("seg_") && playlist.contains("init_"),
+            "{playlist}"
+        );
+        origin = origin.route(
+            &format!("/flat/out_{i}.m3u8"),
+            Reply::ok(playlist, "application/vnd.apple.mpegurl"),
+        );
+    }
+    assert!(!master.contains("/playlist.m3u8"), "{master}");
+    origin
+        .route(
+            "/flat/master.m3u8",
+            Reply::ok(master, "application/vnd.apple.mpegurl"),
+        )
+        .start()
+}
+
+/// The same ladder as ffmpeg's DASH muxer writes it by default (`-f dash`, fMP4): one
+/// AdaptationSet, Representations `0`/`1`/`2` (2 being 1080p) each with its own
+/// `SegmentTemplate` — `init-stream$RepresentationID$.m4s`,
+/// `chunk-stream$RepresentationID$-$Number%05d$.m4s` numbered from 1 — every file side by
+/// side at the content root, under `/flatdash/`. The bytes are the abr fixture's.
+fn flat_dash_origin() -> RunningOrigin {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/abr/media/abr");
+    let read = |rel: &str| std::fs::read(root.join(rel)).unwrap();
+    let mut reps = String::new();
+    let mut origin = TestOrigin::new();
+    let ladder = [
+        ("480p", 800000, 854, 480),
+        ("720p", 2500000, 1280, 720),
+        ("1080p", 5000000, 1920, 1080),
+    ];
+    for (i, (v, bandwidth, width, height)) in ladder.into_iter().enumerate() {
+        reps.push_str(&format!(
+            "\t\t\t<Representation id=\"{i}\" mimeType=\"video/mp4\" codecs=\"avc1.42c00d\" bandwidth=\"{bandwidth}\" width=\"{width}\" height=\"{height}\" sar=\"1:1\">\n\
+             \t\t\t\t<SegmentTemplate timescale=\"12800\" initialization=\"init-stream$RepresentationID$.m4s\" media=\"chunk-stream$RepresentationID$-$Number%05d$.m4s\" startNumber=\"1\">\n\
+             \t\t\t\t\t<SegmentTimeline>\n\t\t\t\t\t\t<S t=\"0\" d=\"25600\" r=\"3\" />\n\t\t\t\t\t</SegmentTimeline>\n\
+             \t\t\t\t</SegmentTemplate>\n\t\t\t</Representation>\n"
+        ));
+        origin = origin.route(
+            &format!("/flatdash/init-stream{i}.m4s"),
+            Reply::ok(read(&format!("{v}/init.mp4")), "video/mp4"),
+        );
+        for n in 0..4 {
+            origin = origin.route(
+                &format!("/flatdash/chunk-stream{i}-{:05}.m4s", n + 1),
+                Reply::ok(read(&format!("{v}/seg_{n}.m4s")), "video/iso.segment"),
+            );
+        }
+    }
+    let mpd = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
+         <MPD xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"\n\
+         \txmlns=\"urn:mpeg:dash:schema:mpd:2011\"\n\
+         \txmlns:xlink=\"http://www.w3.org/1999/xlink\"\n\
+         \tprofiles=\"urn:mpeg:dash:profile:isoff-live:2011\"\n\
+         \ttype=\"static\"\n\
+         \tmediaPresentationDuration=\"PT8.0S\"\n\
+         \tmaxSegmentDuration=\"PT2.0S\"\n\
+         \tminBufferTime=\"PT4.0S\">\n\
+         \t<ProgramInformation>\n\t</ProgramInformation>\n\
+         \t<Period id=\"0\" start=\"PT0.0S\">\n\
+         \t\t<AdaptationSet id=\"0\" contentType=\"video\" startWithSAP=\"1\" segmentAlignment=\"true\" frameRate=\"25/1\" maxWidth=\"1920\" maxHeight=\"1080\" par=\"16:9\">\n\
+         {reps}\t\t</AdaptationSet>\n\t</Period>\n</MPD>\n"
+    );
+    origin
+        .route(
+            "/flatdash/manifest.mpd",
+            Reply::ok(mpd, "application/dash+xml"),
+        )
+        .start()
+}
+
+/// Sluice in front of `origin` with one gated content `hash` (its id too) whose entry is
+/// `entry`.
+fn gated_sluice(origin: &RunningOrigin, hash: &str, entry: &str) -> Sluice {
+    Sluice::start(&format!(
+        "origins:\n  bucket: {}\nstreaming:\n  secret: browser-abr-secret-0123456\n  \
+         contents:\n    - {{id: {hash}, hash: {hash}, entry: {entry}, token_required: true, max_uses: 4}}\n",
+        origin.url()
+    ))
+}
+
+/// A stream token's `streamUrl` for `content` at `quality`, minted with the admin key.
+fn stream_url(s: &Sluice, content: &str, quality: &str) -> String {
+    let key = common::admin_key(s);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let minted: Value = rt.block_on(async {
+        client()
+            .post(s.edge_url("/api/v2/streaming/token"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"contentId": content, "quality": quality}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    minted["streamUrl"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{minted}"))
+        .to_string()
+}
 
 /// Play `url` for `secs` seconds; the player's report.
 fn play(url: &str, secs: u32) -> Value {
@@ -80,25 +255,8 @@ fn hls_js_plays_the_demo_and_a_provider_stream() {
     drop(s);
 
     // The same media from a provider CDN, through /api/proxy with rewriting and injection.
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/media/demo");
-    let mut origin = TestOrigin::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(&root).unwrap().to_string_lossy().to_string();
-                let ct = sluice::media::content_type(&rel);
-                origin = origin.route(
-                    &format!("/cdn/demo/{rel}"),
-                    Reply::ok(std::fs::read(&p).unwrap(), ct),
-                );
-            }
-        }
-    }
-    let origin = origin.start();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/media/demo");
+    let origin = serve_dir(TestOrigin::new(), &root, "cdn/demo").start();
     let secret = "browser-test-jwt-secret-0123";
     let s = Sluice::start(&format!(
         "provider_auth:\n  jwt_secret: {secret}\nproviders:\n  cdn:\n    headers: {{X-Auth: abc}}\n    allowed_hosts: [\"127.0.0.1\"]\n    allow_private: true\n    channels:\n      demo: {{url: \"http://{}/cdn/demo/master.m3u8\", type: hls}}\n",
@@ -205,43 +363,14 @@ fn shaka_plays_a_clearkey_dash_channel_from_the_signed_channel_api() {
 
 /// A gated multi-variant stream (declared 480p / 720p / 1080p): hls.js adapts across the
 /// variants it is allowed, and a `720p` token never fetches the 1080p variant (sluice lists
-/// only allowed variants, and the playback credential is scoped to them).
+/// only allowed variants, and the playback opens only what its playlists listed) — the origin
+/// was never asked for any 1080p object.
 #[test]
 fn hls_js_adapts_across_variants_and_a_720p_token_never_gets_1080p() {
-    let s = Sluice::start(
-        "origins:\n  bucket: dir:./tests/fixtures/abr/media\nstreaming:\n  secret: browser-abr-secret-0123456\n  \
-         contents:\n    - {id: abr, hash: abr, token_required: true, max_uses: 4}\n",
-    );
-    let key = common::admin_key(&s);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let token_url = |quality: &str| -> String {
-        let minted: Value = rt.block_on(async {
-            client()
-                .post(s.edge_url("/api/v2/streaming/token"))
-                .bearer_auth(&key)
-                .json(&serde_json::json!({"contentId": "abr", "quality": quality}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap()
-        });
-        minted["streamUrl"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{minted}"))
-            .to_string()
-    };
-    let fetched = |variant: &str| {
-        s.log()
-            .lines()
-            .filter(|l| {
-                l.contains("sluice::access") && l.contains(&format!("/stream/abr/{variant}/seg_"))
-            })
-            .count()
-    };
+    let origin = abr_origin();
+    let s = gated_sluice(&origin, "abr", "master.m3u8");
 
-    let r = play_mode(&token_url("720p"), 8, "abr");
+    let r = play_mode(&stream_url(&s, "abr", "720p"), 8, "abr");
     eprintln!("720p token: {r}");
     assert_eq!(r["errors"], serde_json::json!([]), "{r}");
     assert_eq!(r["levels"], 2, "a 720p token lists 480p and 720p only: {r}");
@@ -261,17 +390,209 @@ fn hls_js_adapts_across_variants_and_a_720p_token_never_gets_1080p() {
         l
     };
     assert!(distinct(&r).len() >= 2, "no switch between variants: {r}");
-    assert!(fetched("720p") >= 1);
+    assert!(
+        origin_hits(&origin, "/abr/720p/") >= 1,
+        "{:?}",
+        origin.requests()
+    );
     assert_eq!(
-        fetched("1080p"),
+        origin_hits(&origin, "/abr/1080p/"),
         0,
-        "the 1080p variant was fetched with a 720p token"
+        "the origin was asked for 1080p objects with a 720p token: {:?}",
+        origin.requests()
     );
 
     // The same content with an `auto` token lists (and may reach) 1080p.
-    let r = play_mode(&token_url("auto"), 8, "abr");
+    let r = play_mode(&stream_url(&s, "abr", "auto"), 8, "abr");
     eprintln!("auto token: {r}");
     assert_eq!(r["errors"], serde_json::json!([]), "{r}");
     assert_eq!(r["levels"], 3, "{r}");
     assert!(distinct(&r).len() >= 2, "no switch between variants: {r}");
+}
+
+/// Shaka Player (`node shaka.js --src`) plays `src` for `secs` seconds; its report.
+fn shaka_play(src: &str, secs: u32, mode: &str) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/player/shaka.js");
+    let out = Command::new("node")
+        .arg(script)
+        .arg("--src")
+        .arg(src)
+        .arg(secs.to_string())
+        .arg(mode)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "shaka failed (run scripts/ensure-test-deps.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("shaka report {line:?}: {e}"))
+}
+
+/// The heights of the variant tracks Shaka was offered, lowest first.
+fn track_heights(r: &Value) -> Vec<u64> {
+    r["tracks"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t["height"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
+/// The paths Shaka fetched (manifests, playlists, segments) that lie under `/stream/abr/{variant}/`.
+fn player_fetched(r: &Value, variant: &str) -> usize {
+    let prefix = format!("/stream/abr/{variant}/");
+    r["fetched"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|p| p.as_str().is_some_and(|p| p.starts_with(&prefix)))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Shaka in Chromium plays the ladder with a `720p` token and an `auto` one, starting from
+/// a 1 Gbps estimate so it goes for the highest variant it is offered: with `720p` it is
+/// offered 480p and 720p only, plays 720p, and neither it nor sluice ever asks for a 1080p
+/// object (the origin's log); with `auto` it is offered all three and plays 1080p — which
+/// shows the first run's zero is the ceiling's doing, not the player's choice.
+fn shaka_plays_the_ladder_within_its_token(entry: &str) {
+    let origin = abr_origin();
+    let s = gated_sluice(&origin, "abr", entry);
+
+    let r = shaka_play(&stream_url(&s, "abr", "720p"), 8, "top");
+    eprintln!("shaka, {entry}, 720p token: {r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert_eq!(r["loaded"], true, "{r}");
+    assert!(r["currentTime"].as_f64().unwrap_or(0.0) > 2.0, "{r}");
+    assert_eq!(
+        track_heights(&r),
+        [480, 720],
+        "a 720p token offers 480p and 720p: {r}"
+    );
+    assert_eq!(r["activeHeights"], serde_json::json!([720]), "{r}");
+    assert!(player_fetched(&r, "720p") >= 2, "{r}");
+    assert_eq!(player_fetched(&r, "1080p"), 0, "{r}");
+    assert!(
+        origin_hits(&origin, "/abr/720p/") >= 2,
+        "{:?}",
+        origin.requests()
+    );
+    assert_eq!(
+        origin_hits(&origin, "/abr/1080p/"),
+        0,
+        "the origin was asked for 1080p objects with a 720p token: {:?}",
+        origin.requests()
+    );
+
+    let r = shaka_play(&stream_url(&s, "abr", "auto"), 8, "top");
+    eprintln!("shaka, {entry}, auto token: {r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert!(r["currentTime"].as_f64().unwrap_or(0.0) > 2.0, "{r}");
+    assert_eq!(track_heights(&r), [480, 720, 1080], "{r}");
+    assert_eq!(r["activeHeights"], serde_json::json!([1080]), "{r}");
+    assert!(
+        origin_hits(&origin, "/abr/1080p/") >= 2,
+        "{:?}",
+        origin.requests()
+    );
+}
+
+/// HLS: the master filtered by the token's quality.
+#[test]
+fn shaka_plays_the_hls_ladder_with_a_720p_token_and_never_gets_1080p() {
+    shaka_plays_the_ladder_within_its_token("master.m3u8");
+}
+
+/// DASH: the manifest's Representations filtered by the token's quality, the segment
+/// template's proof naming only the Representations left.
+#[test]
+fn shaka_plays_the_dash_ladder_with_a_720p_token_and_never_gets_1080p() {
+    shaka_plays_the_ladder_within_its_token("manifest.mpd");
+}
+
+/// ffmpeg's default layout (every variant's playlist and segments at the content root, see
+/// [`flat_origin`]) with a `720p` token: hls.js and Shaka both play it — the first version of
+/// the credential scoped by directory, so here every segment was refused although its
+/// playlist listed it — and neither ever gets a 1080p object (`out_2*`, `init_2.mp4`) out of
+/// the origin, though they sit in the same directory as what they play. With `auto`, Shaka is
+/// offered 1080p and plays it from the same origin.
+#[test]
+fn hls_js_and_shaka_play_ffmpegs_flat_ladder_with_a_720p_token_and_never_get_1080p() {
+    let origin = flat_origin();
+    let s = gated_sluice(&origin, "flat", "master.m3u8");
+    let hits_1080p = || origin_hits(&origin, "/flat/out_2") + origin_hits(&origin, "/flat/init_2");
+
+    let r = play_mode(&stream_url(&s, "flat", "720p"), 8, "abr");
+    eprintln!("hls.js, flat, 720p token: {r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert_eq!(r["levels"], 2, "a 720p token lists 480p and 720p only: {r}");
+    assert!(r["frags"].as_u64().unwrap_or(0) >= 3, "{r}");
+    assert!(r["currentTime"].as_f64().unwrap_or(0.0) > 2.0, "{r}");
+
+    let r = shaka_play(&stream_url(&s, "flat", "720p"), 8, "top");
+    eprintln!("shaka, flat, 720p token: {r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert!(r["currentTime"].as_f64().unwrap_or(0.0) > 2.0, "{r}");
+    assert_eq!(track_heights(&r), [480, 720], "{r}");
+    assert_eq!(r["activeHeights"], serde_json::json!([720]), "{r}");
+    assert!(
+        origin_hits(&origin, "/flat/out_1") >= 3,
+        "{:?}",
+        origin.requests()
+    );
+    assert_eq!(
+        hits_1080p(),
+        0,
+        "the origin was asked for 1080p objects with a 720p token: {:?}",
+        origin.requests()
+    );
+
+    let r = shaka_play(&stream_url(&s, "flat", "auto"), 8, "top");
+    eprintln!("shaka, flat, auto token: {r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert_eq!(track_heights(&r), [480, 720, 1080], "{r}");
+    assert_eq!(r["activeHeights"], serde_json::json!([1080]), "{r}");
+    assert!(hits_1080p() >= 3, "{:?}", origin.requests());
+}
+
+/// ffmpeg's default DASH output (see [`flat_dash_origin`]: per-Representation templates with
+/// `$Number%05d$`, every file at the content root) with a `720p` token: Shaka plays 720p —
+/// the first version lost the credential on `$Number%05d$` (every segment 401) and did not
+/// filter DASH at all — is offered 480p and 720p only, and the origin is never asked for a
+/// 1080p object; with `auto` it is offered 1080p and plays it.
+#[test]
+fn shaka_plays_ffmpegs_dash_ladder_with_a_720p_token_and_never_gets_1080p() {
+    let origin = flat_dash_origin();
+    let s = gated_sluice(&origin, "flatdash", "manifest.mpd");
+    let hits_1080p = || {
+        origin_hits(&origin, "/flatdash/init-stream2")
+            + origin_hits(&origin, "/flatdash/chunk-stream2-")
+    };
+
+    let r = shaka_play(&stream_url(&s, "flatdash", "720p"), 8, "top");
+    eprintln!("shaka, ffmpeg dash, 720p token: {r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert!(r["currentTime"].as_f64().unwrap_or(0.0) > 2.0, "{r}");
+    assert_eq!(track_heights(&r), [480, 720], "{r}");
+    assert_eq!(r["activeHeights"], serde_json::json!([720]), "{r}");
+    assert!(
+        origin_hits(&origin, "/flatdash/chunk-stream1-") >= 3,
+        "{:?}",
+        origin.requests()
+    );
+    assert_eq!(
+        hits_1080p(),
+        0,
+        "the origin was asked for 1080p objects with a 720p token: {:?}",
+        origin.requests()
+    );
+
+    let r = shaka_play(&stream_url(&s, "flatdash", "auto"), 8, "top");
+    eprintln!("shaka, ffmpeg dash, auto token: {r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert_eq!(track_heights(&r), [480, 720, 1080], "{r}");
+    assert_eq!(r["activeHeights"], serde_json::json!([1080]), "{r}");
+    assert!(hits_1080p() >= 3, "{:?}", origin.requests());
 }
