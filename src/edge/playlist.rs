@@ -680,7 +680,8 @@ struct OwnUri {
 
 impl PlaybackMapping {
     /// The canonical path below `/stream/{hash}/` of a resolved URI, if it is this
-    /// content's (on sluice itself, under the same hash, a valid media path). A DASH
+    /// content's (on sluice itself, under the same hash in any ASCII case — one content has
+    /// one spelling — a valid media path). A DASH
     /// template is judged with its identifiers standing for what a player puts there.
     fn own_uri(&self, abs: &Url) -> Option<OwnUri> {
         if abs.host_str() != Some(LOCAL_HOST) {
@@ -690,7 +691,7 @@ impl PlaybackMapping {
         let tokens = rewrite::dash::placeholders(raw);
         if tokens.is_empty() {
             let sp = crate::media::path::parse_stream_path(raw, &self.extensions).ok()?;
-            return (sp.hash == self.hash).then(|| OwnUri {
+            return sp.hash.eq_ignore_ascii_case(&self.hash).then(|| OwnUri {
                 rest: sp.rest_joined(),
                 manifest: sp.kind.is_manifest(),
                 template: false,
@@ -710,7 +711,7 @@ impl PlaybackMapping {
             );
         }
         let sp = crate::media::path::parse_stream_path(&sample, &self.extensions).ok()?;
-        if sp.hash != self.hash {
+        if !sp.hash.eq_ignore_ascii_case(&self.hash) {
             return None;
         }
         let (_, rest_raw) = raw.split_once('/')?;

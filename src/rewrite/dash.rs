@@ -175,7 +175,10 @@ fn scan(
     base: &Url,
     mut f: impl FnMut(Edit<'_>) -> Result<(), RewriteError>,
 ) -> Result<(), RewriteError> {
-    let mut reader = Reader::from_str(input);
+    // quick-xml steps over a UTF-8 BOM without counting it in its positions: read past it
+    // ourselves, and add it back to every position (splices are made on `input`).
+    let bom = if input.starts_with('\u{FEFF}') { 3 } else { 0 };
+    let mut reader = Reader::from_str(&input[bom..]);
     // Splicing needs the text exactly as written.
     reader.config_mut().trim_text(false);
     let mut bases: Vec<Url> = vec![base.clone()];
@@ -191,9 +194,9 @@ fn scan(
     }];
     let mut capture: Option<(TextUrl, usize)> = None;
     loop {
-        let before = pos(&reader)?;
+        let before = pos(&reader)? + bom;
         let event = reader.read_event().map_err(xml_err)?;
-        let after = pos(&reader)?;
+        let after = pos(&reader)? + bom;
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(event, Event::Empty(_));

@@ -1297,3 +1297,30 @@ proptest! {
         );
     }
 }
+
+/// quick-xml steps over a UTF-8 BOM without counting it in its offsets: every splice located
+/// by an offset (BaseURL text, inserted templates) once landed 3 bytes early and the output
+/// was broken XML, answered as a success.
+#[test]
+fn an_mpd_with_a_bom_is_spliced_where_its_urls_are() {
+    let mpd = "\u{FEFF}<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\"><BaseURL>https://cdn.example/x/</BaseURL><Period><AdaptationSet><BaseURL>a/</BaseURL><Representation id=\"r\" bandwidth=\"1\"><SegmentTemplate media=\"s_$Number$.m4s\"/></Representation></AdaptationSet></Period></MPD>";
+    let base = Url::parse("https://o.example/m.mpd").unwrap();
+    let mut map = |u: &Url| Ok(format!("/p?u={}", u.as_str().replace('&', "%26")));
+    let out = rewrite_dash(mpd, &base, &mut map).unwrap();
+    assert!(out.starts_with("\u{FEFF}<MPD "), "{out}");
+    assert!(
+        out.contains("<BaseURL>/p?u=https://cdn.example/x/</BaseURL>"),
+        "{out}"
+    );
+    assert!(
+        out.contains("<BaseURL>/p?u=https://cdn.example/x/a/</BaseURL>"),
+        "{out}"
+    );
+    assert!(
+        out.contains("media=\"/p?u=https://cdn.example/x/a/s_$Number$.m4s\""),
+        "{out}"
+    );
+    // Well-formed: the same document shape as without the BOM.
+    let plain = rewrite_dash(&mpd[3..], &base, &mut map).unwrap();
+    assert_eq!(&out[3..], plain);
+}
