@@ -111,10 +111,19 @@ pub fn restrict_master(playlist: &str, quality: Quality) -> Option<Restricted> {
             drop[v.uri_line] = true;
         }
     }
+    // A URI a removed variant uses is that variant's, whatever else lists it.
+    let removed: Vec<&str> = m
+        .variants
+        .iter()
+        .zip(&keep_variant)
+        .filter(|(_, k)| !**k)
+        .map(|(v, _)| v.uri)
+        .collect();
     for r in &m.renditions {
         let keep = r
             .media_type
-            .is_some_and(|ty| group_allowed(&m, &keep_variant, ty, r.group));
+            .is_some_and(|ty| group_allowed(&m, &keep_variant, ty, r.group))
+            && r.uri.is_none_or(|u| !removed.contains(&u));
         if keep {
             playlists.extend(r.uri.map(str::to_string));
         } else {
@@ -125,6 +134,7 @@ pub fn restrict_master(playlist: &str, quality: Quality) -> Option<Restricted> {
         let tied = tied_variants(&m, t);
         let keep = !tied.is_empty()
             && tied.iter().all(|&i| keep_variant[i])
+            && !removed.contains(&t.uri)
             && t.stream
                 .resolution
                 .is_none_or(|_| quality.allows(&t.stream));
@@ -420,6 +430,18 @@ uhd/p.m3u8\n\
         assert!(r.text.contains("thumbs/720.m3u8"), "{}", r.text);
         let hd = restrict(m, "1080p");
         assert!(hd.text.contains("tricks/avc_i.m3u8") && !hd.text.contains("uhd_i"));
+    }
+
+    #[test]
+    fn a_removed_variants_playlist_is_not_kept_under_another_name() {
+        let m = "#EXTM3U\n\
+#EXT-X-MEDIA:TYPE=VIDEO,GROUP-ID=\"v\",NAME=\"alt\",URI=\"v1080/p.m3u8\"\n\
+#EXT-X-STREAM-INF:BANDWIDTH=3000000,RESOLUTION=1280x720,VIDEO=\"v\"\nv720/p.m3u8\n\
+#EXT-X-STREAM-INF:BANDWIDTH=8000000,RESOLUTION=1920x1080\nv1080/p.m3u8\n\
+#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=300000,RESOLUTION=1280x720,VIDEO=\"v\",URI=\"v1080/p.m3u8\"\n";
+        let r = restrict(m, "720p");
+        assert_eq!(r.playlists, vec!["v720/p.m3u8"], "{}", r.text);
+        assert!(!r.text.contains("v1080"), "{}", r.text);
     }
 
     #[test]
