@@ -403,28 +403,13 @@ impl<'a> StreamAttrs<'a> {
         }
     }
 
-    /// The video codecs named in `CODECS` (sample-entry names, `avc1`, `hvc1`, …).
+    /// The video codecs named in `CODECS` (sample-entry codes, `avc1`, `hvc1`, …).
     pub fn video_codecs(&self) -> Vec<&'a str> {
         self.codecs
             .map(|c| {
                 c.split(',')
+                    .filter(|s| super::is_video_codec(s))
                     .map(|s| s.trim().split('.').next().unwrap_or(""))
-                    .filter(|s| {
-                        matches!(
-                            *s,
-                            "avc1"
-                                | "avc3"
-                                | "hvc1"
-                                | "hev1"
-                                | "dvh1"
-                                | "dvhe"
-                                | "dva1"
-                                | "dvav"
-                                | "vp09"
-                                | "vp08"
-                                | "av01"
-                        )
-                    })
                     .collect()
             })
             .unwrap_or_default()

@@ -3,6 +3,21 @@
 
 pub mod hls;
 pub mod llhls;
+
+/// Sample-entry codes of video codecs (RFC 6381 `codecs` first component; ISO/IEC 14496-15,
+/// Dolby Vision, VP, AV1, VVC, EVC, MPEG-4 Part 2, H.263, protected `encv`), for the HLS
+/// model's `CODECS` and DASH's `@codecs`.
+const VIDEO_CODECS: [&str; 28] = [
+    "avc1", "avc2", "avc3", "avc4", "dvav", "dva1", "mvc1", "mvc2", "hvc1", "hev1", "hvc2", "hev2",
+    "lhv1", "lhe1", "dvh1", "dvhe", "dav1", "vp08", "vp09", "vp8", "vp9", "av01", "vvc1", "vvi1",
+    "evc1", "mp4v", "s263", "encv",
+];
+
+/// Whether one entry of a `codecs` list (`avc1.64001f`) is a video codec.
+pub fn is_video_codec(entry: &str) -> bool {
+    let code = entry.trim().split('.').next().unwrap_or_default();
+    VIDEO_CODECS.iter().any(|c| code.eq_ignore_ascii_case(c))
+}
 pub mod path;
 
 /// The kinds of object a streaming proxy serves.

@@ -47,6 +47,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
 use super::{check_size, RewriteError};
+use crate::media::is_video_codec;
 
 /// The highest quality a credential may play.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,13 +89,6 @@ const TRICKMODE_SCHEME: &str = "http://dashif.org/guidelines/trickmode";
 
 /// A remote element that the player resolves to nothing (ISO/IEC 23009-1, remote elements).
 const RESOLVE_TO_ZERO: &str = "urn:mpeg:dash:resolve-to-zero:2013";
-
-/// Sample-entry codes (RFC 6381 first element) of video codecs.
-const VIDEO_CODECS: [&str; 28] = [
-    "avc1", "avc2", "avc3", "avc4", "dvav", "dva1", "mvc1", "mvc2", "hvc1", "hev1", "hvc2", "hev2",
-    "lhv1", "lhe1", "dvh1", "dvhe", "dav1", "vp08", "vp09", "vp8", "vp9", "av01", "vvc1", "vvi1",
-    "evc1", "mp4v", "s263", "encv",
-];
 
 /// A numeric attribute: absent, a number, or something else (not provably anything).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -393,12 +387,6 @@ fn declare(s: &mut Signals, kind: &str) {
     {
         s.other = true;
     }
-}
-
-/// One RFC 6381 codec entry (`avc1.64001f`, `hvc1.2.4.L153.B0`) names a video codec.
-fn is_video_codec(entry: &str) -> bool {
-    let code = entry.trim().split('.').next().unwrap_or_default();
-    VIDEO_CODECS.iter().any(|c| code.eq_ignore_ascii_case(c))
 }
 
 fn is_trickmode(reader: &Reader<&[u8]>, e: &BytesStart<'_>) -> Result<bool, RewriteError> {
