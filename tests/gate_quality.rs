@@ -7,13 +7,15 @@
 //!
 //! Each test plays the content as a player would (every URI of every playlist, recursively),
 //! then tries every excluded object with every credential and proof the playback was given:
-//! each must be refused, and the origin must never have been asked for it.
+//! each must be refused, and the origin must never have been asked for it. The flat-layout
+//! and DASH cases run over HTTP/1.1 and over HTTP/2 (TLS, ALPN); the suite's second pass runs
+//! them all again with sluice as the daemon the shipped unit starts.
 
 mod common;
 
 use std::collections::{BTreeSet, VecDeque};
 
-use common::{admin_key, client, Reply, RunningOrigin, Sluice, TestOrigin};
+use common::{admin_key, client, Pki, Reply, RunningOrigin, Sluice, TestOrigin};
 use serde_json::{json, Value};
 
 const SECRET: &str = "gate-quality-stream-secret-0123";
@@ -46,9 +48,67 @@ async fn token(s: &Sluice, content: &str, quality: &str) -> String {
     v["streamToken"].as_str().unwrap().to_string()
 }
 
-async fn get(s: &Sluice, path: &str) -> (u16, String) {
-    let resp = client().get(s.edge_url(path)).send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
+/// How the player talks to sluice: every rule must hold whatever carries the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    Http1,
+    /// HTTP/2 over TLS (ALPN), with curl.
+    Http2,
+}
+
+/// sluice with a TLS listener beside the cleartext one, and the protocol the tests speak.
+struct Edge {
+    s: Sluice,
+    proto: Proto,
+    tls_port: u16,
+    pki: Pki,
+}
+
+impl std::ops::Deref for Edge {
+    type Target = Sluice;
+    fn deref(&self) -> &Sluice {
+        &self.s
+    }
+}
+
+impl Edge {
+    fn start(origin: &RunningOrigin, contents: &[(&str, &str)], proto: Proto) -> Edge {
+        let pki = common::pki();
+        let tls_port = common::free_port();
+        let listen = format!(
+            "  edge_tls:\n    address: 127.0.0.1:{tls_port}\n    cert: {}\n    key: {}\n",
+            pki.cert.display(),
+            pki.key.display()
+        );
+        let s = Sluice::start_with_listen(&listen, &config(origin, contents));
+        Edge {
+            s,
+            proto,
+            tls_port,
+            pki,
+        }
+    }
+}
+
+async fn get(e: &Edge, path: &str) -> (u16, String) {
+    if e.proto == Proto::Http1 {
+        let resp = client().get(e.edge_url(path)).send().await.unwrap();
+        return (resp.status().as_u16(), resp.text().await.unwrap());
+    }
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--http2", "--max-time", "20"])
+        .args(["--cacert", &e.pki.ca.to_string_lossy()])
+        .args(["--resolve", &format!("localhost:{}:127.0.0.1", e.tls_port)])
+        .args(["-w", "\n%{http_version} %{http_code}"])
+        .arg(format!("https://localhost:{}{path}", e.tls_port))
+        .output()
+        .await
+        .expect("curl runs (scripts/ensure-test-deps.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, tail) = text.rsplit_once('\n').unwrap();
+    let (version, status) = tail.split_once(' ').unwrap();
+    assert_eq!(version, "2", "not HTTP/2: {tail}");
+    (status.parse().unwrap(), body.to_string())
 }
 
 /// URIs of an HLS playlist: URI lines and `URI="…"` attributes.
@@ -89,7 +149,7 @@ struct Playback {
 
 /// Play an HLS content as a player would: the entry with the token, then every URI of every
 /// playlist on sluice, recursively.
-async fn play_hls(s: &Sluice, hash: &str, entry: &str, token: &str) -> Playback {
+async fn play_hls(s: &Edge, hash: &str, entry: &str, token: &str) -> Playback {
     let first = format!("/stream/{hash}/{entry}?token={token}");
     let (st, master) = get(s, &first).await;
     assert_eq!(st, 200, "{master}");
@@ -124,7 +184,7 @@ async fn play_hls(s: &Sluice, hash: &str, entry: &str, token: &str) -> Playback 
 
 /// Every excluded object, with every credential and proof the playback was given, and with
 /// the credential alone: refused, and never asked of the origin.
-async fn excluded_stay_shut(s: &Sluice, o: &RunningOrigin, pb: &Playback, excluded: &[String]) {
+async fn excluded_stay_shut(s: &Edge, o: &RunningOrigin, pb: &Playback, excluded: &[String]) {
     for path in excluded {
         let pc = pb
             .queries
@@ -143,7 +203,16 @@ async fn excluded_stay_shut(s: &Sluice, o: &RunningOrigin, pb: &Playback, exclud
 }
 
 #[tokio::test]
-async fn ffmpeg_flat_layout_plays_its_allowed_variants_only() {
+async fn ffmpeg_flat_layout_plays_its_allowed_variants_only_http1() {
+    ffmpeg_flat_layout_plays_its_allowed_variants_only_over(Proto::Http1).await;
+}
+
+#[tokio::test]
+async fn ffmpeg_flat_layout_plays_its_allowed_variants_only_http2() {
+    ffmpeg_flat_layout_plays_its_allowed_variants_only_over(Proto::Http2).await;
+}
+
+async fn ffmpeg_flat_layout_plays_its_allowed_variants_only_over(proto: Proto) {
     // `ffmpeg -var_stream_map "v:0 v:1 v:2" -master_pl_name master.m3u8 stream_%v.m3u8`:
     // everything at the content root.
     let master = "#EXTM3U\n#EXT-X-VERSION:6\n\
@@ -164,7 +233,7 @@ async fn ffmpeg_flat_layout_plays_its_allowed_variants_only() {
         }
     }
     let o = o.start();
-    let s = Sluice::start(&config(&o, &[("flat", "master.m3u8")]));
+    let s = Edge::start(&o, &[("flat", "master.m3u8")], proto);
     let t = token(&s, "flat", "720p").await;
     let pb = play_hls(&s, "flat", "master.m3u8", &t).await;
     assert_eq!(pb.paths.len(), 2 + 4, "{:?}", pb.paths);
@@ -236,7 +305,7 @@ video/1080.m3u8\n\
         );
     }
     let o = o.start();
-    let s = Sluice::start(&config(&o, &[("shared", "master.m3u8")]));
+    let s = Edge::start(&o, &[("shared", "master.m3u8")], Proto::Http1);
     let t = token(&s, "shared", "720p").await;
     let pb = play_hls(&s, "shared", "master.m3u8", &t).await;
     for reached in [
@@ -311,7 +380,7 @@ async fn a_hundred_renditions_never_crowd_out_the_allowed_variant() {
             );
     }
     let o = o.route("/many/master.m3u8", Reply::ok(master, HLS)).start();
-    let s = Sluice::start(&config(&o, &[("many", "master.m3u8")]));
+    let s = Edge::start(&o, &[("many", "master.m3u8")], Proto::Http1);
     let t = token(&s, "many", "720p").await;
     let pb = play_hls(&s, "many", "master.m3u8", &t).await;
     // 120 renditions, 2 variants, their segments, the shared audio and text objects.
@@ -356,7 +425,7 @@ async fn an_iframe_stream_is_judged_by_its_variant_not_its_bandwidth() {
             );
     }
     let o = o.start();
-    let s = Sluice::start(&config(&o, &[("trick", "master.m3u8")]));
+    let s = Edge::start(&o, &[("trick", "master.m3u8")], Proto::Http1);
     let t = token(&s, "trick", "720p").await;
     let pb = play_hls(&s, "trick", "master.m3u8", &t).await;
     assert!(pb.paths.contains("/stream/trick/trick/hd_iframes.m3u8"));
@@ -465,9 +534,18 @@ fn expand(template: &str, id: &str) -> String {
 }
 
 #[tokio::test]
-async fn dash_restricted_filters_representations_and_opens_only_its_manifest() {
+async fn dash_restricted_filters_representations_and_opens_only_its_manifest_http1() {
+    dash_restricted_filters_representations_and_opens_only_its_manifest_over(Proto::Http1).await;
+}
+
+#[tokio::test]
+async fn dash_restricted_filters_representations_and_opens_only_its_manifest_http2() {
+    dash_restricted_filters_representations_and_opens_only_its_manifest_over(Proto::Http2).await;
+}
+
+async fn dash_restricted_filters_representations_and_opens_only_its_manifest_over(proto: Proto) {
     let o = dash_origin();
-    let s = Sluice::start(&config(&o, &[("dash", "manifest.mpd")]));
+    let s = Edge::start(&o, &[("dash", "manifest.mpd")], proto);
     let t = token(&s, "dash", "720p").await;
     let (st, mpd) = get(&s, &format!("/stream/dash/manifest.mpd?token={t}")).await;
     assert_eq!(st, 200, "{mpd}");
@@ -542,7 +620,7 @@ async fn dash_restricted_filters_representations_and_opens_only_its_manifest() {
 async fn ffmpeg_dash_templates_keep_the_credential() {
     // Unrestricted: `$Number%05d$` once lost the credential (every segment 401).
     let o = dash_origin();
-    let s = Sluice::start(&config(&o, &[("dash", "manifest.mpd")]));
+    let s = Edge::start(&o, &[("dash", "manifest.mpd")], Proto::Http1);
     let t = token(&s, "dash", "auto").await;
     let (st, mpd) = get(&s, &format!("/stream/dash/manifest.mpd?token={t}")).await;
     assert_eq!(st, 200, "{mpd}");
@@ -566,7 +644,7 @@ async fn nothing_within_the_ceiling_is_a_403_and_gives_the_use_back() {
     let o = TestOrigin::new()
         .route("/uhd/master.m3u8", Reply::ok(master, HLS))
         .start();
-    let s = Sluice::start(&config(&o, &[("uhd", "master.m3u8")]));
+    let s = Edge::start(&o, &[("uhd", "master.m3u8")], Proto::Http1);
     let t = token(&s, "uhd", "480p").await;
     let (st, body) = get(&s, &format!("/stream/uhd/master.m3u8?token={t}")).await;
     assert_eq!(st, 403, "{body}");
