@@ -6,7 +6,7 @@
 //! | `SIGTERM` | graceful stop: stop accepting, `/health` answers `503 draining`, in-flight responses finish (up to `server.grace_period_seconds`, default 30), then exit — as soon as nothing is in flight |
 //! | `SIGQUIT` | graceful upgrade: once a new `sluice serve --upgrade` listens on `server.upgrade_sock`, hand it the listening sockets, then drain as for `SIGTERM`. If none listens within `shutdown.upgrade_wait` (30 s), keep serving and log an error (never probe by connecting: the new process accepts exactly once) |
 //! | `SIGHUP` | reopen `server.error_log` (daemon mode) and a `log.access_log` file for logrotate; configuration reloads go through the graceful upgrade |
-//! | `SIGINT` | fast stop: the access log is flushed (at most 2 s) and the process exits at once, without waiting for in-flight responses |
+//! | `SIGINT` | fast stop: the access log is flushed (at most 2 s) and the process exits at once, without waiting for in-flight responses — also during a drain or after an upgrade's handover |
 //!
 //! Pingora broadcasts the shutdown and then sleeps the whole grace period; the drain watcher
 //! here ends the process as soon as the listeners are closed and no request is in flight
@@ -195,6 +195,14 @@ impl Signals {
         let Some(phases) = self.phases.lock().take() else {
             return;
         };
+        // Pingora stops listening for signals once it has one: SIGINT stays a fast stop
+        // while the drain runs.
+        let interrupt = std::thread::Builder::new()
+            .name("sluice-sigint".into())
+            .spawn(watch_interrupt);
+        if let Err(e) = interrupt {
+            tracing::error!(error = %e, "cannot watch for SIGINT during the drain");
+        }
         let started = std::thread::Builder::new()
             .name("sluice-drain".into())
             .spawn(move || watch_drain(phases));
@@ -287,6 +295,33 @@ impl ShutdownSignalWatch for Signals {
                 _ = hup.recv() => self.reopen_logs(),
             }
         }
+    }
+}
+
+/// During a drain: SIGINT ends the process at once (its own small runtime: Pingora's main
+/// loop no longer polls the signal once the drain began).
+fn watch_interrupt() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch for SIGINT during the drain");
+            return;
+        }
+    };
+    let got = rt.block_on(async {
+        match signal(SignalKind::interrupt()) {
+            Ok(mut int) => int.recv().await.is_some(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch for SIGINT during the drain");
+                false
+            }
+        }
+    });
+    if got {
+        fast_stop();
     }
 }
 

@@ -86,7 +86,9 @@ pub struct Answer {
 ///
 /// The layer every API request goes through, in order: CORS preflight for player-facing
 /// surfaces; the rate-limit layer ([`limits`], before the body is read, so refused and
-/// oversized requests cost nothing and count the same); the body (413 over [`MAX_BODY`]);
+/// oversized requests cost nothing and count the same); the body (413 over [`MAX_BODY`]; 408
+/// when it is not in within `limits.header_timeout` of the request's start, and the
+/// connection closes: its framing is lost);
 /// the router (`HEAD` runs as `GET`); then every error is rendered in its surface's shape
 /// ([`surface`]), and requests to audited routes ([`routes::audited`]) are written to
 /// `access_logs`.
@@ -100,6 +102,7 @@ pub async fn handle(
     from_node: bool,
 ) -> Answer {
     let client = crate::client::client_of(session, &state.config.trusted_proxies);
+    let body_due = crate::conn::body_due(session, state.config.limits.header_timeout);
     let head = session.req_header();
     let method = head.method.clone();
     let path = head.uri.path().to_string();
@@ -126,8 +129,14 @@ pub async fn handle(
             Err(retry_after_secs) => ApiError::RateLimited { retry_after_secs }.into_reply(),
             Ok(s) => {
                 spent = s;
-                match read_request(session, client).await {
-                    Err(e) => e.into_reply(),
+                match read_request(session, client, body_due).await {
+                    Err(e) => {
+                        if matches!(e, ApiError::RequestTimeout) {
+                            // The rest of the body is never read: no next request here.
+                            session.set_keepalive(None);
+                        }
+                        e.into_reply()
+                    }
                     Ok(req) => match router.clone().oneshot(req).await {
                         Ok(resp) => resp,
                         Err(never) => match never {},
@@ -227,6 +236,7 @@ fn preflight(surface: Surface) -> axum::response::Response {
 async fn read_request(
     session: &mut ServerSession,
     client: Client,
+    body_due: tokio::time::Instant,
 ) -> Result<http::Request<Body>, ApiError> {
     let head = session.req_header();
     // HEAD runs as GET; the writer drops the body and keeps its length.
@@ -270,7 +280,10 @@ async fn read_request(
     let mut body = Vec::new();
     let mut seen = 0usize;
     loop {
-        match session.read_request_body().await {
+        let chunk = tokio::time::timeout_at(body_due, session.read_request_body())
+            .await
+            .map_err(|_| ApiError::RequestTimeout)?;
+        match chunk {
             Ok(Some(chunk)) => {
                 seen += chunk.len();
                 if seen > DRAIN_LIMIT {

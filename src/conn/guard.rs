@@ -4,8 +4,10 @@
 //! seconds resets it forever) and, once a kept-alive connection has answered a request, waits
 //! for the next one without any limit. [`GuardedStream`] wraps the connection and applies:
 //!
-//! - `limits.header_timeout` to the whole request header: from the connection's start for its
-//!   first request, from the first byte of each later one;
+//! - `limits.header_timeout` to the whole request header: from the connection's accept for
+//!   its first request (one deadline across any PROXY header, the TLS handshake and the
+//!   header, [`super::GuardedApp`]), from the first byte of each later one; a request body
+//!   read by the API is due by the same deadline ([`GuardedStream::header_due`]);
 //! - `limits.keepalive_timeout` to the idle time between requests (the proxy's `logging`
 //!   phase marks the end of each request through [`RequestSignal`]);
 //! - `limits.send_timeout` to any write that makes no progress;
@@ -197,8 +199,15 @@ impl std::fmt::Debug for GuardedStream {
 }
 
 impl GuardedStream {
-    /// Guard `inner` (already past TLS). Must be called inside the runtime (it arms timers).
-    pub fn new(inner: Stream, permit: Permit, limits: Arc<GuardLimits>) -> GuardedStream {
+    /// Guard `inner` (already past TLS), whose first request header is due at `header_due`
+    /// (`limits.header_timeout` after the connection was accepted). Must be called inside the
+    /// runtime (it arms timers).
+    pub fn new(
+        inner: Stream,
+        permit: Permit,
+        limits: Arc<GuardLimits>,
+        header_due: Instant,
+    ) -> GuardedStream {
         let http2 = matches!(inner.selected_alpn_proto(), Some(ALPN::H2));
         let now = Instant::now();
         let signal = RequestSignal::default();
@@ -217,7 +226,7 @@ impl GuardedStream {
             header: HeaderWatch::default(),
             // The first request's header is due header_timeout after the connection opened.
             deadline: Some(Deadline::Header),
-            read_timer: Box::pin(tokio::time::sleep_until(now + limits.header_timeout)),
+            read_timer: Box::pin(tokio::time::sleep_until(header_due)),
             write_stalled: false,
             write_timer: Box::pin(tokio::time::sleep_until(now + limits.send_timeout)),
             refusing: None,
@@ -236,6 +245,13 @@ impl GuardedStream {
     /// Whether the connection speaks HTTP/2 (ALPN `h2`).
     pub fn is_http2(&self) -> bool {
         self.http2
+    }
+
+    /// When the current request's header was (or is) due: `limits.header_timeout` after the
+    /// request's start (its first byte; for the first request, the connection's accept). The
+    /// timer keeps this instant until the connection idles after the request's answer.
+    pub fn header_due(&self) -> Instant {
+        self.read_timer.deadline()
     }
 
     /// The request boundaries of this connection (for the proxy phases).
@@ -655,7 +671,12 @@ mod tests {
         }
         .with_write_hold(write_hold);
         (
-            GuardedStream::new(Box::new(raw), permit, Arc::new(limits)),
+            GuardedStream::new(
+                Box::new(raw),
+                permit,
+                Arc::new(limits),
+                Instant::now() + Duration::from_secs(5),
+            ),
             client,
         )
     }

@@ -87,7 +87,11 @@ impl<A> GuardedApp<A> {
     }
 
     /// Before admission: the PROXY header (its client becomes the connection's peer).
-    async fn accept_proxy_header(&self, stream: Stream) -> Result<Stream, String> {
+    async fn accept_proxy_header(
+        &self,
+        stream: Stream,
+        due: tokio::time::Instant,
+    ) -> Result<Stream, String> {
         let peer = guard::peer_of(&stream);
         let trusted = peer.is_some_and(|p| {
             crate::client::is_trusted(
@@ -102,11 +106,10 @@ impl<A> GuardedApp<A> {
             .into_any()
             .downcast::<L4Stream>()
             .map_err(|_| "PROXY protocol on a listener that is not plain TCP".to_string())?;
-        let declared =
-            tokio::time::timeout(self.limits.header_timeout, proxy_protocol::read(&mut l4))
-                .await
-                .map_err(|_| "PROXY header not received within limits.header_timeout".to_string())?
-                .map_err(|e| e.to_string())?;
+        let declared = tokio::time::timeout_at(due, proxy_protocol::read(&mut l4))
+            .await
+            .map_err(|_| "PROXY header not received within limits.header_timeout".to_string())?
+            .map_err(|e| e.to_string())?;
         if let Some(proxy_protocol::Declared::Client(client)) = declared {
             let digest = SocketDigest::from_raw_fd(l4.as_raw_fd());
             let _ = digest.peer_addr.set(Some(PeerAddr::Inet(client)));
@@ -134,7 +137,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
                 .with_label_values(&[listener, reason])
                 .inc();
         };
-        let stream = match self.accept_proxy_header(stream).await {
+        // One deadline from accept to the first complete request header: the PROXY header,
+        // the TLS handshake and the header all count against the same header_timeout.
+        let header_due = tokio::time::Instant::now() + self.limits.header_timeout;
+        let stream = match self.accept_proxy_header(stream, header_due).await {
             Ok(s) => s,
             Err(e) => {
                 refused("proxy_protocol");
@@ -166,7 +172,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
                         .map_err(|_| "TLS on a listener that is not plain TCP".to_string())?;
                     acceptor.tls_handshake(*l4).await.map_err(|e| e.to_string())
                 };
-                match tokio::time::timeout(self.limits.header_timeout, handshake).await {
+                match tokio::time::timeout_at(header_due, handshake).await {
                     Ok(Ok(tls)) => Box::new(tls),
                     Ok(Err(e)) => {
                         refused("tls");
@@ -181,7 +187,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
                 }
             }
         };
-        let mut guarded = GuardedStream::new(stream, permit, self.limits.clone());
+        let mut guarded = GuardedStream::new(stream, permit, self.limits.clone(), header_due);
         // Fleet nodes talk to each other over HTTP/1.1: an HTTP/2 connection is no node's.
         if guarded.is_http2() && guarded.permit().end_exemption().is_err() {
             tracing::debug!(peer = ?peer, "HTTP/2 connection over its address's share");
@@ -252,6 +258,17 @@ pub fn request_started(session: &ServerSession, from_node: bool) -> Result<(), a
         Ok(())
     } else {
         g.permit().end_exemption()
+    }
+}
+
+/// When the request's body must have arrived: `limits.header_timeout` from the request's
+/// start, like its header. HTTP/1.1 keeps the instant its connection guard counted the header
+/// against; an HTTP/2 stream (or any session without a guard) starts when its header is in,
+/// which is `now` for a caller at the start of the request's handling.
+pub fn body_due(session: &ServerSession, header_timeout: Duration) -> tokio::time::Instant {
+    match guard_of(session) {
+        Some(g) => g.header_due(),
+        None => tokio::time::Instant::now() + header_timeout,
     }
 }
 

@@ -277,6 +277,16 @@ impl ProxyHttp for Edge {
         ctx.over_connection_share =
             crate::conn::request_started(session.as_downstream(), ctx.fleet.signature.is_valid())
                 .is_err();
+        // Send progress on HTTP/2: Pingora bounds each body write of a stream by the session's
+        // write timeout (unset by default), so a stream whose client never opens its
+        // flow-control window ends after limits.send_timeout, like an HTTP/1.1 connection
+        // that stops reading (whose guard bounds every write, [`crate::conn::guard`]).
+        if session.as_downstream().is_http2() {
+            let send_timeout = self.state.config.limits.send_timeout;
+            session
+                .as_downstream_mut()
+                .set_write_timeout(Some(send_timeout));
+        }
         // The request's id replaces whatever the player sent, so every later phase (the API
         // handlers, fills, local answers) reads the one id from the request header.
         let req = session.req_header_mut();

@@ -8,7 +8,9 @@
 //! - A header larger than `limits.max_header_bytes` gets 431 (Pingora accepts up to 1 MiB;
 //!   larger is cut by the connection guard, [`crate::conn::guard`]).
 //! - Media routes take no body: a `GET` announcing one would hold a cache lock while the
-//!   body trickles in, or reach the origin.
+//!   body trickles in, or reach the origin. HTTP/1.1 announces a body in its header; an
+//!   HTTP/2 (or HTTP/3) stream announces one by leaving its request open after HEADERS (no
+//!   END_STREAM: DATA frames follow), with or without a `content-length`.
 //!
 //! Every refusal closes the connection: its framing (an upgrade, a body never read) cannot
 //! be trusted for a next request.
@@ -71,9 +73,11 @@ pub fn check(req: &RequestHeader, max_header_bytes: usize) -> Option<Refusal> {
     None
 }
 
-/// The rule for media routes (`/stream`, `/api/proxy`): no request body.
-pub fn check_media(req: &RequestHeader) -> Option<Refusal> {
-    has_body(req).then_some(Refusal::Body)
+/// The rule for media routes (`/stream`, `/api/proxy`): no request body. `stream_open`: the
+/// request's stream has not ended with its header (HTTP/2: HEADERS without END_STREAM), so a
+/// body follows whatever the header says.
+pub fn check_media(req: &RequestHeader, stream_open: bool) -> Option<Refusal> {
+    (stream_open || has_body(req)).then_some(Refusal::Body)
 }
 
 /// The request's header size as sent: request line and fields.
@@ -162,15 +166,20 @@ mod tests {
 
     #[test]
     fn media_requests_take_no_body() {
-        assert_eq!(check_media(&req("GET", &[("content-length", "0")])), None);
-        assert_eq!(check_media(&req("GET", &[])), None);
         assert_eq!(
-            check_media(&req("GET", &[("content-length", "100")])),
+            check_media(&req("GET", &[("content-length", "0")]), false),
+            None
+        );
+        assert_eq!(check_media(&req("GET", &[]), false), None);
+        assert_eq!(
+            check_media(&req("GET", &[("content-length", "100")]), false),
             Some(Refusal::Body)
         );
         assert_eq!(
-            check_media(&req("GET", &[("transfer-encoding", "chunked")])),
+            check_media(&req("GET", &[("transfer-encoding", "chunked")]), false),
             Some(Refusal::Body)
         );
+        // An HTTP/2 stream left open after HEADERS, no content-length.
+        assert_eq!(check_media(&req("GET", &[]), true), Some(Refusal::Body));
     }
 }

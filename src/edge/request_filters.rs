@@ -63,7 +63,11 @@ pub(super) async fn request(
     }
     let route = route::classify(&path, &edge.state.config.stream.extensions);
     if matches!(route, Ok(Route::ProviderProxy | Route::Stream(_)) | Err(_)) {
-        if let Some(refusal) = protocol::check_media(session.req_header()) {
+        // HTTP/2: a stream not ended by its HEADERS carries a body (HTTP/1.1 says so in its
+        // header; for it, "not done" would be true of every request before it is read).
+        let downstream = session.as_downstream_mut();
+        let stream_open = downstream.is_http2() && !downstream.is_body_done();
+        if let Some(refusal) = protocol::check_media(session.req_header(), stream_open) {
             return refuse(session, ctx, &path, refusal).await;
         }
     }
