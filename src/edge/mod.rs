@@ -288,9 +288,13 @@ impl ProxyHttp for Edge {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let span = ctx.span.clone();
-        request_filters::request(self, session, ctx)
+        let answered = request_filters::request(self, session, ctx)
             .instrument(span)
-            .await
+            .await?;
+        if !answered {
+            caching::fill_apart(self, session, ctx).await;
+        }
+        Ok(answered)
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
@@ -307,13 +311,25 @@ impl ProxyHttp for Edge {
 
     async fn cache_hit_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         meta: &CacheMeta,
         hit_handler: &mut HitHandler,
         is_fresh: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<ForcedFreshness>> {
-        Ok(caching::hit(self.cache, ctx, meta, hit_handler, is_fresh))
+        let forced = caching::hit(self.cache, ctx, meta, hit_handler, is_fresh);
+        // A fresh hit takes no lock: a fill that found one has its place. An expired one
+        // takes the lock after this filter; the fill is placed when it goes upstream.
+        if is_fresh && forced.is_none() {
+            caching::placed(session);
+        }
+        Ok(forced)
+    }
+
+    /// A miss: the cache lock is this request's (or there is none).
+    fn cache_miss(&self, session: &mut Session, _ctx: &mut RequestCtx) {
+        session.cache.cache_miss();
+        caching::placed(session);
     }
 
     fn response_cache_filter(
@@ -333,6 +349,7 @@ impl ProxyHttp for Edge {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        caching::placed(session);
         ctx.upstream_started = Some(Instant::now());
         let mut peer = match &ctx.target {
             Some(Target::Stream(m)) => match fleet::owner_peer(self, m, &mut ctx.fleet) {
@@ -407,6 +424,7 @@ impl ProxyHttp for Edge {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        caching::placed(session);
         response_modifiers::downstream(self, session, resp, ctx)
     }
 

@@ -41,6 +41,66 @@ const SNIFF_BYTES: usize = 512;
 pub struct Fill {
     pub target: FillTarget,
     pub class: RouteClass,
+    /// Told once this fill has its place in the cache, for a viewer that waits for it before
+    /// its own lookup ([`super::caching::fill_apart`]).
+    pub placed: Placed,
+}
+
+impl Fill {
+    pub fn new(target: FillTarget, class: RouteClass) -> Fill {
+        Fill {
+            target,
+            class,
+            placed: Placed::default(),
+        }
+    }
+}
+
+/// A fill's message to a viewer waiting for it: the fill's cache lookup has settled (it holds
+/// the cache lock as the writer, found the object, or goes upstream), so the viewer's own
+/// lookup, made after it, meets the fill's lock or its object and never takes the lock itself.
+/// Dropped with the fill: a fill that ended in any other way releases its waiter too.
+#[derive(Default)]
+pub struct Placed(parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<()>>>);
+
+impl Placed {
+    /// A message and the receiver the viewer waits on.
+    pub fn channel() -> (Placed, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Placed(parking_lot::Mutex::new(Some(tx))), rx)
+    }
+
+    /// Tell the waiter, once (later calls do nothing).
+    pub fn tell(&self) {
+        if let Some(tx) = self.0.lock().take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Start `fill` as a background subrequest of this request: it runs through the proxy phases
+/// on its own (its answer is drained; what it is for is the cache) and outlives the request.
+/// `false` when this session cannot spawn subrequests.
+///
+/// The fill is an HTTP/1 session parsed from this request's header as Pingora writes it, so
+/// an HTTP/2 request's version is set to HTTP/1.1 for the copy (see [`serve`]).
+pub(super) fn spawn_background(session: &mut Session, fill: Fill) -> bool {
+    let version = session.req_header().version;
+    if version == http::Version::HTTP_2 {
+        session.req_header_mut().set_version(http::Version::HTTP_11);
+    }
+    let spawned = match session.subrequest_spawner.as_ref() {
+        Some(spawner) => {
+            let sub = pingora_proxy::subrequest::Ctx::builder()
+                .user_ctx(Box::new(fill))
+                .build();
+            spawner.spawn_background_subrequest(session.as_downstream(), sub);
+            true
+        }
+        None => false,
+    };
+    session.req_header_mut().set_version(version);
+    spawned
 }
 
 /// What a fill fetches.
@@ -223,10 +283,7 @@ pub(super) async fn serve(
     }
     let created = match (session.subrequest_spawner.as_ref(), ctx.target.clone()) {
         (Some(spawner), Some(target)) => {
-            let fill = Fill {
-                target: FillTarget::Ready(target),
-                class: ctx.class,
-            };
+            let fill = Fill::new(FillTarget::Ready(target), ctx.class);
             let deadline = edge.state.config.fill_deadline(fill.blocking());
             let sub = pingora_proxy::subrequest::Ctx::builder()
                 .user_ctx(Box::new(fill))
