@@ -116,8 +116,43 @@ async fn h2_viewer(p: Arc<Pki>, port: u16, path: &'static str, limit: Duration) 
     (got, done)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_first_http2_viewer_does_not_hold_the_fill() {
+/// How the first viewer, on HTTP/2, reads its answer while the others are served.
+#[derive(Clone, Copy, Debug)]
+enum First {
+    /// Never reads: its stream window stays full (no WINDOW_UPDATE).
+    Stalled,
+    /// Reads about 16 KiB per second, giving back each chunk's window as it goes.
+    Slow,
+}
+
+/// The first viewer's body, read as `first` says until `fast` is set, then to the end.
+async fn first_viewer(
+    mut body: h2::RecvStream,
+    first: First,
+    fast: tokio::sync::watch::Receiver<bool>,
+) -> Vec<u8> {
+    let mut got = Vec::new();
+    if let First::Stalled = first {
+        let mut fast = fast;
+        let _ = fast.wait_for(|f| *f).await;
+        got.extend(h2_read(&mut body).await);
+        return got;
+    }
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("body chunk");
+        got.extend_from_slice(&chunk);
+        let _ = body.flow_control().release_capacity(chunk.len());
+        if !*fast.borrow() {
+            tokio::time::sleep(Duration::from_millis(chunk.len() as u64 * 1000 / 16384)).await;
+        }
+    }
+    got
+}
+
+/// The first viewer of a cold 4 MiB segment asks over HTTP/2 and reads as `first` says; four
+/// more viewers (two HTTP/1.1, two HTTP/2) must each get the whole segment at the origin's
+/// pace from the one origin fetch, and the first viewer, reading at last, all of it.
+async fn a_first_http2_viewer_does_not_pace_the_fill(first: First) {
     let len = 4 * 1024 * 1024;
     let body = random_bytes(len, 2101);
     // The origin sends the segment over about 2 s.
@@ -131,11 +166,12 @@ async fn a_stalled_first_http2_viewer_does_not_hold_the_fill() {
     let (s, port) = start(&p, &origin);
     let path = "/stream/h/cold.m4s";
 
-    // Viewer A asks first over HTTP/2 and never reads: its stream window (64 KiB) fills and
-    // stays full.
-    let (status, mut stalled) = h2_get(&p, port, path).await;
+    // Viewer A asks first over HTTP/2.
+    let (status, a_body) = h2_get(&p, port, path).await;
     assert_eq!(status, 200);
     assert_eq!(origin.hits("/h/cold.m4s"), 1);
+    let (fast, fast_rx) = tokio::sync::watch::channel(false);
+    let a = tokio::spawn(first_viewer(a_body, first, fast_rx));
 
     // Viewers B..E, two on HTTP/1.1 and two on HTTP/2, all reading, get the whole segment at
     // the origin's pace (generous limit: about 2 s on loopback).
@@ -152,18 +188,30 @@ async fn a_stalled_first_http2_viewer_does_not_hold_the_fill() {
         let name = ["B (HTTP/1.1)", "C (HTTP/1.1)", "D (HTTP/2)", "E (HTTP/2)"][i];
         assert!(
             done && got.len() == len,
-            "viewer {name} got {} of {len} bytes while the first HTTP/2 viewer stalled",
+            "viewer {name} got {} of {len} bytes while the first HTTP/2 viewer was {first:?}",
             got.len()
         );
         assert!(got == body, "viewer {name} got a different body");
     }
     assert_eq!(origin.hits("/h/cold.m4s"), 1, "one origin fetch");
 
-    // A, reading at last, gets the whole segment at its own pace, from the cache.
-    let got = tokio::time::timeout(limit, h2_read(&mut stalled))
+    // A, reading at full speed at last, gets the whole segment, from the cache.
+    fast.send(true).expect("first viewer waits");
+    let got = tokio::time::timeout(limit, a)
         .await
-        .expect("the stalled viewer reads its answer to the end");
+        .expect("the first viewer reads its answer to the end")
+        .expect("first viewer task");
     assert_eq!(got.len(), len);
     assert!(got == body, "viewer A got a different body");
     assert_eq!(origin.hits("/h/cold.m4s"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_first_http2_viewer_does_not_hold_the_fill() {
+    a_first_http2_viewer_does_not_pace_the_fill(First::Stalled).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_first_http2_viewer_does_not_pace_the_fill() {
+    a_first_http2_viewer_does_not_pace_the_fill(First::Slow).await;
 }

@@ -9,6 +9,8 @@
 //!                              │                   the phases below, then the whole body
 //!                              │                   rewritten and answered with its length
 //!                              └─ media ─▶ caching (key, lookup, lock) ─hit─▶ response_modifiers ─▶ player
+//!                                          (HTTP/2, not held fresh: caching::fill_apart first, a background
+//!                                           fill takes the lock and this viewer reads as a lock waiter)
 //!                                                  │miss
 //!                                             upstream_peer (bucket | pinned provider address | the object's
 //!                                                            owner node in a fleet: fleet.rs)
