@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -214,4 +214,159 @@ async fn a_stalled_first_http2_viewer_does_not_hold_the_fill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_first_http2_viewer_does_not_pace_the_fill() {
     a_first_http2_viewer_does_not_pace_the_fill(First::Slow).await;
+}
+
+/// `GET` or `HEAD` with extra headers on a new HTTP/2 connection: status, headers, body.
+async fn h2_request(
+    p: &Pki,
+    port: u16,
+    method: http::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, http::HeaderMap, Vec<u8>) {
+    let send = h2_connect(p, port).await;
+    let mut send = send.ready().await.expect("stream slot");
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(format!("https://localhost:{port}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let (resp, _) = send
+        .send_request(req.body(()).expect("request"), true)
+        .expect("send request");
+    let resp = resp.await.expect("response header");
+    let (parts, mut body) = resp.into_parts();
+    let got = h2_read(&mut body).await;
+    (parts.status.as_u16(), parts.headers, got)
+}
+
+/// The fill of an HTTP/2 miss fetches the whole object whatever its viewer asked: a cold
+/// range is answered from it (`206`, the right bytes), a cold `HEAD` gets the object's header
+/// and no body, and each object is fetched once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_range_and_head_over_http2_are_answered_from_one_fetch() {
+    let body = random_bytes(300_000, 2102);
+    let origin = TestOrigin::new()
+        .route("/h/r.mp4", Reply::ok(body.clone(), "video/mp4"))
+        .route("/h/head.mp4", Reply::ok(body.clone(), "video/mp4"))
+        .start();
+    let p = common::pki();
+    let (_s, port) = start(&p, &origin);
+
+    let (status, headers, got) = h2_request(
+        &p,
+        port,
+        http::Method::GET,
+        "/stream/h/r.mp4",
+        &[("range", "bytes=1000-1999")],
+    )
+    .await;
+    assert_eq!(status, 206);
+    assert_eq!(headers["content-range"], "bytes 1000-1999/300000");
+    assert!(got == body.slice(1000..2000), "a different range");
+    let (status, _, got) = h2_request(&p, port, http::Method::GET, "/stream/h/r.mp4", &[]).await;
+    assert_eq!(status, 200);
+    assert!(got == body, "a different body after the range");
+    assert_eq!(origin.hits("/h/r.mp4"), 1);
+
+    let (status, headers, got) =
+        h2_request(&p, port, http::Method::HEAD, "/stream/h/head.mp4", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-length"], "300000");
+    assert!(got.is_empty(), "a HEAD answer with a body");
+    let (status, headers, got) =
+        h2_request(&p, port, http::Method::GET, "/stream/h/head.mp4", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-cache-status"], "hit");
+    assert!(got == body, "a different body after the HEAD");
+    assert_eq!(origin.hits("/h/head.mp4"), 1);
+}
+
+/// An origin that answers every request with `body` as `no-store`, in 64 KiB writes 20 ms
+/// apart, and records for each connection how many body bytes it wrote before the peer went
+/// away (or all of them).
+async fn counting_origin(body: Bytes) -> (String, Arc<Mutex<Vec<usize>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let record = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (body, record) = (body.clone(), record.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: video/iso.segment\r\n\
+                     cache-control: no-store\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                let mut n = 0;
+                if sock.write_all(answer.as_bytes()).await.is_ok() {
+                    for piece in body.chunks(64 * 1024) {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        if sock.write_all(piece).await.is_err() {
+                            break;
+                        }
+                        n += piece.len();
+                    }
+                }
+                record.lock().expect("record").push(n);
+            });
+        }
+    });
+    (url, sent)
+}
+
+/// An answer the cache does not store (here `no-store`) reaches its HTTP/2 viewer whole, and
+/// the fill that found it out stops at its header instead of reading the body for nobody: of
+/// the two origin connections, one carried the whole body (the viewer's), the other less
+/// than half of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncached_answer_over_http2_reaches_its_viewer_and_the_fill_stops_at_its_header() {
+    let len = 2 * 1024 * 1024;
+    let body = random_bytes(len, 2103);
+    let (url, sent) = counting_origin(body.clone()).await;
+    let p = common::pki();
+    let port = common::free_port();
+    let listen = format!(
+        "  edge_tls:\n    address: 127.0.0.1:{port}\n    cert: {}\n    key: {}\n",
+        p.cert.display(),
+        p.key.display()
+    );
+    let s = Sluice::start_with_listen(
+        &listen,
+        &format!("origins:\n  bucket: {url}\n  read_timeout: 10s\n"),
+    );
+    let (status, headers, got) =
+        h2_request(&p, port, http::Method::GET, "/stream/h/private.m4s", &[]).await;
+    assert_eq!(status, 200);
+    assert_ne!(headers["x-cache-status"], "hit");
+    assert!(got == body, "a different body");
+    // Both origin connections have ended once the viewer has its body and the fill stopped.
+    let start = std::time::Instant::now();
+    let mut counts = loop {
+        let counts = sent.lock().expect("counts").clone();
+        if counts.len() >= 2 || start.elapsed() > Duration::from_secs(10) {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    counts.sort_unstable();
+    assert_eq!(counts.len(), 2, "origin connections: {counts:?}");
+    assert_eq!(counts[1], len, "the viewer's fetch: {counts:?}");
+    assert!(
+        counts[0] < len / 2,
+        "the fill read on for nobody: {counts:?}"
+    );
 }

@@ -198,7 +198,7 @@ pub(super) async fn fill_apart(edge: &Edge, session: &mut Session, ctx: &Request
     }
     let (placed, told) = Placed::channel();
     let mut fill = Fill::new(FillTarget::Ready(target.clone()), ctx.class);
-    fill.placed = placed;
+    fill.viewer = Some(placed);
     if !playlist::spawn_background(session, fill) {
         return;
     }
@@ -209,7 +209,30 @@ pub(super) async fn fill_apart(edge: &Edge, session: &mut Session, ctx: &Request
 
 /// The fill's cache lookup has settled (see [`fill_apart`]): tell its viewer, if it has one.
 pub(super) fn placed(session: &Session) {
-    if let Some(fill) = playlist::fill_of(session) {
-        fill.placed.tell();
+    if let Some(viewer) = playlist::fill_of(session).and_then(|f| f.viewer.as_ref()) {
+        viewer.tell();
     }
+}
+
+/// The error that stops a fill run apart from its viewer whose answer is not being stored.
+pub(super) const FILL_NOT_STORED: &str = "fill_not_stored";
+
+/// `response_filter`: a fill run apart from its viewer ([`fill_apart`]) whose answer is not
+/// being stored (uncacheable, refused by the storage) is stopped at its header: it is for the
+/// cache only, and its viewer, released from the lock, fetches the object for itself. Without
+/// this the fill read the whole body for nobody, doubling what the origin sends.
+pub(super) fn stop_unstored_fill(session: &Session) -> Result<()> {
+    let apart = playlist::fill_of(session).is_some_and(|f| f.viewer.is_some());
+    if apart && !session.cache.enabled() {
+        return Error::e_explain(
+            ErrorType::Custom(FILL_NOT_STORED),
+            "the answer is not stored; its viewer fetches it",
+        );
+    }
+    Ok(())
+}
+
+/// Whether `e` is [`stop_unstored_fill`]'s: not a failure, nothing to log or answer.
+pub(super) fn is_fill_not_stored(e: &Error) -> bool {
+    matches!(e.etype(), ErrorType::Custom(FILL_NOT_STORED))
 }

@@ -427,6 +427,7 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         caching::placed(session);
+        caching::stop_unstored_fill(session)?;
         response_modifiers::downstream(self, session, resp, ctx)
     }
 
@@ -494,10 +495,20 @@ impl ProxyHttp for Edge {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        if caching::is_fill_not_stored(e) {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         let span = ctx.span.clone();
         response_modifiers::failure(session, e, ctx)
             .instrument(span)
             .await
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        caching::is_fill_not_stored(e)
     }
 
     fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {

@@ -41,9 +41,9 @@ const SNIFF_BYTES: usize = 512;
 pub struct Fill {
     pub target: FillTarget,
     pub class: RouteClass,
-    /// Told once this fill has its place in the cache, for a viewer that waits for it before
-    /// its own lookup ([`super::caching::fill_apart`]).
-    pub placed: Placed,
+    /// A fill run apart from an HTTP/2 viewer ([`super::caching::fill_apart`]): told once it
+    /// has its place in the cache. Such a fill is for the cache only.
+    pub viewer: Option<Placed>,
 }
 
 impl Fill {
@@ -51,7 +51,7 @@ impl Fill {
         Fill {
             target,
             class,
-            placed: Placed::default(),
+            viewer: None,
         }
     }
 }
@@ -60,7 +60,6 @@ impl Fill {
 /// the cache lock as the writer, found the object, or goes upstream), so the viewer's own
 /// lookup, made after it, meets the fill's lock or its object and never takes the lock itself.
 /// Dropped with the fill: a fill that ended in any other way releases its waiter too.
-#[derive(Default)]
 pub struct Placed(parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<()>>>);
 
 impl Placed {
