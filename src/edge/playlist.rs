@@ -941,6 +941,17 @@ mod tests {
 
     const SECRET: &[u8] = b"0123456789abcdef";
 
+    #[tokio::test]
+    async fn placed_tells_once_and_a_dropped_fill_releases_its_viewer() {
+        let (placed, told) = Placed::channel();
+        placed.tell();
+        placed.tell();
+        assert!(told.await.is_ok());
+        let (placed, told) = Placed::channel();
+        drop(placed);
+        assert!(told.await.is_err(), "the viewer waits no longer");
+    }
+
     fn playback(quality: Option<&str>) -> PlaybackMapping {
         PlaybackMapping {
             key: std::sync::Arc::new(PlaybackKey::derive(SECRET)),
