@@ -1,9 +1,11 @@
 //! The cache phases: enable the cache for media requests, judge hits of playlists (live ones
 //! expire early, by their content), and decide what may be stored (policy in
-//! [`crate::cache::policy`]).
+//! [`crate::cache::policy`]). An HTTP/2 viewer of an object the cache does not hold has it
+//! filled apart from itself ([`fill_apart`]).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use pingora_cache::storage::Storage;
 use pingora_cache::{
     CacheMeta, CacheOptionOverrides, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable,
 };
@@ -11,7 +13,8 @@ use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
-use super::{RequestCtx, Target};
+use super::playlist::{self, Fill, FillTarget, Placed};
+use super::{Edge, RequestCtx, Target};
 use crate::cache::runtime::CacheRuntime;
 use crate::media::MediaKind;
 use crate::rewrite::{self, PlaylistKind, MAX_PLAYLIST_BYTES};
@@ -151,4 +154,85 @@ pub(super) fn wait_left(
         );
     }
     Ok(Some(left))
+}
+
+/// `request_filter`, last, for a media request that goes on to the cache: an HTTP/2 viewer of
+/// an object the cache does not hold fresh never becomes the writer of its fill.
+///
+/// Why: a miss's writer reads the origin into the cache only as fast as it writes its own
+/// viewer. On HTTP/1.1 Pingora's cancel-safe downstream writes keep the two apart ([`enable`]),
+/// but they are HTTP/1-only (`supports_proxy_task_api()` is false for HTTP/2), so a first
+/// HTTP/2 viewer with a zero flow-control window froze the fill for every viewer of the
+/// object (they hung at 128–256 KiB), and a slow one paced them all.
+///
+/// How: the object is filled by a background fill subrequest (an HTTP/1 session with
+/// cancel-safe writes whose answer is drained, as prefetch runs them), started before this
+/// viewer's own cache lookup; the viewer waits until the fill has its place in the cache
+/// ([`Placed`]: it holds the lock, found the object, or went upstream), then looks up as any
+/// other viewer and reads the object as a lock waiter, from the storage's streaming partial
+/// write, at its own pace. A fill whose answer is not stored (an error status, an uncacheable
+/// or oversized object) releases the lock and this viewer fetches for itself, uncoalesced, as
+/// it would have.
+pub(super) async fn fill_apart(edge: &Edge, session: &mut Session, ctx: &RequestCtx) {
+    let (Some(cache), Some(target)) = (edge.cache, &ctx.target) else {
+        return;
+    };
+    // A node's request is fetched by that node's rules (a fill of it would be routed to the
+    // object's owner again).
+    if ctx.fill || ctx.fleet.from_peer.is_some() || !session.as_downstream().is_http2() {
+        return;
+    }
+    let method = &session.req_header().method;
+    if method != http::Method::GET && method != http::Method::HEAD {
+        return;
+    }
+    // The lookup the viewer's own will make: a fresh object (or a write in flight, which is
+    // fresh and streams to its readers) needs no fill.
+    let key = CacheRuntime::key(target.cache_primary());
+    let span = pingora_cache::trace::Span::inactive().handle();
+    match cache.storage.lookup(&key, &span).await {
+        Ok(Some((meta, _))) if meta.is_fresh(SystemTime::now()) => return,
+        // The viewer's own lookup meets the same error and proceeds as Pingora does.
+        Err(_) => return,
+        _ => {}
+    }
+    let (placed, told) = Placed::channel();
+    let mut fill = Fill::new(FillTarget::Ready(target.clone()), ctx.class);
+    fill.viewer = Some(placed);
+    if !playlist::spawn_background(session, fill) {
+        return;
+    }
+    // Bounded by the wait budget the viewer's lock wait is counted against anyway.
+    let left = cache.wait_budget.saturating_sub(ctx.started.elapsed());
+    let _ = tokio::time::timeout(left, told).await;
+}
+
+/// The fill's cache lookup has settled (see [`fill_apart`]): tell its viewer, if it has one.
+pub(super) fn placed(session: &Session) {
+    if let Some(viewer) = playlist::fill_of(session).and_then(|f| f.viewer.as_ref()) {
+        viewer.tell();
+    }
+}
+
+/// The error that stops a fill run apart from its viewer whose answer is not being stored.
+pub(super) const FILL_NOT_STORED: &str = "fill_not_stored";
+
+/// `response_filter`: a fill run apart from its viewer ([`fill_apart`]) whose answer is not
+/// being stored (uncacheable, refused by the storage) is stopped at its header: it is for the
+/// cache only, and its viewer, released from the lock, fetches the object for itself. Without
+/// this the fill read the whole body for nobody, doubling what the origin sends.
+pub(super) fn stop_unstored_fill(session: &Session) -> Result<()> {
+    let apart = playlist::fill_of(session).is_some_and(|f| f.viewer.is_some());
+    if apart && !session.cache.enabled() {
+        return Error::e_explain(
+            ErrorType::Custom(FILL_NOT_STORED),
+            "the answer is not stored; its viewer fetches it",
+        );
+    }
+    Ok(())
+}
+
+/// Whether `e` is [`stop_unstored_fill`]'s: not a failure, nothing to log or answer.
+pub(super) fn is_fill_not_stored(e: &Error) -> bool {
+    matches!(e.etype(), ErrorType::Custom(FILL_NOT_STORED))
 }

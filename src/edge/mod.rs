@@ -9,6 +9,8 @@
 //!                              │                   the phases below, then the whole body
 //!                              │                   rewritten and answered with its length
 //!                              └─ media ─▶ caching (key, lookup, lock) ─hit─▶ response_modifiers ─▶ player
+//!                                          (HTTP/2, not held fresh: caching::fill_apart first, a background
+//!                                           fill takes the lock and this viewer reads as a lock waiter)
 //!                                                  │miss
 //!                                             upstream_peer (bucket | pinned provider address | the object's
 //!                                                            owner node in a fleet: fleet.rs)
@@ -298,9 +300,13 @@ impl ProxyHttp for Edge {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let span = ctx.span.clone();
-        request_filters::request(self, session, ctx)
+        let answered = request_filters::request(self, session, ctx)
             .instrument(span)
-            .await
+            .await?;
+        if !answered {
+            caching::fill_apart(self, session, ctx).await;
+        }
+        Ok(answered)
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
@@ -317,13 +323,25 @@ impl ProxyHttp for Edge {
 
     async fn cache_hit_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         meta: &CacheMeta,
         hit_handler: &mut HitHandler,
         is_fresh: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<ForcedFreshness>> {
-        Ok(caching::hit(self.cache, ctx, meta, hit_handler, is_fresh))
+        let forced = caching::hit(self.cache, ctx, meta, hit_handler, is_fresh);
+        // A fresh hit takes no lock: a fill that found one has its place. An expired one
+        // takes the lock after this filter; the fill is placed when it goes upstream.
+        if is_fresh && forced.is_none() {
+            caching::placed(session);
+        }
+        Ok(forced)
+    }
+
+    /// A miss: the cache lock is this request's (or there is none).
+    fn cache_miss(&self, session: &mut Session, _ctx: &mut RequestCtx) {
+        session.cache.cache_miss();
+        caching::placed(session);
     }
 
     fn response_cache_filter(
@@ -343,6 +361,7 @@ impl ProxyHttp for Edge {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        caching::placed(session);
         ctx.upstream_started = Some(Instant::now());
         let mut peer = match &ctx.target {
             Some(Target::Stream(m)) => match fleet::owner_peer(self, m, &mut ctx.fleet) {
@@ -417,6 +436,8 @@ impl ProxyHttp for Edge {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        caching::placed(session);
+        caching::stop_unstored_fill(session)?;
         response_modifiers::downstream(self, session, resp, ctx)
     }
 
@@ -484,10 +505,20 @@ impl ProxyHttp for Edge {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        if caching::is_fill_not_stored(e) {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         let span = ctx.span.clone();
         response_modifiers::failure(session, e, ctx)
             .instrument(span)
             .await
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        caching::is_fill_not_stored(e)
     }
 
     fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {

@@ -41,6 +41,65 @@ const SNIFF_BYTES: usize = 512;
 pub struct Fill {
     pub target: FillTarget,
     pub class: RouteClass,
+    /// A fill run apart from an HTTP/2 viewer ([`super::caching::fill_apart`]): told once it
+    /// has its place in the cache. Such a fill is for the cache only.
+    pub viewer: Option<Placed>,
+}
+
+impl Fill {
+    pub fn new(target: FillTarget, class: RouteClass) -> Fill {
+        Fill {
+            target,
+            class,
+            viewer: None,
+        }
+    }
+}
+
+/// A fill's message to a viewer waiting for it: the fill's cache lookup has settled (it holds
+/// the cache lock as the writer, found the object, or goes upstream), so the viewer's own
+/// lookup, made after it, meets the fill's lock or its object and never takes the lock itself.
+/// Dropped with the fill: a fill that ended in any other way releases its waiter too.
+pub struct Placed(parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<()>>>);
+
+impl Placed {
+    /// A message and the receiver the viewer waits on.
+    pub fn channel() -> (Placed, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Placed(parking_lot::Mutex::new(Some(tx))), rx)
+    }
+
+    /// Tell the waiter, once (later calls do nothing).
+    pub fn tell(&self) {
+        if let Some(tx) = self.0.lock().take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Start `fill` as a background subrequest of this request: it runs through the proxy phases
+/// on its own (its answer is drained; what it is for is the cache) and outlives the request.
+/// `false` when this session cannot spawn subrequests.
+///
+/// The fill is an HTTP/1 session parsed from this request's header as Pingora writes it, so
+/// an HTTP/2 request's version is set to HTTP/1.1 for the copy (see [`serve`]).
+pub(super) fn spawn_background(session: &mut Session, fill: Fill) -> bool {
+    let version = session.req_header().version;
+    if version == http::Version::HTTP_2 {
+        session.req_header_mut().set_version(http::Version::HTTP_11);
+    }
+    let spawned = match session.subrequest_spawner.as_ref() {
+        Some(spawner) => {
+            let sub = pingora_proxy::subrequest::Ctx::builder()
+                .user_ctx(Box::new(fill))
+                .build();
+            spawner.spawn_background_subrequest(session.as_downstream(), sub);
+            true
+        }
+        None => false,
+    };
+    session.req_header_mut().set_version(version);
+    spawned
 }
 
 /// What a fill fetches.
@@ -223,10 +282,7 @@ pub(super) async fn serve(
     }
     let created = match (session.subrequest_spawner.as_ref(), ctx.target.clone()) {
         (Some(spawner), Some(target)) => {
-            let fill = Fill {
-                target: FillTarget::Ready(target),
-                class: ctx.class,
-            };
+            let fill = Fill::new(FillTarget::Ready(target), ctx.class);
             let deadline = edge.state.config.fill_deadline(fill.blocking());
             let sub = pingora_proxy::subrequest::Ctx::builder()
                 .user_ctx(Box::new(fill))
@@ -884,6 +940,17 @@ mod tests {
     use super::*;
 
     const SECRET: &[u8] = b"0123456789abcdef";
+
+    #[tokio::test]
+    async fn placed_tells_once_and_a_dropped_fill_releases_its_viewer() {
+        let (placed, told) = Placed::channel();
+        placed.tell();
+        placed.tell();
+        assert!(told.await.is_ok());
+        let (placed, told) = Placed::channel();
+        drop(placed);
+        assert!(told.await.is_err(), "the viewer waits no longer");
+    }
 
     fn playback(quality: Option<&str>) -> PlaybackMapping {
         PlaybackMapping {

@@ -96,7 +96,7 @@ pub(super) fn start(edge: &Edge, resp: &ResponseHeader, ctx: &mut RequestCtx) {
 /// A body chunk from upstream; at the end, prefetch what the playlist announces.
 pub(super) fn body(
     edge: &Edge,
-    session: &Session,
+    session: &mut Session,
     body: Option<&bytes::Bytes>,
     end: bool,
     ctx: &mut RequestCtx,
@@ -134,14 +134,10 @@ pub(super) fn body(
         if !edge.prefetched.claim(&key) {
             continue;
         }
-        let Some(spawner) = session.subrequest_spawner.as_ref() else {
+        if !super::playlist::spawn_background(session, fill) {
             return;
-        };
+        }
         crate::metrics::PREFETCHES.inc();
-        let sub = pingora_proxy::subrequest::Ctx::builder()
-            .user_ctx(Box::new(fill))
-            .build();
-        spawner.spawn_background_subrequest(session.as_downstream(), sub);
     }
 }
 
@@ -181,16 +177,16 @@ fn fill_for(edge: &Edge, playlist: &Target, uri: &str) -> Option<Fill> {
             let dir = m.publisher.as_deref().unwrap_or(&sp.hash);
             let upstream_path = edge.upstream.object_path(dir, &sp.rest_encoded());
             let cache_primary = edge.upstream.cache_primary(&upstream_path);
-            Some(Fill {
-                target: FillTarget::Ready(Target::Stream(MediaTarget {
+            Some(Fill::new(
+                FillTarget::Ready(Target::Stream(MediaTarget {
                     path: sp,
                     publisher: m.publisher.clone(),
                     upstream_path,
                     cache_primary,
                     blocking: false,
                 })),
-                class: super::RouteClass::Stream,
-            })
+                super::RouteClass::Stream,
+            ))
         }
         Target::Proxy(p) => {
             let abs = p.url.join(uri).ok()?;
@@ -199,15 +195,15 @@ fn fill_for(edge: &Edge, playlist: &Target, uri: &str) -> Option<Fill> {
             if crate::rewrite::kind_from_path(abs.path()).is_some() {
                 return None;
             }
-            Some(Fill {
-                target: FillTarget::Resolve(Box::new(super::proxy::Checked {
+            Some(Fill::new(
+                FillTarget::Resolve(Box::new(super::proxy::Checked {
                     url: abs,
                     provider: p.provider.clone(),
                     context: p.context.clone(),
                     token: p.ctx_token.clone(),
                 })),
-                class: super::RouteClass::Proxy,
-            })
+                super::RouteClass::Proxy,
+            ))
         }
     }
 }
