@@ -284,7 +284,14 @@ fn http2_from_a_nodes_address_is_counted_at_once() {
             }
         })
         .collect();
-    assert_eq!(closed, vec![false, false, true], "{}", n.s.log());
+    // Exactly one over the share is refused. Which one depends on the order sluice's tasks
+    // finish the three handshakes, which a loaded machine does not keep.
+    assert_eq!(
+        closed.iter().filter(|c| **c).count(),
+        1,
+        "{closed:?} {}",
+        n.s.log()
+    );
     drop(conns);
     // And HTTP/2 requests from the node's address meet the rate limit (verify: 5/min).
     let url = format!(
