@@ -3,15 +3,21 @@
 //! `cache.memory_bytes`), a new fill makes room by evicting cold objects, so its viewers
 //! coalesce on one origin fetch; and fills that stall (a slow origin, a client that stopped
 //! reading) hold what has arrived, not the whole budget, so new objects are still cached.
+//!
+//! The HTTP/2 client is the `h2` crate over `tokio-rustls` against the TLS edge listener: `h2`
+//! gives flow-control window back only for what a caller releases, so streams whose bodies
+//! are never polled are stalled players, frame for frame.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{client, metric, metrics, random_bytes, Reply, Sluice, TestOrigin};
+use common::{client, metric, metrics, random_bytes, Pki, Reply, Sluice, TestOrigin};
+use rustls::pki_types::{CertificateDer, ServerName};
 
 const MIB: usize = 1024 * 1024;
 
@@ -187,4 +193,86 @@ async fn stalled_fills_do_not_keep_new_objects_out_of_the_cache() {
     );
     assert!(metric(&m, "sluice_cache_bytes") <= BUDGET as f64, "{m}");
     drop(held);
+}
+
+/// An HTTP/2 connection to the TLS edge (ALPN `h2`, the test CA trusted).
+async fn h2_connect(p: &Pki, port: u16) -> h2::client::SendRequest<Bytes> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(p.ca_der.clone()))
+        .expect("test CA");
+    let mut tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the TLS edge");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (send, conn) = h2::client::handshake(tls).await.expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    send
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_http2_streams_do_not_keep_new_objects_out_of_the_cache() {
+    // One HTTP/2 connection opens streams on eight distinct cold 4 MiB objects (a fast
+    // origin) and never reads them: announced, they are 32 MiB, more than the budget.
+    let stalled = 8;
+    let fresh = random_bytes(SEGMENT, 4545);
+    let mut b = TestOrigin::new().route(
+        "/h/fresh.m4s",
+        Reply::ok(fresh.clone(), "video/iso.segment"),
+    );
+    for i in 0..stalled {
+        b = b.route(
+            &format!("/h/cold{i}.m4s"),
+            Reply::ok(random_bytes(SEGMENT, 270 + i as u64), "video/iso.segment"),
+        );
+    }
+    let origin = b.start();
+    let p = common::pki();
+    let port = common::free_port();
+    let listen = format!(
+        "  edge_tls:\n    address: 127.0.0.1:{port}\n    cert: {}\n    key: {}\n",
+        p.cert.display(),
+        p.key.display()
+    );
+    let s = Sluice::start_with_listen(&listen, &cfg(&origin));
+
+    let conn = h2_connect(&p, port).await;
+    let mut held = Vec::new();
+    for i in 0..stalled {
+        let mut send = conn.clone().ready().await.expect("stream slot");
+        let req = http::Request::get(format!("https://localhost:{port}/stream/h/cold{i}.m4s"))
+            .body(())
+            .expect("request");
+        let (resp, _) = send.send_request(req, true).expect("send request");
+        let resp = resp.await.expect("response header");
+        assert_eq!(resp.status(), 200);
+        // The body is never polled: no window is given back.
+        held.push(resp.into_body());
+    }
+    for i in 0..stalled {
+        assert_eq!(origin.hits(&format!("/h/cold{i}.m4s")), 1);
+    }
+
+    // While the streams stay open, 20 viewers want a new segment, then one more.
+    watch_together(&s, "/stream/h/fresh.m4s", &fresh, 20).await;
+    fetch(&s, "/stream/h/fresh.m4s", &fresh).await;
+    assert_eq!(
+        origin.hits("/h/fresh.m4s"),
+        1,
+        "origin fetches of a new segment for 21 viewers beside 8 stalled HTTP/2 streams"
+    );
+    let m = metrics(&s).await;
+    assert!(metric(&m, "sluice_cache_bytes") <= BUDGET as f64, "{m}");
+    drop(held);
+    drop(conn);
 }
