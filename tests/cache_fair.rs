@@ -107,7 +107,13 @@ async fn new_segments_at_the_high_water_mark_are_fetched_once_each() {
     assert_eq!(
         fetches,
         vec![1; segments.len()],
-        "origin fetches per new segment (10 viewers each)"
+        "origin fetches per new segment (10 viewers each): {}",
+        metrics(&s)
+            .await
+            .lines()
+            .filter(|l| l.starts_with("sluice_cache"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     // The newest segment stayed cached: one more viewer is a hit.
     let last = segments.len() - 1;

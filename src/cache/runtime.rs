@@ -3,12 +3,12 @@
 
 use std::time::SystemTime;
 
-use pingora_cache::eviction::lru::Manager as LruManager;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora_cache::{CacheKey, CacheMeta, NoCacheReason, RespCacheable};
 use pingora_http::ResponseHeader;
 
 use super::disk::{DiskError, DiskTier};
+use super::eviction::NewestKept;
 use super::policy::{CachePolicy, Decision};
 use super::storage::{MemoryStorage, UncachedReason};
 use crate::config::CacheConfig;
@@ -20,7 +20,7 @@ const EVICTION_SHARDS: usize = 16;
 
 pub struct CacheRuntime {
     pub storage: &'static MemoryStorage,
-    pub eviction: &'static LruManager<EVICTION_SHARDS>,
+    pub eviction: &'static NewestKept<EVICTION_SHARDS>,
     pub lock: &'static CacheKeyLockImpl,
     /// The lock of LL-HLS blocking playlist reloads, whose fills may legitimately take
     /// several part durations.
@@ -46,8 +46,8 @@ impl CacheRuntime {
         // what the LRU does not see (a stalled fill whose entry it already chose, the kept
         // window of a pass-through), up to the storage's hard budget.
         let lru_limit = cfg.memory_bytes - cfg.memory_bytes / 8;
-        let eviction: &'static LruManager<EVICTION_SHARDS> =
-            Box::leak(Box::new(LruManager::with_capacity(lru_limit, capacity)));
+        let eviction: &'static NewestKept<EVICTION_SHARDS> =
+            Box::leak(Box::new(NewestKept::with_capacity(lru_limit, capacity)));
         let mut storage = MemoryStorage::new(cfg.shards, cfg.memory_bytes)
             .with_max_object_bytes(cfg.max_object_bytes)
             .with_eviction(eviction);

@@ -1056,6 +1056,18 @@ impl Storage for MemoryStorage {
         if matches!(target, PurgeTarget::Exact(CacheEntryKey::Identified { .. })) {
             return Ok(PurgeOutcome::NotFound);
         }
+        // An eviction pingora decided when it admitted another object runs later, in a task
+        // of its own. If the manager tracks the key again by then, it chose an entry that has
+        // since come back — typically a fill in flight at the time that has committed since
+        // (the commit admits it, below): removing it would drop a fresh object the manager
+        // counts, and send its next viewers to the origin.
+        if matches!(purge_type, PurgeType::Eviction) {
+            if let (Some(eviction), PurgeTarget::Exact(entry)) = (self.eviction, &target) {
+                if eviction.peek(entry) {
+                    return Ok(PurgeOutcome::NotFound);
+                }
+            }
+        }
         let hash = target.key().combined_bin();
         let (removed, inflight_purged) = {
             let mut maps = self.shard(&hash).maps.write();
@@ -1553,6 +1565,17 @@ impl HandleMiss for MemoryMissHandler {
                 true
             }
         };
+        if let (true, Some(eviction)) = (committed, self.storage.eviction) {
+            // Tracked at its final weight from the moment it is stored (pingora admits it
+            // again after `finish`, with the same weight), so a late eviction decided while it
+            // was in flight is recognised as stale (see `purge`).
+            let evicted = eviction.admit(
+                CacheEntryKey::KeyOnly(self.write.key.clone()),
+                weight,
+                self.write.meta.fresh_until,
+            );
+            self.storage.evict_now(&evicted);
+        }
         if let (true, Some(disk)) = (committed, &self.storage.disk) {
             disk.store(
                 self.hash,

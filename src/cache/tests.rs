@@ -996,3 +996,41 @@ async fn pingora_lru_manager_keeps_the_storage_within_its_limit() {
         manager.evicted_size()
     );
 }
+
+#[tokio::test]
+async fn a_late_eviction_of_a_fill_that_has_committed_since_is_ignored() {
+    use pingora_cache::eviction::CacheEntryKeyRef;
+    let manager: &'static super::eviction::NewestKept<1> = Box::leak(Box::new(
+        super::eviction::NewestKept::with_capacity(usize::MAX, 64),
+    ));
+    let storage = leak(MemoryStorage::new(1, 1 << 20).with_eviction(manager));
+    let k = key("/seg/late.ts");
+    let entry = CacheEntryKey::key_only(k.to_compact());
+    // Pingora chose this key's entry while it was a fill in flight (admitting another
+    // object); the fill commits, and only then does pingora's purge task run.
+    let mut writer = miss(storage, &k, &fresh_meta(Some(100))).await;
+    writer
+        .write_body(Bytes::from(body_of(100)), true)
+        .await
+        .expect("write");
+    writer.finish().await.expect("finish");
+    assert!(manager.peek(&entry), "tracked from its commit");
+    let outcome = storage
+        .purge(PurgeTarget::Exact(&entry), PurgeType::Eviction, &span())
+        .await
+        .expect("purge");
+    assert_eq!(outcome, PurgeOutcome::NotFound);
+    assert!(
+        lookup(storage, &k).await.is_some(),
+        "the fresh object stays"
+    );
+    // An eviction the manager stands by (it no longer tracks the key) removes it.
+    manager.remove(CacheEntryKeyRef::KeyOnly(&k.to_compact()));
+    let outcome = storage
+        .purge(PurgeTarget::Exact(&entry), PurgeType::Eviction, &span())
+        .await
+        .expect("purge");
+    assert_eq!(outcome, PurgeOutcome::Purged(None));
+    assert!(lookup(storage, &k).await.is_none());
+    assert_eq!(storage.bytes_stored(), manager.total_size());
+}
