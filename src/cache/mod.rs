@@ -8,6 +8,7 @@
 //! [`MemoryStorage::purge_exact_primary`].
 
 pub mod disk;
+pub mod eviction;
 pub mod policy;
 pub mod runtime;
 pub mod storage;

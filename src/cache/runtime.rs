@@ -3,12 +3,12 @@
 
 use std::time::SystemTime;
 
-use pingora_cache::eviction::lru::Manager as LruManager;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora_cache::{CacheKey, CacheMeta, NoCacheReason, RespCacheable};
 use pingora_http::ResponseHeader;
 
 use super::disk::{DiskError, DiskTier};
+use super::eviction::NewestKept;
 use super::policy::{CachePolicy, Decision};
 use super::storage::{MemoryStorage, UncachedReason};
 use crate::config::CacheConfig;
@@ -20,7 +20,7 @@ const EVICTION_SHARDS: usize = 16;
 
 pub struct CacheRuntime {
     pub storage: &'static MemoryStorage,
-    pub eviction: &'static LruManager<EVICTION_SHARDS>,
+    pub eviction: &'static NewestKept<EVICTION_SHARDS>,
     pub lock: &'static CacheKeyLockImpl,
     /// The lock of LL-HLS blocking playlist reloads, whose fills may legitimately take
     /// several part durations.
@@ -39,19 +39,22 @@ impl CacheRuntime {
     /// # Errors
     /// The disk tier's directory (`cache.disk.path`) cannot be created or read.
     pub fn install(cfg: &CacheConfig) -> Result<&'static CacheRuntime, DiskError> {
+        // Capacity is a hint for pre-allocation: assume ~64 KiB objects on average.
+        let capacity = (cfg.memory_bytes / (64 * 1024)).clamp(1024, 1 << 20);
+        // The LRU evicts at 7/8 of the budget. Fills in flight are tracked in it as they grow
+        // (so a fill evicts cold objects to make room for itself); the last 1/8 is slack for
+        // what the LRU does not see (a stalled fill whose entry it already chose, the kept
+        // window of a pass-through), up to the storage's hard budget.
+        let lru_limit = cfg.memory_bytes - cfg.memory_bytes / 8;
+        let eviction: &'static NewestKept<EVICTION_SHARDS> =
+            Box::leak(Box::new(NewestKept::with_capacity(lru_limit, capacity)));
         let mut storage = MemoryStorage::new(cfg.shards, cfg.memory_bytes)
-            .with_max_object_bytes(cfg.max_object_bytes);
+            .with_max_object_bytes(cfg.max_object_bytes)
+            .with_eviction(eviction);
         if let Some(d) = &cfg.disk {
             storage = storage.with_disk(DiskTier::open(&d.path, d.bytes)?);
         }
         let storage: &'static MemoryStorage = Box::leak(Box::new(storage));
-        // Capacity is a hint for pre-allocation: assume ~64 KiB objects on average.
-        let capacity = (cfg.memory_bytes / (64 * 1024)).clamp(1024, 1 << 20);
-        // The LRU evicts at 7/8 of the budget: the storage counts writes still in flight too,
-        // and refuses new ones at the full budget, so this leaves them room.
-        let lru_limit = cfg.memory_bytes - cfg.memory_bytes / 8;
-        let eviction: &'static LruManager<EVICTION_SHARDS> =
-            Box::leak(Box::new(LruManager::with_capacity(lru_limit, capacity)));
         let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(cfg.lock_timeout));
         let blocking_lock: &'static CacheKeyLockImpl =
             Box::leak(CacheLock::new_boxed(cfg.blocking_reload_timeout));

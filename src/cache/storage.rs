@@ -18,10 +18,16 @@
 //! - **Failures are errors, never short bodies.** A write dropped without `finish()` (origin
 //!   failed) and a body whose length differs from its `Content-Length` are not committed, and
 //!   every partial reader gets an error.
-//! - **In-flight writes are inside the budget.** A write reserves its `Content-Length` when it
-//!   starts and grows its reservation as bytes arrive beyond it; complete objects plus
-//!   reservations never pass the budget given to [`MemoryStorage::new`]. A write that would
-//!   is refused at `get_miss_handler` (pingora then streams the response through uncached).
+//! - **In-flight writes are inside the budget, and make room for themselves.** A write
+//!   reserves its entry overhead and one step ([`RESERVE_STEP_BYTES`]) when it starts, and
+//!   grows its reservation as bytes arrive, a step ahead (never past its `Content-Length`):
+//!   what has arrived, not what was announced, so fills that stall hold what they have and
+//!   never the budget. With an eviction manager ([`MemoryStorage::with_eviction`]) each step
+//!   is admitted to it under the write's key, so a fill into a full cache evicts the coldest
+//!   objects instead of being refused; complete objects plus reservations never pass the
+//!   budget given to [`MemoryStorage::new`]. A write with no room even then is refused at
+//!   `get_miss_handler` (pingora streams the response through uncached) or, mid-stream,
+//!   becomes a pass-through that its viewers keep reading.
 //! - **Too large or over budget mid-stream: pass-through, never a cut body.** A body of unknown
 //!   length that outgrows the per-object limit, or whose growth the budget cannot take, turns
 //!   into a *pass-through*: it is never committed, no new reader can join it, and the bytes
@@ -35,9 +41,11 @@
 //!   `MissFinishType::Created` and as the hit's eviction weight, so pingora's eviction manager
 //!   and this storage agree on what is stored.
 //!
-//! Eviction is pingora's: its eviction manager (e.g. `eviction::lru::Manager`) decides and
-//! calls [`Storage::purge`] with [`PurgeType::Eviction`]. Set the eviction manager's limit
-//! below the budget: the difference is what in-flight writes always have room for.
+//! Eviction is pingora's: its eviction manager (e.g. `eviction::lru::Manager`) decides, and
+//! either pingora calls [`Storage::purge`] with [`PurgeType::Eviction`] (after a commit) or
+//! this storage removes what the manager chose as a fill grows. Set the eviction manager's
+//! limit below the budget: the difference is slack for what the manager does not see (the
+//! window of a pass-through, a stalled fill whose entry it already chose).
 //!
 //! Out of scope: variants (`Vary`) beyond keeping the key's combined hash, and entry ids
 //! (entries are identified by key only, like `MemCache`).
@@ -79,6 +87,12 @@ pub const DEFAULT_MAX_OBJECT_BYTES: usize = 64 << 20;
 /// object may). Generous for a player that keeps up with its connection; a stalled one is cut
 /// there rather than letting one object's unread tail grow without bound.
 pub const PASSTHROUGH_MIN_WINDOW_BYTES: usize = 16 << 20;
+
+/// How far ahead of the bytes that have arrived a write reserves (capped by its
+/// `Content-Length`): one budget check and one eviction-manager call per step, not per chunk.
+/// A fill reserves what has arrived, not what it announced, so fills that stall (an origin
+/// that trickles, a viewer that stops reading) hold what they have and never the budget.
+pub const RESERVE_STEP_BYTES: usize = 256 << 10;
 
 /// Fixed memory an entry costs besides its body and headers: the map slot, the compact key,
 /// the times, the `ResponseHeader` struct. An estimate; what matters is that it is the same
@@ -453,6 +467,9 @@ pub struct MemoryStorage {
     counters: Counters,
     /// The disk tier behind this one (`cache.disk`), if configured.
     disk: Option<super::disk::DiskTier>,
+    /// The eviction manager pingora admits committed objects to, told of writes in flight
+    /// too so that a fill makes room by evicting cold objects ([`MemoryStorage::with_eviction`]).
+    eviction: Option<&'static dyn EvictionManager>,
 }
 
 impl MemoryStorage {
@@ -472,7 +489,19 @@ impl MemoryStorage {
             next_write_id: AtomicU64::new(0),
             counters: Counters::default(),
             disk: None,
+            eviction: None,
         }
+    }
+
+    /// Track writes in flight in `eviction` (the manager given to `HttpCache::enable`), so a
+    /// fill makes room for itself: as its bytes arrive, its weight so far is admitted under its
+    /// key and the manager evicts the coldest objects past its limit, which this storage
+    /// removes at once. When the fill commits, pingora admits the same key with its final
+    /// weight (the same number), so nothing is counted twice. Without a manager, a fill only
+    /// gets what the budget has free.
+    pub fn with_eviction(mut self, eviction: &'static dyn EvictionManager) -> Self {
+        self.eviction = Some(eviction);
+        self
     }
 
     /// Put a disk tier behind this storage: misses look there (a verified object is promoted
@@ -621,6 +650,100 @@ impl MemoryStorage {
                 Ok(_) => return true,
                 Err(now) => reserved = now,
             }
+        }
+    }
+
+    /// Grow a write's reservation from `from` to `to` bytes, making room first: the write's
+    /// weight so far is admitted to the eviction manager under its key, and the manager evicts
+    /// the coldest entries past its limit, which are removed here at once. `false`: no room
+    /// even then (the budget is taken by other writes in flight).
+    ///
+    /// The manager may choose another write's entry (a cold one: a fill that stopped
+    /// growing); that write keeps its bytes and its reservation here, and is tracked again
+    /// when it grows or when pingora admits it at commit. The budget stays the hard bound.
+    fn grow_reservation(&self, write: &InflightWrite, from: usize, to: usize) -> bool {
+        if let Some(eviction) = self.eviction {
+            let evicted = eviction.admit(
+                CacheEntryKey::KeyOnly(write.key.clone()),
+                to,
+                write.meta.fresh_until,
+            );
+            self.evict_now(&evicted);
+        }
+        self.try_reserve(to.saturating_sub(from))
+    }
+
+    /// Evict cold objects for a pass-through's window of `kept` unread bytes: tracked under
+    /// its key only for the moment the manager evicts, then forgotten again (it never commits).
+    fn make_room(&self, write: &InflightWrite, kept: usize) {
+        let Some(eviction) = self.eviction else {
+            return;
+        };
+        let evicted = eviction.admit(
+            CacheEntryKey::KeyOnly(write.key.clone()),
+            kept,
+            write.meta.fresh_until,
+        );
+        self.evict_now(&evicted);
+        eviction.remove(CacheEntryKeyRef::KeyOnly(&write.key));
+    }
+
+    /// Stop tracking a write that will not commit: the manager goes back to the weight of the
+    /// complete object under the same key, if there is one (a refresh), or forgets the key.
+    fn untrack(&self, hash: &HashBinary, write: &InflightWrite) {
+        let Some(eviction) = self.eviction else {
+            return;
+        };
+        let complete = self
+            .shard(hash)
+            .maps
+            .read()
+            .complete
+            .get(hash)
+            .map(|o| (o.weight, o.meta.fresh_until));
+        match complete {
+            Some((weight, fresh_until)) => {
+                let evicted = eviction.admit(
+                    CacheEntryKey::KeyOnly(write.key.clone()),
+                    weight,
+                    fresh_until,
+                );
+                self.evict_now(&evicted);
+            }
+            None => eviction.remove(CacheEntryKeyRef::KeyOnly(&write.key)),
+        }
+    }
+
+    /// Remove the complete objects the eviction manager chose, as [`Storage::purge`] with
+    /// [`PurgeType::Eviction`] does (writes in flight under those keys are left alone).
+    fn evict_now(&self, entries: &[CacheEntryKey]) {
+        for entry in entries {
+            // Entries are never given ids: an identified one is not ours.
+            if let CacheEntryKey::KeyOnly(key) = entry {
+                self.evict_complete(&key.combined_bin());
+            }
+        }
+    }
+
+    /// Remove the complete object under `hash` as an eviction; whether there was one.
+    fn evict_complete(&self, hash: &HashBinary) -> bool {
+        let removed = {
+            let mut maps = self.shard(hash).maps.write();
+            let removed = maps.complete.remove(hash);
+            if let Some(obj) = &removed {
+                self.uncount_object(obj);
+            }
+            removed
+        };
+        match removed {
+            Some(obj) => {
+                self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .evicted_bytes
+                    .fetch_add(obj.weight as u64, Ordering::Relaxed);
+                true
+            }
+            None => false,
         }
     }
 
@@ -873,16 +996,6 @@ impl Storage for MemoryStorage {
         let hash = key.combined_bin();
         let primary: Option<Box<str>> = key.primary_key_str().map(Into::into);
         let overhead = stored.overhead(primary.as_deref());
-        // The whole announced body (and the entry's overhead) is reserved now, so N slow fills
-        // that started together cannot each grow into the budget's last free bytes.
-        let reserved = overhead + length.unwrap_or(0);
-        if !self.try_reserve(reserved) {
-            self.note_uncached(UncachedReason::OverBudget);
-            return Err(self.refuse(StorageError::OverBudget {
-                stored: self.bytes_stored(),
-                budget: self.budget_bytes,
-            }));
-        }
         let id = self.next_write_id.fetch_add(1, Ordering::Relaxed);
         let (progress, _) = watch::channel(Progress::Writing(0));
         let write = Arc::new(InflightWrite {
@@ -896,6 +1009,19 @@ impl Storage for MemoryStorage {
             purged: AtomicBool::new(false),
             readers: parking_lot::Mutex::new(Vec::new()),
         });
+        // Only the entry's overhead and a first step are reserved now, and the body as it
+        // arrives ([`RESERVE_STEP_BYTES`] ahead): reserving the announced length up front let fills
+        // that stall hold the whole budget while they held almost nothing. Each step makes
+        // room by evicting cold objects ([`MemoryStorage::grow_reservation`]).
+        let reserved = overhead + length.map_or(RESERVE_STEP_BYTES, |l| l.min(RESERVE_STEP_BYTES));
+        if !self.grow_reservation(&write, 0, reserved) {
+            self.untrack(&hash, &write);
+            self.note_uncached(UncachedReason::OverBudget);
+            return Err(self.refuse(StorageError::OverBudget {
+                stored: self.bytes_stored(),
+                budget: self.budget_bytes,
+            }));
+        }
         self.shard(&hash)
             .maps
             .write()
@@ -913,6 +1039,7 @@ impl Storage for MemoryStorage {
             tag: id.into(),
             written: 0,
             reserved,
+            floor: 0,
             passthrough: false,
             eof: false,
             ended: false,
@@ -928,6 +1055,18 @@ impl Storage for MemoryStorage {
         // Entries are never given ids, so an identified target cannot be ours.
         if matches!(target, PurgeTarget::Exact(CacheEntryKey::Identified { .. })) {
             return Ok(PurgeOutcome::NotFound);
+        }
+        // An eviction pingora decided when it admitted another object runs later, in a task
+        // of its own. If the manager tracks the key again by then, it chose an entry that has
+        // since come back — typically a fill in flight at the time that has committed since
+        // (the commit admits it, below): removing it would drop a fresh object the manager
+        // counts, and send its next viewers to the origin.
+        if matches!(purge_type, PurgeType::Eviction) {
+            if let (Some(eviction), PurgeTarget::Exact(entry)) = (self.eviction, &target) {
+                if eviction.peek(entry) {
+                    return Ok(PurgeOutcome::NotFound);
+                }
+            }
         }
         let hash = target.key().combined_bin();
         let (removed, inflight_purged) = {
@@ -1218,6 +1357,8 @@ pub struct MemoryMissHandler {
     /// `max(Content-Length, written)` (what it will weigh once committed), or for a
     /// pass-through the bytes it still keeps.
     reserved: usize,
+    /// Least a pass-through keeps reserved (see [`Self::start_passthrough`]).
+    floor: usize,
     /// Too large or over budget mid-stream: feeding its readers, never committed.
     passthrough: bool,
     eof: bool,
@@ -1246,11 +1387,20 @@ impl MemoryMissHandler {
             .maps
             .write()
             .unlink(&self.hash, self.write.id);
+        // Out of budget, it keeps (up to) one step of its reservation for its window: its
+        // next chunks then fit in what it held, instead of every fill that ran out at once
+        // counting its newest chunk on top of a budget the others already took. Too large,
+        // it keeps just its window (the budget had room for it).
+        self.floor = match reason {
+            UncachedReason::OverBudget => {
+                self.reserved.min(self.write.overhead + RESERVE_STEP_BYTES)
+            }
+            UncachedReason::TooLarge => 0,
+        };
         let c = &self.storage.counters;
-        c.inflight_bytes.fetch_sub(self.reserved, Ordering::Relaxed);
-        self.reserved = 0;
         c.passthrough_writes.fetch_add(1, Ordering::Relaxed);
         self.storage.note_uncached(reason);
+        self.storage.untrack(&self.hash, &self.write);
     }
 
     /// A pass-through keeps only what its slowest reader has not read, and at most its
@@ -1264,10 +1414,16 @@ impl MemoryMissHandler {
             body.drop_before(from);
             len - body.kept_from()
         };
+        let kept = kept.max(self.floor);
         let c = &self.storage.counters;
         if kept > self.reserved {
-            c.inflight_bytes
-                .fetch_add(kept - self.reserved, Ordering::Relaxed);
+            // Readers need these bytes whether or not the budget has room: make what room
+            // evicting cold objects can, and count them either way.
+            if !self.storage.try_reserve(kept - self.reserved) {
+                self.storage.make_room(&self.write, kept);
+                c.inflight_bytes
+                    .fetch_add(kept - self.reserved, Ordering::Relaxed);
+            }
         } else {
             c.inflight_bytes
                 .fetch_sub(self.reserved - kept, Ordering::Relaxed);
@@ -1294,7 +1450,22 @@ impl MemoryMissHandler {
             .abandoned_writes
             .fetch_add(1, Ordering::Relaxed);
         self.release();
+        if !self.passthrough {
+            self.storage.untrack(&self.hash, &self.write);
+        }
         reason
+    }
+
+    /// What this write reserves once `size` body bytes have arrived: those, the entry's
+    /// overhead, and up to [`RESERVE_STEP_BYTES`] more, but not past the announced length
+    /// or the per-object limit.
+    fn reservation_for(&self, size: usize) -> usize {
+        let ahead = size + RESERVE_STEP_BYTES;
+        let cap = match self.write.meta.content_length() {
+            Some(len) if len >= size => len,
+            _ => self.storage.max_object_bytes.max(size),
+        };
+        self.write.overhead + ahead.min(cap)
     }
 
     /// Why this write already ended, for calls after it did.
@@ -1324,8 +1495,11 @@ impl HandleMiss for MemoryMissHandler {
             if size > self.storage.max_object_bytes {
                 self.start_passthrough(UncachedReason::TooLarge);
             } else if size + self.write.overhead > self.reserved {
-                let need = size + self.write.overhead;
-                if self.storage.try_reserve(need - self.reserved) {
+                let need = self.reservation_for(size);
+                if self
+                    .storage
+                    .grow_reservation(&self.write, self.reserved, need)
+                {
                     self.reserved = need;
                 } else {
                     self.start_passthrough(UncachedReason::OverBudget);
@@ -1391,6 +1565,17 @@ impl HandleMiss for MemoryMissHandler {
                 true
             }
         };
+        if let (true, Some(eviction)) = (committed, self.storage.eviction) {
+            // Tracked at its final weight from the moment it is stored (pingora admits it
+            // again after `finish`, with the same weight), so a late eviction decided while it
+            // was in flight is recognised as stale (see `purge`).
+            let evicted = eviction.admit(
+                CacheEntryKey::KeyOnly(self.write.key.clone()),
+                weight,
+                self.write.meta.fresh_until,
+            );
+            self.storage.evict_now(&evicted);
+        }
         if let (true, Some(disk)) = (committed, &self.storage.disk) {
             disk.store(
                 self.hash,
@@ -1405,6 +1590,7 @@ impl HandleMiss for MemoryMissHandler {
         if committed {
             Ok(MissFinishType::Created(weight))
         } else {
+            self.storage.untrack(&self.hash, &self.write);
             self.storage
                 .counters
                 .abandoned_writes

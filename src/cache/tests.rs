@@ -710,39 +710,139 @@ async fn a_pass_through_keeps_only_what_its_readers_have_not_read() {
 }
 
 #[tokio::test]
-async fn in_flight_writes_reserve_their_length_within_the_budget() {
-    let storage = leak(MemoryStorage::new(1, 10_000));
-    let first = miss(storage, &key("/r1.ts"), &fresh_meta(Some(6000))).await;
-    let reserved = storage.stats().inflight_bytes;
-    assert!(reserved > 6000, "length plus entry overhead: {reserved}");
-    // A second announced 6000 bytes does not fit beside the first, though nothing is
-    // written yet.
-    let err = storage
-        .get_miss_handler(&key("/r2.ts"), &fresh_meta(Some(6000)), &span())
+async fn in_flight_writes_reserve_what_has_arrived_within_the_budget() {
+    let step = super::storage::RESERVE_STEP_BYTES;
+    let budget = 2 << 20;
+    let storage = leak(MemoryStorage::new(1, budget));
+    // Announced 1 MiB, nothing arrived: the entry's overhead and one step are reserved, not
+    // the announced length, so a fill that stalls does not hold what it announced.
+    let mut first = miss(storage, &key("/r1.ts"), &fresh_meta(Some(1 << 20))).await;
+    let overhead = storage.stats().inflight_bytes - step;
+    assert!(
+        overhead > 0 && overhead < 1000,
+        "entry overhead: {overhead}"
+    );
+    // What arrives is reserved, a step ahead.
+    first
+        .write_body(Bytes::from(body_of(300 << 10)), false)
         .await
-        .err()
-        .expect("over budget");
-    assert!(matches!(
-        storage_error(&err),
-        Some(StorageError::OverBudget { budget: 10_000, .. })
-    ));
-    // Unknown length: admitted while there is room, passed through when it outgrows it.
-    let k = key("/r3.ts");
-    let mut grower = miss(storage, &k, &fresh_meta(None)).await;
+        .expect("write");
+    assert_eq!(
+        storage.stats().inflight_bytes,
+        overhead + (300 << 10) + step
+    );
+    // A second fill starts beside it, and passes through once its bytes do not fit.
+    let k = key("/r2.ts");
+    let mut second = miss(storage, &k, &fresh_meta(None)).await;
     let (_, mut hit) = lookup(storage, &k).await.expect("partial hit");
-    grower
-        .write_body(Bytes::from(body_of(5000)), false)
+    let big = body_of(budget);
+    second
+        .write_body(Bytes::from(big.clone()), false)
         .await
         .expect("past the budget: passed through");
-    assert!(storage.bytes_stored() <= 10_000 + 5000);
-    grower.write_body(Bytes::new(), true).await.expect("eof");
-    grower.finish().await.expect("finish");
-    assert_eq!(read_all(&mut hit).await.expect("whole"), body_of(5000));
+    second.write_body(Bytes::new(), true).await.expect("eof");
+    second.finish().await.expect("finish");
+    assert_eq!(read_all(&mut hit).await.expect("whole"), big);
     drop(first);
     let stats = storage.stats();
     assert_eq!((stats.inflight_bytes, stats.inflight_writes), (0, 0));
-    assert_eq!(stats.uncached_over_budget, 2);
+    assert_eq!(stats.uncached_over_budget, 1);
     assert_eq!(stats.passthrough_writes, 1);
+}
+
+/// Store `body` under `k` as `HttpCache` does with an eviction manager: admit the finished
+/// size and purge what the manager evicts.
+async fn store_admitted(
+    storage: &'static MemoryStorage,
+    manager: &'static Manager<1>,
+    k: &CacheKey,
+    body: &[u8],
+) {
+    let meta = fresh_meta(Some(body.len()));
+    let mut writer = miss(storage, k, &meta).await;
+    writer
+        .write_body(Bytes::copy_from_slice(body), true)
+        .await
+        .expect("write");
+    let MissFinishType::Created(size) = writer.finish().await.expect("finish") else {
+        panic!("created");
+    };
+    let evicted = manager.admit(
+        CacheEntryKey::key_only(k.to_compact()),
+        size,
+        meta.fresh_until(),
+    );
+    for item in evicted {
+        storage
+            .purge(PurgeTarget::Exact(&item), PurgeType::Eviction, &span())
+            .await
+            .expect("purge");
+    }
+}
+
+#[tokio::test]
+async fn a_fill_at_the_high_water_mark_evicts_cold_objects_to_make_room() {
+    let budget = 80_000;
+    let limit = budget - budget / 8;
+    let manager: &'static Manager<1> = Box::leak(Box::new(Manager::with_capacity(limit, 64)));
+    let storage = leak(MemoryStorage::new(2, budget).with_eviction(manager));
+    for i in 0..20 {
+        store_admitted(
+            storage,
+            manager,
+            &key(&format!("/cold/{i}.ts")),
+            &body_of(5000),
+        )
+        .await;
+    }
+    let before = storage.bytes_stored();
+    assert!(
+        before <= limit && before + 20_000 > budget,
+        "at high water: {before}"
+    );
+    // 20000 bytes do not fit in what is left: the fill evicts the coldest objects as its
+    // bytes arrive, and commits.
+    let k = key("/new/seg.ts");
+    store_admitted(storage, manager, &k, &body_of(20_000)).await;
+    let (_, mut hit) = lookup(storage, &k)
+        .await
+        .expect("the new segment is cached");
+    assert_eq!(read_all(&mut hit).await.expect("body"), body_of(20_000));
+    assert!(storage.evictions() >= 3, "{:?}", storage.stats());
+    assert!(
+        lookup(storage, &key("/cold/0.ts")).await.is_none(),
+        "the coldest object made room"
+    );
+    assert!(lookup(storage, &key("/cold/19.ts")).await.is_some());
+    let stats = storage.stats();
+    assert_eq!(stats.uncached_over_budget, 0);
+    assert_eq!(stats.inflight_bytes, 0);
+    assert!(stats.bytes_stored <= limit);
+    // One number for both: what the storage holds is what the manager tracks.
+    assert_eq!(stats.bytes_stored, manager.total_size());
+    assert_eq!(stats.objects, manager.total_items());
+}
+
+#[tokio::test]
+async fn an_abandoned_fill_is_no_longer_tracked_by_the_eviction_manager() {
+    let manager: &'static Manager<1> = Box::leak(Box::new(Manager::with_capacity(usize::MAX, 64)));
+    let storage = leak(MemoryStorage::new(1, 1 << 20).with_eviction(manager));
+    let old = key("/kept.ts");
+    store_admitted(storage, manager, &old, &body_of(3000)).await;
+    let tracked = manager.total_size();
+    // A fill that fails mid-body, and a refresh of a stored object that fails.
+    for k in [key("/failed.ts"), old.clone()] {
+        let mut writer = miss(storage, &k, &fresh_meta(Some(9000))).await;
+        writer
+            .write_body(Bytes::from(body_of(4000)), false)
+            .await
+            .expect("write");
+        assert!(manager.total_size() > tracked, "a growing fill is tracked");
+        drop(writer);
+        assert_eq!(manager.total_size(), tracked, "and forgotten when it fails");
+    }
+    assert_eq!(manager.total_size(), storage.bytes_stored());
+    assert_eq!(manager.total_items(), 1);
 }
 
 #[tokio::test]
@@ -895,4 +995,42 @@ async fn pingora_lru_manager_keeps_the_storage_within_its_limit() {
         storage.stats().evicted_bytes as usize,
         manager.evicted_size()
     );
+}
+
+#[tokio::test]
+async fn a_late_eviction_of_a_fill_that_has_committed_since_is_ignored() {
+    use pingora_cache::eviction::CacheEntryKeyRef;
+    let manager: &'static super::eviction::NewestKept<1> = Box::leak(Box::new(
+        super::eviction::NewestKept::with_capacity(usize::MAX, 64),
+    ));
+    let storage = leak(MemoryStorage::new(1, 1 << 20).with_eviction(manager));
+    let k = key("/seg/late.ts");
+    let entry = CacheEntryKey::key_only(k.to_compact());
+    // Pingora chose this key's entry while it was a fill in flight (admitting another
+    // object); the fill commits, and only then does pingora's purge task run.
+    let mut writer = miss(storage, &k, &fresh_meta(Some(100))).await;
+    writer
+        .write_body(Bytes::from(body_of(100)), true)
+        .await
+        .expect("write");
+    writer.finish().await.expect("finish");
+    assert!(manager.peek(&entry), "tracked from its commit");
+    let outcome = storage
+        .purge(PurgeTarget::Exact(&entry), PurgeType::Eviction, &span())
+        .await
+        .expect("purge");
+    assert_eq!(outcome, PurgeOutcome::NotFound);
+    assert!(
+        lookup(storage, &k).await.is_some(),
+        "the fresh object stays"
+    );
+    // An eviction the manager stands by (it no longer tracks the key) removes it.
+    manager.remove(CacheEntryKeyRef::KeyOnly(&k.to_compact()));
+    let outcome = storage
+        .purge(PurgeTarget::Exact(&entry), PurgeType::Eviction, &span())
+        .await
+        .expect("purge");
+    assert_eq!(outcome, PurgeOutcome::Purged(None));
+    assert!(lookup(storage, &k).await.is_none());
+    assert_eq!(storage.bytes_stored(), manager.total_size());
 }
