@@ -12,12 +12,10 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{client, metric, metrics, random_bytes, Pki, Reply, Sluice, TestOrigin};
-use rustls::pki_types::{CertificateDer, ServerName};
+use common::{client, h2_connect, metric, metrics, random_bytes, Reply, Sluice, TestOrigin};
 
 const MIB: usize = 1024 * 1024;
 
@@ -199,31 +197,6 @@ async fn stalled_fills_do_not_keep_new_objects_out_of_the_cache() {
     );
     assert!(metric(&m, "sluice_cache_bytes") <= BUDGET as f64, "{m}");
     drop(held);
-}
-
-/// An HTTP/2 connection to the TLS edge (ALPN `h2`, the test CA trusted).
-async fn h2_connect(p: &Pki, port: u16) -> h2::client::SendRequest<Bytes> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(p.ca_der.clone()))
-        .expect("test CA");
-    let mut tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect to the TLS edge");
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(tls))
-        .connect(ServerName::try_from("localhost").expect("name"), tcp)
-        .await
-        .expect("TLS handshake");
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (send, conn) = h2::client::handshake(tls).await.expect("h2 handshake");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    send
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

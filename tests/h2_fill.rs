@@ -14,9 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{client, random_bytes, Pki, Reply, Sluice, TestOrigin};
+use common::{client, h2_connect, random_bytes, Pki, Reply, Sluice, TestOrigin};
 use futures::StreamExt;
-use rustls::pki_types::{CertificateDer, ServerName};
 
 /// sluice with the TLS edge listener (HTTP/2 by ALPN) on a free port, in front of `origin`.
 fn start(p: &Pki, origin: &common::RunningOrigin) -> (Sluice, u16) {
@@ -31,31 +30,6 @@ fn start(p: &Pki, origin: &common::RunningOrigin) -> (Sluice, u16) {
         origin.url()
     );
     (Sluice::start_with_listen(&listen, &extra), port)
-}
-
-/// An HTTP/2 connection to the TLS edge (ALPN `h2`, the test CA trusted).
-async fn h2_connect(p: &Pki, port: u16) -> h2::client::SendRequest<Bytes> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(p.ca_der.clone()))
-        .expect("test CA");
-    let mut cfg = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect to the TLS edge");
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(ServerName::try_from("localhost").expect("name"), tcp)
-        .await
-        .expect("TLS handshake");
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (send, conn) = h2::client::handshake(tls).await.expect("h2 handshake");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    send
 }
 
 /// `GET path` on a new HTTP/2 connection: the answer's status and its body stream, not read.
