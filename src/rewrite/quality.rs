@@ -280,11 +280,6 @@ fn last_dir_of(uri: &str) -> &str {
     dir.rsplit('/').next().unwrap_or(dir)
 }
 
-/// Whether an HLS playlist is multivariant (lists variant streams).
-pub fn is_multivariant(playlist: &str) -> bool {
-    Playlist::parse(playlist).is_multivariant()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,8 +468,8 @@ uhd/p.m3u8\n\
     fn media_playlists_are_not_restricted_here() {
         let media = "#EXTM3U\n#EXTINF:2,\nseg.ts\n";
         assert_eq!(restrict_master(media, q("480p")), None);
-        assert!(!is_multivariant(media));
-        assert!(is_multivariant(MASTER));
+        assert!(!Playlist::parse(media).is_multivariant());
+        assert!(Playlist::parse(MASTER).is_multivariant());
         let none = restrict(
             "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=9000000,RESOLUTION=3840x2160\nuhd.m3u8\n",
             "480p",
