@@ -48,7 +48,7 @@ impl ServeHttp for AdminApp {
             .instrument(crate::logging::request_span(&request_id))
             .await;
         // Answered (the write follows at once): idle time starts.
-        crate::conn::request_finished(session);
+        crate::conn::request_finished(session, None);
         let resp = answer.response;
         let status = resp.status().as_u16();
         let class = if session.req_header().uri.path() == "/metrics" {

@@ -361,7 +361,7 @@ pub static CONNECTIONS_REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
 });
 
 /// Edge connections closed by a limit, by reason (`header_timeout`, `idle_timeout`,
-/// `send_timeout`, `header_too_large`).
+/// `send_timeout`, `header_too_large`, `h2_resets`, `h2_malformed`).
 pub static CONNECTIONS_CLOSED: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
         "sluice_connections_closed_total",
@@ -372,7 +372,7 @@ pub static CONNECTIONS_CLOSED: Lazy<IntCounterVec> = Lazy::new(|| {
 });
 
 /// Requests refused before routing, by reason (`upgrade`, `body`, `no_host`,
-/// `header_too_large`).
+/// `header_too_large`; HTTP/2 streams over a share: `per_ip`, `global`, `h2_streams`).
 pub static REQUESTS_REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
         "sluice_requests_refused_total",
@@ -635,10 +635,20 @@ fn touch_known() {
         "idle_timeout",
         "send_timeout",
         "header_too_large",
+        "h2_resets",
+        "h2_malformed",
     ] {
         CONNECTIONS_CLOSED.with_label_values(&[r]);
     }
-    for r in ["upgrade", "body", "no_host", "header_too_large"] {
+    for r in [
+        "upgrade",
+        "body",
+        "no_host",
+        "header_too_large",
+        "per_ip",
+        "global",
+        "h2_streams",
+    ] {
         REQUESTS_REFUSED.with_label_values(&[r]);
     }
     for k in [

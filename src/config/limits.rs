@@ -31,14 +31,16 @@ pub mod file {
         /// Largest request header (request line and fields) answered; larger gets 431.
         #[serde(with = "crate::config::size")]
         pub max_header_bytes: u64,
-        /// Open connections per client address (`trusted_proxies` exempt).
+        /// Requests in flight per client address (`trusted_proxies` exempt): each connection
+        /// holds one place, each HTTP/2 stream beyond its connection's first another.
         pub max_connections_per_ip: u32,
         /// Open edge connections in all; unset: half the file-descriptor limit.
         pub max_connections: Option<u64>,
         /// HTTP/2: concurrent streams per connection.
         pub h2_max_concurrent_streams: u32,
-        /// HTTP/2: stream resets a client may cause before the connection is closed
-        /// (rapid-reset protection).
+        /// HTTP/2: stream resets a client may cause per connection (refilled one a second),
+        /// before or after the stream was accepted, before the connection is closed with
+        /// GOAWAY(ENHANCE_YOUR_CALM) (rapid-reset protection).
         pub h2_max_pending_resets: u32,
     }
 

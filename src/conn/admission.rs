@@ -12,6 +12,12 @@
 //! over its share — at its first request that carries no valid fleet signature, or at once
 //! when it speaks HTTP/2 (nodes talk to each other over HTTP/1.1). The admin listener
 //! exempts no one.
+//!
+//! The share counts requests in flight, whatever carries them: an HTTP/1.1 connection carries
+//! one at a time, and an HTTP/2 connection holds one place for itself (its first stream) and
+//! takes a [`Place`] for every further stream in flight ([`Permit::stream_place`]). So
+//! `max_connections_per_ip` bounds a client's upstream fetches and descriptors the same way
+//! over either protocol, and `max_connections` bounds the edge's.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -127,6 +133,17 @@ impl Admission {
         Ok(())
     }
 
+    /// Give one of `key`'s places back.
+    fn uncount(&self, key: IpAddr) {
+        let mut map = self.per_client.lock();
+        if let Some(n) = map.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&key);
+            }
+        }
+    }
+
     /// The listener's metric label.
     pub fn listener(&self) -> &'static str {
         self.listener
@@ -144,7 +161,44 @@ impl Admission {
     }
 }
 
+/// One HTTP/2 stream's place beyond its connection's first; dropping it frees the place.
+#[derive(Debug)]
+pub struct Place {
+    admission: Arc<Admission>,
+    client: Option<IpAddr>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Some(key) = self.client {
+            self.admission.uncount(key);
+        }
+        self.admission.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Permit {
+    /// A place for one more HTTP/2 stream in flight on this connection, counted under the
+    /// connection's client (if counted) and against the listener's ceiling.
+    pub fn stream_place(&self) -> Result<Place, Refusal> {
+        let admission = &self.admission;
+        if admission.open.fetch_add(1, Ordering::AcqRel) >= admission.max_total {
+            admission.open.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refusal::Global);
+        }
+        let client = *self.client.lock();
+        if let Some(key) = client {
+            if let Err(r) = admission.count(key) {
+                admission.open.fetch_sub(1, Ordering::AcqRel);
+                return Err(r);
+            }
+        }
+        Ok(Place {
+            admission: admission.clone(),
+            client,
+        })
+    }
+
     /// A fleet node's exemption ends (a request without a valid fleet signature, or a
     /// protocol nodes do not use): the connection is counted under its address from now on.
     /// `Err` when that address already holds its share: the connection must be refused.
@@ -171,13 +225,7 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         if let Some(key) = *self.client.lock() {
-            let mut map = self.admission.per_client.lock();
-            if let Some(n) = map.get_mut(&key) {
-                *n -= 1;
-                if *n == 0 {
-                    map.remove(&key);
-                }
-            }
+            self.admission.uncount(key);
         }
         self.admission.open.fetch_sub(1, Ordering::AcqRel);
         crate::metrics::CONNECTIONS_OPEN
@@ -205,6 +253,34 @@ mod tests {
         drop(p1);
         let _p3 = a.admit(ip("203.0.113.1")).unwrap();
         assert_eq!(a.open(), 3);
+    }
+
+    #[test]
+    fn streams_beyond_a_connections_first_share_its_clients_places() {
+        let a = Admission::new("test", 3, 100, vec![], vec![]);
+        let conn = a.admit(ip("203.0.113.1")).unwrap();
+        let s1 = conn.stream_place().unwrap();
+        let s2 = conn.stream_place().unwrap();
+        assert_eq!(conn.stream_place().unwrap_err(), Refusal::PerIp);
+        assert_eq!(a.admit(ip("203.0.113.1")).unwrap_err(), Refusal::PerIp);
+        assert_eq!(a.held_by("203.0.113.1".parse().unwrap()), 3);
+        drop(s1);
+        let _other = a.admit(ip("203.0.113.1")).unwrap();
+        drop(s2);
+        drop(conn);
+        assert_eq!(a.held_by("203.0.113.1".parse().unwrap()), 1);
+        assert_eq!(a.open(), 1);
+    }
+
+    #[test]
+    fn an_exempt_clients_streams_meet_the_global_ceiling() {
+        let trusted = vec![crate::config::parse_cidr("10.0.0.0/8").unwrap()];
+        let a = Admission::new("test", 1, 3, trusted, vec![]);
+        let conn = a.admit(ip("10.1.1.1")).unwrap();
+        let _s1 = conn.stream_place().unwrap();
+        let _s2 = conn.stream_place().unwrap();
+        assert_eq!(conn.stream_place().unwrap_err(), Refusal::Global);
+        assert_eq!(a.held_by("10.1.1.1".parse().unwrap()), 0);
     }
 
     #[test]

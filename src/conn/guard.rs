@@ -51,6 +51,10 @@ pub struct GuardLimits {
     pub header_ceiling: usize,
     /// Small writes held to leave with the next write or flush (`listen.write_buffer`).
     pub write_hold: usize,
+    /// HTTP/2: streams in flight per connection (`limits.h2_max_concurrent_streams`).
+    pub h2_max_streams: usize,
+    /// HTTP/2: the reset budget per connection (`limits.h2_max_pending_resets`).
+    pub h2_max_resets: u32,
 }
 
 impl GuardLimits {
@@ -63,6 +67,8 @@ impl GuardLimits {
             // route's shape; only clearly abusive headers are cut raw.
             header_ceiling: l.max_header_bytes.saturating_mul(2),
             write_hold: crate::config::DEFAULT_WRITE_BUFFER,
+            h2_max_streams: l.h2_max_concurrent_streams as usize,
+            h2_max_resets: l.h2_max_pending_resets,
         }
     }
 
@@ -186,7 +192,7 @@ pub struct GuardedStream {
     /// header, a small body. They leave with the next larger write in one vectored send (the
     /// larger write is not copied) or at the next flush.
     held: Vec<u8>,
-    permit: Permit,
+    permit: Arc<Permit>,
 }
 
 impl std::fmt::Debug for GuardedStream {
@@ -233,13 +239,19 @@ impl GuardedStream {
             peeked: Vec::new(),
             held: Vec::new(),
             limits,
-            permit,
+            permit: Arc::new(permit),
         }
     }
 
     /// This connection's place in its listener's admission.
     pub fn permit(&self) -> &Permit {
         &self.permit
+    }
+
+    /// The same place, for an HTTP/2 connection's streams to take their own places beside it
+    /// ([`Permit::stream_place`]).
+    pub fn shared_permit(&self) -> Arc<Permit> {
+        self.permit.clone()
     }
 
     /// Whether the connection speaks HTTP/2 (ALPN `h2`).
@@ -668,6 +680,8 @@ mod tests {
             send_timeout: Duration::from_secs(5),
             header_ceiling: 1 << 16,
             write_hold: 0,
+            h2_max_streams: 128,
+            h2_max_resets: 32,
         }
         .with_write_hold(write_hold);
         (

@@ -10,20 +10,22 @@
 //!                         Pingora's HTTP/1 or HTTP/2 server loop ─▶ edge phases (crate::edge)
 //! ```
 //!
-//! Pingora's own HTTP application loop stays as it is: [`GuardedApp`] wraps it (the edge
+//! Pingora's own HTTP/1 application loop stays as it is: [`GuardedApp`] wraps it (the edge
 //! proxy, and the admin service, each with its own counts), admits the connection and hands
-//! it a guarded stream. The applications report request boundaries through
-//! [`request_started`] and [`request_finished`].
+//! it a guarded stream. HTTP/2 connections are served by sluice's own accept loop ([`h2`]),
+//! which holds their streams to the same rules. The applications report request boundaries
+//! through [`request_started`] and [`request_finished`].
 
 pub mod admission;
 pub mod guard;
+pub mod h2;
 pub mod proxy_protocol;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora_core::apps::ServerApp;
+use pingora_core::apps::{HttpServerApp, ServerApp};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
@@ -125,7 +127,7 @@ content-type: application/json\r\ncontent-length: 33\r\nretry-after: 1\r\nconnec
 {\"error\":\"Too many connections\"}\n";
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
@@ -191,6 +193,17 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
         // Fleet nodes talk to each other over HTTP/1.1: an HTTP/2 connection is no node's.
         if guarded.is_http2() && guarded.permit().end_exemption().is_err() {
             tracing::debug!(peer = ?peer, "HTTP/2 connection over its address's share");
+            return None;
+        }
+        if guarded.is_http2() {
+            let rules = h2::H2Rules {
+                preface_due: header_due,
+                limits: self.limits.clone(),
+                max_streams: self.limits.h2_max_streams,
+                max_resets: self.limits.h2_max_resets,
+            };
+            let permit = guarded.shared_permit();
+            h2::serve(&self.inner, Box::new(guarded), permit, rules, shutdown).await;
             return None;
         }
         // Through the guard: its header deadline (started with it) bounds the wait.
@@ -272,11 +285,28 @@ pub fn body_due(session: &ServerSession, header_timeout: Duration) -> tokio::tim
     }
 }
 
-/// The request is answered: the connection now idles under `limits.keepalive_timeout`.
-pub fn request_finished(session: &ServerSession) {
+/// The request's handling ended (`error`: how it failed, if it did). HTTP/1.1: the
+/// connection now idles under `limits.keepalive_timeout`. HTTP/2: a stream whose client
+/// went away before its answer was complete (a reset, a write that failed) is counted
+/// against its connection's reset budget ([`h2`]).
+pub fn request_finished(session: &ServerSession, error: Option<&pingora_error::Error>) {
     if let Some(g) = guard_of(session) {
         g.signal().finished();
     }
+    if let Some(ticket) = session.req_header().extensions.get::<h2::StreamTicket>() {
+        ticket.finished(error.is_some_and(client_went_away));
+    }
+}
+
+/// Whether `e` ended a request because its client went away (reset the stream, closed the
+/// connection, a write to it failed) — not a timeout, not the origin's fault.
+fn client_went_away(e: &pingora_error::Error) -> bool {
+    use pingora_error::{ErrorSource, ErrorType};
+    *e.esource() == ErrorSource::Downstream
+        && !matches!(
+            e.etype(),
+            ErrorType::WriteTimedout | ErrorType::ReadTimedout
+        )
 }
 
 #[cfg(test)]

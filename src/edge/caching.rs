@@ -173,38 +173,48 @@ pub(super) fn wait_left(
 /// write, at its own pace. A fill whose answer is not stored (an error status, an uncacheable
 /// or oversized object) releases the lock and this viewer fetches for itself, uncoalesced, as
 /// it would have.
-pub(super) async fn fill_apart(edge: &Edge, session: &mut Session, ctx: &RequestCtx) {
+///
+/// `Err` when the viewer resets its stream while it waits: its request ends there (and counts
+/// against its connection's reset budget, [`crate::conn::h2`]); the fill goes on for the cache.
+pub(super) async fn fill_apart(edge: &Edge, session: &mut Session, ctx: &RequestCtx) -> Result<()> {
     let (Some(cache), Some(target)) = (edge.cache, &ctx.target) else {
-        return;
+        return Ok(());
     };
     // A node's request is fetched by that node's rules (a fill of it would be routed to the
     // object's owner again).
     if ctx.fill || ctx.fleet.from_peer.is_some() || !session.as_downstream().is_http2() {
-        return;
+        return Ok(());
     }
     let method = &session.req_header().method;
     if method != http::Method::GET && method != http::Method::HEAD {
-        return;
+        return Ok(());
     }
     // The lookup the viewer's own will make: a fresh object (or a write in flight, which is
     // fresh and streams to its readers) needs no fill.
     let key = CacheRuntime::key(target.cache_primary());
     let span = pingora_cache::trace::Span::inactive().handle();
     match cache.storage.lookup(&key, &span).await {
-        Ok(Some((meta, _))) if meta.is_fresh(SystemTime::now()) => return,
+        Ok(Some((meta, _))) if meta.is_fresh(SystemTime::now()) => return Ok(()),
         // The viewer's own lookup meets the same error and proceeds as Pingora does.
-        Err(_) => return,
+        Err(_) => return Ok(()),
         _ => {}
     }
     let (placed, told) = Placed::channel();
     let mut fill = Fill::new(FillTarget::Ready(target.clone()), ctx.class);
     fill.viewer = Some(placed);
     if !playlist::spawn_background(session, fill) {
-        return;
+        return Ok(());
     }
     // Bounded by the wait budget the viewer's lock wait is counted against anyway.
     let left = cache.wait_budget.saturating_sub(ctx.started.elapsed());
-    let _ = tokio::time::timeout(left, told).await;
+    tokio::select! {
+        _ = tokio::time::timeout(left, told) => Ok(()),
+        // A GET or HEAD has no body (one was refused before): this only ends on a reset.
+        gone = session.as_downstream_mut().read_body_or_idle(true) => match gone {
+            Err(e) => Err(e.into_down()),
+            Ok(_) => Ok(()),
+        },
+    }
 }
 
 /// The fill's cache lookup has settled (see [`fill_apart`]): tell its viewer, if it has one.

@@ -304,7 +304,7 @@ impl ProxyHttp for Edge {
             .instrument(span)
             .await?;
         if !answered {
-            caching::fill_apart(self, session, ctx).await;
+            caching::fill_apart(self, session, ctx).await?;
         }
         Ok(answered)
     }
@@ -525,8 +525,8 @@ impl ProxyHttp for Edge {
         observe::summary(session, ctx)
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        crate::conn::request_finished(session.as_downstream());
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        crate::conn::request_finished(session.as_downstream(), e);
         let span = ctx.span.clone();
         observe::finished(self, session, ctx).instrument(span).await;
     }

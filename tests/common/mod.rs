@@ -1107,9 +1107,13 @@ pub fn status_of(addr: SocketAddr, path: &str) -> Option<u16> {
     std::str::from_utf8(&buf[9..12]).ok()?.parse().ok()
 }
 
-/// An HTTP/2 connection to the TLS edge (ALPN `h2`, the test CA trusted), for tests that drive
-/// streams and flow control themselves.
-pub async fn h2_connect(p: &Pki, port: u16) -> h2::client::SendRequest<Bytes> {
+/// A TLS connection to the TLS edge offering `alpn` (the test CA trusted), for tests that
+/// write raw frames themselves.
+pub async fn tls_connect(
+    p: &Pki,
+    port: u16,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use rustls::pki_types::{CertificateDer, ServerName};
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -1118,14 +1122,20 @@ pub async fn h2_connect(p: &Pki, port: u16) -> h2::client::SendRequest<Bytes> {
     let mut cfg = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    cfg.alpn_protocols = vec![alpn.to_vec()];
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect to the TLS edge");
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(ServerName::try_from("localhost").expect("name"), tcp)
         .await
-        .expect("TLS handshake");
+        .expect("TLS handshake")
+}
+
+/// An HTTP/2 connection to the TLS edge (ALPN `h2`, the test CA trusted), for tests that drive
+/// streams and flow control themselves.
+pub async fn h2_connect(p: &Pki, port: u16) -> h2::client::SendRequest<Bytes> {
+    let tls = tls_connect(p, port, b"h2").await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let (send, conn) = h2::client::handshake(tls).await.expect("h2 handshake");
     tokio::spawn(async move {
