@@ -35,6 +35,10 @@
 //!   ([`MemoryStorage::passthrough_window`]) while the readers get the whole body. (Pingora's own
 //!   `max_file_size` check would fail the response instead, so sluice leaves it unset.) A
 //!   reader that falls further behind than the window gets [`StorageError::ReaderFellBehind`].
+//!   The window, too, lives inside the budget: when evicting cold objects makes no room for a
+//!   pass-through's unread bytes, it keeps what it already holds and a reader further behind
+//!   is cut, instead of being counted past the budget (before, 512 stalled HTTP/2 streams on
+//!   64 cold 2 MB objects pinned 123 MB under a 16 MiB budget).
 //! - **Accounting without scans.** [`MemoryStorage::bytes_stored`] and
 //!   [`MemoryStorage::objects`] are atomics kept in step with the maps. A committed entry
 //!   weighs `body + header estimate`; the same number is returned to pingora as
@@ -1403,27 +1407,47 @@ impl MemoryMissHandler {
         self.storage.untrack(&self.hash, &self.write);
     }
 
-    /// A pass-through keeps only what its slowest reader has not read, and at most its
-    /// window of it; what it keeps counts as in flight.
-    fn keep_window(&mut self) {
+    /// A pass-through keeps only what its slowest reader has not read, at most its window of
+    /// it, and only as much as the budget has room for (after evicting cold objects); what
+    /// it keeps counts as in flight. Past that room, it keeps what it already holds (at least
+    /// `newest`, the chunk just written, which every reader still needs) and a reader further
+    /// behind is cut ([`StorageError::ReaderFellBehind`]): the fill never waits for its
+    /// slowest viewer, and viewers that stop reading (an HTTP/2 stream with no window, a
+    /// socket nobody drains) cannot pin unread bytes past the budget, however many there are.
+    fn keep_window(&mut self, newest: usize) {
         let len = self.written;
         let floor = len.saturating_sub(self.storage.passthrough_window());
-        let from = self.write.slowest_reader().unwrap_or(len).clamp(floor, len);
+        let mut from = self.write.slowest_reader().unwrap_or(len).clamp(floor, len);
+        let c = &self.storage.counters;
+        let wanted = (len - from).max(self.floor);
+        if wanted > self.reserved {
+            let grow = wanted - self.reserved;
+            let fits = self.storage.try_reserve(grow) || {
+                self.storage.make_room(&self.write, wanted);
+                self.storage.try_reserve(grow)
+            };
+            if fits {
+                self.reserved = wanted;
+            } else {
+                let allowed = self.reserved.max(newest);
+                from = from.max(len.saturating_sub(allowed));
+                if allowed > self.reserved {
+                    // The newest chunk is in memory whatever the budget says: counted.
+                    c.inflight_bytes
+                        .fetch_add(allowed - self.reserved, Ordering::Relaxed);
+                    self.reserved = allowed;
+                }
+            }
+        }
         let kept = {
             let mut body = self.write.body.write();
             body.drop_before(from);
             len - body.kept_from()
         };
         let kept = kept.max(self.floor);
-        let c = &self.storage.counters;
         if kept > self.reserved {
-            // Readers need these bytes whether or not the budget has room: make what room
-            // evicting cold objects can, and count them either way.
-            if !self.storage.try_reserve(kept - self.reserved) {
-                self.storage.make_room(&self.write, kept);
-                c.inflight_bytes
-                    .fetch_add(kept - self.reserved, Ordering::Relaxed);
-            }
+            c.inflight_bytes
+                .fetch_add(kept - self.reserved, Ordering::Relaxed);
         } else {
             c.inflight_bytes
                 .fetch_sub(self.reserved - kept, Ordering::Relaxed);
@@ -1506,10 +1530,11 @@ impl HandleMiss for MemoryMissHandler {
                 }
             }
         }
+        let newest = data.len();
         self.write.body.write().push(data);
         self.written = size;
         if self.passthrough {
-            self.keep_window();
+            self.keep_window(newest);
         }
         // Readers learn of the end only in `finish`, after the length is checked.
         self.write.progress.send_replace(Progress::Writing(size));

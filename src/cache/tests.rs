@@ -709,6 +709,48 @@ async fn a_pass_through_keeps_only_what_its_readers_have_not_read() {
     assert_eq!(rest, chunk.len());
 }
 
+/// Readers that stop reading cannot pin a pass-through's unread bytes past the budget: with
+/// no room left, the pass-through keeps what it holds and the stalled reader is cut, while the
+/// writer and a reader that keeps up go on (before: the stalled reader pinned its whole window,
+/// counted over the budget, for as many pass-throughs as there were stalled viewers).
+#[tokio::test]
+async fn a_pass_through_window_stays_within_the_budget() {
+    let budget = 1 << 20;
+    let chunk_len = 64 << 10;
+    let storage = leak(MemoryStorage::new(1, budget).with_max_object_bytes(512 << 10));
+    let k = key("/over-budget.ts");
+    let mut writer = miss(storage, &k, &fresh_meta(None)).await;
+    let (_, mut fast) = lookup(storage, &k).await.expect("partial hit");
+    let (_, mut stalled) = lookup(storage, &k).await.expect("partial hit");
+    let chunk = Bytes::from(body_of(chunk_len));
+    let (mut sent, mut read) = (0usize, 0usize);
+    // Past the object limit (a pass-through) and then past the budget, 64 KiB at a time.
+    while sent < 3 << 20 {
+        writer
+            .write_body(chunk.clone(), false)
+            .await
+            .expect("the writer never waits for or fails on a stalled reader");
+        sent += chunk.len();
+        while read < sent {
+            read += fast.read_body().await.expect("read").expect("bytes").len();
+        }
+        let inflight = storage.stats().inflight_bytes;
+        assert!(
+            inflight <= budget + chunk_len,
+            "{inflight} bytes in flight at {sent} written, budget {budget}"
+        );
+    }
+    let err = stalled.read_body().await.expect_err("cut");
+    assert!(matches!(
+        storage_error(&err),
+        Some(StorageError::ReaderFellBehind { pos: 0, .. })
+    ));
+    writer.write_body(Bytes::new(), true).await.expect("eof");
+    writer.finish().await.expect("finish");
+    assert_eq!(storage.stats().inflight_bytes, 0);
+    assert_eq!(read, sent);
+}
+
 #[tokio::test]
 async fn in_flight_writes_reserve_what_has_arrived_within_the_budget() {
     let step = super::storage::RESERVE_STEP_BYTES;
