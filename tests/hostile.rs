@@ -580,3 +580,94 @@ async fn a_client_that_stops_reading_is_cut_by_send_timeout() {
     }
     assert!(got < 48 * 1024 * 1024, "the whole object arrived: {got}");
 }
+
+// ---- The same cases over HTTP/2 (the TLS edge listener, streams from the `h2` crate) ----
+
+/// sluice as in the cases above, with a TLS listener beside the cleartext one.
+fn start_with_tls(o: &common::RunningOrigin) -> (Sluice, common::Pki, u16) {
+    let p = common::pki();
+    let port = common::free_port();
+    let listen = format!(
+        "  edge_tls:\n    address: 127.0.0.1:{port}\n    cert: {}\n    key: {}\n",
+        p.cert.display(),
+        p.key.display()
+    );
+    (Sluice::start_with_listen(&listen, &limits(o, "")), p, port)
+}
+
+/// One GET over `send`: the status and the whole body.
+async fn h2_get(
+    send: &h2::client::SendRequest<bytes::Bytes>,
+    port: u16,
+    path: &str,
+) -> (u16, Vec<u8>) {
+    let mut send = send
+        .clone()
+        .ready()
+        .await
+        .expect("the connection takes a stream");
+    let req = http::Request::get(format!("https://localhost:{port}{path}"))
+        .body(())
+        .unwrap();
+    let (resp, _) = send.send_request(req, true).unwrap();
+    let resp = resp.await.expect("answered");
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut got = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("body");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        got.extend_from_slice(&chunk);
+    }
+    (status, got)
+}
+
+/// HTTP/2 twin of `idle_and_slowloris_connections_are_closed_by_the_limits` (idle part): a
+/// connection with no stream in flight is closed by keepalive_timeout (2 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_http2_connection_is_closed_by_keepalive_timeout() {
+    let o = origin();
+    let (_s, p, port) = start_with_tls(&o);
+    let tls = common::tls_connect(&p, port, b"h2").await;
+    let (send, conn) = h2::client::handshake(tls).await.expect("h2 handshake");
+    let conn = tokio::spawn(conn);
+    assert_eq!(h2_get(&send, port, "/health").await.0, 200);
+    let idle = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("an idle HTTP/2 connection was held past keepalive_timeout")
+        .unwrap()
+        .ok();
+    assert!(
+        idle.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        idle.elapsed()
+    );
+}
+
+/// HTTP/2 twin of `origin_errors_are_framed_and_keep_the_connection`: origin errors are
+/// answered in the route's JSON shape on their own streams, and the connection keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn origin_errors_over_http2_are_answered_and_keep_the_connection() {
+    let o = origin();
+    let (_s, p, port) = start_with_tls(&o);
+    let send = common::h2_connect(&p, port).await;
+    for (path, want) in [
+        ("/stream/h/v/missing.ts", 404),
+        ("/stream/h/v/missing.ts", 404),
+        ("/stream/h/v/broken.ts", 503),
+        ("/stream/h/v/empty_500.ts", 500),
+        ("/stream/h/v/seg_2.ts", 200),
+    ] {
+        let (status, body) = h2_get(&send, port, path).await;
+        assert_eq!(status, want, "{path}");
+        if want == 200 {
+            assert_eq!(body.len(), 64 * 1024);
+        } else {
+            let v: serde_json::Value = serde_json::from_slice(&body)
+                .unwrap_or_else(|e| panic!("{path}: {e}: {:?}", String::from_utf8_lossy(&body)));
+            assert!(v["error"].is_string(), "{path}: {v}");
+        }
+    }
+    assert_eq!(h2_get(&send, port, "/health").await.0, 200);
+}
