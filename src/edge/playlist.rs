@@ -296,7 +296,7 @@ pub(super) async fn serve(
     };
     session.req_header_mut().set_version(version);
     let Some((deadline, (prepared, handle))) = created else {
-        return answer_error(session, ctx, 500, "Internal error").await;
+        return answer_error(edge, session, ctx, 500, "Internal error").await;
     };
     let job = tokio::spawn(prepared.run());
     let pingora_core::protocols::http::subrequest::server::SubrequestHandle { tx, mut rx, .. } =
@@ -326,11 +326,11 @@ pub(super) async fn serve(
         super::gate::settle_before_answer(&edge.state, ctx, status).await;
     }
     let result = match outcome {
-        Err(_) => answer_error(session, ctx, 504, "Upstream timed out").await,
+        Err(_) => answer_error(edge, session, ctx, 504, "Upstream timed out").await,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "playlist fill failed");
             ctx.upstream_error = true;
-            answer_error(session, ctx, 502, "Upstream error").await
+            answer_error(edge, session, ctx, 502, "Upstream error").await
         }
         Ok(Ok(Collected::Whole { header, body })) => {
             ctx.fill_cache_status = cache_status_of(&header);
@@ -513,7 +513,7 @@ async fn finish(
     let decoded = match decoded {
         Ok(d) => d,
         Err(e) if plan.buffering == Buffering::Always => {
-            return rewrite_failed(session, ctx, &e).await;
+            return rewrite_failed(edge, session, ctx, &e).await;
         }
         Err(_) => return relay_whole(session, ctx, header, body, head_only).await,
     };
@@ -527,6 +527,7 @@ async fn finish(
     let Some(kind) = kind else {
         if plan.buffering == Buffering::Always {
             return rewrite_failed(
+                edge,
                 session,
                 ctx,
                 &rewrite::RewriteError::Malformed("the upstream answer is not a playlist".into()),
@@ -537,7 +538,7 @@ async fn finish(
     };
     let rewritten = match plan.mapping.rewrite(kind, &decoded, &plan.base) {
         Ok(r) => r,
-        Err(e) => return rewrite_failed(session, ctx, &e).await,
+        Err(e) => return rewrite_failed(edge, session, ctx, &e).await,
     };
     let mut resp = ResponseHeader::build(200, Some(8))?;
     resp.insert_header(http::header::CONTENT_TYPE, kind.content_type())?;
@@ -567,6 +568,7 @@ async fn finish(
 }
 
 async fn rewrite_failed(
+    edge: &Edge,
     session: &mut Session,
     ctx: &mut RequestCtx,
     e: &rewrite::RewriteError,
@@ -574,6 +576,7 @@ async fn rewrite_failed(
     if let rewrite::RewriteError::NotAllowed(_) = e {
         // The viewer's answer, not an upstream fault; the use is given back (not a success).
         return answer_error(
+            edge,
             session,
             ctx,
             403,
@@ -586,6 +589,7 @@ async fn rewrite_failed(
         .inc();
     tracing::warn!(error = %e, "playlist not rewritten");
     answer_error(
+        edge,
         session,
         ctx,
         502,
@@ -594,12 +598,19 @@ async fn rewrite_failed(
     .await
 }
 
+/// A failed answer made here. The use its admission reserved is given back before the answer
+/// is written ([`super::gate::settle_before_answer`]): a player that asks `verify` the moment
+/// it reads the failure finds the use unspent. (The 403 of a master with nothing within the
+/// token's quality gave it back only in the logging phase, after the answer: a prompt
+/// `verify` could still see it spent.)
 async fn answer_error(
+    edge: &Edge,
     session: &mut Session,
     ctx: &mut RequestCtx,
     status: u16,
     message: &str,
 ) -> Result<()> {
+    super::gate::settle_before_answer(&edge.state, ctx, status).await;
     ctx.local_status = Some(status);
     respond::json(session, status, super::json_error_body(message)).await
 }
