@@ -218,11 +218,7 @@ async fn stalled_http2_streams_do_not_keep_new_objects_out_of_the_cache() {
     let origin = b.start();
     let p = common::pki();
     let port = common::free_port();
-    let listen = format!(
-        "  edge_tls:\n    address: 127.0.0.1:{port}\n    cert: {}\n    key: {}\n",
-        p.cert.display(),
-        p.key.display()
-    );
+    let listen = p.edge_tls(port);
     let s = Sluice::start_with_listen(&listen, &cfg(&origin));
 
     let conn = h2_connect(&p, port).await;

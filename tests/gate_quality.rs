@@ -75,11 +75,7 @@ impl Edge {
     fn start(origin: &RunningOrigin, contents: &[(&str, &str)], proto: Proto) -> Edge {
         let pki = common::pki();
         let tls_port = common::free_port();
-        let listen = format!(
-            "  edge_tls:\n    address: 127.0.0.1:{tls_port}\n    cert: {}\n    key: {}\n",
-            pki.cert.display(),
-            pki.key.display()
-        );
+        let listen = pki.edge_tls(tls_port);
         let s = Sluice::start_with_listen(&listen, &config(origin, contents));
         Edge {
             s,

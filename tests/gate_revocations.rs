@@ -461,11 +461,7 @@ impl OverHttp2 {
         let p = common::pki();
         let o = origin();
         let port = common::free_port();
-        let listen = format!(
-            "  edge_tls:\n    address: 127.0.0.1:{port}\n    cert: {}\n    key: {}\n",
-            p.cert.display(),
-            p.key.display()
-        );
+        let listen = p.edge_tls(port);
         let s = Sluice::start_with_listen(&listen, &config(&o, "", "log:\n  format: json\n"));
         let key = admin_key(&s);
         let r = client()

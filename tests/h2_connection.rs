@@ -42,11 +42,7 @@ impl Edge {
             o.url()
         );
         let dir = tempfile::tempdir().unwrap();
-        let listen = format!(
-            "  edge_tls:\n    address: 127.0.0.1:{port}\n    cert: {}\n    key: {}\n",
-            p.cert.display(),
-            p.key.display()
-        );
+        let listen = p.edge_tls(port);
         let s = Sluice::start_in_full(dir, &cfg, &[], server, &listen);
         let tls = format!("127.0.0.1:{port}").parse().unwrap();
         Edge { s, o, p, tls }

@@ -20,11 +20,7 @@ use futures::StreamExt;
 /// sluice with the TLS edge listener (HTTP/2 by ALPN) on a free port, in front of `origin`.
 fn start(p: &Pki, origin: &common::RunningOrigin) -> (Sluice, u16) {
     let port = common::free_port();
-    let listen = format!(
-        "  edge_tls:\n    address: 127.0.0.1:{port}\n    cert: {}\n    key: {}\n",
-        p.cert.display(),
-        p.key.display()
-    );
+    let listen = p.edge_tls(port);
     let extra = format!(
         "origins:\n  bucket: {}\n  read_timeout: 10s\n",
         origin.url()
@@ -313,11 +309,7 @@ async fn an_uncached_answer_over_http2_reaches_its_viewer_and_the_fill_stops_at_
     let (url, sent) = counting_origin(body.clone()).await;
     let p = common::pki();
     let port = common::free_port();
-    let listen = format!(
-        "  edge_tls:\n    address: 127.0.0.1:{port}\n    cert: {}\n    key: {}\n",
-        p.cert.display(),
-        p.key.display()
-    );
+    let listen = p.edge_tls(port);
     let s = Sluice::start_with_listen(
         &listen,
         &format!("origins:\n  bucket: {url}\n  read_timeout: 10s\n"),

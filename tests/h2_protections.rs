@@ -53,11 +53,7 @@ impl Edge {
             .start();
         let p = common::pki();
         let port = common::free_port();
-        let listen = format!(
-            "  edge_tls:\n    address: 127.0.0.1:{port}\n    cert: {}\n    key: {}\n{listen}",
-            p.cert.display(),
-            p.key.display()
-        );
+        let listen = format!("{}{listen}", p.edge_tls(port));
         let cfg = format!(
             "origins:\n  bucket: {}\nlimits:\n{limits}log:\n  format: json\n{extra}",
             o.url()

@@ -587,11 +587,7 @@ async fn a_client_that_stops_reading_is_cut_by_send_timeout() {
 fn start_with_tls(o: &common::RunningOrigin) -> (Sluice, common::Pki, u16) {
     let p = common::pki();
     let port = common::free_port();
-    let listen = format!(
-        "  edge_tls:\n    address: 127.0.0.1:{port}\n    cert: {}\n    key: {}\n",
-        p.cert.display(),
-        p.key.display()
-    );
+    let listen = p.edge_tls(port);
     (Sluice::start_with_listen(&listen, &limits(o, "")), p, port)
 }
 

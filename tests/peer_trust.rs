@@ -44,11 +44,7 @@ fn node() -> Node {
         .parse()
         .unwrap();
     let tls_port = common::free_port();
-    let listen = format!(
-        "  edge_tls:\n    address: 127.0.0.1:{tls_port}\n    cert: {}\n    key: {}\n",
-        pki.cert.display(),
-        pki.key.display()
-    );
+    let listen = pki.edge_tls(tls_port);
     let extra = format!(
         "origins:\n  bucket: {}\nfleet:\n  peers: [\"{edge}\", \"{other}\"]\n  self: \"{edge}\"\n  \
          secret_env: FLEET_SECRET\nlimits:\n  max_connections_per_ip: 2\nadmin:\n  rate_limit_api: 5\n\

@@ -14,11 +14,7 @@ use std::time::Duration;
 use common::{pki, random_bytes, Pki, Reply, Sluice, TestOrigin};
 
 fn tls_listen(p: &Pki, port: u16) -> String {
-    format!(
-        "  edge_tls:\n    address: 127.0.0.1:{port}\n    cert: {}\n    key: {}\n",
-        p.cert.display(),
-        p.key.display()
-    )
+    p.edge_tls(port)
 }
 
 /// sluice with the TLS listener (on a free port) beside the cleartext one.

@@ -512,7 +512,7 @@ impl ProxyHttp for Edge {
             };
         }
         let span = ctx.span.clone();
-        response_modifiers::failure(session, e, ctx)
+        response_modifiers::failure(self, session, e, ctx)
             .instrument(span)
             .await
     }

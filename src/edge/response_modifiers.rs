@@ -289,7 +289,12 @@ pub(super) fn body(
 }
 
 /// `fail_to_proxy`: the answer for a failure before the response header went out.
-pub(super) async fn failure(session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+pub(super) async fn failure(
+    edge: &Edge,
+    session: &mut Session,
+    e: &Error,
+    ctx: &mut RequestCtx,
+) -> FailToProxy {
     let (code, kind) = match e.etype() {
         ErrorType::HTTPStatus(code) => (*code, None),
         ErrorType::ConnectTimedout => (504, Some("connect_timeout")),
@@ -323,6 +328,9 @@ pub(super) async fn failure(session: &mut Session, e: &Error, ctx: &mut RequestC
         }
         // The header may already be out (failure mid-body); then there is nothing to send.
         if session.response_written().is_none() {
+            // A use reserved at admission goes back before the failure is written, as on
+            // every other failed answer (super::gate::settle_before_answer).
+            super::gate::settle_before_answer(&edge.state, ctx, code).await;
             // Pingora does not reuse a connection after a failed proxy attempt: say so.
             session.set_keepalive(None);
             let _ = respond::json(session, code, json_error_body(&msg)).await;

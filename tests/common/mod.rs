@@ -1037,6 +1037,18 @@ pub struct Pki {
     pub ca_der: Vec<u8>,
 }
 
+impl Pki {
+    /// `listen:` lines (indented two spaces) for a TLS edge listener on 127.0.0.1:`port` with
+    /// this PKI's edge certificate.
+    pub fn edge_tls(&self, port: u16) -> String {
+        format!(
+            "  edge_tls:\n    address: 127.0.0.1:{port}\n    cert: {}\n    key: {}\n",
+            self.cert.display(),
+            self.key.display()
+        )
+    }
+}
+
 pub fn pki() -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
     let dir = tempfile::tempdir().unwrap();
