@@ -7,6 +7,10 @@
 //!   older than half its `#EXT-X-TARGETDURATION` (capped by `cache.live_playlist_ttl_max`).
 //!   The TTL cannot be decided at store time because the response filter runs before the body.
 //! - `404`: `cache.not_found_ttl` (a segment that is not there yet must not stay missing).
+//! - `Vary`: an answer that varies on anything but `Accept-Encoding` is not stored
+//!   ([`shared_by_all`]). Sluice keeps one copy per key and forwards no player header the
+//!   origin could vary on (`edge::upstream_modifiers`), so such an answer would be one
+//!   viewer's variant served to all; `Vary: *` is never stored.
 //! - The origin wins where it is stricter: `no-store`/`private` are not stored, and a shorter
 //!   `s-maxage`/`max-age`/`Expires` shortens ours.
 //! - `stale-if-error`: every stored object may be served stale for `cache.stale_if_error`
@@ -74,6 +78,9 @@ impl CachePolicy {
             404 | 410 => self.not_found_ttl,
             _ => return Decision::DontStore("status"),
         };
+        if !shared_by_all(resp) {
+            return Decision::DontStore("origin vary");
+        }
         let cc = CacheControl::from_resp_headers(resp);
         if let Some(cc) = &cc {
             if cc.no_store() || cc.private() {
@@ -116,6 +123,23 @@ impl CachePolicy {
             }
         }
     }
+}
+
+/// Whether one stored copy of this answer may serve every player: its `Vary` (all its
+/// lines) names nothing but `Accept-Encoding`. Field names are compared as RFC 9110 says
+/// (case-insensitive, a comma list with optional spaces and empty items); `*` varies on
+/// everything. Sluice asks every origin with the same `Accept-Encoding` (none), so an
+/// encoding variant is the one every fill gets. A `Vary` value that is not text is taken
+/// as varying.
+pub fn shared_by_all(resp: &ResponseHeader) -> bool {
+    resp.headers.get_all(http::header::VARY).iter().all(|v| {
+        v.to_str().is_ok_and(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .all(|name| name.eq_ignore_ascii_case("accept-encoding"))
+        })
+    })
 }
 
 /// The origin's own freshness lifetime: `s-maxage`, then `max-age`, then `Expires - Date`.
@@ -321,6 +345,60 @@ mod tests {
                 Decision::DontStore(_)
             ));
         }
+    }
+
+    #[test]
+    fn only_an_encoding_vary_is_stored() {
+        let now = SystemTime::now();
+        let p = policy();
+        let stored = |headers: &[(&str, &str)]| {
+            let mut r = ResponseHeader::build(200, None).unwrap();
+            for (k, v) in headers {
+                r.append_header(k.to_string(), *v).unwrap();
+            }
+            matches!(
+                p.decide(MediaKind::Segment, &r, now),
+                Decision::Store { .. }
+            )
+        };
+        for kept in [
+            &[][..],
+            &[("vary", "Accept-Encoding")],
+            &[("vary", "accept-encoding")],
+            &[("Vary", " ACCEPT-ENCODING ,accept-Encoding")],
+            &[("vary", "accept-encoding"), ("vary", "Accept-Encoding")],
+            &[("vary", ", ,accept-encoding,")],
+            &[("vary", "")],
+        ] {
+            assert!(stored(kept), "{kept:?}");
+        }
+        for refused in [
+            &[("vary", "*")][..],
+            &[("vary", " * ")],
+            &[("vary", "Accept-Encoding, *")],
+            &[("vary", "User-Agent")],
+            &[("vary", "accept-encoding,user-agent")],
+            &[("vary", "Accept-Encoding"), ("vary", "Accept-Language")],
+            &[("vary", "Origin")],
+            &[("vary", "accept-encodings")],
+        ] {
+            assert!(!stored(refused), "{refused:?}");
+        }
+        // A 404 that varies is one viewer's answer too.
+        let mut r = ResponseHeader::build(404, None).unwrap();
+        r.insert_header("vary", "User-Agent").unwrap();
+        assert_eq!(
+            p.decide(MediaKind::Segment, &r, now),
+            Decision::DontStore("origin vary")
+        );
+        // Not text: varying.
+        let mut r = ResponseHeader::build(200, None).unwrap();
+        r.insert_header(
+            "vary",
+            http::HeaderValue::from_bytes(b"accept-encoding\xff").unwrap(),
+        )
+        .unwrap();
+        assert!(!shared_by_all(&r));
     }
 
     #[test]

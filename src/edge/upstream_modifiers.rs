@@ -2,10 +2,20 @@
 //!
 //! Built from an allow-list, not a deny-list: a player's credentials, cookies, `Origin`,
 //! API keys and whatever else it sends are for sluice, never for the origin. What passes is
-//! what a cache fill and a range request need ([`FORWARDED`]); then the route adds its own:
-//! the object's path and `Host`, and for `/api/proxy` the provider's headers and the
+//! what a cache fill, a range and a revalidation need ([`FORWARDED`]) — nothing that could
+//! make the origin answer one viewer differently from the next, because one stored answer
+//! serves them all: not the player's `User-Agent`, `Accept-Language`, `Accept` or
+//! `Accept-Encoding` (sluice asks with none, so every fill gets the origin's one identity
+//! answer and a `Vary: Accept-Encoding` object is the same for everyone). Then the route adds
+//! its own: the object's path and `Host`, and for `/api/proxy` the provider's headers and the
 //! context's cookies (URL parameters moved into cookies, the provider's cookies, and those
-//! the CDN set for this context earlier — its server-side jar).
+//! the CDN set for this context earlier — its server-side jar); a fleet node's signature is
+//! added after this ([`super::fleet::to_owner`]).
+//!
+//! This is the one place: every request to an origin — `/stream`, `/api/proxy`, playlist
+//! fills, prefetch fills, a fleet node asking the owner and the owner asking the bucket —
+//! runs through [`request`]. The storing side of the same rule is
+//! [`crate::cache::policy::shared_by_all`].
 
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::RequestHeader;
@@ -13,16 +23,9 @@ use pingora_http::RequestHeader;
 use super::{RequestCtx, Target};
 use crate::upstream::Upstream;
 
-/// Request headers a player may have forwarded to the origin.
-pub const FORWARDED: [&str; 7] = [
-    "accept",
-    "accept-language",
-    "range",
-    "if-range",
-    "if-none-match",
-    "if-modified-since",
-    "user-agent",
-];
+/// Request headers a player's request may carry to the origin: none of them can vary a
+/// media answer by who asks (validators and ranges name the same object for everyone).
+pub const FORWARDED: [&str; 4] = ["range", "if-range", "if-none-match", "if-modified-since"];
 
 /// Keep only the allow-listed headers.
 pub fn retain_forwarded(req: &mut RequestHeader) {
@@ -84,12 +87,20 @@ mod tests {
             ("Cookie", "a=b"),
             ("X-Forwarded-For", "1.2.3.4"),
             ("If-None-Match", "\"e\""),
+            ("If-Modified-Since", "Sun, 06 Nov 1994 08:49:37 GMT"),
+            ("If-Range", "\"e\""),
+            ("Accept-Language", "fr-CH, fr;q=0.9"),
+            ("Accept", "application/dash+xml"),
+            ("Accept-Encoding", "gzip, br"),
         ] {
             req.insert_header(k, v).unwrap();
         }
         retain_forwarded(&mut req);
         let mut names: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
         names.sort_unstable();
-        assert_eq!(names, ["if-none-match", "range", "user-agent"]);
+        assert_eq!(
+            names,
+            ["if-modified-since", "if-none-match", "if-range", "range"]
+        );
     }
 }
