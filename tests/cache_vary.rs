@@ -411,3 +411,74 @@ async fn the_fleet_owner_fetch_carries_no_player_headers_and_stores_no_variant()
         "a variant stored by neither node"
     );
 }
+
+/// `GET path` on a new HTTP/2 connection with the player's headers: status and whole body.
+async fn h2_get(
+    p: &common::Pki,
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<u8>) {
+    let send = common::h2_connect(p, port).await;
+    let mut send = send.ready().await.expect("stream slot");
+    let mut req = http::Request::get(format!("https://localhost:{port}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let (resp, _) = send
+        .send_request(req.body(()).expect("request"), true)
+        .expect("send request");
+    let resp = resp.await.expect("response header");
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut got = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("body chunk");
+        got.extend_from_slice(&chunk);
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    (status, got)
+}
+
+#[tokio::test]
+async fn over_http2_too() {
+    // An HTTP/2 viewer of a cold object never fetches it itself: a background fill does
+    // (`caching::fill_apart`), and a playlist is a fill subrequest; both are origin requests.
+    let o = TestOrigin::new()
+        .route("/movie/seg.ts", Reply::ok(random_bytes(5000, 1), SEGMENT))
+        .route(
+            "/movie/index.m3u8",
+            Reply::ok(
+                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nseg.ts\n#EXT-X-ENDLIST\n",
+                HLS,
+            ),
+        )
+        .route("/movie/ua.ts", variant("/v/ua.ts", "nobody"))
+        .start();
+    let p = common::pki();
+    let port = common::free_port();
+    let _s = Sluice::start_with_listen(
+        &p.edge_tls(port),
+        &format!("origins:\n  bucket: {}\n", o.url()),
+    );
+    for path in ["/stream/movie/seg.ts", "/stream/movie/index.m3u8"] {
+        let (st, _) = h2_get(&p, port, path, &PLAYER).await;
+        assert_eq!(st, 200, "{path}");
+    }
+    assert_eq!(o.total_hits(), 2, "{:?}", o.requests());
+    // Not stored: each viewer's own fetch (on HTTP/2 the background fill stops at the
+    // header it may not store and the viewer fetches for itself: two requests, one body).
+    let mut seen = 0;
+    for viewer in ["firstviewer", "secondviewer"] {
+        o.set_route("/movie/ua.ts", variant("/v/ua.ts", viewer));
+        let (st, body) = h2_get(&p, port, "/stream/movie/ua.ts", &[("user-agent", viewer)]).await;
+        assert_eq!(st, 200);
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            format!("variant for viewer {viewer}")
+        );
+        assert!(o.hits("/movie/ua.ts") > seen, "{viewer}: no origin fetch");
+        seen = o.hits("/movie/ua.ts");
+    }
+    assert_no_player_headers(&o, false);
+}
