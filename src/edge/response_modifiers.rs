@@ -178,6 +178,20 @@ pub fn media_content_type(origin: Option<&str>, path: &str) -> String {
 }
 
 /// `response_filter`: what players see (hits and misses alike).
+/// Answers after which Pingora does not serve another request on the connection, so the
+/// answer must say `Connection: close` (a `keep-alive` left the client's next request
+/// unanswered): a stale object served because its revalidation failed (an origin error, an
+/// origin 5xx — the phase is `Stale` only then: a revalidation that worked is `Revalidated`,
+/// a new object `Miss`/`Expired`), and a `304` made for a conditional request on a miss, whose
+/// upstream body is still being read into the cache behind the header-only answer.
+fn ends_the_connection(phase: CachePhase, status: u16) -> bool {
+    match phase {
+        CachePhase::Stale => true,
+        CachePhase::Miss | CachePhase::Expired => status == 304,
+        _ => false,
+    }
+}
+
 pub(super) fn downstream(
     edge: &Edge,
     session: &mut Session,
@@ -196,9 +210,7 @@ pub(super) fn downstream(
     }
     let phase = session.cache.phase();
     resp.insert_header("x-cache-status", super::cache_status(phase))?;
-    if matches!(phase, CachePhase::Stale) && ctx.upstream_error {
-        // Pingora does not reuse a connection after serving stale on an upstream error;
-        // say so, or the client's next request on it is reset.
+    if ends_the_connection(phase, resp.status.as_u16()) {
         resp.insert_header(http::header::CONNECTION, "close")?;
         session.set_keepalive(None);
     }
@@ -344,6 +356,18 @@ pub(super) async fn failure(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn stale_answers_and_304s_on_a_miss_end_the_connection() {
+        use super::{ends_the_connection, CachePhase};
+        assert!(ends_the_connection(CachePhase::Stale, 200));
+        assert!(ends_the_connection(CachePhase::Miss, 304));
+        assert!(ends_the_connection(CachePhase::Expired, 304));
+        assert!(!ends_the_connection(CachePhase::Miss, 200));
+        assert!(!ends_the_connection(CachePhase::Hit, 304));
+        assert!(!ends_the_connection(CachePhase::Revalidated, 304));
+        assert!(!ends_the_connection(CachePhase::StaleUpdating, 200));
+    }
+
     use super::*;
 
     #[test]

@@ -1,0 +1,119 @@
+//! HTTP caching as RFC 9110/9111 say (issue 22), against the real binary with a real origin:
+//! what a connection is told after conditional and stale answers.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use common::{random_bytes, Reply, Sluice, TestOrigin};
+
+/// One response read by its framing from a kept-alive socket: status, lowercased head, body.
+fn read_response(sock: &mut TcpStream, head_only: bool) -> Option<(u16, String, Vec<u8>)> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        sock.read_exact(&mut byte).ok()?;
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).ok()?.to_ascii_lowercase();
+    let status: u16 = head.get(9..12)?.parse().ok()?;
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if head_only || status == 304 || status == 204 {
+        return Some((status, head, Vec::new()));
+    }
+    let mut body = vec![0u8; len?];
+    sock.read_exact(&mut body).ok()?;
+    Some((status, head, body))
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// A 304 answered to a conditional request on a cache miss: if the answer says the connection
+/// stays open, the next request on it is answered (before: `Connection: keep-alive`, then
+/// silence, 7 times out of 8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_304_on_a_miss_leaves_a_usable_connection_or_closes_it() {
+    let mut origin = TestOrigin::new();
+    for i in 0..8 {
+        origin = origin.route(
+            &format!("/h/v/e{i}.ts"),
+            Reply::ok(random_bytes(256 * 1024, i), "video/mp2t").header("etag", "\"v1\""),
+        );
+    }
+    let o = origin.start();
+    let s = Sluice::start(&format!("origins:\n  bucket: {}\n", o.url()));
+    for i in 0..8 {
+        let mut c = connect(s.edge);
+        write!(
+            c,
+            "GET /stream/h/v/e{i}.ts HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"v1\"\r\n\r\n"
+        )
+        .unwrap();
+        let (status, head, _) = read_response(&mut c, false).expect("an answer");
+        assert!(status == 304 || status == 200, "{head}");
+        let closing = head.contains("connection: close");
+        c.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let next = read_response(&mut c, false);
+        if !closing {
+            let (st, h, _) = next.unwrap_or_else(|| {
+                panic!("trial {i}: the answer kept the connection open, the next request got nothing:\n{head}")
+            });
+            assert_eq!(st, 200, "{h}");
+        }
+    }
+}
+
+/// An expired object served stale because the origin now answers 503 (`cache.stale_if_error`):
+/// the next request on that connection is answered, or the answer said it closes (before:
+/// `Connection: keep-alive`, then silence, up to 3 times in 8; only origin connection errors
+/// were covered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_answer_on_an_origin_5xx_leaves_a_usable_connection_or_closes_it() {
+    let mut origin = TestOrigin::new();
+    for i in 0..4 {
+        origin = origin.route(
+            &format!("/h/v/s{i}.ts"),
+            Reply::ok(random_bytes(64 * 1024, i), "video/mp2t")
+                .header("cache-control", "max-age=1"),
+        );
+    }
+    let o = origin.start();
+    let s = Sluice::start(&format!("origins:\n  bucket: {}\n", o.url()));
+    for i in 0..4 {
+        let mut c = connect(s.edge);
+        write!(c, "GET /stream/h/v/s{i}.ts HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut c, false).expect("stored").0, 200);
+    }
+    std::thread::sleep(Duration::from_millis(2200));
+    for i in 0..4 {
+        o.set_route(&format!("/h/v/s{i}.ts"), Reply::status(503));
+    }
+    for i in 0..4 {
+        let mut c = connect(s.edge);
+        write!(c, "GET /stream/h/v/s{i}.ts HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let (status, head, body) = read_response(&mut c, false).expect("an answer");
+        assert_eq!(status, 200, "served stale: {head}");
+        assert_eq!(body.len(), 64 * 1024);
+        assert!(head.contains("x-cache-status: stale"), "{head}");
+        let closing = head.contains("connection: close");
+        c.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let next = read_response(&mut c, false);
+        if !closing {
+            let (st, h, _) = next.unwrap_or_else(|| {
+                panic!("trial {i}: the stale answer kept the connection open, the next request got nothing:\n{head}")
+            });
+            assert_eq!(st, 200, "{h}");
+        }
+    }
+}
