@@ -1004,6 +1004,25 @@ impl Validator<'_> {
                     "must be at least cache.max_object_bytes",
                 ));
             }
+            // Compared as written (`sluice check` on the host sees the same paths `serve` uses).
+            let plain = |p: &Path| -> PathBuf {
+                p.components()
+                    .filter(|c| !matches!(c, std::path::Component::CurDir))
+                    .collect()
+            };
+            let state_dir = plain(
+                Path::new(raw.state.sqlite.trim())
+                    .parent()
+                    .unwrap_or(Path::new("")),
+            );
+            if state_dir.starts_with(plain(&d.path)) {
+                return Err(self.err(
+                    "cache.disk.path",
+                    "must not be the state directory (the parent of state.sqlite) nor contain \
+                     it: the disk tier's key (disk-cache.key) lives there, apart from the files \
+                     it authenticates, and the tier deletes what is not its own in its directories",
+                ));
+            }
         }
         let mut extensions = Vec::new();
         for e in &raw.stream.extensions {
@@ -1387,6 +1406,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bytes"), "{e}");
+        // The disk tier's key lives in the state directory: never among the files it
+        // authenticates (and the tier deletes what is not its own in its directories).
+        for (sqlite, disk) in [
+            ("/var/lib/sluice/sluice.db", "/var/lib/sluice"),
+            ("/var/lib/sluice/sluice.db", "/var/lib/sluice/"),
+            ("/var/lib/sluice/state/sluice.db", "/var/lib"),
+            ("./data/sluice.db", "data"),
+            ("sluice.db", "."),
+        ] {
+            let e = parse(&format!(
+                "state:\n  sqlite: {sqlite}\ncache:\n  disk:\n    path: {disk}\n    bytes: 1GiB\n"
+            ))
+            .expect_err(disk)
+            .to_string();
+            assert!(e.contains("cache.disk.path") && e.contains("state"), "{e}");
+        }
+        for (sqlite, disk) in [
+            ("/var/lib/sluice/sluice.db", "/var/cache/sluice"),
+            ("/var/lib/sluice/sluice.db", "/var/lib/sluice/cache"),
+            ("/var/lib/sluice-state/sluice.db", "/var/lib/sluice"),
+        ] {
+            parse(&format!(
+                "state:\n  sqlite: {sqlite}\ncache:\n  disk:\n    path: {disk}\n    bytes: 1GiB\n"
+            ))
+            .expect(disk);
+        }
     }
 
     #[test]

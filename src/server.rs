@@ -123,7 +123,9 @@ pub fn build(config: Config, upgrade: bool) -> Result<Sluice, StartError> {
         cache: config
             .cache
             .enabled
-            .then(|| crate::cache::runtime::CacheRuntime::install(&config.cache))
+            .then(|| {
+                crate::cache::runtime::CacheRuntime::install(&config.cache, &state_dir(&config))
+            })
             .transpose()
             .map_err(|e| StartError::Setup(e.to_string()))?,
         rate_limits,

@@ -539,6 +539,130 @@ async fn torn_or_altered_disk_files_are_misses() {
     );
 }
 
+/// Three objects served once and written to a disk tier; sluice then stopped. What a restart
+/// in the returned directory finds on disk is up to the caller.
+async fn written_to_disk(
+    seed: u64,
+) -> (
+    common::RunningOrigin,
+    Vec<bytes::Bytes>,
+    tempfile::TempDir,
+    tempfile::TempDir,
+    String,
+) {
+    let bodies: Vec<_> = (0..3).map(|i| random_bytes(100_000, seed + i)).collect();
+    let mut b = TestOrigin::new();
+    for (i, body) in bodies.iter().enumerate() {
+        b = b.route(
+            &format!("/h/d{i}.m4s"),
+            Reply::ok(body.clone(), "video/iso.segment"),
+        );
+    }
+    let origin = b.start();
+    let disk = tempfile::tempdir().unwrap();
+    let extra = cfg(
+        &origin,
+        &format!(
+            "cache:\n  disk:\n    path: {}\n    bytes: 67108864\n",
+            disk.path().display()
+        ),
+    );
+    let s = Sluice::start(&extra);
+    fetch_all(&s, &bodies).await;
+    let start = Instant::now();
+    while metric(
+        &metrics(&s).await,
+        "sluice_cache_disk_events_total{event=\"write\"}",
+    ) < 3.0
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "not written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dir = s.stop_keep_dir();
+    (origin, bodies, dir, disk, extra)
+}
+
+/// What someone who can write the cache directory but not read sluice's state directory can
+/// do to a file: change its body and recompute every check that needs no secret. A CRC-32
+/// file (`SLUICE\x01\n`) has its checksum after the fixed header's lengths (bytes 28..32, over
+/// everything after byte 32); a MAC file (`SLUICE\x02\n`) gets SHA-256 of everything else in
+/// its tag field (bytes 36..68), the best an attacker without the key can put there.
+fn forge(path: &std::path::Path) {
+    use sha2::Digest;
+    let mut data = std::fs::read(path).unwrap();
+    let last = data.len() - 10;
+    data[last] ^= 0x55;
+    match &data[..8] {
+        b"SLUICE\x01\n" => {
+            let crc = crc32fast::hash(&data[32..]);
+            data[28..32].copy_from_slice(&crc.to_le_bytes());
+        }
+        b"SLUICE\x02\n" => {
+            let mut h = sha2::Sha256::new();
+            h.update(&data[..36]);
+            h.update(&data[68..]);
+            let digest = h.finalize();
+            data[36..68].copy_from_slice(&digest);
+        }
+        other => panic!("unknown disk file format {other:?}"),
+    }
+    std::fs::write(path, &data).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_file_altered_with_its_checksum_recomputed_is_never_served() {
+    let (origin, bodies, dir, disk, extra) = written_to_disk(1100).await;
+    forge(&disk_file_of(disk.path(), "/h/d1.m4s"));
+    let s = Sluice::start_in(dir, &extra, &[]);
+    let statuses = fetch_all(&s, &bodies).await;
+    // The forged object was fetched again (whole and correct: `fetch_all` compares bodies);
+    // the others were served from disk.
+    assert_eq!(statuses, ["hit", "miss", "hit"]);
+    assert_eq!(origin.hits("/h/d1.m4s"), 2);
+    assert_eq!(origin.hits("/h/d0.m4s") + origin.hits("/h/d2.m4s"), 2);
+    let m = metrics(&s).await;
+    assert_eq!(
+        metric(&m, "sluice_cache_disk_events_total{event=\"corrupt\"}"),
+        1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_files_under_a_lost_key_are_dropped_unread() {
+    let (origin, bodies, dir, disk, extra) = written_to_disk(1200).await;
+    let key = dir.path().join("state/disk-cache.key");
+    assert!(
+        key.exists(),
+        "the disk tier's key lives in the state directory"
+    );
+    assert!(
+        std::fs::read_dir(disk.path())
+            .unwrap()
+            .flatten()
+            .all(|e| e.file_type().unwrap().is_dir()),
+        "no key among the cache files"
+    );
+    std::fs::remove_file(&key).unwrap();
+    let s = Sluice::start_in(dir, &extra, &[]);
+    let statuses = fetch_all(&s, &bodies).await;
+    // A new key: nothing written under the old one is served.
+    assert_eq!(statuses, ["miss", "miss", "miss"]);
+    assert_eq!(origin.total_hits(), 6);
+    let m = metrics(&s).await;
+    assert_eq!(
+        metric(&m, "sluice_cache_disk_events_total{event=\"foreign\"}"),
+        3.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "sluice_cache_disk_events_total{event=\"hit\"}"),
+        0.0,
+        "{m}"
+    );
+    assert!(s.log().contains("another key"), "{}", s.log());
+}
+
 /// Origin fetches for the same objects after a graceful upgrade (`serve --upgrade`, then
 /// SIGQUIT to the old process), with or without the disk tier.
 async fn refetches_after_upgrade(disk: Option<&std::path::Path>) -> usize {

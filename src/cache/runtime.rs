@@ -7,7 +7,7 @@ use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora_cache::{CacheKey, CacheMeta, NoCacheReason, RespCacheable};
 use pingora_http::ResponseHeader;
 
-use super::disk::{DiskError, DiskTier};
+use super::disk::{DiskError, DiskKey, DiskTier};
 use super::eviction::NewestKept;
 use super::policy::{CachePolicy, Decision};
 use super::storage::{MemoryStorage, UncachedReason};
@@ -36,9 +36,15 @@ pub struct CacheRuntime {
 impl CacheRuntime {
     /// Build and leak the cache for this process.
     ///
+    /// `state_dir` (the parent of `state.sqlite`) holds the disk tier's key.
+    ///
     /// # Errors
-    /// The disk tier's directory (`cache.disk.path`) cannot be created or read.
-    pub fn install(cfg: &CacheConfig) -> Result<&'static CacheRuntime, DiskError> {
+    /// The disk tier's directory (`cache.disk.path`) cannot be created or read, or its key
+    /// (`{state_dir}/disk-cache.key`) cannot be read or created.
+    pub fn install(
+        cfg: &CacheConfig,
+        state_dir: &std::path::Path,
+    ) -> Result<&'static CacheRuntime, DiskError> {
         // Capacity is a hint for pre-allocation: assume ~64 KiB objects on average.
         let capacity = (cfg.memory_bytes / (64 * 1024)).clamp(1024, 1 << 20);
         // The LRU evicts at 7/8 of the budget. Fills in flight are tracked in it as they grow
@@ -52,7 +58,8 @@ impl CacheRuntime {
             .with_max_object_bytes(cfg.max_object_bytes)
             .with_eviction(eviction);
         if let Some(d) = &cfg.disk {
-            storage = storage.with_disk(DiskTier::open(&d.path, d.bytes)?);
+            let key = DiskKey::load_or_create(state_dir)?;
+            storage = storage.with_disk(DiskTier::open(&d.path, d.bytes, key)?);
         }
         let storage: &'static MemoryStorage = Box::leak(Box::new(storage));
         let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(cfg.lock_timeout));
@@ -161,6 +168,7 @@ impl CacheRuntime {
                 ("write", d.writes),
                 ("dropped", d.dropped),
                 ("corrupt", d.corrupt),
+                ("foreign", d.foreign),
                 ("evicted", d.evictions),
             ] {
                 catch_up(
