@@ -31,7 +31,7 @@ fn unwrap(proxied: &str) -> (String, String) {
 
 fn media_origin() -> RunningOrigin {
     let master = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"aud\",NAME=\"en\",URI=\"audio/en.m3u8\"\n#EXT-X-STREAM-INF:BANDWIDTH=800000,AUDIO=\"aud\"\nvideo/720.m3u8?hdnts=exp%3D9~hmac%3Dab\n";
-    let media = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-KEY:METHOD=AES-128,URI=\"../keys/k1.key\"\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:2.0,\nseg_1.m4s\n#EXTINF:2.0,\n/live/ch001/video/seg_2.m4s\n";
+    let media = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-KEY:METHOD=AES-128,URI=\"../keys/k1.key\"\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:2.0,\nseg_1.m4s\n#EXTINF:2.0,\n/live/ch001/video/seg_2.m4s\n#EXTINF:0.1,\ndata:video/mp2t;base64,AA\n";
     TestOrigin::new()
         .route("/live/ch001/master.m3u8", Reply::ok(master, "application/vnd.apple.mpegurl"))
         .route("/live/ch001/video/720.m3u8", Reply::ok(media, "application/octet-stream"))
@@ -274,6 +274,11 @@ async fn player_walks_the_stream_through_the_proxy() {
         })
         .collect();
     assert_eq!(uris.len(), 4, "{media}");
+    // An inline (data:) segment is left as it is, and does not fail the playlist.
+    assert!(
+        media.lines().any(|l| l == "data:video/mp2t;base64,AA"),
+        "{media}"
+    );
     let mut fetched = Vec::new();
     for u in &uris {
         let (target, c2) = unwrap(u);

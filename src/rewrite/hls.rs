@@ -106,11 +106,12 @@ fn scan(
 /// Rewrite an HLS playlist: each URI is resolved with `base.join` (relative, root-relative,
 /// protocol-relative and absolute all work) and replaced by `map(&resolved)`.
 ///
-/// Attribute values whose scheme is not http(s) (`skd://`, `data:`) are left untouched.
+/// Attribute values whose scheme is not http(s) (`skd://`, `data:`), and `data:` URI lines, are
+/// left untouched.
 ///
 /// # Errors
 /// - [`RewriteError::TooLarge`] over [`super::MAX_PLAYLIST_BYTES`].
-/// - [`RewriteError::BadUri`] if a URI line does not resolve to an http(s) URL, contains a
+/// - [`RewriteError::BadUri`] if a URI line (not `data:`) does not resolve to an http(s) URL, contains a
 ///   CR or control character, `map` refuses a URI, or `map`'s output would break the line
 ///   (a `"` inside an attribute, a leading `#` on a URI line).
 /// - [`RewriteError::CrLfInOutput`] if `map` returns CR or LF.
@@ -222,11 +223,14 @@ fn rewrite_plain(
     if raw.bytes().any(|b| b.is_ascii_control()) {
         return Err(RewriteError::BadUri(format!("{raw:?}: control character")));
     }
-    if site == Site::Attribute {
-        if let Some(scheme) = scheme_of(raw) {
-            if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-                return Ok(None);
-            }
+    if let Some(scheme) = scheme_of(raw) {
+        let fetched = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+        // An attribute's other schemes are identifiers (`skd://`, `urn:`); a `data:` URI, in an
+        // attribute or on a segment line, carries its content inline: nothing is fetched, by
+        // sluice or by the player, so it is left exactly as it is (one such line used to make
+        // the whole playlist a 502).
+        if !fetched && (site == Site::Attribute || scheme.eq_ignore_ascii_case("data")) {
+            return Ok(None);
         }
     }
     let resolved = base

@@ -470,14 +470,26 @@ fn map_refusal_propagates() {
 
 #[test]
 fn non_http_uri_lines_are_refused() {
-    for line in [
-        "file:///etc/passwd",
-        "ftp://x.example/a.ts",
-        "data:video/mp2t;base64,AA",
-    ] {
+    for line in ["file:///etc/passwd", "ftp://x.example/a.ts"] {
         let e = hls_err(&format!("#EXTM3U\n{line}\n"), &mut proxy_map());
         assert!(matches!(e, RewriteError::BadUri(_)), "{line}: {e:?}");
     }
+}
+
+#[test]
+fn data_uri_lines_are_left_as_they_are() {
+    // An inline segment (an ad slate, a filler) among fetched ones: the playlist is still
+    // rewritten, the data: line untouched (it was a 502 for the whole playlist).
+    let input =
+        "#EXTM3U\n#EXTINF:1,\ndata:video/mp2t;base64,AA\n#EXTINF:1,\nseg1.ts\nDATA:video/mp2t,x\n";
+    let base = Url::parse("https://cdn.example/live/index.m3u8").unwrap();
+    let out = rewrite_hls(input, &base, &mut proxy_map()).expect("rewritten");
+    assert!(out.contains("\ndata:video/mp2t;base64,AA\n"), "{out}");
+    assert!(out.contains("\nDATA:video/mp2t,x\n"), "{out}");
+    assert!(
+        !out.contains("\nseg1.ts\n"),
+        "the fetched segment is rewritten: {out}"
+    );
 }
 
 #[test]
