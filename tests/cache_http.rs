@@ -117,3 +117,55 @@ async fn a_stale_answer_on_an_origin_5xx_leaves_a_usable_connection_or_closes_it
         }
     }
 }
+
+/// A multi-range request of a stored object: `206` as `multipart/byteranges` with its boundary,
+/// each part framed by it (before: typed as the media, `application/octet-stream` or
+/// `video/mp2t`, and the boundary lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_range_answer_keeps_its_multipart_type_and_boundary() {
+    let body = random_bytes(64 * 1024, 77);
+    let o = TestOrigin::new()
+        .route("/h/v/m.ts", Reply::ok(body.clone(), "video/mp2t"))
+        .start();
+    let s = Sluice::start(&format!("origins:\n  bucket: {}\n", o.url()));
+    let url = s.edge_url("/stream/h/v/m.ts");
+    let c = common::client();
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 200);
+    let r = c
+        .get(&url)
+        .header("range", "bytes=0-9,100-109")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let boundary = ct
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+        .unwrap_or_else(|| panic!("no boundary in {ct:?}"))
+        .trim_matches('"')
+        .to_string();
+    assert!(ct.starts_with("multipart/byteranges"), "{ct}");
+    let got = r.bytes().await.unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(text.matches(&format!("--{boundary}")).count(), 3, "{text}");
+    assert!(
+        text.contains("Content-Range: bytes 0-9/65536")
+            || text
+                .to_ascii_lowercase()
+                .contains("content-range: bytes 0-9/65536"),
+        "{text}"
+    );
+    for (start, end) in [(0usize, 10usize), (100, 110)] {
+        let part = &body[start..end];
+        assert!(
+            got.windows(part.len()).any(|w| w == part),
+            "part {start}-{end} missing"
+        );
+    }
+}

@@ -254,10 +254,21 @@ pub(super) fn downstream(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    resp.insert_header(
-        http::header::CONTENT_TYPE,
-        media_content_type(origin_type.as_deref(), &path),
-    )?;
+    // A multi-range 206 (Pingora's range filter made it from the stored object) is typed by its
+    // parts' boundary: retyping it as the media lost the boundary, and the body could not be
+    // split by the player.
+    let multipart = status == 206
+        && origin_type.as_deref().is_some_and(|t| {
+            t.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/byteranges")
+        });
+    if !multipart {
+        resp.insert_header(
+            http::header::CONTENT_TYPE,
+            media_content_type(origin_type.as_deref(), &path),
+        )?;
+    }
     if resp.status.is_success() || status == 304 {
         let origin_cc = resp
             .headers
