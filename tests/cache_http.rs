@@ -169,3 +169,84 @@ async fn a_multi_range_answer_keeps_its_multipart_type_and_boundary() {
         );
     }
 }
+
+fn gzip(text: &str) -> bytes::Bytes {
+    use std::io::Write as _;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(text.as_bytes()).unwrap();
+    bytes::Bytes::from(e.finish().unwrap())
+}
+
+/// A live HLS playlist the origin sends gzip-encoded (unasked, as many do) is judged from its
+/// text: TARGETDURATION 1 is held at most ~0.5 s, so a reload 1.5 s later goes to the origin
+/// (before: judged from the compressed bytes, held as an ordinary object, 5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_live_playlist_is_judged_from_its_text() {
+    let live = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:1.0,\ns7.ts\n#EXTINF:1.0,\ns8.ts\n";
+    let o = TestOrigin::new()
+        .route(
+            "/h/v/live.m3u8",
+            Reply {
+                body: gzip(live),
+                ..Reply::ok("", "application/vnd.apple.mpegurl")
+            }
+            .header("content-encoding", "gzip"),
+        )
+        .start();
+    let s = Sluice::start(&format!("origins:\n  bucket: {}\n", o.url()));
+    let url = s.edge_url("/stream/h/v/live.m3u8");
+    let c = common::client();
+    for _ in 0..2 {
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        // Passed on as the origin encoded it.
+        assert_eq!(
+            r.headers().get("content-encoding").map(|v| v.as_bytes()),
+            Some(&b"gzip"[..])
+        );
+        assert_eq!(r.bytes().await.unwrap(), gzip(live));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    assert_eq!(
+        o.hits("/h/v/live.m3u8"),
+        2,
+        "a 1 s live playlist was held past its reload"
+    );
+}
+
+/// The same gzip live playlist announces its newest segments to prefetch like a plain one
+/// (before: its first bytes were not `#EXT`, so nothing was prefetched).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_live_playlist_prefetches_what_it_announces() {
+    let live = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:2.0,\ns7.ts\n#EXTINF:2.0,\ns8.ts\n";
+    let o = TestOrigin::new()
+        .route(
+            "/h/v/live.m3u8",
+            Reply {
+                body: gzip(live),
+                ..Reply::ok("", "application/vnd.apple.mpegurl")
+            }
+            .header("content-encoding", "gzip"),
+        )
+        .route("/h/v/s7.ts", Reply::ok(random_bytes(4096, 7), "video/mp2t"))
+        .route("/h/v/s8.ts", Reply::ok(random_bytes(4096, 8), "video/mp2t"))
+        .start();
+    let s = Sluice::start(&format!("origins:\n  bucket: {}\n", o.url()));
+    let c = common::client();
+    let r = c
+        .get(s.edge_url("/stream/h/v/live.m3u8"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = r.bytes().await.unwrap();
+    common::wait_for(
+        "the newest segment prefetched",
+        Duration::from_secs(5),
+        || o.hits("/h/v/s8.ts") >= 1,
+    );
+    let r = c.get(s.edge_url("/stream/h/v/s8.ts")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-cache-status"], "hit");
+    assert_eq!(o.hits("/h/v/s8.ts"), 1);
+}

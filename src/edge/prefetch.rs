@@ -105,7 +105,10 @@ pub(super) fn body(
         return;
     };
     if let Some(b) = body {
-        if c.buf.len() + b.len() > MAX_COLLECT || (c.buf.is_empty() && !b.starts_with(b"#EXT")) {
+        // Only identity text can be told from its first bytes; an encoded playlist is judged
+        // once decoded (a gzip body never starts with `#EXT`: its parts were never prefetched).
+        let not_text = c.coding == encoding::Coding::Identity && !b.starts_with(b"#EXT");
+        if c.buf.len() + b.len() > MAX_COLLECT || (c.buf.is_empty() && not_text) {
             ctx.prefetch = None;
             return;
         }
