@@ -45,6 +45,7 @@ fn media_origin() -> RunningOrigin {
             "application/dash+xml",
         ))
         .route("/redirect.m3u8", Reply::status(302).header("location", "/live/ch001/master.m3u8"))
+        .route("/live/ch001/dash/seg_v+1_3.m4s", Reply::ok(random_bytes(1000, 5), "video/iso.segment"))
         .start_on("127.0.0.2")
 }
 
@@ -375,6 +376,19 @@ async fn dash_manifest_and_redirects_are_rewritten() {
         mpd.contains("$Number$"),
         "template placeholders must survive: {mpd}"
     );
+    // The player substitutes a Representation id with a `+` into the proxied template after
+    // sluice encoded it: the `+` reaches the origin as a `+` (it became a space: 404).
+    let at = mpd.find("media=\"").expect("a media template") + 7;
+    let template = mpd[at..].split('"').next().unwrap().replace("&amp;", "&");
+    let asked = template
+        .replace("seg_%24Number%24", "seg_v+1_%24Number%24")
+        .replace("seg_$Number$", "seg_v+1_$Number$")
+        .replace("%24Number%24", "3")
+        .replace("$Number$", "3");
+    assert!(asked.contains("v+1_3"), "{template} -> {asked}");
+    let r = client().get(s.edge_url(&asked)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{asked}");
+    assert_eq!(origin.hits("/live/ch001/dash/seg_v+1_3.m4s"), 1);
     // A redirect's Location comes back through the proxy.
     let (_, v) = stream_info(&s, "acme", "redirecting", auth).await;
     let r = client()

@@ -88,13 +88,25 @@ impl From<Refusal> for ProxyRefusal {
 }
 
 /// `url` and `ctx` from the query string.
+///
+/// Values are percent-decoded only: a `+` stays a `+`. sluice writes every proxied URL with
+/// spaces as `%20` and `+` as `%2B`, so a literal `+` here was put in by the player itself,
+/// substituting a value into a template after sluice encoded it (a DASH
+/// `$RepresentationID$`, an HLS `{$variable}`), and means `+`. Read as a form (`+` is a space)
+/// it became a space and the origin answered 404.
 pub fn parse_query(query: Option<&str>) -> Result<(String, String), ProxyRefusal> {
     let mut url = None;
     let mut ctx = None;
-    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        match k.as_ref() {
-            "url" if url.is_none() => url = Some(v.into_owned()),
-            "ctx" if ctx.is_none() => ctx = Some(v.into_owned()),
+    for pair in query.unwrap_or("").split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = || {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        match k {
+            "url" if url.is_none() => url = Some(value()),
+            "ctx" if ctx.is_none() => ctx = Some(value()),
             _ => {}
         }
     }
@@ -289,6 +301,11 @@ mod tests {
         assert_eq!(
             parse_query(Some("url=https%3A%2F%2Fa%2Fb.m3u8&ctx=T")),
             Ok(("https://a/b.m3u8".into(), "T".into()))
+        );
+        // A `+` a player substituted after sluice encoded the URL is a `+`, not a space.
+        assert_eq!(
+            parse_query(Some("url=https%3A%2F%2Fa%2Fseg-v+1.m4s%3Fq%3Da%2Bb&ctx=T")),
+            Ok(("https://a/seg-v+1.m4s?q=a+b".into(), "T".into()))
         );
         for q in [
             None,
