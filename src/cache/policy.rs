@@ -12,9 +12,18 @@
 //!   origin could vary on (`edge::upstream_modifiers`), so such an answer would be one
 //!   viewer's variant served to all; `Vary: *` is never stored.
 //! - The origin wins where it is stricter: `no-store`/`private` are not stored, and a shorter
-//!   `s-maxage`/`max-age`/`Expires` shortens ours.
-//! - `stale-if-error`: every stored object may be served stale for `cache.stale_if_error`
-//!   after it expires when the origin fails.
+//!   `s-maxage`/`max-age`/`Expires` shortens ours ([`OriginFreshness`]). `s-maxage` overrides
+//!   `max-age`: sluice is a shared cache (RFC 9111 §5.2.2.10). A lifetime that is not a valid
+//!   delta-seconds (`max-age=x`, a repeated `max-age`) counts as zero (§4.2.1).
+//! - `Age`: an answer that was already `Age` seconds old upstream is stored as that old
+//!   (its creation back-dated), so it is fresh for its lifetime minus `Age` and the `Age`
+//!   players get (now minus creation) includes the upstream's and never goes backwards; one
+//!   as old as its lifetime is not stored. `Date` is not used for age (an origin's clock may
+//!   be off; RFC 9111 §4.2.3 takes the larger of the two, sluice takes `Age` only).
+//! - `stale-if-error`: a stored object may be served stale for `cache.stale_if_error` after it
+//!   expires when the origin fails, unless the origin said `must-revalidate`,
+//!   `proxy-revalidate` or `s-maxage` (§4.2.4, §5.2.2.2, §5.2.2.8, §5.2.2.10): those are never
+//!   served stale (sluice has no stale-while-revalidate).
 
 use std::time::{Duration, SystemTime};
 
@@ -28,8 +37,12 @@ use crate::media::MediaKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Store {
+        /// Freshness lifetime, counted from the object's creation.
         ttl: Duration,
         stale_if_error: Duration,
+        /// How old the answer already was when it arrived (its `Age`): the object's
+        /// creation is this far before now.
+        age: Duration,
     },
     DontStore(&'static str),
 }
@@ -81,27 +94,25 @@ impl CachePolicy {
         if !shared_by_all(resp) {
             return Decision::DontStore("origin vary");
         }
-        let cc = CacheControl::from_resp_headers(resp);
-        if let Some(cc) = &cc {
-            if cc.no_store() || cc.private() {
-                return Decision::DontStore("origin cache-control");
-            }
+        let origin = OriginFreshness::of(resp, now);
+        if origin.no_store || origin.private {
+            return Decision::DontStore("origin cache-control");
         }
-        let origin = origin_ttl(cc.as_ref(), resp, now);
-        let ttl = match origin {
+        let ttl = match origin.shared_lifetime() {
             Some(o) => o.min(ours),
             None => ours,
         };
-        if ttl.is_zero() {
+        if ttl <= origin.age {
             return Decision::DontStore("origin says stale");
         }
         Decision::Store {
             ttl,
-            stale_if_error: if status == 200 {
+            stale_if_error: if status == 200 && origin.may_serve_stale() {
                 self.stale_if_error
             } else {
                 Duration::ZERO
             },
+            age: origin.age,
         }
     }
 
@@ -142,26 +153,79 @@ pub fn shared_by_all(resp: &ResponseHeader) -> bool {
     })
 }
 
-/// The origin's own freshness lifetime: `s-maxage`, then `max-age`, then `Expires - Date`.
-/// `no-cache` means "revalidate every time": zero.
-fn origin_ttl(
-    cc: Option<&CacheControl>,
-    resp: &ResponseHeader,
-    now: SystemTime,
-) -> Option<Duration> {
-    if let Some(cc) = cc {
-        if cc.no_cache() {
+/// What an origin's answer says about its own freshness (RFC 9111 §4.2, §5.2.2), read with
+/// pingora-cache's `Cache-Control` parser: what sluice may store and serve, and what players
+/// may be told ([`crate::edge`]'s `players_cache_control`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OriginFreshness {
+    pub no_store: bool,
+    pub private: bool,
+    /// `no-cache` (without field names or with: sluice treats both as "revalidate every time").
+    pub no_cache: bool,
+    pub must_revalidate: bool,
+    pub proxy_revalidate: bool,
+    /// `s-maxage`: the lifetime for shared caches (sluice, a CDN in front of it).
+    pub s_maxage: Option<Duration>,
+    /// `max-age`, else `Expires - Date`: the lifetime for any cache (a player's too).
+    pub lifetime: Option<Duration>,
+    /// The upstream's `Age` (zero when absent or not delta-seconds).
+    pub age: Duration,
+}
+
+/// The largest `Age` taken (RFC 9111 §1.2.2: 2^31 is "infinity").
+const MAX_AGE_VALUE: u64 = 1 << 31;
+
+impl OriginFreshness {
+    pub fn of(resp: &ResponseHeader, now: SystemTime) -> OriginFreshness {
+        let cc = CacheControl::from_resp_headers(resp);
+        // An invalid or repeated lifetime directive: stale (RFC 9111 §4.2.1).
+        let secs = |v: pingora_error::Result<Option<u32>>| match v {
+            Ok(v) => v.map(|s| Duration::from_secs(u64::from(s))),
+            Err(_) => Some(Duration::ZERO),
+        };
+        let mut f = OriginFreshness::default();
+        if let Some(cc) = &cc {
+            f.no_store = cc.no_store();
+            f.private = cc.private();
+            f.no_cache = cc.no_cache();
+            f.must_revalidate = cc.must_revalidate();
+            f.proxy_revalidate = cc.proxy_revalidate();
+            f.s_maxage = secs(cc.s_maxage());
+            f.lifetime = secs(cc.max_age());
+        }
+        if f.lifetime.is_none() {
+            f.lifetime = expires_lifetime(resp, now);
+        }
+        f.age = resp
+            .headers
+            .get(http::header::AGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|a| Duration::from_secs(a.min(MAX_AGE_VALUE)))
+            .unwrap_or_default();
+        f
+    }
+
+    /// The lifetime for sluice, a shared cache: `no-cache` zero, then `s-maxage`, then
+    /// `max-age`/`Expires`; `None` when the origin says nothing (sluice's own TTL applies).
+    pub fn shared_lifetime(&self) -> Option<Duration> {
+        if self.no_cache {
             return Some(Duration::ZERO);
         }
-        if let Ok(Some(s)) = cc.s_maxage() {
-            return Some(Duration::from_secs(s as u64));
-        }
-        if let Ok(Some(s)) = cc.max_age() {
-            return Some(Duration::from_secs(s as u64));
-        }
+        self.s_maxage.or(self.lifetime)
     }
+
+    /// Whether an expired copy may be served when the origin fails: not when the origin
+    /// forbade it to shared caches (`must-revalidate`, `proxy-revalidate`, `s-maxage`).
+    pub fn may_serve_stale(&self) -> bool {
+        !(self.must_revalidate || self.proxy_revalidate || self.s_maxage.is_some())
+    }
+}
+
+/// `Expires - Date` (or `- now` without a `Date`); an unparseable `Expires` means "already
+/// expired" (RFC 9111 §5.3).
+fn expires_lifetime(resp: &ResponseHeader, now: SystemTime) -> Option<Duration> {
     let expires = resp.headers.get(http::header::EXPIRES)?.to_str().ok()?;
-    // An unparseable Expires means "already expired" (RFC 9111 5.3).
     let Ok(at) = httpdate::parse_http_date(expires) else {
         return Some(Duration::ZERO);
     };
@@ -279,7 +343,8 @@ mod tests {
             d,
             Decision::Store {
                 ttl: Duration::from_secs(86400),
-                stale_if_error: Duration::from_secs(60)
+                stale_if_error: Duration::from_secs(60),
+                age: Duration::ZERO,
             }
         );
     }
@@ -296,7 +361,8 @@ mod tests {
             ),
             Decision::Store {
                 ttl: Duration::from_secs(10),
-                stale_if_error: Duration::from_secs(60)
+                stale_if_error: Duration::from_secs(60),
+                age: Duration::ZERO,
             }
         );
         // Longer origin TTLs do not extend ours.
@@ -333,11 +399,92 @@ mod tests {
     }
 
     #[test]
+    fn an_upstream_age_is_spent_freshness() {
+        let now = SystemTime::now();
+        let p = policy();
+        assert_eq!(
+            p.decide(
+                MediaKind::Segment,
+                &resp(200, &[("cache-control", "max-age=60"), ("age", "50")]),
+                now
+            ),
+            Decision::Store {
+                ttl: Duration::from_secs(60),
+                stale_if_error: Duration::from_secs(60),
+                age: Duration::from_secs(50),
+            }
+        );
+        // As old as its lifetime (or older): stale, not stored.
+        for age in ["60", "61", "99999999999999999"] {
+            assert_eq!(
+                p.decide(
+                    MediaKind::Segment,
+                    &resp(200, &[("cache-control", "max-age=60"), ("age", age)]),
+                    now
+                ),
+                Decision::DontStore("origin says stale"),
+                "{age}"
+            );
+        }
+        // Our own TTL is spent by it too; a malformed Age is ignored.
+        assert!(matches!(
+            p.decide(MediaKind::Segment, &resp(200, &[("age", "86400")]), now),
+            Decision::DontStore(_)
+        ));
+        assert!(matches!(
+            p.decide(MediaKind::Segment, &resp(200, &[("age", "-5")]), now),
+            Decision::Store { age, .. } if age.is_zero()
+        ));
+    }
+
+    #[test]
+    fn revalidate_and_s_maxage_are_never_served_stale() {
+        let now = SystemTime::now();
+        let p = policy();
+        let sie = |cc: &str| match p.decide(
+            MediaKind::Segment,
+            &resp(200, &[("cache-control", cc)]),
+            now,
+        ) {
+            Decision::Store { stale_if_error, .. } => stale_if_error,
+            d => panic!("{cc}: {d:?}"),
+        };
+        assert_eq!(sie("max-age=10"), Duration::from_secs(60));
+        for cc in [
+            "max-age=10, must-revalidate",
+            "max-age=10, proxy-revalidate",
+            "s-maxage=10",
+            "s-maxage=10, max-age=600",
+            "MUST-REVALIDATE",
+        ] {
+            assert!(sie(cc).is_zero(), "{cc}");
+        }
+        // s-maxage overrides max-age for sluice, both ways.
+        assert!(matches!(
+            p.decide(MediaKind::Segment, &resp(200, &[("cache-control", "max-age=600, s-maxage=5")]), now),
+            Decision::Store { ttl, .. } if ttl == Duration::from_secs(5)
+        ));
+        assert!(matches!(
+            p.decide(MediaKind::Segment, &resp(200, &[("cache-control", "max-age=0, s-maxage=50")]), now),
+            Decision::Store { ttl, .. } if ttl == Duration::from_secs(50)
+        ));
+        // An invalid lifetime is stale.
+        assert!(matches!(
+            p.decide(
+                MediaKind::Segment,
+                &resp(200, &[("cache-control", "max-age=soon")]),
+                now
+            ),
+            Decision::DontStore(_)
+        ));
+    }
+
+    #[test]
     fn not_found_is_short_and_errors_are_not_stored() {
         let now = SystemTime::now();
         assert!(matches!(
             policy().decide(MediaKind::Segment, &resp(404, &[]), now),
-            Decision::Store { ttl, stale_if_error } if ttl == Duration::from_secs(5) && stale_if_error.is_zero()
+            Decision::Store { ttl, stale_if_error, .. } if ttl == Duration::from_secs(5) && stale_if_error.is_zero()
         ));
         for s in [500, 502, 503, 206, 304, 301] {
             assert!(matches!(

@@ -103,13 +103,20 @@ impl CacheRuntime {
             Decision::Store {
                 ttl,
                 stale_if_error,
-            } => RespCacheable::Cacheable(CacheMeta::new(
-                now + ttl,
-                now,
-                0,
-                stale_if_error.as_secs().min(u32::MAX as u64) as u32,
-                resp.clone(),
-            )),
+                age,
+            } => {
+                // As old as the origin said it already was: Pingora's `Age` on hits (now
+                // minus creation) then includes the upstream's, and freshness ends when the
+                // origin's lifetime does.
+                let created = now.checked_sub(age).unwrap_or(now);
+                RespCacheable::Cacheable(CacheMeta::new(
+                    created + ttl,
+                    created,
+                    0,
+                    stale_if_error.as_secs().min(u32::MAX as u64) as u32,
+                    resp.clone(),
+                ))
+            }
             Decision::DontStore(why) => RespCacheable::Uncacheable(NoCacheReason::Custom(why)),
         }
     }

@@ -2,9 +2,10 @@
 //! (`downstream`, `body`), and answers for failures (`failure`).
 //!
 //! Rules, each a pure function with its tests below:
-//! - [`players_cache_control`]: players' `Cache-Control` follows what sluice may do with the
-//!   object — the origin's `no-store`/`private`/`no-cache` are kept (never turned into
-//!   `public … immutable`), gated media is `private`.
+//! - [`players_cache_control`]: players' `Cache-Control` never says an object is fresher than
+//!   the origin did — the origin's `no-store`/`private`/`no-cache` are kept, its lifetime
+//!   (`max-age`, `Expires`) passed on, `immutable` only when it said nothing; gated media is
+//!   `private`.
 //! - [`media_content_type`]: only media types reach players from an origin; anything else
 //!   (`text/html`, `image/svg+xml`, …) is `application/octet-stream`, always with
 //!   `X-Content-Type-Options: nosniff`.
@@ -20,6 +21,7 @@ use pingora_http::ResponseHeader;
 use pingora_proxy::{FailToProxy, Session};
 
 use super::{json_error_body, proxy, respond, BodySwap, Edge, RequestCtx, Target};
+use crate::cache::policy::OriginFreshness;
 use crate::metrics;
 
 /// `upstream_response_filter`, before the cache stores anything.
@@ -100,41 +102,61 @@ pub(super) fn upstream(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Resul
     Ok(())
 }
 
-/// The `Cache-Control` players get for a successful media answer.
+/// The `Cache-Control` players get for a successful media answer: never fresher than the
+/// origin said.
+///
+/// - The origin's `no-store` → `no-store`; `private` → `private, no-cache`; `no-cache` →
+///   `no-cache` (gated media is `private`, a gated playlist `private, no-store`).
+/// - A lifetime from the origin (`max-age`, else `Expires - Date`, else `s-maxage`) is passed
+///   on, capped by ours (`stream.playlist_max_age` for playlists); players count the `Age`
+///   sluice sends against it. A `max-age=0` or past `Expires` is `max-age=0`.
+/// - Only an object the origin said nothing about is `immutable` for a year (playback-api's
+///   header for segments), a playlist `max-age={playlist_max_age}`.
+/// - `must-revalidate` is passed on; `s-maxage` and `proxy-revalidate` too on `public`
+///   answers (for shared caches in front of sluice).
 pub fn players_cache_control(
-    origin: Option<&str>,
+    origin: &OriginFreshness,
     manifest: bool,
     gated: bool,
     playlist_max_age: u64,
 ) -> String {
-    let directives: Vec<String> = origin
-        .unwrap_or("")
-        .split(',')
-        .map(|d| d.trim().to_ascii_lowercase())
-        .filter(|d| !d.is_empty())
-        .collect();
-    let has = |name: &str| {
-        directives
-            .iter()
-            .any(|d| d == name || d.starts_with(&format!("{name}=")))
-    };
-    if has("no-store") {
+    const YEAR: u64 = 31_536_000;
+    if origin.no_store {
         return "no-store".into();
     }
-    let private = gated || has("private");
+    let private = gated || origin.private;
     let scope = if private { "private" } else { "public" };
-    if has("no-cache") {
+    if origin.no_cache {
         return format!("{scope}, no-cache");
     }
-    if has("private") {
+    if origin.private {
         // Stored nowhere shared; the browser may keep it briefly, and must revalidate.
         return "private, no-cache".into();
     }
-    match (manifest, gated) {
-        (true, false) => format!("public, max-age={playlist_max_age}"),
-        (true, true) => "private, no-store".into(),
-        (false, _) => format!("{scope}, max-age=31536000, immutable"),
+    if manifest && gated {
+        return "private, no-store".into();
     }
+    let cap = if manifest { playlist_max_age } else { YEAR };
+    let Some(lifetime) = origin.lifetime.or(origin.s_maxage) else {
+        return if manifest {
+            format!("{scope}, max-age={playlist_max_age}")
+        } else {
+            format!("{scope}, max-age={YEAR}, immutable")
+        };
+    };
+    let mut cc = format!("{scope}, max-age={}", lifetime.as_secs().min(cap));
+    if !private {
+        if let Some(s) = origin.s_maxage {
+            cc.push_str(&format!(", s-maxage={}", s.as_secs().min(cap)));
+        }
+    }
+    if origin.must_revalidate {
+        cc.push_str(", must-revalidate");
+    }
+    if origin.proxy_revalidate && !private {
+        cc.push_str(", proxy-revalidate");
+    }
+    cc
 }
 
 /// The content type players get for an origin's media answer: playlists under their one
@@ -270,13 +292,9 @@ pub(super) fn downstream(
         )?;
     }
     if resp.status.is_success() || status == 304 {
-        let origin_cc = resp
-            .headers
-            .get(http::header::CACHE_CONTROL)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let origin = OriginFreshness::of(resp, std::time::SystemTime::now());
         let cc = players_cache_control(
-            origin_cc.as_deref(),
+            &origin,
             manifest,
             ctx.gate.is_some(),
             edge.state.config.stream.playlist_max_age.as_secs(),
@@ -381,9 +399,20 @@ mod tests {
 
     use super::*;
 
+    fn origin(headers: &[(&str, &str)]) -> OriginFreshness {
+        let mut r = ResponseHeader::build(200, None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        OriginFreshness::of(&r, std::time::SystemTime::now())
+    }
+
     #[test]
     fn cache_control_follows_the_origin() {
-        let cc = |o: Option<&str>, m: bool, g: bool| players_cache_control(o, m, g, 2);
+        let cc = |o: Option<&str>, m: bool, g: bool| {
+            let headers: Vec<(&str, &str)> = o.map(|v| ("cache-control", v)).into_iter().collect();
+            players_cache_control(&origin(&headers), m, g, 2)
+        };
         assert_eq!(
             cc(None, false, false),
             "public, max-age=31536000, immutable"
@@ -402,13 +431,62 @@ mod tests {
         );
         assert_eq!(cc(Some("no-cache"), false, false), "public, no-cache");
         assert_eq!(cc(Some("no-cache"), false, true), "private, no-cache");
+        // The origin's lifetime, never a longer one.
+        assert_eq!(cc(Some("max-age=10"), false, false), "public, max-age=10");
+        assert_eq!(cc(Some("max-age=0"), false, false), "public, max-age=0");
+        assert_eq!(cc(Some("max-age=0"), true, false), "public, max-age=0");
+        assert_eq!(cc(Some("max-age=60"), true, false), "public, max-age=2");
+        assert_eq!(cc(Some("max-age=10"), false, true), "private, max-age=10");
+        assert_eq!(cc(Some("max-age=x"), false, false), "public, max-age=0");
         assert_eq!(
-            cc(Some("max-age=10"), false, false),
-            "public, max-age=31536000, immutable"
+            cc(Some("max-age=999999999"), false, false),
+            "public, max-age=31536000"
         );
-        for o in ["no-store", "private", "no-cache", "private, no-cache"] {
+        assert_eq!(
+            cc(Some("max-age=30, must-revalidate"), false, false),
+            "public, max-age=30, must-revalidate"
+        );
+        assert_eq!(
+            cc(
+                Some("s-maxage=5, max-age=60, proxy-revalidate"),
+                false,
+                false
+            ),
+            "public, max-age=60, s-maxage=5, proxy-revalidate"
+        );
+        assert_eq!(
+            cc(Some("s-maxage=5, proxy-revalidate"), false, true),
+            "private, max-age=5"
+        );
+        for o in [
+            "no-store",
+            "private",
+            "no-cache",
+            "private, no-cache",
+            "max-age=0",
+        ] {
             assert!(!cc(Some(o), false, false).contains("immutable"), "{o}");
         }
+        // Expires: its lifetime from Date; past or invalid is stale.
+        let now = std::time::SystemTime::now();
+        let date = httpdate::fmt_http_date(now);
+        let later = httpdate::fmt_http_date(now + std::time::Duration::from_secs(30));
+        let past = httpdate::fmt_http_date(now - std::time::Duration::from_secs(30));
+        let seg = |h: &[(&str, &str)]| players_cache_control(&origin(h), false, false, 2);
+        assert_eq!(
+            seg(&[("date", &date), ("expires", &later)]),
+            "public, max-age=30"
+        );
+        assert_eq!(
+            seg(&[("date", &date), ("expires", &past)]),
+            "public, max-age=0"
+        );
+        assert_eq!(seg(&[("expires", "0")]), "public, max-age=0");
+        // max-age wins over Expires.
+        assert_eq!(
+            seg(&[("expires", &past), ("cache-control", "max-age=20")]),
+            "public, max-age=20"
+        );
     }
 
     #[test]
