@@ -21,6 +21,7 @@
 //! ```
 
 mod caching;
+mod directives;
 mod fleet;
 mod gate;
 mod observe;
