@@ -154,6 +154,20 @@ async fn a_vod_playlist_asked_with_a_thousand_msn_values_is_one_origin_fetch() {
         assert_eq!(seen.len(), 1, "{route}: 1,000 requests, origin fetches");
         assert_eq!(seen[0], "/v/vod.m3u8", "{route}");
     }
+    // The path form, whose query is the upstream URL's own: its `_HLS_*` parameters are
+    // judged the same way (the origin's own parameters stay in the URL and the key).
+    let before = fetches(&cdn, |p| p.starts_with("/v/vod.m3u8")).len();
+    for n in 0..50 {
+        let url = s.edge_url(&format!(
+            "/api/proxy/{ctx}/http/{}/v/vod.m3u8?_HLS_msn={n}&_HLS_part=0",
+            cdn.addr
+        ));
+        let (status, body) = get(&url).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("#EXT-X-ENDLIST"), "{body}");
+    }
+    let seen = fetches(&cdn, |p| p.starts_with("/v/vod.m3u8"));
+    assert_eq!(seen.len(), before, "path form: {seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
