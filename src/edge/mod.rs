@@ -218,7 +218,7 @@ pub struct MediaTarget {
     /// Path and query sent to the origin.
     pub upstream_path: String,
     /// Primary cache key: scheme, host and path of the upstream object (and the LL-HLS
-    /// delivery directives a live playlist advertises, [`directives`]).
+    /// delivery directives a live playlist advertises, `edge/directives.rs`).
     pub cache_primary: String,
     /// An LL-HLS blocking playlist reload: its own lock and timeouts.
     pub blocking: bool,
