@@ -928,16 +928,23 @@ async fn a_blocking_playlist_reload_is_held_at_its_owner_not_timed_out() {
         "stream:\n  prefetch: 0\n",
     );
     let q = "_HLS_msn=5&_HLS_part=0";
-    let playlist = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PART-INF:PART-TARGET=0.5\n#EXTINF:2,\nseg_4.m4s\n#EXT-X-PART:DURATION=0.5,URI=\"part_5.0.m4s\"\n";
+    let playlist = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES\n#EXT-X-PART-INF:PART-TARGET=0.5\n#EXTINF:2,\nseg_4.m4s\n#EXT-X-PART:DURATION=0.5,URI=\"part_5.0.m4s\"\n";
+    origin.set_route(
+        "/ll/index.m3u8",
+        Reply::ok(playlist, "application/vnd.apple.mpegurl"),
+    );
     origin.set_route(
         &format!("/ll/index.m3u8?{q}"),
         Reply::ok(playlist, "application/vnd.apple.mpegurl").delay(Duration::from_millis(1200)),
     );
     let owner = nodes.owner_of(&format!("ll/index.m3u8?{q}"));
     let asker = (owner + 1) % 3;
+    // The asker has seen the playlist advertise blocking reloads (as a player loads it first).
+    let (status, _, _) = get(&nodes.url(asker, "/stream/ll/index.m3u8")).await;
+    assert_eq!(status, 200);
     let (status, _, b) = get(&nodes.url(asker, &format!("/stream/ll/index.m3u8?{q}"))).await;
     assert_eq!((status, b.as_ref()), (200, playlist.as_bytes()));
-    assert_eq!(origin.hits("/ll/index.m3u8"), 1);
+    assert_eq!(origin.hits("/ll/index.m3u8"), 2);
     let m = metrics(&nodes.nodes[asker]).await;
     assert_eq!(
         metric(&m, "sluice_fleet_owner_fetches_total{result=\"answered\"}"),

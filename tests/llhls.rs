@@ -262,6 +262,14 @@ async fn stream_info(s: &Sluice) -> String {
 async fn blocking_reloads_and_preload_hints_are_one_upstream_request() {
     let o = LiveOrigin::start();
     let s = Sluice::start(&config(&o, false));
+    // Players load the playlist before they use the directives it advertises (RFC 8216bis
+    // §6.2.5); sluice honours them only for a live playlist that does.
+    let r = client()
+        .get(s.edge_url("/stream/ll/index.m3u8"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let ahead = o.live.published() + 3;
     let (msn, part) = (ahead / PER_SEGMENT, ahead % PER_SEGMENT);
     // 20 players blocked on the same future part: one upstream request, every player gets
@@ -307,6 +315,8 @@ async fn blocking_reloads_and_preload_hints_are_one_upstream_request() {
     assert_eq!(o.hits(&format!("/ll/part_{next}.m4s")), 1);
     // The same through /api/proxy: directives forwarded, coalesced.
     let proxied = stream_info(&s).await;
+    let r = client().get(s.edge_url(&proxied)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
     let ahead = o.live.published() + 3;
     let (msn, part) = (ahead / PER_SEGMENT, ahead % PER_SEGMENT);
     let url = s.edge_url(&format!("{proxied}&_HLS_msn={msn}&_HLS_part={part}"));

@@ -822,6 +822,23 @@ impl MemoryStorage {
             .sum()
     }
 
+    /// The committed copy of an object (in memory, else on disk): its meta and whole body,
+    /// never a write in flight, whose body is not all there yet. The edge reads what a
+    /// playlist last advertised from it (LL-HLS delivery directives, `crate::media::llhls`).
+    pub async fn committed(&'static self, key: &CacheKey) -> Option<(CacheMeta, Bytes)> {
+        let hash = key.combined_bin();
+        {
+            let maps = self.shard(&hash).maps.read();
+            if let Some(obj) = maps.complete.get(&hash) {
+                return Some((obj.meta.to_cache_meta(), obj.body.clone()));
+            }
+        }
+        let span = pingora_cache::trace::Span::inactive().handle();
+        let (meta, hit) = self.lookup(key, &span).await.ok()??;
+        let body = complete_body(hit.as_ref())?;
+        Some((meta, body))
+    }
+
     /// Remove the object whose primary key is exactly `primary` (as given to
     /// `CacheKey::new`, no variance), and stop a write in flight for it from committing.
     /// Returns whether a complete object was removed. `eviction` as in

@@ -21,6 +21,7 @@
 //! ```
 
 mod caching;
+mod directives;
 mod fleet;
 mod gate;
 mod observe;
@@ -217,7 +218,7 @@ pub struct MediaTarget {
     /// Path and query sent to the origin.
     pub upstream_path: String,
     /// Primary cache key: scheme, host and path of the upstream object (and the LL-HLS
-    /// delivery directives of a playlist request).
+    /// delivery directives a live playlist advertises, `edge/directives.rs`).
     pub cache_primary: String,
     /// An LL-HLS blocking playlist reload: its own lock and timeouts.
     pub blocking: bool,

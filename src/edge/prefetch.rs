@@ -204,6 +204,7 @@ fn fill_for(edge: &Edge, playlist: &Target, uri: &str) -> Option<Fill> {
                     provider: p.provider.clone(),
                     context: p.context.clone(),
                     token: p.ctx_token.clone(),
+                    directives: None,
                 })),
                 super::RouteClass::Proxy,
             ))

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use url::Url;
 
 use crate::config::providers::{Provider, Providers};
+use crate::media::llhls;
 use crate::ssrf::{self, Refusal};
 use crate::store::ctx::{CtxStore, ProxyContext};
 
@@ -32,7 +33,7 @@ pub struct ProxiedTarget {
     pub provider: Arc<Provider>,
     /// The context behind the ctx token (its cookie jar).
     pub context: Arc<ProxyContext>,
-    /// An LL-HLS blocking playlist reload (`_HLS_msn` forwarded).
+    /// An LL-HLS blocking playlist reload (`_HLS_msn` honoured and forwarded).
     pub blocking: bool,
     pub ctx_token: String,
     /// Cache key: the provider and the upstream URL (scheme, host, port, path, query minus
@@ -41,6 +42,19 @@ pub struct ProxiedTarget {
 }
 
 impl ProxiedTarget {
+    /// Forward honoured LL-HLS delivery directives (canonical, [`llhls::judge`]): appended
+    /// to the upstream URL, so they are in the request and in the cache key.
+    pub fn add_directives(&mut self, directives: &str) {
+        let query = match self.url.query() {
+            Some(q) if !q.is_empty() => format!("{q}&{directives}"),
+            _ => directives.to_string(),
+        };
+        self.url.set_query(Some(&query));
+        self.path_and_query = format!("{}?{query}", self.url.path());
+        self.cache_primary = self.provider.cache_primary(&self.url);
+        self.blocking = llhls::is_blocking(directives);
+    }
+
     /// The `Cookie` header of one upstream request: fixed cookies, then the jar's.
     pub fn cookie_header(&self) -> Option<String> {
         let jar = self.context.jar.cookies_for(&self.url);
@@ -63,6 +77,8 @@ pub struct Checked {
     pub provider: Arc<Provider>,
     pub context: Arc<ProxyContext>,
     pub token: String,
+    /// The `_HLS_*` pairs the request carried (removed from `url`), for the edge to judge.
+    pub directives: Option<String>,
 }
 
 /// A refusal: status and the message for `{"error": …}`.
@@ -177,26 +193,37 @@ pub async fn check_request(
     let mut url =
         Url::parse(&raw_url).map_err(|_| ProxyRefusal::new(400, "Invalid url parameter"))?;
     ssrf::check_url(&url, &provider.allowed_hosts, provider.allow_private)?;
-    // LL-HLS delivery directives the player added to the proxied URL go to the origin (and
-    // so into the cache key, which holds the upstream query).
-    let directives = (path == "/api/proxy")
-        .then(|| crate::media::llhls::directives(query))
-        .flatten();
-    if let Some(d) = directives {
-        let kept: Vec<(String, String)> = url
-            .query_pairs()
-            .filter(|(k, _)| !k.starts_with("_HLS_"))
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        q.extend_pairs(kept);
-        let mut query = q.finish();
-        if !query.is_empty() {
-            query.push('&');
+    // LL-HLS delivery directives, whether the player appended them to `/api/proxy?url=…` or
+    // to the path form's query (the upstream URL's own), leave the URL here; the edge decides
+    // whether this playlist advertises them ([`super::directives`], then
+    // [`ProxiedTarget::add_directives`]).
+    let mut asked = url::form_urlencoded::Serializer::new(String::new());
+    let mut any = false;
+    if path == "/api/proxy" {
+        for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            if llhls::is_directive_name(&k) {
+                asked.append_pair(&k, &v);
+                any = true;
+            }
         }
-        query.push_str(&d);
-        url.set_query(Some(&query));
     }
+    if url.query_pairs().any(|(k, _)| llhls::is_directive_name(&k)) {
+        let mut kept = Vec::new();
+        for (k, v) in url.query_pairs() {
+            if llhls::is_directive_name(&k) {
+                asked.append_pair(&k, &v);
+                any = true;
+            } else {
+                kept.push((k.into_owned(), v.into_owned()));
+            }
+        }
+        if kept.is_empty() {
+            url.set_query(None);
+        } else {
+            url.query_pairs_mut().clear().extend_pairs(kept);
+        }
+    }
+    let directives = any.then(|| asked.finish());
     if let (Some(ip), Some(port)) = (
         url.host_str()
             .and_then(|h| h.trim_start_matches('[').trim_end_matches(']').parse().ok()),
@@ -211,6 +238,7 @@ pub async fn check_request(
         provider,
         context: ctx,
         token,
+        directives,
     })
 }
 
@@ -222,6 +250,7 @@ pub async fn resolve(checked: Checked, own: &[SocketAddr]) -> Result<ProxiedTarg
         provider,
         context,
         token,
+        directives: _,
     } = checked;
     let host = url.host_str().ok_or(Refusal::NoHost)?.to_string();
     let bare = host
@@ -261,9 +290,9 @@ pub async fn resolve(checked: Checked, own: &[SocketAddr]) -> Result<ProxiedTarg
         path_and_query.push('?');
         path_and_query.push_str(q);
     }
-    let blocking = url.query_pairs().any(|(k, _)| k == "_HLS_msn");
     Ok(ProxiedTarget {
-        blocking,
+        // Set with the directives the edge honours ([`ProxiedTarget::add_directives`]).
+        blocking: false,
         addr: addrs[0],
         tls,
         sni: bare,

@@ -8,6 +8,8 @@
 //!   once, without ASCII case (stream id → publisher, a configured content always itself, in
 //!   its configured spelling), and that one resolution feeds the token gate
 //!   ([`super::gate`]) and the fetch.
+//! - LL-HLS delivery directives of both media routes are decided in one place
+//!   ([`super::directives`]): honoured, dropped, or a `400`.
 //! - A `/stream` request from another node of the fleet (signed) skips the gate and the
 //!   stream-id resolution: its node did both ([`super::fleet`]).
 //! - Playlists that must be rewritten — every `/api/proxy` answer that is or may be one, and
@@ -22,8 +24,10 @@ use pingora_proxy::Session;
 use super::playlist::{self, Buffering};
 use super::route::{self, PathRejection, Route};
 use super::{
-    fleet, gate, protocol, proxy, respond, Edge, MediaTarget, RequestCtx, RouteClass, Target,
+    directives, fleet, gate, protocol, proxy, respond, Edge, MediaTarget, RequestCtx, RouteClass,
+    Target,
 };
+use crate::media::llhls::Verdict;
 use crate::{api, metrics};
 
 pub(super) async fn request(
@@ -102,11 +106,27 @@ pub(super) async fn request(
             )
             .await;
             let target = match checked {
-                Ok(c) => proxy::resolve(c, &edge.state.config.own_listeners()).await,
+                Ok(c) => {
+                    let asked = c.directives.clone();
+                    proxy::resolve(c, &edge.state.config.own_listeners())
+                        .await
+                        .map(|t| (t, asked))
+                }
                 Err(r) => Err(r),
             };
             let target = match target {
-                Ok(t) => t,
+                Ok((mut t, asked)) => {
+                    match directives::decide(edge.cache, &t.cache_primary, asked.as_deref(), false)
+                        .await
+                    {
+                        Verdict::Drop => {}
+                        Verdict::Honour(d) => t.add_directives(&d),
+                        Verdict::Refuse(why) => {
+                            return refuse_directives(session, ctx, why).await;
+                        }
+                    }
+                    t
+                }
                 Err(r) => {
                     if r.status == 403 {
                         crate::metrics::refused(
@@ -164,19 +184,28 @@ pub(super) async fn request(
             } else if gate::enforce(&edge.state, session, &sp, &dir, ctx).await? {
                 return Ok(true);
             }
+            // No query of the player's goes upstream or into the key, except the LL-HLS
+            // delivery directives a live playlist advertises ([`directives`]).
             let mut upstream_path = edge.upstream.object_path(&dir, &sp.rest_encoded());
-            // LL-HLS delivery directives go upstream and into this playlist's cache key.
-            let directives = (sp.kind == crate::media::MediaKind::HlsPlaylist)
-                .then(|| crate::media::llhls::directives(session.req_header().uri.query()))
-                .flatten();
-            let blocking = directives
-                .as_deref()
-                .is_some_and(crate::media::llhls::is_blocking);
-            if let Some(d) = &directives {
-                upstream_path.push('?');
-                upstream_path.push_str(d);
+            let mut cache_primary = edge.upstream.cache_primary(&upstream_path);
+            let mut blocking = false;
+            if sp.kind == crate::media::MediaKind::HlsPlaylist {
+                let query = session.req_header().uri.query();
+                match directives::decide(edge.cache, &cache_primary, query, from_peer.is_some())
+                    .await
+                {
+                    Verdict::Drop => {}
+                    Verdict::Honour(d) => {
+                        blocking = crate::media::llhls::is_blocking(&d);
+                        upstream_path.push('?');
+                        upstream_path.push_str(&d);
+                        cache_primary = edge.upstream.cache_primary(&upstream_path);
+                    }
+                    Verdict::Refuse(why) => {
+                        return refuse_directives(session, ctx, why).await;
+                    }
+                }
             }
-            let cache_primary = edge.upstream.cache_primary(&upstream_path);
             let gated_playlist = ctx.gate.is_some() && sp.kind.is_manifest();
             let target = Target::Stream(MediaTarget {
                 path: sp,
@@ -206,6 +235,19 @@ pub(super) async fn request(
             Ok(true)
         }
     }
+}
+
+/// A malformed LL-HLS delivery directive on a playlist that advertises it: `400`
+/// (RFC 8216bis §6.2.5), in the media routes' JSON shape.
+async fn refuse_directives(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    why: &'static str,
+) -> Result<bool> {
+    ctx.local_status = Some(400);
+    let msg = format!("invalid delivery directive: {why}");
+    respond::json(session, 400, super::json_error_body(&msg)).await?;
+    Ok(true)
 }
 
 /// Refuse a request by the protocol rules, in the route's error shape, and close the
