@@ -7,12 +7,11 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::{
     client, free_port_on, random_bytes, wait_for, Reply, RunningOrigin, Sluice, TestOrigin,
 };
-use serde_json::{json, Value};
 
 const SECRET: &str = "provider-jwt-secret-0123456789";
 const SEGMENT: &str = "video/mp2t";
@@ -26,16 +25,7 @@ const PLAYER: [(&str, &str); 4] = [
 ];
 
 fn jwt(sub: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": sub, "exp": now + 600}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    common::provider_jwt(SECRET, sub)
 }
 
 /// `bucket` for `/stream` and a provider `p1` on `cdn` (whose configured `User-Agent` is the
@@ -61,17 +51,7 @@ providers:
 
 /// A ctx of `p1` (via the Stream Info endpoint).
 async fn ctx(s: &Sluice) -> String {
-    let v: Value = client()
-        .get(s.edge_url("/api/providers/p1/channels/live/stream"))
-        .bearer_auth(jwt("viewer"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let url = v["url"].as_str().unwrap_or_else(|| panic!("{v}"));
-    sluice::rewrite::unwrap_proxy_url(url).unwrap().1
+    common::stream_info_ctx(s, "p1", "live", &jwt("viewer")).await
 }
 
 fn proxied(o: &RunningOrigin, path: &str, ctx: &str) -> String {

@@ -163,13 +163,7 @@ async fn key_token_guessing_is_limited_per_ip_whatever_the_token() {
 }
 
 fn jwt(sub: &str) -> String {
-    let now = chrono::Utc::now().timestamp();
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": sub, "exp": now + 600}),
-        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .unwrap()
+    common::provider_jwt(JWT_SECRET, sub)
 }
 
 fn provider_config(extra: &str) -> String {

@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -17,7 +17,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use common::{client, Sluice};
 use parking_lot::Mutex;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const PARTS: usize = 100;
 const PART_MS: u64 = 200;
@@ -236,26 +236,7 @@ fn config(o: &LiveOrigin, proxy_prefetch: bool) -> String {
 }
 
 async fn stream_info(s: &Sluice) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let jwt = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": "viewer", "exp": now + 600}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap();
-    let v: Value = client()
-        .get(s.edge_url("/api/providers/live/channels/ll/stream"))
-        .bearer_auth(jwt)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["url"].as_str().unwrap().to_string()
+    common::stream_info_url(s, "live", "ll", &common::provider_jwt(SECRET, "viewer")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -8,11 +8,9 @@
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{client, Reply, RunningOrigin, Sluice, TestOrigin};
 use futures::StreamExt;
-use serde_json::{json, Value};
 
 const SECRET: &str = "provider-jwt-secret-0123456789";
 const HLS: &str = "application/vnd.apple.mpegurl";
@@ -51,27 +49,7 @@ fn start(bucket: &RunningOrigin, cdn: &RunningOrigin) -> Sluice {
 
 /// A ctx of `p1` (via the Stream Info endpoint).
 async fn ctx(s: &Sluice) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let jwt = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": "viewer", "exp": now + 600}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap();
-    let v: Value = client()
-        .get(s.edge_url("/api/providers/p1/channels/v/stream"))
-        .bearer_auth(jwt)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let url = v["url"].as_str().unwrap_or_else(|| panic!("{v}"));
-    sluice::rewrite::unwrap_proxy_url(url).unwrap().1
+    common::stream_info_ctx(s, "p1", "v", &common::provider_jwt(SECRET, "viewer")).await
 }
 
 /// For each route, the origin it asks and the URL of `path` with `query` appended as a

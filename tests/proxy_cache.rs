@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::{client, random_bytes, Reply, RunningOrigin, Sluice, TestOrigin};
 use serde_json::{json, Value};
@@ -17,16 +17,7 @@ const HLS: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nseg_1.ts\n#EXTI
 const MPD: &str = "<?xml version=\"1.0\"?>\n<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" type=\"static\"><Period><AdaptationSet><Representation id=\"v\" bandwidth=\"1\"><SegmentTemplate media=\"seg_$Number$.m4s\" initialization=\"init.mp4\"/></Representation></AdaptationSet></Period></MPD>\n";
 
 fn jwt(sub: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": sub, "exp": now + 600}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    common::provider_jwt(SECRET, sub)
 }
 
 fn gzip(b: &[u8]) -> Vec<u8> {
@@ -187,17 +178,7 @@ providers:
 
 /// A ctx of `provider` (via the Stream Info endpoint).
 async fn ctx(s: &Sluice, provider: &str) -> String {
-    let v: Value = client()
-        .get(s.edge_url(&format!("/api/providers/{provider}/channels/live/stream")))
-        .bearer_auth(jwt("viewer"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let url = v["url"].as_str().unwrap_or_else(|| panic!("{v}"));
-    sluice::rewrite::unwrap_proxy_url(url).unwrap().1
+    common::stream_info_ctx(s, provider, "live", &jwt("viewer")).await
 }
 
 fn proxied(o: &RunningOrigin, path: &str, ctx: &str) -> String {

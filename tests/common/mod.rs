@@ -1155,3 +1155,46 @@ pub async fn h2_connect(p: &Pki, port: u16) -> h2::client::SendRequest<Bytes> {
     });
     send
 }
+
+/// A viewer's bearer JWT for the providers' Stream Info endpoint (`provider_auth.jwt_secret`
+/// = `secret`; HS256, `sub`, ten minutes).
+pub fn provider_jwt(secret: &str, sub: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": sub, "exp": now + 600}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("a JWT")
+}
+
+/// The `/api/proxy` URL the Stream Info endpoint gives `jwt`'s viewer for `provider`'s
+/// `channel`.
+pub async fn stream_info_url(s: &Sluice, provider: &str, channel: &str, jwt: &str) -> String {
+    let v: serde_json::Value = client()
+        .get(s.edge_url(&format!(
+            "/api/providers/{provider}/channels/{channel}/stream"
+        )))
+        .bearer_auth(jwt)
+        .send()
+        .await
+        .expect("Stream Info answers")
+        .json()
+        .await
+        .expect("Stream Info JSON");
+    v["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no url: {v}"))
+        .to_string()
+}
+
+/// The ctx of that URL.
+pub async fn stream_info_ctx(s: &Sluice, provider: &str, channel: &str, jwt: &str) -> String {
+    let url = stream_info_url(s, provider, channel, jwt).await;
+    sluice::rewrite::unwrap_proxy_url(&url)
+        .expect("a proxy URL")
+        .1
+}
