@@ -8,7 +8,6 @@
 
 mod common;
 
-
 use common::{client, Reply, RunningOrigin, Sluice, TestOrigin};
 use futures::StreamExt;
 
