@@ -17,7 +17,7 @@ use super::playlist::{self, Fill, FillTarget, Placed};
 use super::{Edge, RequestCtx, Target};
 use crate::cache::runtime::CacheRuntime;
 use crate::media::MediaKind;
-use crate::rewrite::{self, PlaylistKind, MAX_PLAYLIST_BYTES};
+use crate::rewrite::{self, PlaylistKind};
 
 /// `request_cache_filter`: GET/HEAD media requests use the cache, with its lock.
 pub(super) fn enable(
@@ -75,22 +75,6 @@ fn stored_kind(target: &Target, meta: &CacheMeta, body: Option<&[u8]>) -> MediaK
     target.kind(meta.response_header())
 }
 
-/// A stored body as text, decoded from the `Content-Encoding` its origin sent (origins
-/// compress playlists unasked): judged from its gzip bytes a live playlist was not recognised,
-/// and held as an ordinary object. `None` when the coding is unknown or the body corrupt.
-fn decoded(meta: &CacheMeta, body: bytes::Bytes) -> Option<bytes::Bytes> {
-    use crate::rewrite::encoding::{decode, Coding};
-    let coding = Coding::parse(
-        meta.headers()
-            .get(http::header::CONTENT_ENCODING)
-            .and_then(|v| v.to_str().ok()),
-    )?;
-    match coding {
-        Coding::Identity => Some(body),
-        c => decode(c, &body).ok().map(bytes::Bytes::from),
-    }
-}
-
 /// `cache_hit_filter`: a fresh hit of a live playlist older than about half its target
 /// duration is expired (the TTL cannot be known when the header is stored).
 pub(super) fn hit(
@@ -113,11 +97,11 @@ pub(super) fn hit(
     if !may_be_playlist {
         return None;
     }
-    let body = crate::cache::storage::complete_body(hit_handler.as_ref())?;
-    let body = decoded(meta, body)?;
-    if body.len() > MAX_PLAYLIST_BYTES {
-        return None;
-    }
+    let stored = crate::cache::storage::complete_body(hit_handler.as_ref())?;
+    // Judged from its text, decoded from the coding its origin sent (origins compress
+    // playlists unasked: from its gzip bytes a live playlist was not recognised and was held
+    // as an ordinary object). Not decodable, or over the playlist cap: not judged.
+    let body = crate::rewrite::encoding::decode_body(meta.headers(), &stored).ok()?;
     let kind = stored_kind(target, meta, Some(&body));
     if !kind.is_manifest() {
         return None;

@@ -16,7 +16,7 @@
 use crate::cache::runtime::CacheRuntime;
 use crate::media::hls::Playlist;
 use crate::media::llhls::{self, Advertised, Verdict};
-use crate::rewrite::encoding::{self, Coding};
+use crate::rewrite::encoding;
 
 /// What the query's directives come to for the playlist whose key without directives is
 /// `base_primary`. `from_peer`: a fleet node's request (its node judged them).
@@ -50,13 +50,7 @@ async fn last_advertised(cache: Option<&'static CacheRuntime>, base_primary: &st
     else {
         return Advertised::default();
     };
-    let coding = Coding::parse(
-        meta.response_header()
-            .headers
-            .get(http::header::CONTENT_ENCODING)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let Some(decoded) = coding.and_then(|c| encoding::decode(c, &body).ok()) else {
+    let Ok(decoded) = encoding::decode_body(meta.headers(), &body) else {
         return Advertised::default();
     };
     let text = String::from_utf8_lossy(&decoded);

@@ -498,19 +498,7 @@ async fn finish(
     body: Bytes,
     head_only: bool,
 ) -> Result<()> {
-    let coding = Coding::parse(
-        header
-            .headers
-            .get(http::header::CONTENT_ENCODING)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let decoded = match coding {
-        Some(c) => encoding::decode(c, &body),
-        None => Err(rewrite::RewriteError::Malformed(
-            "unsupported content encoding".into(),
-        )),
-    };
-    let decoded = match decoded {
+    let decoded = match encoding::decode_body(&header.headers, &body) {
         Ok(d) => d,
         Err(e) if plan.buffering == Buffering::Always => {
             return rewrite_failed(edge, session, ctx, &e).await;

@@ -2,6 +2,7 @@
 //! compress anyway; a playlist is rewritten from its decoded text, always. Decoding is
 //! bounded: a compression bomb stops at the rewrite cap like any other oversized playlist.
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use super::{RewriteError, MAX_PLAYLIST_BYTES};
@@ -56,6 +57,32 @@ pub fn decode(coding: Coding, body: &[u8]) -> Result<Vec<u8>, RewriteError> {
     Ok(out)
 }
 
+/// Decode `body` as the `Content-Encoding` in `headers` says: the one reading of a fetched
+/// or stored playlist's coding (rewrite, the cache's liveness judge, LL-HLS directives). An
+/// identity body is borrowed, not copied.
+///
+/// # Errors
+/// [`RewriteError::Malformed`] for a coding sluice cannot undo or a corrupt stream,
+/// [`RewriteError::TooLarge`] past the cap.
+pub fn decode_body<'a>(
+    headers: &http::HeaderMap,
+    body: &'a [u8],
+) -> Result<Cow<'a, [u8]>, RewriteError> {
+    let value = headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    match Coding::parse(value) {
+        Some(Coding::Identity) => {
+            super::check_size(body.len())?;
+            Ok(Cow::Borrowed(body))
+        }
+        Some(c) => decode(c, body).map(Cow::Owned),
+        None => Err(RewriteError::Malformed(
+            "unsupported content encoding".into(),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +112,27 @@ mod tests {
         }
         assert_eq!(decode(Coding::Brotli, &br).unwrap(), TEXT);
         assert_eq!(decode(Coding::Identity, TEXT).unwrap(), TEXT);
+    }
+
+    #[test]
+    fn a_body_is_decoded_as_its_header_says() {
+        let mut h = http::HeaderMap::new();
+        assert!(matches!(decode_body(&h, TEXT), Ok(Cow::Borrowed(b)) if b == TEXT));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(TEXT).unwrap();
+        h.insert(http::header::CONTENT_ENCODING, "GZIP".parse().unwrap());
+        assert_eq!(&*decode_body(&h, &gz.finish().unwrap()).unwrap(), TEXT);
+        h.insert(http::header::CONTENT_ENCODING, "gzip, br".parse().unwrap());
+        assert!(matches!(
+            decode_body(&h, TEXT),
+            Err(RewriteError::Malformed(_))
+        ));
+        h.remove(http::header::CONTENT_ENCODING);
+        let big = vec![b'#'; MAX_PLAYLIST_BYTES + 1];
+        assert!(matches!(
+            decode_body(&h, &big),
+            Err(RewriteError::TooLarge(_))
+        ));
     }
 
     #[test]
