@@ -120,11 +120,8 @@ impl StreamTicket {
 pub struct H2Rules {
     /// The preface (and the server's first settings exchange) is due then.
     pub preface_due: Instant,
+    /// Deadlines, streams in flight (`h2_max_streams`) and the reset budget (`h2_max_resets`).
     pub limits: Arc<GuardLimits>,
-    /// Streams in flight per connection (`limits.h2_max_concurrent_streams`).
-    pub max_streams: usize,
-    /// `limits.h2_max_pending_resets`.
-    pub max_resets: u32,
 }
 
 /// The connection's digest, shared by its streams (as Pingora's loop builds it).
@@ -165,7 +162,7 @@ pub async fn serve<A>(
         }
     };
     let shared = Arc::new(Shared {
-        resets: Mutex::new(ResetBudget::new(rules.max_resets, Instant::now())),
+        resets: Mutex::new(ResetBudget::new(rules.limits.h2_max_resets, Instant::now())),
         calm: AtomicBool::new(false),
         wake: Notify::new(),
     });
@@ -198,7 +195,7 @@ pub async fn serve<A>(
             }
             _ = shared.wake.notified() => {
                 if shared.calm.load(Ordering::Acquire) {
-                    break "h2_resets";
+                    break Some("h2_resets");
                 }
             }
             accepted = h2s::HttpSession::from_h2_conn(&mut conn, digest.clone()) => {
@@ -206,13 +203,13 @@ pub async fn serve<A>(
                     // The client closed, or the connection failed (commonly a dropped TCP).
                     Err(e) => {
                         tracing::debug!(error = %e, "HTTP/2 connection ended");
-                        break "";
+                        break None;
                     }
-                    Ok(None) => break "",
+                    Ok(None) => break None,
                     Ok(Some(H2Accept::Rejected)) => {
                         malformed += 1;
                         if malformed >= MAX_MALFORMED {
-                            break "h2_malformed";
+                            break Some("h2_malformed");
                         }
                     }
                     Ok(Some(H2Accept::Session(session))) => {
@@ -230,16 +227,17 @@ pub async fn serve<A>(
                 if !draining {
                     metrics::CONNECTIONS_CLOSED.with_label_values(&["idle_timeout"]).inc();
                 }
-                break "";
+                break None;
             }
         }
     };
+    // `None`: the client closed, the connection failed or idled out; `Some`: a limit closed it.
     match end {
-        "" => {
+        None => {
             // The connection is gone or closing; its streams' tasks end as their writes fail.
             tasks.detach_all();
         }
-        reason => {
+        Some(reason) => {
             metrics::CONNECTIONS_CLOSED
                 .with_label_values(&[reason])
                 .inc();
@@ -273,7 +271,7 @@ fn admit<A>(
 {
     // A client that keeps to SETTINGS_MAX_CONCURRENT_STREAMS never has more tasks than
     // streams; more means it reset streams whose handling still runs, and opened others.
-    if tasks.len() >= rules.max_streams {
+    if tasks.len() >= rules.limits.h2_max_streams {
         metrics::REQUESTS_REFUSED
             .with_label_values(&["h2_streams"])
             .inc();

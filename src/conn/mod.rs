@@ -199,8 +199,6 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
             let rules = h2::H2Rules {
                 preface_due: header_due,
                 limits: self.limits.clone(),
-                max_streams: self.limits.h2_max_streams,
-                max_resets: self.limits.h2_max_resets,
             };
             let permit = guarded.shared_permit();
             h2::serve(&self.inner, Box::new(guarded), permit, rules, shutdown).await;
