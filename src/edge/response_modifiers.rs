@@ -199,7 +199,6 @@ pub fn media_content_type(origin: Option<&str>, path: &str) -> String {
     }
 }
 
-/// `response_filter`: what players see (hits and misses alike).
 /// Answers after which Pingora does not serve another request on the connection, so the
 /// answer must say `Connection: close` (a `keep-alive` left the client's next request
 /// unanswered): a stale object served because its revalidation failed (an origin error, an
@@ -214,6 +213,7 @@ fn ends_the_connection(phase: CachePhase, status: u16) -> bool {
     }
 }
 
+/// `response_filter`: what players see (hits and misses alike).
 pub(super) fn downstream(
     edge: &Edge,
     session: &mut Session,
