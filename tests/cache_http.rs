@@ -31,6 +31,21 @@ fn read_response(sock: &mut TcpStream, head_only: bool) -> Option<(u16, String, 
     Some((status, head, body))
 }
 
+/// After an answer with `head` on `c`: unless it said `Connection: close`, the next request
+/// on the connection is answered (`200` from `/health`).
+fn next_request_is_answered_unless_closed(c: &mut TcpStream, head: &str, what: &str) {
+    let closing = head.contains("connection: close");
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let next = read_response(c, false);
+    if !closing {
+        let (st, h, _) = next.unwrap_or_else(|| {
+            panic!("{what}: the answer kept the connection open, the next request got nothing:\n{head}")
+        });
+        assert_eq!(st, 200, "{h}");
+    }
+}
+
 fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -60,16 +75,7 @@ async fn a_304_on_a_miss_leaves_a_usable_connection_or_closes_it() {
         .unwrap();
         let (status, head, _) = read_response(&mut c, false).expect("an answer");
         assert!(status == 304 || status == 200, "{head}");
-        let closing = head.contains("connection: close");
-        c.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
-            .unwrap();
-        let next = read_response(&mut c, false);
-        if !closing {
-            let (st, h, _) = next.unwrap_or_else(|| {
-                panic!("trial {i}: the answer kept the connection open, the next request got nothing:\n{head}")
-            });
-            assert_eq!(st, 200, "{h}");
-        }
+        next_request_is_answered_unless_closed(&mut c, &head, &format!("trial {i}"));
     }
 }
 
@@ -105,16 +111,7 @@ async fn a_stale_answer_on_an_origin_5xx_leaves_a_usable_connection_or_closes_it
         assert_eq!(status, 200, "served stale: {head}");
         assert_eq!(body.len(), 64 * 1024);
         assert!(head.contains("x-cache-status: stale"), "{head}");
-        let closing = head.contains("connection: close");
-        c.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
-            .unwrap();
-        let next = read_response(&mut c, false);
-        if !closing {
-            let (st, h, _) = next.unwrap_or_else(|| {
-                panic!("trial {i}: the stale answer kept the connection open, the next request got nothing:\n{head}")
-            });
-            assert_eq!(st, 200, "{h}");
-        }
+        next_request_is_answered_unless_closed(&mut c, &head, &format!("trial {i} (stale)"));
     }
 }
 
