@@ -188,6 +188,7 @@ fn bench(c: &mut Criterion) {
                     black_box(input.as_bytes()),
                     base,
                     "ctx-0123456789abcdef",
+                    base,
                 )
                 .unwrap()
             })

@@ -31,6 +31,7 @@ use url::Url;
 use super::{respond, Edge, RequestCtx, RouteClass, Target};
 use crate::auth::playback::{PlaybackClaims, PlaybackKey, Prover, Rep};
 use crate::rewrite::encoding::{self, Coding};
+use crate::rewrite::json::Document;
 use crate::rewrite::quality::Quality;
 use crate::rewrite::{self, PlaylistKind, Sniff, MAX_PLAYLIST_BYTES};
 
@@ -195,10 +196,21 @@ pub fn buffering_of_proxy(url: &Url) -> Buffering {
     }
 }
 
+/// [`buffering_of_proxy`] for a checked target: a JSON document sluice rewrites (its `doc=`
+/// hint, [`crate::rewrite::json`]) is always buffered.
+pub fn buffering_of_target(target: &super::proxy::ProxiedTarget) -> Buffering {
+    match target.document {
+        Some(_) => Buffering::Always,
+        None => buffering_of_proxy(&target.url),
+    }
+}
+
 /// How one buffered answer is rewritten.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub buffering: Buffering,
+    /// The JSON document this answer should be (rather than a playlist).
+    pub document: Option<Document>,
     /// The URL relative URIs resolve against.
     pub base: Url,
     /// The URL path, to tell HLS from DASH when the body cannot.
@@ -212,18 +224,24 @@ impl Plan {
         match target {
             Target::Proxy(t) => Plan {
                 buffering,
+                document: t.document,
                 base: t.url.clone(),
                 path_hint: t.url.path().to_string(),
                 mapping: UriMapping::Proxy {
                     ctx: t.ctx_token.clone(),
+                    requested: t.requested.clone(),
                 },
             },
             // Not reachable: the caller builds proxy plans from proxy targets only.
             Target::Stream(m) => Plan {
                 buffering,
+                document: None,
                 base: local_base(&m.path),
                 path_hint: m.path.rest_joined(),
-                mapping: UriMapping::Proxy { ctx: String::new() },
+                mapping: UriMapping::Proxy {
+                    ctx: String::new(),
+                    requested: local_base(&m.path),
+                },
             },
         }
     }
@@ -238,6 +256,7 @@ impl Plan {
         };
         Some(Plan {
             buffering: Buffering::Always,
+            document: None,
             base: local_base(&m.path),
             path_hint: m.path.rest_joined(),
             mapping: UriMapping::Playback(Box::new(PlaybackMapping {
@@ -505,7 +524,17 @@ async fn finish(
         }
         Err(_) => return relay_whole(session, ctx, header, body, head_only).await,
     };
-    let kind = match rewrite::sniff(&decoded) {
+    let sniffed = rewrite::sniff(&decoded);
+    if let (Some(doc), Sniff::Not | Sniff::Undecided) = (plan.document, &sniffed) {
+        return match plan.mapping.rewrite_document(doc, &decoded, &plan.base) {
+            Ok(r) => {
+                let json = "application/json";
+                answer_rewritten(session, ctx, json, r, head_only, edge).await
+            }
+            Err(e) => rewrite_failed(edge, session, ctx, &e).await,
+        };
+    }
+    let kind = match sniffed {
         Sniff::Is(kind) => Some(kind),
         Sniff::Undecided if plan.buffering == Buffering::Always => {
             rewrite::kind_from_path(&plan.path_hint)
@@ -528,8 +557,28 @@ async fn finish(
         Ok(r) => r,
         Err(e) => return rewrite_failed(edge, session, ctx, &e).await,
     };
+    answer_rewritten(
+        session,
+        ctx,
+        kind.content_type(),
+        rewritten,
+        head_only,
+        edge,
+    )
+    .await
+}
+
+/// Answer a document rewritten for this viewer.
+async fn answer_rewritten(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    content_type: &str,
+    rewritten: Vec<u8>,
+    head_only: bool,
+    edge: &Edge,
+) -> Result<()> {
     let mut resp = ResponseHeader::build(200, Some(8))?;
-    resp.insert_header(http::header::CONTENT_TYPE, kind.content_type())?;
+    resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
     // Rewritten per viewer (their ctx or credential): never stored by anyone else.
     resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
     resp.insert_header("access-control-allow-origin", "*")?;
@@ -665,8 +714,9 @@ async fn relay(
 /// What each resolved URI becomes.
 #[derive(Debug, Clone)]
 pub enum UriMapping {
-    /// `/api/proxy?url=<absolute>&ctx=<ctx>` (provider streams).
-    Proxy { ctx: String },
+    /// `/api/proxy?url=<absolute>&ctx=<ctx>` (provider streams); `requested` is the upstream
+    /// URL as the player named it (`EXT-X-DEFINE:QUERYPARAM` values).
+    Proxy { ctx: String, requested: Url },
     /// A token-gated `/stream` playlist: URIs of the same content on sluice itself carry a
     /// playback credential (`?pc=`) minted for this response. `base` is then
     /// `http://sluice.local/stream/{hash}/…` and other URIs keep their form.
@@ -701,9 +751,37 @@ impl UriMapping {
         match self {
             // `rewrite_proxied` is `rewrite` with the `proxy_url(abs, ctx)` map (non-http(s)
             // refused) plus a fast path for plain relative URIs; see `rewrite::ProxyMapper`.
-            UriMapping::Proxy { ctx } => rewrite::rewrite_proxied(kind, body, base, ctx),
+            UriMapping::Proxy { ctx, requested } => {
+                rewrite::rewrite_proxied(kind, body, base, ctx, requested)
+            }
             UriMapping::Playback(m) => m.rewrite(kind, body, base),
         }
+    }
+
+    /// Rewrite a JSON document of `doc`'s kind (decoded body) with this mapping: its URIs
+    /// through `/api/proxy` with the viewer's ctx, a steering manifest's next one hinted as
+    /// such ([`rewrite::json`]).
+    pub fn rewrite_document(
+        &self,
+        doc: Document,
+        body: &[u8],
+        base: &Url,
+    ) -> Result<Vec<u8>, rewrite::RewriteError> {
+        let UriMapping::Proxy { ctx, .. } = self else {
+            return Err(rewrite::RewriteError::Json(format!(
+                "{} documents are rewritten on /api/proxy only",
+                doc.name()
+            )));
+        };
+        let mapper = rewrite::ProxyMapper::new(base, ctx);
+        rewrite::json::rewrite_document(doc, body, base, &mut |u, points_at| {
+            let mut out = mapper.map(u)?;
+            if let Some(d) = points_at {
+                out.push_str("&doc=");
+                out.push_str(d.name());
+            }
+            Ok(out)
+        })
     }
 }
 

@@ -200,6 +200,8 @@ fn fill_for(edge: &Edge, playlist: &Target, uri: &str) -> Option<Fill> {
             }
             Some(Fill::new(
                 FillTarget::Resolve(Box::new(super::proxy::Checked {
+                    requested: abs.clone(),
+                    document: None,
                     url: abs,
                     provider: p.provider.clone(),
                     context: p.context.clone(),

@@ -14,6 +14,7 @@ use url::Url;
 
 use crate::config::providers::{Provider, Providers};
 use crate::media::llhls;
+use crate::rewrite::json::{self, Document};
 use crate::ssrf::{self, Refusal};
 use crate::store::ctx::{CtxStore, ProxyContext};
 
@@ -35,6 +36,11 @@ pub struct ProxiedTarget {
     pub context: Arc<ProxyContext>,
     /// An LL-HLS blocking playlist reload (`_HLS_msn` honoured and forwarded).
     pub blocking: bool,
+    /// The upstream URL as the player named it, before parameters moved into cookies: where
+    /// a playlist's `EXT-X-DEFINE:QUERYPARAM` values come from.
+    pub requested: Url,
+    /// The JSON document the proxied URL says this is (`doc=`), rewritten by the edge.
+    pub document: Option<Document>,
     pub ctx_token: String,
     /// Cache key: the provider and the upstream URL (scheme, host, port, path, query minus
     /// the provider's credential parameters), never the ctx.
@@ -79,6 +85,10 @@ pub struct Checked {
     pub token: String,
     /// The `_HLS_*` pairs the request carried (removed from `url`), for the edge to judge.
     pub directives: Option<String>,
+    /// See [`ProxiedTarget::requested`].
+    pub requested: Url,
+    /// See [`ProxiedTarget::document`].
+    pub document: Option<Document>,
 }
 
 /// A refusal: status and the message for `{"error": …}`.
@@ -192,22 +202,59 @@ pub async fn check_request(
     }
     let mut url =
         Url::parse(&raw_url).map_err(|_| ProxyRefusal::new(400, "Invalid url parameter"))?;
+    let query_form = path == "/api/proxy";
+    let own_pairs = || {
+        query_form
+            .then(|| query.unwrap_or("").split('&'))
+            .into_iter()
+            .flatten()
+            .map(|p| p.split_once('=').unwrap_or((p, "")))
+    };
+    // A cloned content-steering pathway's replacement, which the player put in sluice's own
+    // query ([`json::apply_clone`]): applied before every check below.
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let decoded: Vec<(String, String)> = own_pairs()
+        .map(|(k, v)| (decode(k), v))
+        .filter(|(k, _)| k == json::CLONE_HOST || k.starts_with(json::CLONE_PARAM))
+        .map(|(k, v)| (k, decode(v)))
+        .collect();
+    json::apply_clone(
+        &mut url,
+        decoded.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+    .map_err(|e| ProxyRefusal::new(400, format!("Invalid url parameter: {e}")))?;
     ssrf::check_url(&url, &provider.allowed_hosts, provider.allow_private)?;
+    let requested = url.clone();
+    let document = own_pairs()
+        .find(|(k, _)| *k == "doc")
+        .and_then(|(_, v)| Document::from_name(v));
     // LL-HLS delivery directives, whether the player appended them to `/api/proxy?url=…` or
     // to the path form's query (the upstream URL's own), leave the URL here; the edge decides
     // whether this playlist advertises them ([`super::directives`], then
     // [`ProxiedTarget::add_directives`]).
     let mut asked = url::form_urlencoded::Serializer::new(String::new());
     let mut any = false;
-    if path == "/api/proxy" {
+    // On an interstitials asset list or a steering manifest the `_HLS_*` parameters a player
+    // adds to sluice's URL (`_HLS_primary_id`, `_HLS_start_offset`, `_HLS_pathway`,
+    // `_HLS_throughput`) are the origin's: they go upstream with the URL.
+    let mut forwarded = Vec::new();
+    if query_form {
         for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             if llhls::is_directive_name(&k) {
-                asked.append_pair(&k, &v);
-                any = true;
+                if document.is_some() {
+                    forwarded.push((k.into_owned(), v.into_owned()));
+                } else {
+                    asked.append_pair(&k, &v);
+                    any = true;
+                }
             }
         }
     }
-    if url.query_pairs().any(|(k, _)| llhls::is_directive_name(&k)) {
+    if document.is_none() && url.query_pairs().any(|(k, _)| llhls::is_directive_name(&k)) {
         let mut kept = Vec::new();
         for (k, v) in url.query_pairs() {
             if llhls::is_directive_name(&k) {
@@ -224,6 +271,15 @@ pub async fn check_request(
         }
     }
     let directives = any.then(|| asked.finish());
+    if !forwarded.is_empty() {
+        let mut pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .filter(|(k, _)| !forwarded.iter().any(|(f, _)| f == k))
+            .collect();
+        pairs.extend(forwarded);
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
     if let (Some(ip), Some(port)) = (
         url.host_str()
             .and_then(|h| h.trim_start_matches('[').trim_end_matches(']').parse().ok()),
@@ -239,6 +295,8 @@ pub async fn check_request(
         context: ctx,
         token,
         directives,
+        requested,
+        document,
     })
 }
 
@@ -251,6 +309,8 @@ pub async fn resolve(checked: Checked, own: &[SocketAddr]) -> Result<ProxiedTarg
         context,
         token,
         directives: _,
+        requested,
+        document,
     } = checked;
     let host = url.host_str().ok_or(Refusal::NoHost)?.to_string();
     let bare = host
@@ -293,6 +353,8 @@ pub async fn resolve(checked: Checked, own: &[SocketAddr]) -> Result<ProxiedTarg
     Ok(ProxiedTarget {
         // Set with the directives the edge honours ([`ProxiedTarget::add_directives`]).
         blocking: false,
+        requested,
+        document,
         addr: addrs[0],
         tls,
         sni: bare,

@@ -139,7 +139,7 @@ pub(super) async fn request(
                     return Ok(true);
                 }
             };
-            let buffering = playlist::buffering_of_proxy(&target.url);
+            let buffering = playlist::buffering_of_target(&target);
             let target = Target::Proxy(Box::new(target));
             if buffering != Buffering::Never {
                 let plan = playlist::Plan::proxy(&target, buffering);

@@ -19,6 +19,7 @@ pub mod dash;
 pub mod dash_quality;
 pub mod encoding;
 pub mod hls;
+pub mod json;
 pub mod quality;
 
 pub use dash::{dash_uris, rewrite_dash};
@@ -54,6 +55,9 @@ pub enum RewriteError {
     /// The MPD is not well-formed XML (or uses something we refuse to guess about).
     #[error("invalid MPD XML: {0}")]
     Xml(String),
+    /// A JSON document an HLS attribute points at is not the shape it should be.
+    #[error("invalid JSON document: {0}")]
+    Json(String),
     /// The HLS playlist is malformed where a URI should be (e.g. a broken attribute list).
     #[error("malformed playlist: {0}")]
     Malformed(String),
@@ -380,6 +384,15 @@ impl<'a> ProxyMapper<'a> {
         })
     }
 
+    /// The path form of `absolute` ([`proxy_path_url`]): for a URI that keeps variable
+    /// references for the player, who substitutes into it as into the upstream URL.
+    pub(crate) fn path_form(&self, absolute: &url::Url) -> Result<String, String> {
+        match absolute.scheme() {
+            "http" | "https" => Ok(proxy_path_url(absolute, self.ctx)),
+            other => Err(format!("scheme {other} is not proxied")),
+        }
+    }
+
     /// `&ctx=` + the encoded ctx: what follows every proxied URL.
     pub(crate) fn suffix(&self) -> &str {
         &self.suffix
@@ -459,7 +472,10 @@ static PLAIN: [bool; 256] = {
 
 /// [`rewrite`] with the edge's mapping (every URI through `/api/proxy` with `ctx`), using
 /// [`ProxyMapper`]'s fast path for HLS. Same output and errors as
-/// `rewrite(kind, input, base, &mut |u| ProxyMapper::new(base, ctx).map(u))`.
+/// `rewrite(kind, input, base, &mut |u| ProxyMapper::new(base, ctx).map(u))` for a playlist
+/// without `EXT-X-DEFINE` variables or interstitial/steering documents; for those, HLS takes
+/// the proxy path's forms (see [`hls`]'s module doc), with `QUERYPARAM` values read from
+/// `requested`, the upstream URL as the player named it.
 ///
 /// # Errors
 /// As [`rewrite`].
@@ -468,13 +484,18 @@ pub fn rewrite_proxied(
     input: &[u8],
     base: &url::Url,
     ctx: &str,
+    requested: &url::Url,
 ) -> Result<Vec<u8>, RewriteError> {
     check_size(input.len())?;
     let text = std::str::from_utf8(input).map_err(|_| RewriteError::NotUtf8)?;
     let mapper = ProxyMapper::new(base, ctx);
     let out = match kind {
         PlaylistKind::Hls => {
-            hls::rewrite_hls_with(text, base, &mut |u| mapper.map(u), Some(&mapper))?
+            let forms = hls::ProxyForms {
+                mapper: &mapper,
+                requested,
+            };
+            hls::rewrite_hls_with(text, base, &mut |u| mapper.map(u), Some(&forms))?
         }
         PlaylistKind::Dash => match dash::rewrite_dash_fast(text, base, &mapper)? {
             Some(out) => out,

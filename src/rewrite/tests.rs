@@ -1014,7 +1014,7 @@ fn generic_proxied(kind: PlaylistKind, input: &str, base: &Url) -> Result<Vec<u8
 }
 
 fn fast_proxied(kind: PlaylistKind, input: &str, base: &Url) -> Result<Vec<u8>, String> {
-    rewrite_proxied(kind, input.as_bytes(), base, CTX).map_err(|e| e.to_string())
+    rewrite_proxied(kind, input.as_bytes(), base, CTX, base).map_err(|e| e.to_string())
 }
 
 #[test]
@@ -1041,7 +1041,6 @@ fn fast_path_matches_generic_on_edge_cases() {
         "/abs.ts",
         "a\\b.ts",
         "ü.ts",
-        "{$v}.ts",
     ];
     let bases = [
         "https://cdn.example.com/live/index.m3u8",
@@ -1128,6 +1127,144 @@ fn define_variables_in_uris_survive() {
     assert!(map.contains("init-{$p}.mp4"), "{map}");
 }
 
+/// The edge's rewrite of `input` fetched from `base`, the player having asked for
+/// `requested`.
+fn edge_hls(input: &str, base: &str, requested: &str) -> Result<String, RewriteError> {
+    let out = rewrite_proxied(
+        PlaylistKind::Hls,
+        input.as_bytes(),
+        &url(base),
+        CTX,
+        &url(requested),
+    )?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
+/// What a player substitutes: hls.js's `{$name}` replacement over one line.
+fn player_substitutes(line: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = line.to_string();
+    for (n, v) in vars {
+        out = out.replace(&format!("{{${n}}}"), v);
+    }
+    out
+}
+
+/// The upstream URL a proxied URI (query or path form) stands for, as the edge reads it.
+fn upstream_of(proxied: &str) -> String {
+    if let Some(u) = unwrap_proxy_url(proxied) {
+        return u.0;
+    }
+    let (path, query) = match proxied.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (proxied, None),
+    };
+    unwrap_proxy_path(path, query).unwrap().0
+}
+
+#[test]
+fn proxied_variables_sluice_knows_are_substituted_by_sluice() {
+    // VALUE and QUERYPARAM (from the URL the player asked for, not sluice's) with the bytes
+    // that break a query: `&`, `=`, `+`, `%`, `#`.
+    let input = "#EXTM3U\n#EXT-X-DEFINE:NAME=\"p\",VALUE=\"a&b=c+d%2F\"\n#EXT-X-DEFINE:QUERYPARAM=\"token\"\n#EXT-X-MAP:URI=\"init-{$p}.mp4\"\n#EXTINF:2,\nseg_1.ts?auth={$token}&p={$p}\n";
+    let out = edge_hls(
+        input,
+        "https://cdn.example.com/live/index.m3u8",
+        "https://cdn.example.com/live/index.m3u8?token=x%26y%3Dz%2B1&other=1",
+    )
+    .unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[1], "#EXT-X-DEFINE:NAME=\"p\",VALUE=\"a&b=c+d%2F\"");
+    // The player finds the value in the playlist itself, never in sluice's query.
+    assert_eq!(lines[2], "#EXT-X-DEFINE:NAME=\"token\",VALUE=\"x&y=z+1\"");
+    assert!(!out.contains("{$"), "{out}");
+    assert_eq!(
+        upstream_of(lines[5]),
+        "https://cdn.example.com/live/seg_1.ts?auth=x&y=z+1&p=a&b=c+d%2F"
+    );
+    let map = lines[3].split('"').nth(1).unwrap();
+    assert_eq!(
+        upstream_of(map),
+        "https://cdn.example.com/live/init-a&b=c+d%2F.mp4"
+    );
+    // A QUERYPARAM the URL does not have stays for the player (who fails as it would
+    // against the origin), and so do its references.
+    let out = edge_hls(
+        "#EXTM3U\n#EXT-X-DEFINE:QUERYPARAM=\"token\"\n#EXTINF:2,\nseg.ts?t={$token}\n",
+        "https://cdn.example.com/live/index.m3u8",
+        "https://cdn.example.com/live/index.m3u8",
+    )
+    .unwrap();
+    assert!(
+        out.contains("#EXT-X-DEFINE:QUERYPARAM=\"token\"\n"),
+        "{out}"
+    );
+    assert!(out.lines().last().unwrap().contains("{$token}"), "{out}");
+    // A value that cannot be a quoted string is refused, never written.
+    assert!(edge_hls(
+        "#EXTM3U\n#EXT-X-DEFINE:QUERYPARAM=\"q\"\n",
+        "https://cdn.example.com/i.m3u8",
+        "https://cdn.example.com/i.m3u8?q=a%22b",
+    )
+    .is_err());
+}
+
+#[test]
+fn proxied_imported_variables_are_left_to_the_player_in_the_path_form() {
+    let input = "#EXTM3U\n#EXT-X-DEFINE:IMPORT=\"auth\"\n#EXT-X-DEFINE:NAME=\"v\",VALUE=\"720\"\n#EXT-X-MAP:URI=\"{$v}/init.mp4?a={$auth}\"\n#EXTINF:2,\n{$v}/seg 1.ts?a={$auth}&k=1\n#EXTINF:2,\nhttps://other.example/{$auth}/x.ts\n";
+    let out = edge_hls(
+        input,
+        "https://cdn.example.com/live/index.m3u8?s=1",
+        "https://cdn.example.com/live/index.m3u8?s=1",
+    )
+    .unwrap();
+    assert!(out.contains("#EXT-X-DEFINE:IMPORT=\"auth\"\n"), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let seg = lines[5];
+    assert!(
+        seg.starts_with(&format!("/api/proxy/{CTX}/https/cdn.example.com/live/720/")),
+        "{seg}"
+    );
+    // Whatever the player substitutes means in the upstream URL what it would mean there.
+    for value in ["plain", "x&y=z", "a+b", "100%25", "a#frag", "t=1&u=2"] {
+        let fetched = player_substitutes(seg, &[("auth", value)]);
+        assert_eq!(
+            upstream_of(&fetched),
+            format!("https://cdn.example.com/live/720/seg%201.ts?a={value}&k=1"),
+            "{value}"
+        );
+    }
+    let map = lines[3].split('"').nth(1).unwrap();
+    assert_eq!(
+        upstream_of(&player_substitutes(map, &[("auth", "q&r")])),
+        "https://cdn.example.com/live/720/init.mp4?a=q&r"
+    );
+    let other = player_substitutes(lines[7], &[("auth", "dir")]);
+    assert_eq!(upstream_of(&other), "https://other.example/dir/x.ts");
+}
+
+#[test]
+fn proxied_asset_lists_and_steering_manifests_are_hinted() {
+    let input = "#EXTM3U\n#EXT-X-CONTENT-STEERING:SERVER-URI=\"steer.json\",PATHWAY-ID=\"A\"\n#EXT-X-DATERANGE:ID=\"ad1\",CLASS=\"com.apple.hls.interstitial\",START-DATE=\"2026-01-01T00:00:00Z\",X-ASSET-LIST=\"https://ads.example/list?s=1\"\n#EXT-X-DATERANGE:ID=\"ad2\",CLASS=\"com.apple.hls.interstitial\",START-DATE=\"2026-01-01T00:00:10Z\",X-ASSET-URI=\"ad.m3u8\"\n";
+    let base = "https://cdn.example.com/live/master.m3u8";
+    let out = edge_hls(input, base, base).unwrap();
+    let uris = hls_uris(&out);
+    assert!(
+        uris[0].ends_with(&format!("&ctx={CTX}&doc=steering")),
+        "{out}"
+    );
+    assert_eq!(
+        upstream_of(&uris[0]),
+        "https://cdn.example.com/live/steer.json"
+    );
+    assert!(uris[1].ends_with("&doc=asset-list"), "{out}");
+    assert_eq!(upstream_of(&uris[1]), "https://ads.example/list?s=1");
+    // An asset URI is a playlist: no hint.
+    assert!(uris[2].ends_with(&format!("&ctx={CTX}")), "{out}");
+    // The generic rewrite (gated /stream playlists) adds none.
+    let plain = hls(input, base).unwrap();
+    assert!(!plain.contains("doc="), "{plain}");
+}
+
 #[test]
 fn utc_timing_urls_are_rewritten_for_http_schemes_only() {
     let input = r#"<?xml version="1.0"?>
@@ -1149,7 +1286,7 @@ fn alternative_base_urls_keep_failover_through_the_proxy() {
     assert!(dash::has_alternative_base_urls(input));
     let base = url("https://origin.example.com/live/manifest.mpd");
     let out = String::from_utf8(
-        rewrite_proxied(PlaylistKind::Dash, input.as_bytes(), &base, CTX).unwrap(),
+        rewrite_proxied(PlaylistKind::Dash, input.as_bytes(), &base, CTX, &base).unwrap(),
     )
     .unwrap();
     // Both BaseURLs in path form, relative children untouched.
@@ -1178,7 +1315,7 @@ fn alternative_base_urls_keep_failover_through_the_proxy() {
     let single = input.replace("<BaseURL>https://cdn2.example.com:8443/live/</BaseURL>", "");
     assert!(!dash::has_alternative_base_urls(&single));
     let out = String::from_utf8(
-        rewrite_proxied(PlaylistKind::Dash, single.as_bytes(), &base, CTX).unwrap(),
+        rewrite_proxied(PlaylistKind::Dash, single.as_bytes(), &base, CTX, &base).unwrap(),
     )
     .unwrap();
     assert!(out.contains("media=\"/api/proxy?url="), "{out}");

@@ -111,9 +111,15 @@ impl TestOrigin {
 
     /// Start on an ephemeral port of another loopback address (e.g. `127.0.0.2`).
     pub fn start_on(self, ip: &str) -> RunningOrigin {
+        self.start_at(&format!("{ip}:0"))
+    }
+
+    /// Start on `addr` (`ip:port`; port 0 for an ephemeral one): e.g. a second host on the
+    /// port of another origin, as a CDN's other name would be.
+    pub fn start_at(self, addr: &str) -> RunningOrigin {
         let state = Arc::new(OriginState::default());
         *state.routes.lock() = self.routes;
-        let listener = TcpListener::bind((ip, 0)).expect("bind origin");
+        let listener = TcpListener::bind(addr).expect("bind origin");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
