@@ -596,3 +596,81 @@ fn shaka_plays_ffmpegs_dash_ladder_with_a_720p_token_and_never_gets_1080p() {
     assert_eq!(r["activeHeights"], serde_json::json!([1080]), "{r}");
     assert!(hits_1080p() >= 3, "{:?}", origin.requests());
 }
+
+/// hls.js plays a provider stream that uses `EXT-X-DEFINE` through `/api/proxy`: the
+/// multivariant playlist defines `auth` from its own URL's query (`QUERYPARAM`), the media
+/// playlists `IMPORT` it, and every URI carries `?auth={$auth}` — with a value holding `&`,
+/// `=` and `+`. Every object reaches the origin with the value whole. (Before: hls.js failed
+/// on the `QUERYPARAM` — sluice's URL has no `auth` — and a value's `&` cut the URL.)
+#[test]
+fn hls_js_plays_define_queryparam_values_with_ampersands_through_the_proxy() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/media/demo");
+    let mut origin = serve_dir(TestOrigin::new(), &root, "cdn/demo");
+    // The demo's playlists, with variables: each URI asks for `auth`.
+    for rel in [
+        "master.m3u8",
+        "video/r360/playlist.m3u8",
+        "video/r180/playlist.m3u8",
+        "audio/aac/playlist.m3u8",
+    ] {
+        let text = std::fs::read_to_string(root.join(rel)).unwrap();
+        let define = if rel == "master.m3u8" {
+            "#EXT-X-DEFINE:QUERYPARAM=\"auth\""
+        } else {
+            "#EXT-X-DEFINE:IMPORT=\"auth\""
+        };
+        let mut out = String::new();
+        for line in text.lines() {
+            if line.is_empty() {
+                continue;
+            }
+            if let Some((head, tail)) = line.split_once("URI=\"") {
+                let (uri, rest) = tail.split_once('"').unwrap();
+                out.push_str(&format!("{head}URI=\"{uri}?auth={{$auth}}\"{rest}\n"));
+            } else if line.starts_with('#') {
+                out.push_str(line);
+                out.push('\n');
+            } else {
+                out.push_str(&format!("{line}?auth={{$auth}}\n"));
+            }
+            if line == "#EXTM3U" {
+                out.push_str("#EXT-X-VERSION:11\n");
+                out.push_str(define);
+                out.push('\n');
+            }
+        }
+        let out = out.replace("#EXT-X-VERSION:7\n", "");
+        origin = origin.route(
+            &format!("/cdn/demo/{rel}"),
+            Reply::ok(out, "application/vnd.apple.mpegurl"),
+        );
+    }
+    let origin = origin.start();
+    let secret = "browser-define-jwt-secret-0123";
+    let s = Sluice::start(&format!(
+        "provider_auth:\n  jwt_secret: {secret}\nproviders:\n  cdn:\n    allowed_hosts: [\"127.0.0.1\"]\n    allow_private: true\n    channels:\n      demo: {{url: \"http://{}/cdn/demo/master.m3u8?auth=k%26v%3D1%2B2\", type: hls}}\n",
+        origin.addr
+    ));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = rt.block_on(common::stream_info_url(
+        &s,
+        "cdn",
+        "demo",
+        &common::provider_jwt(secret, "viewer"),
+    ));
+    let r = play(&s.edge_url(&url), 6);
+    assert_played(&r);
+    let seen = origin.requests();
+    let media: Vec<_> = seen
+        .iter()
+        .filter(|r| !r.path_and_query.starts_with("/cdn/demo/master.m3u8"))
+        .collect();
+    assert!(media.len() >= 6, "{seen:?}");
+    for r in media {
+        assert!(
+            r.path_and_query.ends_with("?auth=k&v=1+2"),
+            "{}",
+            r.path_and_query
+        );
+    }
+}
