@@ -324,7 +324,7 @@ pub static ROUTES: &[Route] = &[
     Route { methods: MEDIA, path: "/api/proxy/{ctx}/{scheme}/{authority}/{*path}", query: "",
         listeners: Edge, surface: Surface::Provider, auth: Auth::CtxToken, rate: MEDIA_RATE,
         failures: NONE, audited: false, handler: Handler::Media(Media::Proxy),
-        what: "the path form rewritten DASH `BaseURL`s point at (the query is the upstream's)" },
+        what: "the path form rewritten DASH `BaseURL`s and HLS URIs with `IMPORT`ed variables point at (the query is the upstream's)" },
     Route { methods: GET, path: "/api/stream-ids", query: "", listeners: Admin,
         surface: Surface::Admin, auth: Auth::ApiKey(Permission::Read),
         rate: Class(RateClass::Api), failures: NONE, audited: true,

@@ -1,5 +1,7 @@
-//! Playlists sluice rewrites — every `/api/proxy` answer that is (or may be) a playlist, and
-//! gated `/stream` playlists — are answered from their complete body, never streamed.
+//! Playlists sluice rewrites — every `/api/proxy` answer that is (or may be) a playlist, the
+//! JSON documents HLS attributes point at (`doc=`: interstitial asset lists, steering
+//! manifests, [`crate::rewrite::json`]), and gated `/stream` playlists — are answered from
+//! their complete body, never streamed.
 //!
 //! Why: a playlist answer must be the rewritten one or an error, decided before the header
 //! goes out (a rewrite failure must be a `502`, not a `200` with a cut body), it must carry
