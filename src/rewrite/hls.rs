@@ -13,11 +13,11 @@
 //! `/api/proxy?url=<encoded upstream>&ctx=…` a substituted `&`, `#`, `%`, `+` or `=` is not
 //! data any more (a value `a&b` cut the upstream URL at the `&`), and a `QUERYPARAM`
 //! definition is read by the player from the URL *it* fetched — sluice's, whose query has
-//! only `url` and `ctx` (fatal in hls.js). So on the proxy path ([`ProxyForms`]):
+//! only `url` and `ctx` (fatal in hls.js). So on the proxy path (`ProxyForms`):
 //!
 //! - every variable sluice can know is substituted by sluice itself, before the URI is
 //!   resolved and proxied: `VALUE` definitions, and `QUERYPARAM` ones, read from the upstream
-//!   URL the player asked for ([`ProxyForms::requested`], form-decoded as `URLSearchParams`
+//!   URL the player asked for (`ProxyForms::requested`, form-decoded as `URLSearchParams`
 //!   does). A `QUERYPARAM` definition is rewritten to `NAME="…",VALUE="…"` with the value it
 //!   has, so the player's own substitutions (other attributes, `IMPORT` in the playlists it
 //!   loads next) see the same value and never look at sluice's query;
