@@ -121,9 +121,99 @@ pub fn client_of(
     client_from(peer, &session.req_header().headers, trusted)
 }
 
+/// `scheme://host` players reached sluice at: the request's `Host` (HTTP/2: its authority),
+/// `https` when the connection is TLS, or — only when the peer is a trusted proxy — its
+/// `X-Forwarded-Proto` and `X-Forwarded-Host` (first value of each). Anything malformed falls
+/// back (`localhost`).
+pub fn request_base(
+    headers: &HeaderMap,
+    authority: Option<&str>,
+    client: &Client,
+    tls: bool,
+) -> String {
+    let first = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+    };
+    let valid_host = |h: &&str| {
+        !h.is_empty()
+            && h.parse::<http::uri::Authority>()
+                .is_ok_and(|a| a.as_str() == *h && !h.contains('@'))
+    };
+    let forwarded_host = client
+        .via_trusted_proxy
+        .then(|| first("x-forwarded-host"))
+        .flatten()
+        .filter(valid_host);
+    let host = forwarded_host
+        .or_else(|| {
+            headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .or(authority)
+                .filter(valid_host)
+        })
+        .unwrap_or("localhost");
+    let scheme = match client
+        .via_trusted_proxy
+        .then(|| first("x-forwarded-proto"))
+        .flatten()
+    {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        Some(_) => "http",
+        None if tls => "https",
+        None => "http",
+    };
+    format!("{scheme}://{host}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_base_forms() {
+        let direct = Client {
+            peer: None,
+            ip: "192.0.2.1".parse().unwrap(),
+            via_trusted_proxy: false,
+        };
+        let proxied = Client {
+            via_trusted_proxy: true,
+            ..direct
+        };
+        let mut h = HeaderMap::new();
+        h.insert("host", "edge.example:8443".parse().unwrap());
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        h.insert("x-forwarded-host", "cdn.example".parse().unwrap());
+        assert_eq!(
+            request_base(&h, None, &direct, false),
+            "http://edge.example:8443"
+        );
+        assert_eq!(
+            request_base(&h, None, &direct, true),
+            "https://edge.example:8443"
+        );
+        assert_eq!(
+            request_base(&h, None, &proxied, false),
+            "https://cdn.example"
+        );
+        let none = HeaderMap::new();
+        assert_eq!(
+            request_base(&none, Some("h2.example"), &direct, true),
+            "https://h2.example"
+        );
+        assert_eq!(
+            request_base(&none, None, &direct, false),
+            "http://localhost"
+        );
+        let mut bad = HeaderMap::new();
+        bad.insert("host", "u@evil.example".parse().unwrap());
+        assert_eq!(request_base(&bad, None, &direct, false), "http://localhost");
+    }
 
     fn nets(v: &[&str]) -> Vec<IpNet> {
         v.iter()

@@ -674,3 +674,95 @@ fn hls_js_plays_define_queryparam_values_with_ampersands_through_the_proxy() {
         );
     }
 }
+
+/// The demo's playlists as a provider CDN at `/cdn/demo/` serves them, with `edit` applied to
+/// each media playlist's text.
+fn demo_with(mut origin: TestOrigin, edit: impl Fn(&str, &str) -> String) -> TestOrigin {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/media/demo");
+    origin = serve_dir(origin, &root, "cdn/demo");
+    for rel in [
+        "video/r360/playlist.m3u8",
+        "video/r180/playlist.m3u8",
+        "audio/aac/playlist.m3u8",
+    ] {
+        let text = std::fs::read_to_string(root.join(rel)).unwrap();
+        origin = origin.route(
+            &format!("/cdn/demo/{rel}"),
+            Reply::ok(edit(rel, &text), "application/vnd.apple.mpegurl"),
+        );
+    }
+    origin
+}
+
+/// A provider `cdn` (header `X-Auth: abc`) on `hosts`, channel `demo` at `url`; the
+/// `/api/proxy` URL a viewer gets for it.
+fn provider_channel(hosts: &str, url: &str) -> (Sluice, String) {
+    let secret = "browser-forms-jwt-secret-0123";
+    let s = Sluice::start(&format!(
+        "provider_auth:\n  jwt_secret: {secret}\nproviders:\n  cdn:\n    headers: {{X-Auth: abc}}\n    allowed_hosts: [{hosts}]\n    allow_private: true\n    channels:\n      demo: {{url: \"{url}\", type: hls}}\n"
+    ));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let entry = rt.block_on(common::stream_info_url(
+        &s,
+        "cdn",
+        "demo",
+        &common::provider_jwt(secret, "viewer"),
+    ));
+    let entry = s.edge_url(&entry);
+    (s, entry)
+}
+
+/// hls.js plays an HLS Interstitials ad (2 s into the stream) whose asset list names the ad
+/// by an absolute CDN URL: the asset list is rewritten, so the ad's playlists and segments
+/// are fetched through sluice (with the provider's header), never from the CDN directly.
+/// (Before: the JSON passed through, hls.js went to the CDN itself and played no ad.)
+#[test]
+fn hls_js_plays_an_interstitial_ad_through_the_proxy() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/media/demo");
+    let port = common::free_port_on("127.0.0.1");
+    let list = format!(
+        r#"{{"ASSETS":[{{"URI":"http://127.0.0.1:{port}/cdn/ad/master.m3u8","DURATION":6.0}}]}}"#
+    );
+    let origin = demo_with(serve_dir(TestOrigin::new(), &root, "cdn/ad"), |rel, text| {
+        let daterange = if rel.starts_with("video/") {
+            "#EXT-X-DATERANGE:ID=\"ad\",CLASS=\"com.apple.hls.interstitial\",START-DATE=\"2026-01-01T00:00:02.000Z\",X-ASSET-LIST=\"/cdn/ads/list.json\"\n"
+        } else {
+            ""
+        };
+        text.replacen(
+            "#EXTINF",
+            &format!("{daterange}#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:00.000Z\n#EXTINF"),
+            1,
+        )
+    })
+    .route("/cdn/ads/list.json", Reply::ok(list, "application/json"))
+    .start_at(&format!("127.0.0.1:{port}"));
+    let (_s, entry) = provider_channel(
+        "\"127.0.0.1\"",
+        &format!("http://127.0.0.1:{port}/cdn/demo/master.m3u8"),
+    );
+    let r = play(&entry, 8);
+    let seen = origin.requests();
+    assert!(
+        seen.iter().any(|r| r.path_and_query == "/cdn/ads/list.json"
+            || r.path_and_query.starts_with("/cdn/ads/list.json?")),
+        "{r} {seen:?}"
+    );
+    let ad: Vec<_> = seen
+        .iter()
+        .filter(|r| r.path_and_query.starts_with("/cdn/ad/"))
+        .collect();
+    assert!(
+        ad.iter().any(|r| r.path_and_query.ends_with(".m4s")),
+        "no ad segment fetched: {r} {seen:?}"
+    );
+    // Everything, the ad included, went through sluice.
+    for r in &seen {
+        assert_eq!(
+            r.headers.get("x-auth").map(String::as_str),
+            Some("abc"),
+            "fetched past sluice: {}",
+            r.path_and_query
+        );
+    }
+}

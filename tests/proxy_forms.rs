@@ -28,9 +28,14 @@ async fn entry(s: &Sluice, channel: &str) -> String {
     stream_info_url(s, "p", channel, &provider_jwt(SECRET, "viewer")).await
 }
 
-/// GET a sluice URL (absolute path, as rewritten): status, content type, body.
+/// GET a sluice URL (absolute, or an absolute path, as rewritten): status, content type,
+/// body.
 async fn get(s: &Sluice, path: &str) -> (u16, String, String) {
-    let r = client().get(s.edge_url(path)).send().await.unwrap();
+    let url = match path.starts_with("http") {
+        true => path.to_string(),
+        false => s.edge_url(path),
+    };
+    let r = client().get(url).send().await.unwrap();
     let status = r.status().as_u16();
     let ct = r
         .headers()
@@ -201,8 +206,9 @@ async fn interstitial_asset_lists_are_rewritten_through_the_proxy() {
     );
     let doc: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(doc["X-TRACKING"], "kept");
+    // Absolute, on sluice as the player reached it: hls.js loads an asset's URI as it is.
     let ad = doc["ASSETS"][0]["URI"].as_str().unwrap();
-    assert!(ad.starts_with("/api/proxy?url="), "{ad}");
+    assert!(ad.starts_with(&s.edge_url("/api/proxy?url=")), "{ad}");
     assert_eq!(
         upstream(ad),
         format!("http://{}/live/ads/ad1/ad.m3u8", origin.addr)
@@ -215,7 +221,7 @@ async fn interstitial_asset_lists_are_rewritten_through_the_proxy() {
     );
     // The asset on a host the provider does not allow: refused, never fetched.
     let evil = doc["ASSETS"][1]["URI"].as_str().unwrap();
-    assert!(evil.starts_with("/api/proxy?url="), "{evil}");
+    assert!(evil.starts_with(&s.edge_url("/api/proxy?url=")), "{evil}");
     assert_eq!(get(&s, evil).await.0, 403);
     assert_eq!(stranger.total_hits(), 0);
 }
@@ -271,6 +277,10 @@ async fn steering_manifests_and_pathway_clones_go_through_the_proxy() {
     ));
     let doc: Value = serde_json::from_str(&body).unwrap();
     let reload = doc["RELOAD-URI"].as_str().unwrap();
+    assert!(
+        reload.starts_with(&s.edge_url("/api/proxy?url=")),
+        "{reload}"
+    );
     assert_eq!(
         upstream(reload),
         format!("http://{}/s/steer/next.json?session=s1", origin.addr)

@@ -528,7 +528,11 @@ async fn finish(
     };
     let sniffed = rewrite::sniff(&decoded);
     if let (Some(doc), Sniff::Not | Sniff::Undecided) = (plan.document, &sniffed) {
-        return match plan.mapping.rewrite_document(doc, &decoded, &plan.base) {
+        let origin = player_facing_origin(edge, session);
+        return match plan
+            .mapping
+            .rewrite_document(doc, &decoded, &plan.base, &origin)
+        {
             Ok(r) => {
                 let json = "application/json";
                 answer_rewritten(session, ctx, json, r, head_only, edge).await
@@ -568,6 +572,24 @@ async fn finish(
         edge,
     )
     .await
+}
+
+/// `scheme://host[/prefix]` the player reached sluice at: `streaming.public_base_url` when set,
+/// else the request's ([`crate::client::request_base`]).
+fn player_facing_origin(edge: &Edge, session: &Session) -> String {
+    if let Some(base) = &edge.state.config.access.streaming.public_base_url {
+        return base.trim_end_matches('/').to_string();
+    }
+    let downstream = session.as_downstream();
+    let client = crate::client::client_of(downstream, &edge.state.config.trusted_proxies);
+    let tls = downstream.digest().is_some_and(|d| d.ssl_digest.is_some());
+    let req = session.req_header();
+    crate::client::request_base(
+        &req.headers,
+        req.uri.authority().map(|a| a.as_str()),
+        &client,
+        tls,
+    )
 }
 
 /// Answer a document rewritten for this viewer.
@@ -762,12 +784,15 @@ impl UriMapping {
 
     /// Rewrite a JSON document of `doc`'s kind (decoded body) with this mapping: its URIs
     /// through `/api/proxy` with the viewer's ctx, a steering manifest's next one hinted as
-    /// such ([`rewrite::json`]).
+    /// such ([`rewrite::json`]). The URIs are absolute, on `origin` (sluice as the player
+    /// reached it): hls.js loads an interstitial asset's URI as it is, so a path would be
+    /// resolved against the page, not against the list.
     pub fn rewrite_document(
         &self,
         doc: Document,
         body: &[u8],
         base: &Url,
+        origin: &str,
     ) -> Result<Vec<u8>, rewrite::RewriteError> {
         let UriMapping::Proxy { ctx, .. } = self else {
             return Err(rewrite::RewriteError::Json(format!(
@@ -777,7 +802,7 @@ impl UriMapping {
         };
         let mapper = rewrite::ProxyMapper::new(base, ctx);
         rewrite::json::rewrite_document(doc, body, base, &mut |u, points_at| {
-            let mut out = mapper.map(u)?;
+            let mut out = format!("{origin}{}", mapper.map(u)?);
             if let Some(d) = points_at {
                 out.push_str("&doc=");
                 out.push_str(d.name());

@@ -22,6 +22,9 @@
 //! decision to buffer is made before the answer arrives. The cache stores the origin's
 //! body; the rewrite (which embeds the viewer's ctx) runs per request after it.
 //!
+//! The edge writes these URIs absolute, on sluice as the player reached it: hls.js loads an
+//! asset's `URI` as it is (a path would be resolved against the page).
+//!
 //! The documents are parsed and re-serialised with serde_json (`preserve_order`: members
 //! keep their order); every member other than the URIs is kept as it was.
 
