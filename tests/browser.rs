@@ -766,3 +766,63 @@ fn hls_js_plays_an_interstitial_ad_through_the_proxy() {
         );
     }
 }
+
+/// hls.js plays a stream with content steering through `/api/proxy`: the steering manifest
+/// (relative `RELOAD-URI`) puts a pathway cloned onto another host first, and hls.js's own
+/// URI replacement of that clone (`HOST`, `PARAMS`) lands on sluice, which fetches the
+/// cloned host — inside `allowed_hosts` — with the provider's header. (Before: the manifest
+/// passed through and the clone's `HOST` sent the player past sluice.)
+#[test]
+fn hls_js_follows_a_steering_pathway_clone_through_the_proxy() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/media/demo");
+    let port = common::free_port_on("127.0.0.1");
+    let master = std::fs::read_to_string(root.join("master.m3u8"))
+        .unwrap()
+        .replace(
+            "#EXT-X-VERSION:7\n",
+            "#EXT-X-VERSION:7\n#EXT-X-CONTENT-STEERING:SERVER-URI=\"steer/manifest.json\",PATHWAY-ID=\"A\"\n",
+        )
+        .replace(
+            "AUDIO=\"group_aud\"",
+            "AUDIO=\"group_aud\",PATHWAY-ID=\"A\"",
+        );
+    let manifest = r#"{"VERSION":1,"TTL":300,"RELOAD-URI":"next.json","PATHWAY-PRIORITY":["B","A"],"PATHWAY-CLONES":[{"BASE-ID":"A","ID":"B","URI-REPLACEMENT":{"HOST":"127.0.0.3","PARAMS":{"cdn":"b"}}}]}"#;
+    let origin = serve_dir(TestOrigin::new(), &root, "cdn/demo")
+        .route(
+            "/cdn/demo/master.m3u8",
+            Reply::ok(master, "application/vnd.apple.mpegurl"),
+        )
+        .route(
+            "/cdn/demo/steer/manifest.json",
+            Reply::ok(manifest, "application/json"),
+        )
+        .start_at(&format!("127.0.0.1:{port}"));
+    let clone =
+        serve_dir(TestOrigin::new(), &root, "cdn/demo").start_at(&format!("127.0.0.3:{port}"));
+    let (_s, entry) = provider_channel(
+        &format!("\"127.0.0.1:{port}\", \"127.0.0.3:{port}\""),
+        &format!("http://127.0.0.1:{port}/cdn/demo/master.m3u8"),
+    );
+    let r = play(&entry, 8);
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    let steered = origin.requests();
+    assert!(
+        steered.iter().any(|q| q
+            .path_and_query
+            .starts_with("/cdn/demo/steer/manifest.json?_HLS_pathway=")),
+        "{r} {steered:?}"
+    );
+    let cloned = clone.requests();
+    assert!(
+        cloned
+            .iter()
+            .any(|q| q.path_and_query.ends_with(".m3u8?cdn=b")),
+        "the clone's playlists were never fetched: {r} {cloned:?}"
+    );
+    assert!(
+        cloned
+            .iter()
+            .all(|q| q.headers.get("x-auth").map(String::as_str) == Some("abc")),
+        "fetched past sluice: {cloned:?}"
+    );
+}
