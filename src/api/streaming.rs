@@ -386,44 +386,11 @@ pub(super) async fn issue_token(
     .into_response())
 }
 
-/// `scheme://host` of `streamUrl` when `streaming.public_base_url` is not set: the request's
-/// `Host` over `http`, or — only when the peer is a trusted proxy — its `X-Forwarded-Proto`
-/// and `X-Forwarded-Host` (first value of each). Anything malformed falls back.
+/// `scheme://host` of `streamUrl` when `streaming.public_base_url` is not set
+/// ([`crate::client::request_base`]; the router does not see the connection's TLS, so `http`
+/// unless a trusted proxy says `https`).
 fn request_base(headers: &HeaderMap, client: &Client) -> String {
-    let first = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-    };
-    let valid_host = |h: &&str| {
-        !h.is_empty()
-            && h.parse::<http::uri::Authority>()
-                .is_ok_and(|a| a.as_str() == *h && !h.contains('@'))
-    };
-    let forwarded_host = client
-        .via_trusted_proxy
-        .then(|| first("x-forwarded-host"))
-        .flatten()
-        .filter(valid_host);
-    let host = forwarded_host
-        .or_else(|| {
-            headers
-                .get(http::header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .filter(valid_host)
-        })
-        .unwrap_or("localhost");
-    let scheme = match client
-        .via_trusted_proxy
-        .then(|| first("x-forwarded-proto"))
-        .flatten()
-    {
-        Some(p) if p.eq_ignore_ascii_case("https") => "https",
-        _ => "http",
-    };
-    format!("{scheme}://{host}")
+    crate::client::request_base(headers, None, client, false)
 }
 
 #[derive(Debug, Deserialize)]
