@@ -526,81 +526,35 @@ async fn finish(
         }
         Err(_) => return relay_whole(session, ctx, header, body, head_only).await,
     };
-    let sniffed = rewrite::sniff(&decoded);
-    if let (Some(doc), Sniff::Not | Sniff::Undecided) = (plan.document, &sniffed) {
-        let origin = player_facing_origin(edge, session);
-        return match plan
-            .mapping
-            .rewrite_document(doc, &decoded, &plan.base, &origin)
-        {
-            Ok(r) => {
-                let json = "application/json";
-                answer_rewritten(session, ctx, json, r, head_only, edge).await
-            }
-            Err(e) => rewrite_failed(edge, session, ctx, &e).await,
-        };
-    }
-    let kind = match sniffed {
+    let kind = match rewrite::sniff(&decoded) {
         Sniff::Is(kind) => Some(kind),
-        Sniff::Undecided if plan.buffering == Buffering::Always => {
+        Sniff::Undecided if plan.buffering == Buffering::Always && plan.document.is_none() => {
             rewrite::kind_from_path(&plan.path_hint)
         }
         _ => None,
     };
-    let Some(kind) = kind else {
-        if plan.buffering == Buffering::Always {
-            return rewrite_failed(
-                edge,
-                session,
-                ctx,
-                &rewrite::RewriteError::Malformed("the upstream answer is not a playlist".into()),
-            )
-            .await;
+    let rewritten = match (kind, plan.document) {
+        (Some(kind), _) => plan
+            .mapping
+            .rewrite(kind, &decoded, &plan.base)
+            .map(|r| (kind.content_type(), r)),
+        // A document sluice was told to expect (`doc=`): JSON, unless it is a playlist.
+        (None, Some(doc)) => {
+            let origin = player_facing_origin(edge, session);
+            let r = plan
+                .mapping
+                .rewrite_document(doc, &decoded, &plan.base, &origin);
+            r.map(|r| ("application/json", r))
         }
-        return relay_whole(session, ctx, header, body, head_only).await;
+        (None, None) if plan.buffering == Buffering::Always => Err(
+            rewrite::RewriteError::Malformed("the upstream answer is not a playlist".into()),
+        ),
+        (None, None) => return relay_whole(session, ctx, header, body, head_only).await,
     };
-    let rewritten = match plan.mapping.rewrite(kind, &decoded, &plan.base) {
+    let (content_type, rewritten) = match rewritten {
         Ok(r) => r,
         Err(e) => return rewrite_failed(edge, session, ctx, &e).await,
     };
-    answer_rewritten(
-        session,
-        ctx,
-        kind.content_type(),
-        rewritten,
-        head_only,
-        edge,
-    )
-    .await
-}
-
-/// `scheme://host[/prefix]` the player reached sluice at: `streaming.public_base_url` when set,
-/// else the request's ([`crate::client::request_base`]).
-fn player_facing_origin(edge: &Edge, session: &Session) -> String {
-    if let Some(base) = &edge.state.config.access.streaming.public_base_url {
-        return base.trim_end_matches('/').to_string();
-    }
-    let downstream = session.as_downstream();
-    let client = crate::client::client_of(downstream, &edge.state.config.trusted_proxies);
-    let tls = downstream.digest().is_some_and(|d| d.ssl_digest.is_some());
-    let req = session.req_header();
-    crate::client::request_base(
-        &req.headers,
-        req.uri.authority().map(|a| a.as_str()),
-        &client,
-        tls,
-    )
-}
-
-/// Answer a document rewritten for this viewer.
-async fn answer_rewritten(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    content_type: &str,
-    rewritten: Vec<u8>,
-    head_only: bool,
-    edge: &Edge,
-) -> Result<()> {
     let mut resp = ResponseHeader::build(200, Some(8))?;
     resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
     // Rewritten per viewer (their ctx or credential): never stored by anyone else.
@@ -626,6 +580,24 @@ async fn answer_rewritten(
         never_delivered(edge, session, ctx).await;
     }
     Ok(())
+}
+
+/// `scheme://host[/prefix]` the player reached sluice at: `streaming.public_base_url` when set,
+/// else the request's ([`crate::client::request_base`]).
+fn player_facing_origin(edge: &Edge, session: &Session) -> String {
+    if let Some(base) = &edge.state.config.access.streaming.public_base_url {
+        return base.trim_end_matches('/').to_string();
+    }
+    let downstream = session.as_downstream();
+    let client = crate::client::client_of(downstream, &edge.state.config.trusted_proxies);
+    let tls = downstream.digest().is_some_and(|d| d.ssl_digest.is_some());
+    let req = session.req_header();
+    crate::client::request_base(
+        &req.headers,
+        req.uri.authority().map(|a| a.as_str()),
+        &client,
+        tls,
+    )
 }
 
 async fn rewrite_failed(
