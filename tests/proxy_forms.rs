@@ -175,6 +175,10 @@ async fn interstitial_asset_lists_are_rewritten_through_the_proxy() {
             "/live/ads/ad1/ad.m3u8",
             Reply::ok(media("", "ad_1.ts"), HLS),
         )
+        .route(
+            "/live/ads/broken.json",
+            Reply::ok("<html>no</html>", "text/html"),
+        )
         .start_on("127.0.0.2");
     let s = sluice(
         origin.addr.port(),
@@ -224,6 +228,9 @@ async fn interstitial_asset_lists_are_rewritten_through_the_proxy() {
     assert!(evil.starts_with(&s.edge_url("/api/proxy?url=")), "{evil}");
     assert_eq!(get(&s, evil).await.0, 403);
     assert_eq!(stranger.total_hits(), 0);
+    // What is not an asset list where one is expected is an error, never relayed.
+    let broken = list_uri.replace("list.json", "broken.json");
+    assert_eq!(get(&s, &broken).await.0, 502, "{broken}");
 }
 
 /// Content steering: the manifest `SERVER-URI` points at is rewritten — its relative
