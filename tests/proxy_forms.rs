@@ -242,7 +242,7 @@ async fn interstitial_asset_lists_are_rewritten_through_the_proxy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steering_manifests_and_pathway_clones_go_through_the_proxy() {
     let master = "#EXTM3U\n#EXT-X-VERSION:11\n#EXT-X-CONTENT-STEERING:SERVER-URI=\"steer/manifest.json\",PATHWAY-ID=\"A\"\n#EXT-X-STREAM-INF:BANDWIDTH=800000,PATHWAY-ID=\"A\",STABLE-VARIANT-ID=\"v1\"\nv1/media.m3u8\n";
-    let manifest = r#"{"VERSION":1,"TTL":10,"RELOAD-URI":"next.json?session=s1","PATHWAY-PRIORITY":["B","A"],"PATHWAY-CLONES":[{"BASE-ID":"A","ID":"B","URI-REPLACEMENT":{"HOST":"127.0.0.3","PARAMS":{"cdn":"b&1"}}}]}"#;
+    let manifest = r#"{"VERSION":1,"TTL":10,"RELOAD-URI":"next.json?session=a+b%20c","PATHWAY-PRIORITY":["B","A"],"PATHWAY-CLONES":[{"BASE-ID":"A","ID":"B","URI-REPLACEMENT":{"HOST":"127.0.0.3","PARAMS":{"cdn":"b&1"}}}]}"#;
     let origin = TestOrigin::new()
         .route("/s/master.m3u8", Reply::ok(master, HLS))
         .route(
@@ -290,13 +290,13 @@ async fn steering_manifests_and_pathway_clones_go_through_the_proxy() {
     );
     assert_eq!(
         upstream(reload),
-        format!("http://{}/s/steer/next.json?session=s1", origin.addr)
+        format!("http://{}/s/steer/next.json?session=a+b%20c", origin.addr)
     );
     let (status, _, next) = get(&s, &format!("{reload}&_HLS_pathway=B")).await;
     assert_eq!(status, 200, "{next}");
     assert!(origin_saw(
         &origin,
-        "/s/steer/next.json?session=s1&_HLS_pathway=B"
+        "/s/steer/next.json?session=a+b%20c&_HLS_pathway=B"
     ));
     // The clone: what hls.js's performUriReplacement does to the variant URL it holds
     // (sluice's): the hostname replaced by HOST (none is left), each PARAMS key set.

@@ -272,13 +272,22 @@ pub async fn check_request(
     }
     let directives = any.then(|| asked.finish());
     if !forwarded.is_empty() {
-        let mut pairs: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .filter(|(k, _)| !forwarded.iter().any(|(f, _)| f == k))
+        // As the player would have set them on the origin's URL (hls.js `setQueryParam`):
+        // a parameter of the same name is replaced, the rest of the query kept byte for byte.
+        let mut query: Vec<String> = url
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| {
+                let k = p.split_once('=').map_or(*p, |(k, _)| k);
+                !p.is_empty() && !forwarded.iter().any(|(f, _)| decode(k) == *f)
+            })
+            .map(str::to_string)
             .collect();
-        pairs.extend(forwarded);
-        url.query_pairs_mut().clear().extend_pairs(pairs);
+        let mut added = url::form_urlencoded::Serializer::new(String::new());
+        added.extend_pairs(&forwarded);
+        query.push(added.finish());
+        url.set_query(Some(&query.join("&")));
     }
     if let (Some(ip), Some(port)) = (
         url.host_str()

@@ -31,7 +31,9 @@
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::{check_size, is_fetchable, scheme_of, RewriteError};
+use percent_encoding::utf8_percent_encode;
+
+use super::{check_size, is_fetchable, scheme_of, RewriteError, COMPONENT};
 
 /// The `PARAMS` key that stands for a clone's `HOST` in a rewritten steering manifest.
 pub const CLONE_HOST: &str = "clone-host";
@@ -228,17 +230,35 @@ pub fn apply_clone<'p>(
     if params.is_empty() {
         return Ok(changed);
     }
-    let mut query: Vec<(String, String)> = url
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+    // hls.js `setQueryParam`: the first `name=` replaced (later ones dropped), else appended;
+    // the rest of the query kept byte for byte.
+    let mut query: Vec<String> = url
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
         .collect();
     for (name, v) in params {
-        match query.iter_mut().find(|(k, _)| k == name) {
-            Some(slot) => slot.1 = v.to_string(),
-            None => query.push((name.to_string(), v.to_string())),
+        let key: String = utf8_percent_encode(name, COMPONENT).collect();
+        let pair = format!("{key}={}", utf8_percent_encode(v, COMPONENT));
+        let is_key = |p: &String| *p == key || p.starts_with(&format!("{key}="));
+        match query.iter().position(is_key) {
+            Some(i) => {
+                query[i] = pair;
+                let mut j = i + 1;
+                while j < query.len() {
+                    if is_key(&query[j]) {
+                        query.remove(j);
+                    } else {
+                        j += 1;
+                    }
+                }
+            }
+            None => query.push(pair),
         }
     }
-    url.query_pairs_mut().clear().extend_pairs(query);
+    url.set_query(Some(&query.join("&")));
     Ok(true)
 }
 
@@ -381,7 +401,8 @@ mod tests {
 
     #[test]
     fn clones_apply_to_the_upstream_url() {
-        let mut u = Url::parse("http://cdn-a.example:8080/v/1.m3u8?token=old&x=1").unwrap();
+        let mut u =
+            Url::parse("http://cdn-a.example:8080/v/1.m3u8?token=old&x=a+b%7E&token=2").unwrap();
         let changed = apply_clone(
             &mut u,
             [
@@ -395,7 +416,7 @@ mod tests {
         assert!(changed);
         assert_eq!(
             u.as_str(),
-            "http://cdn-c.example:8080/v/1.m3u8?token=a%26b&x=1&new=n"
+            "http://cdn-c.example:8080/v/1.m3u8?token=a%26b&x=a+b%7E&new=n"
         );
         let mut u = Url::parse("http://a/x").unwrap();
         assert!(!apply_clone(&mut u, [("ctx", "c")]).unwrap());
