@@ -44,7 +44,7 @@ use pingora_cache::{CacheKey, CacheMeta, CachePhase, ForcedFreshness, HitHandler
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
-use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use pingora_proxy::{FailToProxy, ProxyHttp, RangeType, Session};
 
 use crate::api;
 use crate::cache::runtime::CacheRuntime;
@@ -130,6 +130,9 @@ pub struct RequestCtx {
     fill: bool,
     /// The cache result of a playlist answer, as its fill subrequest saw it.
     fill_cache_status: Option<String>,
+    /// This miss asks the origin for the player's range, not the whole object
+    /// ([`caching::miss`]).
+    range_through: bool,
     /// A refusal decided after the request went upstream (a redirect to a refused target),
     /// answered by `fail_to_proxy` in the route's shape.
     refusal: Option<(u16, String)>,
@@ -252,6 +255,7 @@ impl ProxyHttp for Edge {
             gate: None,
             fill: false,
             fill_cache_status: None,
+            range_through: false,
             refusal: None,
             prefetch: None,
             connect_attempt: 0,
@@ -340,9 +344,19 @@ impl ProxyHttp for Edge {
     }
 
     /// A miss: the cache lock is this request's (or there is none).
-    fn cache_miss(&self, session: &mut Session, _ctx: &mut RequestCtx) {
+    fn cache_miss(&self, session: &mut Session, ctx: &mut RequestCtx) {
         session.cache.cache_miss();
         caching::placed(session);
+        caching::miss(self.cache, session, ctx);
+    }
+
+    fn range_header_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        _ctx: &mut RequestCtx,
+    ) -> RangeType {
+        caching::ranges(session, resp)
     }
 
     fn response_cache_filter(
@@ -397,11 +411,11 @@ impl ProxyHttp for Edge {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream_modifiers::request(&self.upstream, req, ctx)?;
+        upstream_modifiers::request(&self.upstream, session.req_header(), req, ctx)?;
         fleet::to_owner(self, req, ctx)
     }
 
@@ -412,6 +426,7 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         fleet::owner_answered(resp, ctx)?;
+        caching::learn(self.cache, resp, ctx);
         response_modifiers::upstream(resp, ctx)?;
         // A node asking for a live playlist prefetches its parts itself.
         if ctx.fleet.from_peer.is_none() {

@@ -139,7 +139,17 @@ pub(super) async fn request(
                     return Ok(true);
                 }
             };
-            let buffering = playlist::buffering_of_proxy(&target.url);
+            let mut buffering = playlist::buffering_of_proxy(&target.url);
+            // A range is asked of a media object, never of a playlist (players fetch those
+            // whole): a URL that may be either is answered as the object, ranges included.
+            if buffering == Buffering::Sniff
+                && session
+                    .req_header()
+                    .headers
+                    .contains_key(http::header::RANGE)
+            {
+                buffering = Buffering::Never;
+            }
             let target = Target::Proxy(Box::new(target));
             if buffering != Buffering::Never {
                 let plan = playlist::Plan::proxy(&target, buffering);
