@@ -61,9 +61,19 @@ impl Edge {
     }
 
     async fn get(&self, proto: Proto, path: &str, headers: &[(&str, &str)]) -> Answer {
+        self.request(proto, http::Method::GET, path, headers).await
+    }
+
+    async fn request(
+        &self,
+        proto: Proto,
+        method: http::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         match proto {
             Proto::Http11 => {
-                let mut r = common::client().get(self.s.edge_url(path));
+                let mut r = common::client().request(method, self.s.edge_url(path));
                 for (k, v) in headers {
                     r = r.header(*k, *v);
                 }
@@ -84,8 +94,9 @@ impl Edge {
             Proto::Http2 => {
                 let send = common::h2_connect(&self.pki, self.tls_port).await;
                 let mut send = send.ready().await.expect("stream slot");
-                let mut req =
-                    http::Request::get(format!("https://localhost:{}{path}", self.tls_port));
+                let mut req = http::Request::builder()
+                    .method(method)
+                    .uri(format!("https://localhost:{}{path}", self.tls_port));
                 for (k, v) in headers {
                     req = req.header(*k, *v);
                 }
@@ -165,6 +176,43 @@ async fn a_range_of_an_object_too_large_to_cache_is_asked_of_the_origin_as_a_ran
             "{p:?}: each range asked as a range"
         );
         assert_eq!(o.body_bytes() - before, 300, "{p:?}: what the origin sent");
+    }
+}
+
+/// A `HEAD` of an object not known to fit the cache is asked of the origin as a `HEAD`: no
+/// body is fetched to answer it (before: Pingora turned the miss into a whole-object `GET`,
+/// every time, for an object it could not keep).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_of_an_object_too_large_to_cache_fetches_no_body() {
+    const LEN: usize = 3 * 1024 * 1024;
+    let mut origin = TestOrigin::new();
+    for p in PROTOS {
+        origin = origin.route(
+            &format!("/{}/v/big.mp4", p.tag()),
+            Reply::ok(random_bytes(LEN, 6), "video/mp4").ranges(),
+        );
+    }
+    let o = origin.start();
+    let e = Edge::start(&format!(
+        "origins:\n  bucket: {}\ncache:\n  max_object_bytes: 1MiB\n",
+        o.url()
+    ));
+    for p in PROTOS {
+        let before = o.body_bytes();
+        for _ in 0..3 {
+            let a = e
+                .request(
+                    p,
+                    http::Method::HEAD,
+                    &format!("/stream/{}/v/big.mp4", p.tag()),
+                    &[],
+                )
+                .await;
+            assert_eq!(a.status, 200, "{p:?}");
+            assert_eq!(a.header("content-length"), LEN.to_string(), "{p:?}");
+            assert!(a.body.is_empty(), "{p:?}");
+        }
+        assert_eq!(o.body_bytes() - before, 0, "{p:?}: what the origin sent");
     }
 }
 

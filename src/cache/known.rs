@@ -5,8 +5,9 @@
 //!
 //! Why: a miss is filled whole (Pingora drops the player's `Range` before asking the
 //! origin), which is right for an object the cache will keep, and wrong for one it will not.
-//! A range of an object larger than `cache.max_object_bytes` was a whole-object origin
-//! fetch every time (one player could make the origin send an 80 MiB file over and over),
+//! A range (or a `HEAD`) of an object larger than `cache.max_object_bytes` was a
+//! whole-object origin fetch every time (one player could make the origin send an 80 MiB
+//! file over and over),
 //! and a segment fetched while its origin was still writing it was stored at its partial
 //! size, so the parts announced later got `416`. So a range goes to the origin as a range
 //! unless the object is known to be small enough to keep, and a growing segment is never
@@ -41,8 +42,21 @@ pub enum Fetch {
     Through(&'static str),
 }
 
+/// What a request asks of an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// The whole object (`GET`).
+    Whole,
+    /// A `GET` with a `Range`.
+    Range,
+    /// Its header (`HEAD`).
+    Head,
+}
+
 /// Why a miss is passed through: a range of an object not known to fit the cache.
 pub const RANGE_OF_UNKNOWN: &str = "range_of_unknown_or_large";
+/// Why a miss is passed through: a `HEAD` of an object not known to fit the cache.
+pub const HEAD_OF_UNKNOWN: &str = "head_of_unknown_or_large";
 /// Why a miss is passed through: a segment its playlist says is still being written.
 pub const GROWING: &str = "growing_segment";
 
@@ -68,7 +82,7 @@ impl CacheKeyLock for FetchLock {
     }
 
     fn custom_lock_status(&self, reason: &'static str) -> LockStatus {
-        if reason == RANGE_OF_UNKNOWN || reason == GROWING {
+        if [RANGE_OF_UNKNOWN, HEAD_OF_UNKNOWN, GROWING].contains(&reason) {
             LockStatus::TransientError
         } else {
             self.0.custom_lock_status(reason)
@@ -83,17 +97,19 @@ pub struct Known {
 }
 
 impl Known {
-    /// How a miss of `primary` is fetched. `ranged`: the request is a `GET` with a `Range`.
-    pub fn plan(&self, primary: &str, ranged: bool, max_object_bytes: usize) -> Fetch {
+    /// How a miss of `primary` asked as `ask` is fetched.
+    pub fn plan(&self, primary: &str, ask: Ask, max_object_bytes: usize) -> Fetch {
         if self.is_growing(primary) {
             return Fetch::Through(GROWING);
         }
-        if !ranged {
-            return Fetch::Whole;
-        }
+        let why = match ask {
+            Ask::Whole => return Fetch::Whole,
+            Ask::Range => RANGE_OF_UNKNOWN,
+            Ask::Head => HEAD_OF_UNKNOWN,
+        };
         match self.lengths.lock().get(primary) {
             Some(&len) if len <= max_object_bytes as u64 => Fetch::Whole,
-            _ => Fetch::Through(RANGE_OF_UNKNOWN),
+            _ => Fetch::Through(why),
         }
     }
 
@@ -230,13 +246,21 @@ mod tests {
     #[test]
     fn a_range_is_fetched_whole_only_when_the_object_is_known_to_fit() {
         let k = Known::default();
-        assert_eq!(k.plan("a", false, 100), Fetch::Whole);
-        assert_eq!(k.plan("a", true, 100), Fetch::Through(RANGE_OF_UNKNOWN));
+        assert_eq!(k.plan("a", Ask::Whole, 100), Fetch::Whole);
+        assert_eq!(
+            k.plan("a", Ask::Range, 100),
+            Fetch::Through(RANGE_OF_UNKNOWN)
+        );
+        assert_eq!(k.plan("a", Ask::Head, 100), Fetch::Through(HEAD_OF_UNKNOWN));
         k.learn("a", &resp(206, &[("content-range", "bytes 0-9/100")]));
-        assert_eq!(k.plan("a", true, 100), Fetch::Whole);
+        assert_eq!(k.plan("a", Ask::Range, 100), Fetch::Whole);
+        assert_eq!(k.plan("a", Ask::Head, 100), Fetch::Whole);
         k.learn("b", &resp(200, &[("content-length", "101")]));
-        assert_eq!(k.plan("b", true, 100), Fetch::Through(RANGE_OF_UNKNOWN));
-        assert_eq!(k.plan("b", false, 100), Fetch::Whole);
+        assert_eq!(
+            k.plan("b", Ask::Range, 100),
+            Fetch::Through(RANGE_OF_UNKNOWN)
+        );
+        assert_eq!(k.plan("b", Ask::Whole, 100), Fetch::Whole);
     }
 
     #[test]
@@ -244,11 +268,11 @@ mod tests {
         let k = Known::default();
         k.learn("s", &resp(200, &[("content-length", "10")]));
         k.mark_growing("s");
-        assert_eq!(k.plan("s", false, 100), Fetch::Through(GROWING));
-        assert_eq!(k.plan("s", true, 100), Fetch::Through(GROWING));
+        assert_eq!(k.plan("s", Ask::Whole, 100), Fetch::Through(GROWING));
+        assert_eq!(k.plan("s", Ask::Range, 100), Fetch::Through(GROWING));
         assert_eq!(k.length("s"), None, "a growing length is not its length");
         k.mark_complete("s");
-        assert_eq!(k.plan("s", false, 100), Fetch::Whole);
+        assert_eq!(k.plan("s", Ask::Whole, 100), Fetch::Whole);
     }
 
     #[test]

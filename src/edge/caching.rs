@@ -16,7 +16,7 @@ use pingora_proxy::{RangeType, Session};
 
 use super::playlist::{self, Fill, FillTarget, Placed};
 use super::{Edge, RequestCtx, Target};
-use crate::cache::known::{self, Fetch};
+use crate::cache::known::{self, Ask, Fetch};
 use crate::cache::runtime::CacheRuntime;
 use crate::media::MediaKind;
 use crate::rewrite::{self, PlaylistKind};
@@ -243,8 +243,10 @@ pub(super) fn placed(session: &Session) {
 ///   answered from it. The lock is given up at once (its waiters compete for it again,
 ///   [`crate::cache::known::FetchLock`]): ranges of one object are not queued behind each
 ///   other's origin round trips;
+/// - a `HEAD` of an object not known to fit: asked of the origin as a `HEAD` (Pingora would
+///   fetch the whole body to answer it), its length learned;
 /// - a segment its live playlist says is still being written: straight through, never
-///   stored (the cache is off for this request).
+///   stored (the cache is off for these two).
 pub(super) fn miss(
     cache: Option<&'static CacheRuntime>,
     session: &mut Session,
@@ -255,7 +257,7 @@ pub(super) fn miss(
     };
     match plan(cache, session, target) {
         Fetch::Whole => {}
-        Fetch::Through(why) if why == known::GROWING => {
+        Fetch::Through(why) if why == known::GROWING || why == known::HEAD_OF_UNKNOWN => {
             tracing::debug!(why, "miss passed through, not stored");
             session.cache.disable(NoCacheReason::Custom(why));
         }
@@ -270,10 +272,16 @@ pub(super) fn miss(
 /// The one reading of how a miss of `target` asked by this request is fetched.
 fn plan(cache: &CacheRuntime, session: &Session, target: &Target) -> Fetch {
     let req = session.req_header();
-    let ranged = req.method == http::Method::GET && req.headers.contains_key(http::header::RANGE);
+    let ask = if req.method == http::Method::HEAD {
+        Ask::Head
+    } else if req.headers.contains_key(http::header::RANGE) {
+        Ask::Range
+    } else {
+        Ask::Whole
+    };
     cache
         .known
-        .plan(target.cache_primary(), ranged, cache.max_object_bytes)
+        .plan(target.cache_primary(), ask, cache.max_object_bytes)
 }
 
 /// `upstream_response_filter`: learn the object's complete length from what the origin

@@ -247,8 +247,10 @@ async fn answer(st: Arc<OriginState>, req: Request) -> Response {
         }
         None => {}
     }
-    st.body_bytes
-        .fetch_add(reply.body.len(), std::sync::atomic::Ordering::SeqCst);
+    if req.method() != axum::http::Method::HEAD {
+        st.body_bytes
+            .fetch_add(reply.body.len(), std::sync::atomic::Ordering::SeqCst);
+    }
     let mut b = Response::builder().status(reply.status);
     for (k, v) in reply.headers.iter().chain(&extra) {
         b = b.header(k, v);
