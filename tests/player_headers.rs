@@ -391,3 +391,94 @@ async fn players_are_told_what_the_table_says_over_http1_and_http2() {
         wrong.join("\n")
     );
 }
+
+/// The request rows of README's directive table, and the response directives sluice does not
+/// pass on: a player's `Cache-Control: no-cache`, `max-age=0` or `Pragma` is answered from the
+/// cache without asking the origin; validators give `304` on a stored object (`If-None-Match`
+/// first); the origin's `immutable`, `stale-while-revalidate` and `stale-if-error` are not
+/// repeated to players, its `Vary`, `ETag`, `Last-Modified` and `Expires` are, its
+/// `Set-Cookie` is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_and_response_directives_are_what_the_readme_says() {
+    let modified = "Mon, 07 Dec 2026 10:00:00 GMT";
+    let expires = httpdate::fmt_http_date(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+    );
+    let o = TestOrigin::new()
+        .route(
+            "/m/seg.ts",
+            Reply::ok(random_bytes(4096, 11), TS)
+                .header(
+                    "cache-control",
+                    "max-age=600, immutable, stale-while-revalidate=30, stale-if-error=30",
+                )
+                .header("etag", "\"e1\"")
+                .header("last-modified", modified)
+                .header("expires", &expires)
+                .header("vary", "Accept-Encoding")
+                .header("set-cookie", "cdn=1; Path=/"),
+        )
+        .start();
+    let s = Sluice::start(&format!("origins:\n  bucket: {}\n", o.url()));
+    let ask = |headers: Vec<(&'static str, &'static str)>| {
+        let url = s.edge_url("/stream/m/seg.ts");
+        async move {
+            let mut r = client().get(url);
+            for (k, v) in headers {
+                r = r.header(k, v);
+            }
+            let resp = r.send().await.expect("answer");
+            let status = resp.status().as_u16();
+            let h = resp.headers().clone();
+            resp.bytes().await.expect("body");
+            (status, h)
+        }
+    };
+    let text =
+        |h: &http::HeaderMap, n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (st, h) = ask(vec![]).await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        text(&h, "cache-control").as_deref(),
+        Some("public, max-age=600")
+    );
+    assert_eq!(text(&h, "vary").as_deref(), Some("Accept-Encoding"));
+    assert_eq!(text(&h, "etag").as_deref(), Some("\"e1\""));
+    assert_eq!(text(&h, "last-modified").as_deref(), Some(modified));
+    assert_eq!(text(&h, "expires"), Some(expires.clone()));
+    assert!(h.get("set-cookie").is_none(), "{h:?}");
+    // A player cannot make the origin send the object again.
+    for asked in [
+        ("cache-control", "no-cache"),
+        ("cache-control", "max-age=0"),
+        ("pragma", "no-cache"),
+    ] {
+        let (st, h) = ask(vec![asked]).await;
+        assert_eq!(st, 200, "{asked:?}");
+        assert_eq!(
+            text(&h, "x-cache-status").as_deref(),
+            Some("hit"),
+            "{asked:?}"
+        );
+    }
+    assert_eq!(o.hits("/m/seg.ts"), 1, "{:?}", o.requests());
+    // Validators on the stored object.
+    let (st, h) = ask(vec![("if-none-match", "\"e1\"")]).await;
+    assert_eq!(st, 304);
+    assert_eq!(
+        text(&h, "cache-control").as_deref(),
+        Some("public, max-age=600")
+    );
+    let (st, _) = ask(vec![("if-none-match", "W/\"e1\"")]).await;
+    assert_eq!(st, 304, "weak comparison");
+    let (st, _) = ask(vec![("if-modified-since", modified)]).await;
+    assert_eq!(st, 304);
+    // If-None-Match first: a different tag is a 200 whatever If-Modified-Since says.
+    let (st, _) = ask(vec![
+        ("if-none-match", "\"other\""),
+        ("if-modified-since", modified),
+    ])
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(o.hits("/m/seg.ts"), 1, "{:?}", o.requests());
+}
