@@ -123,7 +123,7 @@ pub(super) async fn refuse(session: &mut Session, ctx: &mut RequestCtx) -> Resul
     ctx.local_status = Some(403);
     let mut head = ResponseHeader::build(403, Some(8))?;
     head.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-    super::headers::told(super::headers::Answer::Local, 403, 0).write(&mut head)?;
+    super::headers::told(super::headers::Answer::Local, 403).write(&mut head)?;
     head.insert_header(REFUSED_HEADER, "1")?;
     let head_only = session.req_header().method == http::Method::HEAD;
     super::respond::write(

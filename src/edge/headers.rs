@@ -65,6 +65,8 @@ pub struct Relayed<'a> {
     pub gated: bool,
     /// `x-cache-status` ([`super::cache_status`]).
     pub cache_status: &'static str,
+    /// `stream.playlist_max_age` in seconds: the most a playlist's players are told.
+    pub playlist_max_age: u64,
 }
 
 /// The headers decided for one answer, in the order they are written.
@@ -107,7 +109,7 @@ impl Told {
 /// Every answer but a preflight gets the same CORS set (`Access-Control-Allow-Origin: *`,
 /// `Timing-Allow-Origin: *`, [`EXPOSE_HEADERS`]) and `X-Content-Type-Options: nosniff`; a
 /// preflight allows `GET, HEAD, OPTIONS` with the headers the browser asked for.
-pub fn told(answer: Answer<'_>, status: u16, playlist_max_age: u64) -> Told {
+pub fn told(answer: Answer<'_>, status: u16) -> Told {
     let mut t = Told::default();
     match answer {
         Answer::Preflight { requested } => {
@@ -119,7 +121,7 @@ pub fn told(answer: Answer<'_>, status: u16, playlist_max_age: u64) -> Told {
         }
         Answer::Relayed(r) => {
             let cc = if (200..300).contains(&status) || status == 304 {
-                players_cache_control(r.origin, r.manifest, r.gated, playlist_max_age)
+                players_cache_control(r.origin, r.manifest, r.gated, r.playlist_max_age)
             } else {
                 "no-store".to_string()
             };
@@ -329,6 +331,7 @@ mod tests {
                 manifest,
                 gated,
                 cache_status: "miss",
+                playlist_max_age: 2,
             })
         };
         let answer = match route {
@@ -342,7 +345,7 @@ mod tests {
             Route::Local => Answer::Local,
             Route::Key => Answer::Key,
         };
-        told(answer, status, 2)
+        told(answer, status)
     }
 
     /// (route × origin `Cache-Control` × status) → the `Cache-Control` players get; every
@@ -448,8 +451,9 @@ mod tests {
                 manifest: false,
                 gated: false,
                 cache_status: "hit",
+                playlist_max_age: 2,
             };
-            told(Answer::Relayed(r), status, 2)
+            told(Answer::Relayed(r), status)
         };
         let t = relayed(Some("text/html"), 200);
         assert_eq!(t.get("content-type"), Some("application/octet-stream"));
@@ -483,16 +487,15 @@ mod tests {
                 cache_status: None,
             },
             200,
-            2,
         );
         assert_eq!(rw.get("content-type"), Some("application/dash+xml"));
         assert_eq!(rw.get("x-cache-status"), None);
-        assert_eq!(told(Answer::Local, 403, 2).get("content-type"), None);
+        assert_eq!(told(Answer::Local, 403).get("content-type"), None);
     }
 
     #[test]
     fn preflights() {
-        let p = told(Answer::Preflight { requested: None }, 204, 2);
+        let p = told(Answer::Preflight { requested: None }, 204);
         assert_eq!(p.get("access-control-allow-origin"), Some("*"));
         assert_eq!(
             p.get("access-control-allow-methods"),
@@ -509,7 +512,6 @@ mod tests {
                 requested: Some("range, x-custom"),
             },
             204,
-            2,
         );
         assert_eq!(
             asked.get("access-control-allow-headers"),
@@ -520,7 +522,6 @@ mod tests {
                 requested: Some("range\u{7f}"),
             },
             204,
-            2,
         );
         assert_eq!(
             odd.get("access-control-allow-headers"),

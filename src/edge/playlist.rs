@@ -533,7 +533,7 @@ async fn finish(
         content_type: kind.content_type(),
         cache_status: ctx.fill_cache_status.as_deref(),
     };
-    super::headers::told(answer, 200, 0).write(&mut resp)?;
+    super::headers::told(answer, 200).write(&mut resp)?;
     ctx.local_status = Some(200);
     if let Err(e) = respond::write(session, resp, Bytes::from(rewritten), head_only).await {
         // Part of the playlist went out: the player had its load (the use stays spent).

@@ -96,7 +96,7 @@ pub(super) async fn request(
             if api::Surface::of(&path) == api::Surface::Playback
                 && session.req_header().method != http::Method::OPTIONS
             {
-                headers::told(headers::Answer::Key, status, 0).write(&mut head)?;
+                headers::told(headers::Answer::Key, status).write(&mut head)?;
             }
             respond::write(session, head, body, answer.head_only).await?;
             Ok(true)

@@ -42,7 +42,7 @@ pub fn echo_request_id(session: &Session, head: &mut ResponseHeader) -> Result<(
 pub async fn json(session: &mut Session, status: u16, body: Bytes) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(8))?;
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-    super::headers::told(super::headers::Answer::Local, status, 0).write(&mut resp)?;
+    super::headers::told(super::headers::Answer::Local, status).write(&mut resp)?;
     if status == 405 {
         resp.insert_header(http::header::ALLOW, "GET, HEAD, OPTIONS")?;
     }
@@ -62,6 +62,6 @@ pub async fn preflight(session: &mut Session) -> Result<()> {
     let answer = super::headers::Answer::Preflight {
         requested: requested.as_deref(),
     };
-    super::headers::told(answer, 204, 0).write(&mut resp)?;
+    super::headers::told(answer, 204).write(&mut resp)?;
     write(session, resp, Bytes::new(), true).await.map(|_| ())
 }

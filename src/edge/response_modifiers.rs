@@ -148,9 +148,9 @@ pub(super) fn downstream(
         manifest,
         gated: ctx.gate.is_some(),
         cache_status: super::cache_status(phase),
+        playlist_max_age: edge.state.config.stream.playlist_max_age.as_secs(),
     });
-    let playlist_max_age = edge.state.config.stream.playlist_max_age.as_secs();
-    headers::told(answer, status, playlist_max_age).write(resp)?;
+    headers::told(answer, status).write(resp)?;
     if let Some(msg) = headers::origin_error_message(status) {
         // The origin's own error body (S3 XML, HTML) is not for players. Framed, so the
         // connection stays usable (a body that ends only at close would not be): by the
