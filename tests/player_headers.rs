@@ -61,6 +61,7 @@ fn cdn() -> RunningOrigin {
     TestOrigin::new()
         .route("/live/index.m3u8", Reply::ok(LIVE, HLS))
         .route("/live/seg.ts", Reply::ok(random_bytes(4096, 7), TS))
+        .route("/live/seg", Reply::ok(random_bytes(4096, 8), TS))
         .start()
 }
 
@@ -271,6 +272,28 @@ async fn players_are_told_what_the_table_says_over_http1_and_http2() {
             200,
             "private, no-store",
             HLS,
+        ),
+        get(
+            "/api/proxy segment without an extension (through a playlist fill)",
+            proxied(&c, "/live/seg", &ctx),
+            200,
+            IMMUTABLE,
+            TS,
+        ),
+        get(
+            "/api/proxy 404",
+            proxied(&c, "/live/missing.ts", &ctx),
+            404,
+            "no-store",
+            "application/json",
+        ),
+        // No extension: it may be a playlist, so it is fetched by a fill and relayed.
+        get(
+            "/api/proxy 404 through a playlist fill",
+            proxied(&c, "/live/missing", &ctx),
+            404,
+            "no-store",
+            "application/json",
         ),
         get(
             "origin 404",
