@@ -38,7 +38,7 @@ pub fn echo_request_id(session: &Session, head: &mut ResponseHeader) -> Result<(
 }
 
 /// A JSON answer with `status` on a media path, with what players are told of any answer
-/// made here ([`super::headers`]: `no-store`, the CORS set).
+/// made here (`edge/headers.rs`: `no-store`, the CORS set).
 pub async fn json(session: &mut Session, status: u16, body: Bytes) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(8))?;
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
