@@ -16,7 +16,8 @@
 //!                                                            owner node in a fleet: fleet.rs)
 //!                                             upstream_modifiers (path, Host, header allow-list, provider headers and cookies)
 //!                                             response_modifiers::upstream (redirects, Set-Cookie kept out of the cache) ─▶ [cache store]
-//!                                             response_modifiers::downstream (CORS, Cache-Control, content type, error bodies)
+//!                                             response_modifiers::downstream (error bodies; what players are told: headers.rs,
+//!                                             the one writer of Cache-Control, CORS and content type on every answer)
 //! logging: observe (one access-log line, metrics, stats; a reserved use given back)
 //! ```
 
@@ -24,6 +25,7 @@ mod caching;
 mod directives;
 mod fleet;
 mod gate;
+mod headers;
 mod observe;
 pub mod playlist;
 mod prefetch;

@@ -529,20 +529,11 @@ async fn finish(
         Err(e) => return rewrite_failed(edge, session, ctx, &e).await,
     };
     let mut resp = ResponseHeader::build(200, Some(8))?;
-    resp.insert_header(http::header::CONTENT_TYPE, kind.content_type())?;
-    // Rewritten per viewer (their ctx or credential): never stored by anyone else.
-    resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
-    resp.insert_header("access-control-allow-origin", "*")?;
-    // Players on any origin may measure their media fetches (QoE: Resource Timing).
-    resp.insert_header("timing-allow-origin", "*")?;
-    resp.insert_header(
-        "access-control-expose-headers",
-        "Content-Length, x-cache-status",
-    )?;
-    resp.insert_header("x-content-type-options", "nosniff")?;
-    if let Some(s) = &ctx.fill_cache_status {
-        resp.insert_header("x-cache-status", s.as_str())?;
-    }
+    let answer = super::headers::Answer::Rewritten {
+        content_type: kind.content_type(),
+        cache_status: ctx.fill_cache_status.as_deref(),
+    };
+    super::headers::told(answer, 200).write(&mut resp)?;
     ctx.local_status = Some(200);
     if let Err(e) = respond::write(session, resp, Bytes::from(rewritten), head_only).await {
         // Part of the playlist went out: the player had its load (the use stays spent).
