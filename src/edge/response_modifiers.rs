@@ -244,6 +244,13 @@ pub fn players_cache_control(
 
 /// The content type players get for an origin's media answer: playlists under their one
 /// proper type, media types as sent, everything else `application/octet-stream`.
+///
+/// An ISO BMFF media segment (`video/iso.segment`, the registered type origins and sluice
+/// give `.m4s`) is `video/mp4`: MediaSource takes ISO BMFF only as `video/mp4`/`audio/mp4`,
+/// and Shaka Player, given a segment URL without an extension (every `/api/proxy` URL) and a
+/// playlist without a container hint, takes the segment's `Content-Type` for the
+/// SourceBuffer's: `video/iso.segment` made it fail with 4032 (`CONTENT_UNSUPPORTED_BY_BROWSER`).
+/// `video/mp4` plays audio-only fMP4 too (the codecs decide, not the type's top level).
 pub fn media_content_type(origin: Option<&str>, path: &str) -> String {
     let mime = origin
         .unwrap_or_else(|| crate::media::content_type(path))
@@ -254,6 +261,9 @@ pub fn media_content_type(origin: Option<&str>, path: &str) -> String {
         .to_ascii_lowercase();
     if let Some(t) = crate::rewrite::playlist_mime(&mime) {
         return t.to_string();
+    }
+    if mime == "video/iso.segment" {
+        return "video/mp4".to_string();
     }
     let well_formed = mime.split_once('/').is_some_and(|(a, b)| {
         !a.is_empty()
@@ -600,7 +610,11 @@ mod tests {
             media_content_type(Some("application/x-mpegURL"), "/a"),
             "application/vnd.apple.mpegurl"
         );
-        assert_eq!(media_content_type(None, "/a/seg.m4s"), "video/iso.segment");
+        assert_eq!(media_content_type(None, "/a/seg.m4s"), "video/mp4");
+        assert_eq!(
+            media_content_type(Some("Video/ISO.Segment; x=1"), "/api/proxy"),
+            "video/mp4"
+        );
         assert_eq!(
             media_content_type(Some("image/webp"), "/t.webp"),
             "image/webp"
