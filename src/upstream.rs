@@ -44,6 +44,10 @@ pub enum RedirectRefusal {
     PathRefused,
     #[error("the bucket redirected to another kind of object")]
     KindChanged,
+    /// The player resolves a playlist's relative URIs against the URL it asked for: served
+    /// there, a playlist from another directory would point them at the wrong objects.
+    #[error("the bucket redirected a playlist to another directory")]
+    PlaylistMoved,
     #[error("the bucket redirected more than {MAX_BUCKET_REDIRECTS} times")]
     TooMany,
 }
@@ -250,6 +254,13 @@ impl Upstream {
             return Err(RedirectRefusal::KindChanged);
         }
         let mut path = self.object_path(&sp.hash, &sp.rest_encoded());
+        let dir = |p: &str| -> String {
+            let p = p.split('?').next().unwrap_or("");
+            p[..p.rfind('/').map_or(0, |i| i + 1)].to_string()
+        };
+        if kind.is_manifest() && dir(&path) != dir(from) {
+            return Err(RedirectRefusal::PlaylistMoved);
+        }
         if let Some(q) = target.query() {
             path.push('?');
             path.push_str(q);
@@ -429,10 +440,25 @@ mod tests {
         );
         assert_eq!(ok("/media/h/live.m3u8"), Err(RedirectRefusal::KindChanged));
         assert_eq!(ok("http://[::1"), Err(RedirectRefusal::NoLocation));
+        // A playlist stays in its directory (its relative URIs are resolved by the player
+        // against the URL it asked for).
+        let playlist =
+            |from: &str, loc: &str| u.follow(from, loc, HlsPlaylist, &exts).map(|(p, _)| p);
         assert_eq!(
-            u.follow("/media/h/a.m3u8", "b.m3u8", HlsPlaylist, &exts)
-                .map(|(p, _)| p),
+            playlist("/media/h/a.m3u8?_HLS_msn=3", "b.m3u8"),
             Ok("/media/h/b.m3u8".to_string())
+        );
+        assert_eq!(
+            playlist("/media/h/v/a.m3u8", "/media/h/v/b.m3u8?x=1"),
+            Ok("/media/h/v/b.m3u8?x=1".to_string())
+        );
+        assert_eq!(
+            playlist("/media/h/a.m3u8", "v2/a.m3u8"),
+            Err(RedirectRefusal::PlaylistMoved)
+        );
+        assert_eq!(
+            playlist("/media/h/v/a.m3u8", "/media/g/v/a.m3u8"),
+            Err(RedirectRefusal::PlaylistMoved)
         );
         // A dir: bucket's built-in origin never redirects: nothing is followed.
         let d = Upstream::new(&origins("dir:./x"), PathBuf::from("/tmp/o.sock"));

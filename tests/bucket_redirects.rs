@@ -62,6 +62,15 @@ async fn stream_follows_the_buckets_own_redirects_and_caches_the_answer_under_th
             "/media/h/store/seg_3.m4s",
             Reply::ok(seg3.clone(), "video/iso.segment"),
         )
+        // A playlist moved within its directory: its relative URIs still mean the same.
+        .route("/media/h/v/index.m3u8", redirect(302, "index_v2.m3u8"))
+        .route(
+            "/media/h/v/index_v2.m3u8",
+            Reply::ok(
+                "#EXTM3U\n#EXTINF:2,\nseg_1.m4s\n",
+                "application/vnd.apple.mpegurl",
+            ),
+        )
         .start();
     // Absolute, naming the bucket by its own address (what S3 website redirects send).
     o.set_route(
@@ -80,7 +89,12 @@ async fn stream_follows_the_buckets_own_redirects_and_caches_the_answer_under_th
             assert_eq!(cache, if play == 0 { "miss" } else { "hit" }, "{name}");
         }
     }
+    let (status, h, body) = get(&s, "/stream/h/v/index.m3u8").await;
+    assert_eq!(status, 200, "{h:?}");
+    assert_eq!(&body[..], b"#EXTM3U\n#EXTINF:2,\nseg_1.m4s\n");
     for p in [
+        "/media/h/v/index.m3u8",
+        "/media/h/v/index_v2.m3u8",
         "/media/h/v/seg_1.m4s",
         "/media/h/store/seg_1.m4s",
         "/media/h/v/seg_2.m4s",
@@ -135,6 +149,13 @@ async fn stream_refuses_other_redirects_with_a_502_and_never_asks_their_target()
             Reply::ok("#EXTM3U\n", "application/vnd.apple.mpegurl"),
         )
         .route("/media/h/nolocation.m4s", Reply::status(302))
+        // A playlist moved to another directory: served at the asked URL, its relative URIs
+        // would name other objects.
+        .route("/media/h/moved.m3u8", redirect(302, "v2/moved.m3u8"))
+        .route(
+            "/media/h/v2/moved.m3u8",
+            Reply::ok("#EXTM3U\n", "application/vnd.apple.mpegurl"),
+        )
         .route("/media/h/loop_a.m4s", redirect(302, "loop_b.m4s"))
         .route("/media/h/loop_b.m4s", redirect(302, "loop_a.m4s"))
         .start();
@@ -144,15 +165,16 @@ async fn stream_refuses_other_redirects_with_a_502_and_never_asks_their_target()
     );
     let s = Sluice::start(&format!("origins:\n  bucket: {}/media\n", o.url()));
     for name in [
-        "off",
-        "scheme",
-        "outside",
-        "badpath",
-        "kind",
-        "nolocation",
-        "loop_a",
+        "off.m4s",
+        "scheme.m4s",
+        "outside.m4s",
+        "badpath.m4s",
+        "kind.m4s",
+        "nolocation.m4s",
+        "loop_a.m4s",
+        "moved.m3u8",
     ] {
-        let (status, h, body) = get(&s, &format!("/stream/h/{name}.m4s")).await;
+        let (status, h, body) = get(&s, &format!("/stream/h/{name}")).await;
         assert_eq!(status, 502, "{name}: {h:?}");
         assert!(h.get("location").is_none(), "{name}: {h:?}");
         assert_eq!(h["content-type"], "application/json", "{name}");
@@ -160,7 +182,12 @@ async fn stream_refuses_other_redirects_with_a_502_and_never_asks_their_target()
         assert!(v["error"].is_string(), "{name}: {v}");
     }
     assert_eq!(elsewhere.total_hits(), 0, "a refused target was asked");
-    for p in ["/private/h/x.m4s", "/media/h/passwd", "/media/h/live.m3u8"] {
+    for p in [
+        "/private/h/x.m4s",
+        "/media/h/passwd",
+        "/media/h/live.m3u8",
+        "/media/h/v2/moved.m3u8",
+    ] {
         assert_eq!(o.hits(p), 0, "{p} was asked");
     }
     // The loop: the first request and five followed hops, then refused.

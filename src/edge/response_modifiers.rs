@@ -138,7 +138,9 @@ pub(super) fn upstream(edge: &Edge, resp: &mut ResponseHeader, ctx: &mut Request
 /// sluice's allow-listed request headers). The redirect itself is never stored.
 ///
 /// Refused — a target off the bucket's origin, outside its prefix, a path `/stream` refuses, a
-/// different kind of object, no `Location`, more than [`MAX_BUCKET_REDIRECTS`] hops —: a `502`
+/// different kind of object, a playlist in another directory (the player resolves its
+/// relative URIs against the URL it asked for), no `Location`, more than
+/// [`MAX_BUCKET_REDIRECTS`] hops —: a `502`
 /// in the playback error shape, logged with the target's host only (its query may carry a
 /// signature).
 fn follow_bucket_redirect(edge: &Edge, resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
