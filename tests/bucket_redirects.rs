@@ -3,7 +3,8 @@
 //! (bounded hops, the same path rules) and stores the answer under the URL the player asked
 //! for; it refuses any other with a `502` in the playback error shape, logged with the
 //! target's host only. Players never see a `3xx`. Every request that asks the bucket obeys:
-//! a player's miss (HTTP/1.1 and HTTP/2, whose fill runs apart from the viewer) and prefetch.
+//! a player's miss (HTTP/1.1 and HTTP/2, whose fill runs apart from the viewer), a gated
+//! playlist's fill and prefetch.
 //!
 //! Before: the `3xx` went to the player as the bucket sent it — an absolute `Location` showed
 //! the bucket's address and sent players around sluice, a relative one resolved against
@@ -283,4 +284,70 @@ async fn prefetch_follows_the_buckets_redirect() {
     assert!(body == s8);
     assert_eq!(o.hits("/h/v/s8.ts"), 1);
     assert_eq!(o.hits("/h/moved/s8.ts"), 1);
+}
+
+/// A gated playlist is answered from a fill subrequest and rewritten with the viewer's
+/// credential: the fill follows the bucket's redirect (within the playlist's directory), and
+/// the rewritten playlist's URIs open the objects beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gated_playlists_fill_follows_the_buckets_redirect() {
+    let o = TestOrigin::new()
+        .route("/movie/master.m3u8", redirect(302, "master_v2.m3u8"))
+        .route(
+            "/movie/master_v2.m3u8",
+            Reply::ok(
+                "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000\nv/index.m3u8\n",
+                "application/vnd.apple.mpegurl",
+            ),
+        )
+        .route(
+            "/movie/v/index.m3u8",
+            Reply::ok(
+                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns0.ts\n#EXT-X-ENDLIST\n",
+                "application/vnd.apple.mpegurl",
+            ),
+        )
+        .route(
+            "/movie/v/s0.ts",
+            Reply::ok(random_bytes(5000, 5), "video/mp2t"),
+        )
+        .start();
+    let s = Sluice::start(&format!(
+        "origins:\n  bucket: {}\nstreaming:\n  secret: bucket-redirect-secret-0123456789\n  contents:\n    - {{id: movie, hash: movie, entry: master.m3u8, token_required: true, max_uses: 4}}\n",
+        o.url()
+    ));
+    let minted: serde_json::Value = client()
+        .post(s.edge_url("/api/v2/streaming/token"))
+        .bearer_auth(common::admin_key(&s))
+        .json(&serde_json::json!({"contentId": "movie"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entry = minted["streamUrl"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{minted}"));
+    let entry = url::Url::parse(entry)
+        .map(|u| format!("{}?{}", u.path(), u.query().unwrap_or("")))
+        .unwrap_or_else(|_| entry.to_string());
+    let (status, h, body) = get(&s, &entry).await;
+    assert_eq!(status, 200, "{h:?}");
+    assert!(h.get("location").is_none(), "{h:?}");
+    let master = String::from_utf8(body.to_vec()).unwrap();
+    let variant = master
+        .lines()
+        .find(|l| l.contains("index.m3u8"))
+        .unwrap_or_else(|| panic!("{master}"));
+    let variant = if variant.starts_with('/') {
+        variant.to_string()
+    } else {
+        format!("/stream/movie/{variant}")
+    };
+    let (status, h, body) = get(&s, &variant).await;
+    assert_eq!(status, 200, "{variant}: {h:?}");
+    assert!(String::from_utf8_lossy(&body).contains("s0.ts"));
+    assert_eq!(o.hits("/movie/master.m3u8"), 1);
+    assert_eq!(o.hits("/movie/master_v2.m3u8"), 1);
 }
