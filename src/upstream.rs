@@ -10,8 +10,8 @@
 //! an absolute `Location` would show players the bucket's address and send them around
 //! sluice, and a relative one resolved against `/stream/…` named nothing. A redirect is
 //! followed only while it stays on the bucket's origin (same scheme, host and port, the host
-//! judged by the one bucket rule, [`reaches_bucket`]) and names an object inside the bucket
-//! that `/stream` paths may name; anything else is refused.
+//! judged by the one bucket rule, [`reaches_bucket`]) and names an object of the same content
+//! directory that `/stream` paths may name; anything else is refused.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -42,6 +42,10 @@ pub enum RedirectRefusal {
     OutsideBucket,
     #[error("the bucket redirected to a path /stream refuses")]
     PathRefused,
+    /// The gate decided on the content asked for; an object of another content (which may be
+    /// gated otherwise) is not served in its name.
+    #[error("the bucket redirected to another content's directory")]
+    OtherContent,
     #[error("the bucket redirected to another kind of object")]
     KindChanged,
     /// The player resolves a playlist's relative URIs against the URL it asked for: served
@@ -195,8 +199,10 @@ impl Upstream {
     ///
     /// Followed only when the target is on the bucket's origin — the same scheme and port
     /// sluice asks it on, a host the bucket rule ([`reaches_bucket`]) takes for the bucket
-    /// (its host or `origins.host_header`'s) — below the bucket's prefix, and its path passes
-    /// the `/stream` path rules (no traversal in any encoding, an allowed extension). The
+    /// (its host or `origins.host_header`'s) — below the bucket's prefix, in the content
+    /// directory asked for (the gate decided on that content: another one's objects, which may
+    /// be gated otherwise, are not served in its name), and its path passes the `/stream` path
+    /// rules (no traversal in any encoding, an allowed extension). The
     /// target's query is the bucket's own and goes with it.
     ///
     /// # Errors
@@ -250,6 +256,16 @@ impl Upstream {
             .and_then(|r| r.strip_prefix('/'))
             .ok_or(RedirectRefusal::OutsideBucket)?;
         let sp = parse_stream_path(rest, allowed_ext).map_err(|_| RedirectRefusal::PathRefused)?;
+        let content_of = |p: &str| {
+            p.strip_prefix(self.prefix.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+                .and_then(|r| r.split('/').next())
+                .map(str::to_string)
+        };
+        let asked = content_of(from);
+        if asked.is_none() || asked != content_of(&self.object_path(&sp.hash, "")) {
+            return Err(RedirectRefusal::OtherContent);
+        }
         if sp.kind != kind {
             return Err(RedirectRefusal::KindChanged);
         }
@@ -393,7 +409,13 @@ mod tests {
         // Relative, absolute, the host in another spelling, the virtual host, another stream.
         assert_eq!(ok("seg_2.m4s").unwrap(), "/media/h/v/seg_2.m4s");
         assert_eq!(ok("../w/seg_1.m4s").unwrap(), "/media/h/w/seg_1.m4s");
-        assert_eq!(ok("/media/g/seg_1.m4s").unwrap(), "/media/g/seg_1.m4s");
+        assert_eq!(ok("/media/h/seg_1.m4s").unwrap(), "/media/h/seg_1.m4s");
+        // Another content's directory: the gate decided on this one.
+        assert_eq!(ok("/media/g/seg_1.m4s"), Err(RedirectRefusal::OtherContent));
+        assert_eq!(
+            ok("../../H/v/seg_1.m4s"),
+            Err(RedirectRefusal::OtherContent)
+        );
         assert_eq!(
             ok("http://BUCKET.example.:9000/media/h/x.m4s?v=2").unwrap(),
             "/media/h/x.m4s?v=2"
@@ -457,7 +479,7 @@ mod tests {
             Err(RedirectRefusal::PlaylistMoved)
         );
         assert_eq!(
-            playlist("/media/h/v/a.m3u8", "/media/g/v/a.m3u8"),
+            playlist("/media/h/v/a.m3u8", "/media/h/w/a.m3u8"),
             Err(RedirectRefusal::PlaylistMoved)
         );
         // A dir: bucket's built-in origin never redirects: nothing is followed.

@@ -1,6 +1,6 @@
 //! The bucket's redirects on `/stream` (issue 22, "Connections and redirects"), against the
 //! real binary with a real origin: sluice follows a redirect that stays on the bucket's origin
-//! (bounded hops, the same path rules) and stores the answer under the URL the player asked
+//! and in the content asked for (bounded hops, the same path rules) and stores the answer under the URL the player asked
 //! for; it refuses any other with a `502` in the playback error shape, logged with the
 //! target's host only. Players never see a `3xx`. Every request that asks the bucket obeys:
 //! a player's miss (HTTP/1.1 and HTTP/2, whose fill runs apart from the viewer), a gated
@@ -150,6 +150,12 @@ async fn stream_refuses_other_redirects_with_a_502_and_never_asks_their_target()
             Reply::ok("#EXTM3U\n", "application/vnd.apple.mpegurl"),
         )
         .route("/media/h/nolocation.m4s", Reply::status(302))
+        // Another content's object (gated, maybe): the gate decided on `h`.
+        .route("/media/h/other.m4s", redirect(302, "/media/gated/x.m4s"))
+        .route(
+            "/media/gated/x.m4s",
+            Reply::ok("gated", "video/iso.segment"),
+        )
         // A playlist moved to another directory: served at the asked URL, its relative URIs
         // would name other objects.
         .route("/media/h/moved.m3u8", redirect(302, "v2/moved.m3u8"))
@@ -172,6 +178,7 @@ async fn stream_refuses_other_redirects_with_a_502_and_never_asks_their_target()
         "badpath.m4s",
         "kind.m4s",
         "nolocation.m4s",
+        "other.m4s",
         "loop_a.m4s",
         "moved.m3u8",
     ] {
@@ -188,6 +195,7 @@ async fn stream_refuses_other_redirects_with_a_502_and_never_asks_their_target()
         "/media/h/passwd",
         "/media/h/live.m3u8",
         "/media/h/v2/moved.m3u8",
+        "/media/gated/x.m4s",
     ] {
         assert_eq!(o.hits(p), 0, "{p} was asked");
     }

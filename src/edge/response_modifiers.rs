@@ -132,13 +132,14 @@ pub(super) fn upstream(edge: &Edge, resp: &mut ResponseHeader, ctx: &mut Request
 /// What is cached: the target's answer, under the key of what was *asked* (the key was made
 /// before the lookup and does not change), with the target's own freshness. So the redirect is
 /// not asked again while that answer is fresh, and players keep the URL they asked for. That is
-/// safe because the target is an object of the same bucket passing the same path rules and of
-/// the same kind as the requested one — the answer a player following the redirect itself
-/// would have got — and nothing of the player's went into the choice (the bucket saw only
+/// safe because the target is an object of the same bucket and the same content directory
+/// (whose gate this request passed), passing the same path rules and of the same kind as the
+/// requested one — the answer a player following the redirect itself would have got — and
+/// nothing of the player's went into the choice (the bucket saw only
 /// sluice's allow-listed request headers). The redirect itself is never stored.
 ///
-/// Refused — a target off the bucket's origin, outside its prefix, a path `/stream` refuses, a
-/// different kind of object, a playlist in another directory (the player resolves its
+/// Refused — a target off the bucket's origin, outside its prefix, in another content's
+/// directory, a path `/stream` refuses, a different kind of object, a playlist in another directory (the player resolves its
 /// relative URIs against the URL it asked for), no `Location`, more than
 /// [`MAX_BUCKET_REDIRECTS`] hops —: a `502`
 /// in the playback error shape, logged with the target's host only (its query may carry a
