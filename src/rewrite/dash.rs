@@ -330,10 +330,8 @@ fn scan(
                 element_urls(
                     input, &reader, e, local, &mut stack, &bases, after, empty, &mut f,
                 )?;
-                if let Some(kind) = SegKind::of(local) {
-                    if segment.is_some() {
-                        return Err(xml_err("SegmentBase/SegmentList inside another"));
-                    }
+                // (One nested inside another is no schema's: the outer one is tracked only.)
+                if let (Some(kind), None) = (SegKind::of(local), &segment) {
                     let open = OpenSegment {
                         kind,
                         owner: stack.len() - 1,
@@ -1276,6 +1274,18 @@ mod tests {
         assert!(
             !urls_of(&out, "r").iter().any(|u| u.contains("up.m4s")),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn a_merged_empty_segment_base_is_copied_whole_further_down() {
+        // The AdaptationSet's empty SegmentBase takes the Period's Initialization (opened to
+        // hold it); the Representation below, with a BaseURL of its own, gets the merged
+        // element as a copy.
+        let input = r#"<MPD><Period><SegmentBase><Initialization sourceURL="init.mp4"/></SegmentBase><AdaptationSet><BaseURL>a/</BaseURL><SegmentBase indexRange="0-9"/><Representation id="r"><BaseURL>r/</BaseURL></Representation></AdaptationSet></Period></MPD>"#;
+        assert_eq!(
+            readable(input),
+            r#"<MPD><Period><SegmentBase><Initialization sourceURL="/p/https://o.example/vod/init.mp4"/></SegmentBase><AdaptationSet><BaseURL>/p/https://o.example/vod/a/</BaseURL><SegmentBase indexRange="0-9"><Initialization sourceURL="/p/https://o.example/vod/a/init.mp4"/></SegmentBase><Representation id="r"><BaseURL>/p/https://o.example/vod/a/r/</BaseURL><SegmentBase indexRange="0-9"><Initialization sourceURL="/p/https://o.example/vod/a/r/init.mp4"/></SegmentBase></Representation></AdaptationSet></Period></MPD>"#
         );
     }
 
