@@ -4,7 +4,8 @@
 //! for; it refuses any other with a `502` in the playback error shape, logged with the
 //! target's host only. Players never see a `3xx`. Every request that asks the bucket obeys:
 //! a player's miss (HTTP/1.1 and HTTP/2, whose fill runs apart from the viewer), a gated
-//! playlist's fill and prefetch.
+//! playlist's fill and prefetch (and a fleet owner's fetch: `tests/fleet.rs`,
+//! `an_owner_follows_the_buckets_redirect_for_the_fleet`).
 //!
 //! Before: the `3xx` went to the player as the bucket sent it — an absolute `Location` showed
 //! the bucket's address and sent players around sluice, a relative one resolved against
