@@ -135,15 +135,14 @@ pub(super) fn upstream(edge: &Edge, resp: &mut ResponseHeader, ctx: &mut Request
 /// safe because the target is an object of the same bucket and the same content directory
 /// (whose gate this request passed), passing the same path rules and of the same kind as the
 /// requested one — the answer a player following the redirect itself would have got — and
-/// nothing of the player's went into the choice (the bucket saw only
-/// sluice's allow-listed request headers). The redirect itself is never stored.
+/// nothing of the player's went into the choice (the bucket saw only sluice's allow-listed
+/// request headers). The redirect itself is never stored.
 ///
 /// Refused — a target off the bucket's origin, outside its prefix, in another content's
-/// directory, a path `/stream` refuses, a different kind of object, a playlist in another directory (the player resolves its
-/// relative URIs against the URL it asked for), no `Location`, more than
-/// [`MAX_BUCKET_REDIRECTS`] hops —: a `502`
-/// in the playback error shape, logged with the target's host only (its query may carry a
-/// signature).
+/// directory, a path `/stream` refuses, a different kind of object, a playlist in another
+/// directory (the player resolves its relative URIs against the URL it asked for), no
+/// `Location`, more than [`MAX_BUCKET_REDIRECTS`] hops —: a `502` in the playback error shape,
+/// logged with the target's host only (its query may carry a signature).
 fn follow_bucket_redirect(edge: &Edge, resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
     let Some(Target::Stream(m)) = &mut ctx.target else {
         return Ok(());
@@ -251,9 +250,9 @@ pub fn players_cache_control(
 /// An ISO BMFF media segment (`video/iso.segment`, the registered type origins and sluice
 /// give `.m4s`) is `video/mp4`: MediaSource takes ISO BMFF only as `video/mp4`/`audio/mp4`,
 /// and Shaka Player, given a segment URL without an extension (every `/api/proxy` URL) and a
-/// playlist without a container hint, takes the segment's `Content-Type` for the
-/// SourceBuffer's: `video/iso.segment` made it fail with 4032 (`CONTENT_UNSUPPORTED_BY_BROWSER`).
-/// `video/mp4` plays audio-only fMP4 too (the codecs decide, not the type's top level).
+/// playlist without a container hint, takes the segment's `Content-Type` (from a `HEAD`) for
+/// the SourceBuffer's: `video/iso.segment` failed the load (4032 in the trial; 3015,
+/// `addSourceBuffer` throwing, with the Shaka of `tests/clients`).
 pub fn media_content_type(origin: Option<&str>, path: &str) -> String {
     let mime = origin
         .unwrap_or_else(|| crate::media::content_type(path))
