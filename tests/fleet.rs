@@ -975,8 +975,14 @@ async fn answers_relayed_from_the_owner_carry_the_players_headers() {
         Reply::ok(random_bytes(2048, 2), SEGMENT).header("cache-control", "max-age=0"),
     );
     let cases = [
-        (&silent, 200, "public, max-age=31536000, immutable", SEGMENT),
-        (&stale, 200, "public, max-age=0", SEGMENT),
+        // (`video/iso.segment` goes out as `video/mp4`: `headers::media_content_type`.)
+        (
+            &silent,
+            200,
+            "public, max-age=31536000, immutable",
+            "video/mp4",
+        ),
+        (&stale, 200, "public, max-age=0", "video/mp4"),
         (&missing, 404, "no-store", "application/json"),
     ];
     for (path, status, cc, ct) in cases {
@@ -1006,4 +1012,32 @@ async fn answers_relayed_from_the_owner_carry_the_players_headers() {
         "sluice_fleet_owner_fetches_total{result=\"answered\"}",
     );
     assert_eq!(owner_fetches, 3.0);
+}
+
+/// The bucket's redirect of an object is followed by its owner (issue 22): a node that does
+/// not own it gets the object, never the `3xx`, and the bucket is asked once for the redirect
+/// and once for its target however many nodes serve it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_owner_follows_the_buckets_redirect_for_the_fleet() {
+    let origin = TestOrigin::new().start();
+    let nodes = Nodes::start(&origin, "", "");
+    let body = random_bytes(60_000, 13);
+    let path = nodes.object_owned_by(0, "rd");
+    origin.set_route(
+        &format!("/{path}"),
+        Reply::status(302).header("location", "/rd/store/moved.m4s"),
+    );
+    origin.set_route("/rd/store/moved.m4s", Reply::ok(body.clone(), SEGMENT));
+    for node in [1, 2, 0, 1] {
+        let r = client()
+            .get(nodes.url(node, &format!("/stream/{path}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "node {node}: {:?}", r.headers());
+        assert!(r.headers().get("location").is_none());
+        assert!(r.bytes().await.unwrap() == body, "node {node}");
+    }
+    assert_eq!(origin.hits(&format!("/{path}")), 1);
+    assert_eq!(origin.hits("/rd/store/moved.m4s"), 1);
 }

@@ -15,7 +15,8 @@
 //!                                             upstream_peer (bucket | pinned provider address | the object's
 //!                                                            owner node in a fleet: fleet.rs)
 //!                                             upstream_modifiers (path, Host, header allow-list, provider headers and cookies)
-//!                                             response_modifiers::upstream (redirects, Set-Cookie kept out of the cache) ─▶ [cache store]
+//!                                             response_modifiers::upstream (redirects: the bucket's followed, a CDN's
+//!                                                            rewritten; Set-Cookie kept out of the cache) ─▶ [cache store]
 //!                                             response_modifiers::downstream (error bodies; what players are told: headers.rs,
 //!                                             the one writer of Cache-Control, CORS and content type on every answer)
 //! logging: observe (one access-log line, metrics, stats; a reserved use given back)
@@ -140,6 +141,8 @@ pub struct RequestCtx {
     refusal: Option<(u16, String)>,
     /// A live playlist's body collected for prefetch ([`prefetch`]).
     prefetch: Option<prefetch::Collecting>,
+    /// Redirects from the bucket followed so far ([`response_modifiers::upstream`]).
+    bucket_redirects: u8,
     /// Connection attempts to the bucket so far, and how many addresses it has (a failed
     /// connection moves to the next address).
     connect_attempt: usize,
@@ -260,6 +263,7 @@ impl ProxyHttp for Edge {
             range_through: false,
             refusal: None,
             prefetch: None,
+            bucket_redirects: 0,
             connect_attempt: 0,
             bucket_addresses: 1,
             fleet: fleet::Hop::default(),
@@ -429,7 +433,7 @@ impl ProxyHttp for Edge {
     ) -> Result<()> {
         fleet::owner_answered(resp, ctx)?;
         caching::learn(self.cache, resp, ctx);
-        response_modifiers::upstream(resp, ctx)?;
+        response_modifiers::upstream(self, resp, ctx)?;
         // A node asking for a live playlist prefetches its parts itself.
         if ctx.fleet.from_peer.is_none() {
             prefetch::start(self, resp, ctx);
@@ -503,6 +507,10 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
+        // Asking again, at the bucket's redirect target: not a failure of this peer.
+        if response_modifiers::is_bucket_redirect(&e) {
+            return e;
+        }
         let mut e = e.more_context(format!("Peer: {peer}"));
         if ctx.fleet.owner.is_some() {
             let _in = ctx.span.clone().entered();
@@ -537,6 +545,17 @@ impl ProxyHttp for Edge {
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
         caching::is_fill_not_stored(e)
+    }
+
+    /// A followed bucket redirect goes through Pingora's retry, which is not a failure.
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        _ctx: &RequestCtx,
+        e: &Error,
+        _context: pingora_proxy::ProxyWarnLogContext,
+    ) -> bool {
+        response_modifiers::is_bucket_redirect(e)
     }
 
     fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {

@@ -7,8 +7,11 @@
 //! - An origin's `Set-Cookie` is never stored and never forwarded to players (on sluice's
 //!   own domain it would land in every viewer's browser); for `/api/proxy` it goes into the
 //!   context's server-side jar and back upstream for that context only.
-//! - Origin errors on media paths become `{"error": …}`; a redirect is rewritten through
+//! - Origin errors on media paths become `{"error": …}`; a CDN's redirect is rewritten through
 //!   `/api/proxy` (every hop re-checked) or refused with `403` JSON.
+//! - The bucket's redirects on `/stream` are followed by sluice, never shown to players
+//!   ([`follow_bucket_redirect`]): a target on the bucket's own origin is asked for at once
+//!   (Pingora's retry, up to [`MAX_BUCKET_REDIRECTS`] hops); any other is a `502`.
 
 use pingora_cache::CachePhase;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
@@ -18,9 +21,18 @@ use pingora_proxy::{FailToProxy, Session};
 use super::{headers, json_error_body, proxy, respond, BodySwap, Edge, RequestCtx, Target};
 use crate::cache::policy::OriginFreshness;
 use crate::metrics;
+use crate::upstream::{RedirectRefusal, MAX_BUCKET_REDIRECTS};
+
+/// The error that sends a request upstream again, at its bucket redirect's target.
+const BUCKET_REDIRECT: &str = "bucket_redirect";
+
+/// Whether `e` is [`follow_bucket_redirect`]'s request to ask again: not a failure.
+pub(super) fn is_bucket_redirect(e: &Error) -> bool {
+    matches!(e.etype(), ErrorType::Custom(BUCKET_REDIRECT))
+}
 
 /// `upstream_response_filter`, before the cache stores anything.
-pub(super) fn upstream(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+pub(super) fn upstream(edge: &Edge, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
     if let Some(t) = ctx.upstream_started {
         let latency = t.elapsed();
         ctx.upstream_latency = Some(latency);
@@ -34,6 +46,12 @@ pub(super) fn upstream(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Resul
         ctx.upstream_error = true;
         ctx.refusal = Some((502, "the origin tried to switch protocols".into()));
         return Error::e_explain(ErrorType::HTTPStatus(502), "upstream answered 101");
+    }
+    if matches!(ctx.target, Some(Target::Stream(_)))
+        && resp.status.is_redirection()
+        && resp.status != http::StatusCode::NOT_MODIFIED
+    {
+        return follow_bucket_redirect(edge, resp, ctx);
     }
     if resp.status.is_server_error() {
         ctx.upstream_error = true;
@@ -91,6 +109,73 @@ pub(super) fn upstream(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Resul
         }
     }
     Ok(())
+}
+
+/// A redirect from the bucket on `/stream`: players never see it.
+///
+/// Followed when [`crate::upstream::Upstream::follow`] says the target is on the bucket's
+/// origin and names an object `/stream` may name: the request's upstream path becomes the
+/// target's and the request goes upstream again (Pingora's retry: `upstream_peer` and
+/// `upstream_request_filter` run again, nothing has been written to the player or the cache).
+/// Every request that asks the bucket runs this filter — a player's miss, playlist and
+/// HTTP/2 fills, prefetch, a fleet owner's fetch — so all of them follow the same way.
+///
+/// What is cached: the target's answer, under the key of what was *asked* (the key was made
+/// before the lookup and does not change), with the target's own freshness. So the redirect is
+/// not asked again while that answer is fresh, and players keep the URL they asked for. That is
+/// safe because the target is an object of the same bucket and the same content directory
+/// (whose gate this request passed), passing the same path rules and of the same kind as the
+/// requested one — the answer a player following the redirect itself would have got — and
+/// nothing of the player's went into the choice (the bucket saw only sluice's allow-listed
+/// request headers). The redirect itself is never stored.
+///
+/// Refused — a target off the bucket's origin, outside its prefix, in another content's
+/// directory, a path `/stream` refuses, a different kind of object, a playlist in another
+/// directory (the player resolves its relative URIs against the URL it asked for), no
+/// `Location`, more than [`MAX_BUCKET_REDIRECTS`] hops —: a `502` in the playback error shape,
+/// logged with the target's host only (its query may carry a signature).
+fn follow_bucket_redirect(edge: &Edge, resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    let Some(Target::Stream(m)) = &mut ctx.target else {
+        return Ok(());
+    };
+    let location = resp
+        .headers
+        .get(http::header::LOCATION)
+        .and_then(|v| v.to_str().ok());
+    let followed = match location {
+        None => Err(RedirectRefusal::NoLocation),
+        Some(_) if ctx.bucket_redirects >= MAX_BUCKET_REDIRECTS => Err(RedirectRefusal::TooMany),
+        Some(loc) => edge
+            .upstream
+            .follow(&m.upstream_path, loc, m.path.kind, &edge.extensions),
+    };
+    let status = resp.status.as_u16();
+    match followed {
+        Ok((path, _)) => {
+            ctx.bucket_redirects += 1;
+            tracing::debug!(
+                status,
+                hop = ctx.bucket_redirects,
+                "following the bucket's redirect"
+            );
+            m.upstream_path = path;
+            let mut e = Error::explain(
+                ErrorType::Custom(BUCKET_REDIRECT),
+                "asking again at the bucket's redirect target",
+            );
+            e.set_retry(true);
+            Err(e)
+        }
+        Err(why) => {
+            ctx.upstream_error = true;
+            metrics::UPSTREAM_ERRORS
+                .with_label_values(&["redirect"])
+                .inc();
+            tracing::warn!(status, reason = %why, "refused the bucket's redirect");
+            ctx.refusal = Some((502, "Upstream redirect refused".into()));
+            Error::e_explain(ErrorType::HTTPStatus(502), "bucket redirect refused")
+        }
+    }
 }
 
 /// Answers after which Pingora does not serve another request on the connection, so the
@@ -201,6 +286,8 @@ pub(super) async fn failure(
 ) -> FailToProxy {
     let (code, kind) = match e.etype() {
         ErrorType::HTTPStatus(code) => (*code, None),
+        // Pingora's retries (`server.max_retries`) ran out before the redirects did.
+        ErrorType::Custom(BUCKET_REDIRECT) => (502, Some("redirect")),
         ErrorType::ConnectTimedout => (504, Some("connect_timeout")),
         ErrorType::ReadTimedout | ErrorType::WriteTimedout => (504, Some("timeout")),
         ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError => {
