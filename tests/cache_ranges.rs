@@ -451,3 +451,38 @@ async fn a_growing_llhls_segment_is_never_stored_at_its_partial_size() {
         );
     }
 }
+
+/// A prefetch of an object too large to keep is stopped at its header (before: it read the
+/// whole object from the origin for nobody — prefetches are for the cache only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefetch_of_an_object_too_large_to_keep_stops_at_its_header() {
+    const LEN: usize = 3 * 1024 * 1024;
+    let o = TestOrigin::new()
+        .route(
+            "/live/index.m3u8",
+            Reply::ok(
+                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:1\n#EXTINF:2,\nbig.ts\n",
+                "application/vnd.apple.mpegurl",
+            ),
+        )
+        .route(
+            "/live/big.ts",
+            Reply::ok(random_bytes(LEN, 13), "video/mp2t").trickle(30, Duration::from_secs(3)),
+        )
+        .start();
+    let e = Edge::start(&format!(
+        "origins:\n  bucket: {}\ncache:\n  max_object_bytes: 1MiB\n",
+        o.url()
+    ));
+    let pl = e.get(Proto::Http11, "/stream/live/index.m3u8", &[]).await;
+    assert_eq!(pl.status, 200);
+    common::wait_for("the prefetch", Duration::from_secs(5), || {
+        o.hits("/live/big.ts") == 1
+    });
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(
+        o.body_bytes() < LEN / 3,
+        "the origin sent {} of {LEN} bytes for a prefetch nobody reads",
+        o.body_bytes()
+    );
+}

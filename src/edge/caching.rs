@@ -325,16 +325,18 @@ const MAX_RANGES: usize = 200;
 /// The error that stops a fill run apart from its viewer whose answer is not being stored.
 pub(super) const FILL_NOT_STORED: &str = "fill_not_stored";
 
-/// `response_filter`: a fill run apart from its viewer ([`fill_apart`]) whose answer is not
-/// being stored (uncacheable, refused by the storage) is stopped at its header: it is for the
-/// cache only, and its viewer, released from the lock, fetches the object for itself. Without
-/// this the fill read the whole body for nobody, doubling what the origin sends.
+/// `response_filter`: a background fill — a prefetch, or a fill run apart from its viewer
+/// ([`fill_apart`]) — whose answer is not being stored (uncacheable, too large, refused by the
+/// storage) is stopped at its header: it is for the cache only (a viewer, released from the
+/// lock, fetches the object for itself). Without this the fill read the whole body for
+/// nobody: doubling what the origin sends for an HTTP/2 viewer, and for a prefetch of an
+/// object too large to keep, all of it for nothing.
 pub(super) fn stop_unstored_fill(session: &Session) -> Result<()> {
-    let apart = playlist::fill_of(session).is_some_and(|f| f.viewer.is_some());
-    if apart && !session.cache.enabled() {
+    let for_the_cache = playlist::fill_of(session).is_some_and(|f| f.background);
+    if for_the_cache && !session.cache.enabled() {
         return Error::e_explain(
             ErrorType::Custom(FILL_NOT_STORED),
-            "the answer is not stored; its viewer fetches it",
+            "the answer is not stored; nobody reads it",
         );
     }
     Ok(())

@@ -44,6 +44,9 @@ pub struct Fill {
     /// A fill run apart from an HTTP/2 viewer ([`super::caching::fill_apart`]): told once it
     /// has its place in the cache. Such a fill is for the cache only.
     pub viewer: Option<Placed>,
+    /// Run in the background ([`spawn_background`]: a prefetch, or apart from its viewer):
+    /// for the cache only, nobody reads its answer.
+    pub background: bool,
 }
 
 impl Fill {
@@ -52,6 +55,7 @@ impl Fill {
             target,
             class,
             viewer: None,
+            background: false,
         }
     }
 }
@@ -83,7 +87,8 @@ impl Placed {
 ///
 /// The fill is an HTTP/1 session parsed from this request's header as Pingora writes it, so
 /// an HTTP/2 request's version is set to HTTP/1.1 for the copy (see [`serve`]).
-pub(super) fn spawn_background(session: &mut Session, fill: Fill) -> bool {
+pub(super) fn spawn_background(session: &mut Session, mut fill: Fill) -> bool {
+    fill.background = true;
     let version = session.req_header().version;
     if version == http::Version::HTTP_2 {
         session.req_header_mut().set_version(http::Version::HTTP_11);

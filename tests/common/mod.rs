@@ -247,7 +247,8 @@ async fn answer(st: Arc<OriginState>, req: Request) -> Response {
         }
         None => {}
     }
-    if req.method() != axum::http::Method::HEAD {
+    let head = req.method() == axum::http::Method::HEAD;
+    if !head && reply.trickle.is_none() {
         st.body_bytes
             .fetch_add(reply.body.len(), std::sync::atomic::Ordering::SeqCst);
     }
@@ -272,8 +273,9 @@ async fn answer(st: Arc<OriginState>, req: Request) -> Response {
             let step = reply.body.len().div_ceil(chunks).max(1);
             let pause = over / chunks as u32;
             let data = reply.body.clone();
+            let st = st.clone();
             let stream = futures::stream::unfold(0usize, move |off| {
-                let data = data.clone();
+                let (data, st) = (data.clone(), st.clone());
                 async move {
                     if off >= data.len() {
                         return None;
@@ -282,6 +284,11 @@ async fn answer(st: Arc<OriginState>, req: Request) -> Response {
                         tokio::time::sleep(pause).await;
                     }
                     let end = (off + step).min(data.len());
+                    // Counted as it is handed over: a reader that went away stops the count.
+                    if !head {
+                        st.body_bytes
+                            .fetch_add(end - off, std::sync::atomic::Ordering::SeqCst);
+                    }
                     Some((Ok::<Bytes, std::io::Error>(data.slice(off..end)), end))
                 }
             });
