@@ -549,7 +549,7 @@ pub fn status_label(status: u16) -> &'static str {
 }
 
 /// The `kind` labels of [`UPSTREAM_ERRORS`].
-pub const UPSTREAM_ERROR_KINDS: [&str; 7] = [
+pub const UPSTREAM_ERROR_KINDS: [&str; 8] = [
     "connect",
     "connect_timeout",
     "timeout",
@@ -557,6 +557,7 @@ pub const UPSTREAM_ERROR_KINDS: [&str; 7] = [
     "read",
     "status_5xx",
     "rewrite",
+    "redirect",
 ];
 
 /// Create every series whose labels are known before the first event, and size the

@@ -5,6 +5,13 @@
 //! and every address it returns is used: a connection that fails moves the request to the
 //! next address ([`Upstream::peer`] by attempt number, retried from `fail_to_connect`).
 //! `origins.resolve` pins the host to fixed addresses instead.
+//!
+//! The bucket's redirects are followed here, never passed to players ([`Upstream::follow`]):
+//! an absolute `Location` would show players the bucket's address and send them around
+//! sluice, and a relative one resolved against `/stream/…` named nothing. A redirect is
+//! followed only while it stays on the bucket's origin (same scheme, host and port, the host
+//! judged by the one bucket rule, [`reaches_bucket`]) and names an object of the same content
+//! directory that `/stream` paths may name; anything else is refused.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -16,7 +23,38 @@ use hickory_resolver::TokioAsyncResolver;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 
+use crate::config::providers::{reaches_bucket, BucketOrigin};
 use crate::config::{Bucket, Origins};
+use crate::media::path::{parse_stream_path, StreamPath};
+
+/// Redirects from the bucket followed for one request at most; one more is refused.
+pub const MAX_BUCKET_REDIRECTS: u8 = 5;
+
+/// Why a redirect from the bucket is not followed: the player gets a `502`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedirectRefusal {
+    #[error("the bucket sent a redirect without a usable Location")]
+    NoLocation,
+    /// The host is kept for the log line (never the URL: its query may carry a signature).
+    #[error("the bucket redirected off its origin (to host {host})")]
+    OffOrigin { host: String },
+    #[error("the bucket redirected outside its objects")]
+    OutsideBucket,
+    #[error("the bucket redirected to a path /stream refuses")]
+    PathRefused,
+    /// The gate decided on the content asked for; an object of another content (which may be
+    /// gated otherwise) is not served in its name.
+    #[error("the bucket redirected to another content's directory")]
+    OtherContent,
+    #[error("the bucket redirected to another kind of object")]
+    KindChanged,
+    /// The player resolves a playlist's relative URIs against the URL it asked for: served
+    /// there, a playlist from another directory would point them at the wrong objects.
+    #[error("the bucket redirected a playlist to another directory")]
+    PlaylistMoved,
+    #[error("the bucket redirected more than {MAX_BUCKET_REDIRECTS} times")]
+    TooMany,
+}
 
 /// The media origin and how to reach it.
 #[derive(Clone)]
@@ -24,6 +62,9 @@ pub struct Upstream {
     target: Target,
     prefix: String,
     host_header: String,
+    /// The bucket's origin as the one bucket rule names it, with the scheme and port sluice
+    /// asks it on (`None` for a `dir:` bucket: its built-in origin never redirects).
+    origin: Option<(BucketOrigin, &'static str, u16)>,
     connect_timeout: Duration,
     read_timeout: Duration,
 }
@@ -107,9 +148,15 @@ impl Upstream {
                 "localhost".to_string(),
             ),
         };
+        let origin = match &origins.bucket {
+            Bucket::Http(u) => BucketOrigin::of(&origins.bucket, origins.host_header.as_deref())
+                .map(|o| (o, if u.tls { "https" } else { "http" }, u.port)),
+            Bucket::Dir(_) => None,
+        };
         Upstream {
             target,
             prefix,
+            origin,
             host_header: origins.host_header.clone().unwrap_or(default_host),
             connect_timeout: origins.connect_timeout,
             read_timeout: origins.read_timeout,
@@ -143,6 +190,98 @@ impl Upstream {
     pub fn stream_path_of(&self, upstream_path: &str) -> Option<String> {
         let rest = upstream_path.strip_prefix(self.prefix.as_str())?;
         rest.starts_with('/').then(|| format!("/stream{rest}"))
+    }
+
+    /// Where the bucket's redirect of `from` (the upstream path and query that was asked)
+    /// to `location` leads: the upstream path and query to ask instead, and the object it
+    /// names as a `/stream` path, whose kind must be `kind` (what was asked decides the
+    /// cache policy and the rewrite: a segment does not turn into a playlist on the way).
+    ///
+    /// Followed only when the target is on the bucket's origin — the same scheme and port
+    /// sluice asks it on, a host the bucket rule ([`reaches_bucket`]) takes for the bucket
+    /// (its host or `origins.host_header`'s) — below the bucket's prefix, in the content
+    /// directory asked for (the gate decided on that content: another one's objects, which may
+    /// be gated otherwise, are not served in its name), and its path passes the `/stream` path
+    /// rules (no traversal in any encoding, an allowed extension). The
+    /// target's query is the bucket's own and goes with it.
+    ///
+    /// # Errors
+    /// The [`RedirectRefusal`] that says why not.
+    pub fn follow(
+        &self,
+        from: &str,
+        location: &str,
+        kind: crate::media::MediaKind,
+        allowed_ext: &[String],
+    ) -> Result<(String, StreamPath), RedirectRefusal> {
+        let Some((origin, scheme, port)) = &self.origin else {
+            return Err(RedirectRefusal::OutsideBucket);
+        };
+        let Target::Tcp { host, .. } = &self.target else {
+            return Err(RedirectRefusal::OutsideBucket);
+        };
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        let base = url::Url::parse(&format!("{scheme}://{host}:{port}{from}"))
+            .map_err(|_| RedirectRefusal::NoLocation)?;
+        let target = base
+            .join(location.trim())
+            .map_err(|_| RedirectRefusal::NoLocation)?;
+        let same_origin = target.scheme() == *scheme
+            && target.port_or_known_default() == Some(*port)
+            && target.username().is_empty()
+            && target.password().is_none()
+            && reaches_bucket(&target, origin);
+        if !same_origin {
+            // Another path of the bucket's own host (outside its prefix) is "outside", not "off".
+            let mut probe = target.clone();
+            probe.set_path(&format!("{}/", self.prefix));
+            let on_host = target.scheme() == *scheme
+                && target.port_or_known_default() == Some(*port)
+                && reaches_bucket(&probe, origin);
+            return Err(if on_host {
+                RedirectRefusal::OutsideBucket
+            } else {
+                RedirectRefusal::OffOrigin {
+                    host: target.host_str().unwrap_or("").to_string(),
+                }
+            });
+        }
+        let rest = target
+            .path()
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+            .ok_or(RedirectRefusal::OutsideBucket)?;
+        let sp = parse_stream_path(rest, allowed_ext).map_err(|_| RedirectRefusal::PathRefused)?;
+        let content_of = |p: &str| {
+            p.strip_prefix(self.prefix.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+                .and_then(|r| r.split('/').next())
+                .map(str::to_string)
+        };
+        let asked = content_of(from);
+        if asked.is_none() || asked != content_of(&self.object_path(&sp.hash, "")) {
+            return Err(RedirectRefusal::OtherContent);
+        }
+        if sp.kind != kind {
+            return Err(RedirectRefusal::KindChanged);
+        }
+        let mut path = self.object_path(&sp.hash, &sp.rest_encoded());
+        let dir = |p: &str| -> String {
+            let p = p.split('?').next().unwrap_or("");
+            p[..p.rfind('/').map_or(0, |i| i + 1)].to_string()
+        };
+        if kind.is_manifest() && dir(&path) != dir(from) {
+            return Err(RedirectRefusal::PlaylistMoved);
+        }
+        if let Some(q) = target.query() {
+            path.push('?');
+            path.push_str(q);
+        }
+        Ok((path, sp))
     }
 
     pub fn host_header(&self) -> &str {
@@ -252,6 +391,102 @@ mod tests {
         assert_eq!(
             u.peer(0).await.unwrap().0._address.to_string(),
             "[::1]:8080"
+        );
+    }
+
+    #[test]
+    fn redirects_are_followed_on_the_buckets_origin_only() {
+        use crate::media::MediaKind::{HlsPlaylist, Segment};
+        let exts: Vec<String> = ["m3u8", "m4s", "ts"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut o = origins("http://Bucket.example:9000/media");
+        o.host_header = Some("vhost.example".into());
+        let u = Upstream::new(&o, PathBuf::new());
+        let from = "/media/h/v/seg_1.m4s";
+        let ok = |loc: &str| u.follow(from, loc, Segment, &exts).map(|(p, _)| p);
+        // Relative, absolute, the host in another spelling, the virtual host, another stream.
+        assert_eq!(ok("seg_2.m4s").unwrap(), "/media/h/v/seg_2.m4s");
+        assert_eq!(ok("../w/seg_1.m4s").unwrap(), "/media/h/w/seg_1.m4s");
+        assert_eq!(ok("/media/h/seg_1.m4s").unwrap(), "/media/h/seg_1.m4s");
+        // Another content's directory: the gate decided on this one.
+        assert_eq!(ok("/media/g/seg_1.m4s"), Err(RedirectRefusal::OtherContent));
+        assert_eq!(
+            ok("../../H/v/seg_1.m4s"),
+            Err(RedirectRefusal::OtherContent)
+        );
+        assert_eq!(
+            ok("http://BUCKET.example.:9000/media/h/x.m4s?v=2").unwrap(),
+            "/media/h/x.m4s?v=2"
+        );
+        assert_eq!(
+            ok("http://vhost.example:9000/media/h/x.m4s").unwrap(),
+            "/media/h/x.m4s"
+        );
+        // Off the origin: another host, scheme or port; the host is all that is kept.
+        for loc in [
+            "http://cdn.example/media/h/x.m4s?sig=secret",
+            "https://bucket.example:9000/media/h/x.m4s",
+            "http://bucket.example:9001/media/h/x.m4s",
+            "http://bucket.example/media/h/x.m4s",
+            "//elsewhere.example/media/h/x.m4s",
+        ] {
+            match ok(loc) {
+                Err(RedirectRefusal::OffOrigin { host }) => assert!(!host.contains("secret")),
+                other => panic!("{loc}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            ok("http://cdn.example/x?sig=secret")
+                .unwrap_err()
+                .to_string(),
+            "the bucket redirected off its origin (to host cdn.example)"
+        );
+        // On the origin but outside the bucket, or a path /stream refuses, or another kind.
+        assert_eq!(ok("/other/h/x.m4s"), Err(RedirectRefusal::OutsideBucket));
+        assert_eq!(ok("/mediax/h/x.m4s"), Err(RedirectRefusal::OutsideBucket));
+        assert_eq!(ok("/media/x.m4s"), Err(RedirectRefusal::PathRefused));
+        assert_eq!(ok("/media/h/passwd"), Err(RedirectRefusal::PathRefused));
+        assert_eq!(
+            ok("/media/h/.hidden.m4s"),
+            Err(RedirectRefusal::PathRefused)
+        );
+        assert_eq!(
+            ok("/media/h/x%2f..%2fy.m4s"),
+            Err(RedirectRefusal::PathRefused)
+        );
+        assert_eq!(
+            ok("/media/../../etc/h/x.m4s"),
+            Err(RedirectRefusal::OutsideBucket)
+        );
+        assert_eq!(ok("/media/h/live.m3u8"), Err(RedirectRefusal::KindChanged));
+        assert_eq!(ok("http://[::1"), Err(RedirectRefusal::NoLocation));
+        // A playlist stays in its directory (its relative URIs are resolved by the player
+        // against the URL it asked for).
+        let playlist =
+            |from: &str, loc: &str| u.follow(from, loc, HlsPlaylist, &exts).map(|(p, _)| p);
+        assert_eq!(
+            playlist("/media/h/a.m3u8?_HLS_msn=3", "b.m3u8"),
+            Ok("/media/h/b.m3u8".to_string())
+        );
+        assert_eq!(
+            playlist("/media/h/v/a.m3u8", "/media/h/v/b.m3u8?x=1"),
+            Ok("/media/h/v/b.m3u8?x=1".to_string())
+        );
+        assert_eq!(
+            playlist("/media/h/a.m3u8", "v2/a.m3u8"),
+            Err(RedirectRefusal::PlaylistMoved)
+        );
+        assert_eq!(
+            playlist("/media/h/v/a.m3u8", "/media/h/w/a.m3u8"),
+            Err(RedirectRefusal::PlaylistMoved)
+        );
+        // A dir: bucket's built-in origin never redirects: nothing is followed.
+        let d = Upstream::new(&origins("dir:./x"), PathBuf::from("/tmp/o.sock"));
+        assert_eq!(
+            d.follow("/h/a.m4s", "b.m4s", Segment, &exts),
+            Err(RedirectRefusal::OutsideBucket)
         );
     }
 

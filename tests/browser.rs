@@ -826,3 +826,47 @@ fn hls_js_follows_a_steering_pathway_clone_through_the_proxy() {
         "fetched past sluice: {cloned:?}"
     );
 }
+
+/// Shaka in Chromium plays fMP4 HLS through `/api/proxy` from an origin that types `.m4s` as
+/// `video/iso.segment` (the registered type; the abr fixture served as files by their
+/// extension). The proxied segment URLs have no extension, so Shaka takes the container from
+/// the segment's `Content-Type` (a `HEAD`): before, sluice passed `video/iso.segment` on and
+/// Shaka failed with 4032 (the same stream played directly and through `/stream`, whose URLs
+/// end in `.m4s`).
+#[test]
+fn shaka_plays_fmp4_hls_through_the_proxy_from_an_origin_typing_segments_iso_segment() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/abr/media/abr");
+    let origin = serve_dir(TestOrigin::new(), &root, "abr").start_on("127.0.0.2");
+    assert_eq!(
+        sluice::media::content_type("abr/720p/seg_0.m4s"),
+        "video/iso.segment"
+    );
+    let secret = "shaka-proxy-secret-0123456789";
+    let s = Sluice::start(&format!(
+        "provider_auth:\n  jwt_secret: {secret}\nproviders:\n  cdn:\n    allowed_hosts: [\"127.0.0.2\"]\n    allow_private: true\n    channels:\n      abr: {{url: \"http://{}/abr/master.m3u8\", type: hls}}\n",
+        origin.addr
+    ));
+    let jwt = common::provider_jwt(secret, "viewer");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let entry = rt.block_on(common::stream_info_url(&s, "cdn", "abr", &jwt));
+    assert!(entry.starts_with("/api/proxy?url="), "{entry}");
+    let r = shaka_play(&s.edge_url(&entry), 8, "");
+    eprintln!("shaka through /api/proxy: {r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert_eq!(r["loaded"], true, "{r}");
+    assert!(r["currentTime"].as_f64().unwrap_or(0.0) > 2.0, "{r}");
+    // Every segment the player played came through the proxy from the origin.
+    assert!(
+        origin_hits(&origin, "/abr/") >= 4,
+        "{:?}",
+        origin.requests()
+    );
+    assert!(
+        origin
+            .requests()
+            .iter()
+            .any(|r| r.path_and_query.ends_with(".m4s")),
+        "{:?}",
+        origin.requests()
+    );
+}

@@ -955,3 +955,89 @@ async fn a_blocking_playlist_reload_is_held_at_its_owner_not_timed_out() {
         0.0
     );
 }
+
+/// A player's answer relayed from the owner is told what any player answer is
+/// (`src/edge/headers.rs`): the asking node renders the origin's freshness itself — never more
+/// than the origin said — with the one CORS set, and an origin's error as its own JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn answers_relayed_from_the_owner_carry_the_players_headers() {
+    let origin = TestOrigin::new().start();
+    let nodes = Nodes::start(&origin, "", "");
+    let silent = nodes.object_owned_by(0, "hd");
+    let stale = nodes.object_owned_by(0, "hd0");
+    let missing = nodes.object_owned_by(0, "hd404");
+    origin.set_route(
+        &format!("/{silent}"),
+        Reply::ok(random_bytes(2048, 1), SEGMENT),
+    );
+    origin.set_route(
+        &format!("/{stale}"),
+        Reply::ok(random_bytes(2048, 2), SEGMENT).header("cache-control", "max-age=0"),
+    );
+    let cases = [
+        // (`video/iso.segment` goes out as `video/mp4`: `headers::media_content_type`.)
+        (
+            &silent,
+            200,
+            "public, max-age=31536000, immutable",
+            "video/mp4",
+        ),
+        (&stale, 200, "public, max-age=0", "video/mp4"),
+        (&missing, 404, "no-store", "application/json"),
+    ];
+    for (path, status, cc, ct) in cases {
+        let r = client()
+            .get(nodes.url(1, &format!("/stream/{path}")))
+            .send()
+            .await
+            .unwrap();
+        let h = r.headers().clone();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        r.bytes().await.unwrap();
+        let v = |n: &str| h.get(n).map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(v("cache-control").as_deref(), Some(cc), "{path}");
+        assert_eq!(v("content-type").as_deref(), Some(ct), "{path}");
+        assert_eq!(v("access-control-allow-origin").as_deref(), Some("*"));
+        assert_eq!(v("timing-allow-origin").as_deref(), Some("*"));
+        assert_eq!(
+            v("access-control-expose-headers").as_deref(),
+            Some("Content-Length, Content-Range, Accept-Ranges, x-cache-status")
+        );
+        assert_eq!(v("x-content-type-options").as_deref(), Some("nosniff"));
+        assert!(v("x-cache-status").is_some(), "{path}");
+    }
+    // Each fetched by the owner, once.
+    let owner_fetches = metric(
+        &metrics(&nodes.nodes[1]).await,
+        "sluice_fleet_owner_fetches_total{result=\"answered\"}",
+    );
+    assert_eq!(owner_fetches, 3.0);
+}
+
+/// The bucket's redirect of an object is followed by its owner (issue 22): a node that does
+/// not own it gets the object, never the `3xx`, and the bucket is asked once for the redirect
+/// and once for its target however many nodes serve it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_owner_follows_the_buckets_redirect_for_the_fleet() {
+    let origin = TestOrigin::new().start();
+    let nodes = Nodes::start(&origin, "", "");
+    let body = random_bytes(60_000, 13);
+    let path = nodes.object_owned_by(0, "rd");
+    origin.set_route(
+        &format!("/{path}"),
+        Reply::status(302).header("location", "/rd/store/moved.m4s"),
+    );
+    origin.set_route("/rd/store/moved.m4s", Reply::ok(body.clone(), SEGMENT));
+    for node in [1, 2, 0, 1] {
+        let r = client()
+            .get(nodes.url(node, &format!("/stream/{path}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "node {node}: {:?}", r.headers());
+        assert!(r.headers().get("location").is_none());
+        assert!(r.bytes().await.unwrap() == body, "node {node}");
+    }
+    assert_eq!(origin.hits(&format!("/{path}")), 1);
+    assert_eq!(origin.hits("/rd/store/moved.m4s"), 1);
+}

@@ -211,9 +211,9 @@ async fn h2_request(
     (parts.status.as_u16(), parts.headers, got)
 }
 
-/// The fill of an HTTP/2 miss fetches the whole object whatever its viewer asked: a cold
-/// range is answered from it (`206`, the right bytes), a cold `HEAD` gets the object's header
-/// and no body, and each object is fetched once.
+/// A cold range over HTTP/2 of an origin that ignores ranges is answered from the one whole
+/// answer (`206`, the right bytes), which is kept; a cold `HEAD` gets the object's header and
+/// no body, and no body is fetched for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cold_range_and_head_over_http2_are_answered_from_one_fetch() {
     let body = random_bytes(300_000, 2102);
@@ -245,12 +245,23 @@ async fn cold_range_and_head_over_http2_are_answered_from_one_fetch() {
     assert_eq!(status, 200);
     assert_eq!(headers["content-length"], "300000");
     assert!(got.is_empty(), "a HEAD answer with a body");
-    let (status, headers, got) =
-        h2_request(&p, port, http::Method::GET, "/stream/h/head.mp4", &[]).await;
-    assert_eq!(status, 200);
-    assert_eq!(headers["x-cache-status"], "hit");
-    assert!(got == body, "a different body after the HEAD");
-    assert_eq!(origin.hits("/h/head.mp4"), 1);
+    // A HEAD of an object whose length was not known is asked as a HEAD (no body fetched:
+    // it might be too large to keep, `cache::known`); the GET after it is one fill.
+    // (An HTTP/2 viewer reads its miss from the background fill, as a hit.)
+    for _ in 0..2 {
+        let (status, headers, got) =
+            h2_request(&p, port, http::Method::GET, "/stream/h/head.mp4", &[]).await;
+        assert_eq!(status, 200);
+        assert_eq!(headers["x-cache-status"], "hit");
+        assert!(got == body, "a different body after the HEAD");
+    }
+    let methods: Vec<String> = origin
+        .requests()
+        .into_iter()
+        .filter(|r| r.path_and_query == "/h/head.mp4")
+        .map(|r| r.method)
+        .collect();
+    assert_eq!(methods, ["HEAD", "GET"]);
 }
 
 /// An origin that answers every request with `body` as `no-store`, in 64 KiB writes 20 ms

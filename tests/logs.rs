@@ -239,24 +239,29 @@ async fn lines_logged_while_handling_a_request_carry_its_request_id() {
 }
 
 /// JSON lines of a file (each line one object), waiting for at least `min`.
-fn json_lines(path: &Path, min: usize) -> Vec<Value> {
+/// The complete JSON lines of `path` once it holds a line for each of `ids` (a line still
+/// being written, without its newline, is not read).
+fn json_lines(path: &Path, ids: &[&str]) -> Vec<Value> {
     let start = Instant::now();
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<Value> = text
+        let complete = match text.rfind('\n') {
+            Some(end) => &text[..end],
+            None => "",
+        };
+        let lines: Vec<Value> = complete
             .lines()
             .map(|l| {
                 serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))
             })
             .collect();
-        if lines.len() >= min {
+        if ids.iter().all(|id| with_id(&lines, id).is_some()) {
             return lines;
         }
         assert!(
             start.elapsed() < Duration::from_secs(10),
-            "{} has {} lines, wanted {min}:\n{text}",
+            "{} has no line for some of {ids:?}:\n{text}",
             path.display(),
-            lines.len()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -278,7 +283,7 @@ async fn access_log_to_a_file_is_json_lines_kept_out_of_the_main_log_and_reopene
     ));
     let (_, seg) = send("GET", s.edge_url("/stream/movie-open/seg1.ts"), "file-1").await;
     let (_, health) = send("GET", s.admin_url("/health"), "file-2").await;
-    let lines = json_lines(&path, 2);
+    let lines = json_lines(&path, &["file-1", "file-2"]);
     let edge = with_id(&lines, "file-1").expect("edge line");
     assert_eq!(edge["target"], "sluice::access", "{edge}");
     assert_eq!(edge["listener"], "edge", "{edge}");
@@ -326,10 +331,10 @@ async fn access_log_to_a_file_is_json_lines_kept_out_of_the_main_log_and_reopene
         std::thread::sleep(Duration::from_millis(20));
     }
     send("GET", s.edge_url("/health"), "file-4-after-hup").await;
-    let new = json_lines(&path, 1);
+    let new = json_lines(&path, &["file-4-after-hup"]);
     assert!(with_id(&new, "file-4-after-hup").is_some(), "{new:?}");
     assert!(with_id(&new, "file-1").is_none(), "{new:?}");
-    let old = json_lines(&rotated, 3);
+    let old = json_lines(&rotated, &["file-1", "file-2", "file-3-before-hup"]);
     for id in ["file-1", "file-2", "file-3-before-hup"] {
         assert!(with_id(&old, id).is_some(), "{id} not in the rotated file");
     }

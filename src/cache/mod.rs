@@ -5,10 +5,12 @@
 //! into it while players already read the arriving bytes, and to purge what the eviction
 //! manager evicts. Behind it, optionally, [`disk::DiskTier`] keeps objects across restarts.
 //! Operators purge through [`MemoryStorage::purge_prefix`] and
-//! [`MemoryStorage::purge_exact_primary`].
+//! [`MemoryStorage::purge_exact_primary`]. What it knows of objects it does not hold (their
+//! lengths, which segments are still growing) decides how a miss is fetched ([`known`]).
 
 pub mod disk;
 pub mod eviction;
+pub mod known;
 pub mod policy;
 pub mod runtime;
 pub mod storage;

@@ -155,7 +155,7 @@ pub fn shared_by_all(resp: &ResponseHeader) -> bool {
 
 /// What an origin's answer says about its own freshness (RFC 9111 §4.2, §5.2.2), read with
 /// pingora-cache's `Cache-Control` parser: what sluice may store and serve, and what players
-/// may be told ([`crate::edge`]'s `players_cache_control`).
+/// may be told (`edge/headers.rs`, `players_cache_control`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OriginFreshness {
     pub no_store: bool,

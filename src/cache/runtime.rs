@@ -3,12 +3,13 @@
 
 use std::time::SystemTime;
 
-use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora_cache::lock::CacheKeyLockImpl;
 use pingora_cache::{CacheKey, CacheMeta, NoCacheReason, RespCacheable};
 use pingora_http::ResponseHeader;
 
 use super::disk::{DiskError, DiskKey, DiskTier};
 use super::eviction::NewestKept;
+use super::known::FetchLock;
 use super::policy::{CachePolicy, Decision};
 use super::storage::{MemoryStorage, UncachedReason};
 use crate::config::CacheConfig;
@@ -31,6 +32,8 @@ pub struct CacheRuntime {
     /// `cache.lock_timeout`: the most a request waits, in total, behind another request's
     /// fetch of the same object (see [`crate::edge`]'s `caching::wait_left`).
     pub wait_budget: std::time::Duration,
+    /// Lengths and growing segments of objects not held: how a miss is fetched.
+    pub known: super::known::Known,
 }
 
 impl CacheRuntime {
@@ -62,9 +65,9 @@ impl CacheRuntime {
             storage = storage.with_disk(DiskTier::open(&d.path, d.bytes, key)?);
         }
         let storage: &'static MemoryStorage = Box::leak(Box::new(storage));
-        let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(cfg.lock_timeout));
+        let lock: &'static CacheKeyLockImpl = Box::leak(Box::new(FetchLock::new(cfg.lock_timeout)));
         let blocking_lock: &'static CacheKeyLockImpl =
-            Box::leak(CacheLock::new_boxed(cfg.blocking_reload_timeout));
+            Box::leak(Box::new(FetchLock::new(cfg.blocking_reload_timeout)));
         Ok(Box::leak(Box::new(CacheRuntime {
             storage,
             eviction,
@@ -74,6 +77,7 @@ impl CacheRuntime {
             max_object_bytes: cfg.max_object_bytes,
             budget_bytes: cfg.memory_bytes,
             wait_budget: cfg.lock_timeout,
+            known: super::known::Known::default(),
         })))
     }
 

@@ -7,14 +7,16 @@ use std::time::{Duration, SystemTime};
 
 use pingora_cache::storage::Storage;
 use pingora_cache::{
-    CacheMeta, CacheOptionOverrides, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable,
+    CacheMeta, CacheOptionOverrides, CachePhase, ForcedFreshness, HitHandler, NoCacheReason,
+    RespCacheable,
 };
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
-use pingora_proxy::Session;
+use pingora_proxy::{RangeType, Session};
 
 use super::playlist::{self, Fill, FillTarget, Placed};
 use super::{Edge, RequestCtx, Target};
+use crate::cache::known::{self, Ask, Fetch};
 use crate::cache::runtime::CacheRuntime;
 use crate::media::MediaKind;
 use crate::rewrite::{self, PlaylistKind};
@@ -196,9 +198,16 @@ pub(super) async fn fill_apart(edge: &Edge, session: &mut Session, ctx: &Request
     let span = pingora_cache::trace::Span::inactive().handle();
     match cache.storage.lookup(&key, &span).await {
         Ok(Some((meta, _))) if meta.is_fresh(SystemTime::now()) => return Ok(()),
+        // An expired object is revalidated whole, whatever the viewer asks.
+        Ok(Some(_)) => {}
         // The viewer's own lookup meets the same error and proceeds as Pingora does.
         Err(_) => return Ok(()),
-        _ => {}
+        // A miss passed through is the viewer's own fetch, not a fill ([`miss`]).
+        Ok(None) => {
+            if matches!(plan(cache, session, target), Fetch::Through(_)) {
+                return Ok(());
+            }
+        }
     }
     let (placed, told) = Placed::channel();
     let mut fill = Fill::new(FillTarget::Ready(target.clone()), ctx.class);
@@ -225,19 +234,109 @@ pub(super) fn placed(session: &Session) {
     }
 }
 
+/// `cache_miss`: how this miss is fetched ([`crate::cache::known`]), decided for every path
+/// that misses (players over any protocol, fills, a fleet node's request at its owner):
+/// - whole, into the cache: the cache lock is this request's;
+/// - a range of an object not known to fit the cache: the origin is asked for the player's
+///   range ([`super::upstream_modifiers::request`]), whose `206` is not stored; an origin
+///   that ignores ranges answers the whole object, which is stored if it fits and the range
+///   answered from it. The lock is given up at once (its waiters compete for it again,
+///   [`crate::cache::known::FetchLock`]): ranges of one object are not queued behind each
+///   other's origin round trips;
+/// - a `HEAD` of an object not known to fit: asked of the origin as a `HEAD` (Pingora would
+///   fetch the whole body to answer it), its length learned;
+/// - a segment its live playlist says is still being written: straight through, never
+///   stored (the cache is off for these two).
+pub(super) fn miss(
+    cache: Option<&'static CacheRuntime>,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) {
+    let (Some(cache), Some(target)) = (cache, &ctx.target) else {
+        return;
+    };
+    match plan(cache, session, target) {
+        Fetch::Whole => {}
+        Fetch::Through(why) if why == known::GROWING || why == known::HEAD_OF_UNKNOWN => {
+            tracing::debug!(why, "miss passed through, not stored");
+            session.cache.disable(NoCacheReason::Custom(why));
+        }
+        Fetch::Through(why) => {
+            tracing::debug!(why, "miss asked as a range");
+            session.cache.release_write_lock(NoCacheReason::Custom(why));
+            ctx.range_through = true;
+        }
+    }
+}
+
+/// The one reading of how a miss of `target` asked by this request is fetched.
+fn plan(cache: &CacheRuntime, session: &Session, target: &Target) -> Fetch {
+    let req = session.req_header();
+    let ask = if req.method == http::Method::HEAD {
+        Ask::Head
+    } else if req.headers.contains_key(http::header::RANGE) {
+        Ask::Range
+    } else {
+        Ask::Whole
+    };
+    cache
+        .known
+        .plan(target.cache_primary(), ask, cache.max_object_bytes)
+}
+
+/// `upstream_response_filter`: learn the object's complete length from what the origin
+/// said (a later range of it is then fetched whole only if it fits the cache).
+pub(super) fn learn(cache: Option<&'static CacheRuntime>, resp: &ResponseHeader, ctx: &RequestCtx) {
+    if let (Some(cache), Some(target)) = (cache, &ctx.target) {
+        let primary = target.cache_primary();
+        if !cache.known.is_growing(primary) {
+            cache.known.learn(primary, resp);
+        }
+    }
+}
+
+/// `range_header_filter`: ranges of a stored object are answered from the cache. Pingora
+/// reads the object's length from its `Content-Length`, which an object the origin sent
+/// chunked does not have: a complete one gets its length from the storage (its ranges were
+/// otherwise never answered, however long it had been held whole).
+pub(super) fn ranges(session: &mut Session, resp: &mut ResponseHeader) -> RangeType {
+    let hit = matches!(
+        session.cache.phase(),
+        CachePhase::Hit | CachePhase::Stale | CachePhase::StaleUpdating
+    );
+    if hit
+        && resp.status == http::StatusCode::OK
+        && !resp.headers.contains_key(http::header::CONTENT_LENGTH)
+    {
+        if let Some(body) =
+            crate::cache::storage::complete_body(session.cache.hit_handler().as_ref())
+        {
+            resp.remove_header(&http::header::TRANSFER_ENCODING);
+            // A header value from a number: not reachable as an error.
+            let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
+        }
+    }
+    pingora_proxy::range_header_filter(session.req_header(), resp, Some(MAX_RANGES))
+}
+
+/// Most ranges one request may ask for (Pingora's default).
+const MAX_RANGES: usize = 200;
+
 /// The error that stops a fill run apart from its viewer whose answer is not being stored.
 pub(super) const FILL_NOT_STORED: &str = "fill_not_stored";
 
-/// `response_filter`: a fill run apart from its viewer ([`fill_apart`]) whose answer is not
-/// being stored (uncacheable, refused by the storage) is stopped at its header: it is for the
-/// cache only, and its viewer, released from the lock, fetches the object for itself. Without
-/// this the fill read the whole body for nobody, doubling what the origin sends.
+/// `response_filter`: a background fill — a prefetch, or a fill run apart from its viewer
+/// ([`fill_apart`]) — whose answer is not being stored (uncacheable, too large, refused by the
+/// storage) is stopped at its header: it is for the cache only (a viewer, released from the
+/// lock, fetches the object for itself). Without this the fill read the whole body for
+/// nobody: doubling what the origin sends for an HTTP/2 viewer, and for a prefetch of an
+/// object too large to keep, all of it for nothing.
 pub(super) fn stop_unstored_fill(session: &Session) -> Result<()> {
-    let apart = playlist::fill_of(session).is_some_and(|f| f.viewer.is_some());
-    if apart && !session.cache.enabled() {
+    let for_the_cache = playlist::fill_of(session).is_some_and(|f| f.background);
+    if for_the_cache && !session.cache.enabled() {
         return Error::e_explain(
             ErrorType::Custom(FILL_NOT_STORED),
-            "the answer is not stored; its viewer fetches it",
+            "the answer is not stored; nobody reads it",
         );
     }
     Ok(())

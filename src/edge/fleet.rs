@@ -121,9 +121,9 @@ pub(super) fn arrival(signature: &Signature, session: &Session) -> Arrival {
 /// The answer to a refused fleet header: `403` in the media shape, marked for a node.
 pub(super) async fn refuse(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
     ctx.local_status = Some(403);
-    let mut head = ResponseHeader::build(403, Some(4))?;
+    let mut head = ResponseHeader::build(403, Some(8))?;
     head.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-    head.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    super::headers::told(super::headers::Answer::Local, 403).write(&mut head)?;
     head.insert_header(REFUSED_HEADER, "1")?;
     let head_only = session.req_header().method == http::Method::HEAD;
     super::respond::write(

@@ -15,8 +15,10 @@
 //!                                             upstream_peer (bucket | pinned provider address | the object's
 //!                                                            owner node in a fleet: fleet.rs)
 //!                                             upstream_modifiers (path, Host, header allow-list, provider headers and cookies)
-//!                                             response_modifiers::upstream (redirects, Set-Cookie kept out of the cache) ─▶ [cache store]
-//!                                             response_modifiers::downstream (CORS, Cache-Control, content type, error bodies)
+//!                                             response_modifiers::upstream (redirects: the bucket's followed, a CDN's
+//!                                                            rewritten; Set-Cookie kept out of the cache) ─▶ [cache store]
+//!                                             response_modifiers::downstream (error bodies; what players are told: headers.rs,
+//!                                             the one writer of Cache-Control, CORS and content type on every answer)
 //! logging: observe (one access-log line, metrics, stats; a reserved use given back)
 //! ```
 
@@ -24,6 +26,7 @@ mod caching;
 mod directives;
 mod fleet;
 mod gate;
+mod headers;
 mod observe;
 pub mod playlist;
 mod prefetch;
@@ -44,7 +47,7 @@ use pingora_cache::{CacheKey, CacheMeta, CachePhase, ForcedFreshness, HitHandler
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
-use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use pingora_proxy::{FailToProxy, ProxyHttp, RangeType, Session};
 
 use crate::api;
 use crate::cache::runtime::CacheRuntime;
@@ -130,11 +133,16 @@ pub struct RequestCtx {
     fill: bool,
     /// The cache result of a playlist answer, as its fill subrequest saw it.
     fill_cache_status: Option<String>,
+    /// This miss asks the origin for the player's range, not the whole object
+    /// ([`caching::miss`]).
+    range_through: bool,
     /// A refusal decided after the request went upstream (a redirect to a refused target),
     /// answered by `fail_to_proxy` in the route's shape.
     refusal: Option<(u16, String)>,
     /// A live playlist's body collected for prefetch ([`prefetch`]).
     prefetch: Option<prefetch::Collecting>,
+    /// Redirects from the bucket followed so far ([`response_modifiers::upstream`]).
+    bucket_redirects: u8,
     /// Connection attempts to the bucket so far, and how many addresses it has (a failed
     /// connection moves to the next address).
     connect_attempt: usize,
@@ -252,8 +260,10 @@ impl ProxyHttp for Edge {
             gate: None,
             fill: false,
             fill_cache_status: None,
+            range_through: false,
             refusal: None,
             prefetch: None,
+            bucket_redirects: 0,
             connect_attempt: 0,
             bucket_addresses: 1,
             fleet: fleet::Hop::default(),
@@ -340,9 +350,19 @@ impl ProxyHttp for Edge {
     }
 
     /// A miss: the cache lock is this request's (or there is none).
-    fn cache_miss(&self, session: &mut Session, _ctx: &mut RequestCtx) {
+    fn cache_miss(&self, session: &mut Session, ctx: &mut RequestCtx) {
         session.cache.cache_miss();
         caching::placed(session);
+        caching::miss(self.cache, session, ctx);
+    }
+
+    fn range_header_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        _ctx: &mut RequestCtx,
+    ) -> RangeType {
+        caching::ranges(session, resp)
     }
 
     fn response_cache_filter(
@@ -397,11 +417,11 @@ impl ProxyHttp for Edge {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream_modifiers::request(&self.upstream, req, ctx)?;
+        upstream_modifiers::request(&self.upstream, session.req_header(), req, ctx)?;
         fleet::to_owner(self, req, ctx)
     }
 
@@ -412,7 +432,8 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         fleet::owner_answered(resp, ctx)?;
-        response_modifiers::upstream(resp, ctx)?;
+        caching::learn(self.cache, resp, ctx);
+        response_modifiers::upstream(self, resp, ctx)?;
         // A node asking for a live playlist prefetches its parts itself.
         if ctx.fleet.from_peer.is_none() {
             prefetch::start(self, resp, ctx);
@@ -486,6 +507,10 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
+        // Asking again, at the bucket's redirect target: not a failure of this peer.
+        if response_modifiers::is_bucket_redirect(&e) {
+            return e;
+        }
         let mut e = e.more_context(format!("Peer: {peer}"));
         if ctx.fleet.owner.is_some() {
             let _in = ctx.span.clone().entered();
@@ -520,6 +545,17 @@ impl ProxyHttp for Edge {
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
         caching::is_fill_not_stored(e)
+    }
+
+    /// A followed bucket redirect goes through Pingora's retry, which is not a failure.
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        _ctx: &RequestCtx,
+        e: &Error,
+        _context: pingora_proxy::ProxyWarnLogContext,
+    ) -> bool {
+        response_modifiers::is_bucket_redirect(e)
     }
 
     fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {

@@ -47,6 +47,9 @@ pub struct Fill {
     /// A fill run apart from an HTTP/2 viewer ([`super::caching::fill_apart`]): told once it
     /// has its place in the cache. Such a fill is for the cache only.
     pub viewer: Option<Placed>,
+    /// Run in the background ([`spawn_background`]: a prefetch, or apart from its viewer):
+    /// for the cache only, nobody reads its answer.
+    pub background: bool,
 }
 
 impl Fill {
@@ -55,6 +58,7 @@ impl Fill {
             target,
             class,
             viewer: None,
+            background: false,
         }
     }
 }
@@ -86,7 +90,8 @@ impl Placed {
 ///
 /// The fill is an HTTP/1 session parsed from this request's header as Pingora writes it, so
 /// an HTTP/2 request's version is set to HTTP/1.1 for the copy (see [`serve`]).
-pub(super) fn spawn_background(session: &mut Session, fill: Fill) -> bool {
+pub(super) fn spawn_background(session: &mut Session, mut fill: Fill) -> bool {
+    fill.background = true;
     let version = session.req_header().version;
     if version == http::Version::HTTP_2 {
         session.req_header_mut().set_version(http::Version::HTTP_11);
@@ -556,20 +561,11 @@ async fn finish(
         Err(e) => return rewrite_failed(edge, session, ctx, &e).await,
     };
     let mut resp = ResponseHeader::build(200, Some(8))?;
-    resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
-    // Rewritten per viewer (their ctx or credential): never stored by anyone else.
-    resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
-    resp.insert_header("access-control-allow-origin", "*")?;
-    // Players on any origin may measure their media fetches (QoE: Resource Timing).
-    resp.insert_header("timing-allow-origin", "*")?;
-    resp.insert_header(
-        "access-control-expose-headers",
-        "Content-Length, x-cache-status",
-    )?;
-    resp.insert_header("x-content-type-options", "nosniff")?;
-    if let Some(s) = &ctx.fill_cache_status {
-        resp.insert_header("x-cache-status", s.as_str())?;
-    }
+    let answer = super::headers::Answer::Rewritten {
+        content_type,
+        cache_status: ctx.fill_cache_status.as_deref(),
+    };
+    super::headers::told(answer, 200).write(&mut resp)?;
     ctx.local_status = Some(200);
     if let Err(e) = respond::write(session, resp, Bytes::from(rewritten), head_only).await {
         // Part of the playlist went out: the player had its load (the use stays spent).

@@ -66,25 +66,30 @@ pub struct Collecting {
     count: usize,
 }
 
-/// At the upstream response header: collect this body if it may be a live HLS playlist
-/// whose route prefetches.
+/// At the upstream response header: collect this body if it may be a live HLS playlist —
+/// to learn which of its segments are still growing ([`crate::cache::known`]), and to
+/// prefetch when its route does.
 pub(super) fn start(edge: &Edge, resp: &ResponseHeader, ctx: &mut RequestCtx) {
-    if resp.status.as_u16() != 200 {
+    if resp.status.as_u16() != 200 || edge.cache.is_none() {
         return;
     }
     let count = match &ctx.target {
         Some(Target::Stream(m)) if m.path.kind == crate::media::MediaKind::HlsPlaylist => {
-            edge.state.config.stream.prefetch
+            Some(edge.state.config.stream.prefetch)
         }
-        Some(Target::Proxy(p)) => p.provider.prefetch,
-        _ => 0,
+        Some(Target::Proxy(p))
+            if super::playlist::buffering_of_proxy(&p.url) != super::playlist::Buffering::Never =>
+        {
+            Some(p.provider.prefetch)
+        }
+        _ => None,
     };
     let coding = Coding::parse(
         resp.headers
             .get(http::header::CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok()),
     );
-    if let (true, Some(coding)) = (count > 0, coding) {
+    if let (Some(count), Some(coding)) = (count, coding) {
         ctx.prefetch = Some(Collecting {
             buf: BytesMut::new(),
             coding,
@@ -129,8 +134,22 @@ pub(super) fn body(
     let Some(target) = ctx.target.clone() else {
         return;
     };
-    for uri in announced(text, c.count) {
-        let Some(fill) = fill_for(edge, &target, &uri) else {
+    if !text.starts_with("#EXTM3U") {
+        return;
+    }
+    let playlist = crate::media::hls::Playlist::parse(text);
+    if let Some(cache) = edge.cache {
+        let (growing, whole) = playlist.growing();
+        let primary = |uri: &str| fill_for(edge, &target, uri).map(|f| f.key());
+        for key in growing.into_iter().filter_map(primary) {
+            cache.known.mark_growing(&key);
+        }
+        for key in whole.into_iter().filter_map(primary) {
+            cache.known.mark_complete(&key);
+        }
+    }
+    for uri in playlist.announced(c.count) {
+        let Some(fill) = fill_for(edge, &target, uri) else {
             continue;
         };
         let key = fill.key();
@@ -146,7 +165,8 @@ pub(super) fn body(
 
 /// What a live playlist announces as coming next (the one HLS model decides what is live and
 /// what is announced: [`crate::media::hls::Playlist::announced`]).
-pub fn announced(playlist: &str, n: usize) -> Vec<String> {
+#[cfg(test)]
+fn announced(playlist: &str, n: usize) -> Vec<String> {
     if !playlist.starts_with("#EXTM3U") {
         return Vec::new();
     }

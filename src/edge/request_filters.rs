@@ -24,8 +24,8 @@ use pingora_proxy::Session;
 use super::playlist::{self, Buffering};
 use super::route::{self, PathRejection, Route};
 use super::{
-    directives, fleet, gate, protocol, proxy, respond, Edge, MediaTarget, RequestCtx, RouteClass,
-    Target,
+    directives, fleet, gate, headers, protocol, proxy, respond, Edge, MediaTarget, RequestCtx,
+    RouteClass, Target,
 };
 use crate::media::llhls::Verdict;
 use crate::{api, metrics};
@@ -87,8 +87,17 @@ pub(super) async fn request(
             )
             .await;
             let (parts, body) = answer.response.into_parts();
-            ctx.local_status = Some(parts.status.as_u16());
-            let head: ResponseHeader = parts.into();
+            let status = parts.status.as_u16();
+            ctx.local_status = Some(status);
+            let mut head: ResponseHeader = parts.into();
+            // Key delivery is a player route: players fetch keys cross-origin as they fetch
+            // media, so its answers carry what every player answer does (its preflight is
+            // the API layer's, which allows `Authorization`).
+            if api::Surface::of(&path) == api::Surface::Playback
+                && session.req_header().method != http::Method::OPTIONS
+            {
+                headers::told(headers::Answer::Key, status).write(&mut head)?;
+            }
             respond::write(session, head, body, answer.head_only).await?;
             Ok(true)
         }
@@ -139,7 +148,17 @@ pub(super) async fn request(
                     return Ok(true);
                 }
             };
-            let buffering = playlist::buffering_of_target(&target);
+            let mut buffering = playlist::buffering_of_target(&target);
+            // A range is asked of a media object, never of a playlist (players fetch those
+            // whole): a URL that may be either is answered as the object, ranges included.
+            if buffering == Buffering::Sniff
+                && session
+                    .req_header()
+                    .headers
+                    .contains_key(http::header::RANGE)
+            {
+                buffering = Buffering::Never;
+            }
             let target = Target::Proxy(Box::new(target));
             if buffering != Buffering::Never {
                 let plan = playlist::Plan::proxy(&target, buffering);

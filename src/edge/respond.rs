@@ -37,14 +37,12 @@ pub fn echo_request_id(session: &Session, head: &mut ResponseHeader) -> Result<(
     Ok(())
 }
 
-/// A JSON answer with `status` (media surfaces: CORS open to any origin).
+/// A JSON answer with `status` on a media path, with what players are told of any answer
+/// made here (`edge/headers.rs`: `no-store`, the CORS set).
 pub async fn json(session: &mut Session, status: u16, body: Bytes) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4))?;
+    let mut resp = ResponseHeader::build(status, Some(8))?;
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-    resp.insert_header("access-control-allow-origin", "*")?;
-    if status >= 400 {
-        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    }
+    super::headers::told(super::headers::Answer::Local, status).write(&mut resp)?;
     if status == 405 {
         resp.insert_header(http::header::ALLOW, "GET, HEAD, OPTIONS")?;
     }
@@ -59,13 +57,11 @@ pub async fn preflight(session: &mut Session) -> Result<()> {
         .headers
         .get("access-control-request-headers")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() < 1024 && v.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
-        .unwrap_or("Range, Authorization, Content-Type, X-Device-Id")
-        .to_string();
+        .map(str::to_string);
     let mut resp = ResponseHeader::build(204, Some(6))?;
-    resp.insert_header("access-control-allow-origin", "*")?;
-    resp.insert_header("access-control-allow-methods", "GET, HEAD, OPTIONS")?;
-    resp.insert_header("access-control-allow-headers", requested)?;
-    resp.insert_header("access-control-max-age", "86400")?;
+    let answer = super::headers::Answer::Preflight {
+        requested: requested.as_deref(),
+    };
+    super::headers::told(answer, 204).write(&mut resp)?;
     write(session, resp, Bytes::new(), true).await.map(|_| ())
 }

@@ -12,6 +12,9 @@
 //! the CDN set for this context earlier — its server-side jar); a fleet node's signature is
 //! added after this ([`super::fleet::to_owner`]).
 //!
+//! A range the cache would fetch whole is asked of the origin as the player asked it when the
+//! object is not known to fit the cache ([`super::caching::miss`]).
+//!
 //! This is the one place: every request to an origin — `/stream`, `/api/proxy`, playlist
 //! fills, prefetch fills, a fleet node asking the owner and the owner asking the bucket —
 //! runs through [`request`]. The storing side of the same rule is
@@ -40,8 +43,11 @@ pub fn retain_forwarded(req: &mut RequestHeader) {
     }
 }
 
+/// `player` is the player's request as it arrived; `req` the one going upstream (Pingora has
+/// already dropped its range and conditionals when the answer is for the cache).
 pub(super) fn request(
     upstream: &Upstream,
+    player: &RequestHeader,
     req: &mut RequestHeader,
     ctx: &RequestCtx,
 ) -> Result<()> {
@@ -55,6 +61,15 @@ pub(super) fn request(
         .map_err(|e| Error::because(ErrorType::InternalError, "bad upstream path", e))?;
     req.set_uri(uri);
     retain_forwarded(req);
+    if ctx.range_through {
+        // A miss passed through as a range ([`super::caching::miss`]): the origin is asked
+        // for what the player asked.
+        for name in [http::header::RANGE, http::header::IF_RANGE] {
+            if let Some(v) = player.headers.get(&name) {
+                req.insert_header(name, v.clone())?;
+            }
+        }
+    }
     req.insert_header(http::header::HOST, host)?;
     if !ctx.request_id.is_empty() {
         req.insert_header(crate::request_id::HEADER, &ctx.request_id)?;

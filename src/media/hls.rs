@@ -262,7 +262,9 @@ impl<'a> Playlist<'a> {
 
     /// What a live media playlist announces as coming next: the part preload hint, then the
     /// newest parts, then the newest segments — at most `n` URIs as written, newest first.
-    /// Nothing for a VOD or multivariant playlist.
+    /// Nothing for a VOD or multivariant playlist. A byte-range part is a range of a segment
+    /// still being written ([`Self::growing`]): it is not announced (the whole of it does
+    /// not exist yet).
     pub fn announced(&self, n: usize) -> Vec<&'a str> {
         if !matches!(self.liveness(), Liveness::Live(_)) {
             return Vec::new();
@@ -277,14 +279,19 @@ impl<'a> Playlist<'a> {
                     value,
                 } => {
                     let attrs = attributes(value);
-                    if attrs.iter().any(|(k, v)| *k == "TYPE" && *v == "PART") {
+                    if is_part_hint(&attrs) && attr(&attrs, "BYTERANGE-START").is_none() {
                         hints.extend(attr(&attrs, "URI"));
                     }
                 }
                 LineKind::Tag {
                     name: "EXT-X-PART",
                     value,
-                } => parts.extend(attr(&attributes(value), "URI")),
+                } => {
+                    let attrs = attributes(value);
+                    if attr(&attrs, "BYTERANGE").is_none() {
+                        parts.extend(attr(&attrs, "URI"));
+                    }
+                }
                 LineKind::Uri => segments.push(line.text),
                 _ => {}
             }
@@ -295,6 +302,41 @@ impl<'a> Playlist<'a> {
             .chain(segments.into_iter().rev())
             .take(n)
             .collect()
+    }
+
+    /// The segments a live media playlist says are still being written: those its byte-range
+    /// parts (`EXT-X-PART` with `BYTERANGE`) and part preload hints (with `BYTERANGE-START`)
+    /// point into and that it does not yet list whole (as a URI line), as written; and the
+    /// segments it lists whole. Nothing for a VOD or multivariant playlist.
+    pub fn growing(&self) -> (Vec<&'a str>, Vec<&'a str>) {
+        if !matches!(self.liveness(), Liveness::Live(_)) {
+            return (Vec::new(), Vec::new());
+        }
+        let mut ranged = Vec::new();
+        let mut whole = Vec::new();
+        for line in &self.lines {
+            match line.kind {
+                LineKind::Tag { name, value }
+                    if name == "EXT-X-PART" || name == "EXT-X-PRELOAD-HINT" =>
+                {
+                    let attrs = attributes(value);
+                    let into_parent = if name == "EXT-X-PART" {
+                        attr(&attrs, "BYTERANGE").is_some()
+                    } else {
+                        is_part_hint(&attrs) && attr(&attrs, "BYTERANGE-START").is_some()
+                    };
+                    if into_parent {
+                        ranged.extend(attr(&attrs, "URI"));
+                    }
+                }
+                LineKind::Uri => whole.push(line.text),
+                _ => {}
+            }
+        }
+        ranged.retain(|u| !whole.contains(u));
+        ranged.sort_unstable();
+        ranged.dedup();
+        (ranged, whole)
     }
 
     /// The streams a multivariant playlist offers; `None` for a media playlist.
@@ -356,6 +398,10 @@ impl<'a> Playlist<'a> {
 }
 
 /// The value of attribute `name`, if present.
+fn is_part_hint(attrs: &[(&str, &str)]) -> bool {
+    attrs.iter().any(|(k, v)| *k == "TYPE" && *v == "PART")
+}
+
 pub fn attr<'a>(attrs: &[(&str, &'a str)], name: &str) -> Option<&'a str> {
     attrs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
 }
@@ -514,6 +560,25 @@ mod tests {
         // An EVENT playlist is live until it ends.
         let event = Playlist::parse("#EXTM3U\n#EXT-X-PLAYLIST-TYPE:EVENT\n#EXTINF:2,\na.ts\n");
         assert!(matches!(event.liveness(), Liveness::Live(_)));
+    }
+
+    #[test]
+    fn byte_range_parts_name_growing_segments_and_are_not_announced() {
+        let live = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PART-INF:PART-TARGET=0.5\n\
+            #EXT-X-PART:DURATION=0.5,URI=\"seg9.mp4\",BYTERANGE=\"100@0\"\n\
+            #EXTINF:2,\nseg9.mp4\n\
+            #EXT-X-PART:DURATION=0.5,URI=\"seg10.mp4\",BYTERANGE=\"100@0\",INDEPENDENT=YES\n\
+            #EXT-X-PART:DURATION=0.5,URI=\"seg10.mp4\",BYTERANGE=\"100@100\"\n\
+            #EXT-X-PART:DURATION=0.5,URI=\"p10.3.mp4\"\n\
+            #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"seg11.mp4\",BYTERANGE-START=0\n";
+        let p = Playlist::parse(live);
+        let (growing, whole) = p.growing();
+        assert_eq!(growing, ["seg10.mp4", "seg11.mp4"]);
+        assert_eq!(whole, ["seg9.mp4"]);
+        // The whole segment is announced; its byte-range parts and hint are not.
+        assert_eq!(p.announced(10), ["p10.3.mp4", "seg9.mp4"]);
+        let vod = format!("{live}#EXT-X-ENDLIST\n");
+        assert_eq!(Playlist::parse(&vod).growing(), (vec![], vec![]));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! What a media object is, from its name: which drives content type, cache TTL and
-//! the `Cache-Control` players see. [`path`] parses and validates `/stream/…` paths.
+//! the `Cache-Control` players see (rendered by `edge/headers.rs`). [`path`] parses and validates `/stream/…` paths.
 
 pub mod hls;
 pub mod llhls;

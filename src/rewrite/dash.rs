@@ -32,8 +32,15 @@
 //! to its `SegmentTemplate`, or as a new `<SegmentTemplate …/>`); DASH merges template
 //! attributes across levels (§5.3.9.1), so the other attributes still come from above.
 //!
-//! Known gap: a `SegmentBase`/`SegmentList` URL defined above a level with its own `BaseURL`
-//! is resolved against the upper level only (rare in practice; not detected).
+//! `SegmentBase` and `SegmentList` are inherited the same way, their URL-bearing children
+//! (`Initialization`, `RepresentationIndex`, `BitstreamSwitching`, the `SegmentURL` list) each
+//! taken from the lowest level that has one (as Shaka and dash.js read them), and resolved
+//! against the base of the Representation that uses them. A level with its own `BaseURL`
+//! that inherits one resolved against another base gets its own copy, rewritten against its
+//! own base: the whole element (attributes, `SegmentTimeline` and all) when it has none, or
+//! the children it lacks appended to its own element when it has one. (A chain of partial
+//! merges across three levels copies the nearest level's element with the children merged
+//! into it.)
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -77,6 +84,14 @@ enum Edit<'s> {
         /// A second (or later) `BaseURL` of one element: an alternative location.
         alternative: bool,
     },
+    /// Replace `range` (empty: insert at its start) by `parts`: literal text, and pieces of
+    /// the input rewritten as fragments of the MPD against `base` (copies of an inherited
+    /// `SegmentBase`/`SegmentList`, see the module doc).
+    Copy {
+        range: Range<usize>,
+        parts: Vec<Part>,
+        base: &'s Url,
+    },
     /// Insert ` name="template"` attributes (into an existing `SegmentTemplate` tag), or a
     /// whole `<{prefix}SegmentTemplate …/>` element when `element_prefix` is set.
     Insert {
@@ -86,6 +101,93 @@ enum Edit<'s> {
         base: &'s Url,
         site: Site,
     },
+}
+
+/// A piece of a [`Edit::Copy`].
+#[derive(Debug, Clone)]
+enum Part {
+    Literal(String),
+    /// A range of the input, rewritten as an MPD fragment.
+    Rewrite(Range<usize>),
+    /// An empty-element tag of the input, rewritten, written as a start tag (`/>` → `>`).
+    RewriteAsStart(Range<usize>),
+}
+
+/// The two inherited segment-information elements that carry URLs in children.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SegKind {
+    Base = 0,
+    List = 1,
+}
+
+impl SegKind {
+    fn of(local: &[u8]) -> Option<SegKind> {
+        match local {
+            b"SegmentBase" => Some(SegKind::Base),
+            b"SegmentList" => Some(SegKind::List),
+            _ => None,
+        }
+    }
+}
+
+/// The URL-bearing children of a `SegmentBase`/`SegmentList`, each inherited on its own.
+const SEG_CHILDREN: [&[u8]; 4] = [
+    b"Initialization",
+    b"RepresentationIndex",
+    b"BitstreamSwitching",
+    b"SegmentURL",
+];
+
+/// A `SegmentBase`/`SegmentList` in effect at a level: where its text is, which URL-bearing
+/// children it has, and the base its URLs were resolved against.
+#[derive(Debug)]
+struct SegmentInfo {
+    /// The start tag (an empty-element tag when `inner` is `None`).
+    open: Range<usize>,
+    /// The content between its tags.
+    inner: Option<Range<usize>>,
+    /// The qualified name, for a closing tag.
+    name: String,
+    /// URL-bearing children of its own: `(index into SEG_CHILDREN, range)`.
+    children: Vec<(usize, Range<usize>)>,
+    /// Children it inherited from above and had copied in.
+    merged: Vec<(usize, Range<usize>)>,
+    base: usize,
+}
+
+impl SegmentInfo {
+    fn has_urls(&self) -> bool {
+        !self.children.is_empty() || !self.merged.is_empty()
+    }
+
+    /// The element again, whole, as a copy for a lower level.
+    fn copy_parts(&self) -> Vec<Part> {
+        let mut parts = Vec::new();
+        match &self.inner {
+            Some(inner) => {
+                parts.push(Part::Rewrite(self.open.clone()));
+                parts.push(Part::Rewrite(inner.clone()));
+            }
+            None => parts.push(Part::RewriteAsStart(self.open.clone())),
+        }
+        parts.extend(self.merged.iter().map(|(_, r)| Part::Rewrite(r.clone())));
+        parts.push(Part::Literal(format!("</{}>", self.name)));
+        parts
+    }
+}
+
+/// A `SegmentBase`/`SegmentList` being read.
+#[derive(Debug)]
+struct OpenSegment {
+    kind: SegKind,
+    /// The stack index of the level that declares it.
+    owner: usize,
+    open: Range<usize>,
+    name: String,
+    children: Vec<(usize, Range<usize>)>,
+    /// A URL-bearing child element that is not empty: `(child, start, its stack depth)`.
+    child: Option<(usize, usize, usize)>,
+    base: usize,
 }
 
 /// Where a URL sits with respect to `BaseURL`s (failover mode keeps relative URLs below a
@@ -140,6 +242,10 @@ struct Frame {
     template: Option<Rc<Template>>,
     /// This level inherits a template resolved against a different base (see module doc).
     needs_template: bool,
+    /// The `SegmentBase` and `SegmentList` in effect (by [`SegKind`]).
+    segments: [Option<Rc<SegmentInfo>>; 2],
+    /// This level inherits one resolved against a different base and has none of its own yet.
+    needs_segments: [bool; 2],
 }
 
 impl Frame {
@@ -153,6 +259,8 @@ impl Frame {
             used: false,
             template: self.template.clone(),
             needs_template: false,
+            segments: self.segments.clone(),
+            needs_segments: [false; 2],
         }
     }
 }
@@ -191,8 +299,11 @@ fn scan(
         used: false,
         template: None,
         needs_template: false,
+        segments: [None, None],
+        needs_segments: [false; 2],
     }];
     let mut capture: Option<(TextUrl, usize)> = None;
+    let mut segment: Option<OpenSegment> = None;
     loop {
         let before = pos(&reader)? + bom;
         let event = reader.read_event().map_err(xml_err)?;
@@ -214,10 +325,38 @@ fn scan(
                 // its first Representation gets it here, where the schema puts it.
                 if level == Level::Representation {
                     insert_pending_template(&mut stack, &bases, before, &mut f)?;
+                    insert_pending_segments(&mut stack, &bases, before, &mut f)?;
                 }
                 element_urls(
                     input, &reader, e, local, &mut stack, &bases, after, empty, &mut f,
                 )?;
+                // (One nested inside another is no schema's: the outer one is tracked only.)
+                if let (Some(kind), None) = (SegKind::of(local), &segment) {
+                    let open = OpenSegment {
+                        kind,
+                        owner: stack.len() - 1,
+                        open: before..after,
+                        name: String::from_utf8_lossy(e.name().as_ref()).into_owned(),
+                        children: Vec::new(),
+                        child: None,
+                        base: top(&stack)?.effective,
+                    };
+                    if empty {
+                        close_segment(input, open, None, &mut stack, &bases, &mut f)?;
+                    } else {
+                        segment = Some(open);
+                    }
+                } else if let Some(open) = segment.as_mut() {
+                    let child = SEG_CHILDREN.iter().position(|c| *c == local);
+                    // Only direct children count (`stack.len() - 1` is the segment element).
+                    if let (Some(c), true) = (child, stack.len() == open.owner + 2) {
+                        if empty {
+                            open.children.push((c, before..after));
+                        } else {
+                            open.child = Some((c, before, stack.len() + 1));
+                        }
+                    }
+                }
                 if !empty {
                     let prefix = match e.name().prefix() {
                         Some(p) if level != Level::Other => {
@@ -240,7 +379,22 @@ fn scan(
                     text_url(input, start..before, kind, &mut stack, &mut bases, &mut f)?;
                     continue;
                 }
+                if let Some(open) = segment.as_mut() {
+                    if let Some((c, start, depth)) = open.child {
+                        if stack.len() == depth {
+                            open.children.push((c, start..after));
+                            open.child = None;
+                        }
+                    }
+                    if stack.len() == open.owner + 2 {
+                        if let Some(open) = segment.take() {
+                            let inner = open.open.end..before;
+                            close_segment(input, open, Some(inner), &mut stack, &bases, &mut f)?;
+                        }
+                    }
+                }
                 insert_pending_template(&mut stack, &bases, before, &mut f)?;
+                insert_pending_segments(&mut stack, &bases, before, &mut f)?;
                 stack.pop();
             }
             Event::Eof => break,
@@ -418,6 +572,110 @@ fn insert_pending_template(
     })
 }
 
+/// A `SegmentBase`/`SegmentList` element ended (`inner` is its content; `None` for an empty
+/// element tag). It is now the one in effect at its level. When the level inherits one of the
+/// same kind resolved against another base, the URL-bearing children this one lacks (which
+/// the player takes from above, against this level's base) are copied into it, rewritten
+/// against this level's base.
+fn close_segment(
+    input: &str,
+    open: OpenSegment,
+    inner: Option<Range<usize>>,
+    stack: &mut [Frame],
+    bases: &[Url],
+    f: &mut impl FnMut(Edit<'_>) -> Result<(), RewriteError>,
+) -> Result<(), RewriteError> {
+    let k = open.kind as usize;
+    let owner = stack
+        .get_mut(open.owner)
+        .ok_or_else(|| xml_err("unbalanced end tag"))?;
+    let mut info = SegmentInfo {
+        open: open.open.clone(),
+        inner: inner.clone(),
+        name: open.name.clone(),
+        children: open.children,
+        merged: Vec::new(),
+        base: open.base,
+    };
+    if let Some(up) = owner.segments[k].as_deref() {
+        if up.base != open.base {
+            info.merged = up
+                .children
+                .iter()
+                .chain(up.merged.iter())
+                .filter(|(c, _)| !info.children.iter().any(|(own, _)| own == c))
+                .cloned()
+                .collect();
+        }
+    }
+    owner.needs_segments[k] = false;
+    if !info.merged.is_empty() {
+        let mut parts: Vec<Part> = info
+            .merged
+            .iter()
+            .map(|(_, r)| Part::Rewrite(r.clone()))
+            .collect();
+        let range = match &inner {
+            // Just before the end tag.
+            Some(inner) => inner.end..inner.end,
+            // `<SegmentBase …/>` becomes `<SegmentBase …>children</SegmentBase>`.
+            None => {
+                let tag = &input[open.open.clone()];
+                let kept = tag.trim_end_matches('>').trim_end_matches('/').len();
+                parts.insert(0, Part::Literal(">".into()));
+                parts.push(Part::Literal(format!("</{}>", open.name)));
+                open.open.start + kept..open.open.end
+            }
+        };
+        f(Edit::Copy {
+            range,
+            parts,
+            base: &bases[open.base],
+        })?;
+    }
+    owner.segments[k] = Some(Rc::new(info));
+    Ok(())
+}
+
+/// If the innermost element inherits a `SegmentBase`/`SegmentList` resolved against another
+/// base and has not declared its own, insert a copy of it at `at`, rewritten against this
+/// level's base.
+fn insert_pending_segments(
+    stack: &mut [Frame],
+    bases: &[Url],
+    at: usize,
+    f: &mut impl FnMut(Edit<'_>) -> Result<(), RewriteError>,
+) -> Result<(), RewriteError> {
+    let frame = top_mut(stack)?;
+    for k in 0..2 {
+        if !std::mem::take(&mut frame.needs_segments[k]) {
+            continue;
+        }
+        let Some(up) = frame.segments[k].clone() else {
+            continue;
+        };
+        f(Edit::Copy {
+            range: at..at,
+            parts: up.copy_parts(),
+            base: &bases[frame.effective],
+        })?;
+        // Below here it is this level's copy, resolved against this level's base.
+        let (open, inner) = match &up.inner {
+            Some(inner) => (up.open.clone(), Some(inner.clone())),
+            None => (up.open.clone(), None),
+        };
+        frame.segments[k] = Some(Rc::new(SegmentInfo {
+            open,
+            inner,
+            name: up.name.clone(),
+            children: up.children.clone(),
+            merged: up.merged.clone(),
+            base: frame.effective,
+        }));
+    }
+    Ok(())
+}
+
 /// A `BaseURL` / `Location` element closed; `range` is its raw content. The element's own
 /// frame is already popped, so the top of `stack` is its parent.
 fn text_url(
@@ -476,6 +734,14 @@ fn text_url(
             matches!(parent.level, Level::AdaptationSet | Level::Representation)
                 && t.base != parent.effective;
     }
+    for k in 0..2 {
+        if let Some(up) = &parent.segments[k] {
+            parent.needs_segments[k] =
+                matches!(parent.level, Level::AdaptationSet | Level::Representation)
+                    && up.base != parent.effective
+                    && up.has_urls();
+        }
+    }
     Ok(())
 }
 
@@ -516,7 +782,7 @@ pub fn rewrite_dash(
     base: &Url,
     map: &mut dyn FnMut(&Url) -> Result<String, String>,
 ) -> Result<String, RewriteError> {
-    rewrite_dash_with(input, base, map, None, None).map(|o| o.unwrap_or_default())
+    rewrite_dash_with(input, base, map, None, None, false).map(|o| o.unwrap_or_default())
 }
 
 /// [`rewrite_dash`] with the edge's mapping (every URL through `/api/proxy` with the
@@ -534,7 +800,14 @@ pub(crate) fn rewrite_dash_fast(
     base: &Url,
     mapper: &super::ProxyMapper<'_>,
 ) -> Result<Option<String>, RewriteError> {
-    rewrite_dash_with(input, base, &mut |u| mapper.map(u), None, Some(mapper))
+    rewrite_dash_with(
+        input,
+        base,
+        &mut |u| mapper.map(u),
+        None,
+        Some(mapper),
+        false,
+    )
 }
 
 /// A `SegmentTemplate` value that is a plain relative path with `$…$` identifiers in it
@@ -611,20 +884,27 @@ pub fn rewrite_dash_failover(
     map: &mut dyn FnMut(&Url) -> Result<String, String>,
     base_map: &mut dyn FnMut(&Url) -> Result<String, String>,
 ) -> Result<String, RewriteError> {
-    rewrite_dash_with(input, base, map, Some(base_map), None).map(|o| o.unwrap_or_default())
+    rewrite_dash_with(input, base, map, Some(base_map), None, false).map(|o| o.unwrap_or_default())
 }
 
 /// A URL mapping (see [`rewrite_dash`]).
 type Map<'a> = &'a mut dyn FnMut(&Url) -> Result<String, String>;
 
+/// `fragment`: `input` is a piece of an MPD copied below a `BaseURL` (see [`Edit::Copy`]):
+/// its URLs are resolved against that level's base, not the document's.
 fn rewrite_dash_with(
     input: &str,
     base: &Url,
     map: Map<'_>,
     mut base_map: Option<Map<'_>>,
     fast: Option<&super::ProxyMapper<'_>>,
+    fragment: bool,
 ) -> Result<Option<String>, RewriteError> {
     check_size(input.len())?;
+    let below = |site: Site| match site {
+        Site::Document if fragment => Site::BelowBase,
+        other => other,
+    };
     // In fast mode, alternative BaseURLs end the pass (`Ok(None)`): the caller redoes it in
     // failover mode.
     let mut alternatives = false;
@@ -643,6 +923,7 @@ fn rewrite_dash_with(
             site,
             alternative,
         } => {
+            let site = below(site);
             if alternative && fast.is_some() && base_map.is_none() {
                 alternatives = true;
                 return Err(RewriteError::Malformed("alternative BaseURLs".into()));
@@ -724,7 +1005,7 @@ fn rewrite_dash_with(
             base,
             site,
         } => {
-            let keep_relative = base_map.is_some() && site == Site::BelowBase;
+            let keep_relative = base_map.is_some() && below(site) == Site::BelowBase;
             out.push_str(&input[copied..at]);
             copied = at;
             if let Some(prefix) = element_prefix {
@@ -749,6 +1030,39 @@ fn rewrite_dash_with(
             }
             if element_prefix.is_some() {
                 out.push_str("/>");
+            }
+            Ok(())
+        }
+        Edit::Copy { range, parts, base } => {
+            out.push_str(&input[copied..range.start]);
+            copied = range.end;
+            for part in parts {
+                let (piece, as_start) = match part {
+                    Part::Literal(text) => {
+                        out.push_str(&text);
+                        continue;
+                    }
+                    Part::Rewrite(r) => (r, false),
+                    Part::RewriteAsStart(r) => (r, true),
+                };
+                // A copy holds no `BaseURL`: failover mode only needs to know it is on (to
+                // keep relative URLs relative), never to map one.
+                let mut no_base_url =
+                    |_: &Url| -> Result<String, String> { Err("no BaseURL in a copy".into()) };
+                let failover: Option<Map<'_>> = match base_map {
+                    Some(_) => Some(&mut no_base_url),
+                    None => None,
+                };
+                let rewritten =
+                    rewrite_dash_with(&input[piece], base, &mut *map, failover, fast, true)?
+                        .ok_or_else(|| xml_err("BaseURL inside SegmentBase/SegmentList"))?;
+                if as_start {
+                    let tag = rewritten.trim_end_matches('>').trim_end_matches('/');
+                    out.push_str(tag);
+                    out.push('>');
+                } else {
+                    out.push_str(&rewritten);
+                }
             }
             Ok(())
         }
@@ -884,4 +1198,147 @@ pub fn dash_uris(input: &str) -> Vec<String> {
         Ok(())
     });
     uris
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn readable(input: &str) -> String {
+        let base = Url::parse("https://o.example/vod/manifest.mpd").unwrap();
+        rewrite_dash(input, &base, &mut |u: &Url| Ok(format!("/p/{u}"))).unwrap()
+    }
+
+    /// The attribute URLs inside one Representation of the output (its `BaseURL` text left
+    /// out): the output's URLs are absolute (`/p/…`), so the player
+    /// takes them as they are, from the lowest level that has them (as Shaka and dash.js do).
+    fn urls_of(out: &str, rep: &str) -> Vec<String> {
+        let start = out.find(&format!("<Representation id=\"{rep}\"")).unwrap();
+        let rest = &out[start..];
+        let end = rest.find("</Representation>").unwrap_or(rest.len());
+        let mut found: Vec<String> = rest[..end]
+            .split('"')
+            .filter(|p| p.starts_with("/p/"))
+            .map(str::to_string)
+            .collect();
+        found.retain(|u| !u.ends_with('/'));
+        found
+    }
+
+    #[test]
+    fn an_inherited_segment_list_is_copied_under_a_lower_base_url() {
+        let input = r#"<MPD><BaseURL>https://cdn.example/v/</BaseURL><Period><AdaptationSet><SegmentList duration="2"><SegmentTimeline><S d="2"/></SegmentTimeline><Initialization sourceURL="init.mp4"/><SegmentURL media="s1.m4s"/><SegmentURL media="s2.m4s?a=1&amp;b=2"/></SegmentList><Representation id="a"/><Representation id="b"><BaseURL>b/</BaseURL></Representation></AdaptationSet></Period></MPD>"#;
+        assert_eq!(
+            readable(input),
+            r#"<MPD><BaseURL>/p/https://cdn.example/v/</BaseURL><Period><AdaptationSet><SegmentList duration="2"><SegmentTimeline><S d="2"/></SegmentTimeline><Initialization sourceURL="/p/https://cdn.example/v/init.mp4"/><SegmentURL media="/p/https://cdn.example/v/s1.m4s"/><SegmentURL media="/p/https://cdn.example/v/s2.m4s?a=1&amp;b=2"/></SegmentList><Representation id="a"/><Representation id="b"><BaseURL>/p/https://cdn.example/v/b/</BaseURL><SegmentList duration="2"><SegmentTimeline><S d="2"/></SegmentTimeline><Initialization sourceURL="/p/https://cdn.example/v/b/init.mp4"/><SegmentURL media="/p/https://cdn.example/v/b/s1.m4s"/><SegmentURL media="/p/https://cdn.example/v/b/s2.m4s?a=1&amp;b=2"/></SegmentList></Representation></AdaptationSet></Period></MPD>"#
+        );
+    }
+
+    #[test]
+    fn a_period_segment_base_is_copied_to_an_adaptation_set_and_its_representations() {
+        // Period SegmentBase; the AdaptationSet has its own BaseURL (copy before its first
+        // Representation), one Representation another (a copy of its own).
+        let input = r#"<MPD><Period><SegmentBase indexRange="0-99"><Initialization sourceURL="init.mp4" range="0-9"/><RepresentationIndex sourceURL="idx.sidx"/></SegmentBase><AdaptationSet><BaseURL>audio/</BaseURL><Representation id="a1"><BaseURL>a1.mp4</BaseURL></Representation><Representation id="a2"><BaseURL>en/a2.mp4</BaseURL></Representation></AdaptationSet></Period></MPD>"#;
+        let out = readable(input);
+        // a1's base is `audio/a1.mp4`: its children resolve in `audio/`.
+        assert_eq!(
+            urls_of(&out, "a1"),
+            [
+                "/p/https://o.example/vod/audio/init.mp4",
+                "/p/https://o.example/vod/audio/idx.sidx",
+            ],
+            "{out}"
+        );
+        assert!(out.contains(r#"<AdaptationSet><BaseURL>/p/https://o.example/vod/audio/</BaseURL><SegmentBase indexRange="0-99"><Initialization sourceURL="/p/https://o.example/vod/audio/init.mp4" range="0-9"/><RepresentationIndex sourceURL="/p/https://o.example/vod/audio/idx.sidx"/></SegmentBase><Representation id="a1">"#), "{out}");
+        assert_eq!(
+            urls_of(&out, "a2"),
+            [
+                "/p/https://o.example/vod/audio/en/init.mp4",
+                "/p/https://o.example/vod/audio/en/idx.sidx",
+            ],
+            "{out}"
+        );
+        // The Period's own stays resolved against the document.
+        assert!(out.contains(r#"<Period><SegmentBase indexRange="0-99"><Initialization sourceURL="/p/https://o.example/vod/init.mp4" range="0-9"/>"#), "{out}");
+    }
+
+    #[test]
+    fn a_lower_segment_list_gets_the_children_it_inherits() {
+        // The Representation has its own SegmentList with SegmentURLs but takes the
+        // Initialization from above: copied into its list, against its base. An empty
+        // `<SegmentBase …/>` that inherits an Initialization is opened to hold it.
+        let input = r#"<MPD><Period><AdaptationSet><SegmentList><Initialization sourceURL="init.mp4"/><SegmentURL media="up.m4s"/></SegmentList><SegmentBase><Initialization sourceURL="binit.mp4"/></SegmentBase><Representation id="r"><BaseURL>r/</BaseURL><SegmentBase indexRange="5-9" /><SegmentList duration="4"><SegmentURL media="s1.m4s"/></SegmentList></Representation></AdaptationSet></Period></MPD>"#;
+        let out = readable(input);
+        assert!(out.contains(r#"<Representation id="r"><BaseURL>/p/https://o.example/vod/r/</BaseURL><SegmentBase indexRange="5-9" ><Initialization sourceURL="/p/https://o.example/vod/r/binit.mp4"/></SegmentBase><SegmentList duration="4"><SegmentURL media="/p/https://o.example/vod/r/s1.m4s"/><Initialization sourceURL="/p/https://o.example/vod/r/init.mp4"/></SegmentList></Representation>"#), "{out}");
+        // Its own SegmentURLs win: the upper ones are not copied in.
+        assert!(
+            !urls_of(&out, "r").iter().any(|u| u.contains("up.m4s")),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_merged_empty_segment_base_is_copied_whole_further_down() {
+        // The AdaptationSet's empty SegmentBase takes the Period's Initialization (opened to
+        // hold it); the Representation below, with a BaseURL of its own, gets the merged
+        // element as a copy.
+        let input = r#"<MPD><Period><SegmentBase><Initialization sourceURL="init.mp4"/></SegmentBase><AdaptationSet><BaseURL>a/</BaseURL><SegmentBase indexRange="0-9"/><Representation id="r"><BaseURL>r/</BaseURL></Representation></AdaptationSet></Period></MPD>"#;
+        assert_eq!(
+            readable(input),
+            r#"<MPD><Period><SegmentBase><Initialization sourceURL="/p/https://o.example/vod/init.mp4"/></SegmentBase><AdaptationSet><BaseURL>/p/https://o.example/vod/a/</BaseURL><SegmentBase indexRange="0-9"><Initialization sourceURL="/p/https://o.example/vod/a/init.mp4"/></SegmentBase><Representation id="r"><BaseURL>/p/https://o.example/vod/a/r/</BaseURL><SegmentBase indexRange="0-9"><Initialization sourceURL="/p/https://o.example/vod/a/r/init.mp4"/></SegmentBase></Representation></AdaptationSet></Period></MPD>"#
+        );
+    }
+
+    #[test]
+    fn nothing_is_copied_where_the_base_is_the_same() {
+        // No lower BaseURL, or a SegmentList with no URLs, or a Representation's own: the
+        // document is rewritten in place, nothing added.
+        for input in [
+            r#"<MPD><Period><AdaptationSet><SegmentList><SegmentURL media="s.m4s"/></SegmentList><Representation id="a"/></AdaptationSet></Period></MPD>"#,
+            r#"<MPD><Period><AdaptationSet><SegmentBase indexRange="0-9"/><Representation id="a"><BaseURL>a.mp4</BaseURL></Representation></AdaptationSet></Period></MPD>"#,
+            r#"<MPD><Period><AdaptationSet><Representation id="a"><BaseURL>a/</BaseURL><SegmentList><SegmentURL media="s.m4s"/></SegmentList></Representation></AdaptationSet></Period></MPD>"#,
+        ] {
+            let out = readable(input);
+            assert_eq!(
+                out.matches("<SegmentList").count() + out.matches("<SegmentBase").count(),
+                input.matches("<SegmentList").count() + input.matches("<SegmentBase").count(),
+                "{out}"
+            );
+        }
+    }
+
+    #[test]
+    fn copies_keep_a_namespace_prefix_and_the_fast_path_agrees() {
+        let input = r#"<mpd:MPD xmlns:mpd="urn:mpeg:dash:schema:mpd:2011"><mpd:Period><mpd:AdaptationSet><mpd:SegmentList><mpd:SegmentURL media="s.m4s"/></mpd:SegmentList><mpd:Representation id="a"><mpd:BaseURL>a/</mpd:BaseURL></mpd:Representation></mpd:AdaptationSet></mpd:Period></mpd:MPD>"#;
+        let out = readable(input);
+        assert!(out.contains(r#"<mpd:BaseURL>/p/https://o.example/vod/a/</mpd:BaseURL><mpd:SegmentList><mpd:SegmentURL media="/p/https://o.example/vod/a/s.m4s"/></mpd:SegmentList></mpd:Representation>"#), "{out}");
+        let base = Url::parse("https://o.example/vod/manifest.mpd").unwrap();
+        let mapper = super::super::ProxyMapper::new(&base, "c1");
+        let fast = rewrite_dash_fast(input, &base, &mapper).unwrap().unwrap();
+        let generic = rewrite_dash(input, &base, &mut |u| mapper.map(u)).unwrap();
+        assert_eq!(fast, generic);
+        assert!(
+            fast.contains("url=https%3A%2F%2Fo.example%2Fvod%2Fa%2Fs.m4s"),
+            "{fast}"
+        );
+    }
+
+    #[test]
+    fn failover_keeps_relative_copies_relative() {
+        // Alternative BaseURLs at the Representation: its copy of the document-level list
+        // stays relative, so the player resolves it against whichever BaseURL it uses.
+        let input = r#"<MPD><Period><AdaptationSet><SegmentList><SegmentURL media="s.m4s"/></SegmentList><Representation id="a"><BaseURL>https://a.example/x/</BaseURL><BaseURL>https://b.example/y/</BaseURL></Representation></AdaptationSet></Period></MPD>"#;
+        let base = Url::parse("https://o.example/vod/manifest.mpd").unwrap();
+        let out = rewrite_dash_failover(
+            input,
+            &base,
+            &mut |u: &Url| Ok(format!("/q/{u}")),
+            &mut |u: &Url| Ok(format!("/p/{u}")),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            r#"<MPD><Period><AdaptationSet><SegmentList><SegmentURL media="/q/https://o.example/vod/s.m4s"/></SegmentList><Representation id="a"><BaseURL>/p/https://a.example/x/</BaseURL><BaseURL>/p/https://b.example/y/</BaseURL><SegmentList><SegmentURL media="s.m4s"/></SegmentList></Representation></AdaptationSet></Period></MPD>"#
+        );
+    }
 }

@@ -35,6 +35,8 @@ pub struct Reply {
     pub delay: Option<Duration>,
     /// Send no `Content-Length` (a chunked body of unannounced length).
     pub unannounced_length: bool,
+    /// Answer a single `Range: bytes=…` as real origins do (`206`, `416`).
+    pub ranges: bool,
 }
 
 impl Reply {
@@ -46,6 +48,7 @@ impl Reply {
             trickle: None,
             delay: None,
             unannounced_length: false,
+            ranges: false,
         }
     }
 
@@ -57,6 +60,7 @@ impl Reply {
             trickle: None,
             delay: None,
             unannounced_length: false,
+            ranges: false,
         }
     }
 
@@ -79,12 +83,44 @@ impl Reply {
         self.unannounced_length = true;
         self
     }
+
+    /// Answer ranges: a single `bytes=first-last`, `first-` or `-suffix` gets a `206` of those
+    /// bytes (`416` when none of them exist); several ranges get the whole object.
+    pub fn ranges(mut self) -> Reply {
+        self.ranges = true;
+        self
+    }
+}
+
+/// The bytes a single `bytes=…` range names in an object of `len` bytes: `Some(None)` when
+/// none of them exist, `None` when the header is not a single byte range.
+fn single_range(value: &str, len: usize) -> Option<Option<std::ops::Range<usize>>> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.trim().split_once('-')?;
+    let range = if first.is_empty() {
+        let n: usize = last.parse().ok()?;
+        len.saturating_sub(n)..len
+    } else {
+        let first: usize = first.parse().ok()?;
+        let end = if last.is_empty() {
+            len
+        } else {
+            last.parse::<usize>().ok()?.saturating_add(1).min(len)
+        };
+        first..end
+    };
+    Some((range.start < range.end).then_some(range))
 }
 
 #[derive(Default)]
 struct OriginState {
     routes: Mutex<HashMap<String, Reply>>,
     hits: Mutex<HashMap<String, usize>>,
+    /// Body bytes answered, all paths.
+    body_bytes: std::sync::atomic::AtomicUsize,
     log: Mutex<Vec<Recorded>>,
 }
 
@@ -190,8 +226,40 @@ async fn answer(st: Arc<OriginState>, req: Request) -> Response {
     if let Some(d) = reply.delay {
         tokio::time::sleep(d).await;
     }
+    let mut reply = reply;
+    let range = req
+        .headers()
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| reply.ranges && reply.status == 200)
+        .and_then(|v| single_range(v, reply.body.len()));
+    let mut extra = Vec::new();
+    match range {
+        Some(Some(r)) => {
+            extra.push((
+                "content-range".to_string(),
+                format!("bytes {}-{}/{}", r.start, r.end - 1, reply.body.len()),
+            ));
+            reply.status = 206;
+            reply.body = reply.body.slice(r);
+        }
+        Some(None) => {
+            extra.push((
+                "content-range".to_string(),
+                format!("bytes */{}", reply.body.len()),
+            ));
+            reply.status = 416;
+            reply.body = Bytes::new();
+        }
+        None => {}
+    }
+    let head = req.method() == axum::http::Method::HEAD;
+    if !head && reply.trickle.is_none() {
+        st.body_bytes
+            .fetch_add(reply.body.len(), std::sync::atomic::Ordering::SeqCst);
+    }
     let mut b = Response::builder().status(reply.status);
-    for (k, v) in &reply.headers {
+    for (k, v) in reply.headers.iter().chain(&extra) {
         b = b.header(k, v);
     }
     if !reply.unannounced_length {
@@ -211,8 +279,9 @@ async fn answer(st: Arc<OriginState>, req: Request) -> Response {
             let step = reply.body.len().div_ceil(chunks).max(1);
             let pause = over / chunks as u32;
             let data = reply.body.clone();
+            let st = st.clone();
             let stream = futures::stream::unfold(0usize, move |off| {
-                let data = data.clone();
+                let (data, st) = (data.clone(), st.clone());
                 async move {
                     if off >= data.len() {
                         return None;
@@ -221,6 +290,11 @@ async fn answer(st: Arc<OriginState>, req: Request) -> Response {
                         tokio::time::sleep(pause).await;
                     }
                     let end = (off + step).min(data.len());
+                    // Counted as it is handed over: a reader that went away stops the count.
+                    if !head {
+                        st.body_bytes
+                            .fetch_add(end - off, std::sync::atomic::Ordering::SeqCst);
+                    }
                     Some((Ok::<Bytes, std::io::Error>(data.slice(off..end)), end))
                 }
             });
@@ -253,6 +327,13 @@ impl RunningOrigin {
 
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.log.lock().clone()
+    }
+
+    /// Body bytes answered so far (what the origin was made to send).
+    pub fn body_bytes(&self) -> usize {
+        self.state
+            .body_bytes
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn set_route(&self, path: &str, reply: Reply) {
