@@ -235,3 +235,47 @@ async fn revalidate_and_s_maxage_objects_are_never_served_stale() {
     let seen = get(&s, "/stream/h/v/lax.ts").await;
     assert_eq!((seen.status, seen.cache.as_str()), (200, "stale"));
 }
+
+/// A live playlist the cache holds for half its target duration is never announced to players
+/// as fresh for longer than the cache still holds it (before: `max-age=2`,
+/// `stream.playlist_max_age`, for a playlist sluice itself refetches after 0.5 s — a browser
+/// cache replayed it to hls.js for up to 2 s). A VOD playlist keeps `playlist_max_age`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_playlist_hit_is_never_announced_fresher_than_the_cache_holds_it() {
+    let o = TestOrigin::new()
+        .route(
+            "/h/live.m3u8",
+            Reply::ok(
+                "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:3\n#EXTINF:1,\ns3.ts\n",
+                "application/vnd.apple.mpegurl",
+            ),
+        )
+        .route(
+            "/h/vod.m3u8",
+            Reply::ok(
+                "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\ns1.ts\n#EXT-X-ENDLIST\n",
+                "application/vnd.apple.mpegurl",
+            ),
+        )
+        .start();
+    let s = Sluice::start(&cfg(&o));
+    for _ in 0..2 {
+        get(&s, "/stream/h/live.m3u8").await;
+        get(&s, "/stream/h/vod.m3u8").await;
+    }
+    let vod = get(&s, "/stream/h/vod.m3u8").await;
+    assert_eq!((vod.status, vod.cache.as_str()), (200, "hit"));
+    assert_eq!(max_age(&vod.cc), Some(2), "{}", vod.cc);
+    // Every hit of the live copy (fresh for under a second) says so; a refetch (the copy
+    // expired between two requests on a slow machine) may say `playlist_max_age`.
+    let mut hits = 0;
+    for _ in 0..5 {
+        let live = get(&s, "/stream/h/live.m3u8").await;
+        assert_eq!(live.status, 200);
+        if live.cache == "hit" {
+            hits += 1;
+            assert_eq!(max_age(&live.cc), Some(0), "{}", live.cc);
+        }
+    }
+    assert!(hits > 0, "no hit of the live playlist in five requests");
+}

@@ -28,6 +28,11 @@ const DECIDED: [&str; 6] = [
 
 const LIVE: &str =
     "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:2,\nseg.ts\n";
+/// Held for 5 s (half its target duration, `cache.live_playlist_ttl_max`): a hit during the
+/// test still has more than `stream.playlist_max_age` (2 s) left, so a miss and a hit say the
+/// same (`cache_freshness` covers a hit with less left than that).
+const LIVE_LONG: &str =
+    "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:10,\nseg.ts\n";
 const VOD: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nseg.ts\n#EXT-X-ENDLIST\n";
 
 fn bucket() -> RunningOrigin {
@@ -50,7 +55,7 @@ fn bucket() -> RunningOrigin {
             "/m/forbidden.ts",
             Reply::status(403).header("cache-control", "public, max-age=600"),
         )
-        .route("/m/live.m3u8", Reply::ok(LIVE, HLS))
+        .route("/m/live.m3u8", Reply::ok(LIVE_LONG, HLS))
         .route("/m/vod.m3u8", Reply::ok(VOD, HLS))
         .route("/gated/master.m3u8", Reply::ok(VOD, HLS))
         .route("/gated/seg.ts", seg(6))

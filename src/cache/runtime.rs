@@ -19,6 +19,13 @@ use crate::metrics;
 /// Shards of the LRU eviction manager (independent of the storage's shards).
 const EVICTION_SHARDS: usize = 16;
 
+/// A stored playlist judged by its content ([`CacheRuntime::playlist_expired_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaylistFreshness {
+    ExpiredAt(SystemTime),
+    FreshFor(std::time::Duration),
+}
+
 pub struct CacheRuntime {
     pub storage: &'static MemoryStorage,
     pub eviction: &'static NewestKept<EVICTION_SHARDS>,
@@ -125,16 +132,20 @@ impl CacheRuntime {
         }
     }
 
-    /// For a playlist hit: when it stopped being fresh, if it has (live playlists expire early).
+    /// For a playlist hit: when it stopped being fresh (live playlists expire early), or how
+    /// long it stays fresh.
     pub fn playlist_expired_at(
         &self,
         kind: MediaKind,
         meta: &CacheMeta,
         body: &[u8],
-    ) -> Option<SystemTime> {
+    ) -> PlaylistFreshness {
         let ttl = self.policy.playlist_ttl(kind, body);
         let until = meta.created() + ttl;
-        (SystemTime::now() >= until).then_some(until)
+        match until.duration_since(SystemTime::now()) {
+            Ok(left) if !left.is_zero() => PlaylistFreshness::FreshFor(left),
+            _ => PlaylistFreshness::ExpiredAt(until),
+        }
     }
 
     /// Remove one object by primary key. Returns whether something was removed.

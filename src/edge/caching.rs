@@ -17,7 +17,7 @@ use pingora_proxy::{RangeType, Session};
 use super::playlist::{self, Fill, FillTarget, Placed};
 use super::{Edge, RequestCtx, Target};
 use crate::cache::known::{self, Ask, Fetch};
-use crate::cache::runtime::CacheRuntime;
+use crate::cache::runtime::{CacheRuntime, PlaylistFreshness};
 use crate::media::MediaKind;
 use crate::rewrite::{self, PlaylistKind};
 
@@ -78,10 +78,12 @@ fn stored_kind(target: &Target, meta: &CacheMeta, body: Option<&[u8]>) -> MediaK
 }
 
 /// `cache_hit_filter`: a fresh hit of a live playlist older than about half its target
-/// duration is expired (the TTL cannot be known when the header is stored).
+/// duration is expired (the TTL cannot be known when the header is stored). One still fresh
+/// notes how long it stays so: players are never told it is fresh for longer
+/// ([`super::headers`]).
 pub(super) fn hit(
     cache: Option<&'static CacheRuntime>,
-    ctx: &RequestCtx,
+    ctx: &mut RequestCtx,
     meta: &CacheMeta,
     hit_handler: &HitHandler,
     is_fresh: bool,
@@ -108,11 +110,15 @@ pub(super) fn hit(
     if !kind.is_manifest() {
         return None;
     }
-    cache
-        .playlist_expired_at(kind, meta, &body)
-        .map(|at| ForcedFreshness::ForceExpiredServeStale {
+    match cache.playlist_expired_at(kind, meta, &body) {
+        PlaylistFreshness::ExpiredAt(at) => Some(ForcedFreshness::ForceExpiredServeStale {
             expired_at: Some(at),
-        })
+        }),
+        PlaylistFreshness::FreshFor(fresh_for) => {
+            ctx.playlist_fresh_for = Some(fresh_for);
+            None
+        }
+    }
 }
 
 /// `response_cache_filter`: the policy's decision for this response.

@@ -133,6 +133,9 @@ pub struct RequestCtx {
     fill: bool,
     /// The cache result of a playlist answer, as its fill subrequest saw it.
     fill_cache_status: Option<String>,
+    /// A playlist hit stays fresh in the cache this much longer ([`caching::hit`]): the most
+    /// its players are told.
+    playlist_fresh_for: Option<std::time::Duration>,
     /// This miss asks the origin for the player's range, not the whole object
     /// ([`caching::miss`]).
     range_through: bool,
@@ -261,6 +264,7 @@ impl ProxyHttp for Edge {
             fill: false,
             fill_cache_status: None,
             range_through: false,
+            playlist_fresh_for: None,
             refusal: None,
             prefetch: None,
             bucket_redirects: 0,

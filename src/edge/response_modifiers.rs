@@ -233,7 +233,15 @@ pub(super) fn downstream(
         manifest,
         gated: ctx.gate.is_some(),
         cache_status: super::cache_status(phase),
-        playlist_max_age: edge.state.config.stream.playlist_max_age.as_secs(),
+        // Never longer than the cache itself holds the copy (a live playlist: about half its
+        // target duration).
+        playlist_max_age: edge
+            .state
+            .config
+            .stream
+            .playlist_max_age
+            .min(ctx.playlist_fresh_for.unwrap_or(std::time::Duration::MAX))
+            .as_secs(),
     });
     headers::told(answer, status).write(resp)?;
     if let Some(msg) = headers::origin_error_message(status) {
