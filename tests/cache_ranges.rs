@@ -127,6 +127,14 @@ impl Edge {
     }
 }
 
+/// An origin answering `reply` at `/{tag}{path}` for each protocol's tag (each protocol's
+/// case gets its own cold object).
+fn per_protocol(path: &str, reply: Reply) -> TestOrigin {
+    PROTOS.iter().fold(TestOrigin::new(), |o, p| {
+        o.route(&format!("/{}{path}", p.tag()), reply.clone())
+    })
+}
+
 /// The `Range` headers the origin saw for `path`, in order (`""`: none).
 fn ranges_asked(o: &RunningOrigin, path: &str) -> Vec<String> {
     o.requests()
@@ -143,14 +151,7 @@ fn ranges_asked(o: &RunningOrigin, path: &str) -> Vec<String> {
 async fn a_range_of_an_object_too_large_to_cache_is_asked_of_the_origin_as_a_range() {
     const LEN: usize = 3 * 1024 * 1024;
     let body = random_bytes(LEN, 7);
-    let mut origin = TestOrigin::new();
-    for p in PROTOS {
-        origin = origin.route(
-            &format!("/{}/v/big.mp4", p.tag()),
-            Reply::ok(body.clone(), "video/mp4").ranges(),
-        );
-    }
-    let o = origin.start();
+    let o = per_protocol("/v/big.mp4", Reply::ok(body.clone(), "video/mp4").ranges()).start();
     let e = Edge::start(&format!(
         "origins:\n  bucket: {}\ncache:\n  max_object_bytes: 1MiB\n",
         o.url()
@@ -185,14 +186,11 @@ async fn a_range_of_an_object_too_large_to_cache_is_asked_of_the_origin_as_a_ran
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_head_of_an_object_too_large_to_cache_fetches_no_body() {
     const LEN: usize = 3 * 1024 * 1024;
-    let mut origin = TestOrigin::new();
-    for p in PROTOS {
-        origin = origin.route(
-            &format!("/{}/v/big.mp4", p.tag()),
-            Reply::ok(random_bytes(LEN, 6), "video/mp4").ranges(),
-        );
-    }
-    let o = origin.start();
+    let o = per_protocol(
+        "/v/big.mp4",
+        Reply::ok(random_bytes(LEN, 6), "video/mp4").ranges(),
+    )
+    .start();
     let e = Edge::start(&format!(
         "origins:\n  bucket: {}\ncache:\n  max_object_bytes: 1MiB\n",
         o.url()
@@ -223,14 +221,11 @@ async fn a_head_of_an_object_too_large_to_cache_fetches_no_body() {
 async fn a_range_of_an_unknown_object_is_asked_as_a_range_and_teaches_its_length() {
     const LEN: usize = 200 * 1024;
     let body = random_bytes(LEN, 8);
-    let mut origin = TestOrigin::new();
-    for p in PROTOS {
-        origin = origin.route(
-            &format!("/{}/v/small.mp4", p.tag()),
-            Reply::ok(body.clone(), "video/mp4").ranges(),
-        );
-    }
-    let o = origin.start();
+    let o = per_protocol(
+        "/v/small.mp4",
+        Reply::ok(body.clone(), "video/mp4").ranges(),
+    )
+    .start();
     let e = Edge::start(&format!("origins:\n  bucket: {}\n", o.url()));
     for p in PROTOS {
         let path = format!("/{}/v/small.mp4", p.tag());
@@ -265,14 +260,11 @@ async fn a_range_of_an_unknown_object_is_asked_as_a_range_and_teaches_its_length
 async fn a_chunked_object_held_whole_answers_ranges() {
     const LEN: usize = 150 * 1024;
     let body = random_bytes(LEN, 9);
-    let mut origin = TestOrigin::new();
-    for p in PROTOS {
-        origin = origin.route(
-            &format!("/{}/v/chunked.m4s", p.tag()),
-            Reply::ok(body.clone(), "video/iso.segment").unannounced_length(),
-        );
-    }
-    let o = origin.start();
+    let o = per_protocol(
+        "/v/chunked.m4s",
+        Reply::ok(body.clone(), "video/iso.segment").unannounced_length(),
+    )
+    .start();
     let e = Edge::start(&format!("origins:\n  bucket: {}\n", o.url()));
     for p in PROTOS {
         let url = format!("/stream/{}/v/chunked.m4s", p.tag());
