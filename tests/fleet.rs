@@ -1041,3 +1041,60 @@ async fn an_owner_follows_the_buckets_redirect_for_the_fleet() {
     assert_eq!(origin.hits(&format!("/{path}")), 1);
     assert_eq!(origin.hits("/rd/store/moved.m4s"), 1);
 }
+
+/// An owner over its connection share answers its peers `503` (marked `x-sluice-busy`): the
+/// asking node fetches from the origin and skips the owner for a while, so its players are
+/// served (before: `503 Upstream error` for every object the flooded node owns — one
+/// overloaded node was an outage of its share of the fleet). An origin's own `503`, relayed by
+/// a healthy owner, still reaches players as a `503`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_busy_owner_is_skipped_and_the_origin_asked() {
+    let origin = TestOrigin::new().start();
+    let nodes = Nodes::start(&origin, "", "limits:\n  max_connections: 4\n");
+    let busy = nodes.object_owned_by(0, "busy");
+    let body = random_bytes(20_000, 23);
+    origin.set_route(&format!("/{busy}"), Reply::ok(body.clone(), SEGMENT));
+    // An origin `503` through a healthy owner (node 2) is the origin's answer, even one that
+    // claims to be a busy node's.
+    let failing = nodes.object_owned_by(2, "down");
+    origin.set_route(
+        &format!("/{failing}"),
+        Reply::status(503).header("x-sluice-busy", "1"),
+    );
+    let r = client()
+        .get(nodes.url(1, &format!("/stream/{failing}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    // Node 0 at its share: idle connections hold all of its places.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(std::net::TcpStream::connect(nodes.addrs[0]).unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        common::status_of(nodes.addrs[0], "/health"),
+        Some(503),
+        "node 0 should be over its share"
+    );
+    for _ in 0..2 {
+        let r = client()
+            .get(nodes.url(1, &format!("/stream/{busy}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{:?}", r.headers());
+        assert!(r.bytes().await.unwrap() == body);
+    }
+    // Fetched from the origin once (then a hit on node 1); the owner was asked once, then
+    // skipped.
+    assert_eq!(origin.hits(&format!("/{busy}")), 1);
+    let m = metrics(&nodes.nodes[1]).await;
+    assert_eq!(
+        metric(&m, "sluice_fleet_owner_fetches_total{result=\"busy\"}"),
+        1.0,
+        "{m}"
+    );
+    drop(held);
+}

@@ -316,6 +316,7 @@ async fn refuse(mut session: h2s::HttpSession, why: Refusal, send_timeout: Durat
     let _ = resp.insert_header("content-type", "application/json");
     let _ = resp.insert_header("content-length", body.len().to_string());
     let _ = resp.insert_header("retry-after", "1");
+    let _ = resp.insert_header(super::BUSY_HEADER, "1");
     tracing::debug!(
         reason = why.as_str(),
         "HTTP/2 stream over its client's share"

@@ -121,9 +121,15 @@ impl<A> GuardedApp<A> {
     }
 }
 
+/// Marks a `503` this node made itself because it is over a connection or request share
+/// (never an origin's relayed `503`): a fleet node asking an owner that answers so fetches
+/// from the origin instead ([`crate::edge`]'s `fleet::owner_answered`).
+pub const BUSY_HEADER: &str = "x-sluice-busy";
+
 /// The answer to a connection over its client's (or the edge's) share.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-content-type: application/json\r\ncontent-length: 33\r\nretry-after: 1\r\nconnection: close\r\n\r\n\
+content-type: application/json\r\ncontent-length: 33\r\nretry-after: 1\r\nx-sluice-busy: 1\r\n\
+connection: close\r\n\r\n\
 {\"error\":\"Too many connections\"}\n";
 
 #[async_trait]
@@ -314,5 +320,6 @@ mod tests {
         let text = std::str::from_utf8(super::BUSY).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert!(head.contains(&format!("\r\n{}: 1\r\n", super::BUSY_HEADER)));
     }
 }

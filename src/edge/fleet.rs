@@ -210,6 +210,18 @@ pub(super) fn owner_answered(resp: &mut ResponseHeader, ctx: &mut RequestCtx) ->
             "the owner node refused this node's fleet signature",
         );
     }
+    // The owner's own `503` for being over its connection or request share (not an origin's
+    // relayed one): an overloaded owner is skipped for a while and the object fetched from
+    // the origin, as for a hung one. Before, its peers' players got `503` for every object
+    // it owns: one flooded node was an outage of its share of the fleet.
+    if resp.status == http::StatusCode::SERVICE_UNAVAILABLE
+        && resp.headers.contains_key(crate::conn::BUSY_HEADER)
+    {
+        return Error::e_explain(
+            ErrorType::HTTPStatus(503),
+            "the owner node is over its connection share",
+        );
+    }
     ctx.fleet.owner_answered = true;
     OWNER_FETCHES.with_label_values(&["answered"]).inc();
     ctx.fleet.age = resp
@@ -261,6 +273,7 @@ pub(super) fn owner_failed(
         | ErrorType::BindError => ("connect_failed", true),
         ErrorType::ReadTimedout | ErrorType::WriteTimedout => ("timed_out", true),
         ErrorType::HTTPStatus(403) => ("refused", false),
+        ErrorType::HTTPStatus(503) => ("busy", true),
         // A pooled connection the owner had closed, a malformed answer: this request only.
         _ => ("failed", false),
     };

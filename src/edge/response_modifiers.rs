@@ -40,6 +40,10 @@ pub(super) fn upstream(edge: &Edge, resp: &mut ResponseHeader, ctx: &mut Request
             .with_label_values(&[ctx.class.as_str()])
             .observe(latency.as_secs_f64());
     }
+    // Only a node speaks for itself: an origin's answer never says a node is busy (an owner
+    // relaying it would have its peers skip it). Read before this, from an owner's own
+    // answer ([`super::fleet::owner_answered`]).
+    resp.remove_header(crate::conn::BUSY_HEADER);
     // Never a tunnel: a 101 would hand the client a raw two-way stream to the origin, past
     // every check (requests asking for one are refused before this, [`super::protocol`]).
     if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
