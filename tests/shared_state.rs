@@ -998,3 +998,37 @@ async fn rediss_with_a_private_ca() {
     assert_eq!(get(&b, &entry(&t)).await.0, 503);
     assert!(b.log().contains("redis unreachable"), "{}", b.log());
 }
+
+/// Strangers cannot fill Redis through `verify`: a token without this deployment's signature
+/// spends its client's budget, never a key of its own (before: each invented token made a
+/// rate-limit key in Redis, ~290 bytes for 60 s — 6,000 requests, 6,000 keys). A token sluice
+/// signed keeps its own budget (backends verify for many viewers from one address).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_of_invented_tokens_makes_no_key_per_token() {
+    let f = Fleet::start(&[""]);
+    let count = |pattern: &str| -> usize {
+        f.redis
+            .command(&["EVAL", "return #redis.call('KEYS', ARGV[1])", "0", pattern])
+            .and_then(|v| v.parse().ok())
+            .expect("a key count")
+    };
+    for i in 0..40 {
+        let (status, _) = get(
+            &f.nodes[0],
+            &format!("/api/v2/streaming/verify?token=eyJhbGciOiJIUzI1NiJ9.invented-{i}.sig"),
+        )
+        .await;
+        assert!(status < 500, "{status}");
+    }
+    assert_eq!(
+        count("sluice:rl:*verify:token:*"),
+        0,
+        "keys made per invented token"
+    );
+    assert_eq!(count("sluice:rl:*verify:ip:*"), 1);
+    // A token sluice signed is limited by itself.
+    let t = token(&f.nodes[0], &f.key).await;
+    let (status, body) = get(&f.nodes[0], &format!("/api/v2/streaming/verify?token={t}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(count("sluice:rl:*verify:token:*"), 1);
+}

@@ -9,7 +9,7 @@
 //! | `api`, `stats`, `config` | client IP |
 //! | `key` | bearer token (digest), else client IP (`key_delivery.rate_limit_key`) |
 //! | `streaming` | bearer credential (digest), else client IP |
-//! | `verify` | the token (digest), else client IP |
+//! | `verify` | the token (digest) when it carries our signature, else client IP |
 //! | `stream_info` | bearer JWT (digest), else client IP |
 //!
 //! Backends call `/token` and `verify` for many viewers from one address, so those are keyed
@@ -62,7 +62,20 @@ fn query_token(query: Option<&str>) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-/// The key a request spends in `class`.
+/// Whether `token` carries this deployment's signature (expiry, uses and revocation are the
+/// route's verdicts, not the limiter's).
+fn signed_by_us(state: &AppState, token: &str) -> bool {
+    let now = chrono::Utc::now().timestamp();
+    state
+        .access
+        .signer
+        .as_ref()
+        .is_some_and(|s| s.verify_signature(token, now).is_ok())
+}
+
+/// The key a request spends in `class`. A per-credential key is made only for a credential
+/// that verifies offline, or after the client's `auth_failures` budget admitted the request
+/// (whose refusals spend it): no stranger makes unbounded keys.
 pub fn key_for(
     state: &AppState,
     class: RateClass,
@@ -83,7 +96,12 @@ pub fn key_for(
         RateClass::Streaming | RateClass::StreamInfo => {
             bearer(headers).map_or_else(ip, |b| digest("bearer", b))
         }
-        RateClass::Verify => query_token(query).map_or_else(ip, |t| digest("token", &t)),
+        // Only a token sluice signed has a budget of its own: anything else is the client's
+        // (a key per invented token let strangers fill the shared store, one key a request).
+        RateClass::Verify => match query_token(query) {
+            Some(t) if signed_by_us(state, &t) => digest("token", &t),
+            _ => ip(),
+        },
         RateClass::Api | RateClass::Stats | RateClass::Config | RateClass::AuthFailures => ip(),
     }
 }
