@@ -804,7 +804,16 @@ fn hls_js_follows_a_steering_pathway_clone_through_the_proxy() {
         &format!("http://127.0.0.1:{port}/cdn/demo/master.m3u8"),
     );
     let r = play(&entry, 8);
-    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    // Moving to the steered pathway, hls.js cancels the loads still running on the old one
+    // and says so (`networkError:aborted`, not fatal): how many depends on timing. Any other
+    // error fails the test.
+    let errors: Vec<&serde_json::Value> = r["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.as_str() != Some("networkError:aborted"))
+        .collect();
+    assert!(errors.is_empty(), "{r}");
     let steered = origin.requests();
     assert!(
         steered.iter().any(|q| q

@@ -1032,3 +1032,34 @@ async fn verify_of_invented_tokens_makes_no_key_per_token() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(count("sluice:rl:*verify:token:*"), 1);
 }
+
+/// Redis reachable but refusing writes (out of memory under `noeviction`): a revoke fails
+/// closed with the store-outage answer, `503`, and the operator sees Redis's own words in the
+/// log (before: `500`, as if sluice had a bug). Once Redis takes writes again, it works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_refusing_writes_is_an_outage_not_a_bug() {
+    let f = Fleet::start(&[""]);
+    let n = &f.nodes[0];
+    let t = token(n, &f.key).await;
+    let revoke = || async {
+        let r = client()
+            .post(n.edge_url("/api/v2/streaming/revoke"))
+            .bearer_auth(&f.key)
+            .json(&json!({"streamToken": t}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    f.redis
+        .command(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    f.redis.command(&["CONFIG", "SET", "maxmemory", "1"]);
+    let (status, body) = revoke().await;
+    assert_eq!(status, 503, "{body}");
+    common::wait_for("Redis's words in the log", Duration::from_secs(5), || {
+        n.log().contains("OOM")
+    });
+    f.redis.command(&["CONFIG", "SET", "maxmemory", "0"]);
+    let (status, body) = revoke().await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -283,6 +283,14 @@ impl Redis {
                 self.kick.notify_one();
                 Err(StoreError::Unavailable(format!("{}: {e}", self.shown)))
             }
+            Ok(Ok(Err(e))) if refuses_for_now(&e) => {
+                // Reachable, but not serving this: out of memory, a user without the
+                // permission, a replica, a loading or failing-over server. The request fails
+                // closed as for an outage (503), and the operator is told what Redis said.
+                outcome("refused");
+                tracing::warn!(op, error = %e, "redis refused the operation");
+                Err(StoreError::Unavailable(format!("{op}: {e}")))
+            }
             Ok(Ok(Err(e))) => {
                 outcome("error");
                 Err(StoreError::Redis(format!("{op}: {e}")))
@@ -593,8 +601,53 @@ fn connection_problem(e: &RedisError) -> bool {
         || e.is_unrecoverable_error()
 }
 
+/// Errors of a reachable Redis that cannot serve the command now (not a bad request of
+/// ours): out of memory under `noeviction`, an ACL user without the command or key, a
+/// read-only replica, a server loading, failing over or unable to persist.
+fn refuses_for_now(e: &RedisError) -> bool {
+    refusal_code(e.code())
+}
+
+fn refusal_code(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "OOM"
+                | "NOPERM"
+                | "READONLY"
+                | "MASTERDOWN"
+                | "LOADING"
+                | "BUSY"
+                | "NOREPLICAS"
+                | "MISCONF"
+                | "CLUSTERDOWN"
+                | "TRYAGAIN"
+        )
+    )
+}
+
 /// A hash tag for a key part: `{…}` keeps every key of one thing in one Cluster slot, and
 /// the part is hashed when it could hold anything (a JWT subject, a client key).
 pub fn tag(part: &str) -> String {
     format!("{{{part}}}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn refusals_that_are_not_our_mistakes() {
+        for code in [
+            "OOM",
+            "NOPERM",
+            "READONLY",
+            "LOADING",
+            "MASTERDOWN",
+            "MISCONF",
+        ] {
+            assert!(super::refusal_code(Some(code)), "{code}");
+        }
+        for code in [None, Some("WRONGTYPE"), Some("ERR"), Some("NOSCRIPT")] {
+            assert!(!super::refusal_code(code), "{code:?}");
+        }
+    }
 }
