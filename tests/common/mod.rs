@@ -512,11 +512,27 @@ pub fn spawn_sluice(
         return None;
     }
     let pid_file = pid_file_of(config);
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap_or_else(|e| panic!("the daemon is ready but {}: {e}", pid_file.display()))
-        .trim()
-        .parse()
-        .expect("pid file holds a pid");
+    let read_pid = || -> i32 {
+        std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("the daemon is ready but {}: {e}", pid_file.display()))
+            .trim()
+            .parse()
+            .expect("pid file holds a pid")
+    };
+    // An upgrade's pid file may still name the process it replaces for a moment: the daemon
+    // returned is the one this call started (else the test kills the old one and the new one
+    // outlives the test, holding its ports).
+    let upgrade = extra_args.contains(&"--upgrade");
+    let started = |pid: i32| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"--upgrade"))
+    };
+    let mut pid = read_pid();
+    let since = Instant::now();
+    while upgrade && !started(pid) && since.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+        pid = read_pid();
+    }
     Some(Proc::Daemon(pid, None))
 }
 
@@ -788,6 +804,29 @@ impl Sluice {
 impl Drop for Sluice {
     fn drop(&mut self) {
         self.proc.kill();
+        // A graceful upgrade the test ran hands this instance's sockets and pid file to a new
+        // process, which in daemon mode is no child the test holds (it outlived every test
+        // that upgraded, holding its ports): stop whatever process serves this config now.
+        let Ok(text) = std::fs::read_to_string(pid_file_of(&self.config_path)) else {
+            return;
+        };
+        let Ok(pid) = text.trim().parse::<i32>() else {
+            return;
+        };
+        let ours = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+            c.split(|b| *b == 0)
+                .any(|a| a == self.config_path.as_os_str().as_encoded_bytes())
+        });
+        if pid as u32 != self.proc.pid() && ours {
+            // SAFETY: kill(2) on a process started with this instance's config; waitpid(2)
+            // reaps it when it is this (subreaper) process's, and returns at once otherwise.
+            unsafe {
+                if libc::kill(pid, libc::SIGKILL) == 0 {
+                    let mut status = 0;
+                    libc::waitpid(pid, &mut status, 0);
+                }
+            }
+        }
     }
 }
 
