@@ -38,8 +38,11 @@ pub const GROWING_FOR: Duration = Duration::from_secs(30);
 pub enum Fetch {
     /// Whole, into the cache (ranges are then answered from it).
     Whole,
-    /// As the player asked (its `Range` included), straight through, not stored: why.
-    Through(&'static str),
+    /// The player's range asked of the origin, the cache still on: a `206` is not stored, a
+    /// whole `200` (an origin that ignores ranges) is if it fits ([`RANGE_OF_UNKNOWN`]).
+    AsRange,
+    /// As the player asked, straight through, the cache off: why.
+    Bypass(&'static str),
 }
 
 /// What a request asks of an object.
@@ -100,16 +103,16 @@ impl Known {
     /// How a miss of `primary` asked as `ask` is fetched.
     pub fn plan(&self, primary: &str, ask: Ask, max_object_bytes: usize) -> Fetch {
         if self.is_growing(primary) {
-            return Fetch::Through(GROWING);
+            return Fetch::Bypass(GROWING);
         }
-        let why = match ask {
+        let unknown = match ask {
             Ask::Whole => return Fetch::Whole,
-            Ask::Range => RANGE_OF_UNKNOWN,
-            Ask::Head => HEAD_OF_UNKNOWN,
+            Ask::Range => Fetch::AsRange,
+            Ask::Head => Fetch::Bypass(HEAD_OF_UNKNOWN),
         };
         match self.lengths.lock().get(primary) {
             Some(&len) if len <= max_object_bytes as u64 => Fetch::Whole,
-            _ => Fetch::Through(why),
+            _ => unknown,
         }
     }
 
@@ -247,19 +250,13 @@ mod tests {
     fn a_range_is_fetched_whole_only_when_the_object_is_known_to_fit() {
         let k = Known::default();
         assert_eq!(k.plan("a", Ask::Whole, 100), Fetch::Whole);
-        assert_eq!(
-            k.plan("a", Ask::Range, 100),
-            Fetch::Through(RANGE_OF_UNKNOWN)
-        );
-        assert_eq!(k.plan("a", Ask::Head, 100), Fetch::Through(HEAD_OF_UNKNOWN));
+        assert_eq!(k.plan("a", Ask::Range, 100), Fetch::AsRange);
+        assert_eq!(k.plan("a", Ask::Head, 100), Fetch::Bypass(HEAD_OF_UNKNOWN));
         k.learn("a", &resp(206, &[("content-range", "bytes 0-9/100")]));
         assert_eq!(k.plan("a", Ask::Range, 100), Fetch::Whole);
         assert_eq!(k.plan("a", Ask::Head, 100), Fetch::Whole);
         k.learn("b", &resp(200, &[("content-length", "101")]));
-        assert_eq!(
-            k.plan("b", Ask::Range, 100),
-            Fetch::Through(RANGE_OF_UNKNOWN)
-        );
+        assert_eq!(k.plan("b", Ask::Range, 100), Fetch::AsRange);
         assert_eq!(k.plan("b", Ask::Whole, 100), Fetch::Whole);
     }
 
@@ -268,8 +265,8 @@ mod tests {
         let k = Known::default();
         k.learn("s", &resp(200, &[("content-length", "10")]));
         k.mark_growing("s");
-        assert_eq!(k.plan("s", Ask::Whole, 100), Fetch::Through(GROWING));
-        assert_eq!(k.plan("s", Ask::Range, 100), Fetch::Through(GROWING));
+        assert_eq!(k.plan("s", Ask::Whole, 100), Fetch::Bypass(GROWING));
+        assert_eq!(k.plan("s", Ask::Range, 100), Fetch::Bypass(GROWING));
         assert_eq!(k.length("s"), None, "a growing length is not its length");
         k.mark_complete("s");
         assert_eq!(k.plan("s", Ask::Whole, 100), Fetch::Whole);

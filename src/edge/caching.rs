@@ -210,7 +210,7 @@ pub(super) async fn fill_apart(edge: &Edge, session: &mut Session, ctx: &Request
         Err(_) => return Ok(()),
         // A miss passed through is the viewer's own fetch, not a fill ([`miss`]).
         Ok(None) => {
-            if matches!(plan(cache, session, target), Fetch::Through(_)) {
+            if plan(cache, session, target) != Fetch::Whole {
                 return Ok(());
             }
         }
@@ -263,13 +263,15 @@ pub(super) fn miss(
     };
     match plan(cache, session, target) {
         Fetch::Whole => {}
-        Fetch::Through(why) if why == known::GROWING || why == known::HEAD_OF_UNKNOWN => {
+        Fetch::Bypass(why) => {
             tracing::debug!(why, "miss passed through, not stored");
             session.cache.disable(NoCacheReason::Custom(why));
         }
-        Fetch::Through(why) => {
-            tracing::debug!(why, "miss asked as a range");
-            session.cache.release_write_lock(NoCacheReason::Custom(why));
+        Fetch::AsRange => {
+            tracing::debug!("miss asked as a range");
+            session
+                .cache
+                .release_write_lock(NoCacheReason::Custom(known::RANGE_OF_UNKNOWN));
             ctx.range_through = true;
         }
     }

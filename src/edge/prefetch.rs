@@ -134,10 +134,9 @@ pub(super) fn body(
     let Some(target) = ctx.target.clone() else {
         return;
     };
-    if !text.starts_with("#EXTM3U") {
+    let Some(playlist) = playlist_of(text) else {
         return;
-    }
-    let playlist = crate::media::hls::Playlist::parse(text);
+    };
     if let Some(cache) = edge.cache {
         let (growing, whole) = playlist.growing();
         let primary = |uri: &str| fill_for(edge, &target, uri).map(|f| f.key());
@@ -163,18 +162,11 @@ pub(super) fn body(
     }
 }
 
-/// What a live playlist announces as coming next (the one HLS model decides what is live and
-/// what is announced: [`crate::media::hls::Playlist::announced`]).
-#[cfg(test)]
-fn announced(playlist: &str, n: usize) -> Vec<String> {
-    if !playlist.starts_with("#EXTM3U") {
-        return Vec::new();
-    }
-    crate::media::hls::Playlist::parse(playlist)
-        .announced(n)
-        .into_iter()
-        .map(str::to_string)
-        .collect()
+/// The HLS playlist a collected body is (`None` for anything else); what it announces and
+/// which segments grow are its own ([`crate::media::hls::Playlist`]).
+fn playlist_of(text: &str) -> Option<crate::media::hls::Playlist<'_>> {
+    text.starts_with("#EXTM3U")
+        .then(|| crate::media::hls::Playlist::parse(text))
 }
 
 /// The fill of an announced URI, if the route may fetch it.
@@ -239,6 +231,12 @@ mod tests {
     use super::*;
 
     const LIVE: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-PART-INF:PART-TARGET=0.2\n#EXTINF:1,\nseg_9.m4s\n#EXT-X-PART:DURATION=0.2,URI=\"part_10.0.m4s\",INDEPENDENT=YES\n#EXT-X-PART:DURATION=0.2,URI=\"part_10.1.m4s\"\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part_10.2.m4s\"\n";
+
+    fn announced(text: &str, n: usize) -> Vec<String> {
+        playlist_of(text).map_or_else(Vec::new, |p| {
+            p.announced(n).into_iter().map(str::to_string).collect()
+        })
+    }
 
     #[test]
     fn newest_first_hint_first() {
