@@ -174,6 +174,15 @@ fn gzip(text: &str) -> bytes::Bytes {
     bytes::Bytes::from(e.finish().unwrap())
 }
 
+/// `text` as an origin that compresses playlists unasked sends it.
+fn gzip_playlist(text: &str) -> Reply {
+    Reply {
+        body: gzip(text),
+        ..Reply::ok("", "application/vnd.apple.mpegurl")
+    }
+    .header("content-encoding", "gzip")
+}
+
 /// A live HLS playlist the origin sends gzip-encoded (unasked, as many do) is judged from its
 /// text: TARGETDURATION 1 is held at most ~0.5 s, so a reload 1.5 s later goes to the origin
 /// (before: judged from the compressed bytes, held as an ordinary object, 5 s).
@@ -181,14 +190,7 @@ fn gzip(text: &str) -> bytes::Bytes {
 async fn a_gzip_live_playlist_is_judged_from_its_text() {
     let live = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:1.0,\ns7.ts\n#EXTINF:1.0,\ns8.ts\n";
     let o = TestOrigin::new()
-        .route(
-            "/h/v/live.m3u8",
-            Reply {
-                body: gzip(live),
-                ..Reply::ok("", "application/vnd.apple.mpegurl")
-            }
-            .header("content-encoding", "gzip"),
-        )
+        .route("/h/v/live.m3u8", gzip_playlist(live))
         .start();
     let s = Sluice::start(&format!("origins:\n  bucket: {}\n", o.url()));
     let url = s.edge_url("/stream/h/v/live.m3u8");
@@ -217,14 +219,7 @@ async fn a_gzip_live_playlist_is_judged_from_its_text() {
 async fn a_gzip_live_playlist_prefetches_what_it_announces() {
     let live = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:2.0,\ns7.ts\n#EXTINF:2.0,\ns8.ts\n";
     let o = TestOrigin::new()
-        .route(
-            "/h/v/live.m3u8",
-            Reply {
-                body: gzip(live),
-                ..Reply::ok("", "application/vnd.apple.mpegurl")
-            }
-            .header("content-encoding", "gzip"),
-        )
+        .route("/h/v/live.m3u8", gzip_playlist(live))
         .route("/h/v/s7.ts", Reply::ok(random_bytes(4096, 7), "video/mp2t"))
         .route("/h/v/s8.ts", Reply::ok(random_bytes(4096, 8), "video/mp2t"))
         .start();

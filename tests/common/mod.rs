@@ -523,17 +523,19 @@ pub fn spawn_sluice(
     // returned is the one this call started (else the test kills the old one and the new one
     // outlives the test, holding its ports).
     let upgrade = extra_args.contains(&"--upgrade");
-    let started = |pid: i32| {
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"--upgrade"))
-    };
     let mut pid = read_pid();
     let since = Instant::now();
-    while upgrade && !started(pid) && since.elapsed() < Duration::from_secs(10) {
+    while upgrade && !runs_with(pid, b"--upgrade") && since.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(20));
         pid = read_pid();
     }
     Some(Proc::Daemon(pid, None))
+}
+
+/// Whether process `pid` was started with the argument `arg`.
+fn runs_with(pid: i32, arg: &[u8]) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == arg))
 }
 
 /// `server.pid_file` of a harness config (the line the harness writes).
@@ -813,10 +815,7 @@ impl Drop for Sluice {
         let Ok(pid) = text.trim().parse::<i32>() else {
             return;
         };
-        let ours = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-            c.split(|b| *b == 0)
-                .any(|a| a == self.config_path.as_os_str().as_encoded_bytes())
-        });
+        let ours = runs_with(pid, self.config_path.as_os_str().as_encoded_bytes());
         if pid as u32 != self.proc.pid() && ours {
             // SAFETY: kill(2) on a process started with this instance's config; waitpid(2)
             // reaps it when it is this (subreaper) process's, and returns at once otherwise.
