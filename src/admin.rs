@@ -44,7 +44,7 @@ impl ServeHttp for AdminApp {
                 .insert_header(crate::request_id::HEADER, v)
                 .ok();
         }
-        let answer = api::handle(&self.router, session, &self.state, false)
+        let answer = api::handle(&self.router, session, &self.state, None)
             .instrument(crate::logging::request_span(&request_id))
             .await;
         // Answered (the write follows at once): idle time starts.

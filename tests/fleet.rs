@@ -64,8 +64,9 @@ impl Nodes {
         }
     }
 
-    /// A node's signature, made with the fleet secret as that node would.
-    fn signed_as(&self, node: SocketAddr, path: &str, at: i64) -> String {
+    /// A node's signature of a `GET` it sends `to`, made with the fleet secret as that node
+    /// would.
+    fn signed_as(&self, node: SocketAddr, to: SocketAddr, path: &str, at: i64) -> String {
         auth::sign(
             self.secret.as_bytes(),
             &auth::Signed {
@@ -73,10 +74,19 @@ impl Nodes {
                 path_and_query: path,
                 body: b"",
             },
-            &node,
-            at,
+            &auth::Hop {
+                sender: node,
+                receiver: to,
+                ts: at,
+                nonce: rand::random(),
+            },
         )
         .unwrap()
+    }
+
+    /// The header node `from` sends with a `GET` of `path` to node `to`, now.
+    fn signed_for(&self, from: usize, to: usize, path: &str) -> String {
+        self.signed_as(self.addrs[from], self.addrs[to], path, unix_now())
     }
 
     /// Which node owns `/stream/{path}` (the bucket is the origin's root).
@@ -432,8 +442,10 @@ async fn players_cannot_pass_as_nodes() {
         Reply::ok(random_bytes(1000, 1), SEGMENT),
     );
     let c = client();
+    // From node 1's address: each check below is refused for its own reason.
+    let from_node = client_from(NODE_IPS[1]);
     let send = |node: usize, path: &str, header: Option<String>| {
-        let mut r = c.get(nodes.url(node, path));
+        let mut r = from_node.get(nodes.url(node, path));
         if let Some(h) = header {
             r = r.header(auth::HEADER, h);
         }
@@ -448,16 +460,26 @@ async fn players_cannot_pass_as_nodes() {
     let (status, _) = send(0, seg, None).await;
     assert!(status == 401 || status == 403, "{status}");
     // A made-up MAC in another node's name.
-    let forged = format!("v1 {} {now} {}", nodes.addrs[1], "0".repeat(64));
+    let forged = format!(
+        "v2 {} {now} {} {}",
+        nodes.addrs[1],
+        "0".repeat(32),
+        "0".repeat(64)
+    );
     assert_eq!(send(0, seg, Some(forged)).await, (403, true));
     // A real signature of another object, replayed on this one.
-    let other = nodes.signed_as(nodes.addrs[1], "/stream/movie-gated/v/seg_2.m4s", now);
+    let other = nodes.signed_as(
+        nodes.addrs[1],
+        nodes.addrs[0],
+        "/stream/movie-gated/v/seg_2.m4s",
+        now,
+    );
     assert_eq!(send(0, seg, Some(other)).await, (403, true));
     // A real signature for this object, too old.
-    let stale = nodes.signed_as(nodes.addrs[1], seg, now - 120);
+    let stale = nodes.signed_as(nodes.addrs[1], nodes.addrs[0], seg, now - 120);
     assert_eq!(send(0, seg, Some(stale)).await, (403, true));
     // A real, fresh signature in the name of the receiving node itself.
-    let own = nodes.signed_as(nodes.addrs[0], seg, now);
+    let own = nodes.signed_as(nodes.addrs[0], nodes.addrs[0], seg, now);
     assert_eq!(send(0, seg, Some(own)).await, (403, true));
     // Garbage.
     assert_eq!(send(0, seg, Some("v1 x".into())).await, (403, true));
@@ -523,6 +545,83 @@ async fn players_cannot_pass_as_nodes() {
     assert!(status == 401 || status == 403, "{status}");
 }
 
+/// A client whose connections come from `ip` (a node's address, or a player's).
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// A real node signature captured on the wire opens nothing else: not from a player's
+/// address, not a second time, not at another node than the one it was made for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_captured_node_signature_works_once_from_its_node_for_its_receiver() {
+    let origin = TestOrigin::new().start();
+    let nodes = Nodes::start(&origin, "", GATED);
+    let seg = "/stream/movie-gated/v/seg_7.m4s";
+    origin.set_route(
+        "/movie-gated/v/seg_7.m4s",
+        Reply::ok(random_bytes(1000, 7), SEGMENT),
+    );
+    let send = |from: &str, node: usize, header: String| {
+        let r = client_from(from)
+            .get(nodes.url(node, seg))
+            .header(auth::HEADER, header);
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    // Node 1 asks node 0; the header is captured.
+    let captured = nodes.signed_for(1, 0, seg);
+    // From a player's address, inside the window: refused.
+    assert_eq!(send("127.0.0.1", 0, captured.clone()).await, 403);
+    // From node 1's own address it is the real request: served once ...
+    assert_eq!(send(NODE_IPS[1], 0, captured.clone()).await, 200);
+    // ... and a replay of it, even from node 1's address, is refused.
+    assert_eq!(send(NODE_IPS[1], 0, captured.clone()).await, 403);
+    // At a third node it opens nothing, from anywhere.
+    assert_eq!(send(NODE_IPS[1], 2, captured.clone()).await, 403);
+    assert_eq!(send("127.0.0.1", 2, captured).await, 403);
+    assert_eq!(origin.hits("/movie-gated/v/seg_7.m4s"), 1);
+}
+
+/// The same for a node's purge (signed over its body, checked by its handler).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_captured_node_purge_is_applied_once_from_its_node() {
+    let origin = TestOrigin::new().start();
+    let nodes = Nodes::start(&origin, "", "");
+    let body = serde_json::to_vec(&serde_json::json!({"ops": [{"prefix": ""}]})).unwrap();
+    let captured = auth::sign(
+        nodes.secret.as_bytes(),
+        &auth::Signed {
+            method: "POST",
+            path_and_query: "/_fleet/purge",
+            body: &body,
+        },
+        &auth::Hop {
+            sender: nodes.addrs[1],
+            receiver: nodes.addrs[0],
+            ts: unix_now(),
+            nonce: rand::random(),
+        },
+    )
+    .unwrap();
+    let send = |from: &str, node: usize| {
+        let r = client_from(from)
+            .post(nodes.url(node, "/_fleet/purge"))
+            .header(auth::HEADER, captured.clone())
+            .header("content-type", "application/json")
+            .body(body.clone());
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(send("127.0.0.1", 0).await, 403);
+    assert_eq!(send(NODE_IPS[1], 2).await, 403);
+    assert_eq!(send(NODE_IPS[1], 0).await, 200);
+    assert_eq!(send(NODE_IPS[1], 0).await, 403);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_request_is_served_locally_and_never_forwarded() {
     let origin = TestOrigin::new().start();
@@ -532,12 +631,9 @@ async fn a_node_request_is_served_locally_and_never_forwarded() {
     let path = nodes.object_owned_by(0, "fw");
     origin.set_route(&format!("/{path}"), Reply::ok(body.clone(), SEGMENT));
     let stream_path = format!("/stream/{path}");
-    let r = client()
+    let r = client_from(NODE_IPS[2])
         .get(nodes.url(1, &stream_path))
-        .header(
-            auth::HEADER,
-            nodes.signed_as(nodes.addrs[2], &stream_path, unix_now()),
-        )
+        .header(auth::HEADER, nodes.signed_for(2, 1, &stream_path))
         .send()
         .await
         .unwrap();
@@ -553,12 +649,9 @@ async fn a_node_request_is_served_locally_and_never_forwarded() {
     assert_eq!(r.bytes().await.unwrap(), body);
     assert_eq!(origin.hits(&format!("/{path}")), 1);
     // A hit tells the asking node how old the copy is (its copy expires with this one).
-    let r = client()
+    let r = client_from(NODE_IPS[2])
         .get(nodes.url(1, &stream_path))
-        .header(
-            auth::HEADER,
-            nodes.signed_as(nodes.addrs[2], &stream_path, unix_now()),
-        )
+        .header(auth::HEADER, nodes.signed_for(2, 1, &stream_path))
         .send()
         .await
         .unwrap();
@@ -707,7 +800,7 @@ async fn nodes_are_exempt_from_per_client_limits_by_signature() {
     // Another node, signing its requests: as many as it needs.
     let target = "/stream/v/seg.m4s";
     for _ in 0..6 {
-        let sig = nodes.signed_as(nodes.addrs[1], target, chrono::Utc::now().timestamp());
+        let sig = nodes.signed_for(1, 0, target);
         let header = format!("{}: {sig}\r\n", auth::HEADER);
         let (s, head) = open_from(NODE_IPS[1], edge, target, &header).await;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");

@@ -95,8 +95,12 @@ fn signature(node: &Node, method: &str, target: &str) -> String {
             path_and_query: target,
             body: b"",
         },
-        &node.other,
-        chrono::Utc::now().timestamp(),
+        &auth::Hop {
+            sender: node.other,
+            receiver: node.s.edge,
+            ts: chrono::Utc::now().timestamp(),
+            nonce: rand::random(),
+        },
     )
     .unwrap()
 }

@@ -93,13 +93,14 @@ pub struct Answer {
 /// ([`surface`]), and requests to audited routes ([`routes::audited`]) are written to
 /// `access_logs`.
 ///
-/// `from_node`: the request carries a valid fleet signature (edge listener only): fleet
-/// nodes carry all of their players and are not rate-limited per client.
+/// `from_node`: the node whose valid fleet signature the request carries (edge listener
+/// only, `GET`/`HEAD`; checked once, at the request's start): fleet nodes carry all of their
+/// players and are not rate-limited per client; the fleet's routes read it ([`FromNode`]).
 pub async fn handle(
     router: &Router,
     session: &mut ServerSession,
     state: &AppState,
-    from_node: bool,
+    from_node: Option<std::net::SocketAddr>,
 ) -> Answer {
     let client = crate::client::client_of(session, &state.config.trusted_proxies);
     let body_due = crate::conn::body_due(session, state.config.limits.header_timeout);
@@ -122,14 +123,14 @@ pub async fn handle(
             &client,
             &head.headers,
             head.uri.query(),
-            from_node,
+            from_node.is_some(),
         )
         .await
         {
             Err(retry_after_secs) => ApiError::RateLimited { retry_after_secs }.into_reply(),
             Ok(s) => {
                 spent = s;
-                match read_request(session, client, body_due).await {
+                match read_request(session, client, from_node, body_due).await {
                     Err(e) => {
                         if matches!(e, ApiError::RequestTimeout) {
                             // The rest of the body is never read: no next request here.
@@ -236,6 +237,7 @@ fn preflight(surface: Surface) -> axum::response::Response {
 async fn read_request(
     session: &mut ServerSession,
     client: Client,
+    from_node: Option<std::net::SocketAddr>,
     body_due: tokio::time::Instant,
 ) -> Result<http::Request<Body>, ApiError> {
     let head = session.req_header();
@@ -308,8 +310,14 @@ async fn read_request(
         .body(Body::from(body))
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     req.extensions_mut().insert(client);
+    req.extensions_mut().insert(FromNode(from_node));
     Ok(req)
 }
+
+/// The fleet node whose signature a bodiless request carried, checked at the request's start
+/// (a signature is accepted once: its handler must not check it again).
+#[derive(Debug, Clone, Copy)]
+pub struct FromNode(pub Option<std::net::SocketAddr>);
 
 /// Collect an axum response body (our handlers always produce small, complete bodies).
 pub async fn collect_body(body: Body) -> Bytes {

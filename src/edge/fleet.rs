@@ -52,15 +52,20 @@ pub struct Hop {
 
 /// What a request's `x-sluice-fleet` header says: checked once, at the request's start
 /// ([`signature`]), and read by every decision that trusts a node — its connection's share
-/// ([`crate::conn::admission`]), the rate limits ([`crate::api::limits`]) and the gate
-/// ([`arrival`]). A node is trusted by this, never by its address.
+/// ([`crate::conn::admission`]), the rate limits ([`crate::api::limits`]), the gate
+/// ([`arrival`]) and the fleet's own routes ([`crate::api::fleet`]). A node is trusted by
+/// this, never by its address; and by this only from its address.
 #[derive(Debug, Default, Clone)]
 pub enum Signature {
     /// No header (or no `fleet:`, where the header means nothing).
     #[default]
     Absent,
-    /// Signed by this node of the fleet, over the method, the target and an empty body.
+    /// Signed by this node of the fleet, over the method, the target and an empty body, for
+    /// this node, from the node's address, first use.
     Valid(SocketAddr),
+    /// A request that may carry a body (not `GET`/`HEAD`: a purge): its signature covers
+    /// the body, so its handler checks it once the body is read. Nothing trusts it before.
+    OverBody,
     Invalid(AuthError),
 }
 
@@ -68,19 +73,37 @@ impl Signature {
     pub fn is_valid(&self) -> bool {
         matches!(self, Signature::Valid(_))
     }
+
+    /// The node that signed, when valid.
+    pub fn node(&self) -> Option<SocketAddr> {
+        match self {
+            Signature::Valid(n) => Some(*n),
+            _ => None,
+        }
+    }
 }
 
-/// `early_request_filter`: check a request's fleet header. (A request with a body — a
-/// purge — is checked over its body by its handler; here it is not a node's.)
-pub(super) fn signature(edge: &Edge, req: &RequestHeader) -> Signature {
+/// `early_request_filter`: check a request's fleet header — once: a signature is accepted
+/// once ([`crate::fleet::auth::Replays`]).
+pub(super) fn signature(edge: &Edge, session: &Session) -> Signature {
+    let req = session.req_header();
     let (Some(fleet), Some(header)) = (&edge.state.fleet, req.headers.get(auth::HEADER)) else {
         return Signature::Absent;
     };
+    if req.method != http::Method::GET && req.method != http::Method::HEAD {
+        return Signature::OverBody;
+    }
+    // The connection's own peer: a forwarded address never vouches for a node.
+    let peer = session
+        .as_downstream()
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| crate::client::canonical_ip(a.ip()));
     let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
     match header
         .to_str()
         .map_err(|_| AuthError::Malformed)
-        .and_then(|h| fleet.verify(h, req.method.as_str(), path_and_query, b""))
+        .and_then(|h| fleet.verify(h, req.method.as_str(), path_and_query, b"", peer))
     {
         Ok(peer) => Signature::Valid(peer),
         Err(e) => Signature::Invalid(e),
@@ -103,7 +126,11 @@ pub(super) fn arrival(signature: &Signature, session: &Session) -> Arrival {
             PEER_REQUESTS.with_label_values(&["served"]).inc();
             Arrival::Peer(*peer)
         }
-        Signature::Invalid(e) => {
+        Signature::Invalid(_) | Signature::OverBody => {
+            let reason = match signature {
+                Signature::Invalid(e) => e.as_str(),
+                _ => "not_get",
+            };
             PEER_REQUESTS.with_label_values(&["refused"]).inc();
             crate::metrics::refused(crate::metrics::GateSurface::Fleet, "fleet_signature");
             let from = session
@@ -112,7 +139,7 @@ pub(super) fn arrival(signature: &Signature, session: &Session) -> Arrival {
                 .and_then(|a| a.as_inet())
                 .map(|a| a.to_string())
                 .unwrap_or_default();
-            tracing::warn!(reason = e.as_str(), %from, "fleet request refused");
+            tracing::warn!(reason, %from, "fleet request refused");
             Arrival::Refused
         }
     }
@@ -191,7 +218,7 @@ pub(super) fn to_owner(edge: &Edge, req: &mut RequestHeader, ctx: &RequestCtx) -
     req.set_uri(uri);
     req.insert_header(http::header::HOST, owner.to_string())?;
     let signature = fleet
-        .sign(req.method.as_str(), path, b"")
+        .sign(req.method.as_str(), path, b"", *owner)
         .map_err(|e| Error::because(ErrorType::InternalError, "signing a fleet request", e))?;
     req.insert_header(auth::HEADER, signature)?;
     Ok(())

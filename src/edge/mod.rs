@@ -290,7 +290,7 @@ impl ProxyHttp for Edge {
     ) -> Result<()> {
         // The header is in: the connection's header deadline no longer applies. A request
         // that is not a fleet node's (signed) ends its connection's node exemption.
-        ctx.fleet.signature = fleet::signature(self, session.req_header());
+        ctx.fleet.signature = fleet::signature(self, session);
         ctx.over_connection_share =
             crate::conn::request_started(session.as_downstream(), ctx.fleet.signature.is_valid())
                 .is_err();

@@ -78,7 +78,7 @@ pub(super) async fn request(
     match route {
         Ok(Route::Api) => {
             ctx.class = RouteClass::Api;
-            let from_node = ctx.fleet.signature.is_valid();
+            let from_node = ctx.fleet.signature.node();
             let answer = api::handle(
                 &edge.router,
                 session.as_downstream_mut(),

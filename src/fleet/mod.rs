@@ -137,6 +137,8 @@ pub struct Fleet {
     epoch: Instant,
     /// Purge fan-out (control plane; objects travel through the proxy).
     client: reqwest::Client,
+    /// The signatures accepted lately: each is accepted once.
+    replays: parking_lot::Mutex<auth::Replays>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -171,6 +173,7 @@ impl Fleet {
             others,
             epoch: Instant::now(),
             client,
+            replays: parking_lot::Mutex::new(auth::Replays::default()),
             config: config.clone(),
         })
     }
@@ -216,7 +219,7 @@ impl Fleet {
             .is_some_and(|s| s.load(Ordering::Relaxed) > self.now_ms())
     }
 
-    /// The `x-sluice-fleet` header for a request this node sends.
+    /// The `x-sluice-fleet` header for a request this node sends to `receiver`.
     ///
     /// # Errors
     /// Never in practice (see [`auth::sign`]).
@@ -225,6 +228,7 @@ impl Fleet {
         method: &str,
         path_and_query: &str,
         body: &[u8],
+        receiver: SocketAddr,
     ) -> Result<String, auth::AuthError> {
         auth::sign(
             &self.config.secret.0,
@@ -233,12 +237,18 @@ impl Fleet {
                 path_and_query,
                 body,
             },
-            &self.config.this,
-            chrono::Utc::now().timestamp(),
+            &auth::Hop {
+                sender: self.config.this,
+                receiver,
+                ts: chrono::Utc::now().timestamp(),
+                nonce: rand::random(),
+            },
         )
     }
 
-    /// Check a received `x-sluice-fleet` header; the sender on success.
+    /// Check a received `x-sluice-fleet` header, which `peer` (the connection's address,
+    /// canonical; never a forwarded one) sent: made for this node by another, from that
+    /// node's address, in the window, and never seen here before. The sender on success.
     ///
     /// # Errors
     /// [`auth::AuthError`]: which check failed.
@@ -248,8 +258,10 @@ impl Fleet {
         method: &str,
         path_and_query: &str,
         body: &[u8],
+        peer: Option<std::net::IpAddr>,
     ) -> Result<SocketAddr, auth::AuthError> {
-        auth::verify(
+        let now = chrono::Utc::now().timestamp();
+        let v = auth::verify(
             &self.config.secret.0,
             header,
             &auth::Signed {
@@ -258,8 +270,12 @@ impl Fleet {
                 body,
             },
             &self.others,
-            chrono::Utc::now().timestamp(),
-        )
+            self.config.this,
+            peer,
+            now,
+        )?;
+        self.replays.lock().first_use(&v, now)?;
+        Ok(v.sender)
     }
 
     /// The peer to ask `owner` for an object: its edge listener, from this node's fleet
@@ -305,7 +321,7 @@ impl Fleet {
                 .request(method.clone(), format!("http://{node}{path_and_query}"))
                 .header(http::header::CONTENT_TYPE, "application/json")
                 .body(body.clone());
-            let header = self.sign(method.as_str(), path_and_query, &body);
+            let header = self.sign(method.as_str(), path_and_query, &body, node);
             tasks.spawn(async move {
                 let result = match header {
                     Ok(h) => ask(request.header(auth::HEADER, h)).await,
@@ -397,17 +413,34 @@ mod tests {
     }
 
     #[test]
-    fn a_node_accepts_what_another_signs_but_not_its_own() {
+    fn a_node_accepts_what_another_signs_for_it_once_from_its_address() {
         let a = Fleet::new(&config("127.0.0.1:1")).unwrap();
         let b = Fleet::new(&config("127.0.0.1:2")).unwrap();
-        let h = a.sign("GET", "/stream/h/x.ts", b"").unwrap();
+        let c = Fleet::new(&config("127.0.0.1:3")).unwrap();
+        let from_a = Some(a.config.this.ip());
+        let h = a.sign("GET", "/stream/h/x.ts", b"", b.config.this).unwrap();
         assert_eq!(
-            b.verify(&h, "GET", "/stream/h/x.ts", b""),
+            c.verify(&h, "GET", "/stream/h/x.ts", b"", from_a),
+            Err(auth::AuthError::BadMac)
+        );
+        assert_eq!(
+            a.verify(&h, "GET", "/stream/h/x.ts", b"", from_a),
+            Err(auth::AuthError::UnknownSender)
+        );
+        assert_eq!(
+            b.verify(&h, "GET", "/stream/h/x.ts", b"", from_a),
             Ok(a.config.this)
         );
         assert_eq!(
-            a.verify(&h, "GET", "/stream/h/x.ts", b""),
-            Err(auth::AuthError::UnknownSender)
+            b.verify(&h, "GET", "/stream/h/x.ts", b"", from_a),
+            Err(auth::AuthError::Replayed)
+        );
+        // Two requests for one object in one second are two headers.
+        let h2 = a.sign("GET", "/stream/h/x.ts", b"", b.config.this).unwrap();
+        assert_ne!(h, h2);
+        assert_eq!(
+            b.verify(&h2, "GET", "/stream/h/x.ts", b"", from_a),
+            Ok(a.config.this)
         );
     }
 }
