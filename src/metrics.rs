@@ -89,7 +89,7 @@ pub static CACHE_INFLIGHT_BYTES: Lazy<IntGauge> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
-/// Objects streamed through uncached, by reason: too_large, over_budget.
+/// Objects streamed through uncached, by reason: too_large, over_budget, purged.
 pub static CACHE_UNCACHED: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
         "sluice_cache_uncached_total",
@@ -604,7 +604,7 @@ fn touch_known() {
     for e in ["hit", "write", "dropped", "corrupt", "evicted"] {
         CACHE_DISK_EVENTS.with_label_values(&[e]);
     }
-    for reason in ["too_large", "over_budget"] {
+    for reason in ["too_large", "over_budget", "purged"] {
         CACHE_UNCACHED.with_label_values(&[reason]);
     }
     for surface in GateSurface::ALL {

@@ -474,6 +474,54 @@ async fn traversal_table_never_reaches_the_origin() {
     assert_eq!(raw_get(s.edge, b"/stream/h/ok.ts"), 200);
 }
 
+/// A fill whose request went out before a purge may carry the version the purge removed
+/// (the origin answered before it changed, the bytes were on their way): it is served to the
+/// players who asked, and never stored.
+#[tokio::test]
+async fn a_fill_that_began_before_a_purge_is_not_stored() {
+    let origin = TestOrigin::new()
+        .route(
+            "/h/slow.m4s",
+            Reply::ok("old", "video/iso.segment").delay(Duration::from_millis(800)),
+        )
+        .start();
+    let s = Sluice::start(&cfg(&origin, ""));
+    let key = admin_key(&s);
+    let c = client();
+    let first = tokio::spawn({
+        let (c, url) = (c.clone(), s.edge_url("/stream/h/slow.m4s"));
+        async move { c.get(url).send().await.unwrap().text().await.unwrap() }
+    });
+    // The fill is waiting on the origin; the object changes and is purged.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(origin.hits("/h/slow.m4s"), 1);
+    origin.set_route("/h/slow.m4s", Reply::ok("new", "video/iso.segment"));
+    let r = c
+        .post(s.admin_url("/api/cache/purge"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"path": "/stream/h/slow.m4s"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(first.await.unwrap(), "old");
+    let r = c
+        .get(s.edge_url("/stream/h/slow.m4s"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-cache-status"], "miss");
+    assert_eq!(r.text().await.unwrap(), "new");
+    assert_eq!(origin.hits("/h/slow.m4s"), 2);
+    assert_eq!(
+        metric(
+            &metrics(&s).await,
+            "sluice_cache_uncached_total{reason=\"purged\"}"
+        ),
+        1.0
+    );
+}
+
 #[tokio::test]
 async fn purge_by_path_and_by_hash() {
     let origin = TestOrigin::new()

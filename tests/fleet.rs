@@ -752,6 +752,63 @@ async fn purge_on_one_node_purges_every_node() {
     assert_eq!(r.status(), 403);
 }
 
+/// A purge answers success only when no node can serve the old bytes: not the node it was
+/// sent to (whose players refetch the object at once, from an owner not purged yet), not
+/// the owner (whose fill of the old version may still be on its way), not a third node.
+/// Players hammer the object on every node while it changes at the origin and is purged at
+/// a node that does not own it, ten times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_purge_of_a_busy_object_leaves_the_old_bytes_nowhere() {
+    let origin = TestOrigin::new().start();
+    let nodes = std::sync::Arc::new(Nodes::start(&origin, "", ""));
+    let path = nodes.object_owned_by(0, "busy");
+    let url_path = format!("/stream/{path}");
+    let version = |v: u64| random_bytes(4096, 1000 + v);
+    origin.set_route(&format!("/{path}"), Reply::ok(version(0), SEGMENT));
+    let at = 1;
+    let key = admin_key(&nodes.nodes[at]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let players: Vec<_> = (0..6)
+        .map(|i| {
+            let (nodes, stop, url_path) = (nodes.clone(), stop.clone(), url_path.clone());
+            tokio::spawn(async move {
+                let c = client();
+                // Mostly at the purged node, some at the others.
+                let node = if i < 4 { at } else { [0, 2][i % 2] };
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = c.get(nodes.url(node, &url_path)).send().await;
+                }
+            })
+        })
+        .collect();
+    let c = client();
+    let mut stale = Vec::new();
+    for v in 1..=10u64 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        origin.set_route(&format!("/{path}"), Reply::ok(version(v), SEGMENT));
+        let r = c
+            .post(nodes.nodes[at].admin_url("/api/cache/purge"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"path": url_path}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        for n in 0..3 {
+            let (status, cache, body) = get(&nodes.url(n, &url_path)).await;
+            assert_eq!(status, 200);
+            if body != version(v) {
+                stale.push(format!("purge {v}: node {n} served old bytes ({cache})"));
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for p in players {
+        p.await.unwrap();
+    }
+    assert!(stale.is_empty(), "{stale:#?}");
+}
+
 /// Nodes are exempt from per-client limits by their signature, never by their address
 /// (tests/peer_trust.rs has the refusals): a node's signed requests hold as many connections
 /// as it needs; the same address unsigned is any client, and so is every address on the

@@ -48,29 +48,60 @@ async fn purge_body(state: &AppState, body: &[u8]) -> Result<axum::response::Res
     let Some(cache) = state.cache else {
         return Ok(Json(serde_json::json!({"status": "success", "purged": 0})).into_response());
     };
-    let local: usize = ops.iter().map(|op| cache.purge(op)).sum();
-    tracing::info!(purged = local, "cache purge");
     let Some(fleet) = &state.fleet else {
+        let local: usize = ops.iter().map(|op| cache.purge(op)).sum();
+        tracing::info!(purged = local, "cache purge");
         return Ok(Json(serde_json::json!({"status": "success", "purged": local})).into_response());
     };
-    // Every other node too: the answer says what each removed, and which could not be asked.
-    let others = fleet.fan_out_purge(&PurgeOps { ops }).await;
-    let mut purged = local;
+    // Every node, twice. After the first round no owner holds the old bytes, nor will a fill
+    // of theirs that began before it store them ([`crate::cache::storage::FillStarted`]);
+    // but a node purged early in that round may have refetched them meanwhile from an owner
+    // purged later. The second round removes those, and no node can fetch them again: every
+    // owner is past its first round. Only then is the purge a success.
+    let ops = PurgeOps { ops };
+    let mut purged = 0;
+    let mut counts: Vec<(std::net::SocketAddr, Result<usize, String>)> = Vec::new();
+    for round in 0..2 {
+        let local: usize = ops.ops.iter().map(|op| cache.purge(op)).sum();
+        let answers = std::iter::once((fleet.config.this, Ok(local))).chain(
+            fleet
+                .fan_out_purge(&ops)
+                .await
+                .into_iter()
+                .map(|o| (o.node, o.result)),
+        );
+        for (i, (node, result)) in answers.enumerate() {
+            if round == 0 {
+                counts.push((node, result));
+            } else if let Some((_, count)) = counts.get_mut(i) {
+                *count = match (&count, result) {
+                    (Ok(a), Ok(b)) => Ok(a + b),
+                    (_, Err(e)) => Err(e),
+                    (Err(e), _) => Err(e.clone()),
+                };
+            }
+        }
+        // A node not reached is not purged: the answer is a retry, whatever a second round
+        // (another timeout) would say.
+        if counts.iter().any(|(_, c)| c.is_err()) {
+            break;
+        }
+    }
     let mut nodes = serde_json::Map::new();
-    nodes.insert(fleet.config.this.to_string(), local.into());
     let mut failed = Vec::new();
-    for o in others {
-        match o.result {
+    for (node, count) in counts {
+        match count {
             Ok(n) => {
                 purged += n;
-                nodes.insert(o.node.to_string(), n.into());
+                nodes.insert(node.to_string(), n.into());
             }
             Err(e) => {
-                nodes.insert(o.node.to_string(), serde_json::json!({ "error": e }));
-                failed.push(o.node.to_string());
+                nodes.insert(node.to_string(), serde_json::json!({ "error": e }));
+                failed.push(node.to_string());
             }
         }
     }
+    tracing::info!(purged, "cache purge on every node");
     if failed.is_empty() {
         return Ok(Json(
             serde_json::json!({"status": "success", "purged": purged, "nodes": nodes}),

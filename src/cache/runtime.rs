@@ -202,6 +202,7 @@ impl CacheRuntime {
         for (reason, count) in [
             (UncachedReason::TooLarge, stats.uncached_too_large),
             (UncachedReason::OverBudget, stats.uncached_over_budget),
+            (UncachedReason::Purged, stats.uncached_purged),
         ] {
             catch_up(
                 &metrics::CACHE_UNCACHED.with_label_values(&[reason.as_str()]),

@@ -128,6 +128,9 @@ pub enum StorageError {
     /// An invalidation purged the key while the write was in flight; it is not committed.
     #[error("purged while being written; not committed")]
     PurgedWhileWriting,
+    /// An operator purge came after this fill's request went out ([`FillStarted`]).
+    #[error("purged after its request went out; not stored")]
+    PurgedMeanwhile,
     /// Body bytes arrived after the writer was told end of stream.
     #[error("body written after end of stream")]
     WriteAfterEof,
@@ -150,13 +153,25 @@ pub enum UncachedReason {
     TooLarge,
     /// The budget had no room for it (when it started, or as it grew).
     OverBudget,
+    /// Its request went out before a purge: it may be the purged version.
+    Purged,
 }
+
+/// A cacheable response's [`CacheMeta`] extension: how many operator purges this storage
+/// had seen ([`MemoryStorage::purges`]) when its request went to the upstream. A purge
+/// after that (the answer may be the version it removed: an owner or an origin not purged
+/// yet, bytes already on their way) makes the write refuse itself at its start; a purge
+/// after its start detaches it (it never commits). Either way the purge's answer holds: no
+/// fill that began before it stores anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FillStarted(pub u64);
 
 impl UncachedReason {
     pub fn as_str(self) -> &'static str {
         match self {
             UncachedReason::TooLarge => "too_large",
             UncachedReason::OverBudget => "over_budget",
+            UncachedReason::Purged => "purged",
         }
     }
 }
@@ -211,6 +226,8 @@ pub struct StorageStats {
     pub uncached_too_large: u64,
     /// Objects not cached because the budget had no room (refused or passed through).
     pub uncached_over_budget: u64,
+    /// Answers not cached because a purge came after their request went out.
+    pub uncached_purged: u64,
 }
 
 /// What a hit needs to rebuild its [`CacheMeta`], kept as values instead of serialized.
@@ -455,6 +472,7 @@ struct Counters {
     passthrough_writes: AtomicU64,
     uncached_too_large: AtomicU64,
     uncached_over_budget: AtomicU64,
+    uncached_purged: AtomicU64,
 }
 
 /// Sharded, bounded in-memory cache storage for pingora-cache. See the module docs for what
@@ -468,6 +486,9 @@ pub struct MemoryStorage {
     budget_bytes: usize,
     max_object_bytes: usize,
     next_write_id: AtomicU64,
+    /// Operator purges so far ([`MemoryStorage::purges`]): a fill whose request went out
+    /// before a purge is never stored ([`FillStarted`]).
+    purges: AtomicU64,
     counters: Counters,
     /// The disk tier behind this one (`cache.disk`), if configured.
     disk: Option<super::disk::DiskTier>,
@@ -491,6 +512,7 @@ impl MemoryStorage {
             budget_bytes,
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES.min(budget_bytes),
             next_write_id: AtomicU64::new(0),
+            purges: AtomicU64::new(0),
             counters: Counters::default(),
             disk: None,
             eviction: None,
@@ -528,14 +550,19 @@ impl MemoryStorage {
         key: &CacheKey,
         hash: HashBinary,
         loaded: super::disk::DiskObject,
-    ) -> (CacheMeta, HitHandler) {
+        purges: u64,
+    ) -> Option<(CacheMeta, HitHandler)> {
         let meta = StoredMeta::capture(&loaded.meta);
         let primary: Option<Box<str>> = key.primary_key_str().map(Into::into);
         let weight = loaded.body.len() + meta.overhead(primary.as_deref());
         let mut maps = self.shard(&hash).maps.write();
         // A write that started meanwhile is newer than the file.
         if let Some(write) = maps.inflight.get(&hash).and_then(|w| w.last()) {
-            return Self::partial_hit(write);
+            return Some(Self::partial_hit(write));
+        }
+        // A purge while the file was read may have been of this file: a miss.
+        if self.purges() != purges {
+            return None;
         }
         let fits = self.bytes_stored() + weight <= self.budget_bytes;
         let hit = CompleteHit {
@@ -556,7 +583,12 @@ impl MemoryStorage {
             let replaced = maps.complete.insert(hash, obj);
             self.count_object(weight, replaced.as_ref());
         }
-        (meta.to_cache_meta(), Box::new(MemoryHit::Complete(hit)))
+        Some((meta.to_cache_meta(), Box::new(MemoryHit::Complete(hit))))
+    }
+
+    /// Operator purges so far (memory and disk); a [`FillStarted`] records it.
+    pub fn purges(&self) -> u64 {
+        self.purges.load(Ordering::SeqCst)
     }
 
     /// Refuse objects whose body is larger than `n` bytes: at `get_miss_handler` when the
@@ -617,6 +649,7 @@ impl MemoryStorage {
             passthrough_writes: c.passthrough_writes.load(Ordering::Relaxed),
             uncached_too_large: c.uncached_too_large.load(Ordering::Relaxed),
             uncached_over_budget: c.uncached_over_budget.load(Ordering::Relaxed),
+            uncached_purged: c.uncached_purged.load(Ordering::Relaxed),
         }
     }
 
@@ -627,6 +660,7 @@ impl MemoryStorage {
         let counter = match reason {
             UncachedReason::TooLarge => &self.counters.uncached_too_large,
             UncachedReason::OverBudget => &self.counters.uncached_over_budget,
+            UncachedReason::Purged => &self.counters.uncached_purged,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -764,6 +798,7 @@ impl MemoryStorage {
     /// Scans every shard, one shard lock at a time: an operator action, not a hot path.
     /// Keys whose primary is not UTF-8 never match.
     pub fn purge_prefix(&self, prefix: &str, eviction: Option<&dyn EvictionManager>) -> usize {
+        self.purges.fetch_add(1, Ordering::SeqCst);
         let matches = |primary: &Option<Box<str>>| {
             primary
                 .as_deref()
@@ -848,6 +883,7 @@ impl MemoryStorage {
         primary: &str,
         eviction: Option<&dyn EvictionManager>,
     ) -> bool {
+        self.purges.fetch_add(1, Ordering::SeqCst);
         let hash = CacheKey::new(primary, "").combined_bin();
         let on_disk = self.disk.as_ref().is_some_and(|d| d.remove(&hash));
         let removed = {
@@ -965,13 +1001,14 @@ impl Storage for MemoryStorage {
         let Some(disk) = &self.disk else {
             return Ok(None);
         };
+        let purges = self.purges();
         let Some(loaded) = disk.load(&hash).await else {
             return Ok(None);
         };
         if loaded.primary.as_deref() != key.primary_key_str() {
             return Ok(None);
         }
-        Ok(Some(self.promote(key, hash, loaded)))
+        Ok(self.promote(key, hash, loaded, purges))
     }
 
     async fn lookup_streaming_write(
@@ -1043,13 +1080,19 @@ impl Storage for MemoryStorage {
                 budget: self.budget_bytes,
             }));
         }
-        self.shard(&hash)
-            .maps
-            .write()
-            .inflight
-            .entry(hash)
-            .or_default()
-            .push(write.clone());
+        {
+            let mut maps = self.shard(&hash).maps.write();
+            // Checked under the shard lock a purge takes after counting itself: either this
+            // write is refused here or the purge finds it in flight and detaches it.
+            let started = meta.extensions().get::<FillStarted>().map(|f| f.0);
+            if started.is_some_and(|s| s != self.purges()) {
+                drop(maps);
+                self.untrack(&hash, &write);
+                self.note_uncached(UncachedReason::Purged);
+                return Err(self.refuse(StorageError::PurgedMeanwhile));
+            }
+            maps.inflight.entry(hash).or_default().push(write.clone());
+        }
         self.counters
             .inflight_writes
             .fetch_add(1, Ordering::Relaxed);
@@ -1416,7 +1459,7 @@ impl MemoryMissHandler {
             UncachedReason::OverBudget => {
                 self.reserved.min(self.write.overhead + RESERVE_STEP_BYTES)
             }
-            UncachedReason::TooLarge => 0,
+            UncachedReason::TooLarge | UncachedReason::Purged => 0,
         };
         let c = &self.storage.counters;
         c.passthrough_writes.fetch_add(1, Ordering::Relaxed);

@@ -114,6 +114,9 @@ pub struct RequestCtx {
     class: RouteClass,
     target: Option<Target>,
     upstream_started: Option<Instant>,
+    /// The cache's purge count when this request's upstream attempt began: a purge after it
+    /// keeps the answer out of the cache ([`crate::cache::storage::FillStarted`]).
+    purges_at_start: Option<u64>,
     /// Time from upstream request to its response header.
     upstream_latency: Option<std::time::Duration>,
     upstream_error: bool,
@@ -255,6 +258,7 @@ impl ProxyHttp for Edge {
             class: RouteClass::Rejected,
             target: None,
             upstream_started: None,
+            purges_at_start: None,
             upstream_latency: None,
             upstream_error: false,
             local_status: None,
@@ -375,10 +379,15 @@ impl ProxyHttp for Edge {
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
-        Ok(fleet::backdate(
-            caching::cacheability(self.cache, ctx, resp),
-            ctx.fleet.age,
-        ))
+        let mut cacheable =
+            fleet::backdate(caching::cacheability(self.cache, ctx, resp), ctx.fleet.age);
+        if let (RespCacheable::Cacheable(meta), Some(purges)) =
+            (&mut cacheable, ctx.purges_at_start)
+        {
+            meta.extensions_mut()
+                .insert(crate::cache::storage::FillStarted(purges));
+        }
+        Ok(cacheable)
     }
 
     async fn upstream_peer(
@@ -388,6 +397,7 @@ impl ProxyHttp for Edge {
     ) -> Result<Box<HttpPeer>> {
         caching::placed(session);
         ctx.upstream_started = Some(Instant::now());
+        ctx.purges_at_start = self.cache.map(|c| c.storage.purges());
         let mut peer = match &ctx.target {
             Some(Target::Stream(m)) => match fleet::owner_peer(self, m, &mut ctx.fleet) {
                 Some(owner) => owner,
