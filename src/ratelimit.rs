@@ -27,6 +27,58 @@ use parking_lot::Mutex;
 use crate::config::RateLimitsConfig as Limits;
 use crate::store::rate_windows::SharedWindows;
 
+/// The digests of credentials that were answered as valid, so a per-credential budget (a
+/// key in the fleet's shared windows) is made only for a credential that proved itself:
+/// whatever a stranger invents spends the client's own budgets and adds nothing here (an
+/// invalid credential never gets a success). Bounded at [`Vouched::MAX`] entries, least
+/// recently seen forgotten first (two generations, swapped when the newer one is full):
+/// a forgotten credential is counted by its client's address until its next success.
+#[derive(Debug, Default)]
+pub struct Vouched {
+    generations: Mutex<[std::collections::HashSet<String>; 2]>,
+}
+
+impl Vouched {
+    pub const MAX: usize = 2 * 65_536;
+
+    pub fn contains(&self, digest: &str) -> bool {
+        let mut g = self.generations.lock();
+        if g[0].contains(digest) {
+            return true;
+        }
+        if g[1].remove(digest) {
+            Self::add(&mut g, digest);
+            return true;
+        }
+        false
+    }
+
+    pub fn insert(&self, digest: &str) {
+        let mut g = self.generations.lock();
+        if !g[0].contains(digest) {
+            g[1].remove(digest);
+            Self::add(&mut g, digest);
+        }
+    }
+
+    fn add(g: &mut [std::collections::HashSet<String>; 2], digest: &str) {
+        if g[0].len() >= Self::MAX / 2 {
+            g.swap(0, 1);
+            g[0].clear();
+        }
+        g[0].insert(digest.to_string());
+    }
+
+    pub fn len(&self) -> usize {
+        let g = self.generations.lock();
+        g[0].len() + g[1].len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The endpoint classes with their own limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RateClass {
@@ -213,6 +265,8 @@ pub enum Admitted {
 /// One limiter per class.
 pub struct RateLimits {
     limiters: HashMap<RateClass, SlidingWindow>,
+    /// Credentials answered as valid lately: only these get a budget of their own.
+    vouched: Vouched,
     limits: Limits,
     /// The fleet's windows; `None` on a single node.
     shared: Option<std::sync::Arc<dyn SharedWindows>>,
@@ -229,10 +283,22 @@ impl RateLimits {
                 .iter()
                 .map(|c| (*c, SlidingWindow::new(per_minute(&limits, *c), MINUTE)))
                 .collect(),
+            vouched: Vouched::default(),
             limits,
             shared: None,
             local_fallback: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether the credential with this digest was answered as valid lately (on this node).
+    pub fn vouched(&self, digest: &str) -> bool {
+        self.vouched.contains(digest)
+    }
+
+    /// The credential with this digest was answered as valid: its requests spend a budget
+    /// of their own from now on.
+    pub fn vouch(&self, digest: &str) {
+        self.vouched.insert(digest);
     }
 
     /// Count in the fleet's windows; this node's own windows only while they cannot answer.
@@ -313,6 +379,25 @@ impl RateLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vouched_is_bounded_and_keeps_what_is_used() {
+        let v = Vouched::default();
+        assert!(!v.contains("a"));
+        v.insert("a");
+        assert!(v.contains("a"));
+        for i in 0..Vouched::MAX {
+            v.insert(&i.to_string());
+            if i % 1000 == 0 {
+                // Used all along: never forgotten.
+                assert!(v.contains("a"), "{i}");
+            }
+        }
+        assert!(v.len() <= Vouched::MAX);
+        assert!(v.contains("a"));
+        // The oldest, never used again, are gone.
+        assert!(!v.contains("0"));
+    }
 
     #[test]
     fn at_most_n_in_any_window() {

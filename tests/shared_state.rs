@@ -1033,6 +1033,55 @@ async fn verify_of_invented_tokens_makes_no_key_per_token() {
     assert_eq!(count("sluice:rl:*verify:token:*"), 1);
 }
 
+/// The same for every per-credential budget: invented bearers on key delivery, the streaming
+/// routes and Stream Info make no key each (they spend the client's budgets); a credential
+/// that was answered as valid gets a budget of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invented_bearers_make_no_key_per_bearer() {
+    let f = Fleet::start(&[""]);
+    let n = &f.nodes[0];
+    let count = |pattern: &str| -> usize {
+        f.redis
+            .command(&["EVAL", "return #redis.call('KEYS', ARGV[1])", "0", pattern])
+            .and_then(|v| v.parse().ok())
+            .expect("a key count")
+    };
+    // The stranger, at an address of its own (its flood spends its budgets, not ours).
+    let c = reqwest::Client::builder()
+        .local_address("127.0.0.7".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    for i in 0..20 {
+        let bearer = format!("invented-{i}.c2lnbmF0dXJl");
+        let answers = [
+            c.get(n.edge_url("/api/key/movie-gated"))
+                .bearer_auth(&bearer),
+            c.get(n.edge_url(&format!("/api/key/nonexistent-{i}")))
+                .bearer_auth(&bearer),
+            c.post(n.edge_url("/api/v2/streaming/token"))
+                .bearer_auth(&bearer)
+                .json(&json!({"contentId": "gated"})),
+            c.post(n.edge_url("/api/v2/streaming/revoke"))
+                .bearer_auth(&bearer)
+                .body("not json"),
+            c.get(n.edge_url("/api/providers/acme/channels/ch1/stream"))
+                .bearer_auth(format!("eyJhbGciOiJIUzI1NiJ9.{i}.x")),
+        ];
+        for r in answers {
+            let status = r.send().await.unwrap().status().as_u16();
+            assert!(status < 500, "{status}");
+        }
+    }
+    let per_credential =
+        count("sluice:rl:*:token:*") + count("sluice:rl:*:bearer:*") - count("sluice:rl:*verify:*");
+    assert_eq!(per_credential, 0, "keys made per invented bearer");
+    // A credential answered as valid has its own budget from then on.
+    for _ in 0..2 {
+        token(n, &f.key).await;
+    }
+    assert_eq!(count("sluice:rl:*streaming:bearer:*"), 1);
+}
+
 /// Redis reachable but refusing writes (out of memory under `noeviction`): a revoke fails
 /// closed with the store-outage answer, `503`, and the operator sees Redis's own words in the
 /// log (before: `500`, as if sluice had a bug). Once Redis takes writes again, it works.

@@ -7,10 +7,16 @@
 //! | class | keyed by |
 //! |---|---|
 //! | `api`, `stats`, `config` | client IP |
-//! | `key` | bearer token (digest), else client IP (`key_delivery.rate_limit_key`) |
-//! | `streaming` | bearer credential (digest), else client IP |
+//! | `key` | the key token (digest) when it carries our signature, else client IP (`key_delivery.rate_limit_key`) |
+//! | `streaming` | a user JWT (digest) that verifies, or an API key (digest) once vouched for; else client IP |
 //! | `verify` | the token (digest) when it carries our signature, else client IP |
-//! | `stream_info` | bearer JWT (digest), else client IP |
+//! | `stream_info` | the bearer JWT (digest) when it verifies, else client IP |
+//!
+//! *Vouched for*: an earlier request with the same API key was answered with success on this
+//! node ([`crate::ratelimit::Vouched`]; its first request spends the client's budget and is
+//! then counted in the key's own). A credential that proves nothing spends its client's
+//! budgets: a stranger inventing credentials makes no key of its own in the fleet's shared
+//! windows.
 //!
 //! Backends call `/token` and `verify` for many viewers from one address, so those are keyed
 //! by credential first. Guessing credentials is throttled separately: an answer that says
@@ -34,6 +40,8 @@ use crate::state::AppState;
 #[derive(Debug, Default)]
 pub struct Spent {
     failures: Option<(String, Failures, crate::ratelimit::Admitted)>,
+    /// An API key's class and key, to be vouched for by a success.
+    credential: Option<(RateClass, String)>,
 }
 
 /// The class of a request, and which of its answers spend the auth-failure budget: those of
@@ -73,36 +81,104 @@ fn signed_by_us(state: &AppState, token: &str) -> bool {
         .is_some_and(|s| s.verify_signature(token, now).is_ok())
 }
 
-/// The key a request spends in `class`. A per-credential key is made only for a credential
-/// that verifies offline, or after the client's `auth_failures` budget admitted the request
-/// (whose refusals spend it): no stranger makes unbounded keys.
-pub fn key_for(
+/// A request's credential in a per-credential class: its key there, and whether it proves
+/// itself offline (a signature sluice can check: a stream token, a key token, a JWT).
+struct Credential {
+    key: String,
+    signed: bool,
+}
+
+/// Whether `t` is a key token under this deployment's secret (expired or for another hash
+/// are the route's verdicts: the signature is what matters here).
+fn key_token_signed(state: &AppState, t: &str) -> bool {
+    let secret = state
+        .config
+        .access
+        .key_delivery
+        .secret
+        .as_ref()
+        .map_or(&b""[..], |s| s.as_bytes());
+    let now = chrono::Utc::now().timestamp();
+    use crate::auth::key_token::{verify, KeyTokenError};
+    matches!(
+        verify(secret, t, "", now),
+        Ok(_) | Err(KeyTokenError::Expired | KeyTokenError::HashMismatch)
+    )
+}
+
+/// Whether `t` is a streaming user JWT that verifies (an API key has no dots: it is checked
+/// against the key store by the route, and vouched for after).
+fn streaming_jwt_signed(state: &AppState, t: &str) -> bool {
+    let Some(jwt) = &state.config.access.streaming.jwt else {
+        return false;
+    };
+    t.matches('.').count() == 2
+        && crate::auth::jwt::BearerVerifier::new(
+            jwt.secret.as_bytes(),
+            jwt.issuer.clone(),
+            jwt.audience.clone(),
+        )
+        .with_leeway(jwt.leeway_secs)
+        .verify(t)
+        .is_ok()
+}
+
+fn credential(
     state: &AppState,
     class: RateClass,
-    client: &Client,
     headers: &HeaderMap,
     query: Option<&str>,
-) -> String {
-    let ip = || format!("ip:{}", client.ip);
+) -> Option<Credential> {
     let digest = |kind: &str, secret: &str| format!("{kind}:{}", api_keys::hash(secret));
     match class {
         RateClass::Key => match (
             state.config.access.key_delivery.rate_limit_key,
             bearer(headers),
         ) {
-            (RateKey::Token, Some(t)) => digest("token", t),
-            _ => ip(),
+            (RateKey::Token, Some(t)) => Some(Credential {
+                key: digest("token", t),
+                signed: key_token_signed(state, t),
+            }),
+            _ => None,
         },
-        RateClass::Streaming | RateClass::StreamInfo => {
-            bearer(headers).map_or_else(ip, |b| digest("bearer", b))
-        }
-        // Only a token sluice signed has a budget of its own: anything else is the client's
-        // (a key per invented token let strangers fill the shared store, one key a request).
-        RateClass::Verify => match query_token(query) {
-            Some(t) if signed_by_us(state, &t) => digest("token", &t),
-            _ => ip(),
-        },
-        RateClass::Api | RateClass::Stats | RateClass::Config | RateClass::AuthFailures => ip(),
+        RateClass::Streaming => bearer(headers).map(|b| Credential {
+            key: digest("bearer", b),
+            signed: streaming_jwt_signed(state, b),
+        }),
+        RateClass::StreamInfo => bearer(headers).map(|b| Credential {
+            key: digest("bearer", b),
+            signed: state
+                .provider_jwt
+                .as_ref()
+                .is_some_and(|v| v.verify(b).is_ok()),
+        }),
+        RateClass::Verify => query_token(query).map(|t| Credential {
+            key: digest("token", &t),
+            signed: signed_by_us(state, &t),
+        }),
+        RateClass::Api | RateClass::Stats | RateClass::Config | RateClass::AuthFailures => None,
+    }
+}
+
+/// The key a request spends in `class`. A per-credential key is made only for a credential
+/// that proved itself: one whose signature sluice checked (stream token, key token, JWT), or
+/// one an earlier request was answered with success for (an API key,
+/// [`crate::ratelimit::Vouched`]). Anything else — every credential a stranger invents —
+/// spends the client's key: no stranger makes keys in the shared store by inventing them.
+/// The second value: the credential to vouch for if this request succeeds.
+fn key_for(
+    state: &AppState,
+    class: RateClass,
+    client: &Client,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> (String, Option<String>) {
+    let ip = || format!("ip:{}", client.ip);
+    match credential(state, class, headers, query) {
+        Some(c) if c.signed || state.rate_limits.vouched(&c.key) => (c.key, None),
+        // Only an API key (no signature to check) can be vouched for by its route.
+        Some(c) if class == RateClass::Streaming => (ip(), Some(c.key)),
+        _ => (ip(), None),
     }
 }
 
@@ -132,7 +208,7 @@ pub async fn admit(
     };
     let mut spent = Spent::default();
     if !failures.is_empty() {
-        let key = key_for(state, RateClass::AuthFailures, client, headers, query);
+        let (key, _) = key_for(state, RateClass::AuthFailures, client, headers, query);
         let admitted = state
             .rate_limits
             .admit(RateClass::AuthFailures, &key)
@@ -141,7 +217,8 @@ pub async fn admit(
         spent.failures = Some((key, failures, admitted));
     }
     if let Some(class) = class {
-        let key = key_for(state, class, client, headers, query);
+        let (key, unproven) = key_for(state, class, client, headers, query);
+        spent.credential = unproven.map(|c| (class, c));
         if let Err(w) = state.rate_limits.admit(class, &key).await {
             settle(state, &spent, 0).await;
             return Err(refuse(class, w));
@@ -152,6 +229,14 @@ pub async fn admit(
 
 /// After the answer: the failure slot reserved at admission stays spent only for a refusal.
 pub async fn settle(state: &AppState, spent: &Spent, status: u16) {
+    if let Some((class, credential)) = &spent.credential {
+        if (200..300).contains(&status) {
+            state.rate_limits.vouch(credential);
+            // Its first request went to the client's budget: count it in its own too, so
+            // the credential's limit stays exact.
+            let _ = state.rate_limits.admit(*class, credential).await;
+        }
+    }
     if let Some((key, failures, admitted)) = &spent.failures {
         if !failures.contains(&status) {
             state
