@@ -316,7 +316,24 @@ async fn a_demoted_master_is_left_for_the_promoted_one() {
         )
         .await;
     }
+    // The subscriptions moved too: Sentinel's reconfiguration kills a demoted node's normal
+    // clients but not its subscribers, which would otherwise stay on the old node.
+    common::wait_for(
+        "both subscriptions on the promoted master, none left on the demoted one",
+        FAILOVER_BOUND,
+        || sluice_subscribers(&f.replica) == 2 && sluice_subscribers(&f.master) == 0,
+    );
     fleet_works(&f).await;
+}
+
+/// Pub/sub clients of `r` that are sluice's (unnamed, subscribed to its two channels; the
+/// Sentinels' own are named).
+fn sluice_subscribers(r: &RedisServer) -> usize {
+    r.command(&["CLIENT", "LIST", "TYPE", "pubsub"])
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(" name= ") && l.contains(" sub=2 "))
+        .count()
 }
 
 fn check(config: &std::path::Path, offline: bool) -> (bool, String) {
