@@ -247,7 +247,15 @@ async fn a_killed_master_is_followed_by_every_node() {
             .await
         }
     };
-    let (on_a, on_b) = tokio::join!(
+    let sentinels = &f.sentinels;
+    let promoted_port = f.replica.port;
+    let named = until(
+        "the Sentinels to name the replica",
+        FAILOVER_BOUND,
+        || async move { sentinels.master_port(0) == Some(promoted_port) },
+    );
+    let (named, on_a, on_b) = tokio::join!(
+        named,
         served_again("a gated start on A", &f.a, &entry(&ta)),
         served_again("a gated start on B", &f.b, &entry(&tb))
     );
@@ -260,9 +268,9 @@ async fn a_killed_master_is_followed_by_every_node() {
         })
         .unwrap_or_default();
     eprintln!(
-        "measured: master killed -> first gated start served again: A after {on_a:?}, B after \
-         {on_b:?} (Sentinel down-after-milliseconds 1000, failover-timeout 3000; debug build; \
-         {cpu})"
+        "measured: master killed -> Sentinel names the replica after {named:?}; first gated \
+         start served again: A after {on_a:?}, B after {on_b:?} (Sentinel \
+         down-after-milliseconds 1000, failover-timeout 3000; debug build; {cpu})"
     );
     // Both follow the promoted replica, and say so.
     assert_eq!(f.sentinels.master_port(0), Some(f.replica.port));
