@@ -187,6 +187,17 @@ where
     }
 }
 
+/// Wait until `n` refuses `t`'s entry load as revoked (`410`); meanwhile it may only fail
+/// closed (`503`: not yet on the master the Sentinels name).
+async fn revoked_on(n: &Sluice, t: &str) {
+    until("the revocation refused", FAILOVER_BOUND, || async move {
+        let st = get(n, &entry(t)).await.0;
+        assert!(st == 410 || st == 503, "entry load answered {st}");
+        st == 410
+    })
+    .await;
+}
+
 fn master_line(port: u16) -> String {
     format!("redis master {NAME} at 127.0.0.1:{port}")
 }
@@ -283,6 +294,19 @@ async fn a_killed_master_is_followed_by_every_node() {
     assert_eq!(verify_message(&f.b, &used).await, json!(4));
     assert_eq!(get(&f.a, &entry(&revoked)).await.0, 410);
     fleet_works(&f).await;
+    // The CLI finds the new master the same way: the fleet's default key is listed.
+    let out = Command::new(sluice_bin())
+        .args(["keys", "list", "-c"])
+        .arg(&f.a.config_path)
+        .envs(env())
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && list.contains(&f.key[..8]),
+        "{list}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,7 +337,7 @@ async fn a_demoted_master_is_left_for_the_promoted_one() {
         "measured: demoted master: Sentinels named the replica after {named:?}, a write \
          through A succeeded {written:?} later"
     );
-    assert_eq!(get(&f.b, &entry(t)).await.0, 410);
+    revoked_on(&f.b, t).await;
     let promoted = master_line(f.replica.port);
     let promoted = promoted.as_str();
     for n in f.nodes() {
@@ -330,6 +354,80 @@ async fn a_demoted_master_is_left_for_the_promoted_one() {
         "both subscriptions on the promoted master, none left on the demoted one",
         FAILOVER_BOUND,
         || sluice_subscribers(&f.replica) == 2 && sluice_subscribers(&f.master) == 0,
+    );
+    fleet_works(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_demoted_under_its_clients_is_left() {
+    let f = Fleet::start();
+    fleet_works(&f).await;
+    let t = token(&f.a, &f.key).await;
+    f.replica_caught_up();
+    // A demotion Sentinel's failover does not make: no client of the old master is killed
+    // (Sentinel's own reconfiguration kills them, which reconnects the nodes anyway). The
+    // replica is promoted by hand, the master made its replica, and the Sentinels told.
+    let port = f.replica.port.to_string();
+    assert_eq!(
+        f.replica.command(&["REPLICAOF", "NO", "ONE"]).as_deref(),
+        Some("OK")
+    );
+    assert_eq!(
+        f.master
+            .command(&["REPLICAOF", "127.0.0.1", &port])
+            .as_deref(),
+        Some("OK")
+    );
+    let demoted = Instant::now();
+    for &s in &f.sentinels.ports {
+        for cmd in [
+            vec!["SENTINEL", "REMOVE", NAME],
+            vec!["SENTINEL", "MONITOR", NAME, "127.0.0.1", &port, "2"],
+        ] {
+            assert_eq!(
+                common::resp_command(s, None, &cmd).as_deref(),
+                Some("OK"),
+                "{cmd:?}"
+            );
+        }
+    }
+    let a = &f.a;
+    let key = f.key.as_str();
+    let t = t.as_str();
+    // A write through A: refused (503, the node it holds answers READONLY) until A has left
+    // the demoted node for the one the Sentinels name.
+    let written = until("a revocation through A", FAILOVER_BOUND, || async move {
+        let st = revoke(a, key, t).await;
+        assert!(st == 200 || st == 503, "revoke answered {st}");
+        st == 200
+    })
+    .await;
+    eprintln!(
+        "measured: master demoted under its clients: a write through A succeeded after {written:?}"
+    );
+    // B sees it once it too has left the demoted node (there, the entry's count is refused).
+    revoked_on(&f.b, t).await;
+    let promoted = master_line(f.replica.port);
+    let promoted = promoted.as_str();
+    for n in f.nodes() {
+        until(
+            "the node names the promoted master",
+            FAILOVER_BOUND,
+            || async move { n.log().contains(promoted) },
+        )
+        .await;
+        assert!(n.log().contains("is no longer the master"), "{}", n.log());
+    }
+    // The old node still answers and still receives every PUBLISH (it replicates them):
+    // only the move of the master takes the subscriptions off it.
+    common::wait_for(
+        "both subscriptions on the promoted master, none left on the demoted one",
+        FAILOVER_BOUND,
+        || sluice_subscribers(&f.replica) == 2 && sluice_subscribers(&f.master) == 0,
+    );
+    eprintln!(
+        "measured: both nodes on the promoted master, subscriptions too, {:?} after the demotion",
+        demoted.elapsed()
     );
     fleet_works(&f).await;
 }
@@ -403,7 +501,8 @@ fn sluice_check_asks_the_sentinels() {
     let sentinels = Sentinels::start(NAME, &master, 1, 0);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sluice.yaml");
-    let dead = common::free_port();
+    // Port 1 (tcpmux): privileged, so no test process listens there.
+    let dead = 1;
     let write = |name: &str, list: &str| {
         std::fs::write(
             &path,

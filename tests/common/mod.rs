@@ -1224,11 +1224,12 @@ impl Sentinels {
                 "every Sentinel to see the others and the replicas",
                 Duration::from_secs(30),
                 || {
-                    let others = resp_command(port, None, &["SENTINEL", "SENTINELS", name])
-                        .map_or(0, |t| t.lines().filter(|l| *l == "name").count());
-                    let seen = resp_command(port, None, &["SENTINEL", "REPLICAS", name])
-                        .map_or(0, |t| t.lines().filter(|l| *l == "name").count());
-                    others + 1 >= count && seen >= replicas
+                    let names = |cmd: &str| {
+                        resp_command(port, None, &["SENTINEL", cmd, name])
+                            .map(|t| t.lines().filter(|l| *l == "name").count())
+                    };
+                    let (others, seen) = (names("SENTINELS"), names("REPLICAS"));
+                    others.is_some_and(|o| o + 1 >= count) && seen.is_some_and(|r| r >= replicas)
                 },
             );
         }
