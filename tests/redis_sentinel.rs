@@ -432,6 +432,44 @@ async fn a_master_demoted_under_its_clients_is_left() {
     fleet_works(&f).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_and_master_over_tls() {
+    // A private CA and a certificate for localhost and 127.0.0.1 (Sentinels name nodes by IP).
+    let pki = common::pki();
+    let master = RedisServer::start_tls(&pki.cert, &pki.key);
+    let sentinels = Sentinels::start_tls(NAME, &master, &pki);
+    let origin = origin();
+    let cfg = config(&origin);
+    let state = format!(
+        "  redis_sentinel:\n    master: {NAME}\n    sentinels: [\"127.0.0.1:{}\"]\n    tls: true\n",
+        sentinels.tls_ports[0]
+    );
+    let start = |env: &[(&str, &str)]| {
+        Sluice::start_in_with_state(
+            tempfile::tempdir().unwrap(),
+            &cfg,
+            env,
+            common::QUICK_STOP,
+            "",
+            &state,
+        )
+    };
+    let ca = pki.ca.display().to_string();
+    let mut trusting = env();
+    trusting.push(("SSL_CERT_FILE", &ca));
+    let a = start(&trusting);
+    let key = fleet_admin_key(&[&a]);
+    let t = token(&a, &key).await;
+    assert_eq!(get(&a, &entry(&t)).await.0, 200);
+    let tls_master = master_line(master.tls_port.unwrap());
+    assert!(a.log().contains(&tls_master), "{}", a.log());
+    // Not trusting the CA: neither the Sentinel nor the master is believed, fail closed.
+    let b = start(&env());
+    assert_eq!(health(&b).await["redis"], "unavailable");
+    assert_eq!(get(&b, &entry(&t)).await.0, 503);
+    assert!(!b.log().contains(&tls_master), "{}", b.log());
+}
+
 /// Pub/sub clients of `r` that are sluice's (unnamed, subscribed to its two channels; the
 /// Sentinels' own are named).
 fn sluice_subscribers(r: &RedisServer) -> usize {

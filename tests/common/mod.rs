@@ -1176,6 +1176,9 @@ impl Drop for RedisServer {
 pub struct Sentinels {
     pub name: String,
     pub ports: Vec<u16>,
+    /// Their TLS ports, when started with [`Self::start_tls`] (the plain ones stay for the
+    /// harness).
+    pub tls_ports: Vec<u16>,
     children: Vec<Child>,
     _dir: tempfile::TempDir,
 }
@@ -1184,10 +1187,28 @@ impl Sentinels {
     /// `count` Sentinels watching `master`, once they all see each other and its replicas
     /// (`replicas` of them): a failover can be decided.
     pub fn start(name: &str, master: &RedisServer, count: usize, replicas: usize) -> Sentinels {
+        Self::start_with(name, master.port, count, replicas, None)
+    }
+
+    /// One Sentinel that also listens for TLS and watches `master` on its TLS port
+    /// (`tls-replication yes`), trusting `pki`'s CA; clients are not asked for certificates.
+    pub fn start_tls(name: &str, master: &RedisServer, pki: &Pki) -> Sentinels {
+        let port = master.tls_port.expect("a master started with start_tls");
+        Self::start_with(name, port, 1, 0, Some(pki))
+    }
+
+    fn start_with(
+        name: &str,
+        master: u16,
+        count: usize,
+        replicas: usize,
+        tls: Option<&Pki>,
+    ) -> Sentinels {
         let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let mut s = Sentinels {
             name: name.into(),
             ports: Vec::new(),
+            tls_ports: Vec::new(),
             children: Vec::new(),
             _dir: tempfile::tempdir().expect("tempdir"),
         };
@@ -1195,17 +1216,30 @@ impl Sentinels {
         for i in 0..count {
             let port = free_port();
             let conf = dir.join(format!("sentinel-{i}.conf"));
+            let tls_lines = match tls {
+                Some(pki) => {
+                    let tls_port = free_port();
+                    s.tls_ports.push(tls_port);
+                    format!(
+                        "tls-port {tls_port}\ntls-cert-file {}\ntls-key-file {}\n\
+                         tls-ca-cert-file {}\ntls-auth-clients no\ntls-replication yes\n",
+                        pki.cert.display(),
+                        pki.key.display(),
+                        pki.ca.display()
+                    )
+                }
+                None => String::new(),
+            };
             std::fs::write(
                 &conf,
                 format!(
                     "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {dir}\n\
-                     logfile {dir}/sentinel-{i}.log\n\
+                     logfile {dir}/sentinel-{i}.log\n{tls_lines}\
                      sentinel monitor {name} 127.0.0.1 {master} 2\n\
                      sentinel down-after-milliseconds {name} 1000\n\
                      sentinel failover-timeout {name} 3000\n\
                      sentinel parallel-syncs {name} 1\n",
                     dir = dir.display(),
-                    master = master.port,
                 ),
             )
             .expect("write sentinel.conf");
