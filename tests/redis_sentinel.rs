@@ -470,6 +470,50 @@ async fn sentinels_and_master_over_tls() {
     assert!(!b.log().contains(&tls_master), "{}", b.log());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_and_master_passwords_come_from_the_environment_and_stay_out_of_logs() {
+    const DATA_PW: &str = "data-pw-never-logged-5d1e";
+    const SENTINEL_PW: &str = "sentinel-pw-never-logged-77c2";
+    let master = RedisServer::start_with_password(Some(DATA_PW));
+    let sentinels = Sentinels::start_with_password(NAME, &master, SENTINEL_PW);
+    let origin = origin();
+    let cfg = config(&origin);
+    let state = format!(
+        "  redis_password_env: FLEET_REDIS_PW\n  redis_sentinel:\n    master: {NAME}\n    \
+         sentinels: {}\n    sentinel_password_env: FLEET_SENTINEL_PW\n",
+        sentinels.yaml_list()
+    );
+    let start = |sentinel_pw: &str| {
+        let mut env = env();
+        env.push(("FLEET_REDIS_PW", DATA_PW));
+        env.push(("FLEET_SENTINEL_PW", sentinel_pw));
+        Sluice::start_in_with_state(
+            tempfile::tempdir().unwrap(),
+            &cfg,
+            &env,
+            common::QUICK_STOP,
+            "",
+            &state,
+        )
+    };
+    let a = start(SENTINEL_PW);
+    let key = fleet_admin_key(&[&a]);
+    let t = token(&a, &key).await;
+    assert_eq!(get(&a, &entry(&t)).await.0, 200);
+    assert!(a.log().contains(&master_line(master.port)), "{}", a.log());
+    // A wrong Sentinel password: the master is never resolved, everything gated fails closed,
+    // and the log says why without either password.
+    let b = start("not-the-sentinel-password");
+    assert_eq!(health(&b).await["redis"], "unavailable");
+    assert_eq!(get(&b, &entry(&t)).await.0, 503);
+    assert!(b.log().contains("redis unreachable"), "{}", b.log());
+    for (n, log) in [("A", a.log()), ("B", b.log())] {
+        for pw in [DATA_PW, SENTINEL_PW, "not-the-sentinel-password"] {
+            assert!(!log.contains(pw), "node {n} logged a password:\n{log}");
+        }
+    }
+}
+
 /// Pub/sub clients of `r` that are sluice's (unnamed, subscribed to its two channels; the
 /// Sentinels' own are named).
 fn sluice_subscribers(r: &RedisServer) -> usize {

@@ -1187,14 +1187,24 @@ impl Sentinels {
     /// `count` Sentinels watching `master`, once they all see each other and its replicas
     /// (`replicas` of them): a failover can be decided.
     pub fn start(name: &str, master: &RedisServer, count: usize, replicas: usize) -> Sentinels {
-        Self::start_with(name, master.port, count, replicas, None)
+        Self::start_with(name, master.port, count, replicas, None, "")
+    }
+
+    /// One Sentinel with its own password (`requirepass`), watching `master` (started with
+    /// its password, which the Sentinel is given as `auth-pass`).
+    pub fn start_with_password(name: &str, master: &RedisServer, password: &str) -> Sentinels {
+        let auth = format!(
+            "requirepass {password}\nsentinel auth-pass {name} {}\n",
+            master.password.as_deref().unwrap_or("")
+        );
+        Self::start_with(name, master.port, 1, 0, None, &auth)
     }
 
     /// One Sentinel that also listens for TLS and watches `master` on its TLS port
     /// (`tls-replication yes`), trusting `pki`'s CA; clients are not asked for certificates.
     pub fn start_tls(name: &str, master: &RedisServer, pki: &Pki) -> Sentinels {
         let port = master.tls_port.expect("a master started with start_tls");
-        Self::start_with(name, port, 1, 0, Some(pki))
+        Self::start_with(name, port, 1, 0, Some(pki), "")
     }
 
     fn start_with(
@@ -1203,6 +1213,7 @@ impl Sentinels {
         count: usize,
         replicas: usize,
         tls: Option<&Pki>,
+        after_monitor: &str,
     ) -> Sentinels {
         let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let mut s = Sentinels {
@@ -1238,7 +1249,7 @@ impl Sentinels {
                      sentinel monitor {name} 127.0.0.1 {master} 2\n\
                      sentinel down-after-milliseconds {name} 1000\n\
                      sentinel failover-timeout {name} 3000\n\
-                     sentinel parallel-syncs {name} 1\n",
+                     sentinel parallel-syncs {name} 1\n{after_monitor}",
                     dir = dir.display(),
                 ),
             )
