@@ -612,11 +612,18 @@ impl Redis {
                     self.synced.store(false, Ordering::Release);
                     self.heard.store(0, Ordering::Release);
                     self.refresh_metrics();
-                    tracing::warn!(
-                        redis = %self.shown,
-                        "redis subscription lost: credential checks ask redis directly (or fail \
-                         closed) until it is back"
-                    );
+                    if self.master_moves.load(Ordering::Acquire) != moves {
+                        tracing::info!(
+                            redis = %self.shown,
+                            "redis subscription follows the master the Sentinels name now"
+                        );
+                    } else {
+                        tracing::warn!(
+                            redis = %self.shown,
+                            "redis subscription lost: credential checks ask redis directly (or \
+                             fail closed) until it is back"
+                        );
+                    }
                 }
                 Err(e) => {
                     if !lost_logged {
