@@ -160,6 +160,8 @@ pub mod file {
         /// The fleet's shared state (`redis://host:port/db`, `rediss://` for TLS); unset:
         /// SQLite and memory, one node.
         pub redis: Option<String>,
+        /// Redis behind Sentinels instead of one URL (exclusive with `redis`).
+        pub redis_sentinel: Option<super::redis::file::RedisSentinel>,
         /// Environment variable holding the Redis password (instead of one in the URL).
         pub redis_password_env: Option<String>,
         /// The longest a request waits on Redis.
@@ -174,6 +176,7 @@ pub mod file {
             State {
                 sqlite: "./data/sluice.db".into(),
                 redis: None,
+                redis_sentinel: None,
                 redis_password_env: None,
                 redis_timeout: std::time::Duration::from_millis(200),
                 redis_fail_open: Vec::new(),
@@ -619,7 +622,8 @@ pub struct Config {
     /// Small writes an edge connection holds, in bytes (`listen.write_buffer`).
     pub write_buffer: usize,
     pub sqlite_path: PathBuf,
-    /// The fleet's shared state (`state.redis`); `None`: SQLite and memory, one node.
+    /// The fleet's shared state (`state.redis` or `state.redis_sentinel`); `None`: SQLite and
+    /// memory, one node.
     pub redis: Option<redis::RedisConfig>,
     pub origins: Origins,
     pub cache: CacheConfig,

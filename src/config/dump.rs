@@ -125,7 +125,8 @@ fn resolved_secrets(c: &Config) -> Vec<Vec<u8>> {
     v.extend(
         c.redis
             .iter()
-            .filter_map(|r| r.url.password.as_ref().map(|p| p.0.clone())),
+            .flat_map(|r| r.endpoint.secrets())
+            .map(|p| p.0.clone()),
     );
     for ch in &a.channels.channels {
         v.extend(ch.keys.iter().map(|(_, k)| k.as_bytes().to_vec()));

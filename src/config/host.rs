@@ -9,10 +9,11 @@
 //! in use is *not* refused: `ExecReload` runs `sluice check` while the old process holds it.
 //! TLS files are read by the file checks already ([`super::Validator`]).
 //!
-//! Warned about (what only run time can tell): Redis not reachable now, a `dir:` bucket that
-//! does not exist, a missing directory of `server.upgrade_sock` (and, in daemon mode, of
-//! `server.pid_file` and `server.error_log`), which systemd may create only when it starts
-//! the service.
+//! Warned about (what only run time can tell): Redis not reachable now (with Sentinels: each
+//! unreachable Sentinel, a master name they do not know, the master they name unreachable), a
+//! `dir:` bucket that does not exist, a missing directory of `server.upgrade_sock` (and, in
+//! daemon mode, of `server.pid_file` and `server.error_log`), which systemd may create only
+//! when it starts the service.
 
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use nix::unistd::{access, AccessFlags};
 
+use super::redis::{RedisEndpoint, SentinelConfig};
 use super::{Bucket, Config, ConfigError, Validator};
 
 /// How long `sluice check` waits for Redis to accept a connection before warning.
@@ -64,16 +66,19 @@ pub fn problems(c: &Config) -> Vec<(&'static str, String)> {
 /// `warning: …`, never a refusal.
 pub fn warnings(c: &Config) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(r) = &c.redis {
-        // The URL's Display never holds the password.
-        let target = format!("{}:{}", r.url.host, r.url.port);
-        if let Err(e) = reachable(&target, REDIS_PROBE) {
-            out.push(format!(
-                "state.redis: {} is not reachable from this host now ({e}); serve starts, and \
-                 what needs Redis fails closed until it is",
-                r.url
-            ));
+    match c.redis.as_ref().map(|r| &r.endpoint) {
+        Some(RedisEndpoint::Url(url)) => {
+            // The URL's Display never holds the password.
+            let target = format!("{}:{}", url.host, url.port);
+            if let Err(e) = reachable(&target, REDIS_PROBE) {
+                out.push(format!(
+                    "state.redis: {url} is not reachable from this host now ({e}); serve starts, \
+                     and what needs Redis fails closed until it is"
+                ));
+            }
         }
+        Some(RedisEndpoint::Sentinel(s)) => out.extend(sentinel_warnings(s)),
+        None => {}
     }
     // Pingora creates none of these directories; systemd's RuntimeDirectory=/LogsDirectory=
     // usually do, when the service starts (so a check before then may see them missing).
@@ -213,6 +218,72 @@ pub fn local_ip(ip: IpAddr) -> Result<(), String> {
 }
 
 /// Whether something accepts TCP connections at `host:port` within `limit`.
+/// Each Sentinel that cannot be reached; then what the first reachable one says of the
+/// master: not known by that name (a typo `serve` would retry forever), or not reachable.
+fn sentinel_warnings(s: &SentinelConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut asked = None;
+    for (host, port) in &s.sentinels {
+        let shown = SentinelConfig::shown_sentinel(host, *port);
+        match reachable(&shown, REDIS_PROBE) {
+            Ok(()) => {
+                if asked.is_none() {
+                    asked = Some((shown, master_by_name(s, host, *port)));
+                }
+            }
+            Err(e) => out.push(format!(
+                "state.redis_sentinel.sentinels: {shown} is not reachable from this host now ({e})"
+            )),
+        }
+    }
+    match asked {
+        None => out.push(format!(
+            "state.redis_sentinel: no Sentinel is reachable from this host now; serve starts, \
+             and what needs Redis fails closed until one names the master `{}`",
+            s.master
+        )),
+        Some((sentinel, Ok(None))) => out.push(format!(
+            "state.redis_sentinel.master: Sentinel {sentinel} monitors no master named `{}`",
+            s.master
+        )),
+        Some((sentinel, Err(e))) => out.push(format!(
+            "state.redis_sentinel: Sentinel {sentinel} did not name the master `{}`: {e}",
+            s.master
+        )),
+        Some((sentinel, Ok(Some((host, port))))) => {
+            let master = SentinelConfig::shown_sentinel(&host, port);
+            if let Err(e) = reachable(&master, REDIS_PROBE) {
+                out.push(format!(
+                    "state.redis_sentinel: the master `{}` is at {master} (Sentinel {sentinel}), \
+                     not reachable from this host now ({e})",
+                    s.master
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// `SENTINEL GET-MASTER-ADDR-BY-NAME` on one Sentinel, bounded by [`REDIS_PROBE`].
+fn master_by_name(
+    s: &SentinelConfig,
+    host: &str,
+    port: u16,
+) -> Result<Option<(String, u16)>, String> {
+    let client =
+        redis::Client::open(s.sentinel_connection_info(host, port)).map_err(|e| e.to_string())?;
+    let mut conn = client
+        .get_connection_with_timeout(REDIS_PROBE)
+        .map_err(|e| e.to_string())?;
+    conn.set_read_timeout(Some(REDIS_PROBE))
+        .map_err(|e| e.to_string())?;
+    redis::cmd("SENTINEL")
+        .arg("GET-MASTER-ADDR-BY-NAME")
+        .arg(&s.master)
+        .query::<Option<(String, u16)>>(&mut conn)
+        .map_err(|e| e.to_string())
+}
+
 fn reachable(target: &str, limit: Duration) -> Result<(), String> {
     let addrs: Vec<SocketAddr> = target
         .to_socket_addrs()

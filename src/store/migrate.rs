@@ -65,7 +65,9 @@ pub async fn migrate(config: &Config, from: Backend, to: Backend) -> Result<Move
     }
     let redis_cfg = config.redis.as_ref().ok_or_else(|| {
         StoreError::Redis(
-            "state.redis is not set in the config: nothing to migrate to or from".into(),
+            "neither state.redis nor state.redis_sentinel is set in the config: nothing to \
+             migrate to or from"
+                .into(),
         )
     })?;
     let db = Db::open(&config.sqlite_path)?;
@@ -80,7 +82,7 @@ pub async fn migrate(config: &Config, from: Backend, to: Backend) -> Result<Move
     };
     if !connected {
         return Err(StoreError::Unavailable(format!(
-            "state.redis: {} did not answer within {limit:?}",
+            "redis ({}) did not answer within {limit:?}",
             redis.shown()
         )));
     }

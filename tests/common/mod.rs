@@ -619,6 +619,23 @@ impl Sluice {
         Self::start_inner(dir, extra, env, QUICK_STOP, "", &state, None)
     }
 
+    /// One node of a fleet on Redis behind `sentinels` (`state.redis_sentinel`), plus `state`
+    /// lines as for [`Self::start_node`].
+    pub fn start_sentinel_node(
+        sentinels: &Sentinels,
+        state: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Sluice {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = format!(
+            "  redis_sentinel:\n    master: {}\n    sentinels: {}\n{state}",
+            sentinels.name,
+            sentinels.yaml_list()
+        );
+        Self::start_inner(dir, extra, env, QUICK_STOP, "", &state, None)
+    }
+
     /// Start with more keys under `state:` (indented two spaces) as well.
     pub fn start_in_with_state(
         dir: tempfile::TempDir,
@@ -928,6 +945,8 @@ pub struct RedisServer {
     /// harness).
     pub tls_port: Option<u16>,
     tls: Vec<String>,
+    /// The master's port, for a replica ([`Self::start_replica_of`]).
+    replica_of: Option<u16>,
 }
 
 impl RedisServer {
@@ -946,8 +965,25 @@ impl RedisServer {
             password: password.map(String::from),
             tls_port: None,
             tls: Vec::new(),
+            replica_of: None,
         };
         r.spawn();
+        r
+    }
+
+    /// A replica of `master` (`--replicaof`), once its replication link is up.
+    pub fn start_replica_of(master: &RedisServer) -> RedisServer {
+        let mut r = Self::start_with_password(None);
+        r.replica_of = Some(master.port);
+        r.restart();
+        wait_for(
+            "the replica's link to its master",
+            Duration::from_secs(15),
+            || {
+                r.command(&["INFO", "replication"])
+                    .is_some_and(|i| i.contains("master_link_status:up"))
+            },
+        );
         r
     }
 
@@ -973,6 +1009,7 @@ impl RedisServer {
                 "--tls-auth-clients".into(),
                 "no".into(),
             ],
+            replica_of: None,
         };
         r.spawn();
         r
@@ -1019,6 +1056,11 @@ impl RedisServer {
                     .flat_map(|p| ["--requirepass".to_string(), p.clone()]),
             )
             .args(&self.tls)
+            .args(
+                self.replica_of
+                    .iter()
+                    .flat_map(|p| ["--replicaof".to_string(), "127.0.0.1".into(), p.to_string()]),
+            )
             .arg("--logfile")
             .arg(&log)
             .stdout(Stdio::null())
@@ -1068,59 +1110,204 @@ impl RedisServer {
     /// One command over a plain RESP connection: the reply as text (integers and strings as
     /// themselves, arrays one element per line, nil as `None`).
     pub fn command(&self, args: &[&str]) -> Option<String> {
-        use std::io::{BufRead, BufReader, Read, Write};
-        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().ok()?;
-        let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        let encode = |args: &[&str]| {
-            let mut req = format!("*{}\r\n", args.len());
-            for a in args {
-                req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-            }
-            req
-        };
-        fn read(r: &mut BufReader<&std::net::TcpStream>) -> Option<Option<String>> {
-            let mut line = String::new();
-            r.read_line(&mut line).ok()?;
-            let line = line.trim_end_matches("\r\n");
-            let (kind, rest) = line.split_at(1.min(line.len()));
-            match kind {
-                "+" | ":" => Some(Some(rest.to_string())),
-                "-" => Some(Some(format!("ERR {rest}"))),
-                "$" => {
-                    let n: i64 = rest.parse().ok()?;
-                    if n < 0 {
-                        return Some(None);
-                    }
-                    let mut buf = vec![0u8; n as usize + 2];
-                    r.read_exact(&mut buf).ok()?;
-                    buf.truncate(n as usize);
-                    Some(Some(String::from_utf8_lossy(&buf).into_owned()))
-                }
-                "*" => {
-                    let n: i64 = rest.parse().ok()?;
-                    let mut items = Vec::new();
-                    for _ in 0..n.max(0) {
-                        items.push(read(r)?.unwrap_or_default());
-                    }
-                    Some(Some(items.join("\n")))
-                }
-                _ => None,
-            }
-        }
-        let mut reader = BufReader::new(&s);
-        if let Some(p) = &self.password {
-            (&s).write_all(encode(&["AUTH", p]).as_bytes()).ok()?;
-            read(&mut reader)?;
-        }
-        (&s).write_all(encode(args).as_bytes()).ok()?;
-        read(&mut reader)?
+        resp_command(self.port, self.password.as_deref(), args)
     }
+}
+
+/// One command to `127.0.0.1:port` (see [`RedisServer::command`]).
+pub fn resp_command(port: u16, password: Option<&str>, args: &[&str]) -> Option<String> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().ok()?;
+    let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let encode = |args: &[&str]| {
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        req
+    };
+    fn read(r: &mut BufReader<&std::net::TcpStream>) -> Option<Option<String>> {
+        let mut line = String::new();
+        r.read_line(&mut line).ok()?;
+        let line = line.trim_end_matches("\r\n");
+        let (kind, rest) = line.split_at(1.min(line.len()));
+        match kind {
+            "+" | ":" => Some(Some(rest.to_string())),
+            "-" => Some(Some(format!("ERR {rest}"))),
+            "$" => {
+                let n: i64 = rest.parse().ok()?;
+                if n < 0 {
+                    return Some(None);
+                }
+                let mut buf = vec![0u8; n as usize + 2];
+                r.read_exact(&mut buf).ok()?;
+                buf.truncate(n as usize);
+                Some(Some(String::from_utf8_lossy(&buf).into_owned()))
+            }
+            "*" => {
+                let n: i64 = rest.parse().ok()?;
+                let mut items = Vec::new();
+                for _ in 0..n.max(0) {
+                    items.push(read(r)?.unwrap_or_default());
+                }
+                Some(Some(items.join("\n")))
+            }
+            _ => None,
+        }
+    }
+    let mut reader = BufReader::new(&s);
+    if let Some(p) = password {
+        (&s).write_all(encode(&["AUTH", p]).as_bytes()).ok()?;
+        read(&mut reader)?;
+    }
+    (&s).write_all(encode(args).as_bytes()).ok()?;
+    read(&mut reader)?
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// Real Redis Sentinels (`redis-server <conf> --sentinel`) on free loopback ports, watching
+/// one master as `name` (quorum 2, down after 1 s, failover timeout 3 s). Killed on drop.
+pub struct Sentinels {
+    pub name: String,
+    pub ports: Vec<u16>,
+    /// Their TLS ports, when started with [`Self::start_tls`] (the plain ones stay for the
+    /// harness).
+    pub tls_ports: Vec<u16>,
+    children: Vec<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl Sentinels {
+    /// `count` Sentinels watching `master`, once they all see each other and its replicas
+    /// (`replicas` of them): a failover can be decided.
+    pub fn start(name: &str, master: &RedisServer, count: usize, replicas: usize) -> Sentinels {
+        Self::start_with(name, master.port, count, replicas, None, "")
+    }
+
+    /// One Sentinel with its own password (`requirepass`), watching `master` (started with
+    /// its password, which the Sentinel is given as `auth-pass`).
+    pub fn start_with_password(name: &str, master: &RedisServer, password: &str) -> Sentinels {
+        let auth = format!(
+            "requirepass {password}\nsentinel auth-pass {name} {}\n",
+            master.password.as_deref().unwrap_or("")
+        );
+        Self::start_with(name, master.port, 1, 0, None, &auth)
+    }
+
+    /// One Sentinel that also listens for TLS and watches `master` on its TLS port
+    /// (`tls-replication yes`), trusting `pki`'s CA; clients are not asked for certificates.
+    pub fn start_tls(name: &str, master: &RedisServer, pki: &Pki) -> Sentinels {
+        let port = master.tls_port.expect("a master started with start_tls");
+        Self::start_with(name, port, 1, 0, Some(pki), "")
+    }
+
+    fn start_with(
+        name: &str,
+        master: u16,
+        count: usize,
+        replicas: usize,
+        tls: Option<&Pki>,
+        after_monitor: &str,
+    ) -> Sentinels {
+        let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let mut s = Sentinels {
+            name: name.into(),
+            ports: Vec::new(),
+            tls_ports: Vec::new(),
+            children: Vec::new(),
+            _dir: tempfile::tempdir().expect("tempdir"),
+        };
+        let dir = s._dir.path().to_path_buf();
+        for i in 0..count {
+            let port = free_port();
+            let conf = dir.join(format!("sentinel-{i}.conf"));
+            let tls_lines = match tls {
+                Some(pki) => {
+                    let tls_port = free_port();
+                    s.tls_ports.push(tls_port);
+                    format!(
+                        "tls-port {tls_port}\ntls-cert-file {}\ntls-key-file {}\n\
+                         tls-ca-cert-file {}\ntls-auth-clients no\ntls-replication yes\n",
+                        pki.cert.display(),
+                        pki.key.display(),
+                        pki.ca.display()
+                    )
+                }
+                None => String::new(),
+            };
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {dir}\n\
+                     logfile {dir}/sentinel-{i}.log\n{tls_lines}\
+                     sentinel monitor {name} 127.0.0.1 {master} 2\n\
+                     sentinel down-after-milliseconds {name} 1000\n\
+                     sentinel failover-timeout {name} 3000\n\
+                     sentinel parallel-syncs {name} 1\n{after_monitor}",
+                    dir = dir.display(),
+                ),
+            )
+            .expect("write sentinel.conf");
+            let child = Command::new(&bin)
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run `{bin} --sentinel`: {e}"));
+            s.ports.push(port);
+            s.children.push(child);
+        }
+        for &port in &s.ports {
+            wait_for(
+                "every Sentinel to see the others and the replicas",
+                Duration::from_secs(30),
+                || {
+                    let names = |cmd: &str| {
+                        resp_command(port, None, &["SENTINEL", cmd, name])
+                            .map(|t| t.lines().filter(|l| *l == "name").count())
+                    };
+                    let (others, seen) = (names("SENTINELS"), names("REPLICAS"));
+                    others.is_some_and(|o| o + 1 >= count) && seen.is_some_and(|r| r >= replicas)
+                },
+            );
+        }
+        s
+    }
+
+    /// `["127.0.0.1:p", …]`, as `state.redis_sentinel.sentinels` takes them.
+    pub fn yaml_list(&self) -> String {
+        let v: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("\"127.0.0.1:{p}\""))
+            .collect();
+        format!("[{}]", v.join(", "))
+    }
+
+    /// The master's port as Sentinel `i` names it now.
+    pub fn master_port(&self, i: usize) -> Option<u16> {
+        let a = resp_command(
+            self.ports[i],
+            None,
+            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", &self.name],
+        )?;
+        a.lines().nth(1)?.parse().ok()
+    }
+}
+
+impl Drop for Sentinels {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

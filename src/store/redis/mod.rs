@@ -24,6 +24,12 @@
 //! every store call answers [`StoreError::Unavailable`] at once: callers fail closed (503)
 //! unless `state.redis_fail_open` lists their surface.
 //!
+//! **Sentinel** (`state.redis_sentinel`, [`sentinel`]). The server is whichever master the
+//! Sentinels name at each connect; while connected, the supervisor's probe is `ROLE` instead
+//! of `PING` (and a command answered `READONLY` wakes it), so a demoted node is left for the
+//! new master even when the old one still answers. The subscription reconnects to the same
+//! client, and leaves a master the Sentinels no longer name.
+//!
 //! **Local snapshots and their staleness.** Requests carrying a playback credential must not
 //! cost a round trip, so each node keeps the revocation set (and the stream ids, a ctx cache,
 //! the content keys it read) in memory, updated by messages on [`EVENTS`]. A snapshot is only
@@ -38,6 +44,7 @@
 pub mod ctx;
 pub mod rate;
 pub mod records;
+pub mod sentinel;
 pub mod tokens;
 
 use std::future::Future;
@@ -54,7 +61,7 @@ use redis::{AsyncConnectionConfig, RedisError, RedisResult};
 use tokio::sync::Notify;
 
 use super::StoreError;
-use crate::config::redis::{FailOpen, RedisConfig};
+use crate::config::redis::{FailOpen, RedisConfig, RedisEndpoint};
 use crate::metrics;
 
 /// The channel every change notice is published on (`<topic> <argument>`).
@@ -89,11 +96,26 @@ pub fn event(topic: &str, arg: &str) -> redis::Cmd {
     c
 }
 
+/// How the server is found.
+enum Source {
+    /// `state.redis`: one address.
+    Fixed,
+    /// `state.redis_sentinel`: asked of the Sentinels at every connect.
+    Sentinel(sentinel::MasterResolver),
+}
+
 /// The shared-state connection of this process.
 pub struct Redis {
-    /// `redis://host:port/db`, never the password.
+    /// `redis://host:port/db` (or the master's name and the Sentinels), never the password.
     shown: String,
-    client: redis::Client,
+    source: Source,
+    /// The server connected to last (the subscription connects to it too); with Sentinels,
+    /// replaced at each resolution, `None` before the first.
+    client: ArcSwapOption<redis::Client>,
+    /// With Sentinels: `host:port` of the master resolved last, and how many times it moved
+    /// (the subscription follows when this changes).
+    master_at: parking_lot::Mutex<Option<String>>,
+    master_moves: AtomicU64,
     rt: tokio::runtime::Handle,
     conn: ArcSwapOption<MultiplexedConnection>,
     timeout: Duration,
@@ -123,8 +145,16 @@ impl Redis {
     /// # Errors
     /// When the runtime thread cannot be started or the URL is not usable.
     pub fn start(cfg: &RedisConfig) -> Result<Arc<Redis>, StoreError> {
-        let client = redis::Client::open(cfg.url.connection_info())
-            .map_err(|e| StoreError::Redis(format!("{}: {}", cfg.url, e)))?;
+        let (source, client) = match &cfg.endpoint {
+            RedisEndpoint::Url(url) => {
+                let client = redis::Client::open(url.connection_info())
+                    .map_err(|e| StoreError::Redis(format!("{url}: {e}")))?;
+                (Source::Fixed, Some(Arc::new(client)))
+            }
+            RedisEndpoint::Sentinel(s) => {
+                (Source::Sentinel(sentinel::MasterResolver::new(s)?), None)
+            }
+        };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("sluice-redis".into())
@@ -149,8 +179,11 @@ impl Redis {
             .map_err(|e| StoreError::Redis(format!("redis runtime: {e}")))?;
         let node = crate::store::ctx::new_token();
         let redis = Arc::new(Redis {
-            shown: cfg.url.to_string(),
-            client,
+            shown: cfg.endpoint.to_string(),
+            source,
+            client: ArcSwapOption::new(client),
+            master_at: parking_lot::Mutex::new(None),
+            master_moves: AtomicU64::new(0),
             rt,
             conn: ArcSwapOption::empty(),
             timeout: cfg.timeout,
@@ -289,6 +322,11 @@ impl Redis {
                 // closed as for an outage (503), and the operator is told what Redis said.
                 outcome("refused");
                 tracing::warn!(op, error = %e, "redis refused the operation");
+                if e.code() == Some("READONLY") && matches!(self.source, Source::Sentinel(_)) {
+                    // The node was demoted: the supervisor's ROLE probe finds it and asks
+                    // the Sentinels for the new master now, not at the next tick.
+                    self.kick.notify_one();
+                }
                 Err(StoreError::Unavailable(format!("{op}: {e}")))
             }
             Ok(Ok(Err(e))) => {
@@ -336,12 +374,8 @@ impl Redis {
         let mut ever_up = false;
         loop {
             if self.conn.load().is_none() {
-                let attempt = tokio::time::timeout(
-                    self.timeout.max(Duration::from_secs(1)) + Duration::from_millis(500),
-                    self.client
-                        .get_multiplexed_async_connection_with_config(&config),
-                )
-                .await;
+                let attempt =
+                    tokio::time::timeout(self.connect_bound(), self.connect(&config)).await;
                 match attempt {
                     Ok(Ok(c)) => {
                         self.conn.store(Some(Arc::new(c.clone())));
@@ -391,26 +425,90 @@ impl Redis {
             let Some(c) = self.conn.load_full() else {
                 continue;
             };
-            let mut c = (*c).clone();
-            let ping = tokio::time::timeout(
-                Duration::from_secs(1),
-                redis::cmd("PING").query_async::<String>(&mut c),
-            )
-            .await;
-            if !matches!(ping, Ok(Ok(_))) {
+            if let Err(why) = self.probe((*c).clone()).await {
                 self.conn.store(None);
                 metrics::REDIS_UP.set(0);
                 down_since = Some(Instant::now());
-                let why = match ping {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "no answer to PING within 1s".into(),
-                };
                 tracing::error!(
                     redis = %self.shown,
                     error = %why,
                     "redis connection lost: gated playback and key delivery fail closed \
                      (unless state.redis_fail_open), rate limits count locally; reconnecting"
                 );
+            }
+        }
+    }
+
+    /// How long one connection attempt may take (with Sentinels: asking each in turn too).
+    fn connect_bound(&self) -> Duration {
+        let each = self.timeout.max(Duration::from_secs(1));
+        let resolve = match &self.source {
+            Source::Fixed => Duration::ZERO,
+            Source::Sentinel(r) => r.bound(each),
+        };
+        each + resolve + Duration::from_millis(500)
+    }
+
+    /// A command connection to the server; with Sentinels, to the master they name now (the
+    /// client kept for the subscription, and a log line when it moved).
+    async fn connect(
+        &self,
+        config: &AsyncConnectionConfig,
+    ) -> Result<MultiplexedConnection, String> {
+        if let Source::Sentinel(r) = &self.source {
+            let master = r.resolve(self.timeout.max(Duration::from_secs(1))).await?;
+            let moved = {
+                let mut at = self.master_at.lock();
+                let moved = at.as_deref() != Some(master.at.as_str());
+                *at = Some(master.at.clone());
+                moved
+            };
+            if moved {
+                self.master_moves.fetch_add(1, Ordering::AcqRel);
+                tracing::info!("redis master {} at {}", r.name(), master.at);
+            }
+            self.client.store(Some(Arc::new(master.client)));
+        }
+        let client = self
+            .client
+            .load_full()
+            .ok_or_else(|| "no master resolved yet".to_string())?;
+        client
+            .get_multiplexed_async_connection_with_config(config)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Is the connection still good: it answers PING; with Sentinels, it is still the master
+    /// (`ROLE`: a demoted node answers, but refuses every write with READONLY).
+    async fn probe(&self, mut c: MultiplexedConnection) -> Result<(), String> {
+        let limit = Duration::from_secs(1);
+        match &self.source {
+            Source::Fixed => {
+                match tokio::time::timeout(limit, redis::cmd("PING").query_async::<String>(&mut c))
+                    .await
+                {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("no answer to PING within 1s".into()),
+                }
+            }
+            Source::Sentinel(r) => {
+                match tokio::time::timeout(
+                    limit,
+                    redis::cmd("ROLE").query_async::<redis::Role>(&mut c),
+                )
+                .await
+                {
+                    Ok(Ok(redis::Role::Primary { .. })) => Ok(()),
+                    Ok(Ok(_)) => Err(format!(
+                        "{} is no longer the master of {}: asking the Sentinels again",
+                        self.master_at.lock().as_deref().unwrap_or("the node"),
+                        r.name()
+                    )),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("no answer to ROLE within 1s".into()),
+                }
             }
         }
     }
@@ -492,6 +590,7 @@ impl Redis {
         let mut ever_synced = false;
         let mut lost_logged = false;
         loop {
+            let moves = self.master_moves.load(Ordering::Acquire);
             match self.subscribe_and_sync().await {
                 Ok(mut pubsub) => {
                     backoff = MIN_BACKOFF;
@@ -509,15 +608,22 @@ impl Redis {
                     }
                     ever_synced = true;
                     self.synced.store(true, Ordering::Release);
-                    self.follow(&mut pubsub).await;
+                    self.follow(&mut pubsub, moves).await;
                     self.synced.store(false, Ordering::Release);
                     self.heard.store(0, Ordering::Release);
                     self.refresh_metrics();
-                    tracing::warn!(
-                        redis = %self.shown,
-                        "redis subscription lost: credential checks ask redis directly (or fail \
-                         closed) until it is back"
-                    );
+                    if self.master_moves.load(Ordering::Acquire) != moves {
+                        tracing::info!(
+                            redis = %self.shown,
+                            "redis subscription follows the master the Sentinels name now"
+                        );
+                    } else {
+                        tracing::warn!(
+                            redis = %self.shown,
+                            "redis subscription lost: credential checks ask redis directly (or \
+                             fail closed) until it is back"
+                        );
+                    }
                 }
                 Err(e) => {
                     if !lost_logged {
@@ -533,9 +639,13 @@ impl Redis {
 
     async fn subscribe_and_sync(&self) -> Result<redis::aio::PubSub, StoreError> {
         let unavailable = |e: RedisError| StoreError::Unavailable(e.to_string());
+        let client = self
+            .client
+            .load_full()
+            .ok_or_else(|| StoreError::Unavailable("no master resolved yet".into()))?;
         let mut pubsub = tokio::time::timeout(
             self.timeout.max(Duration::from_secs(1)),
-            self.client.get_async_pubsub(),
+            client.get_async_pubsub(),
         )
         .await
         .map_err(|_| StoreError::Unavailable("subscription connect timed out".into()))?
@@ -556,8 +666,9 @@ impl Redis {
         Ok(pubsub)
     }
 
-    /// Apply messages until the subscription ends or falls silent.
-    async fn follow(&self, pubsub: &mut redis::aio::PubSub) {
+    /// Apply messages until the subscription ends or falls silent, or the Sentinels named
+    /// another master than the one subscribed to (`moves` then).
+    async fn follow(&self, pubsub: &mut redis::aio::PubSub, moves: u64) {
         let mut check = tokio::time::interval(Duration::from_millis(250));
         let subscribed_at = Instant::now();
         let mut stream = pubsub.on_message();
@@ -583,7 +694,7 @@ impl Redis {
                         Some(age) => age > SUBSCRIPTION_SILENCE,
                         None => subscribed_at.elapsed() > SUBSCRIPTION_SILENCE,
                     };
-                    if silent {
+                    if silent || self.master_moves.load(Ordering::Acquire) != moves {
                         return;
                     }
                 }
