@@ -975,6 +975,27 @@ async fn peers_change_by_graceful_upgrade_without_a_cold_fleet() {
     assert_eq!(fleet_metric(&nodes.nodes[0], served).await, 3.0);
     assert_eq!(fleet_metric(&nodes.nodes[2], served).await, 0.0);
     assert_eq!(origin.hits(&format!("/{moved}")), 1);
+
+    // Node 2, not upgraded yet, still asks node 1 for what node 1 owns in the old ring; node
+    // 1 no longer lists it. Its player is served from the origin, and node 2 counts the
+    // difference of lists apart from a refused signature (`refused` stays 0: it means
+    // secrets or clocks differ).
+    let theirs = (0..1000)
+        .map(|i| format!("roll/seg_{i}.m4s"))
+        .find(|p| nodes.owner_of(p) == 1)
+        .unwrap();
+    origin.set_route(&format!("/{theirs}"), Reply::ok(body.clone(), SEGMENT));
+    let (status, _, b) = get(&nodes.url(2, &format!("/stream/{theirs}"))).await;
+    assert_eq!((status, b.len()), (200, body.len()));
+    let fetches = |r: &str| format!("sluice_fleet_owner_fetches_total{{result=\"{r}\"}}");
+    assert_eq!(
+        fleet_metric(&nodes.nodes[2], &fetches("not_a_peer")).await,
+        1.0
+    );
+    assert_eq!(
+        fleet_metric(&nodes.nodes[2], &fetches("refused")).await,
+        0.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

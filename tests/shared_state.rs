@@ -640,6 +640,7 @@ async fn redis_kill9_fails_closed_then_recovers() {
     assert_eq!(get(&f.nodes[0], "/stream/movie-open/seg.m4s").await.0, 200);
 
     f.redis.kill9();
+    let killed = Instant::now();
     let a = &f.nodes[0];
     // Credentials: refused once the local revocation set can no longer be trusted.
     let child_path = child.as_str();
@@ -702,7 +703,10 @@ async fn redis_kill9_fails_closed_then_recovers() {
         "a request waited {slowest:?} on a dead redis"
     );
 
-    // Back: every node heals without a restart, and says so.
+    // Back after an outage long enough for the reconnect backoff to reach its ceiling:
+    // every node heals without a restart, and says so.
+    let down_for = Duration::from_secs(3).saturating_sub(killed.elapsed());
+    tokio::time::sleep(down_for).await;
     f.redis.restart();
     let back = Instant::now();
     for n in &f.nodes {

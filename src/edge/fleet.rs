@@ -151,7 +151,14 @@ pub(super) async fn refuse(session: &mut Session, ctx: &mut RequestCtx) -> Resul
     let mut head = ResponseHeader::build(403, Some(8))?;
     head.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     super::headers::told(super::headers::Answer::Local, 403).write(&mut head)?;
-    head.insert_header(REFUSED_HEADER, "1")?;
+    // Say so when the sender is not in this node's `fleet.peers` (lists differ during a
+    // rolling change; the asker counts it apart from a refused signature). Nothing else
+    // about why is told.
+    let marker = match &ctx.fleet.signature {
+        Signature::Invalid(AuthError::UnknownSender) => AuthError::UnknownSender.as_str(),
+        _ => "1",
+    };
+    head.insert_header(REFUSED_HEADER, marker)?;
     let head_only = session.req_header().method == http::Method::HEAD;
     super::respond::write(
         session,
@@ -231,7 +238,13 @@ pub(super) fn owner_answered(resp: &mut ResponseHeader, ctx: &mut RequestCtx) ->
     if ctx.fleet.owner.is_none() {
         return Ok(());
     }
-    if resp.headers.contains_key(REFUSED_HEADER) {
+    if let Some(refused) = resp.headers.get(REFUSED_HEADER) {
+        if refused.as_bytes() == AuthError::UnknownSender.as_str().as_bytes() {
+            return Error::e_explain(
+                ErrorType::HTTPStatus(421),
+                "the owner node does not list this node in its fleet.peers",
+            );
+        }
         return Error::e_explain(
             ErrorType::HTTPStatus(403),
             "the owner node refused this node's fleet signature",
@@ -300,6 +313,8 @@ pub(super) fn owner_failed(
         | ErrorType::BindError => ("connect_failed", true),
         ErrorType::ReadTimedout | ErrorType::WriteTimedout => ("timed_out", true),
         ErrorType::HTTPStatus(403) => ("refused", false),
+        // Peer lists differ: a rolling change of `fleet.peers` is under way.
+        ErrorType::HTTPStatus(421) => ("not_a_peer", false),
         ErrorType::HTTPStatus(503) => ("busy", true),
         // A pooled connection the owner had closed, a malformed answer: this request only.
         _ => ("failed", false),

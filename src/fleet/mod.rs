@@ -44,11 +44,12 @@ use crate::config::fleet::FleetConfig;
 pub const DOWN_FOR: Duration = Duration::from_secs(5);
 
 /// The `result` labels of [`OWNER_FETCHES`].
-pub const OWNER_RESULTS: [&str; 8] = [
+pub const OWNER_RESULTS: [&str; 9] = [
     "answered",
     "connect_failed",
     "timed_out",
     "refused",
+    "not_a_peer",
     "busy",
     "failed",
     "skipped_down",
@@ -71,7 +72,8 @@ pub fn init_metrics() {
 
 /// A non-owner's fetches from owners, by result: `answered` (the owner's header came),
 /// `connect_failed`, `timed_out`, `refused` (the owner refused our signature: secrets or
-/// clocks differ), `busy` (the owner is over its connection share: skipped for a while),
+/// clocks differ), `not_a_peer` (the owner's `fleet.peers` does not list this node: a
+/// rolling change of the list), `busy` (the owner is over its connection share: skipped for a while),
 /// `failed` (then fetched from the origin), `skipped_down` (owner skipped
 /// after a recent failure: origin directly), `aborted` (the owner's body broke off).
 pub static OWNER_FETCHES: Lazy<IntCounterVec> = Lazy::new(|| {

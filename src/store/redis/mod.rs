@@ -20,7 +20,7 @@
 //!
 //! **Failure.** A connection error or a timeout wakes the supervisor, which PINGs; a failed
 //! PING drops the connection (`sluice_redis_up 0`, one log line) and reconnects with backoff
-//! (100 ms doubling to 1 s), logging the outage's length when it is back. While it is down
+//! (100 ms doubling to 250 ms), logging the outage's length when it is back. While it is down
 //! every store call answers [`StoreError::Unavailable`] at once: callers fail closed (503)
 //! unless `state.redis_fail_open` lists their surface.
 //!
@@ -73,7 +73,7 @@ const HEARTBEAT_EVERY: Duration = Duration::from_millis(200);
 const SUBSCRIPTION_SILENCE: Duration = Duration::from_secs(3);
 const PING_EVERY: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_millis(250);
 /// Bound of the bulk calls that are never on a request (snapshots, migration, CLI).
 pub const BULK_TIMEOUT: Duration = Duration::from_secs(10);
 
