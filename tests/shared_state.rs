@@ -1109,6 +1109,27 @@ async fn redis_refusing_writes_is_an_outage_not_a_bug() {
     f.redis.command(&["CONFIG", "SET", "maxmemory", "1"]);
     let (status, body) = revoke().await;
     assert_eq!(status, 503, "{body}");
+    // Every write the same: a stream id, a content key, a new API key.
+    for (method, path, body) in [
+        (
+            "POST",
+            "/api/stream-ids",
+            json!({"publisher": "movie-open", "player": "oom-1"}),
+        ),
+        (
+            "PUT",
+            "/api/content-keys/movie-oom",
+            json!({"generate": true}),
+        ),
+        (
+            "POST",
+            "/api/keys",
+            json!({"name": "oom", "permissions": "read"}),
+        ),
+    ] {
+        let (st, v) = admin(n, method, path, &f.key, Some(body)).await;
+        assert_eq!(st, 503, "{method} {path}: {v}");
+    }
     common::wait_for("Redis's words in the log", Duration::from_secs(5), || {
         n.log().contains("OOM")
     });
