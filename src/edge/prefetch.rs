@@ -64,6 +64,10 @@ pub struct Collecting {
     buf: BytesMut,
     coding: Coding,
     count: usize,
+    /// The body's announced length: the playlist is read as soon as it is all here. The
+    /// end-of-stream call can come after the cache handed the whole body to the player, who
+    /// then asks for a segment the playlist no longer calls growing.
+    length: Option<usize>,
 }
 
 /// At the upstream response header: collect this body if it may be a live HLS playlist —
@@ -90,10 +94,16 @@ pub(super) fn start(edge: &Edge, resp: &ResponseHeader, ctx: &mut RequestCtx) {
             .and_then(|v| v.to_str().ok()),
     );
     if let (Some(count), Some(coding)) = (count, coding) {
+        let length = resp
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
         ctx.prefetch = Some(Collecting {
             buf: BytesMut::new(),
             coding,
             count,
+            length,
         });
     }
 }
@@ -119,7 +129,7 @@ pub(super) fn body(
         }
         c.buf.extend_from_slice(b);
     }
-    if !end {
+    if !end && c.length.is_none_or(|n| c.buf.len() < n) {
         return;
     }
     let Some(c) = ctx.prefetch.take() else {
