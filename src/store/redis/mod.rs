@@ -36,8 +36,10 @@
 //! fresh, so a message missed during an outage is never missed for good.
 
 pub mod ctx;
+pub mod epoch;
 pub mod rate;
 pub mod records;
+pub mod refusals;
 pub mod tokens;
 
 use std::future::Future;
@@ -107,13 +109,20 @@ pub struct Redis {
     synced: AtomicBool,
     sinks: RwLock<Vec<Arc<dyn EventSink>>>,
     pub fail_open: FailOpen,
+    /// What Redis refuses now, for `/health` ([`refusals`]).
+    refusals: refusals::Refusals,
+    /// The epoch marker this node knows, and what it puts back after a loss ([`epoch`]).
+    pub epoch: epoch::EpochState,
 }
 
 /// What `/health` reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
     pub connected: bool,
     pub synced: bool,
+    /// Reachable, but refusing writes (`OOM`, `READONLY`, `MISCONF`, …) or a command
+    /// (`NOPERM`).
+    pub refused: Option<refusals::Refused>,
 }
 
 impl Redis {
@@ -161,8 +170,11 @@ impl Redis {
             synced: AtomicBool::new(false),
             sinks: RwLock::new(Vec::new()),
             fail_open: cfg.fail_open,
+            refusals: refusals::Refusals::default(),
+            epoch: epoch::EpochState::new(&node),
         });
         metrics::init_redis();
+        epoch::init_metrics();
         redis.rt.spawn(redis.clone().supervise());
         Ok(redis)
     }
@@ -190,6 +202,7 @@ impl Redis {
         Health {
             connected: self.conn.load().is_some(),
             synced: self.view_fresh(),
+            refused: self.refusals.current(),
         }
     }
 
@@ -276,6 +289,7 @@ impl Redis {
         match answer {
             Ok(Ok(Ok(v))) => {
                 outcome("ok");
+                self.refusals.succeeded(op);
                 Ok(v)
             }
             Ok(Ok(Err(e))) if connection_problem(&e) => {
@@ -288,7 +302,7 @@ impl Redis {
                 // permission, a replica, a loading or failing-over server. The request fails
                 // closed as for an outage (503), and the operator is told what Redis said.
                 outcome("refused");
-                tracing::warn!(op, error = %e, "redis refused the operation");
+                self.refusals.note(&self.shown, op, &e);
                 Err(StoreError::Unavailable(format!("{op}: {e}")))
             }
             Ok(Ok(Err(e))) => {
@@ -344,6 +358,8 @@ impl Redis {
                 .await;
                 match attempt {
                     Ok(Ok(c)) => {
+                        // An emptied Redis is noticed before this connection serves a request.
+                        self.check_epoch(&c).await;
                         self.conn.store(Some(Arc::new(c.clone())));
                         metrics::REDIS_UP.set(1);
                         backoff = MIN_BACKOFF;
@@ -397,7 +413,9 @@ impl Redis {
                 redis::cmd("PING").query_async::<String>(&mut c),
             )
             .await;
-            if !matches!(ping, Ok(Ok(_))) {
+            if matches!(ping, Ok(Ok(_))) {
+                self.check_epoch(&c).await;
+            } else {
                 self.conn.store(None);
                 metrics::REDIS_UP.set(0);
                 down_since = Some(Instant::now());
@@ -491,12 +509,16 @@ impl Redis {
         let mut backoff = MIN_BACKOFF;
         let mut ever_synced = false;
         let mut lost_logged = false;
+        // The last subscription was refused (said at warn once): no line per retry.
+        let mut refused = false;
         loop {
             match self.subscribe_and_sync().await {
                 Ok(mut pubsub) => {
                     backoff = MIN_BACKOFF;
                     lost_logged = false;
-                    if ever_synced {
+                    if refused {
+                        tracing::debug!(redis = %self.shown, "redis subscription retried");
+                    } else if ever_synced {
                         metrics::REDIS_RECONNECTS
                             .with_label_values(&["subscription"])
                             .inc();
@@ -510,14 +532,18 @@ impl Redis {
                     ever_synced = true;
                     self.synced.store(true, Ordering::Release);
                     self.follow(&mut pubsub).await;
+                    let never_heard = self.heard.load(Ordering::Acquire) == 0;
                     self.synced.store(false, Ordering::Release);
                     self.heard.store(0, Ordering::Release);
                     self.refresh_metrics();
-                    tracing::warn!(
-                        redis = %self.shown,
-                        "redis subscription lost: credential checks ask redis directly (or fail \
-                         closed) until it is back"
-                    );
+                    refused = never_heard && self.subscribe_refused().await;
+                    if !refused {
+                        tracing::warn!(
+                            redis = %self.shown,
+                            "redis subscription lost: credential checks ask redis directly (or \
+                             fail closed) until it is back"
+                        );
+                    }
                 }
                 Err(e) => {
                     if !lost_logged {
@@ -570,6 +596,8 @@ impl Redis {
                         if let Ok(sent) = payload.parse::<u64>() {
                             self.heard.fetch_max(sent.saturating_add(1), Ordering::AcqRel);
                         }
+                        // The subscription works (a refused one delivers nothing).
+                        self.refusals.succeeded("subscribe");
                         continue;
                     }
                     let (topic, arg) = payload.split_once(' ').unwrap_or((payload.as_str(), ""));
