@@ -342,12 +342,16 @@ async fn an_emptied_redis_is_noticed_and_the_fleet_recovers() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
     assert_eq!(redis.command(&["FLUSHALL"]).as_deref(), Some("OK"));
+    let flushed = Instant::now();
+    let mut noticed = Vec::new();
     for n in &nodes {
         until("the loss noticed", Duration::from_secs(10), || async {
             metric(&metrics(n).await, EPOCH_CHANGES) >= 1.0
         })
         .await;
+        noticed.push(flushed.elapsed());
     }
+    eprintln!("measured: FLUSHALL noticed by the two nodes after {noticed:?}");
 
     // Tokens and credentials from before the loss: refused as revoked, on every node.
     for n in &nodes {
