@@ -453,3 +453,102 @@ async fn an_emptied_redis_is_noticed_and_the_fleet_recovers() {
         );
     }
 }
+
+/// Redis restarted without persistence under a running fleet: each node notices on its
+/// reconnection, before the new connection serves a request — a player retrying a token
+/// from before the loss through the outage is never admitted again (it was `200` before,
+/// `503` while Redis is down, then `410`, never `200` in between) — and the fleet recovers
+/// as after `FLUSHALL`: one new default admin key, the stream id put back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_is_noticed_before_it_serves() {
+    let mut redis = RedisServer::start();
+    let o = origin();
+    let cfg = config(&o);
+    let nodes = [
+        Sluice::start_node(&redis, "", &cfg, &env()),
+        Sluice::start_node(&redis, "", &cfg, &env()),
+    ];
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let old_key = fleet_admin_key(&[a, b]);
+    let (st, v) = admin(
+        a,
+        "POST",
+        "/api/stream-ids",
+        &old_key,
+        Some(json!({"publisher": "movie-open", "player": "alias1"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let old_token = token(a, &old_key).await;
+    let head = |n: &Sluice| {
+        let url = n.edge_url(&entry(&old_token));
+        async move {
+            client()
+                .head(url)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    assert_eq!(head(a).await, 200);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    // A player keeps asking through the restart.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asking = {
+        let url = a.edge_url(&entry(&old_token));
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let st = client()
+                    .head(&url)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0);
+                if seen.last() != Some(&st) {
+                    seen.push(st);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            seen
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    redis.restart_empty();
+    for n in &nodes {
+        until("the loss noticed", Duration::from_secs(10), || async {
+            metric(&metrics(n).await, EPOCH_CHANGES) >= 1.0
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = asking.await.unwrap();
+    let first_refusal = seen.iter().position(|s| *s != 200).expect("a refusal");
+    assert!(
+        !seen[first_refusal..].contains(&200),
+        "a token from before the loss was admitted again: statuses {seen:?}"
+    );
+    assert_eq!(seen.last(), Some(&410), "{seen:?}");
+    for n in &nodes {
+        assert_eq!(head(n).await, 410);
+        assert_eq!(get(n, "/stream/alias1/seg.m4s").await.0, 200);
+        assert_eq!(metric(&metrics(n).await, EPOCH_CHANGES), 1.0);
+    }
+    assert!(redis
+        .command(&["HGET", "sluice:stream-ids", "alias1"])
+        .is_some_and(|v| v.contains("movie-open")));
+    let printed: usize = nodes
+        .iter()
+        .map(|n| {
+            n.log()
+                .lines()
+                .filter(|l| l.starts_with("Generated default admin API key: "))
+                .count()
+        })
+        .sum();
+    assert_eq!(printed, 2, "made once at start, once after the loss");
+}
