@@ -293,10 +293,13 @@ impl Redis {
         )
         .await;
         let found = match read {
-            Ok(Ok(fields)) => Marker::parse(&fields),
+            Ok(Ok(fields)) => {
+                self.refusals.succeeded("epoch_read");
+                Marker::parse(&fields)
+            }
             Ok(Err(e)) => {
                 if super::refuses_for_now(&e) {
-                    self.refusals.note(&self.shown, "epoch", &e);
+                    self.refusals.note(&self.shown, "epoch_read", &e);
                 }
                 tracing::debug!(error = %e, "redis epoch marker not read");
                 return;
@@ -310,7 +313,10 @@ impl Redis {
                     tracing::info!(epoch = %f.id, since = f.since, "redis epoch: tokens issued before `since` are refused");
                 }
                 self.epoch.adopt(f);
-                *self.epoch.vouched.lock() = candidate;
+                // Not while a recovery is retaking the snapshots: its copies are in between.
+                if !self.epoch.recovering.load(Ordering::Acquire) {
+                    *self.epoch.vouched.lock() = candidate;
+                }
             }
             (None, Some(f)) => {
                 tracing::info!(epoch = %f.id, since = f.since, "redis epoch");
@@ -366,10 +372,13 @@ impl Redis {
         )
         .await;
         match answer {
-            Ok(Ok((id, since, at, now))) => Some((Marker { id, since, at }, now)),
+            Ok(Ok((id, since, at, now))) => {
+                self.refusals.succeeded("epoch_claim");
+                Some((Marker { id, since, at }, now))
+            }
             Ok(Err(e)) if super::refuses_for_now(&e) => {
                 // Said at warn once per distinct answer, not every second.
-                self.refusals.note(&self.shown, "epoch", &e);
+                self.refusals.note(&self.shown, "epoch_claim", &e);
                 None
             }
             Ok(Err(e)) => {

@@ -605,7 +605,7 @@ impl EventSink for RedisContentKeys {
         let h = hash.to_string();
         let now: Result<Option<String>, StoreError> = self
             .redis
-            .run_within("content_key_copy", BULK_TIMEOUT, move |mut c| async move {
+            .run("content_key_copy", move |mut c| async move {
                 redis::cmd("HGET")
                     .arg(CONTENT_KEYS)
                     .arg(h)
