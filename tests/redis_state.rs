@@ -73,6 +73,24 @@ kek:
     )
 }
 
+/// A fleet node whose edge listens on its own loopback address (`127.0.0.2`, `.3`, …), so
+/// players (at 127.0.0.1) are never at a node's address.
+fn node_at(ip: &str, redis: &RedisServer, cfg: &str) -> Sluice {
+    let edge = format!("{ip}:{}", common::free_port_on(ip))
+        .parse()
+        .unwrap();
+    Sluice::start_mode(
+        common::Mode::from_env(),
+        tempfile::tempdir().unwrap(),
+        cfg,
+        &env(),
+        common::QUICK_STOP,
+        "",
+        &format!("  redis: {}\n", redis.url()),
+        Some(edge),
+    )
+}
+
 async fn get(s: &Sluice, path: &str) -> (u16, String) {
     let resp = client().get(s.edge_url(path)).send().await.unwrap();
     (resp.status().as_u16(), resp.text().await.unwrap())
@@ -300,8 +318,8 @@ async fn an_emptied_redis_is_noticed_and_the_fleet_recovers() {
     let o = origin();
     let cfg = config(&o);
     let nodes = [
-        Sluice::start_node(&redis, "", &cfg, &env()),
-        Sluice::start_node(&redis, "", &cfg, &env()),
+        node_at("127.0.0.3", &redis, &cfg),
+        node_at("127.0.0.4", &redis, &cfg),
     ];
     let (a, b) = (&nodes[0], &nodes[1]);
     let old_key = fleet_admin_key(&[a, b]);
@@ -465,8 +483,8 @@ async fn redis_restarted_empty_is_noticed_before_it_serves() {
     let o = origin();
     let cfg = config(&o);
     let nodes = [
-        Sluice::start_node(&redis, "", &cfg, &env()),
-        Sluice::start_node(&redis, "", &cfg, &env()),
+        node_at("127.0.0.3", &redis, &cfg),
+        node_at("127.0.0.4", &redis, &cfg),
     ];
     let (a, b) = (&nodes[0], &nodes[1]);
     let old_key = fleet_admin_key(&[a, b]);
