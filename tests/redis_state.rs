@@ -230,7 +230,7 @@ async fn redis_refusing_writes_is_not_healthy() {
     assert_eq!(status, 200, "{body}");
 }
 
-/// A Redis user without `EVALSHA`/`EVAL`, another without `SUBSCRIBE`: each node says what
+/// Redis users without `EVALSHA`/`EVAL`, without `SUBSCRIBE`, without `PUBLISH`: each node says what
 /// Redis refused at warn, once, and `/health` names the refusal (before: "redis not reachable
 /// yet" and the `NOPERM` at debug level only).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,6 +240,7 @@ async fn a_redis_user_without_a_command_is_named() {
     for (user, minus) in [
         ("noeval", &["-eval", "-evalsha"][..]),
         ("nosub", &["-subscribe"][..]),
+        ("nopub", &["-publish"][..]),
     ] {
         let mut args = vec![
             "ACL",
@@ -271,7 +272,8 @@ async fn a_redis_user_without_a_command_is_named() {
     };
     let a = node("noeval");
     let b = node("nosub");
-    for (s, command) in [(&a, "evalsha"), (&b, "subscribe")] {
+    let c = node("nopub");
+    for (s, command) in [(&a, "evalsha"), (&b, "subscribe"), (&c, "publish")] {
         let start = Instant::now();
         while warn_lines(s, &["NOPERM", command]) == 0 {
             assert!(
@@ -289,10 +291,11 @@ async fn a_redis_user_without_a_command_is_named() {
         assert!(h["op"].as_str().is_some_and(|op| !op.is_empty()), "{h}");
     }
     assert_eq!(health(&b).await.1["op"], "subscribe");
+    assert_eq!(health(&c).await.1["op"], "heartbeat");
     // The subscription is retried every second, the epoch marker read every second: the
     // warning is not repeated (once per distinct answer: per operation here).
     tokio::time::sleep(Duration::from_secs(3)).await;
-    for (s, command) in [(&a, "evalsha"), (&b, "subscribe")] {
+    for (s, command) in [(&a, "evalsha"), (&b, "subscribe"), (&c, "publish")] {
         let log = s.log();
         let ops: Vec<&str> = log
             .lines()

@@ -487,7 +487,7 @@ impl Redis {
             };
             let mut c = (*c).clone();
             let sent = self.base.elapsed().as_nanos() as u64;
-            let _ = tokio::time::timeout(
+            let sent = tokio::time::timeout(
                 Duration::from_secs(1),
                 redis::cmd("PUBLISH")
                     .arg(&self.heartbeat)
@@ -495,6 +495,14 @@ impl Redis {
                     .query_async::<i64>(&mut c),
             )
             .await;
+            match sent {
+                Ok(Ok(_)) => self.refusals.succeeded("heartbeat"),
+                // A user without `PUBLISH`: no snapshot is ever fresh; say why.
+                Ok(Err(e)) if refuses_for_now(&e) => {
+                    self.refusals.note(&self.shown, "heartbeat", &e)
+                }
+                _ => {}
+            }
         }
     }
 
