@@ -34,6 +34,12 @@
 //! sent less than [`STALENESS_BOUND`] (1 s) ago; otherwise the stores ask Redis directly.
 //! After each (re)subscription every snapshot is taken again before the view counts as
 //! fresh, so a message missed during an outage is never missed for good.
+//!
+//! **Refusals and loss.** A reachable Redis that refuses (out of memory, an ACL user without a
+//! command, a replica) is remembered until the operation succeeds again, so `/health` says so
+//! ([`refusals`]). An emptied Redis is noticed by the epoch marker the supervisor reads on
+//! every (re)connection and after every `PING`, and the fleet recovers to a stated state
+//! ([`epoch`]).
 
 pub mod ctx;
 pub mod epoch;
