@@ -573,3 +573,107 @@ async fn redis_restarted_empty_is_noticed_before_it_serves() {
         .sum();
     assert_eq!(printed, 2, "made once at start, once after the loss");
 }
+
+/// A node cut off while Redis was emptied (stopped past the 10 s restore window) puts
+/// nothing back when it wakes — its copy would undo what the fleet did since (here: a stream
+/// id the operator deleted after the recovery) — and lists what it held at warn, counted as
+/// missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_notices_late_puts_nothing_back_and_says_so() {
+    let redis = RedisServer::start();
+    let o = origin();
+    let cfg = config(&o);
+    let a = node_at("127.0.0.3", &redis, &cfg);
+    let c = node_at("127.0.0.4", &redis, &cfg);
+    let old_key = fleet_admin_key(&[&a, &c]);
+    let (st, v) = admin(
+        &a,
+        "POST",
+        "/api/stream-ids",
+        &old_key,
+        Some(json!({"publisher": "movie-open", "player": "alias1"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = admin(
+        &a,
+        "PUT",
+        "/api/content-keys/movie-1",
+        &old_key,
+        Some(json!({"generate": true})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    common::signal(c.pid(), "-STOP");
+    assert_eq!(redis.command(&["FLUSHALL"]).as_deref(), Some("OK"));
+    until("A noticed", Duration::from_secs(10), || async {
+        metric(&metrics(&a).await, EPOCH_CHANGES) >= 1.0
+    })
+    .await;
+    let start = Instant::now();
+    let new_key = loop {
+        let keys: Vec<String> = a
+            .log()
+            .lines()
+            .filter_map(|l| l.strip_prefix("Generated default admin API key: "))
+            .map(|k| k.trim().to_string())
+            .filter(|k| *k != old_key)
+            .collect();
+        if let Some(k) = keys.first() {
+            break k.clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", a.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // A put alias1 back; the operator deletes it in the new epoch.
+    assert_eq!(
+        admin(&a, "DELETE", "/api/stream-ids/alias1", &new_key, None)
+            .await
+            .0,
+        200
+    );
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    common::signal(c.pid(), "-CONT");
+    until("C noticed", Duration::from_secs(10), || async {
+        metric(&metrics(&c).await, EPOCH_CHANGES) >= 1.0
+    })
+    .await;
+    let start = Instant::now();
+    while warn_lines(&c, &["not restored"]) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", c.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = c.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("not restored"))
+        .unwrap();
+    assert!(
+        line.contains("alias1") && line.contains("movie-1"),
+        "{line}"
+    );
+    let m = metrics(&c).await;
+    for kind in ["stream_ids", "content_keys"] {
+        let series =
+            format!("sluice_redis_epoch_restores_total{{kind=\"{kind}\",outcome=\"missing\"}}");
+        assert_eq!(metric(&m, &series), 1.0, "{series}");
+        let series =
+            format!("sluice_redis_epoch_restores_total{{kind=\"{kind}\",outcome=\"restored\"}}");
+        assert_eq!(metric(&m, &series), 0.0, "{series}");
+    }
+    // Nothing undone: the deleted stream id stays deleted, on C too.
+    assert_eq!(
+        redis.command(&["HGET", "sluice:stream-ids", "alias1"]),
+        None
+    );
+    until("C's snapshot retaken", Duration::from_secs(5), || async {
+        get(&c, "/stream/alias1/seg.m4s").await.0 == 404
+    })
+    .await;
+    // The content key A put back is there (from A's copy).
+    assert!(redis
+        .command(&["HGET", "sluice:content-keys", "movie-1"])
+        .is_some());
+}
