@@ -309,7 +309,15 @@ impl AccessState {
         let issued_for = cfg
             .content(&claims.content_id)
             .ok_or(Refusal::ContentNotFound)?;
-        self.check_vouched(claims.iat)?;
+        if let Err(lost) = self.check_vouched(claims.iat) {
+            // A revocation this node knows is still written back, for nodes that do not know
+            // the loss yet (one started after it may have taken the new epoch for a new fleet).
+            if self.revocations.known_revoked(&claims.jti) {
+                self.restore_revocation(&claims.jti, false).await;
+                return Err(Refusal::Revoked);
+            }
+            return Err(lost);
+        }
         // The checks that need no state, in the document's order after revocation.
         let local = if issued_for.hash != content.hash {
             Err(Refusal::Invalid)
