@@ -64,6 +64,10 @@ pub enum Refusal {
     DeviceMismatch,
     ContentNotFound,
     Revoked,
+    /// Issued (a credential: minted) before the shared state was lost: its revocation and
+    /// use count cannot be vouched for, so it is refused as a revoked token is, until it
+    /// expires ([`crate::store::redis::epoch`]).
+    LostState,
     /// A raw stream token on anything but the entry playlist.
     NotEntry,
     /// A playback credential that is malformed, forged, or for another content.
@@ -89,7 +93,7 @@ pub fn init_metrics() {
 
 impl Refusal {
     /// Every refusal, for creating its metric series at start.
-    pub const ALL: [Refusal; 13] = [
+    pub const ALL: [Refusal; 14] = [
         Refusal::Missing,
         Refusal::Invalid,
         Refusal::Expired,
@@ -99,6 +103,7 @@ impl Refusal {
         Refusal::DeviceMismatch,
         Refusal::ContentNotFound,
         Refusal::Revoked,
+        Refusal::LostState,
         Refusal::NotEntry,
         Refusal::BadCredential,
         Refusal::OutOfScope,
@@ -116,7 +121,7 @@ impl Refusal {
             | Refusal::BadCredential
             | Refusal::OutOfScope => StatusCode::FORBIDDEN,
             Refusal::ContentNotFound => StatusCode::NOT_FOUND,
-            Refusal::Revoked => StatusCode::GONE,
+            Refusal::Revoked | Refusal::LostState => StatusCode::GONE,
             Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -132,7 +137,7 @@ impl Refusal {
             Refusal::IpMismatch => "IP mismatch",
             Refusal::DeviceMismatch => "Device mismatch",
             Refusal::ContentNotFound => "Content not found",
-            Refusal::Revoked => "Token revoked",
+            Refusal::Revoked | Refusal::LostState => "Token revoked",
             Refusal::NotEntry => "Playback credential required",
             Refusal::BadCredential => "Invalid playback credential",
             Refusal::OutOfScope => "Not allowed by this token's quality",
@@ -152,6 +157,7 @@ impl Refusal {
             Refusal::DeviceMismatch => "stream_token_device",
             Refusal::ContentNotFound => "content_not_found",
             Refusal::Revoked => "stream_token_revoked",
+            Refusal::LostState => "stream_token_lost_state",
             Refusal::NotEntry => "stream_token_not_entry",
             Refusal::BadCredential => "playback_credential_invalid",
             Refusal::OutOfScope => "playback_scope",
@@ -209,6 +215,15 @@ impl AccessState {
             StreamTokenError::Expired => Refusal::Expired,
             _ => Refusal::Invalid,
         })
+    }
+
+    /// A token issued (a credential minted) at `issued` is refused when the shared state that
+    /// could vouch for it was lost since (an emptied Redis: fail closed until it expires).
+    pub fn check_vouched(&self, issued: i64) -> Result<(), Refusal> {
+        if issued < self.revocations.vouched_since() {
+            return Err(Refusal::LostState);
+        }
+        Ok(())
     }
 
     /// Fail closed: a revocation store that cannot answer refuses the request (503), unless
@@ -294,6 +309,15 @@ impl AccessState {
         let issued_for = cfg
             .content(&claims.content_id)
             .ok_or(Refusal::ContentNotFound)?;
+        if let Err(lost) = self.check_vouched(claims.iat) {
+            // A revocation this node knows is still written back, for nodes that do not know
+            // the loss yet (one started after it may have taken the new epoch for a new fleet).
+            if self.revocations.known_revoked(&claims.jti) {
+                self.restore_revocation(&claims.jti, false).await;
+                return Err(Refusal::Revoked);
+            }
+            return Err(lost);
+        }
         // The checks that need no state, in the document's order after revocation.
         let local = if issued_for.hash != content.hash {
             Err(Refusal::Invalid)
@@ -372,6 +396,7 @@ impl AccessState {
         if claims.dir != content.hash {
             return Err(Refusal::BadCredential);
         }
+        self.check_vouched(claims.start)?;
         self.check_revoked(&claims.jti).await?;
         let bound: IpAddr = claims.ip.parse().map_err(|_| Refusal::BadCredential)?;
         if canonical_ip(bound) != canonical_ip(req.client_ip) {
@@ -599,6 +624,7 @@ mod tests {
             (Refusal::IpMismatch, 403, "IP mismatch"),
             (Refusal::ContentNotFound, 404, "Content not found"),
             (Refusal::Revoked, 410, "Token revoked"),
+            (Refusal::LostState, 410, "Token revoked"),
         ] {
             assert_eq!((r.status().as_u16(), r.message()), (code, msg));
         }

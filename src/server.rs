@@ -363,6 +363,7 @@ fn fleet_registry(
     // The local file keeps only access logs here; their key ids name keys held in Redis.
     db.call_blocking(|c| c.pragma_update(None, "foreign_keys", "OFF"))?;
     let registry = StreamRegistry::empty(stores.stream_ids.clone(), reserved);
+    redis.epoch.keep_stream_ids(registry.clone());
     redis.register(Arc::new(crate::store::redis::records::StreamIdSync(
         registry.clone(),
     )));
@@ -371,10 +372,17 @@ fn fleet_registry(
     if redis.wait_synced(wait) {
         tracing::info!(redis = %redis.shown(), "shared state: redis");
     } else {
+        let health = redis.health();
+        let why = match (&health.refused, health.connected) {
+            // Redis's own words were logged at warn when it refused.
+            (Some(r), _) => format!("redis refuses {} ({})", r.op, r.code),
+            (None, true) => "redis connected, local snapshots not taken yet".to_string(),
+            (None, false) => "redis not reachable yet".to_string(),
+        };
         tracing::error!(
             redis = %redis.shown(),
-            "shared state: redis not reachable yet; serving degraded (gated playback and key \
-             delivery fail closed) until it is"
+            "shared state: {why}; serving degraded (gated playback and key delivery fail \
+             closed) meanwhile"
         );
     }
     Ok(registry)

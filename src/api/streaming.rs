@@ -416,6 +416,7 @@ pub(super) async fn verify(
     {
         return Err(Refusal::ContentNotFound.into());
     }
+    state.access.check_vouched(claims.iat)?;
     // A store that cannot answer says so (503): `verify` never guesses.
     let unavailable = |e: crate::store::StoreError| {
         tracing::warn!(error = %e, "verify: shared state unavailable");

@@ -89,6 +89,7 @@ impl Stores {
         redis.register(ctx.clone());
         redis.register(content_keys.clone());
         redis.register(Arc::new(records::DefaultAdminKey(api_keys.clone())));
+        redis.epoch.keep(api_keys.clone(), content_keys.clone());
         Stores {
             api_keys,
             content_keys,

@@ -56,6 +56,12 @@ pub trait RevocationStore: Send + Sync {
     async fn credential_reach(&self, at_least: i64) -> Result<i64, StoreError>;
     /// Every live revocation, `(jti, keep_until)` (for `sluice state migrate`).
     async fn all(&self) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Stream tokens issued (`iat`) and playback credentials minted before this second are
+    /// refused: the shared store lost the revocations and use counts that could vouch for
+    /// them (an emptied Redis: [`super::redis::epoch`]). 0 while nothing was lost.
+    fn vouched_since(&self) -> i64 {
+        0
+    }
 }
 
 pub struct SqliteRevocations {

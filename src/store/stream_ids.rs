@@ -111,6 +111,9 @@ struct Snapshot {
     by_folded: HashMap<String, (String, String)>,
     /// Registered publishers, lowercased.
     publishers: HashSet<String>,
+    /// The rows as read, in insertion order (what a fleet node puts back into an emptied
+    /// Redis: [`crate::store::redis::epoch`]).
+    rows: Arc<Vec<StreamId>>,
 }
 
 #[derive(Clone)]
@@ -204,6 +207,7 @@ impl StreamRegistry {
                 .or_insert_with(|| (r.player.clone(), r.publisher.clone()));
             snap.publishers.insert(r.publisher.to_ascii_lowercase());
         }
+        snap.rows = Arc::new(rows.to_vec());
         self.snapshot.store(Arc::new(snap));
     }
 
@@ -263,6 +267,11 @@ impl StreamRegistry {
             .values()
             .map(|(p, _)| p.clone())
             .collect()
+    }
+
+    /// The rows of this node's snapshot, in insertion order.
+    pub fn rows(&self) -> Arc<Vec<StreamId>> {
+        self.snapshot.load().rows.clone()
     }
 
     /// The bucket directory of `/stream/{hash}/…`: the publisher of a registered player id,

@@ -1107,6 +1107,24 @@ impl RedisServer {
         self.spawn();
     }
 
+    /// Start again on the same port with nothing: a restart without persistence (its AOF and
+    /// RDB files are removed first; its log stays).
+    pub fn restart_empty(&mut self) {
+        self.kill9();
+        for e in std::fs::read_dir(self.dir.path())
+            .expect("redis dir")
+            .flatten()
+        {
+            let p = e.path();
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).expect("remove redis data");
+            } else if e.file_name() != "redis.log" {
+                std::fs::remove_file(&p).expect("remove redis data");
+            }
+        }
+        self.spawn();
+    }
+
     /// One command over a plain RESP connection: the reply as text (integers and strings as
     /// themselves, arrays one element per line, nil as `None`).
     pub fn command(&self, args: &[&str]) -> Option<String> {

@@ -40,10 +40,18 @@
 //! sent less than [`STALENESS_BOUND`] (1 s) ago; otherwise the stores ask Redis directly.
 //! After each (re)subscription every snapshot is taken again before the view counts as
 //! fresh, so a message missed during an outage is never missed for good.
+//!
+//! **Refusals and loss.** A reachable Redis that refuses (out of memory, an ACL user without a
+//! command, a replica) is remembered until the operation succeeds again, so `/health` says so
+//! ([`refusals`]). An emptied Redis is noticed by the epoch marker the supervisor reads on
+//! every (re)connection and after every `PING`, and the fleet recovers to a stated state
+//! ([`epoch`]).
 
 pub mod ctx;
+pub mod epoch;
 pub mod rate;
 pub mod records;
+pub mod refusals;
 pub mod sentinel;
 pub mod tokens;
 
@@ -129,13 +137,20 @@ pub struct Redis {
     synced: AtomicBool,
     sinks: RwLock<Vec<Arc<dyn EventSink>>>,
     pub fail_open: FailOpen,
+    /// What Redis refuses now, for `/health` ([`refusals`]).
+    refusals: refusals::Refusals,
+    /// The epoch marker this node knows, and what it puts back after a loss ([`epoch`]).
+    pub epoch: epoch::EpochState,
 }
 
 /// What `/health` reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
     pub connected: bool,
     pub synced: bool,
+    /// Reachable, but refusing writes (`OOM`, `READONLY`, `MISCONF`, …) or a command
+    /// (`NOPERM`).
+    pub refused: Option<refusals::Refused>,
 }
 
 impl Redis {
@@ -194,8 +209,11 @@ impl Redis {
             synced: AtomicBool::new(false),
             sinks: RwLock::new(Vec::new()),
             fail_open: cfg.fail_open,
+            refusals: refusals::Refusals::default(),
+            epoch: epoch::EpochState::new(&node),
         });
         metrics::init_redis();
+        epoch::init_metrics();
         redis.rt.spawn(redis.clone().supervise());
         Ok(redis)
     }
@@ -223,6 +241,7 @@ impl Redis {
         Health {
             connected: self.conn.load().is_some(),
             synced: self.view_fresh(),
+            refused: self.refusals.current(),
         }
     }
 
@@ -309,6 +328,7 @@ impl Redis {
         match answer {
             Ok(Ok(Ok(v))) => {
                 outcome("ok");
+                self.refusals.succeeded(op);
                 Ok(v)
             }
             Ok(Ok(Err(e))) if connection_problem(&e) => {
@@ -321,7 +341,7 @@ impl Redis {
                 // permission, a replica, a loading or failing-over server. The request fails
                 // closed as for an outage (503), and the operator is told what Redis said.
                 outcome("refused");
-                tracing::warn!(op, error = %e, "redis refused the operation");
+                self.refusals.note(&self.shown, op, &e);
                 if e.code() == Some("READONLY") && matches!(self.source, Source::Sentinel(_)) {
                     // The node was demoted: the supervisor's ROLE probe finds it and asks
                     // the Sentinels for the new master now, not at the next tick.
@@ -378,6 +398,8 @@ impl Redis {
                     tokio::time::timeout(self.connect_bound(), self.connect(&config)).await;
                 match attempt {
                     Ok(Ok(c)) => {
+                        // An emptied Redis is noticed before this connection serves a request.
+                        self.check_epoch(&c).await;
                         self.conn.store(Some(Arc::new(c.clone())));
                         metrics::REDIS_UP.set(1);
                         backoff = MIN_BACKOFF;
@@ -425,7 +447,8 @@ impl Redis {
             let Some(c) = self.conn.load_full() else {
                 continue;
             };
-            if let Err(why) = self.probe((*c).clone()).await {
+            let c = (*c).clone();
+            if let Err(why) = self.probe(c.clone()).await {
                 self.conn.store(None);
                 metrics::REDIS_UP.set(0);
                 down_since = Some(Instant::now());
@@ -435,6 +458,8 @@ impl Redis {
                     "redis connection lost: gated playback and key delivery fail closed \
                      (unless state.redis_fail_open), rate limits count locally; reconnecting"
                 );
+            } else {
+                self.check_epoch(&c).await;
             }
         }
     }
@@ -567,7 +592,7 @@ impl Redis {
             };
             let mut c = (*c).clone();
             let sent = self.base.elapsed().as_nanos() as u64;
-            let _ = tokio::time::timeout(
+            let sent = tokio::time::timeout(
                 Duration::from_secs(1),
                 redis::cmd("PUBLISH")
                     .arg(&self.heartbeat)
@@ -575,6 +600,14 @@ impl Redis {
                     .query_async::<i64>(&mut c),
             )
             .await;
+            match sent {
+                Ok(Ok(_)) => self.refusals.succeeded("heartbeat"),
+                // A user without `PUBLISH`: no snapshot is ever fresh; say why.
+                Ok(Err(e)) if refuses_for_now(&e) => {
+                    self.refusals.note(&self.shown, "heartbeat", &e)
+                }
+                _ => {}
+            }
         }
     }
 
@@ -589,13 +622,17 @@ impl Redis {
         let mut backoff = MIN_BACKOFF;
         let mut ever_synced = false;
         let mut lost_logged = false;
+        // The last subscription was refused (said at warn once): no line per retry.
+        let mut refused = false;
         loop {
             let moves = self.master_moves.load(Ordering::Acquire);
             match self.subscribe_and_sync().await {
                 Ok(mut pubsub) => {
                     backoff = MIN_BACKOFF;
                     lost_logged = false;
-                    if ever_synced {
+                    if refused {
+                        tracing::debug!(redis = %self.shown, "redis subscription retried");
+                    } else if ever_synced {
                         metrics::REDIS_RECONNECTS
                             .with_label_values(&["subscription"])
                             .inc();
@@ -609,6 +646,7 @@ impl Redis {
                     ever_synced = true;
                     self.synced.store(true, Ordering::Release);
                     self.follow(&mut pubsub, moves).await;
+                    let never_heard = self.heard.load(Ordering::Acquire) == 0;
                     self.synced.store(false, Ordering::Release);
                     self.heard.store(0, Ordering::Release);
                     self.refresh_metrics();
@@ -617,7 +655,10 @@ impl Redis {
                             redis = %self.shown,
                             "redis subscription follows the master the Sentinels name now"
                         );
-                    } else {
+                        continue;
+                    }
+                    refused = never_heard && self.subscribe_refused().await;
+                    if !refused {
                         tracing::warn!(
                             redis = %self.shown,
                             "redis subscription lost: credential checks ask redis directly (or \
@@ -681,6 +722,8 @@ impl Redis {
                         if let Ok(sent) = payload.parse::<u64>() {
                             self.heard.fetch_max(sent.saturating_add(1), Ordering::AcqRel);
                         }
+                        // The subscription works (a refused one delivers nothing).
+                        self.refusals.succeeded("subscribe");
                         continue;
                     }
                     let (topic, arg) = payload.split_once(' ').unwrap_or((payload.as_str(), ""));

@@ -445,6 +445,10 @@ return 1
 pub struct RedisContentKeys {
     redis: Arc<Redis>,
     seen: Mutex<HashMap<String, Sealed>>,
+    /// Every sealed key of the fleet as this node last knew it (`hash → envelope`): taken at
+    /// each (re)subscription, kept current by `ckey` notices, and put back into an emptied
+    /// Redis ([`super::epoch`]). Copied on write, so a kept copy costs nothing until it changes.
+    copy: parking_lot::RwLock<Arc<HashMap<String, String>>>,
 }
 
 /// Most records a node remembers for fail-open key delivery.
@@ -455,7 +459,26 @@ impl RedisContentKeys {
         Arc::new(RedisContentKeys {
             redis,
             seen: Mutex::new(HashMap::new()),
+            copy: parking_lot::RwLock::new(Arc::new(HashMap::new())),
         })
+    }
+
+    /// This node's copy of the fleet's sealed keys (`hash → envelope`).
+    pub fn kept(&self) -> Arc<HashMap<String, String>> {
+        self.copy.read().clone()
+    }
+
+    fn keep(&self, hash: &str, envelope: Option<String>) {
+        let mut copy = self.copy.write();
+        let unchanged = copy.get(hash) == envelope.as_ref();
+        if unchanged {
+            return;
+        }
+        let map = Arc::make_mut(&mut copy);
+        match envelope {
+            Some(e) => map.insert(hash.to_string(), e),
+            None => map.remove(hash),
+        };
     }
 
     async fn envelopes(&self) -> Result<HashMap<String, String>, StoreError> {
@@ -503,6 +526,7 @@ impl ContentKeyStore for RedisContentKeys {
 
     async fn put(&self, hash: &str, sealed: &Sealed) -> Result<(), StoreError> {
         let (h, envelope) = (hash.to_string(), sealed.to_envelope());
+        let kept = envelope.clone();
         self.redis
             .run("content_key_put", move |mut c| async move {
                 redis::pipe()
@@ -514,7 +538,9 @@ impl ContentKeyStore for RedisContentKeys {
                     .query_async::<()>(&mut c)
                     .await
             })
-            .await
+            .await?;
+        self.keep(hash, Some(kept));
+        Ok(())
     }
 
     async fn rotate(&self, ring: &Keyring) -> Result<(usize, usize), ContentKeyError> {
@@ -573,13 +599,30 @@ impl EventSink for RedisContentKeys {
         "ckey"
     }
 
-    /// A replaced key must not be served from memory later.
+    /// A replaced key must not be served from memory later; the copy takes the new one.
     async fn on_event(&self, hash: &str) {
         self.seen.lock().remove(hash);
+        let h = hash.to_string();
+        let now: Result<Option<String>, StoreError> = self
+            .redis
+            .run("content_key_copy", move |mut c| async move {
+                redis::cmd("HGET")
+                    .arg(CONTENT_KEYS)
+                    .arg(h)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await;
+        match now {
+            Ok(envelope) => self.keep(hash, envelope),
+            Err(e) => tracing::debug!(error = %e, "content key copy not refreshed"),
+        }
     }
 
     async fn resync(&self) -> Result<(), StoreError> {
         self.seen.lock().clear();
+        let all = self.envelopes().await?;
+        *self.copy.write() = Arc::new(all);
         Ok(())
     }
 }

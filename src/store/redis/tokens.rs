@@ -210,6 +210,10 @@ impl RevocationStore for RedisRevocations {
         self.set.read().get(jti).copied()
     }
 
+    fn vouched_since(&self) -> i64 {
+        self.redis.vouched_since()
+    }
+
     async fn credential_reach(&self, at_least: i64) -> Result<i64, StoreError> {
         self.raise_reach(at_least, self.redis.timeout()).await
     }
