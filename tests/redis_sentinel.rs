@@ -15,6 +15,7 @@ use common::{
     client, fleet_admin_key, random_bytes, sluice_bin, RedisServer, Reply, RunningOrigin,
     Sentinels, Sluice, TestOrigin,
 };
+use common::gated::{get, token, entry, MASTER, MEDIA, origin};
 use serde_json::{json, Value};
 
 const NAME: &str = "sluice-state";
@@ -29,21 +30,6 @@ fn env() -> Vec<(&'static str, &'static str)> {
     vec![("KEY_TOKEN_SECRET", KEY_SECRET), ("FLEET_KEK", KEK)]
 }
 
-const MASTER: &str =
-    "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=2800000,RESOLUTION=1280x720\nv720/playlist.m3u8\n";
-const MEDIA: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nseg_1.m4s\n#EXT-X-ENDLIST\n";
-
-fn origin() -> RunningOrigin {
-    let hls = "application/vnd.apple.mpegurl";
-    TestOrigin::new()
-        .route("/movie-gated/master.m3u8", Reply::ok(MASTER, hls))
-        .route("/movie-gated/v720/playlist.m3u8", Reply::ok(MEDIA, hls))
-        .route(
-            "/movie-gated/v720/seg_1.m4s",
-            Reply::ok(random_bytes(4000, 1), "video/iso.segment"),
-        )
-        .start_on("127.0.0.2")
-}
 
 fn config(o: &RunningOrigin) -> String {
     let (ip, port) = (o.addr.ip(), o.addr.port());
@@ -118,24 +104,6 @@ impl Fleet {
     }
 }
 
-async fn get(s: &Sluice, path: &str) -> (u16, String) {
-    let resp = client().get(s.edge_url(path)).send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
-
-async fn token(s: &Sluice, key: &str) -> String {
-    let resp = client()
-        .post(s.edge_url("/api/v2/streaming/token"))
-        .bearer_auth(key)
-        .json(&json!({"contentId": "gated"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let v: Value = resp.json().await.unwrap();
-    v["streamToken"].as_str().unwrap().to_string()
-}
-
 async fn revoke(s: &Sluice, key: &str, t: &str) -> u16 {
     client()
         .post(s.edge_url("/api/v2/streaming/revoke"))
@@ -146,10 +114,6 @@ async fn revoke(s: &Sluice, key: &str, t: &str) -> u16 {
         .unwrap()
         .status()
         .as_u16()
-}
-
-fn entry(t: &str) -> String {
-    format!("/stream/movie-gated/master.m3u8?token={t}")
 }
 
 async fn verify_message(s: &Sluice, t: &str) -> Value {

@@ -16,6 +16,7 @@ use common::{
     client, fleet_admin_key, metric, metrics, random_bytes, sluice_bin, RedisServer, Reply,
     RunningOrigin, Sluice, TestOrigin,
 };
+use common::gated::{get, admin, token, entry, child_of, MASTER, MEDIA};
 use serde_json::{json, Value};
 
 const STREAM_SECRET: &str = "fleet-stream-secret-0123456789";
@@ -29,9 +30,6 @@ fn env() -> Vec<(&'static str, &'static str)> {
     vec![("KEY_TOKEN_SECRET", KEY_SECRET), ("FLEET_KEK", KEK)]
 }
 
-const MASTER: &str =
-    "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=2800000,RESOLUTION=1280x720\nv720/playlist.m3u8\n";
-const MEDIA: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nseg_1.m4s\n#EXT-X-ENDLIST\n";
 
 fn origin() -> RunningOrigin {
     let hls = "application/vnd.apple.mpegurl";
@@ -118,59 +116,6 @@ impl Fleet {
             key,
         }
     }
-}
-
-async fn get(s: &Sluice, path: &str) -> (u16, String) {
-    let resp = client().get(s.edge_url(path)).send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
-
-async fn admin(
-    s: &Sluice,
-    method: &str,
-    path: &str,
-    key: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut r = client()
-        .request(method.parse().unwrap(), s.admin_url(path))
-        .bearer_auth(key);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
-}
-
-async fn token(s: &Sluice, key: &str) -> String {
-    let resp = client()
-        .post(s.edge_url("/api/v2/streaming/token"))
-        .bearer_auth(key)
-        .json(&json!({"contentId": "gated"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let v: Value = resp.json().await.unwrap();
-    v["streamToken"].as_str().unwrap().to_string()
-}
-
-fn entry(t: &str) -> String {
-    format!("/stream/movie-gated/master.m3u8?token={t}")
-}
-
-/// The child playlist URL (with its playback credential) of an entry playlist.
-fn child_of(master: &str) -> String {
-    let line = master
-        .lines()
-        .find(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .unwrap_or_else(|| panic!("no URI in {master}"));
-    let base = url::Url::parse("http://x/stream/movie-gated/master.m3u8").unwrap();
-    let u = base.join(line.trim()).unwrap();
-    format!("{}?{}", u.path(), u.query().unwrap_or(""))
 }
 
 async fn verify_message(s: &Sluice, t: &str) -> Value {

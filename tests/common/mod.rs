@@ -2,6 +2,8 @@
 //! binary started on ephemeral loopback ports with a config written for the test.
 #![allow(dead_code)]
 
+pub mod gated;
+
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
