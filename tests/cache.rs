@@ -115,7 +115,7 @@ async fn slow_origin_streams_to_waiters_as_bytes_arrive() {
         worst_first < transfer * 3 / 4,
         "slowest first byte after {worst_first:?}; the origin takes {transfer:?}"
     );
-    assert_eq!(origin.hits("/h/big.m4s"), 1);
+    assert_eq!(origin.hits("/h/big.m4s"), 1, "{}", s.log());
 
     // A second player arriving mid-transfer gets the whole body from the same fetch.
     let url2 = s.edge_url("/stream/h/big2.m4s");

@@ -11,11 +11,8 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{
-    client, fleet_admin_key, random_bytes, sluice_bin, RedisServer, Reply, RunningOrigin,
-    Sentinels, Sluice, TestOrigin,
-};
-use common::gated::{get, token, entry, MASTER, MEDIA, origin};
+use common::gated::{entry, get, origin, token};
+use common::{client, fleet_admin_key, sluice_bin, RedisServer, RunningOrigin, Sentinels, Sluice};
 use serde_json::{json, Value};
 
 const NAME: &str = "sluice-state";
@@ -29,7 +26,6 @@ const FAILOVER_BOUND: Duration = Duration::from_secs(30);
 fn env() -> Vec<(&'static str, &'static str)> {
     vec![("KEY_TOKEN_SECRET", KEY_SECRET), ("FLEET_KEK", KEK)]
 }
-
 
 fn config(o: &RunningOrigin) -> String {
     let (ip, port) = (o.addr.ip(), o.addr.port());

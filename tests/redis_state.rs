@@ -14,11 +14,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{
-    client, fleet_admin_key, metric, metrics, random_bytes, RedisServer, Reply, RunningOrigin,
-    Sluice, TestOrigin,
-};
-use common::gated::{origin, get, admin, token, entry, child_of, MASTER, MEDIA};
+use common::gated::{admin, child_of, entry, get, origin, token};
+use common::{client, fleet_admin_key, metric, metrics, RedisServer, RunningOrigin, Sluice};
 use serde_json::{json, Value};
 
 const STREAM_SECRET: &str = "epoch-stream-secret-0123456789";
@@ -34,7 +31,6 @@ fn env() -> Vec<(&'static str, &'static str)> {
         ("EPOCH_REDIS_PW", REDIS_PW),
     ]
 }
-
 
 fn config(o: &RunningOrigin) -> String {
     let (ip, port) = (o.addr.ip(), o.addr.port());

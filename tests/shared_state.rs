@@ -12,11 +12,11 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::gated::{admin, child_of, entry, get, token, MASTER, MEDIA};
 use common::{
     client, fleet_admin_key, metric, metrics, random_bytes, sluice_bin, RedisServer, Reply,
     RunningOrigin, Sluice, TestOrigin,
 };
-use common::gated::{get, admin, token, entry, child_of, MASTER, MEDIA};
 use serde_json::{json, Value};
 
 const STREAM_SECRET: &str = "fleet-stream-secret-0123456789";
@@ -29,7 +29,6 @@ const STALENESS_BOUND: Duration = Duration::from_secs(1);
 fn env() -> Vec<(&'static str, &'static str)> {
     vec![("KEY_TOKEN_SECRET", KEY_SECRET), ("FLEET_KEK", KEK)]
 }
-
 
 fn origin() -> RunningOrigin {
     let hls = "application/vnd.apple.mpegurl";
