@@ -372,6 +372,37 @@ pub fn free_port_on(ip: &str) -> u16 {
         .expect("free port")
 }
 
+/// Whether process `pid` holds the socket listening on `addr` (`/proc/net/tcp*` for the
+/// listening sockets' inodes, `/proc/{pid}/fd` for its own).
+pub fn listens_on(pid: u32, addr: SocketAddr) -> bool {
+    let local = match addr {
+        SocketAddr::V4(a) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(a.ip().octets()),
+            a.port()
+        ),
+        SocketAddr::V6(a) => format!(":{:04X}", a.port()),
+    };
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && f[3] == "0A" && f[1].ends_with(&local) {
+                inodes.push(format!("socket:[{}]", f[9]));
+            }
+        }
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .ok()
+            .is_some_and(|l| inodes.iter().any(|i| l.as_os_str() == i.as_str()))
+    })
+}
+
 /// The binary under test: this build's, or `SLUICE_BIN` (to show a new test fails on an
 /// older build).
 pub fn sluice_bin() -> String {
@@ -748,14 +779,27 @@ impl Sluice {
         self.dir.take().expect("state dir present until taken")
     }
 
+    /// Both listeners answer, and they are this process's: `free_port` hands out a port that
+    /// was free a moment ago, and a test running beside this one may have bound it since. Then
+    /// this sluice cannot bind it, the other one answers on it, and this test would talk to a
+    /// stranger (seen as a content key `404` right after its `PUT`): start again elsewhere.
     fn wait_ready(&mut self, limit: Duration) -> bool {
         let start = Instant::now();
+        let mut answered_by_another: Option<Instant> = None;
         while start.elapsed() < limit {
             if self.proc.try_wait().is_some() {
                 return false;
             }
             if http_ok(self.edge) && http_ok(self.admin) {
-                return true;
+                let pid = self.proc.pid();
+                if listens_on(pid, self.edge) && listens_on(pid, self.admin) {
+                    return true;
+                }
+                let since = *answered_by_another.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(2) {
+                    eprintln!("another process answers on {} or {}", self.edge, self.admin);
+                    return false;
+                }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
