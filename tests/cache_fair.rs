@@ -182,13 +182,14 @@ async fn stalled_fills_do_not_keep_new_objects_out_of_the_cache() {
     // While they are stalled, 20 viewers want a new segment: one origin fetch, then cached.
     watch_together(&s, "/stream/h/fresh.m4s", &fresh, 20).await;
     fetch(&s, "/stream/h/fresh.m4s", &fresh).await;
+    let m = metrics(&s).await;
     assert_eq!(
         origin.hits("/h/fresh.m4s"),
         1,
-        "origin fetches of a new segment for 21 viewers while 8 fills are stalled"
+        "origin fetches of a new segment for 21 viewers while 8 fills are stalled\n{m}\n{}",
+        s.log()
     );
 
-    let m = metrics(&s).await;
     let inflight = metric(&m, "sluice_cache_inflight_bytes");
     assert!(
         inflight > 0.0 && inflight <= (stalled * MIB) as f64,
@@ -241,12 +242,13 @@ async fn stalled_http2_streams_do_not_keep_new_objects_out_of_the_cache() {
     // While the streams stay open, 20 viewers want a new segment, then one more.
     watch_together(&s, "/stream/h/fresh.m4s", &fresh, 20).await;
     fetch(&s, "/stream/h/fresh.m4s", &fresh).await;
+    let m = metrics(&s).await;
     assert_eq!(
         origin.hits("/h/fresh.m4s"),
         1,
-        "origin fetches of a new segment for 21 viewers beside 8 stalled HTTP/2 streams"
+        "origin fetches of a new segment for 21 viewers beside 8 stalled HTTP/2 streams\n{m}\n{}",
+        s.log()
     );
-    let m = metrics(&s).await;
     assert!(metric(&m, "sluice_cache_bytes") <= BUDGET as f64, "{m}");
     drop(held);
     drop(conn);
