@@ -11,7 +11,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::gated::{entry, get, origin, token};
+use common::gated::{entry, get, health, origin, token, until};
 use common::{client, fleet_admin_key, sluice_bin, RedisServer, RunningOrigin, Sentinels, Sluice};
 use serde_json::{json, Value};
 
@@ -118,33 +118,6 @@ async fn verify_message(s: &Sluice, t: &str) -> Value {
     v.get("remainingUses")
         .cloned()
         .unwrap_or_else(|| v["message"].clone())
-}
-
-async fn health(s: &Sluice) -> Value {
-    client()
-        .get(s.edge_url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-/// Poll `f` every 20 ms until true; how long that took, or a panic naming `what`.
-async fn until<F, Fut>(what: &str, limit: Duration, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if f().await {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Wait until `n` refuses `t`'s entry load as revoked (`410`); meanwhile it may only fail

@@ -14,7 +14,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::gated::{admin, child_of, entry, get, origin, token};
+use common::gated::{admin, child_of, entry, get, origin, token, until};
 use common::{client, fleet_admin_key, metric, metrics, RedisServer, RunningOrigin, Sluice};
 use serde_json::{json, Value};
 
@@ -72,19 +72,6 @@ fn node_at(ip: &str, redis: &RedisServer, cfg: &str) -> Sluice {
 async fn health(s: &Sluice) -> (u16, Value) {
     let r = client().get(s.edge_url("/health")).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
-}
-
-/// Poll `f` until it is true; a panic naming `what` past `limit`.
-async fn until<F, Fut>(what: &str, limit: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !f().await {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Log lines at WARN containing every one of `needles`.

@@ -12,7 +12,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::gated::{admin, child_of, entry, get, token, MASTER, MEDIA};
+use common::gated::{admin, child_of, entry, get, health, token, until, MASTER, MEDIA};
 use common::{
     client, fleet_admin_key, metric, metrics, random_bytes, sluice_bin, RedisServer, Reply,
     RunningOrigin, Sluice, TestOrigin,
@@ -123,33 +123,6 @@ async fn verify_message(s: &Sluice, t: &str) -> Value {
     v.get("remainingUses")
         .cloned()
         .unwrap_or_else(|| v["message"].clone())
-}
-
-/// Poll `f` until it is true; how long that took, or a panic naming `what` past `limit`.
-async fn until<F, Fut>(what: &str, limit: Duration, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if f().await {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-async fn health(s: &Sluice) -> Value {
-    client()
-        .get(s.edge_url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 fn cli(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {

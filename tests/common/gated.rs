@@ -2,6 +2,8 @@
 //! `redis_sentinel`): one origin holding a gated master, its media playlist and segment, and
 //! an open segment; and the requests those tests make of a node.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
 
 use super::{client, random_bytes, Reply, RunningOrigin, Sluice, TestOrigin};
@@ -78,4 +80,32 @@ pub fn child_of(master: &str) -> String {
     let base = url::Url::parse("http://x/stream/movie-gated/master.m3u8").unwrap();
     let u = base.join(line.trim()).unwrap();
     format!("{}?{}", u.path(), u.query().unwrap_or(""))
+}
+
+/// A node's `/health` answer.
+pub async fn health(s: &Sluice) -> Value {
+    client()
+        .get(s.edge_url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Poll `f` until it is true; how long that took, or a panic naming `what` past `limit`.
+pub async fn until<F, Fut>(what: &str, limit: Duration, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if f().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
