@@ -109,18 +109,8 @@ fn key_token_signed(state: &AppState, t: &str) -> bool {
 /// Whether `t` is a streaming user JWT that verifies (an API key has no dots: it is checked
 /// against the key store by the route, and vouched for after).
 fn streaming_jwt_signed(state: &AppState, t: &str) -> bool {
-    let Some(jwt) = &state.config.access.streaming.jwt else {
-        return false;
-    };
     t.matches('.').count() == 2
-        && crate::auth::jwt::BearerVerifier::new(
-            jwt.secret.as_bytes(),
-            jwt.issuer.clone(),
-            jwt.audience.clone(),
-        )
-        .with_leeway(jwt.leeway_secs)
-        .verify(t)
-        .is_ok()
+        && super::streaming::user_jwt_verifier(state).is_some_and(|v| v.verify(t).is_ok())
 }
 
 fn credential(

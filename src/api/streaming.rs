@@ -192,6 +192,20 @@ pub fn issued_quality(
         .map(|t| t.as_str().to_string())
 }
 
+/// The verifier of the streaming routes' user JWTs (`streaming.jwt`), if configured: the
+/// routes' authentication and the rate limiter's check of a bearer use the same one.
+pub(super) fn user_jwt_verifier(state: &AppState) -> Option<crate::auth::jwt::BearerVerifier> {
+    let jwt = state.config.access.streaming.jwt.as_ref()?;
+    Some(
+        crate::auth::jwt::BearerVerifier::new(
+            jwt.secret.as_bytes(),
+            jwt.issuer.clone(),
+            jwt.audience.clone(),
+        )
+        .with_leeway(jwt.leeway_secs),
+    )
+}
+
 /// A JWT has two dots; an API key (32 alphanumerics) has none. A key needs the permission
 /// the route's entry names ([`super::routes::Auth::JwtOrApiKey`]).
 async fn authenticate(
@@ -206,15 +220,9 @@ async fn authenticate(
         .ok_or_else(StreamingError::unauthorized)?;
     let cfg = &state.config.access.streaming;
     if token.matches('.').count() == 2 {
-        let Some(jwt) = &cfg.jwt else {
+        let Some(verifier) = user_jwt_verifier(state) else {
             return Err(StreamingError::unauthorized());
         };
-        let verifier = crate::auth::jwt::BearerVerifier::new(
-            jwt.secret.as_bytes(),
-            jwt.issuer.clone(),
-            jwt.audience.clone(),
-        )
-        .with_leeway(jwt.leeway_secs);
         let claims = verifier.verify(token).map_err(|e| {
             crate::metrics::refused(crate::metrics::GateSurface::Api, "bad_bearer_jwt");
             tracing::debug!(error = %e, "streaming bearer refused");
